@@ -1,0 +1,28 @@
+//! Command handling: authorise, load the aggregate, decide with the domain,
+//! append the events.
+//!
+//! Adapts the pure domain aggregates to cqrs-es and runs each use case
+//! against any cqrs-es `EventStore` (the Postgres one in production, the
+//! in-memory one in unit tests). May depend on `domain`, cqrs-es and tracing;
+//! never on a database driver, NATS or HTTP: nothing here talks to the message
+//! bus, so a command can never dual-write.
+
+pub mod aggregate;
+pub mod company;
+pub mod error;
+pub mod metadata;
+
+pub use aggregate::{CompanyAggregate, CompanyEventRecord};
+pub use company::CompanyCommands;
+pub use error::CommandError;
+pub use metadata::CommandMetadata;
+
+/// What a successful command returns so the caller can read its own write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub aggregate_id: String,
+    /// The aggregate's version (sequence of its last event) after the command.
+    pub version: u64,
+    /// How many events the command appended (0 for a no-op).
+    pub appended: usize,
+}

@@ -1,0 +1,15 @@
+//! The VC Intel domain: aggregates, their commands and events, value objects
+//! and typed errors.
+//!
+//! Pure and synchronous. It may depend on data-only crates (serde, uuid, url,
+//! thiserror) and nothing that does IO or needs an async runtime; the event
+//! store, the message bus and HTTP live in the outer crates, which adapt these
+//! types to cqrs-es.
+
+pub mod company;
+pub mod identity;
+pub mod validation;
+pub mod website;
+
+pub use identity::{Actor, Role, UserId, WorkspaceId};
+pub use validation::{FieldError, ValidationErrors};

@@ -1,0 +1,91 @@
+//! Field-level validation errors, reported all at once so a client can fix
+//! every field in one round trip.
+
+use serde::Serialize;
+
+/// One invalid input field, named as the client sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// A non-empty set of field errors.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ValidationErrors(Vec<FieldError>);
+
+impl ValidationErrors {
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn fields(&self) -> &[FieldError] {
+        &self.0
+    }
+
+    /// `Ok(())` when nothing was added, so checks can end with `errors.into_result()?`.
+    pub fn into_result(self) -> Result<(), ValidationErrors> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl std::fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect();
+        write!(f, "{}", parts.join("; "))
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+/// Trims a required free-text field and checks its length in characters.
+pub fn required_text(
+    errors: &mut ValidationErrors,
+    field: &str,
+    value: &str,
+    max_chars: usize,
+) -> String {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        errors.add(field, "must not be empty");
+    } else if trimmed.chars().count() > max_chars {
+        errors.add(field, format!("must be at most {max_chars} characters"));
+    } else if trimmed.chars().any(char::is_control) {
+        errors.add(field, "must not contain control characters");
+    }
+    trimmed.to_owned()
+}
+
+/// Like [`required_text`] for optional fields; an empty string clears the value.
+pub fn optional_text(
+    errors: &mut ValidationErrors,
+    field: &str,
+    value: Option<&str>,
+    max_chars: usize,
+) -> Option<String> {
+    let trimmed = value?.trim();
+    if trimmed.is_empty() {
+        return None;
+    }
+    if trimmed.chars().count() > max_chars {
+        errors.add(field, format!("must be at most {max_chars} characters"));
+    } else if trimmed.chars().any(char::is_control) {
+        errors.add(field, "must not contain control characters");
+    }
+    Some(trimmed.to_owned())
+}

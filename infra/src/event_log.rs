@@ -1,0 +1,166 @@
+//! Reading the event store in commit-safe order.
+//!
+//! `position` is assigned when a row is inserted, but transactions commit in
+//! any order, so "position > last seen" can skip a row whose transaction
+//! commits late. Instead rows are read in `(tx_id, position)` order and only
+//! once their transaction id is below `pg_snapshot_xmin` of the reader's
+//! snapshot: every transaction below that horizon has ended, and any
+//! transaction still to commit has an id at or above it, so nothing can
+//! later appear before a cursor that has been handed out.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgExecutor, Row};
+use uuid::Uuid;
+
+/// A row of the `events` table with the columns postgres-es does not know.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub event_id: Uuid,
+    pub position: i64,
+    pub tx_id: u64,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl StoredEvent {
+    pub fn metadata_str(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).and_then(Value::as_str)
+    }
+
+    pub fn cursor(&self) -> CommitCursor {
+        CommitCursor {
+            tx_id: self.tx_id,
+            position: self.position,
+        }
+    }
+}
+
+impl<'r> FromRow<'r, PgRow> for StoredEvent {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        let tx_text: String = row.try_get("tx_id")?;
+        let tx_id = tx_text.parse().map_err(|e| sqlx::Error::ColumnDecode {
+            index: "tx_id".into(),
+            source: Box::new(e),
+        })?;
+        Ok(StoredEvent {
+            event_id: row.try_get("event_id")?,
+            position: row.try_get("position")?,
+            tx_id,
+            aggregate_type: row.try_get("aggregate_type")?,
+            aggregate_id: row.try_get("aggregate_id")?,
+            sequence: row.try_get("sequence")?,
+            event_type: row.try_get("event_type")?,
+            event_version: row.try_get("event_version")?,
+            payload: row.try_get("payload")?,
+            metadata: row.try_get("metadata")?,
+            recorded_at: row.try_get("recorded_at")?,
+        })
+    }
+}
+
+/// A point in commit-safe order: everything at or before it has been handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct CommitCursor {
+    pub tx_id: u64,
+    pub position: i64,
+}
+
+const COLUMNS: &str = "event_id, position, tx_id::text as tx_id, aggregate_type, aggregate_id, \
+     sequence, event_type, event_version, payload, metadata, recorded_at";
+
+/// Up to `limit` committed events after `after`, in commit-safe order.
+pub async fn read_committed_after(
+    db: impl PgExecutor<'_>,
+    after: CommitCursor,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from events
+         where (tx_id, position) > ($1::text::xid8, $2)
+           and tx_id < pg_snapshot_xmin(pg_current_snapshot())
+         order by tx_id, position
+         limit $3"
+    ))
+    .bind(after.tx_id.to_string())
+    .bind(after.position)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Whether any visible event lies after `after`, including ones still held
+/// back behind an older running transaction.
+pub async fn has_events_after(
+    db: impl PgExecutor<'_>,
+    after: CommitCursor,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "select exists(select 1 from events where (tx_id, position) > ($1::text::xid8, $2))",
+    )
+    .bind(after.tx_id.to_string())
+    .bind(after.position)
+    .fetch_one(db)
+    .await
+}
+
+/// How many events lie after `after`, counting at most `cap` of them.
+pub async fn count_events_after(
+    db: impl PgExecutor<'_>,
+    after: CommitCursor,
+    cap: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "select count(*) from (select 1 from events
+          where (tx_id, position) > ($1::text::xid8, $2) limit $3) pending",
+    )
+    .bind(after.tx_id.to_string())
+    .bind(after.position)
+    .bind(cap)
+    .fetch_one(db)
+    .await
+}
+
+/// One aggregate's events with `after_sequence < sequence <= up_to_sequence`.
+pub async fn read_aggregate(
+    db: impl PgExecutor<'_>,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    after_sequence: i64,
+    up_to_sequence: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from events
+         where aggregate_type = $1 and aggregate_id = $2
+           and sequence > $3 and sequence <= $4
+         order by sequence"
+    ))
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .bind(after_sequence)
+    .bind(up_to_sequence)
+    .fetch_all(db)
+    .await
+}
+
+/// Every event of one aggregate type, by aggregate then sequence (for folds
+/// that check read models against the events).
+pub async fn read_all_of_type(
+    db: impl PgExecutor<'_>,
+    aggregate_type: &str,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from events where aggregate_type = $1
+         order by aggregate_id, sequence"
+    ))
+    .bind(aggregate_type)
+    .fetch_all(db)
+    .await
+}

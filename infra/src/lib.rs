@@ -1,0 +1,16 @@
+//! Adapters to the outside world: the Postgres event store and pool,
+//! migrations, the gap-safe relay from Postgres to NATS JetStream, the wire
+//! format of published events, and test fault injection.
+//!
+//! May depend on `domain` and `commands` (whose traits it implements), sqlx,
+//! postgres-es, async-nats and tokio. Never on axum or the API.
+
+pub mod db;
+pub mod event_log;
+pub mod event_store;
+pub mod failpoint;
+pub mod relay;
+pub mod stream;
+pub mod wire;
+
+pub use tokio_util::sync::CancellationToken;

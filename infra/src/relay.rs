@@ -1,0 +1,228 @@
+//! The relay: tails the event store in commit-safe order and publishes each
+//! event to JetStream, checkpointing only after JetStream acknowledged.
+//!
+//! Commands never publish (no dual write). A crash after publishing and
+//! before checkpointing republishes the same events on restart; the
+//! `Nats-Msg-Id` header lets the stream's duplicate window drop them, and
+//! consumers' version checks absorb any that arrive after it.
+//!
+//! Only one relay per database publishes at a time: each holds a Postgres
+//! advisory lock on a dedicated connection, so extra instances wait as hot
+//! standbys and take over when the holder's connection dies.
+
+use crate::event_log::{self, CommitCursor, StoredEvent};
+use crate::failpoint;
+use crate::wire::{EventMessage, Topology};
+use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::HeaderMap;
+use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection, PgPool};
+use std::future::IntoFuture;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub const NOTIFY_CHANNEL: &str = "vcintel_events_appended";
+
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    pub name: String,
+    pub batch_size: i64,
+    /// How long to wait for a notification before looking anyway.
+    pub idle_poll: Duration,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self {
+            name: "jetstream".to_owned(),
+            batch_size: 500,
+            idle_poll: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Relay {
+    pool: PgPool,
+    database_url: String,
+    js: jetstream::Context,
+    topology: Topology,
+    settings: RelaySettings,
+}
+
+impl Relay {
+    pub fn new(
+        pool: PgPool,
+        database_url: String,
+        js: jetstream::Context,
+        topology: Topology,
+        settings: RelaySettings,
+    ) -> Self {
+        Self {
+            pool,
+            database_url,
+            js,
+            topology,
+            settings,
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled; errors are retried with backoff.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            match self.lead(&shutdown).await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::error!(error = format!("{error:#}"), "relay failed; restarting");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.cancelled() => return Ok(()),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for leadership, then relays until shutdown or an error.
+    async fn lead(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let mut lock_conn = PgConnection::connect(&self.database_url).await?;
+        let lock_key = format!("vcintel-relay:{}", self.settings.name);
+        loop {
+            let acquired: bool =
+                sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
+                    .bind(&lock_key)
+                    .fetch_one(&mut lock_conn)
+                    .await?;
+            if acquired {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => return Ok(()),
+            }
+        }
+        tracing::info!(relay = %self.settings.name, "relay is the leader");
+
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(NOTIFY_CHANNEL).await?;
+        let mut cursor = self.load_checkpoint().await?;
+        let mut held_back_wait = Duration::from_millis(2);
+        loop {
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            let batch =
+                event_log::read_committed_after(&self.pool, cursor, self.settings.batch_size)
+                    .await?;
+            if let Some(last) = batch.last() {
+                let next = last.cursor();
+                self.publish(&batch).await?;
+                failpoint::hit("relay.after_publish");
+                self.save_checkpoint(next).await?;
+                cursor = next;
+                held_back_wait = Duration::from_millis(2);
+                continue;
+            }
+            // Nothing visible yet. If events exist behind an older running
+            // transaction, look again soon; else sleep until notified.
+            let wait = if event_log::has_events_after(&self.pool, cursor).await? {
+                let wait = held_back_wait;
+                held_back_wait = (held_back_wait * 2).min(Duration::from_millis(50));
+                wait
+            } else {
+                self.settings.idle_poll
+            };
+            // The lock connection doubles as a liveness check of leadership.
+            sqlx::query("select 1").execute(&mut lock_conn).await?;
+            tokio::select! {
+                notification = listener.recv() => { notification?; }
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    async fn publish(&self, batch: &[StoredEvent]) -> anyhow::Result<()> {
+        let mut acks = Vec::with_capacity(batch.len());
+        for event in batch {
+            let message = EventMessage::from_stored(event)?;
+            let subject = self.topology.subject_for(
+                &message.workspaceid,
+                &event.aggregate_type,
+                &event.event_type,
+            );
+            let mut headers = HeaderMap::new();
+            headers.insert("Content-Type", "application/cloudevents+json");
+            if let Some(traceparent) =
+                event.metadata_str(vcintel_commands::metadata::TRACEPARENT)
+            {
+                headers.insert("traceparent", traceparent);
+            }
+            let publish = PublishMessage::build()
+                .headers(headers)
+                .message_id(event.event_id.to_string())
+                .payload(serde_json::to_vec(&message)?.into());
+            acks.push(self.js.send_publish(subject, publish).await?);
+        }
+        // Publishes are pipelined on one connection, so the stream stores
+        // them in commit order; the acks are awaited together.
+        for ack in futures::future::join_all(acks.into_iter().map(IntoFuture::into_future)).await {
+            ack?;
+        }
+        Ok(())
+    }
+
+    async fn load_checkpoint(&self) -> Result<CommitCursor, sqlx::Error> {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "select last_tx_id::text, last_position from relay_checkpoints where relay_name = $1",
+        )
+        .bind(&self.settings.name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some((tx, position)) => CommitCursor {
+                tx_id: tx.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                position,
+            },
+            None => CommitCursor::default(),
+        })
+    }
+
+    async fn save_checkpoint(&self, cursor: CommitCursor) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "insert into relay_checkpoints (relay_name, last_tx_id, last_position)
+             values ($1, $2::text::xid8, $3)
+             on conflict (relay_name) do update
+               set last_tx_id = excluded.last_tx_id,
+                   last_position = excluded.last_position,
+                   updated_at = now()",
+        )
+        .bind(&self.settings.name)
+        .bind(cursor.tx_id.to_string())
+        .bind(cursor.position)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// How far the named relay is behind the event store, counting at most `cap`.
+pub async fn relay_lag(pool: &PgPool, relay_name: &str, cap: i64) -> Result<i64, sqlx::Error> {
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "select last_tx_id::text, last_position from relay_checkpoints where relay_name = $1",
+    )
+    .bind(relay_name)
+    .fetch_optional(pool)
+    .await?;
+    let cursor = match row {
+        Some((tx, position)) => CommitCursor {
+            tx_id: tx.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            position,
+        },
+        None => CommitCursor::default(),
+    };
+    event_log::count_events_after(pool, cursor, cap).await
+}

@@ -1,0 +1,2 @@
+drop table companies;
+drop table projection_versions;

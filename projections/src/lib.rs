@@ -1,0 +1,45 @@
+//! Read models and the workers that build them from the event stream.
+//!
+//! Each projection consumes JetStream with its own durable consumer, applies
+//! an aggregate's events strictly in version order (duplicates are skipped,
+//! gaps are filled from the event store, never guessed), and records the
+//! version it reflects in the same transaction as the read-model change, so
+//! a worker killed at any point converges after restart. Also holds the
+//! queries over those read models. May depend on `domain`, `infra`, sqlx and
+//! async-nats; never on the API.
+
+pub mod companies;
+pub mod runner;
+pub mod versions;
+
+pub use runner::{run_projection, ProjectionSettings};
+
+/// A read model fed by one aggregate type's events.
+pub trait Projection: Send + Sync + 'static {
+    /// Stable name: the durable consumer and the version bookkeeping use it.
+    const NAME: &'static str;
+    /// The aggregate type whose events it consumes.
+    const AGGREGATE_TYPE: &'static str;
+
+    /// Applies one event (already known to be the next version) inside `tx`.
+    fn apply(
+        tx: &mut sqlx::PgConnection,
+        event: &vcintel_infra::wire::EventMessage,
+    ) -> impl std::future::Future<Output = Result<(), ProjectionError>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("event {event_id} cannot be decoded: {reason}")]
+    Undecodable { event_id: uuid::Uuid, reason: String },
+    #[error("event store holds {found} events of {aggregate_id} between versions {from} and {to}; expected {expected}")]
+    MissingHistory {
+        aggregate_id: String,
+        from: i64,
+        to: i64,
+        found: usize,
+        expected: usize,
+    },
+}

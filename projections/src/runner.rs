@@ -1,0 +1,222 @@
+//! Drives a [`Projection`] from its durable JetStream consumer.
+
+use crate::versions::{lock_version, set_version};
+use crate::{Projection, ProjectionError};
+use async_nats::jetstream::{self, consumer::pull, AckKind};
+use futures::StreamExt;
+use sqlx::{PgConnection, PgPool};
+use std::time::Duration;
+use vcintel_infra::wire::{EventMessage, Topology};
+use vcintel_infra::{event_log, failpoint, CancellationToken};
+
+#[derive(Debug, Clone)]
+pub struct ProjectionSettings {
+    /// Most messages applied in one database transaction.
+    pub batch_size: usize,
+    /// How long JetStream waits for an ack before redelivering.
+    pub ack_wait: Duration,
+}
+
+impl Default for ProjectionSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 256,
+            ack_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What happened to one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// It was the next version.
+    Next,
+    /// Versions were missing before it; they were read from the event store.
+    FilledGap,
+    /// Already reflected (a redelivery or a duplicate).
+    Duplicate,
+}
+
+/// Runs until `shutdown` is cancelled, reconnecting with backoff on errors.
+pub async fn run_projection<P: Projection>(
+    pool: PgPool,
+    js: jetstream::Context,
+    topology: Topology,
+    settings: ProjectionSettings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.is_cancelled() {
+        match consume::<P>(&pool, &js, &topology, &settings, &shutdown).await {
+            Ok(()) => return Ok(()),
+            Err(error) => {
+                tracing::error!(projection = P::NAME, error = format!("{error:#}"), "projection failed; restarting");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The projection's durable consumer, created on first use.
+pub async fn consumer<P: Projection>(
+    js: &jetstream::Context,
+    topology: &Topology,
+    ack_wait: Duration,
+) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
+    let stream = js.get_stream(topology.stream_name()).await?;
+    let durable = topology.durable_name(P::NAME);
+    let consumer = stream
+        .get_or_create_consumer(
+            &durable,
+            pull::Config {
+                durable_name: Some(durable.clone()),
+                filter_subject: topology.aggregate_subject_filter(P::AGGREGATE_TYPE),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ack_wait,
+                max_ack_pending: 20_000,
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(consumer)
+}
+
+async fn consume<P: Projection>(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    topology: &Topology,
+    settings: &ProjectionSettings,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let consumer = consumer::<P>(js, topology, settings.ack_wait).await?;
+    let mut chunks = consumer
+        .messages()
+        .await?
+        .ready_chunks(settings.batch_size);
+    tracing::info!(projection = P::NAME, "projection consuming");
+    loop {
+        let chunk = tokio::select! {
+            chunk = chunks.next() => chunk,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        let Some(chunk) = chunk else {
+            anyhow::bail!("consumer stream ended");
+        };
+        let mut batch = Vec::with_capacity(chunk.len());
+        for item in chunk {
+            let message = item.map_err(|e| anyhow::anyhow!("consumer stream: {e}"))?;
+            match serde_json::from_slice::<EventMessage>(&message.payload) {
+                Ok(event) => batch.push((message, event)),
+                Err(error) => {
+                    // Retrying cannot fix a malformed envelope: stop redelivery.
+                    tracing::error!(projection = P::NAME, subject = %message.subject, %error, "undecodable message; terminating it");
+                    message
+                        .ack_with(AckKind::Term)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("term: {e}"))?;
+                }
+            }
+        }
+        apply_and_ack::<P>(pool, batch).await?;
+    }
+}
+
+async fn apply_and_ack<P: Projection>(
+    pool: &PgPool,
+    batch: Vec<(jetstream::Message, EventMessage)>,
+) -> anyhow::Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let events: Vec<&EventMessage> = batch.iter().map(|(_, e)| e).collect();
+    match apply_in_one_transaction::<P>(pool, &events).await {
+        Ok(()) => {
+            failpoint::hit("projector.after_commit");
+            for (message, _) in &batch {
+                message.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+            }
+        }
+        Err(error) => {
+            // Isolate the failing message so the others still land.
+            tracing::warn!(projection = P::NAME, %error, "batch failed; applying one by one");
+            for (message, event) in &batch {
+                match apply_in_one_transaction::<P>(pool, &[event]).await {
+                    Ok(()) => message.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?,
+                    Err(error) => {
+                        tracing::error!(projection = P::NAME, event_id = %event.id, %error, "event not applied; redelivering later");
+                        message
+                            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                            .await
+                            .map_err(|e| anyhow::anyhow!("nak: {e}"))?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn apply_in_one_transaction<P: Projection>(
+    pool: &PgPool,
+    events: &[&EventMessage],
+) -> Result<(), ProjectionError> {
+    let mut tx = pool.begin().await?;
+    for event in events {
+        apply_in_order::<P>(&mut tx, event).await?;
+        failpoint::hit("projector.mid_batch");
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Applies `event` if it is the aggregate's next version, after filling any
+/// gap from the event store; skips it if it is already reflected.
+pub async fn apply_in_order<P: Projection>(
+    tx: &mut PgConnection,
+    event: &EventMessage,
+) -> Result<Applied, ProjectionError> {
+    let current = lock_version(tx, P::NAME, &event.aggregateid).await?;
+    if event.sequence <= current {
+        return Ok(Applied::Duplicate);
+    }
+    let outcome = if event.sequence == current + 1 {
+        P::apply(tx, event).await?;
+        Applied::Next
+    } else {
+        let history = event_log::read_aggregate(
+            &mut *tx,
+            P::AGGREGATE_TYPE,
+            &event.aggregateid,
+            current,
+            event.sequence,
+        )
+        .await?;
+        let expected = (event.sequence - current) as usize;
+        if history.len() != expected {
+            return Err(ProjectionError::MissingHistory {
+                aggregate_id: event.aggregateid.clone(),
+                from: current,
+                to: event.sequence,
+                found: history.len(),
+                expected,
+            });
+        }
+        for stored in &history {
+            let message =
+                EventMessage::from_stored(stored).map_err(|e| ProjectionError::Undecodable {
+                    event_id: stored.event_id,
+                    reason: e.to_string(),
+                })?;
+            P::apply(tx, &message).await?;
+        }
+        Applied::FilledGap
+    };
+    set_version(tx, P::NAME, &event.aggregateid, event.sequence).await?;
+    Ok(outcome)
+}
