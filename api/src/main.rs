@@ -1,1 +1,172 @@
-fn main() {}
+//! The `vcintel` binary: `serve`, `migrate`, and the development token issuer.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::time::Duration;
+use uuid::Uuid;
+use vcintel_api::auth::TokenKeys;
+use vcintel_api::{telemetry, Application, Component, Settings};
+use vcintel_domain::{Actor, Role, UserId, WorkspaceId};
+use vcintel_infra::{db, CancellationToken};
+
+#[derive(Debug, Parser)]
+#[command(name = "vcintel", version, about = "VC Intel: event-sourced deal-sourcing backend")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the API, the relay and the projection workers (or some of them).
+    Serve {
+        #[command(flatten)]
+        settings: Settings,
+        /// Run only these components (comma-separated); default: all.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<Component>,
+    },
+    /// Apply, revert or list database migrations.
+    Migrate {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// Development and test bearer tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrateAction {
+    /// Apply every pending migration.
+    Up,
+    /// Revert the newest applied migration.
+    Down,
+    /// List migrations and whether each is applied.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Mint a signed token for a user acting in a workspace (development and tests).
+    Issue {
+        #[arg(long)]
+        workspace: Uuid,
+        #[arg(long)]
+        user: Uuid,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: u64,
+        #[arg(long, env = "VCINTEL_JWT_SECRET", hide_env_values = true, value_parser = vcintel_api::settings::parse_secret)]
+        jwt_secret: secrecy::SecretString,
+    },
+}
+
+fn parse_role(value: &str) -> Result<Role, String> {
+    value.parse()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init();
+    match cli.command {
+        Command::Serve { settings, only } => serve(settings, only).await,
+        Command::Migrate {
+            database_url,
+            action,
+        } => migrate(&database_url, action).await,
+        Command::Token {
+            action:
+                TokenAction::Issue {
+                    workspace,
+                    user,
+                    role,
+                    ttl_secs,
+                    jwt_secret,
+                },
+        } => {
+            use secrecy::ExposeSecret;
+            let keys = TokenKeys::new(jwt_secret.expose_secret().as_bytes());
+            let actor = Actor {
+                workspace_id: WorkspaceId(workspace),
+                user_id: UserId(user),
+                role,
+            };
+            println!("{}", keys.issue(&actor, Duration::from_secs(ttl_secs))?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings, only: Vec<Component>) -> anyhow::Result<()> {
+    let components = if only.is_empty() {
+        Component::ALL.to_vec()
+    } else {
+        only
+    };
+    let app = Application::build(settings, &components).await?;
+    if let Some(port) = app.port() {
+        tracing::info!(port, components = ?components, "vcintel serving");
+    } else {
+        tracing::info!(components = ?components, "vcintel running");
+    }
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received");
+        signal.cancel();
+    });
+    app.run(shutdown).await
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn migrate(database_url: &str, action: MigrateAction) -> anyhow::Result<()> {
+    let pool = db::connect(database_url, 2)
+        .await
+        .context("connecting to Postgres (DATABASE_URL)")?;
+    match action {
+        MigrateAction::Up => {
+            db::MIGRATOR.run(&pool).await?;
+            println!("all migrations applied");
+        }
+        MigrateAction::Down => match db::migrate_down_one(&pool).await? {
+            Some(version) => println!("reverted {version}"),
+            None => println!("nothing to revert"),
+        },
+        MigrateAction::Status => {
+            for (version, name, applied) in db::migration_status(&pool).await? {
+                let mark = if applied { "applied" } else { "pending" };
+                println!("{version} {name:<30} {mark}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -13,9 +13,14 @@ use vcintel_domain::company::{
 use vcintel_domain::Actor;
 
 /// Runs company commands against an event store.
-#[derive(Debug)]
 pub struct CompanyCommands<S> {
     store: S,
+}
+
+impl<S> std::fmt::Debug for CompanyCommands<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CompanyCommands")
+    }
 }
 
 /// The loaded aggregate and the version it was loaded at, whichever store

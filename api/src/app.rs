@@ -1,0 +1,214 @@
+//! Bootstrap: builds every dependency once and runs the chosen components
+//! (API, relay, projector) under one shutdown signal.
+
+use crate::auth::TokenKeys;
+use crate::openapi::router;
+use crate::settings::Settings;
+use crate::state::AppState;
+use anyhow::Context;
+use async_nats::jetstream;
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use vcintel_infra::relay::{Relay, RelaySettings};
+use vcintel_infra::stream::{ensure_events_stream, StreamSettings};
+use vcintel_infra::wire::Topology;
+use vcintel_infra::{db, event_store, CancellationToken};
+use vcintel_projections::companies::CompaniesProjection;
+use vcintel_projections::{run_projection, ProjectionSettings};
+
+/// A part of the service that can run alone (`vcintel serve --only …`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Component {
+    /// The HTTP API.
+    Api,
+    /// The event store → JetStream relay.
+    Relay,
+    /// The projection workers that build read models.
+    Projector,
+}
+
+impl Component {
+    pub const ALL: [Component; 3] = [Component::Api, Component::Relay, Component::Projector];
+
+    fn name(self) -> &'static str {
+        match self {
+            Component::Api => "api",
+            Component::Relay => "relay",
+            Component::Projector => "projector",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Application {
+    settings: Settings,
+    components: Vec<Component>,
+    listener: Option<TcpListener>,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects to Postgres and NATS, applies migrations, makes sure the
+    /// stream exists, and binds the API port if the API is among `components`.
+    pub async fn build(settings: Settings, components: &[Component]) -> anyhow::Result<Self> {
+        let pool = db::connect(&settings.database_url, settings.db_max_connections)
+            .await
+            .context("connecting to Postgres (DATABASE_URL)")?;
+        db::MIGRATOR
+            .run(&pool)
+            .await
+            .context("applying migrations")?;
+        let nats = async_nats::ConnectOptions::new()
+            .name("vcintel")
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(&settings.nats_url)
+            .await
+            .context("connecting to NATS (NATS_URL)")?;
+        let js = jetstream::new(nats.clone());
+        let topology = Topology::new(&settings.nats_prefix);
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            ensure_events_stream(
+                &js,
+                &topology,
+                &StreamSettings {
+                    duplicate_window: settings.duplicate_window(),
+                    ..Default::default()
+                },
+            ),
+        )
+        .await
+        .context("timed out creating the JetStream stream (is JetStream enabled?)")?
+        .context("creating the JetStream stream")?;
+        let listener = if components.contains(&Component::Api) {
+            Some(
+                TcpListener::bind(settings.bind)
+                    .await
+                    .with_context(|| format!("binding {}", settings.bind))?,
+            )
+        } else {
+            None
+        };
+        let state = AppState {
+            companies: Arc::new(event_store::company_commands(pool.clone())),
+            pool,
+            tokens: Arc::new(TokenKeys::new(settings.jwt_secret_bytes())),
+            nats,
+            jetstream: js,
+            topology,
+            consistency_wait: settings.consistency_wait(),
+            ready_max_lag: settings.ready_max_lag,
+        };
+        Ok(Self {
+            settings,
+            components: components.to_vec(),
+            listener,
+            state,
+        })
+    }
+
+    /// The bound API port (useful with port 0), if the API runs here.
+    pub fn port(&self) -> Option<u16> {
+        self.listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.state.pool
+    }
+
+    /// Runs every component until `shutdown` is cancelled or one of them
+    /// stops; then stops the others and says which one ended and why.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+        let Application {
+            settings,
+            components,
+            mut listener,
+            state,
+        } = self;
+        for component in components {
+            let token = shutdown.clone();
+            let name = component.name();
+            match component {
+                Component::Api => {
+                    let Some(listener) = listener.take() else {
+                        continue;
+                    };
+                    let app = router(
+                        state.clone(),
+                        Duration::from_secs(settings.request_timeout_secs),
+                        settings.max_body_bytes,
+                    );
+                    tasks.spawn(async move {
+                        let result = axum::serve(listener, app)
+                            .with_graceful_shutdown(token.cancelled_owned())
+                            .await
+                            .map_err(anyhow::Error::from);
+                        (name, result)
+                    });
+                }
+                Component::Relay => {
+                    let relay = Relay::new(
+                        state.pool.clone(),
+                        settings.database_url.clone(),
+                        state.jetstream.clone(),
+                        state.topology.clone(),
+                        RelaySettings::default(),
+                    );
+                    tasks.spawn(async move { (name, relay.run(token).await) });
+                }
+                Component::Projector => {
+                    let pool = state.pool.clone();
+                    let js = state.jetstream.clone();
+                    let topology = state.topology.clone();
+                    tasks.spawn(async move {
+                        let result = run_projection::<CompaniesProjection>(
+                            pool,
+                            js,
+                            topology,
+                            ProjectionSettings::default(),
+                            token,
+                        )
+                        .await;
+                        (name, result)
+                    });
+                }
+            }
+        }
+        let first = tokio::select! {
+            done = tasks.join_next() => done,
+            _ = shutdown.cancelled() => None,
+        };
+        shutdown.cancel();
+        let outcome = match first {
+            Some(Ok((name, Ok(())))) => {
+                if shutdown.is_cancelled() {
+                    tracing::info!(component = name, "component stopped");
+                }
+                Ok(())
+            }
+            Some(Ok((name, Err(error)))) => {
+                tracing::error!(component = name, error = format!("{error:#}"), "component failed; stopping the others");
+                Err(error.context(format!("{name} failed")))
+            }
+            Some(Err(join_error)) => Err(anyhow::anyhow!("a component panicked: {join_error}")),
+            None => Ok(()),
+        };
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+            tracing::warn!("components did not stop within 10s; abandoning them");
+        }
+        outcome
+    }
+}

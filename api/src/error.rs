@@ -1,0 +1,231 @@
+//! The API's one error type and its RFC 9457 problem+json rendering.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+use vcintel_commands::CommandError;
+use vcintel_domain::company::CompanyError;
+use vcintel_domain::FieldError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    #[schema(example = "urn:vcintel:problem:validation-failed")]
+    pub problem_type: String,
+    /// Short, human-readable summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong in this occurrence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The request path this occurrence is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// The request id (also in the `x-request-id` header); quote it when reporting a 5xx.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The input fields at fault, when the problem is invalid input.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<InvalidField>,
+}
+
+/// One invalid field of the request.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
+pub struct InvalidField {
+    /// The field's name or JSON path, as the client sent it (`name`, `website`, `If-Match`).
+    pub field: String,
+    /// Why it was refused.
+    pub message: String,
+}
+
+impl From<&FieldError> for InvalidField {
+    fn from(e: &FieldError) -> Self {
+        InvalidField {
+            field: e.field.clone(),
+            message: e.message.clone(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("authentication required: {0}")]
+    Unauthenticated(&'static str),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("resource not found")]
+    NotFound,
+    #[error("no route for this path")]
+    RouteNotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("malformed request: {detail}")]
+    BadRequest {
+        detail: String,
+        field: Option<String>,
+    },
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("invalid input")]
+    Invalid(Vec<InvalidField>),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("version precondition failed: expected {expected}, current {actual}")]
+    PreconditionFailed { expected: u64, actual: u64 },
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("the read model has not reached version {0} yet")]
+    NotCaughtUp(u64),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::NotCaughtUp(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn slug(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated(_) => "unauthenticated",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound => "not-found",
+            ApiError::RouteNotFound => "route-not-found",
+            ApiError::MethodNotAllowed => "method-not-allowed",
+            ApiError::BadRequest { .. } => "malformed-request",
+            ApiError::UnsupportedMediaType => "unsupported-media-type",
+            ApiError::Invalid(_) => "validation-failed",
+            ApiError::PayloadTooLarge(_) => "payload-too-large",
+            ApiError::PreconditionFailed { .. } => "version-mismatch",
+            ApiError::Conflict(_) => "concurrent-modification",
+            ApiError::NotCaughtUp(_) => "read-model-behind",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated(_) => "Authentication required",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::NotFound => "Resource not found",
+            ApiError::RouteNotFound => "No such route",
+            ApiError::MethodNotAllowed => "Method not allowed",
+            ApiError::BadRequest { .. } => "Malformed request",
+            ApiError::UnsupportedMediaType => "Unsupported media type",
+            ApiError::Invalid(_) => "Invalid input",
+            ApiError::PayloadTooLarge(_) => "Request body too large",
+            ApiError::PreconditionFailed { .. } => "Version precondition failed",
+            ApiError::Conflict(_) => "Concurrent modification",
+            ApiError::NotCaughtUp(_) => "Read model not caught up",
+            ApiError::Internal(_) => "Internal server error",
+        }
+    }
+
+    pub fn to_problem(&self) -> Problem {
+        let detail = match self {
+            // Internals never reach the client; the cause is logged instead.
+            ApiError::Internal(_) => {
+                "An unexpected error occurred. Quote the request id when reporting it.".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let errors = match self {
+            ApiError::Invalid(fields) => fields.clone(),
+            ApiError::BadRequest {
+                field: Some(field),
+                detail,
+            } => vec![InvalidField {
+                field: field.clone(),
+                message: detail.clone(),
+            }],
+            _ => vec![],
+        };
+        Problem {
+            problem_type: format!("urn:vcintel:problem:{}", self.slug()),
+            title: self.title().to_owned(),
+            status: self.status().as_u16(),
+            detail: Some(detail),
+            instance: None,
+            request_id: None,
+            errors,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(error = format!("{cause:#}"), "request failed");
+        }
+        let mut response = problem_response(self.status(), &self.to_problem());
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::Unauthenticated(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"vcintel\""),
+                );
+            }
+            ApiError::NotCaughtUp(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+pub fn problem_response(status: StatusCode, problem: &Problem) -> Response {
+    let body = serde_json::to_vec(problem).unwrap_or_default();
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))],
+        body,
+    )
+        .into_response()
+}
+
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::Company(CompanyError::NotFound) => ApiError::NotFound,
+            CommandError::Company(CompanyError::AlreadyExists) => {
+                ApiError::Conflict("the company already exists".to_owned())
+            }
+            CommandError::Company(CompanyError::Invalid(errors)) => {
+                ApiError::Invalid(errors.fields().iter().map(InvalidField::from).collect())
+            }
+            CommandError::Forbidden { .. } => ApiError::Forbidden(error.to_string()),
+            CommandError::VersionMismatch { expected, actual } => {
+                ApiError::PreconditionFailed { expected, actual }
+            }
+            CommandError::Conflict => ApiError::Conflict(error.to_string()),
+            CommandError::Store(_) => ApiError::Internal(anyhow::Error::new(error)),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        ApiError::Internal(anyhow::Error::new(error))
+    }
+}

@@ -1,0 +1,22 @@
+//! The HTTP API and the `vcintel` binary's bootstrap: axum routers,
+//! extractors, bearer-token auth, RFC 9457 errors, the OpenAPI document, and
+//! the [`Application`] that runs the API, relay and projection workers under
+//! one shutdown signal.
+//!
+//! May depend on every other crate of the workspace. `router(state)` is kept
+//! apart from serving so tests can drive it.
+
+pub mod app;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+pub mod settings;
+pub mod state;
+pub mod telemetry;
+
+pub use app::{Application, Component};
+pub use openapi::{openapi, router};
+pub use settings::Settings;
+pub use state::AppState;

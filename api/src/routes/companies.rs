@@ -1,0 +1,435 @@
+//! `/v1/companies`: add, update, delete, read and list companies.
+
+use crate::auth::Caller;
+use crate::error::{ApiError, Problem};
+use crate::extract::{Json, Path, Query};
+use crate::routes::command_metadata;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::time::Instant;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use vcintel_domain::company::{CompanyChanges, CompanyId, CompanyInput, Stage};
+use vcintel_projections::companies::{self as read_model, CompanyRow, CompaniesProjection};
+use vcintel_projections::{versions, Projection};
+
+pub const TAG: &str = "companies";
+const DEFAULT_PAGE_SIZE: u32 = 50;
+const MAX_PAGE_SIZE: u32 = 200;
+
+/// Funding stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CompanyStage {
+    PreSeed,
+    Seed,
+    SeriesA,
+    SeriesB,
+    SeriesC,
+    Growth,
+    Public,
+}
+
+impl From<CompanyStage> for Stage {
+    fn from(s: CompanyStage) -> Self {
+        match s {
+            CompanyStage::PreSeed => Stage::PreSeed,
+            CompanyStage::Seed => Stage::Seed,
+            CompanyStage::SeriesA => Stage::SeriesA,
+            CompanyStage::SeriesB => Stage::SeriesB,
+            CompanyStage::SeriesC => Stage::SeriesC,
+            CompanyStage::Growth => Stage::Growth,
+            CompanyStage::Public => Stage::Public,
+        }
+    }
+}
+
+/// A company to add to the caller's workspace.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Acme Robotics", "website": "https://www.acme.io", "sector": "Robotics", "stage": "seed", "location": "Berlin"}))]
+pub struct AddCompanyRequest {
+    /// Display name, 1–200 characters.
+    pub name: String,
+    /// The company's website; stored normalised (no scheme, `www.`, case or trailing slash).
+    pub website: String,
+    /// Sector, up to 100 characters.
+    #[serde(default)]
+    pub sector: Option<String>,
+    #[serde(default)]
+    pub stage: Option<CompanyStage>,
+    /// Headquarters location, up to 200 characters.
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+/// A partial update: omitted fields are unchanged; `null` clears an optional field.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"stage": "series_a", "location": null}))]
+pub struct UpdateCompanyRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub website: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub sector: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<CompanyStage>)]
+    pub stage: Option<Option<CompanyStage>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub location: Option<Option<String>>,
+}
+
+/// Distinguishes a field sent as `null` (Some(None)) from one left out (None).
+fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A command was applied.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CommandAccepted {
+    /// The company's id.
+    pub id: Uuid,
+    /// The company's version after the command. Pass it as `If-Match` to
+    /// update safely, or as `min_version` to read your own write.
+    pub version: u64,
+}
+
+/// A company as analysts see it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Company {
+    pub id: Uuid,
+    pub name: String,
+    /// Normalised website, e.g. `acme.io`.
+    pub website: String,
+    /// Address to visit.
+    pub url: String,
+    pub sector: Option<String>,
+    #[schema(value_type = Option<CompanyStage>)]
+    pub stage: Option<String>,
+    pub location: Option<String>,
+    /// User who added it.
+    pub added_by: Uuid,
+    pub added_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The aggregate version this representation reflects (also the `ETag`).
+    pub version: u64,
+}
+
+impl From<CompanyRow> for Company {
+    fn from(row: CompanyRow) -> Self {
+        Company {
+            id: row.id,
+            url: format!("https://{}", row.website),
+            name: row.name,
+            website: row.website,
+            sector: row.sector,
+            stage: row.stage,
+            location: row.location,
+            added_by: row.added_by,
+            added_at: row.added_at,
+            updated_at: row.updated_at,
+            version: row.version as u64,
+        }
+    }
+}
+
+/// A page of companies.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CompanyPage {
+    pub items: Vec<Company>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListCompaniesParams {
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u32>,
+    /// Opaque cursor from a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GetCompanyParams {
+    /// Read your own write: wait (a bounded time) until the read model
+    /// reflects at least this version. 503 with `Retry-After` if it does not
+    /// in time.
+    pub min_version: Option<u64>,
+}
+
+/// Add a company to the caller's workspace.
+#[utoipa::path(
+    post, path = "/v1/companies", tag = TAG, operation_id = "addCompany",
+    request_body = AddCompanyRequest,
+    responses(
+        (status = 201, description = "Added", body = CommandAccepted,
+         headers(("Location" = String, description = "The company's URL"), ("ETag" = String, description = "The new version"))),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller's role may not add companies", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn add_company(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    headers: HeaderMap,
+    Json(body): Json<AddCompanyRequest>,
+) -> Result<Response, ApiError> {
+    let input = CompanyInput {
+        name: body.name,
+        website: body.website,
+        sector: body.sector,
+        stage: body.stage.map(Into::into),
+        location: body.location,
+    };
+    let committed = state
+        .companies
+        .add(actor, input, &command_metadata(&headers))
+        .await?;
+    let id: Uuid = committed
+        .aggregate_id
+        .parse()
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
+    let mut response = (
+        StatusCode::CREATED,
+        axum::Json(CommandAccepted {
+            id,
+            version: committed.version,
+        }),
+    )
+        .into_response();
+    let h = response.headers_mut();
+    h.insert(header::ETAG, etag(committed.version));
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/companies/{id}")) {
+        h.insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// Change a company's details. Send `If-Match: "<version>"` to refuse the
+/// change if someone else changed it first.
+#[utoipa::path(
+    patch, path = "/v1/companies/{id}", tag = TAG, operation_id = "updateCompany",
+    params(("id" = Uuid, Path, description = "Company id"),
+           ("If-Match" = Option<String>, Header, description = "Expected current version, e.g. `\"3\"`")),
+    request_body = UpdateCompanyRequest,
+    responses(
+        (status = 200, description = "Updated (or unchanged)", body = CommandAccepted,
+         headers(("ETag" = String, description = "The new version"))),
+        (status = 400, description = "Malformed JSON, id or If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller's role may not update companies", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such company in this workspace", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A concurrent change won; re-read and retry", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match names an old version", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update_company(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    Json(body): Json<UpdateCompanyRequest>,
+) -> Result<Response, ApiError> {
+    let expected = if_match_version(&headers)?;
+    let changes = CompanyChanges {
+        name: body.name,
+        website: body.website,
+        sector: body.sector,
+        stage: body.stage.map(|s| s.map(Into::into)),
+        location: body.location,
+    };
+    let committed = state
+        .companies
+        .update_details(actor, CompanyId(id), changes, expected, &command_metadata(&headers))
+        .await?;
+    Ok(accepted(id, committed.version))
+}
+
+/// Delete a company. Its id answers 404 afterwards.
+#[utoipa::path(
+    delete, path = "/v1/companies/{id}", tag = TAG, operation_id = "deleteCompany",
+    params(("id" = Uuid, Path, description = "Company id"),
+           ("If-Match" = Option<String>, Header, description = "Expected current version, e.g. `\"3\"`")),
+    responses(
+        (status = 200, description = "Deleted", body = CommandAccepted),
+        (status = 400, description = "Malformed id or If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller's role may not delete companies", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such company in this workspace", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A concurrent change won", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match names an old version", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_company(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let expected = if_match_version(&headers)?;
+    let committed = state
+        .companies
+        .delete(actor, CompanyId(id), expected, &command_metadata(&headers))
+        .await?;
+    Ok(accepted(id, committed.version))
+}
+
+/// Read one company.
+#[utoipa::path(
+    get, path = "/v1/companies/{id}", tag = TAG, operation_id = "getCompany",
+    params(("id" = Uuid, Path, description = "Company id"), GetCompanyParams,
+           ("If-None-Match" = Option<String>, Header, description = "A previously returned ETag")),
+    responses(
+        (status = 200, description = "The company", body = Company,
+         headers(("ETag" = String, description = "The version this representation reflects"))),
+        (status = 304, description = "Not modified since the given ETag"),
+        (status = 400, description = "Malformed id or parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such company in this workspace", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The read model did not reach `min_version` in time", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_company(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<Uuid>,
+    Query(params): Query<GetCompanyParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(min_version) = params.min_version {
+        wait_for_version(&state, &id.to_string(), min_version).await?;
+    }
+    let row = read_model::get(&state.pool, actor.workspace_id, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let tag = etag(row.version as u64);
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == tag.as_bytes() || v.as_bytes() == b"*")
+    {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
+    }
+    Ok(([(header::ETAG, tag)], axum::Json(Company::from(row))).into_response())
+}
+
+/// List the workspace's companies, oldest first, a page at a time.
+#[utoipa::path(
+    get, path = "/v1/companies", tag = TAG, operation_id = "listCompanies",
+    params(ListCompaniesParams),
+    responses(
+        (status = 200, description = "A page of companies", body = CompanyPage),
+        (status = 400, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_companies(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Query(params): Query<ListCompaniesParams>,
+) -> Result<axum::Json<CompanyPage>, ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE_SIZE);
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        return Err(ApiError::BadRequest {
+            detail: format!("must be between 1 and {MAX_PAGE_SIZE}"),
+            field: Some("limit".to_owned()),
+        });
+    }
+    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let mut rows = read_model::list(&state.pool, actor.workspace_id, after, i64::from(limit) + 1).await?;
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| encode_cursor(r.id))
+    } else {
+        None
+    };
+    Ok(axum::Json(CompanyPage {
+        items: rows.into_iter().map(Company::from).collect(),
+        next_cursor,
+    }))
+}
+
+fn accepted(id: Uuid, version: u64) -> Response {
+    (
+        [(header::ETAG, etag(version))],
+        axum::Json(CommandAccepted { id, version }),
+    )
+        .into_response()
+}
+
+fn etag(version: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+/// `If-Match: "3"` (or `3`) → Some(3); absent → None.
+fn if_match_version(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let bad = || ApiError::BadRequest {
+        detail: "must be a strong ETag holding a version, e.g. \"3\"".to_owned(),
+        field: Some("If-Match".to_owned()),
+    };
+    let text = value.to_str().map_err(|_| bad())?.trim();
+    let unquoted = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    unquoted.parse().map(Some).map_err(|_| bad())
+}
+
+fn encode_cursor(id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_bytes())
+}
+
+fn decode_cursor(cursor: &str) -> Result<Uuid, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| Uuid::from_slice(&bytes).ok())
+        .ok_or(ApiError::BadRequest {
+            detail: "is not a cursor this API returned".to_owned(),
+            field: Some("cursor".to_owned()),
+        })
+}
+
+/// Waits until the companies read model reflects `min_version` of `aggregate_id`.
+async fn wait_for_version(state: &AppState, aggregate_id: &str, min_version: u64) -> Result<(), ApiError> {
+    let deadline = Instant::now() + state.consistency_wait;
+    let mut pause = std::time::Duration::from_millis(2);
+    loop {
+        let applied = versions::applied_version(&state.pool, CompaniesProjection::NAME, aggregate_id).await?;
+        if applied as u64 >= min_version {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(ApiError::NotCaughtUp(min_version));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(25));
+    }
+}
+

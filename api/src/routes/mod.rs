@@ -1,0 +1,21 @@
+//! HTTP handlers, one module per resource.
+
+pub mod companies;
+pub mod health;
+
+use axum::http::HeaderMap;
+use vcintel_commands::CommandMetadata;
+
+/// Request facts recorded with every event a command appends.
+pub fn command_metadata(headers: &HeaderMap) -> CommandMetadata {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    CommandMetadata {
+        request_id: header("x-request-id"),
+        traceparent: header("traceparent"),
+    }
+}

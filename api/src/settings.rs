@@ -1,0 +1,88 @@
+//! Typed settings: defaults, overridden by environment variables or flags,
+//! validated at start-up. Secrets are held in `secrecy` types, so `Debug`
+//! and logs never show them.
+
+use secrecy::{ExposeSecret, SecretString};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Postgres connection URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+
+    /// NATS server URL (JetStream must be enabled).
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+
+    /// Address the API listens on; port 0 picks a free one.
+    #[arg(long, env = "VCINTEL_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// HS256 key for bearer tokens: at least 32 bytes, from the environment only.
+    #[arg(long, env = "VCINTEL_JWT_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub jwt_secret: SecretString,
+
+    /// Prefix of the JetStream stream and subjects (one per deployment or test).
+    #[arg(long, env = "VCINTEL_NATS_PREFIX", default_value = "vcintel", value_parser = parse_prefix)]
+    pub nats_prefix: String,
+
+    /// JetStream duplicate window in seconds (dedupe by Nats-Msg-Id).
+    #[arg(long, env = "VCINTEL_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
+    pub duplicate_window_secs: u64,
+
+    /// Readiness fails when the relay or a projection is further behind than this.
+    #[arg(long, env = "VCINTEL_READY_MAX_LAG", default_value_t = 1000)]
+    pub ready_max_lag: i64,
+
+    /// Most Postgres connections this process opens.
+    #[arg(long, env = "VCINTEL_DB_MAX_CONNECTIONS", default_value_t = 20)]
+    pub db_max_connections: u32,
+
+    /// Longest a query waits for the read model to reach a requested version.
+    #[arg(long, env = "VCINTEL_CONSISTENCY_WAIT_MS", default_value_t = 3000)]
+    pub consistency_wait_ms: u64,
+
+    /// Requests taking longer are answered 408.
+    #[arg(long, env = "VCINTEL_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "VCINTEL_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+impl Settings {
+    pub fn duplicate_window(&self) -> Duration {
+        Duration::from_secs(self.duplicate_window_secs)
+    }
+
+    pub fn consistency_wait(&self) -> Duration {
+        Duration::from_millis(self.consistency_wait_ms)
+    }
+
+    pub fn jwt_secret_bytes(&self) -> &[u8] {
+        self.jwt_secret.expose_secret().as_bytes()
+    }
+}
+
+/// Parses an HS256 key, refusing ones too short to resist brute force.
+pub fn parse_secret(value: &str) -> Result<SecretString, String> {
+    if value.len() < 32 {
+        return Err("must be at least 32 bytes".to_owned());
+    }
+    Ok(SecretString::from(value.to_owned()))
+}
+
+fn parse_prefix(value: &str) -> Result<String, String> {
+    let ok = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err("must be non-empty ASCII letters, digits, '_' or '-'".to_owned())
+    }
+}
