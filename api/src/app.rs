@@ -172,12 +172,16 @@ impl Application {
                     let pool = state.pool.clone();
                     let js = state.jetstream.clone();
                     let topology = state.topology.clone();
+                    let projection_settings = ProjectionSettings {
+                        ack_wait: Duration::from_secs(settings.projector_ack_wait_secs),
+                        ..Default::default()
+                    };
                     tasks.spawn(async move {
                         let result = run_projection::<CompaniesProjection>(
                             pool,
                             js,
                             topology,
-                            ProjectionSettings::default(),
+                            projection_settings,
                             token,
                         )
                         .await;
@@ -199,14 +203,21 @@ impl Application {
                 Ok(())
             }
             Some(Ok((name, Err(error)))) => {
-                tracing::error!(component = name, error = format!("{error:#}"), "component failed; stopping the others");
+                tracing::error!(
+                    component = name,
+                    error = format!("{error:#}"),
+                    "component failed; stopping the others"
+                );
                 Err(error.context(format!("{name} failed")))
             }
             Some(Err(join_error)) => Err(anyhow::anyhow!("a component panicked: {join_error}")),
             None => Ok(()),
         };
         let drain = async { while tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), drain)
+            .await
+            .is_err()
+        {
             tracing::warn!("components did not stop within 10s; abandoning them");
         }
         outcome

@@ -58,7 +58,11 @@ impl TokenKeys {
         }
     }
 
-    pub fn issue(&self, actor: &Actor, ttl: Duration) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        actor: &Actor,
+        ttl: Duration,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -91,7 +95,10 @@ pub struct Caller(pub Actor);
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(AUTHORIZATION)
@@ -100,7 +107,9 @@ impl FromRequestParts<AppState> for Caller {
             .to_str()
             .ok()
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(ApiError::Unauthenticated("expected `Authorization: Bearer <token>`"))?;
+            .ok_or(ApiError::Unauthenticated(
+                "expected `Authorization: Bearer <token>`",
+            ))?;
         let actor = state
             .tokens
             .verify(token.trim())

@@ -41,7 +41,8 @@ fn is_json(headers: &HeaderMap) -> bool {
         .and_then(|v| v.split(';').next())
         .map(|mime| {
             let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
         })
         .unwrap_or(false)
 }
@@ -112,15 +113,18 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        let deserializer =
-            serde_urlencoded::Deserializer::new(url_pairs(query.as_bytes()));
+        let deserializer = serde_urlencoded::Deserializer::new(url_pairs(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer)
             .map(Query)
             .map_err(|error| {
                 let field = error.path().to_string();
                 ApiError::BadRequest {
                     detail: error.into_inner().to_string(),
-                    field: Some(if field == "." { "query".to_owned() } else { field }),
+                    field: Some(if field == "." {
+                        "query".to_owned()
+                    } else {
+                        field
+                    }),
                 }
             })
     }

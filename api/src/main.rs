@@ -10,7 +10,11 @@ use vcintel_domain::{Actor, Role, UserId, WorkspaceId};
 use vcintel_infra::{db, CancellationToken};
 
 #[derive(Debug, Parser)]
-#[command(name = "vcintel", version, about = "VC Intel: event-sourced deal-sourcing backend")]
+#[command(
+    name = "vcintel",
+    version,
+    about = "VC Intel: event-sourced deal-sourcing backend"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -130,13 +134,14 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

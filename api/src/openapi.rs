@@ -16,7 +16,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -86,7 +86,11 @@ pub fn router(state: AppState, request_timeout: Duration, max_body_bytes: usize)
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(axum::middleware::from_fn(problem_details))
                 .layer(CatchPanicLayer::new())
@@ -128,10 +132,12 @@ async fn problem_details(request: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+    let content_type = response.headers().get(header::CONTENT_TYPE);
+    let is_problem = content_type.is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+    // A handler's own JSON error document (readiness) is already structured.
+    if content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/json")) {
+        return response;
+    }
     let (parts, body) = response.into_parts();
     let problem = if is_problem {
         match axum::body::to_bytes(body, 1024 * 1024).await {
@@ -151,8 +157,9 @@ async fn problem_details(request: Request, next: Next) -> Response {
         errors: vec![],
     });
     if status.is_server_error() && !is_problem {
-        problem.detail =
-            Some("An unexpected error occurred. Quote the request id when reporting it.".to_owned());
+        problem.detail = Some(
+            "An unexpected error occurred. Quote the request id when reporting it.".to_owned(),
+        );
     }
     problem.instance = Some(path);
     problem.request_id = request_id;
@@ -165,4 +172,46 @@ async fn problem_details(request: Request, next: Next) -> Response {
     );
     response.headers_mut().remove(header::CONTENT_LENGTH);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SNAPSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.snapshot.json");
+
+    /// Every contract change shows up as a reviewed diff of the snapshot.
+    /// After an intended change: `UPDATE_SNAPSHOTS=1 cargo test -p vcintel_api openapi`.
+    #[test]
+    fn the_openapi_document_matches_the_reviewed_snapshot() {
+        let actual = serde_json::to_string_pretty(&openapi()).expect("serialize spec") + "\n";
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(SNAPSHOT, &actual).expect("write snapshot");
+            return;
+        }
+        let expected = std::fs::read_to_string(SNAPSHOT).unwrap_or_default();
+        assert!(
+            expected == actual,
+            "the OpenAPI document changed; review it and rerun with UPDATE_SNAPSHOTS=1"
+        );
+    }
+
+    #[test]
+    fn every_operation_has_an_operation_id_and_documents_its_errors() {
+        let spec = serde_json::to_value(openapi()).expect("serialize spec");
+        assert_eq!(spec["openapi"], "3.1.0");
+        for (path, operations) in spec["paths"].as_object().expect("paths") {
+            for (method, operation) in operations.as_object().expect("operations") {
+                assert!(operation["operationId"].is_string(), "{method} {path}");
+                if path.starts_with("/v1/") {
+                    let responses = operation["responses"].as_object().expect("responses");
+                    assert!(responses.contains_key("401"), "{method} {path} lacks 401");
+                    assert!(
+                        operation["security"].is_array(),
+                        "{method} {path} lacks security"
+                    );
+                }
+            }
+        }
+    }
 }

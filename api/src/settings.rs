@@ -48,6 +48,10 @@ pub struct Settings {
     #[arg(long, env = "VCINTEL_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
 
+    /// Seconds JetStream waits for a projector's ack before redelivering.
+    #[arg(long, env = "VCINTEL_PROJECTOR_ACK_WAIT_SECS", default_value_t = 30)]
+    pub projector_ack_wait_secs: u64,
+
     /// Largest accepted request body in bytes.
     #[arg(long, env = "VCINTEL_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,

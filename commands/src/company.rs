@@ -2,9 +2,9 @@
 
 use crate::aggregate::{CompanyAggregate, CompanyEventRecord};
 use crate::{CommandError, CommandMetadata, Committed};
+use cqrs_es::event_sink::EventSink;
 use cqrs_es::mem_store::MemStoreAggregateContext;
 use cqrs_es::persist::EventStoreAggregateContext;
-use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, EventStore};
 use uuid::Uuid;
 use vcintel_domain::company::{
@@ -72,7 +72,8 @@ where
             company_id,
             input,
         };
-        self.execute(company_id, &actor, command, None, metadata).await
+        self.execute(company_id, &actor, command, None, metadata)
+            .await
     }
 
     #[tracing::instrument(skip(self, changes, metadata), fields(workspace_id = %actor.workspace_id, user_id = %actor.user_id))]
@@ -119,8 +120,8 @@ where
             // Tenancy before preconditions: a foreign or missing company must
             // answer "not found" whatever version the caller guessed.
             let company = &context.state().0;
-            let visible = company.details().is_some()
-                && company.workspace_id() == Some(actor.workspace_id);
+            let visible =
+                company.details().is_some() && company.workspace_id() == Some(actor.workspace_id);
             if !visible {
                 return Err(CompanyError::NotFound.into());
             }
@@ -207,7 +208,10 @@ mod tests {
     async fn a_stale_if_match_version_is_refused_with_the_current_one() {
         let commands = service();
         let meta = CommandMetadata::default();
-        let added = commands.add(actor(Role::Member), input(), &meta).await.unwrap();
+        let added = commands
+            .add(actor(Role::Member), input(), &meta)
+            .await
+            .unwrap();
         let id = CompanyId(added.aggregate_id.parse().unwrap());
         let changes = CompanyChanges {
             name: Some("Acme 2".into()),
@@ -218,7 +222,10 @@ mod tests {
             .await;
         assert!(matches!(
             result,
-            Err(CommandError::VersionMismatch { expected: 7, actual: 1 })
+            Err(CommandError::VersionMismatch {
+                expected: 7,
+                actual: 1
+            })
         ));
     }
 
@@ -227,20 +234,29 @@ mod tests {
         let result = service()
             .add(actor(Role::Viewer), input(), &CommandMetadata::default())
             .await;
-        assert!(matches!(result, Err(CommandError::Forbidden { role: "viewer", .. })));
+        assert!(matches!(
+            result,
+            Err(CommandError::Forbidden { role: "viewer", .. })
+        ));
     }
 
     #[tokio::test]
     async fn a_foreign_workspace_gets_not_found_even_with_a_right_version() {
         let commands = service();
         let meta = CommandMetadata::default();
-        let added = commands.add(actor(Role::Member), input(), &meta).await.unwrap();
+        let added = commands
+            .add(actor(Role::Member), input(), &meta)
+            .await
+            .unwrap();
         let id = CompanyId(added.aggregate_id.parse().unwrap());
         let stranger = Actor {
             workspace_id: WorkspaceId(Uuid::from_u128(99)),
             ..actor(Role::Owner)
         };
         let result = commands.delete(stranger, id, Some(1), &meta).await;
-        assert!(matches!(result, Err(CommandError::Company(CompanyError::NotFound))));
+        assert!(matches!(
+            result,
+            Err(CommandError::Company(CompanyError::NotFound))
+        ));
     }
 }

@@ -7,7 +7,10 @@ pub enum CommandError {
     #[error(transparent)]
     Company(#[from] CompanyError),
     #[error("the role `{role}` may not {action}")]
-    Forbidden { role: &'static str, action: &'static str },
+    Forbidden {
+        role: &'static str,
+        action: &'static str,
+    },
     /// The caller's `If-Match` named a version that is no longer current.
     #[error("expected version {expected}, but the current version is {actual}")]
     VersionMismatch { expected: u64, actual: u64 },

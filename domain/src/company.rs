@@ -240,9 +240,12 @@ impl Company {
                 added_by,
                 details: e.details,
             },
-            (Lifecycle::Active { id, workspace_id, .. }, CompanyEvent::Deleted(_)) => {
-                Lifecycle::Deleted { id, workspace_id }
-            }
+            (
+                Lifecycle::Active {
+                    id, workspace_id, ..
+                },
+                CompanyEvent::Deleted(_),
+            ) => Lifecycle::Deleted { id, workspace_id },
             // Events are only ever produced by `decide` on a matching state, so
             // other pairs cannot occur in a consistent history; keep the state.
             (unchanged, _) => unchanged,
@@ -341,7 +344,12 @@ fn validate_input(input: CompanyInput) -> Result<CompanyDetails, CompanyError> {
     let website = Website::parse(&input.website)
         .map_err(|e| errors.add("website", e.to_string()))
         .ok();
-    let sector = optional_text(&mut errors, "sector", input.sector.as_deref(), MAX_SECTOR_CHARS);
+    let sector = optional_text(
+        &mut errors,
+        "sector",
+        input.sector.as_deref(),
+        MAX_SECTOR_CHARS,
+    );
     let location = optional_text(
         &mut errors,
         "location",
@@ -472,7 +480,10 @@ mod tests {
     }
 
     /// given `history`, when `command` is decided.
-    fn given(history: &[CompanyEvent], command: CompanyCommand) -> Result<Vec<CompanyEvent>, CompanyError> {
+    fn given(
+        history: &[CompanyEvent],
+        command: CompanyCommand,
+    ) -> Result<Vec<CompanyEvent>, CompanyError> {
         Company::from_events(history).decide(command)
     }
 
@@ -581,7 +592,10 @@ mod tests {
                 },
             },
         );
-        let delete = given(&[acme_added()], CompanyCommand::Delete { actor: outsider() });
+        let delete = given(
+            &[acme_added()],
+            CompanyCommand::Delete { actor: outsider() },
+        );
         assert_eq!(update, Err(CompanyError::NotFound));
         assert_eq!(delete, Err(CompanyError::NotFound));
     }

@@ -140,8 +140,17 @@ mod tests {
 
     #[test]
     fn non_web_schemes_are_refused() {
-        for s in ["ftp://acme.io", "javascript:alert(1)", "mailto:a@acme.io", "file:///etc/passwd"] {
-            assert_eq!(Website::parse(s), Err(WebsiteError::UnsupportedScheme), "{s}");
+        for s in [
+            "ftp://acme.io",
+            "javascript:alert(1)",
+            "mailto:a@acme.io",
+            "file:///etc/passwd",
+        ] {
+            assert_eq!(
+                Website::parse(s),
+                Err(WebsiteError::UnsupportedScheme),
+                "{s}"
+            );
         }
     }
 
@@ -158,6 +167,9 @@ mod tests {
 
     #[test]
     fn international_hosts_are_stored_in_punycode() {
-        assert_eq!(Website::parse("bücher.de").unwrap().as_str(), "xn--bcher-kva.de");
+        assert_eq!(
+            Website::parse("bücher.de").unwrap().as_str(),
+            "xn--bcher-kva.de"
+        );
     }
 }

@@ -156,9 +156,7 @@ impl Relay {
             );
             let mut headers = HeaderMap::new();
             headers.insert("Content-Type", "application/cloudevents+json");
-            if let Some(traceparent) =
-                event.metadata_str(vcintel_commands::metadata::TRACEPARENT)
-            {
+            if let Some(traceparent) = event.metadata_str(vcintel_commands::metadata::TRACEPARENT) {
                 headers.insert("traceparent", traceparent);
             }
             let publish = PublishMessage::build()

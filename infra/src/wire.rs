@@ -31,7 +31,10 @@ impl Topology {
 
     /// Stream names cannot contain dots; the prefix is upper-cased.
     pub fn stream_name(&self) -> String {
-        format!("{}_EVENTS", self.prefix.replace(['.', '-'], "_").to_uppercase())
+        format!(
+            "{}_EVENTS",
+            self.prefix.replace(['.', '-'], "_").to_uppercase()
+        )
     }
 
     pub fn all_events_subject(&self) -> String {
@@ -42,7 +45,12 @@ impl Topology {
         format!("{}.events.*.{aggregate_type}.>", self.prefix)
     }
 
-    pub fn subject_for(&self, workspace_id: &str, aggregate_type: &str, event_type: &str) -> String {
+    pub fn subject_for(
+        &self,
+        workspace_id: &str,
+        aggregate_type: &str,
+        event_type: &str,
+    ) -> String {
         let event_name = event_type
             .strip_prefix(aggregate_type)
             .and_then(|rest| rest.strip_prefix('.'))

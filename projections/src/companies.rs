@@ -16,19 +16,21 @@ impl Projection for CompaniesProjection {
     const AGGREGATE_TYPE: &'static str = AGGREGATE_TYPE;
 
     async fn apply(tx: &mut PgConnection, event: &EventMessage) -> Result<(), ProjectionError> {
-        let decoded: CompanyEvent = serde_json::from_value(event.tagged_payload()).map_err(|e| {
-            ProjectionError::Undecodable {
-                event_id: event.id,
-                reason: e.to_string(),
-            }
-        })?;
-        let id: Uuid = event
-            .aggregateid
-            .parse()
-            .map_err(|e: uuid::Error| ProjectionError::Undecodable {
-                event_id: event.id,
-                reason: e.to_string(),
+        let decoded: CompanyEvent =
+            serde_json::from_value(event.tagged_payload()).map_err(|e| {
+                ProjectionError::Undecodable {
+                    event_id: event.id,
+                    reason: e.to_string(),
+                }
             })?;
+        let id: Uuid =
+            event
+                .aggregateid
+                .parse()
+                .map_err(|e: uuid::Error| ProjectionError::Undecodable {
+                    event_id: event.id,
+                    reason: e.to_string(),
+                })?;
         match decoded {
             CompanyEvent::Added(added) => {
                 let d = &added.details;

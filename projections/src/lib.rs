@@ -33,7 +33,10 @@ pub enum ProjectionError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("event {event_id} cannot be decoded: {reason}")]
-    Undecodable { event_id: uuid::Uuid, reason: String },
+    Undecodable {
+        event_id: uuid::Uuid,
+        reason: String,
+    },
     #[error("event store holds {found} events of {aggregate_id} between versions {from} and {to}; expected {expected}")]
     MissingHistory {
         aggregate_id: String,

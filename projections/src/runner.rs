@@ -50,7 +50,11 @@ pub async fn run_projection<P: Projection>(
         match consume::<P>(&pool, &js, &topology, &settings, &shutdown).await {
             Ok(()) => return Ok(()),
             Err(error) => {
-                tracing::error!(projection = P::NAME, error = format!("{error:#}"), "projection failed; restarting");
+                tracing::error!(
+                    projection = P::NAME,
+                    error = format!("{error:#}"),
+                    "projection failed; restarting"
+                );
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.cancelled() => return Ok(()),
@@ -95,10 +99,7 @@ async fn consume<P: Projection>(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let consumer = consumer::<P>(js, topology, settings.ack_wait).await?;
-    let mut chunks = consumer
-        .messages()
-        .await?
-        .ready_chunks(settings.batch_size);
+    let mut chunks = consumer.messages().await?.ready_chunks(settings.batch_size);
     tracing::info!(projection = P::NAME, "projection consuming");
     loop {
         let chunk = tokio::select! {
@@ -139,7 +140,10 @@ async fn apply_and_ack<P: Projection>(
         Ok(()) => {
             failpoint::hit("projector.after_commit");
             for (message, _) in &batch {
-                message.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+                message
+                    .ack()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
             }
         }
         Err(error) => {
@@ -147,7 +151,10 @@ async fn apply_and_ack<P: Projection>(
             tracing::warn!(projection = P::NAME, %error, "batch failed; applying one by one");
             for (message, event) in &batch {
                 match apply_in_one_transaction::<P>(pool, &[event]).await {
-                    Ok(()) => message.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?,
+                    Ok(()) => message
+                        .ack()
+                        .await
+                        .map_err(|e| anyhow::anyhow!("ack: {e}"))?,
                     Err(error) => {
                         tracing::error!(projection = P::NAME, event_id = %event.id, %error, "event not applied; redelivering later");
                         message

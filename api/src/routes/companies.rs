@@ -16,7 +16,7 @@ use std::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use vcintel_domain::company::{CompanyChanges, CompanyId, CompanyInput, Stage};
-use vcintel_projections::companies::{self as read_model, CompanyRow, CompaniesProjection};
+use vcintel_projections::companies::{self as read_model, CompaniesProjection, CompanyRow};
 use vcintel_projections::{versions, Projection};
 
 pub const TAG: &str = "companies";
@@ -90,7 +90,9 @@ pub struct UpdateCompanyRequest {
 }
 
 /// Distinguishes a field sent as `null` (Some(None)) from one left out (None).
-fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -261,7 +263,13 @@ pub async fn update_company(
     };
     let committed = state
         .companies
-        .update_details(actor, CompanyId(id), changes, expected, &command_metadata(&headers))
+        .update_details(
+            actor,
+            CompanyId(id),
+            changes,
+            expected,
+            &command_metadata(&headers),
+        )
         .await?;
     Ok(accepted(id, committed.version))
 }
@@ -359,7 +367,8 @@ pub async fn list_companies(
         });
     }
     let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
-    let mut rows = read_model::list(&state.pool, actor.workspace_id, after, i64::from(limit) + 1).await?;
+    let mut rows =
+        read_model::list(&state.pool, actor.workspace_id, after, i64::from(limit) + 1).await?;
     let next_cursor = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
         rows.last().map(|r| encode_cursor(r.id))
@@ -417,11 +426,16 @@ fn decode_cursor(cursor: &str) -> Result<Uuid, ApiError> {
 }
 
 /// Waits until the companies read model reflects `min_version` of `aggregate_id`.
-async fn wait_for_version(state: &AppState, aggregate_id: &str, min_version: u64) -> Result<(), ApiError> {
+async fn wait_for_version(
+    state: &AppState,
+    aggregate_id: &str,
+    min_version: u64,
+) -> Result<(), ApiError> {
     let deadline = Instant::now() + state.consistency_wait;
     let mut pause = std::time::Duration::from_millis(2);
     loop {
-        let applied = versions::applied_version(&state.pool, CompaniesProjection::NAME, aggregate_id).await?;
+        let applied =
+            versions::applied_version(&state.pool, CompaniesProjection::NAME, aggregate_id).await?;
         if applied as u64 >= min_version {
             return Ok(());
         }
@@ -432,4 +446,3 @@ async fn wait_for_version(state: &AppState, aggregate_id: &str, min_version: u64
         pause = (pause * 2).min(std::time::Duration::from_millis(25));
     }
 }
-

@@ -65,20 +65,25 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, axum::Json<Rea
     });
     let projection_check = format!("projection_lag:{}", CompaniesProjection::NAME);
     let projection = check(&projection_check, async {
-        let mut consumer = vcintel_projections::runner::consumer::<CompaniesProjection>(
-            &state.jetstream,
-            &state.topology,
-            Duration::from_secs(30),
-        )
-        .await?;
-        let info = consumer.info().await?;
+        let stream = state
+            .jetstream
+            .get_stream(state.topology.stream_name())
+            .await?;
+        let info = stream
+            .consumer_info(state.topology.durable_name(CompaniesProjection::NAME))
+            .await
+            .map_err(|e| anyhow::anyhow!("the projector has not created its consumer yet ({e})"))?;
         let lag = (info.num_pending + info.num_ack_pending as u64) as i64;
         lag_result(lag, max_lag, "messages not yet applied")
     });
     let (postgres, nats, relay, projection) = tokio::join!(postgres, nats, relay, projection);
     let checks = vec![postgres, nats, relay, projection];
     let all_ok = checks.iter().all(|c| c.ok);
-    let status = if all_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if all_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         status,
         axum::Json(Readiness {
@@ -95,7 +100,10 @@ fn lag_result(lag: i64, max_lag: i64, what: &str) -> anyhow::Result<String> {
     Ok(format!("{lag} {what}"))
 }
 
-async fn check(name: &str, probe: impl std::future::Future<Output = anyhow::Result<String>>) -> Check {
+async fn check(
+    name: &str,
+    probe: impl std::future::Future<Output = anyhow::Result<String>>,
+) -> Check {
     let (ok, detail) = match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
         Ok(Ok(detail)) => (true, detail),
         Ok(Err(error)) => (false, format!("{error:#}")),

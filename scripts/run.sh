@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs the service on a fresh machine: installs what is missing, starts a
+# private Postgres and nats-server under .data/ (or uses DATABASE_URL /
+# NATS_URL if given), applies migrations, and runs `vcintel serve`.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+ensure_rust
+[ -n "${DATABASE_URL:-}" ] || ensure_postgres_binaries
+[ -n "${NATS_URL:-}" ] || ensure_nats_server
+
+[ -n "${DATABASE_URL:-}" ] || start_private_postgres "$ROOT/.data/pg"
+[ -n "${NATS_URL:-}" ] || start_private_nats "$ROOT/.data/nats"
+
+if [ -z "${VCINTEL_JWT_SECRET:-}" ]; then
+    # A per-checkout random key, kept out of the repo (.data is git-ignored).
+    mkdir -p "$ROOT/.data"
+    [ -s "$ROOT/.data/jwt_secret" ] || (umask 077; head -c 48 /dev/urandom | base64 -w0 > "$ROOT/.data/jwt_secret")
+    VCINTEL_JWT_SECRET="$(cat "$ROOT/.data/jwt_secret")"
+    export VCINTEL_JWT_SECRET
+fi
+export VCINTEL_BIND="${VCINTEL_BIND:-127.0.0.1:8080}"
+
+log "building vcintel"
+cargo build --locked -p vcintel_api --bin vcintel
+BIN="$CARGO_TARGET_DIR/debug/vcintel"
+"$BIN" migrate up
+
+port="${VCINTEL_BIND##*:}"
+log "API:        http://127.0.0.1:$port/v1/companies"
+log "Swagger UI: http://127.0.0.1:$port/docs"
+log "OpenAPI:    http://127.0.0.1:$port/openapi.json"
+log "Health:     http://127.0.0.1:$port/health  (ready: /health/ready)"
+log "Token:      $BIN token issue --workspace \$(uuidgen) --user \$(uuidgen) --role owner"
+exec "$BIN" serve "$@"

@@ -1,0 +1,236 @@
+//! Killing the relay or the projector at the worst moment loses nothing and
+//! duplicates nothing.
+
+use crate::helpers::{eventually, wait_for_exit, TestEnv};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use uuid::Uuid;
+use vcintel_api::Component;
+use vcintel_commands::CommandMetadata;
+use vcintel_domain::company::{Company, CompanyChanges, CompanyEvent, CompanyId, CompanyInput};
+use vcintel_domain::{Actor, Role};
+use vcintel_infra::event_log;
+use vcintel_projections::companies::CompanyRow;
+
+async fn add_companies(env: &TestEnv, actor: Actor, from: usize, to: usize) -> Vec<CompanyId> {
+    let commands = env.company_commands();
+    let mut ids = Vec::new();
+    for i in from..to {
+        let added = commands
+            .add(
+                actor,
+                CompanyInput {
+                    name: format!("Company {i}"),
+                    website: format!("company{i}.example"),
+                    sector: Some("AI".into()),
+                    stage: None,
+                    location: Some("Lisbon".into()),
+                },
+                &CommandMetadata::default(),
+            )
+            .await
+            .unwrap();
+        ids.push(CompanyId(added.aggregate_id.parse().unwrap()));
+    }
+    ids
+}
+
+async fn checkpoint_position(env: &TestEnv) -> Option<i64> {
+    sqlx::query_scalar("select last_position from relay_checkpoints where relay_name = 'jetstream'")
+        .fetch_optional(&env.pool)
+        .await
+        .unwrap()
+}
+
+async fn max_position(env: &TestEnv) -> i64 {
+    sqlx::query_scalar("select max(position) from events")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_relay_killed_between_publish_and_checkpoint_republishes_without_duplicates() {
+    let mut env = TestEnv::new().await;
+    let actor = env.actor(Uuid::now_v7(), Role::Member);
+    add_companies(&env, actor, 0, 10).await;
+    let first_batch_end = max_position(&env).await;
+
+    let mut relay = env.spawn_process("relay", &[("VCINTEL_FAILPOINTS", "relay.after_publish=2")]);
+    eventually(Duration::from_secs(20), "the first checkpoint", || async {
+        (checkpoint_position(&env).await == Some(first_batch_end)).then_some(())
+    })
+    .await;
+    add_companies(&env, actor, 10, 20).await;
+    let status = wait_for_exit(&mut relay, Duration::from_secs(20)).await;
+    assert!(!status.success(), "the relay aborted at the failpoint");
+
+    let published_before_restart = env.stream_message_count().await;
+    assert!(
+        published_before_restart > 10,
+        "the second batch was published"
+    );
+    assert_eq!(
+        checkpoint_position(&env).await,
+        Some(first_batch_end),
+        "but not checkpointed"
+    );
+
+    let _relay = env.start(&[Component::Relay]).await;
+    let end = max_position(&env).await;
+    eventually(Duration::from_secs(20), "the relay to catch up", || async {
+        (checkpoint_position(&env).await == Some(end)).then_some(())
+    })
+    .await;
+    let messages = env.stream_messages().await;
+    let ids: HashSet<String> = messages.iter().map(|m| m.msg_id.clone()).collect();
+    assert_eq!(
+        messages.len(),
+        20,
+        "each event once: republished ones were deduplicated"
+    );
+    assert_eq!(ids, env.event_ids_in_store().await.into_iter().collect());
+}
+
+/// The read model must equal what folding every company's events gives.
+async fn read_model_matches_a_fresh_fold(env: &TestEnv) -> Result<(), String> {
+    let events = event_log::read_all_of_type(&env.pool, "company")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut histories: HashMap<String, Vec<CompanyEvent>> = HashMap::new();
+    for e in &events {
+        let decoded: CompanyEvent =
+            serde_json::from_value(e.payload.clone()).map_err(|e| e.to_string())?;
+        histories
+            .entry(e.aggregate_id.clone())
+            .or_default()
+            .push(decoded);
+    }
+    let rows: Vec<CompanyRow> = sqlx::query_as(
+        "select id, workspace_id, name, website, sector, stage, location, added_by, added_at, updated_at, version from companies",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .map_err(|e| e.to_string())?;
+    let rows: HashMap<String, CompanyRow> =
+        rows.into_iter().map(|r| (r.id.to_string(), r)).collect();
+    for (id, history) in &histories {
+        let folded = Company::from_events(history);
+        match (folded.details(), rows.get(id)) {
+            (None, None) => {}
+            (Some(d), Some(row)) => {
+                let same = row.name == d.name
+                    && row.website == d.website.as_str()
+                    && row.sector == d.sector
+                    && row.stage.as_deref() == d.stage.map(|s| s.as_str())
+                    && row.location == d.location
+                    && row.version == history.len() as i64;
+                if !same {
+                    return Err(format!(
+                        "{id}: row {row:?} != fold {d:?} v{}",
+                        history.len()
+                    ));
+                }
+            }
+            (folded, row) => return Err(format!("{id}: fold {folded:?} but row {row:?}")),
+        }
+        let version: i64 = sqlx::query_scalar(
+            "select version from projection_versions where projection = 'companies' and aggregate_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&env.pool)
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or(0);
+        if version != history.len() as i64 {
+            return Err(format!(
+                "{id}: projected version {version}, history {}",
+                history.len()
+            ));
+        }
+    }
+    if rows.len() > histories.len() {
+        return Err("rows without events".into());
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_projector_killed_mid_batch_and_before_ack_converges_to_a_fresh_fold() {
+    let mut env = TestEnv::new().await;
+    let _relay = env.start(&[Component::Relay]).await;
+    let actor = env.actor(Uuid::now_v7(), Role::Member);
+    let ids = add_companies(&env, actor, 0, 12).await;
+    let commands = env.company_commands();
+    let meta = CommandMetadata::default();
+    for id in &ids[..6] {
+        let changes = CompanyChanges {
+            name: Some(format!("Renamed {id}")),
+            stage: Some(Some(vcintel_domain::company::Stage::Growth)),
+            ..Default::default()
+        };
+        commands
+            .update_details(actor, *id, changes, None, &meta)
+            .await
+            .unwrap();
+    }
+    for id in &ids[9..] {
+        commands.delete(actor, *id, None, &meta).await.unwrap();
+    }
+    let total = env.event_ids_in_store().await.len() as u64;
+    eventually(
+        Duration::from_secs(20),
+        "all events on JetStream",
+        || async { (env.stream_message_count().await == total).then_some(()) },
+    )
+    .await;
+
+    // Dies inside its first transaction, before commit.
+    let mut projector = env.spawn_process(
+        "projector",
+        &[("VCINTEL_FAILPOINTS", "projector.mid_batch=5")],
+    );
+    assert!(!wait_for_exit(&mut projector, Duration::from_secs(20))
+        .await
+        .success());
+    // Dies after committing a batch, before acknowledging it.
+    let mut projector = env.spawn_process(
+        "projector",
+        &[("VCINTEL_FAILPOINTS", "projector.after_commit=1")],
+    );
+    assert!(!wait_for_exit(&mut projector, Duration::from_secs(20))
+        .await
+        .success());
+    let applied_before_restart: i64 =
+        sqlx::query_scalar("select count(*) from projection_versions")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert!(
+        applied_before_restart > 0,
+        "the second projector committed before dying"
+    );
+
+    // A healthy projector receives the unacknowledged messages again.
+    let _projector = env.start(&[Component::Projector]).await;
+    let outcome = eventually(
+        Duration::from_secs(30),
+        "the read model to converge",
+        || async { read_model_matches_a_fresh_fold(&env).await.ok() },
+    )
+    .await;
+    assert_eq!(outcome, ());
+    let live: i64 = sqlx::query_scalar("select count(*) from companies")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(live, 9, "12 added, 3 deleted");
+    // And the redeliveries were recognised as duplicates, not applied twice.
+    let renamed: Vec<Value> =
+        sqlx::query_scalar("select to_jsonb(name) from companies where name like 'Renamed %'")
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(renamed.len(), 6);
+}

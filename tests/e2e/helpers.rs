@@ -1,0 +1,348 @@
+use async_nats::jetstream;
+use secrecy::SecretString;
+use serde_json::Value;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+use vcintel_api::auth::TokenKeys;
+use vcintel_api::{Application, Component, Settings};
+use vcintel_domain::{Actor, Role, UserId, WorkspaceId};
+use vcintel_infra::wire::Topology;
+use vcintel_infra::{db, event_store, CancellationToken};
+
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+
+pub fn admin_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+pub fn nats_url() -> String {
+    std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if std::env::var_os("TEST_LOG").is_some() {
+        vcintel_api::telemetry::init();
+    }
+}
+
+fn url_with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let base = match base.rfind('/') {
+        Some(i) if i > "postgres://".len() => &base[..i],
+        _ => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{database}?{q}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+/// A fresh database for one test, cloned from a template that holds every
+/// migration (created once per set of migrations, under an advisory lock).
+pub async fn fresh_database() -> String {
+    let admin_url = admin_database_url();
+    let mut admin = PgConnection::connect(&admin_url)
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    let fingerprint: u64 = db::MIGRATOR.iter().fold(1469598103934665603u64, |h, m| {
+        m.checksum.iter().fold(h ^ m.version as u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(1099511628211)
+        })
+    });
+    let template = format!("vcintel_tpl_{fingerprint:016x}");
+    admin
+        .execute("select pg_advisory_lock(727274)")
+        .await
+        .expect("lock");
+    let exists: bool =
+        sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
+            .bind(&template)
+            .fetch_one(&mut admin)
+            .await
+            .expect("query templates");
+    if !exists {
+        let building = format!("{template}_building");
+        admin
+            .execute(format!("drop database if exists {building}").as_str())
+            .await
+            .expect("drop stale template");
+        admin
+            .execute(format!("create database {building}").as_str())
+            .await
+            .expect("create template");
+        let pool = db::connect(&url_with_database(&admin_url, &building), 2)
+            .await
+            .expect("connect template");
+        db::MIGRATOR.run(&pool).await.expect("migrate template");
+        pool.close().await;
+        admin
+            .execute(format!("alter database {building} rename to {template}").as_str())
+            .await
+            .expect("publish template");
+    }
+    admin
+        .execute("select pg_advisory_unlock(727274)")
+        .await
+        .expect("unlock");
+    let name = format!("vcintel_test_{}", Uuid::new_v4().simple());
+    admin
+        .execute(format!("create database {name} template {template}").as_str())
+        .await
+        .expect("clone template");
+    url_with_database(&admin_url, &name)
+}
+
+pub fn settings(database_url: &str, prefix: &str) -> Settings {
+    Settings {
+        database_url: database_url.to_owned(),
+        nats_url: nats_url(),
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        jwt_secret: SecretString::from(JWT_SECRET.to_owned()),
+        nats_prefix: prefix.to_owned(),
+        duplicate_window_secs: 120,
+        ready_max_lag: 1000,
+        db_max_connections: 10,
+        consistency_wait_ms: 10_000,
+        request_timeout_secs: 30,
+        projector_ack_wait_secs: 2,
+        max_body_bytes: 64 * 1024,
+    }
+}
+
+/// One test's world: its database, its stream prefix, and whatever
+/// components it started.
+pub struct TestEnv {
+    pub database_url: String,
+    pub prefix: String,
+    pub pool: PgPool,
+    pub js: jetstream::Context,
+    pub http: reqwest::Client,
+    pub keys: TokenKeys,
+    running: Vec<(
+        CancellationToken,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    )>,
+}
+
+pub struct Running {
+    pub address: Option<String>,
+    pub shutdown: CancellationToken,
+    pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Stops the components and waits until they have.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.handle).await;
+    }
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        init();
+        let database_url = fresh_database().await;
+        let prefix = format!("t{}", &Uuid::new_v4().simple().to_string()[..12]);
+        let pool = db::connect(&database_url, 20).await.expect("test pool");
+        let nats = async_nats::connect(nats_url())
+            .await
+            .expect("connect to NATS");
+        TestEnv {
+            database_url,
+            prefix,
+            pool,
+            js: jetstream::new(nats),
+            http: reqwest::Client::new(),
+            keys: TokenKeys::new(JWT_SECRET.as_bytes()),
+            running: vec![],
+        }
+    }
+
+    pub fn topology(&self) -> Topology {
+        Topology::new(&self.prefix)
+    }
+
+    pub fn settings(&self) -> Settings {
+        settings(&self.database_url, &self.prefix)
+    }
+
+    /// Starts `components` in this process with `settings`.
+    pub async fn start_with(&mut self, settings: Settings, components: &[Component]) -> Running {
+        let app = Application::build(settings, components)
+            .await
+            .expect("build application");
+        let address = app.port().map(|p| format!("http://127.0.0.1:{p}"));
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(app.run(shutdown.clone()));
+        Running {
+            address,
+            shutdown,
+            handle,
+        }
+    }
+
+    pub async fn start(&mut self, components: &[Component]) -> Running {
+        self.start_with(self.settings(), components).await
+    }
+
+    /// Starts everything and keeps it running for the whole test; returns the API base URL.
+    pub async fn start_all(&mut self) -> String {
+        let running = self.start(&Component::ALL).await;
+        let address = running.address.clone().expect("api address");
+        self.running.push((running.shutdown, running.handle));
+        address
+    }
+
+    /// Runs `vcintel serve --only <component>` as a separate process, with
+    /// extra environment (e.g. failpoints).
+    pub fn spawn_process(&self, component: &str, env: &[(&str, &str)]) -> Child {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vcintel"));
+        command
+            .args(["serve", "--only", component, "--bind", "127.0.0.1:0"])
+            .env("DATABASE_URL", &self.database_url)
+            .env("NATS_URL", nats_url())
+            .env("VCINTEL_JWT_SECRET", JWT_SECRET)
+            .env("VCINTEL_NATS_PREFIX", &self.prefix)
+            .env("VCINTEL_PROJECTOR_ACK_WAIT_SECS", "2")
+            .env("VCINTEL_LOG_FORMAT", "json")
+            .stdin(Stdio::null());
+        if std::env::var_os("TEST_LOG").is_none() {
+            command.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.spawn().expect("spawn vcintel")
+    }
+
+    pub fn actor(&self, workspace: Uuid, role: Role) -> Actor {
+        Actor {
+            workspace_id: WorkspaceId(workspace),
+            user_id: UserId(Uuid::now_v7()),
+            role,
+        }
+    }
+
+    pub fn token(&self, actor: &Actor) -> String {
+        self.keys
+            .issue(actor, Duration::from_secs(600))
+            .expect("issue token")
+    }
+
+    pub fn company_commands(&self) -> vcintel_infra::event_store::PgCompanyCommands {
+        event_store::company_commands(self.pool.clone())
+    }
+
+    pub async fn stream(&self) -> jetstream::stream::Stream {
+        self.js
+            .get_stream(self.topology().stream_name())
+            .await
+            .expect("events stream")
+    }
+
+    pub async fn stream_message_count(&self) -> u64 {
+        let mut stream = self.stream().await;
+        stream.info().await.expect("stream info").state.messages
+    }
+
+    /// Every message in the stream, in stream order.
+    pub async fn stream_messages(&self) -> Vec<StreamedEvent> {
+        let mut stream = self.stream().await;
+        let state = stream.info().await.expect("stream info").state.clone();
+        let mut out = Vec::new();
+        if state.messages == 0 {
+            return out;
+        }
+        for seq in state.first_sequence..=state.last_sequence {
+            let message = stream.get_raw_message(seq).await.expect("get message");
+            let msg_id = message
+                .headers
+                .get("Nats-Msg-Id")
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            let body: Value = serde_json::from_slice(&message.payload).expect("json body");
+            out.push(StreamedEvent {
+                subject: message.subject.to_string(),
+                msg_id,
+                body,
+            });
+        }
+        out
+    }
+
+    pub async fn event_ids_in_store(&self) -> Vec<String> {
+        sqlx::query_scalar("select event_id::text from events order by position")
+            .fetch_all(&self.pool)
+            .await
+            .expect("event ids")
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        for (token, handle) in &self.running {
+            token.cancel();
+            handle.abort();
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamedEvent {
+    pub subject: String,
+    pub msg_id: String,
+    pub body: Value,
+}
+
+/// Polls `probe` until it returns `Some`, or panics after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits for a child process to exit, killing it if it outlives `timeout`.
+pub async fn wait_for_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("child process did not exit within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Groups the stream's messages by aggregate id, keeping stream order.
+pub fn sequences_by_aggregate(messages: &[StreamedEvent]) -> HashMap<String, Vec<i64>> {
+    let mut map: HashMap<String, Vec<i64>> = HashMap::new();
+    for m in messages {
+        let aggregate = m.body["aggregateid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let sequence = m.body["sequence"].as_i64().unwrap_or(-1);
+        map.entry(aggregate).or_default().push(sequence);
+    }
+    map
+}
