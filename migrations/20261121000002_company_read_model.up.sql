@@ -21,7 +21,10 @@ create table companies
     added_by     uuid        not null,
     added_at     timestamptz not null,
     updated_at   timestamptz not null,
-    version      bigint      not null
+    version      bigint      not null,
+    -- when this row was last written by the projector: projection lag per
+    -- row is projected_at minus the event's recorded_at
+    projected_at timestamptz not null default clock_timestamp()
 );
 
 -- cursor pagination within a workspace walks this index

@@ -74,7 +74,7 @@ async fn update_details(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update companies set name = $2, website = $3, sector = $4, stage = $5, location = $6,
-                              updated_at = $7, version = $8
+                              updated_at = $7, version = $8, projected_at = clock_timestamp()
          where id = $1",
     )
     .bind(id)

@@ -78,26 +78,45 @@ pub async fn fresh_database() -> String {
             .execute(format!("create database {building}").as_str())
             .await
             .expect("create template");
-        let pool = db::connect(&url_with_database(&admin_url, &building), 2)
+        // One plain connection, closed before the rename: a pool can hand a
+        // connection back to its idle queue after `close()` has returned.
+        let mut conn = PgConnection::connect(&url_with_database(&admin_url, &building))
             .await
             .expect("connect template");
-        db::MIGRATOR.run(&pool).await.expect("migrate template");
-        pool.close().await;
-        admin
-            .execute(format!("alter database {building} rename to {template}").as_str())
-            .await
-            .expect("publish template");
+        db::MIGRATOR.run(&mut conn).await.expect("migrate template");
+        conn.close().await.expect("close template connection");
+        retry_while_in_use(
+            &mut admin,
+            &format!("alter database {building} rename to {template}"),
+        )
+        .await;
     }
     admin
         .execute("select pg_advisory_unlock(727274)")
         .await
         .expect("unlock");
     let name = format!("vcintel_test_{}", Uuid::new_v4().simple());
-    admin
-        .execute(format!("create database {name} template {template}").as_str())
-        .await
-        .expect("clone template");
+    retry_while_in_use(
+        &mut admin,
+        &format!("create database {name} template {template}"),
+    )
+    .await;
     url_with_database(&admin_url, &name)
+}
+
+/// Runs a statement that needs a database nobody is connected to. A closed
+/// pool's sessions can take a moment to end on the server (SQLSTATE 55006).
+async fn retry_while_in_use(admin: &mut PgConnection, statement: &str) {
+    for _ in 0..100 {
+        match admin.execute(statement).await {
+            Ok(_) => return,
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55006") => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{statement}: {e}"),
+        }
+    }
+    panic!("{statement}: the database stayed in use");
 }
 
 pub fn settings(database_url: &str, prefix: &str) -> Settings {

@@ -11,6 +11,7 @@
 mod helpers;
 
 mod api;
+mod cli;
 mod concurrency;
 mod crash;
 mod health;

@@ -184,3 +184,40 @@ async fn concurrent_out_of_order_commits_reach_jetstream_exactly_once_in_aggrega
         assert_eq!(sequences, expected, "aggregate {aggregate} out of order");
     }
 }
+
+#[tokio::test]
+async fn a_standby_relay_takes_over_when_the_leader_dies_and_publishes_each_event_once() {
+    let mut env = TestEnv::new().await;
+    let workspace = Uuid::now_v7();
+    let mut conn = PgConnection::connect(&env.database_url).await.unwrap();
+    let mut leader = env.spawn_process("relay", &[]);
+    // Give the process time to take the lock before the standby starts.
+    eventually(Duration::from_secs(20), "the leader's stream", || async {
+        env.js.get_stream(env.topology().stream_name()).await.ok()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _standby = env.start(&[Component::Relay]).await;
+    for i in 0..10 {
+        insert_event(&mut conn, &format!("before-{i}"), 1, workspace).await;
+    }
+    eventually(Duration::from_secs(20), "the leader to publish", || async {
+        (env.stream_message_count().await == 10).then_some(())
+    })
+    .await;
+
+    leader.kill().unwrap();
+    leader.wait().unwrap();
+    for i in 0..10 {
+        insert_event(&mut conn, &format!("after-{i}"), 1, workspace).await;
+    }
+    eventually(Duration::from_secs(30), "the standby to publish", || async {
+        (env.stream_message_count().await >= 20).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let messages = env.stream_messages().await;
+    let ids: HashSet<String> = messages.iter().map(|m| m.msg_id.clone()).collect();
+    assert_eq!(messages.len(), 20);
+    assert_eq!(ids, env.event_ids_in_store().await.into_iter().collect());
+}

@@ -1,0 +1,77 @@
+//! The `vcintel` binary's own subcommands.
+
+use crate::helpers::{admin_database_url, TestEnv, JWT_SECRET};
+use sqlx::{Connection, Executor, PgConnection};
+use std::process::Command;
+use uuid::Uuid;
+use vcintel_domain::Role;
+
+fn vcintel(args: &[&str], database_url: &str) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_vcintel"))
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("VCINTEL_JWT_SECRET", JWT_SECRET)
+        .output()
+        .expect("run vcintel");
+    assert!(
+        output.status.success(),
+        "vcintel {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn migrate_up_down_and_status_walk_the_migrations_both_ways() {
+    let admin = admin_database_url();
+    let name = format!("vcintel_cli_{}", Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(&admin).await.unwrap();
+    conn.execute(format!("create database {name}").as_str()).await.unwrap();
+    let url = {
+        let (base, _) = admin.rsplit_once('/').unwrap();
+        format!("{base}/{name}")
+    };
+
+    let status = vcintel(&["migrate", "status"], &url);
+    assert_eq!(status.matches("pending").count(), 2, "{status}");
+    vcintel(&["migrate", "up"], &url);
+    let status = vcintel(&["migrate", "status"], &url);
+    assert_eq!(status.matches("applied").count(), 2, "{status}");
+
+    let reverted = vcintel(&["migrate", "down"], &url);
+    assert!(reverted.contains("reverted 20261121000002"), "{reverted}");
+    let mut db = PgConnection::connect(&url).await.unwrap();
+    let companies: Option<String> = sqlx::query_scalar("select to_regclass('companies')::text")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(companies, None, "the read model table is gone");
+    vcintel(&["migrate", "down"], &url);
+    let events: Option<String> = sqlx::query_scalar("select to_regclass('events')::text")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(events, None, "the event store is gone");
+    assert!(vcintel(&["migrate", "down"], &url).contains("nothing to revert"));
+    vcintel(&["migrate", "up"], &url);
+    let status = vcintel(&["migrate", "status"], &url);
+    assert_eq!(status.matches("applied").count(), 2, "{status}");
+}
+
+#[tokio::test]
+async fn token_issue_mints_a_token_the_api_accepts_for_that_workspace_user_and_role() {
+    let env = TestEnv::new().await;
+    let workspace = Uuid::now_v7();
+    let user = Uuid::now_v7();
+    let token = vcintel(
+        &[
+            "token", "issue", "--workspace", &workspace.to_string(), "--user", &user.to_string(),
+            "--role", "viewer",
+        ],
+        &env.database_url,
+    );
+    let actor = env.keys.verify(token.trim()).expect("a valid token");
+    assert_eq!(actor.workspace_id.0, workspace);
+    assert_eq!(actor.user_id.0, user);
+    assert_eq!(actor.role, Role::Viewer);
+}
