@@ -36,21 +36,6 @@ create table snapshots
     primary key (aggregate_type, aggregate_id, last_sequence)
 );
 
--- wake the relay when events commit (notifications are delivered at commit)
-create function notify_events_appended() returns trigger
-    language plpgsql as
-$$
-begin
-    perform pg_notify('vcintel_events_appended', '');
-    return null;
-end;
-$$;
-
-create trigger events_appended
-    after insert on events
-    for each statement
-execute function notify_events_appended();
-
 -- where each relay has published up to, in commit order; written only after
 -- JetStream acknowledged everything up to it
 create table relay_checkpoints

@@ -30,7 +30,12 @@ use vcintel_domain::Role;
 const CLIENTS: usize = 8;
 
 fn seconds(var: &str, default: u64) -> Duration {
-    Duration::from_secs(std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default))
+    Duration::from_secs(
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default),
+    )
 }
 
 #[tokio::main]
@@ -44,9 +49,22 @@ async fn main() {
         .await
         .unwrap();
     let script = std::env::temp_dir().join(format!("vcintel-bench-{}.sql", Uuid::new_v4()));
-    std::fs::write(&script, "insert into bench_insert (payload) values ('x');\n").unwrap();
+    std::fs::write(
+        &script,
+        "insert into bench_insert (payload) values ('x');\n",
+    )
+    .unwrap();
     let output = Command::new("pgbench")
-        .args(["-n", "-c", &CLIENTS.to_string(), "-j", "2", "-T", &run_for.as_secs().to_string(), "-f"])
+        .args([
+            "-n",
+            "-c",
+            &CLIENTS.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &run_for.as_secs().to_string(),
+            "-f",
+        ])
         .arg(&script)
         .arg(&env.database_url)
         .output()
@@ -58,7 +76,12 @@ async fn main() {
         .find_map(|l| l.strip_prefix("tps = "))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no tps in pgbench output:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr)));
+        .unwrap_or_else(|| {
+            panic!(
+                "no tps in pgbench output:\n{stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
 
     // --- 2. the service, as its own optimised process.
     let port = {
@@ -77,9 +100,16 @@ async fn main() {
         .expect("start vcintel");
     let base = format!("http://127.0.0.1:{port}");
     let token = env.token(&env.actor(Uuid::now_v7(), Role::Member));
-    let http = reqwest::Client::builder().pool_max_idle_per_host(CLIENTS).build().unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CLIENTS)
+        .build()
+        .unwrap();
     helpers::eventually(Duration::from_secs(30), "the service", || async {
-        http.get(format!("{base}/health")).send().await.ok().filter(|r| r.status().is_success())
+        http.get(format!("{base}/health"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
     })
     .await;
 
@@ -130,13 +160,18 @@ async fn main() {
     }
     let sent = n - 10_000_000;
     // Let the projector finish, then read each row's lag.
-    helpers::eventually(Duration::from_secs(60), "the projection to catch up", || async {
-        let count: i64 = sqlx::query_scalar("select count(*) from companies where name like 'Bench 1000%'")
-            .fetch_one(&env.pool)
-            .await
-            .ok()?;
-        (count as u64 >= sent).then_some(())
-    })
+    helpers::eventually(
+        Duration::from_secs(60),
+        "the projection to catch up",
+        || async {
+            let count: i64 =
+                sqlx::query_scalar("select count(*) from companies where name like 'Bench 1000%'")
+                    .fetch_one(&env.pool)
+                    .await
+                    .ok()?;
+            (count as u64 >= sent).then_some(())
+        },
+    )
     .await;
     let mut lags_ms: Vec<f64> = sqlx::query_scalar(
         "select extract(epoch from (c.projected_at - e.recorded_at))::float8 * 1000
@@ -154,12 +189,26 @@ async fn main() {
     let _ = service.wait();
 
     println!();
-    println!("spine benchmark ({} s per phase, {CLIENTS} clients)", run_for.as_secs());
+    println!(
+        "spine benchmark ({} s per phase, {CLIENTS} clients)",
+        run_for.as_secs()
+    );
     println!("  pgbench 1-row INSERT, {CLIENTS} clients:    {pgbench_tps:>9.0} tps");
     println!("  HTTP POST /v1/companies, {CLIENTS} clients: {commands_per_sec:>9.0} commands/s");
-    println!("  ratio (goal >= 0.7):                 {:>9.2}", commands_per_sec / pgbench_tps);
-    println!("  commit -> read model at {rate:.0}/s ({} samples):", lags_ms.len());
-    println!("    p50 {:>7.1} ms   p99 {:>7.1} ms   max {:>7.1} ms (goal p99 <= 50 ms)", pct(0.50), pct(0.99), pct(1.0));
+    println!(
+        "  ratio (goal >= 0.7):                 {:>9.2}",
+        commands_per_sec / pgbench_tps
+    );
+    println!(
+        "  commit -> read model at {rate:.0}/s ({} samples):",
+        lags_ms.len()
+    );
+    println!(
+        "    p50 {:>7.1} ms   p99 {:>7.1} ms   max {:>7.1} ms (goal p99 <= 50 ms)",
+        pct(0.50),
+        pct(0.99),
+        pct(1.0)
+    );
 }
 
 #[derive(Clone)]

@@ -1,10 +1,11 @@
 //! Drives a [`Projection`] from its durable JetStream consumer.
 
-use crate::versions::{lock_version, set_version};
+use crate::versions::{lock_versions, store_versions};
 use crate::{Projection, ProjectionError};
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use futures::StreamExt;
 use sqlx::{PgConnection, PgPool};
+use std::collections::HashMap;
 use std::time::Duration;
 use vcintel_infra::wire::{EventMessage, Topology};
 use vcintel_infra::{event_log, failpoint, CancellationToken};
@@ -174,21 +175,26 @@ async fn apply_in_one_transaction<P: Projection>(
     events: &[&EventMessage],
 ) -> Result<(), ProjectionError> {
     let mut tx = pool.begin().await?;
+    let ids: Vec<&str> = events.iter().map(|e| e.aggregateid.as_str()).collect();
+    let mut versions = lock_versions(&mut tx, P::NAME, &ids).await?;
     for event in events {
-        apply_in_order::<P>(&mut tx, event).await?;
+        apply_in_order::<P>(&mut tx, &mut versions, event).await?;
         failpoint::hit("projector.mid_batch");
     }
+    store_versions(&mut tx, P::NAME, &versions).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// Applies `event` if it is the aggregate's next version, after filling any
-/// gap from the event store; skips it if it is already reflected.
+/// Applies `event` if it is its aggregate's next version after the one in
+/// `versions` (locked by the caller), after filling any gap from the event
+/// store; skips it if it is already reflected. Updates `versions`.
 pub async fn apply_in_order<P: Projection>(
     tx: &mut PgConnection,
+    versions: &mut HashMap<String, i64>,
     event: &EventMessage,
 ) -> Result<Applied, ProjectionError> {
-    let current = lock_version(tx, P::NAME, &event.aggregateid).await?;
+    let current = versions.get(&event.aggregateid).copied().unwrap_or(0);
     if event.sequence <= current {
         return Ok(Applied::Duplicate);
     }
@@ -224,6 +230,6 @@ pub async fn apply_in_order<P: Projection>(
         }
         Applied::FilledGap
     };
-    set_version(tx, P::NAME, &event.aggregateid, event.sequence).await?;
+    versions.insert(event.aggregateid.clone(), event.sequence);
     Ok(outcome)
 }

@@ -1,45 +1,49 @@
 //! The per-aggregate version each projection has applied.
 
 use sqlx::PgConnection;
+use std::collections::HashMap;
 
-/// Locks and returns the version `projection` reflects for `aggregate_id`
-/// (0 if none), so concurrent workers apply an aggregate's events one at a time.
-pub async fn lock_version(
+/// Locks the version rows of `aggregate_ids` for `projection` (creating
+/// missing ones at 0) and returns each one's version, in one round trip.
+/// Rows are locked in id order, so concurrent workers cannot deadlock.
+pub async fn lock_versions(
     tx: &mut PgConnection,
     projection: &str,
-    aggregate_id: &str,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query(
+    aggregate_ids: &[&str],
+) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let mut ids: Vec<&str> = aggregate_ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows: Vec<(String, i64)> = sqlx::query_as(
         "insert into projection_versions (projection, aggregate_id, version)
-         values ($1, $2, 0) on conflict do nothing",
+         select $1, id, 0 from unnest($2::text[]) as id order by id
+         on conflict (projection, aggregate_id)
+           do update set version = projection_versions.version
+         returning aggregate_id, version",
     )
     .bind(projection)
-    .bind(aggregate_id)
-    .execute(&mut *tx)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
     .await?;
-    sqlx::query_scalar(
-        "select version from projection_versions
-         where projection = $1 and aggregate_id = $2 for update",
-    )
-    .bind(projection)
-    .bind(aggregate_id)
-    .fetch_one(&mut *tx)
-    .await
+    Ok(rows.into_iter().collect())
 }
 
-pub async fn set_version(
+/// Records the versions a transaction brought its aggregates to.
+pub async fn store_versions(
     tx: &mut PgConnection,
     projection: &str,
-    aggregate_id: &str,
-    version: i64,
+    versions: &HashMap<String, i64>,
 ) -> Result<(), sqlx::Error> {
+    let (ids, values): (Vec<&str>, Vec<i64>) =
+        versions.iter().map(|(k, v)| (k.as_str(), *v)).unzip();
     sqlx::query(
-        "update projection_versions set version = $3
-         where projection = $1 and aggregate_id = $2",
+        "update projection_versions as pv set version = v.version
+         from unnest($2::text[], $3::bigint[]) as v(aggregate_id, version)
+         where pv.projection = $1 and pv.aggregate_id = v.aggregate_id",
     )
     .bind(projection)
-    .bind(aggregate_id)
-    .bind(version)
+    .bind(&ids)
+    .bind(&values)
     .execute(&mut *tx)
     .await?;
     Ok(())

@@ -26,7 +26,9 @@ async fn migrate_up_down_and_status_walk_the_migrations_both_ways() {
     let admin = admin_database_url();
     let name = format!("vcintel_cli_{}", Uuid::new_v4().simple());
     let mut conn = PgConnection::connect(&admin).await.unwrap();
-    conn.execute(format!("create database {name}").as_str()).await.unwrap();
+    conn.execute(format!("create database {name}").as_str())
+        .await
+        .unwrap();
     let url = {
         let (base, _) = admin.rsplit_once('/').unwrap();
         format!("{base}/{name}")
@@ -65,8 +67,14 @@ async fn token_issue_mints_a_token_the_api_accepts_for_that_workspace_user_and_r
     let user = Uuid::now_v7();
     let token = vcintel(
         &[
-            "token", "issue", "--workspace", &workspace.to_string(), "--user", &user.to_string(),
-            "--role", "viewer",
+            "token",
+            "issue",
+            "--workspace",
+            &workspace.to_string(),
+            "--user",
+            &user.to_string(),
+            "--role",
+            "viewer",
         ],
         &env.database_url,
     );

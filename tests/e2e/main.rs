@@ -15,5 +15,6 @@ mod cli;
 mod concurrency;
 mod crash;
 mod health;
+mod projection;
 mod relay;
 mod tenancy;

@@ -211,9 +211,11 @@ async fn a_standby_relay_takes_over_when_the_leader_dies_and_publishes_each_even
     for i in 0..10 {
         insert_event(&mut conn, &format!("after-{i}"), 1, workspace).await;
     }
-    eventually(Duration::from_secs(30), "the standby to publish", || async {
-        (env.stream_message_count().await >= 20).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the standby to publish",
+        || async { (env.stream_message_count().await >= 20).then_some(()) },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let messages = env.stream_messages().await;
