@@ -88,8 +88,14 @@ async fn main() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut service = Command::new(env!("CARGO_BIN_EXE_vcintel"))
+    let service = Command::new(env!("CARGO_BIN_EXE_vcintel"))
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        // BENCH_ONLY=api measures the command path without the workers.
+        .args(
+            std::env::var("BENCH_ONLY")
+                .map(|c| vec!["--only".to_owned(), c])
+                .unwrap_or_default(),
+        )
         .env("DATABASE_URL", &env.database_url)
         .env("NATS_URL", helpers::nats_url())
         .env("VCINTEL_JWT_SECRET", helpers::JWT_SECRET)
@@ -98,6 +104,7 @@ async fn main() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("start vcintel");
+    let _service = KillOnDrop(service);
     let base = format!("http://127.0.0.1:{port}");
     let token = env.token(&env.actor(Uuid::now_v7(), Role::Member));
     let http = reqwest::Client::builder()
@@ -141,6 +148,13 @@ async fn main() {
     }
     let commands_per_sec = counter.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
 
+    if std::env::var("BENCH_ONLY").is_ok() {
+        println!(
+            "pgbench {pgbench_tps:.0} tps; HTTP {commands_per_sec:.0} commands/s; ratio {:.2}",
+            commands_per_sec / pgbench_tps
+        );
+        return;
+    }
     // --- 3. commit → visible at half the peak rate (open loop).
     let rate = commands_per_sec / 2.0;
     let interval = Duration::from_secs_f64(1.0 / rate);
@@ -158,18 +172,21 @@ async fn main() {
     for f in inflight {
         f.await.unwrap();
     }
-    let sent = n - 10_000_000;
-    // Let the projector finish, then read each row's lag.
+    // Let the projector finish (polling gently, not to slow it), then read
+    // each row's lag.
     helpers::eventually(
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         "the projection to catch up",
         || async {
-            let count: i64 =
-                sqlx::query_scalar("select count(*) from companies where name like 'Bench 1000%'")
-                    .fetch_one(&env.pool)
-                    .await
-                    .ok()?;
-            (count as u64 >= sent).then_some(())
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let (events, applied): (i64, i64) = sqlx::query_as(
+                "select (select count(*) from events),
+                    (select coalesce(sum(version), 0)::bigint from projection_versions)",
+            )
+            .fetch_one(&env.pool)
+            .await
+            .ok()?;
+            (events == applied).then_some(())
         },
     )
     .await;
@@ -185,9 +202,23 @@ async fn main() {
     lags_ms.sort_by(f64::total_cmp);
     let pct = |p: f64| lags_ms[((lags_ms.len() as f64 - 1.0) * p).round() as usize];
 
-    let _ = service.kill();
-    let _ = service.wait();
-
+    // Lag by second of the run: a steady climb means the workers cannot keep
+    // up; isolated spikes mean stalls.
+    if std::env::var_os("BENCH_VERBOSE").is_some() {
+        let per_second: Vec<(f64, i64, f64)> = sqlx::query_as(
+            "select extract(epoch from date_trunc('second', e.recorded_at))::float8, count(*),
+                    max(extract(epoch from (c.projected_at - e.recorded_at))::float8 * 1000)
+             from companies c join events e
+               on e.aggregate_type = 'company' and e.aggregate_id = c.id::text and e.sequence = 1
+             where c.name like 'Bench 1000%' group by 1 order by 1",
+        )
+        .fetch_all(&env.pool)
+        .await
+        .unwrap();
+        for (second, count, max) in &per_second {
+            println!("  t={second:.0} events={count} max_lag={max:.1}ms");
+        }
+    }
     println!();
     println!(
         "spine benchmark ({} s per phase, {CLIENTS} clients)",
@@ -229,5 +260,15 @@ impl Target {
             .await
             .unwrap();
         assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+    }
+}
+
+/// Stops the service even when the benchmark panics.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
