@@ -26,11 +26,21 @@ impl<S> std::fmt::Debug for CompanyCommands<S> {
 /// The loaded aggregate and the version it was loaded at, whichever store
 /// loaded it; cqrs-es's contexts expose both as plain fields.
 pub trait LoadedAggregate<A> {
+    /// The context of an aggregate that has no events yet.
+    fn fresh(aggregate_id: &str) -> Self;
     fn state(&mut self) -> &mut A;
     fn version(&self) -> u64;
 }
 
 impl<A: Aggregate> LoadedAggregate<A> for EventStoreAggregateContext<A> {
+    fn fresh(aggregate_id: &str) -> Self {
+        EventStoreAggregateContext {
+            aggregate_id: aggregate_id.to_owned(),
+            aggregate: A::default(),
+            current_sequence: 0,
+            current_snapshot: None,
+        }
+    }
     fn state(&mut self) -> &mut A {
         &mut self.aggregate
     }
@@ -40,12 +50,29 @@ impl<A: Aggregate> LoadedAggregate<A> for EventStoreAggregateContext<A> {
 }
 
 impl<A: Aggregate> LoadedAggregate<A> for MemStoreAggregateContext<A> {
+    fn fresh(aggregate_id: &str) -> Self {
+        MemStoreAggregateContext {
+            aggregate_id: aggregate_id.to_owned(),
+            aggregate: A::default(),
+            current_sequence: 0,
+        }
+    }
     fn state(&mut self) -> &mut A {
         &mut self.aggregate
     }
     fn version(&self) -> u64 {
         self.current_sequence as u64
     }
+}
+
+/// Where a command's aggregate comes from.
+enum Load {
+    /// Read its events from the store.
+    Stored,
+    /// A freshly minted id: nothing can be stored under it yet, so skip the
+    /// read. Should the id exist after all, the append's primary key refuses
+    /// it as a conflict.
+    Fresh,
 }
 
 impl<S> CompanyCommands<S>
@@ -72,7 +99,7 @@ where
             company_id,
             input,
         };
-        self.execute(company_id, &actor, command, None, metadata)
+        self.execute(company_id, Load::Fresh, &actor, command, None, metadata)
             .await
     }
 
@@ -87,8 +114,15 @@ where
     ) -> Result<Committed, CommandError> {
         authorise_write(&actor, "update companies")?;
         let command = CompanyCommand::UpdateDetails { actor, changes };
-        self.execute(company_id, &actor, command, expected_version, metadata)
-            .await
+        self.execute(
+            company_id,
+            Load::Stored,
+            &actor,
+            command,
+            expected_version,
+            metadata,
+        )
+        .await
     }
 
     #[tracing::instrument(skip(self, metadata), fields(workspace_id = %actor.workspace_id, user_id = %actor.user_id))]
@@ -101,20 +135,31 @@ where
     ) -> Result<Committed, CommandError> {
         authorise_write(&actor, "delete companies")?;
         let command = CompanyCommand::Delete { actor };
-        self.execute(company_id, &actor, command, expected_version, metadata)
-            .await
+        self.execute(
+            company_id,
+            Load::Stored,
+            &actor,
+            command,
+            expected_version,
+            metadata,
+        )
+        .await
     }
 
     async fn execute(
         &self,
         company_id: CompanyId,
+        load: Load,
         actor: &Actor,
         command: CompanyCommand,
         expected_version: Option<u64>,
         metadata: &CommandMetadata,
     ) -> Result<Committed, CommandError> {
         let aggregate_id = company_id.to_string();
-        let mut context = self.store.load_aggregate(&aggregate_id).await?;
+        let mut context = match load {
+            Load::Stored => self.store.load_aggregate(&aggregate_id).await?,
+            Load::Fresh => S::AC::fresh(&aggregate_id),
+        };
         let current_version = context.version();
         if let Some(expected) = expected_version {
             // Tenancy before preconditions: a foreign or missing company must
