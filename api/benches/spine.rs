@@ -179,10 +179,11 @@ async fn main() {
     // Let the projector finish, then read each row's lag.
     wait_for_projection(&env).await;
     let mut lags_ms: Vec<f64> = sqlx::query_scalar(
-        "select extract(epoch from (c.projected_at - e.recorded_at))::float8 * 1000
-         from companies c join events e
-           on e.aggregate_type = 'company' and e.aggregate_id = c.id::text and e.sequence = 1
-         where c.name like 'Rate %'",
+        "with rated as materialized (
+             select id::text as aggregate_id, projected_at from companies where name like 'Rate %')
+         select extract(epoch from (r.projected_at - e.recorded_at))::float8 * 1000
+         from rated r join events e
+           on e.aggregate_type = 'company' and e.aggregate_id = r.aggregate_id and e.sequence = 1",
     )
     .fetch_all(&env.pool)
     .await
@@ -194,11 +195,13 @@ async fn main() {
     // up; isolated spikes mean stalls.
     if std::env::var_os("BENCH_VERBOSE").is_some() {
         let per_second: Vec<(f64, i64, f64)> = sqlx::query_as(
-            "select extract(epoch from date_trunc('second', e.recorded_at))::float8, count(*),
-                    max(extract(epoch from (c.projected_at - e.recorded_at))::float8 * 1000)
-             from companies c join events e
-               on e.aggregate_type = 'company' and e.aggregate_id = c.id::text and e.sequence = 1
-             where c.name like 'Rate %' group by 1 order by 1",
+            "with rated as materialized (
+                 select id::text as aggregate_id, projected_at from companies where name like 'Rate %')
+             select extract(epoch from date_trunc('second', e.recorded_at))::float8, count(*),
+                    max(extract(epoch from (r.projected_at - e.recorded_at))::float8 * 1000)
+             from rated r join events e
+               on e.aggregate_type = 'company' and e.aggregate_id = r.aggregate_id and e.sequence = 1
+             group by 1 order by 1",
         )
         .fetch_all(&env.pool)
         .await
@@ -206,6 +209,51 @@ async fn main() {
         for (second, count, max) in &per_second {
             println!("  t={second:.0} events={count} max_lag={max:.1}ms");
         }
+        // Split a sample's lag at JetStream: relay (recorded → stored in the
+        // stream) and projector (stored → projected).
+        let mut stream = env.stream().await;
+        let state = stream.info().await.unwrap().state.clone();
+        let mut relay_ms = Vec::new();
+        let mut projector_ms = Vec::new();
+        let step = ((state.last_sequence - state.first_sequence) / 300).max(1);
+        let mut seq = state
+            .last_sequence
+            .saturating_sub(step * 300)
+            .max(state.first_sequence);
+        while seq <= state.last_sequence {
+            let message = stream.get_raw_message(seq).await.unwrap();
+            seq += step;
+            let body: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+            if !body["data"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("Rate ")
+            {
+                continue;
+            }
+            let stored_at = message.time.unix_timestamp_nanos() as f64 / 1e6;
+            let recorded_at = chrono::DateTime::parse_from_rfc3339(body["time"].as_str().unwrap())
+                .unwrap()
+                .timestamp_nanos_opt()
+                .unwrap() as f64
+                / 1e6;
+            let projected_at: f64 = sqlx::query_scalar(
+                "select extract(epoch from projected_at)::float8 * 1000 from companies where id = $1::uuid",
+            )
+            .bind(body["aggregateid"].as_str().unwrap())
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+            relay_ms.push(stored_at - recorded_at);
+            projector_ms.push(projected_at - stored_at);
+        }
+        relay_ms.sort_by(f64::total_cmp);
+        projector_ms.sort_by(f64::total_cmp);
+        let at = |v: &Vec<f64>, p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
+        println!(
+            "  relay     p50 {:.1} ms p99 {:.1} ms | projector p50 {:.1} ms p99 {:.1} ms ({} samples)",
+            at(&relay_ms, 0.5), at(&relay_ms, 0.99), at(&projector_ms, 0.5), at(&projector_ms, 0.99), relay_ms.len()
+        );
     }
     println!();
     println!(

@@ -1,7 +1,8 @@
 //! The `companies` read model: one row per live company.
 
-use crate::{Projection, ProjectionError};
+use crate::{AggregateChanges, Projection, ProjectionError};
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgExecutor};
 use uuid::Uuid;
 use vcintel_domain::company::{CompanyDetails, CompanyEvent, AGGREGATE_TYPE};
@@ -15,79 +16,126 @@ impl Projection for CompaniesProjection {
     const NAME: &'static str = "companies";
     const AGGREGATE_TYPE: &'static str = AGGREGATE_TYPE;
 
-    async fn apply(tx: &mut PgConnection, event: &EventMessage) -> Result<(), ProjectionError> {
-        let decoded: CompanyEvent =
-            serde_json::from_value(event.tagged_payload()).map_err(|e| {
-                ProjectionError::Undecodable {
-                    event_id: event.id,
-                    reason: e.to_string(),
-                }
-            })?;
-        let id: Uuid =
-            event
-                .aggregateid
-                .parse()
-                .map_err(|e: uuid::Error| ProjectionError::Undecodable {
-                    event_id: event.id,
-                    reason: e.to_string(),
-                })?;
-        match decoded {
-            CompanyEvent::Added(added) => {
-                let d = &added.details;
-                sqlx::query(
-                    "insert into companies (id, workspace_id, name, website, sector, stage, location,
-                                            added_by, added_at, updated_at, version)
-                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
-                )
-                .bind(id)
-                .bind(added.workspace_id.0)
-                .bind(&d.name)
-                .bind(d.website.as_str())
-                .bind(&d.sector)
-                .bind(d.stage.map(|s| s.as_str()))
-                .bind(&d.location)
-                .bind(added.added_by.0)
-                .bind(event.time)
-                .bind(event.sequence)
-                .execute(&mut *tx)
-                .await?;
-            }
-            CompanyEvent::DetailsUpdated(updated) => {
-                update_details(tx, id, &updated.details, event).await?;
-            }
-            CompanyEvent::Deleted(_) => {
-                sqlx::query("delete from companies where id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
+    async fn apply_batch(
+        tx: &mut PgConnection,
+        changes: &[AggregateChanges],
+    ) -> Result<(), ProjectionError> {
+        let writes = changes
+            .iter()
+            .map(fold_to_write)
+            .collect::<Result<Vec<_>, _>>()?;
+        // One statement for the whole batch: rows are inserted, updated or
+        // deleted according to each aggregate's folded outcome.
+        sqlx::query(
+            "with input as (
+                 select * from jsonb_to_recordset($1::jsonb) as x(
+                     op text, id uuid, workspace_id uuid, name text, website text, sector text,
+                     stage text, location text, added_by uuid, added_at timestamptz,
+                     updated_at timestamptz, version bigint)
+             ), inserted as (
+                 insert into companies (id, workspace_id, name, website, sector, stage, location,
+                                        added_by, added_at, updated_at, version)
+                 select id, workspace_id, name, website, sector, stage, location,
+                        added_by, added_at, updated_at, version
+                 from input where op = 'insert'
+                 returning 1
+             ), updated as (
+                 update companies c
+                 set name = i.name, website = i.website, sector = i.sector, stage = i.stage,
+                     location = i.location, updated_at = i.updated_at, version = i.version,
+                     projected_at = clock_timestamp()
+                 from input i where i.op = 'update' and c.id = i.id
+                 returning 1
+             ), deleted as (
+                 delete from companies c using input i
+                 where i.op = 'delete' and c.id = i.id
+                 returning 1
+             )
+             select 1",
+        )
+        .bind(sqlx::types::Json(&writes))
+        .execute(&mut *tx)
+        .await?;
         Ok(())
     }
 }
 
-async fn update_details(
-    tx: &mut PgConnection,
+/// The net effect of one aggregate's new events on its row.
+#[derive(Debug, Serialize)]
+struct RowWrite {
+    op: &'static str,
     id: Uuid,
-    d: &CompanyDetails,
-    event: &EventMessage,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "update companies set name = $2, website = $3, sector = $4, stage = $5, location = $6,
-                              updated_at = $7, version = $8, projected_at = clock_timestamp()
-         where id = $1",
-    )
-    .bind(id)
-    .bind(&d.name)
-    .bind(d.website.as_str())
-    .bind(&d.sector)
-    .bind(d.stage.map(|s| s.as_str()))
-    .bind(&d.location)
-    .bind(event.time)
-    .bind(event.sequence)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    workspace_id: Option<Uuid>,
+    name: Option<String>,
+    website: Option<String>,
+    sector: Option<String>,
+    stage: Option<&'static str>,
+    location: Option<String>,
+    added_by: Option<Uuid>,
+    added_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+    version: i64,
+}
+
+fn fold_to_write(change: &AggregateChanges) -> Result<RowWrite, ProjectionError> {
+    let undecodable = |event: &EventMessage, reason: String| ProjectionError::Undecodable {
+        event_id: event.id,
+        reason,
+    };
+    let Some(last) = change.events.last() else {
+        return Err(ProjectionError::MissingHistory {
+            aggregate_id: change.aggregate_id.clone(),
+            from: change.from_version,
+            to: change.from_version,
+            found: 0,
+            expected: 1,
+        });
+    };
+    let id: Uuid = change
+        .aggregate_id
+        .parse()
+        .map_err(|e: uuid::Error| undecodable(last, e.to_string()))?;
+    let mut added: Option<(Uuid, DateTime<Utc>)> = None;
+    let mut details: Option<(WorkspaceId, CompanyDetails)> = None;
+    let mut deleted = false;
+    for event in &change.events {
+        let decoded: CompanyEvent = serde_json::from_value(event.tagged_payload())
+            .map_err(|e| undecodable(event, e.to_string()))?;
+        match decoded {
+            CompanyEvent::Added(e) => {
+                added = Some((e.added_by.0, event.time));
+                details = Some((e.workspace_id, e.details));
+                deleted = false;
+            }
+            CompanyEvent::DetailsUpdated(e) => details = Some((e.workspace_id, e.details)),
+            CompanyEvent::Deleted(_) => deleted = true,
+        }
+    }
+    let op = if deleted {
+        "delete"
+    } else if added.is_some() {
+        "insert"
+    } else {
+        "update"
+    };
+    let (workspace_id, details) = match details {
+        Some((ws, d)) => (Some(ws.0), Some(d)),
+        None => (None, None),
+    };
+    Ok(RowWrite {
+        op,
+        id,
+        workspace_id,
+        name: details.as_ref().map(|d| d.name.clone()),
+        website: details.as_ref().map(|d| d.website.as_str().to_owned()),
+        sector: details.as_ref().and_then(|d| d.sector.clone()),
+        stage: details.as_ref().and_then(|d| d.stage.map(|s| s.as_str())),
+        location: details.as_ref().and_then(|d| d.location.clone()),
+        added_by: added.map(|(by, _)| by),
+        added_at: added.map(|(_, at)| at),
+        updated_at: last.time,
+        version: last.sequence,
+    })
 }
 
 /// A company as the read model holds it.

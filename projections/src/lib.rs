@@ -21,11 +21,25 @@ pub trait Projection: Send + Sync + 'static {
     /// The aggregate type whose events it consumes.
     const AGGREGATE_TYPE: &'static str;
 
-    /// Applies one event (already known to be the next version) inside `tx`.
-    fn apply(
+    /// Writes the effect of each aggregate's new events inside `tx`. Every
+    /// `events` list holds exactly the versions after the one the read model
+    /// reflects, in order, so the projection may fold them in memory and
+    /// write once per batch: the fewer statements, the shorter the
+    /// transaction, and the sooner the relay (which waits for every open
+    /// transaction) sees the next commits.
+    fn apply_batch(
         tx: &mut sqlx::PgConnection,
-        event: &vcintel_infra::wire::EventMessage,
+        changes: &[AggregateChanges],
     ) -> impl std::future::Future<Output = Result<(), ProjectionError>> + Send;
+}
+
+/// One aggregate's events to apply, oldest first.
+#[derive(Debug, Clone)]
+pub struct AggregateChanges {
+    pub aggregate_id: String,
+    /// The version the read model reflects before these events.
+    pub from_version: i64,
+    pub events: Vec<vcintel_infra::wire::EventMessage>,
 }
 
 #[derive(Debug, thiserror::Error)]

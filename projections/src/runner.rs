@@ -1,7 +1,7 @@
 //! Drives a [`Projection`] from its durable JetStream consumer.
 
 use crate::versions::{lock_versions, store_versions};
-use crate::{Projection, ProjectionError};
+use crate::{AggregateChanges, Projection, ProjectionError};
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use futures::StreamExt;
 use sqlx::{PgConnection, PgPool};
@@ -177,30 +177,35 @@ async fn apply_in_one_transaction<P: Projection>(
     let mut tx = pool.begin().await?;
     let ids: Vec<&str> = events.iter().map(|e| e.aggregateid.as_str()).collect();
     let mut versions = lock_versions(&mut tx, P::NAME, &ids).await?;
+    let mut changes: Vec<AggregateChanges> = Vec::new();
     for event in events {
-        apply_in_order::<P>(&mut tx, &mut versions, event).await?;
+        plan_in_order::<P>(&mut tx, &mut versions, &mut changes, event).await?;
         failpoint::hit("projector.mid_batch");
     }
-    store_versions(&mut tx, P::NAME, &versions).await?;
+    if !changes.is_empty() {
+        P::apply_batch(&mut tx, &changes).await?;
+        store_versions(&mut tx, P::NAME, &versions).await?;
+    }
     tx.commit().await?;
     Ok(())
 }
 
-/// Applies `event` if it is its aggregate's next version after the one in
-/// `versions` (locked by the caller), after filling any gap from the event
-/// store; skips it if it is already reflected. Updates `versions`.
-pub async fn apply_in_order<P: Projection>(
+/// Decides what `event` means for its aggregate given the version the read
+/// model reflects (in `versions`, locked by the caller): the next version is
+/// queued to apply; an older one is a duplicate; a newer one queues the
+/// missing versions from the event store first. Updates `versions`.
+pub async fn plan_in_order<P: Projection>(
     tx: &mut PgConnection,
     versions: &mut HashMap<String, i64>,
+    changes: &mut Vec<AggregateChanges>,
     event: &EventMessage,
 ) -> Result<Applied, ProjectionError> {
     let current = versions.get(&event.aggregateid).copied().unwrap_or(0);
     if event.sequence <= current {
         return Ok(Applied::Duplicate);
     }
-    let outcome = if event.sequence == current + 1 {
-        P::apply(tx, event).await?;
-        Applied::Next
+    let (outcome, to_apply) = if event.sequence == current + 1 {
+        (Applied::Next, vec![event.clone()])
     } else {
         let history = event_log::read_aggregate(
             &mut *tx,
@@ -220,16 +225,28 @@ pub async fn apply_in_order<P: Projection>(
                 expected,
             });
         }
-        for stored in &history {
-            let message =
+        let filled = history
+            .iter()
+            .map(|stored| {
                 EventMessage::from_stored(stored).map_err(|e| ProjectionError::Undecodable {
                     event_id: stored.event_id,
                     reason: e.to_string(),
-                })?;
-            P::apply(tx, &message).await?;
-        }
-        Applied::FilledGap
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        (Applied::FilledGap, filled)
     };
+    match changes
+        .iter_mut()
+        .find(|c| c.aggregate_id == event.aggregateid)
+    {
+        Some(existing) => existing.events.extend(to_apply),
+        None => changes.push(AggregateChanges {
+            aggregate_id: event.aggregateid.clone(),
+            from_version: current,
+            events: to_apply,
+        }),
+    }
     versions.insert(event.aggregateid.clone(), event.sequence);
     Ok(outcome)
 }
