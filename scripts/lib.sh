@@ -103,7 +103,8 @@ stop_private_postgres() {
 # start_private_nats DIR: a JetStream server storing in DIR on a free port;
 # sets NATS_URL. sync_interval: always makes every acknowledged message
 # durable on disk before the ack, so a power loss cannot drop a message the
-# relay already checkpointed past.
+# relay already checkpointed past. NATS_SYNC_INTERVAL overrides it (e.g. "2m",
+# the server default, trading that guarantee for throughput).
 start_private_nats() {
     local dir="$1" port
     mkdir -p "$dir/store"
@@ -116,7 +117,7 @@ start_private_nats() {
 listen: 127.0.0.1:$port
 jetstream {
   store_dir: "$dir/store"
-  sync_interval: always
+  sync_interval: ${NATS_SYNC_INTERVAL:-always}
 }
 CONF
         "$NATS_SERVER" -c "$dir/nats.conf" -P "$dir/nats.pid" -l "$dir/nats.log" &

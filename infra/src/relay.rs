@@ -108,7 +108,9 @@ impl Relay {
 
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(NOTIFY_CHANNEL).await?;
-        let mut cursor = self.load_checkpoint().await?;
+        let mut cursor = self
+            .reconcile_with_stream(self.load_checkpoint().await?)
+            .await?;
         let mut held_back_wait = Duration::from_millis(2);
         loop {
             if shutdown.is_cancelled() {
@@ -171,6 +173,50 @@ impl Relay {
             ack?;
         }
         Ok(())
+    }
+
+    /// JetStream can lose acknowledged messages (a power loss within its
+    /// fsync interval, or a lost stream). Postgres is the truth: if the
+    /// stream's newest message is older than the checkpoint, the checkpoint
+    /// moves back to it and the missing tail is published again.
+    async fn reconcile_with_stream(
+        &self,
+        checkpoint: CommitCursor,
+    ) -> anyhow::Result<CommitCursor> {
+        let mut stream = self.js.get_stream(self.topology.stream_name()).await?;
+        let state = stream.info().await?.state.clone();
+        let stream_cursor = if state.messages == 0 {
+            CommitCursor::default()
+        } else {
+            let last = stream.get_raw_message(state.last_sequence).await?;
+            let message: EventMessage = serde_json::from_slice(&last.payload)?;
+            let tx_id: Option<String> =
+                sqlx::query_scalar("select tx_id::text from events where position = $1")
+                    .bind(message.position)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            match tx_id {
+                Some(tx) => CommitCursor {
+                    tx_id: tx.parse()?,
+                    position: message.position,
+                },
+                None => anyhow::bail!(
+                    "the stream's newest message (position {}) is not in this event store: \
+                     is the relay pointed at the right stream?",
+                    message.position
+                ),
+            }
+        };
+        if stream_cursor < checkpoint {
+            tracing::warn!(
+                checkpoint = ?checkpoint,
+                stream = ?stream_cursor,
+                "the stream lacks events the relay had published; publishing them again"
+            );
+            self.save_checkpoint(stream_cursor).await?;
+            return Ok(stream_cursor);
+        }
+        Ok(checkpoint)
     }
 
     async fn load_checkpoint(&self) -> Result<CommitCursor, sqlx::Error> {

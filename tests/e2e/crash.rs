@@ -234,3 +234,36 @@ async fn a_projector_killed_mid_batch_and_before_ack_converges_to_a_fresh_fold()
             .unwrap();
     assert_eq!(renamed.len(), 6);
 }
+
+#[tokio::test]
+async fn a_relay_republishes_what_jetstream_lost() {
+    let mut env = TestEnv::new().await;
+    let actor = env.actor(Uuid::now_v7(), Role::Member);
+    add_companies(&env, actor, 0, 8).await;
+    let relay = env.start(&[Component::Relay]).await;
+    let end = max_position(&env).await;
+    eventually(Duration::from_secs(20), "the relay to publish", || async {
+        (checkpoint_position(&env).await == Some(end)).then_some(())
+    })
+    .await;
+    relay.stop().await;
+
+    // The stream is lost entirely (as in a JetStream crash that loses it).
+    env.js
+        .delete_stream(env.topology().stream_name())
+        .await
+        .unwrap();
+    let _relay = env.start(&[Component::Relay]).await;
+    let messages = eventually(
+        Duration::from_secs(20),
+        "the events to be republished",
+        || async {
+            let messages = env.stream_messages().await;
+            (messages.len() >= 8).then_some(messages)
+        },
+    )
+    .await;
+    let ids: HashSet<String> = messages.iter().map(|m| m.msg_id.clone()).collect();
+    assert_eq!(messages.len(), 8);
+    assert_eq!(ids, env.event_ids_in_store().await.into_iter().collect());
+}
