@@ -18,10 +18,13 @@ use async_nats::HeaderMap;
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::future::IntoFuture;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 pub const NOTIFY_CHANNEL: &str = "vcintel_events_appended";
+
+/// Longest a busy relay goes between checkpoints.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone)]
 pub struct RelaySettings {
@@ -112,6 +115,8 @@ impl Relay {
             .reconcile_with_stream(self.load_checkpoint().await?)
             .await?;
         let mut held_back_wait = Duration::from_millis(2);
+        let mut unsaved: Option<CommitCursor> = None;
+        let mut last_saved = Instant::now();
         loop {
             if shutdown.is_cancelled() {
                 return Ok(());
@@ -120,13 +125,24 @@ impl Relay {
                 event_log::read_committed_after(&self.pool, cursor, self.settings.batch_size)
                     .await?;
             if let Some(last) = batch.last() {
-                let next = last.cursor();
+                cursor = last.cursor();
                 self.publish(&batch).await?;
                 failpoint::hit("relay.after_publish");
-                self.save_checkpoint(next).await?;
-                cursor = next;
+                // Under load, checkpoint at most every CHECKPOINT_EVERY (a
+                // crash republishes a little more, and the stream drops it
+                // as duplicates); when idle, checkpoint at once.
+                unsaved = Some(cursor);
+                if last_saved.elapsed() >= CHECKPOINT_EVERY {
+                    self.save_checkpoint(cursor).await?;
+                    unsaved = None;
+                    last_saved = Instant::now();
+                }
                 held_back_wait = Duration::from_millis(2);
                 continue;
+            }
+            if let Some(published) = unsaved.take() {
+                self.save_checkpoint(published).await?;
+                last_saved = Instant::now();
             }
             // Nothing visible yet. If events exist behind an older running
             // transaction, look again soon; else sleep until notified.
