@@ -136,3 +136,21 @@ stop_private_nats() {
         kill "$(cat "$PRIVATE_NATS_DIR/nats.pid")" 2>/dev/null || true
     fi
 }
+
+# start_throwaway_services NAME: installs what is missing and, unless
+# DATABASE_URL / NATS_URL are given, starts a fresh Postgres and nats-server
+# under .data/NAME that are stopped when the calling script exits. Exports
+# TEST_DATABASE_URL and TEST_NATS_URL for the tests and benchmarks.
+start_throwaway_services() {
+    local run_dir="$ROOT/.data/$1"
+    ensure_rust
+    ensure_postgres_binaries
+    ensure_nats_server
+    trap 'stop_private_nats; stop_private_postgres' EXIT
+    if [ -z "${DATABASE_URL:-}" ] || [ -z "${NATS_URL:-}" ]; then rm -rf "$run_dir"; fi
+    [ -n "${DATABASE_URL:-}" ] || start_private_postgres "$run_dir/pg"
+    [ -n "${NATS_URL:-}" ] || start_private_nats "$run_dir/nats"
+    log "Postgres: $DATABASE_URL"
+    log "NATS:     $NATS_URL"
+    export TEST_DATABASE_URL="$DATABASE_URL" TEST_NATS_URL="$NATS_URL"
+}

@@ -102,17 +102,7 @@ async fn update_and_delete_flow_through_to_the_read_model() {
     let mut env = TestEnv::new().await;
     let base = env.start_all().await;
     let token = env.token(&env.actor(Uuid::now_v7(), Role::Admin));
-    let created: Value = env
-        .http
-        .post(format!("{base}/v1/companies"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Beta", "website": "beta.dev", "location": "Paris", "sector": "Fintech"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: Value = env.post_json(&format!("{base}/v1/companies"), &token, &json!({"name": "Beta", "website": "beta.dev", "location": "Paris", "sector": "Fintech"})).await.1;
     let id = created["id"].as_str().unwrap().to_owned();
 
     let response = env
@@ -129,15 +119,9 @@ async fn update_and_delete_flow_through_to_the_read_model() {
     assert_eq!(updated["version"], 2);
 
     let company: Value = env
-        .http
-        .get(format!("{base}/v1/companies/{id}?min_version=2"))
-        .bearer_auth(&token)
-        .send()
+        .get_json(&format!("{base}/v1/companies/{id}?min_version=2"), &token)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .1;
     assert_eq!(company["name"], "Beta Labs");
     assert_eq!(company["location"], Value::Null, "null clears a field");
     assert_eq!(company["sector"], "Fintech", "omitted fields are unchanged");
@@ -164,15 +148,9 @@ async fn update_and_delete_flow_through_to_the_read_model() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     let list: Value = env
-        .http
-        .get(format!("{base}/v1/companies"))
-        .bearer_auth(&token)
-        .send()
+        .get_json(&format!("{base}/v1/companies"), &token)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .1;
     assert_eq!(list["items"], json!([]));
 
     // A deleted company cannot be changed again.
@@ -196,16 +174,13 @@ async fn listing_pages_through_every_company_once_in_order() {
     let mut last_version_id = String::new();
     for i in 0..7 {
         let created: Value = env
-            .http
-            .post(format!("{base}/v1/companies"))
-            .bearer_auth(&token)
-            .json(&json!({"name": format!("Company {i}"), "website": format!("company{i}.io")}))
-            .send()
+            .post_json(
+                &format!("{base}/v1/companies"),
+                &token,
+                &json!({"name": format!("Company {i}"), "website": format!("company{i}.io")}),
+            )
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .1;
         last_version_id = created["id"].as_str().unwrap().to_owned();
         ids.push(last_version_id.clone());
     }
@@ -482,4 +457,40 @@ async fn the_openapi_document_and_swagger_ui_are_served_offline() {
         StatusCode::OK,
         "assets are vendored, not fetched"
     );
+}
+
+#[tokio::test]
+async fn a_read_that_cannot_reach_the_requested_version_in_time_answers_503_with_retry_after() {
+    let mut env = TestEnv::new().await;
+    let mut settings = env.settings();
+    settings.consistency_wait_ms = 200;
+    let running = env.start_with(settings, &vcintel_api::Component::ALL).await;
+    let base = running.address.clone().unwrap();
+    let token = env.token(&env.actor(Uuid::now_v7(), Role::Member));
+    let (status, created) = env
+        .post_json(
+            &format!("{base}/v1/companies"),
+            &token,
+            &json!({"name": "Patience", "website": "patience.io"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = created["id"].as_str().unwrap();
+    let (status, _) = env
+        .get_json(&format!("{base}/v1/companies/{id}?min_version=1"), &token)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let response = env
+        .http
+        .get(format!("{base}/v1/companies/{id}?min_version=5"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:vcintel:problem:read-model-behind");
+    running.stop().await;
 }

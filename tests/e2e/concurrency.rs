@@ -9,16 +9,13 @@ use vcintel_domain::Role;
 
 async fn add_company(env: &TestEnv, base: &str, token: &str) -> String {
     let created: Value = env
-        .http
-        .post(format!("{base}/v1/companies"))
-        .bearer_auth(token)
-        .json(&json!({"name": "Contended", "website": "contended.io"}))
-        .send()
+        .post_json(
+            &format!("{base}/v1/companies"),
+            &token,
+            &json!({"name": "Contended", "website": "contended.io"}),
+        )
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .1;
     created["id"].as_str().unwrap().to_owned()
 }
 

@@ -8,33 +8,10 @@ use std::time::Duration;
 use uuid::Uuid;
 use vcintel_api::Component;
 use vcintel_commands::CommandMetadata;
-use vcintel_domain::company::{Company, CompanyChanges, CompanyEvent, CompanyId, CompanyInput};
-use vcintel_domain::{Actor, Role};
+use vcintel_domain::company::{Company, CompanyChanges, CompanyEvent};
+use vcintel_domain::Role;
 use vcintel_infra::event_log;
 use vcintel_projections::companies::CompanyRow;
-
-async fn add_companies(env: &TestEnv, actor: Actor, from: usize, to: usize) -> Vec<CompanyId> {
-    let commands = env.company_commands();
-    let mut ids = Vec::new();
-    for i in from..to {
-        let added = commands
-            .add(
-                actor,
-                CompanyInput {
-                    name: format!("Company {i}"),
-                    website: format!("company{i}.example"),
-                    sector: Some("AI".into()),
-                    stage: None,
-                    location: Some("Lisbon".into()),
-                },
-                &CommandMetadata::default(),
-            )
-            .await
-            .unwrap();
-        ids.push(CompanyId(added.aggregate_id.parse().unwrap()));
-    }
-    ids
-}
 
 async fn checkpoint_position(env: &TestEnv) -> Option<i64> {
     sqlx::query_scalar("select last_position from relay_checkpoints where relay_name = 'jetstream'")
@@ -54,7 +31,7 @@ async fn max_position(env: &TestEnv) -> i64 {
 async fn a_relay_killed_between_publish_and_checkpoint_republishes_without_duplicates() {
     let mut env = TestEnv::new().await;
     let actor = env.actor(Uuid::now_v7(), Role::Member);
-    add_companies(&env, actor, 0, 10).await;
+    env.add_companies(actor, 0..10).await;
     let first_batch_end = max_position(&env).await;
 
     let mut relay = env.spawn_process("relay", &[("VCINTEL_FAILPOINTS", "relay.after_publish=2")]);
@@ -62,7 +39,7 @@ async fn a_relay_killed_between_publish_and_checkpoint_republishes_without_dupli
         (checkpoint_position(&env).await == Some(first_batch_end)).then_some(())
     })
     .await;
-    add_companies(&env, actor, 10, 20).await;
+    env.add_companies(actor, 10..20).await;
     let status = wait_for_exit(&mut relay, Duration::from_secs(20)).await;
     assert!(!status.success(), "the relay aborted at the failpoint");
 
@@ -161,7 +138,7 @@ async fn a_projector_killed_mid_batch_and_before_ack_converges_to_a_fresh_fold()
     let mut env = TestEnv::new().await;
     let _relay = env.start(&[Component::Relay]).await;
     let actor = env.actor(Uuid::now_v7(), Role::Member);
-    let ids = add_companies(&env, actor, 0, 12).await;
+    let ids = env.add_companies(actor, 0..12).await;
     let commands = env.company_commands();
     let meta = CommandMetadata::default();
     for id in &ids[..6] {
@@ -239,7 +216,7 @@ async fn a_projector_killed_mid_batch_and_before_ack_converges_to_a_fresh_fold()
 async fn a_relay_republishes_what_jetstream_lost() {
     let mut env = TestEnv::new().await;
     let actor = env.actor(Uuid::now_v7(), Role::Member);
-    add_companies(&env, actor, 0, 8).await;
+    env.add_companies(actor, 0..8).await;
     let relay = env.start(&[Component::Relay]).await;
     let end = max_position(&env).await;
     eventually(Duration::from_secs(20), "the relay to publish", || async {

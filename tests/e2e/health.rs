@@ -6,8 +6,6 @@ use serde_json::Value;
 use std::time::Duration;
 use uuid::Uuid;
 use vcintel_api::Component;
-use vcintel_commands::CommandMetadata;
-use vcintel_domain::company::CompanyInput;
 use vcintel_domain::Role;
 
 #[tokio::test]
@@ -17,20 +15,8 @@ async fn readiness_names_the_lagging_component_and_recovers_when_it_catches_up()
     settings.ready_max_lag = 0;
     let api = env.start_with(settings, &[Component::Api]).await;
     let base = api.address.clone().unwrap();
-    env.company_commands()
-        .add(
-            env.actor(Uuid::now_v7(), Role::Member),
-            CompanyInput {
-                name: "Lag".into(),
-                website: "lag.io".into(),
-                sector: None,
-                stage: None,
-                location: None,
-            },
-            &CommandMetadata::default(),
-        )
-        .await
-        .unwrap();
+    env.add_companies(env.actor(Uuid::now_v7(), Role::Member), 0..1)
+        .await;
 
     let live = env.http.get(format!("{base}/health")).send().await.unwrap();
     assert_eq!(live.status(), StatusCode::OK);

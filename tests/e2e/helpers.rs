@@ -256,6 +256,63 @@ impl TestEnv {
             .expect("issue token")
     }
 
+    /// GETs `url` as the holder of `token`; the status and the JSON body.
+    pub async fn get_json(&self, url: &str, token: &str) -> (reqwest::StatusCode, Value) {
+        let response = self.http.get(url).bearer_auth(token).send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POSTs `body` as JSON to `url`; the status and the JSON body.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        token: &str,
+        body: &Value,
+    ) -> (reqwest::StatusCode, Value) {
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Adds companies `Company <from>` .. `Company <to - 1>` through the
+    /// command service (no HTTP), returning their ids.
+    pub async fn add_companies(
+        &self,
+        actor: Actor,
+        range: std::ops::Range<usize>,
+    ) -> Vec<vcintel_domain::company::CompanyId> {
+        let commands = self.company_commands();
+        let mut ids = Vec::new();
+        for i in range {
+            let added = commands
+                .add(
+                    actor,
+                    vcintel_domain::company::CompanyInput {
+                        name: format!("Company {i}"),
+                        website: format!("company{i}.example"),
+                        sector: Some("AI".into()),
+                        stage: None,
+                        location: Some("Lisbon".into()),
+                    },
+                    &vcintel_commands::CommandMetadata::default(),
+                )
+                .await
+                .unwrap();
+            ids.push(vcintel_domain::company::CompanyId(
+                added.aggregate_id.parse().unwrap(),
+            ));
+        }
+        ids
+    }
+
     pub fn company_commands(&self) -> vcintel_infra::event_store::PgCompanyCommands {
         event_store::company_commands(self.pool.clone())
     }

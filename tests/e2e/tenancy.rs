@@ -13,16 +13,13 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_and_sees_not
     let owner_token = env.token(&env.actor(Uuid::now_v7(), Role::Owner));
     let intruder_token = env.token(&env.actor(Uuid::now_v7(), Role::Owner));
     let created: Value = env
-        .http
-        .post(format!("{base}/v1/companies"))
-        .bearer_auth(&owner_token)
-        .json(&json!({"name": "Secret Co", "website": "secret.co"}))
-        .send()
+        .post_json(
+            &format!("{base}/v1/companies"),
+            &owner_token,
+            &json!({"name": "Secret Co", "website": "secret.co"}),
+        )
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .1;
     let id = created["id"].as_str().unwrap();
     let visible = env
         .http
@@ -80,15 +77,9 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_and_sees_not
 
     // The owner's company is untouched.
     let company: Value = env
-        .http
-        .get(format!("{base}/v1/companies/{id}"))
-        .bearer_auth(&owner_token)
-        .send()
+        .get_json(&format!("{base}/v1/companies/{id}"), &owner_token)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .1;
     assert_eq!(company["name"], "Secret Co");
     assert_eq!(company["version"], 1);
     let versions: i64 =
