@@ -11,7 +11,7 @@ async fn add_company(env: &TestEnv, base: &str, token: &str) -> String {
     let created: Value = env
         .post_json(
             &format!("{base}/v1/companies"),
-            &token,
+            token,
             &json!({"name": "Contended", "website": "contended.io"}),
         )
         .await
