@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the service on a fresh machine: installs what is missing, starts a
 # private Postgres and nats-server under .data/ (or uses DATABASE_URL /
-# NATS_URL if given), applies migrations, and runs `vcintel serve`.
+# NATS_URL if given) and runs `vcintel serve`, which applies pending
+# migrations before it starts.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -25,7 +26,6 @@ export VCINTEL_BIND="${VCINTEL_BIND:-127.0.0.1:8080}"
 log "building vcintel"
 cargo build --locked -p vcintel_api --bin vcintel
 BIN="$CARGO_TARGET_DIR/debug/vcintel"
-"$BIN" migrate up
 
 port="${VCINTEL_BIND##*:}"
 log "API:        http://127.0.0.1:$port/v1/companies"

@@ -7,7 +7,6 @@ use crate::settings::Settings;
 use crate::state::AppState;
 use anyhow::Context;
 use async_nats::jetstream;
-use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -117,14 +116,6 @@ impl Application {
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port())
-    }
-
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.state.pool
     }
 
     /// Runs every component until `shutdown` is cancelled or one of them

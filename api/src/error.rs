@@ -87,60 +87,71 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The status, the problem type's slug and its title, in one table.
+    fn kind(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::Unauthenticated(_) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "Authentication required",
+            ),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not-found", "Resource not found"),
+            ApiError::RouteNotFound => (StatusCode::NOT_FOUND, "route-not-found", "No such route"),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            ApiError::BadRequest { .. } => (
+                StatusCode::BAD_REQUEST,
+                "malformed-request",
+                "Malformed request",
+            ),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
+            ApiError::Invalid(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation-failed",
+                "Invalid input",
+            ),
+            ApiError::PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Request body too large",
+            ),
+            ApiError::PreconditionFailed { .. } => (
+                StatusCode::PRECONDITION_FAILED,
+                "version-mismatch",
+                "Version precondition failed",
+            ),
+            ApiError::Conflict(_) => (
+                StatusCode::CONFLICT,
+                "concurrent-modification",
+                "Concurrent modification",
+            ),
+            ApiError::NotCaughtUp(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "read-model-behind",
+                "Read model not caught up",
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal server error",
+            ),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::NotCaughtUp(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn slug(&self) -> &'static str {
-        match self {
-            ApiError::Unauthenticated(_) => "unauthenticated",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound => "not-found",
-            ApiError::RouteNotFound => "route-not-found",
-            ApiError::MethodNotAllowed => "method-not-allowed",
-            ApiError::BadRequest { .. } => "malformed-request",
-            ApiError::UnsupportedMediaType => "unsupported-media-type",
-            ApiError::Invalid(_) => "validation-failed",
-            ApiError::PayloadTooLarge(_) => "payload-too-large",
-            ApiError::PreconditionFailed { .. } => "version-mismatch",
-            ApiError::Conflict(_) => "concurrent-modification",
-            ApiError::NotCaughtUp(_) => "read-model-behind",
-            ApiError::Internal(_) => "internal",
-        }
-    }
-
-    fn title(&self) -> &'static str {
-        match self {
-            ApiError::Unauthenticated(_) => "Authentication required",
-            ApiError::Forbidden(_) => "Forbidden",
-            ApiError::NotFound => "Resource not found",
-            ApiError::RouteNotFound => "No such route",
-            ApiError::MethodNotAllowed => "Method not allowed",
-            ApiError::BadRequest { .. } => "Malformed request",
-            ApiError::UnsupportedMediaType => "Unsupported media type",
-            ApiError::Invalid(_) => "Invalid input",
-            ApiError::PayloadTooLarge(_) => "Request body too large",
-            ApiError::PreconditionFailed { .. } => "Version precondition failed",
-            ApiError::Conflict(_) => "Concurrent modification",
-            ApiError::NotCaughtUp(_) => "Read model not caught up",
-            ApiError::Internal(_) => "Internal server error",
-        }
+        self.kind().0
     }
 
     pub fn to_problem(&self) -> Problem {
+        let (status, slug, title) = self.kind();
         let detail = match self {
             // Internals never reach the client; the cause is logged instead.
             ApiError::Internal(_) => {
@@ -160,9 +171,9 @@ impl ApiError {
             _ => vec![],
         };
         Problem {
-            problem_type: format!("urn:vcintel:problem:{}", self.slug()),
-            title: self.title().to_owned(),
-            status: self.status().as_u16(),
+            problem_type: format!("urn:vcintel:problem:{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
             detail: Some(detail),
             instance: None,
             request_id: None,

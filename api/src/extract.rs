@@ -113,7 +113,8 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        let deserializer = serde_urlencoded::Deserializer::new(url_pairs(query.as_bytes()));
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer)
             .map(Query)
             .map_err(|error| {
@@ -128,8 +129,4 @@ where
                 }
             })
     }
-}
-
-fn url_pairs(input: &[u8]) -> form_urlencoded::Parse<'_> {
-    form_urlencoded::parse(input)
 }

@@ -269,17 +269,6 @@ impl Company {
         }
     }
 
-    pub fn added_by(&self) -> Option<UserId> {
-        match &self.lifecycle {
-            Lifecycle::Active { added_by, .. } => Some(*added_by),
-            _ => None,
-        }
-    }
-
-    pub fn is_deleted(&self) -> bool {
-        matches!(self.lifecycle, Lifecycle::Deleted { .. })
-    }
-
     fn add(
         &self,
         actor: Actor,

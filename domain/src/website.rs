@@ -76,11 +76,6 @@ impl Website {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// The address to visit; normalisation drops the scheme, so https is assumed.
-    pub fn url(&self) -> String {
-        format!("https://{}", self.0)
-    }
 }
 
 fn has_non_http_scheme(input: &str) -> bool {

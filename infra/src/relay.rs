@@ -23,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 
 pub const NOTIFY_CHANNEL: &str = "vcintel_events_appended";
 
+/// The name (and checkpoint key) of the relay that feeds the events stream.
+pub const RELAY_NAME: &str = "jetstream";
+
 /// Longest a busy relay goes between checkpoints.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
@@ -37,7 +40,7 @@ pub struct RelaySettings {
 impl Default for RelaySettings {
     fn default() -> Self {
         Self {
-            name: "jetstream".to_owned(),
+            name: RELAY_NAME.to_owned(),
             batch_size: 500,
             idle_poll: Duration::from_secs(1),
         }
@@ -112,11 +115,11 @@ impl Relay {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(NOTIFY_CHANNEL).await?;
         let mut cursor = self
-            .reconcile_with_stream(self.load_checkpoint().await?)
+            .reconcile_with_stream(load_checkpoint(&self.pool, &self.settings.name).await?)
             .await?;
-        let mut held_back_wait = Duration::from_millis(2);
-        let mut unsaved: Option<CommitCursor> = None;
+        let mut saved = cursor;
         let mut last_saved = Instant::now();
+        let mut held_back_wait = Duration::from_millis(2);
         loop {
             if shutdown.is_cancelled() {
                 return Ok(());
@@ -131,18 +134,16 @@ impl Relay {
                 // Under load, checkpoint at most every CHECKPOINT_EVERY (a
                 // crash republishes a little more, and the stream drops it
                 // as duplicates); when idle, checkpoint at once.
-                unsaved = Some(cursor);
                 if last_saved.elapsed() >= CHECKPOINT_EVERY {
-                    self.save_checkpoint(cursor).await?;
-                    unsaved = None;
-                    last_saved = Instant::now();
+                    self.checkpoint(&mut lock_conn, cursor).await?;
+                    (saved, last_saved) = (cursor, Instant::now());
                 }
                 held_back_wait = Duration::from_millis(2);
                 continue;
             }
-            if let Some(published) = unsaved.take() {
-                self.save_checkpoint(published).await?;
-                last_saved = Instant::now();
+            if saved != cursor {
+                self.checkpoint(&mut lock_conn, cursor).await?;
+                (saved, last_saved) = (cursor, Instant::now());
             }
             // Nothing visible yet. If events exist behind an older running
             // transaction, look again soon; else sleep until notified.
@@ -153,14 +154,24 @@ impl Relay {
             } else {
                 self.settings.idle_poll
             };
-            // The lock connection doubles as a liveness check of leadership.
-            sqlx::query("select 1").execute(&mut lock_conn).await?;
             tokio::select! {
                 notification = listener.recv() => { notification?; }
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => return Ok(()),
             }
         }
+    }
+
+    /// Saves the checkpoint, first making sure the session holding the
+    /// leader lock is still alive: a relay that lost it must not write.
+    async fn checkpoint(
+        &self,
+        lock_conn: &mut PgConnection,
+        cursor: CommitCursor,
+    ) -> anyhow::Result<()> {
+        sqlx::query("select 1").execute(&mut *lock_conn).await?;
+        self.save_checkpoint(cursor).await?;
+        Ok(())
     }
 
     async fn publish(&self, batch: &[StoredEvent]) -> anyhow::Result<()> {
@@ -235,22 +246,6 @@ impl Relay {
         Ok(checkpoint)
     }
 
-    async fn load_checkpoint(&self) -> Result<CommitCursor, sqlx::Error> {
-        let row: Option<(String, i64)> = sqlx::query_as(
-            "select last_tx_id::text, last_position from relay_checkpoints where relay_name = $1",
-        )
-        .bind(&self.settings.name)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(match row {
-            Some((tx, position)) => CommitCursor {
-                tx_id: tx.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                position,
-            },
-            None => CommitCursor::default(),
-        })
-    }
-
     async fn save_checkpoint(&self, cursor: CommitCursor) -> Result<(), sqlx::Error> {
         sqlx::query(
             "insert into relay_checkpoints (relay_name, last_tx_id, last_position)
@@ -269,20 +264,25 @@ impl Relay {
     }
 }
 
-/// How far the named relay is behind the event store, counting at most `cap`.
-pub async fn relay_lag(pool: &PgPool, relay_name: &str, cap: i64) -> Result<i64, sqlx::Error> {
+/// Where the named relay has published up to (the start if it never ran).
+pub async fn load_checkpoint(pool: &PgPool, relay_name: &str) -> Result<CommitCursor, sqlx::Error> {
     let row: Option<(String, i64)> = sqlx::query_as(
         "select last_tx_id::text, last_position from relay_checkpoints where relay_name = $1",
     )
     .bind(relay_name)
     .fetch_optional(pool)
     .await?;
-    let cursor = match row {
+    Ok(match row {
         Some((tx, position)) => CommitCursor {
             tx_id: tx.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
             position,
         },
         None => CommitCursor::default(),
-    };
+    })
+}
+
+/// How far the named relay is behind the event store, counting at most `cap`.
+pub async fn relay_lag(pool: &PgPool, relay_name: &str, cap: i64) -> Result<i64, sqlx::Error> {
+    let cursor = load_checkpoint(pool, relay_name).await?;
     event_log::count_events_after(pool, cursor, cap).await
 }

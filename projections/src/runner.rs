@@ -27,17 +27,6 @@ impl Default for ProjectionSettings {
     }
 }
 
-/// What happened to one message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applied {
-    /// It was the next version.
-    Next,
-    /// Versions were missing before it; they were read from the event store.
-    FilledGap,
-    /// Already reflected (a redelivery or a duplicate).
-    Duplicate,
-}
-
 /// Runs until `shutdown` is cancelled, reconnecting with backoff on errors.
 pub async fn run_projection<P: Projection>(
     pool: PgPool,
@@ -184,7 +173,16 @@ async fn apply_in_one_transaction<P: Projection>(
     }
     if !changes.is_empty() {
         P::apply_batch(&mut tx, &changes).await?;
-        store_versions(&mut tx, P::NAME, &versions).await?;
+        let moved: HashMap<String, i64> = changes
+            .iter()
+            .map(|c| {
+                (
+                    c.aggregate_id.clone(),
+                    c.from_version + c.events.len() as i64,
+                )
+            })
+            .collect();
+        store_versions(&mut tx, P::NAME, &moved).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -192,20 +190,20 @@ async fn apply_in_one_transaction<P: Projection>(
 
 /// Decides what `event` means for its aggregate given the version the read
 /// model reflects (in `versions`, locked by the caller): the next version is
-/// queued to apply; an older one is a duplicate; a newer one queues the
-/// missing versions from the event store first. Updates `versions`.
+/// queued to apply; an older one is a duplicate and ignored; a newer one
+/// queues the missing versions from the event store first. Updates `versions`.
 pub async fn plan_in_order<P: Projection>(
     tx: &mut PgConnection,
     versions: &mut HashMap<String, i64>,
     changes: &mut Vec<AggregateChanges>,
     event: &EventMessage,
-) -> Result<Applied, ProjectionError> {
+) -> Result<(), ProjectionError> {
     let current = versions.get(&event.aggregateid).copied().unwrap_or(0);
     if event.sequence <= current {
-        return Ok(Applied::Duplicate);
+        return Ok(());
     }
-    let (outcome, to_apply) = if event.sequence == current + 1 {
-        (Applied::Next, vec![event.clone()])
+    let to_apply = if event.sequence == current + 1 {
+        vec![event.clone()]
     } else {
         let history = event_log::read_aggregate(
             &mut *tx,
@@ -234,7 +232,14 @@ pub async fn plan_in_order<P: Projection>(
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        (Applied::FilledGap, filled)
+        tracing::warn!(
+            projection = P::NAME,
+            aggregate_id = %event.aggregateid,
+            from = current,
+            to = event.sequence,
+            "versions missing from the stream; filled from the event store"
+        );
+        filled
     };
     match changes
         .iter_mut()
@@ -248,5 +253,5 @@ pub async fn plan_in_order<P: Projection>(
         }),
     }
     versions.insert(event.aggregateid.clone(), event.sequence);
-    Ok(outcome)
+    Ok(())
 }

@@ -184,16 +184,13 @@ async fn listing_pages_through_every_company_once_in_order() {
         last_version_id = created["id"].as_str().unwrap().to_owned();
         ids.push(last_version_id.clone());
     }
-    let ok = env
-        .http
-        .get(format!(
-            "{base}/v1/companies/{last_version_id}?min_version=1"
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ok.status(), StatusCode::OK);
+    let (ok_status, _) = env
+        .get_json(
+            &format!("{base}/v1/companies/{last_version_id}?min_version=1"),
+            &token,
+        )
+        .await;
+    assert_eq!(ok_status, StatusCode::OK);
     // Earlier companies were projected before the last (one consumer, in order).
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -203,16 +200,7 @@ async fn listing_pages_through_every_company_once_in_order() {
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
         }
-        let page: Value = env
-            .http
-            .get(url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value = env.get_json(&url, &token).await.1;
         pages += 1;
         for item in page["items"].as_array().unwrap() {
             seen.push(item["id"].as_str().unwrap().to_owned());
@@ -417,14 +405,8 @@ async fn bad_missing_forged_and_expired_tokens_are_401_and_viewers_cannot_write(
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    let response = env
-        .http
-        .get(format!("{base}/v1/companies"))
-        .bearer_auth(&viewer)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "viewers read");
+    let (response_status, _) = env.get_json(&format!("{base}/v1/companies"), &viewer).await;
+    assert_eq!(response_status, StatusCode::OK, "viewers read");
 }
 
 #[tokio::test]

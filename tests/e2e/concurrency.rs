@@ -111,17 +111,12 @@ async fn thirty_two_concurrent_blind_patches_lose_no_acknowledged_update() {
     // The read model ends at the last acknowledged update.
     let (last_version, last_name) = acknowledged.iter().max().unwrap();
     let company: Value = env
-        .http
-        .get(format!(
-            "{base}/v1/companies/{id}?min_version={last_version}"
-        ))
-        .bearer_auth(&token)
-        .send()
+        .get_json(
+            &format!("{base}/v1/companies/{id}?min_version={last_version}"),
+            &token,
+        )
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .1;
     assert_eq!(company["name"], last_name.as_str());
     assert_eq!(company["version"].as_u64(), Some(*last_version));
 }

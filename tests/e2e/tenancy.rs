@@ -21,14 +21,13 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_and_sees_not
         .await
         .1;
     let id = created["id"].as_str().unwrap();
-    let visible = env
-        .http
-        .get(format!("{base}/v1/companies/{id}?min_version=1"))
-        .bearer_auth(&owner_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(visible.status(), StatusCode::OK);
+    let (visible_status, _) = env
+        .get_json(
+            &format!("{base}/v1/companies/{id}?min_version=1"),
+            &owner_token,
+        )
+        .await;
+    assert_eq!(visible_status, StatusCode::OK);
 
     // Every route in the spec, so routes added later are covered too.
     let spec: Value = env

@@ -60,7 +60,12 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, axum::Json<Rea
         }
     });
     let relay = check("relay_lag", async {
-        let lag = vcintel_infra::relay::relay_lag(&state.pool, "jetstream", max_lag + 1).await?;
+        let lag = vcintel_infra::relay::relay_lag(
+            &state.pool,
+            vcintel_infra::relay::RELAY_NAME,
+            max_lag + 1,
+        )
+        .await?;
         lag_result(lag, max_lag, "events not yet published")
     });
     let projection_check = format!("projection_lag:{}", CompaniesProjection::NAME);
