@@ -100,6 +100,10 @@ async fn main() {
         .env("NATS_URL", helpers::nats_url())
         .env("VCINTEL_JWT_SECRET", helpers::JWT_SECRET)
         .env("VCINTEL_NATS_PREFIX", &env.prefix)
+        // The benchmark measures the write path, not sign-in or budgets.
+        .env("VCINTEL_DEV_TOKENS", "true")
+        .env("VCINTEL_RATE_LIMIT_PER_USER", "0")
+        .env("VCINTEL_RATE_LIMIT_ANONYMOUS", "0")
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .spawn()

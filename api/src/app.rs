@@ -2,6 +2,7 @@
 //! (API, relay, projector) under one shutdown signal.
 
 use crate::auth::TokenKeys;
+use crate::limits::RateLimits;
 use crate::openapi::router;
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -11,11 +12,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use sqlx::postgres::PgPoolOptions;
+use std::net::SocketAddr;
+use vcintel_infra::accounts::{PasswordCost, Passwords, WorkspaceDirectory};
+use vcintel_infra::rate_limit::RateLimiter;
 use vcintel_infra::relay::{Relay, RelaySettings};
 use vcintel_infra::stream::{ensure_events_stream, StreamSettings};
 use vcintel_infra::wire::Topology;
 use vcintel_infra::{db, event_store, CancellationToken};
 use vcintel_projections::companies::CompaniesProjection;
+use vcintel_projections::identity::{UsersProjection, WorkspacesProjection};
 use vcintel_projections::{run_projection, ProjectionSettings};
 
 /// A part of the service that can run alone (`vcintel serve --only …`).
@@ -92,15 +98,48 @@ impl Application {
         } else {
             None
         };
+        let limiter_pool = match &settings.rate_limit_database_url {
+            // Lazy: the API starts even if the counter store is down, and
+            // then fails open or closed per route as documented.
+            Some(url) => PgPoolOptions::new()
+                .max_connections(settings.db_max_connections)
+                .acquire_timeout(Duration::from_millis(500))
+                .connect_lazy(url)
+                .context("VCINTEL_RATE_LIMIT_DATABASE_URL")?,
+            None => pool.clone(),
+        };
+        let services = event_store::command_services(pool.clone());
+        let passwords = Passwords::new(PasswordCost {
+            memory_kib: settings.argon2_memory_kib,
+            iterations: settings.argon2_iterations,
+            parallelism: 1,
+        })?;
+        if settings.dev_tokens {
+            tracing::warn!("VCINTEL_DEV_TOKENS is on: development tokens are accepted; never do this in production");
+        }
         let state = AppState {
-            companies: Arc::new(event_store::company_commands(pool.clone())),
+            companies: Arc::new(services.companies),
+            accounts: Arc::new(services.accounts),
+            workspaces: Arc::new(services.workspaces),
+            directory: WorkspaceDirectory::new(pool.clone()),
+            passwords,
             pool,
             tokens: Arc::new(TokenKeys::new(settings.jwt_secret_bytes())),
+            limits: RateLimits::new(
+                RateLimiter::new(limiter_pool),
+                settings.rate_limit_per_user,
+                settings.rate_limit_anonymous,
+                settings.rate_limit_auth,
+            ),
             nats,
             jetstream: js,
             topology,
             consistency_wait: settings.consistency_wait(),
             ready_max_lag: settings.ready_max_lag,
+            access_token_ttl: settings.access_token_ttl(),
+            session_ttl: settings.session_ttl(),
+            dev_tokens: settings.dev_tokens,
+            trust_forwarded_for: settings.trust_forwarded_for,
         };
         Ok(Self {
             settings,
@@ -140,9 +179,13 @@ impl Application {
                         state.clone(),
                         Duration::from_secs(settings.request_timeout_secs),
                         settings.max_body_bytes,
-                    );
+                        &settings.cors_origins,
+                    )?;
                     tasks.spawn(async move {
-                        let result = axum::serve(listener, app)
+                        let result = axum::serve(
+                            listener,
+                            app.into_make_service_with_connect_info::<SocketAddr>(),
+                        )
                             .with_graceful_shutdown(token.cancelled_owned())
                             .await
                             .map_err(anyhow::Error::from);
@@ -168,14 +211,30 @@ impl Application {
                         ..Default::default()
                     };
                     tasks.spawn(async move {
-                        let result = run_projection::<CompaniesProjection>(
-                            pool,
-                            js,
-                            topology,
-                            projection_settings,
-                            token,
+                        let result = tokio::try_join!(
+                            run_projection::<CompaniesProjection>(
+                                pool.clone(),
+                                js.clone(),
+                                topology.clone(),
+                                projection_settings.clone(),
+                                token.clone(),
+                            ),
+                            run_projection::<WorkspacesProjection>(
+                                pool.clone(),
+                                js.clone(),
+                                topology.clone(),
+                                projection_settings.clone(),
+                                token.clone(),
+                            ),
+                            run_projection::<UsersProjection>(
+                                pool,
+                                js,
+                                topology,
+                                projection_settings,
+                                token,
+                            ),
                         )
-                        .await;
+                        .map(|_| ());
                         (name, result)
                     });
                 }

@@ -1,29 +1,47 @@
-//! Bearer-token authentication: HS256 JWTs carrying the caller's user id,
-//! workspace id and role.
+//! Who is calling: bearer access tokens (HS256 JWTs naming a login
+//! session), API keys, and, only when `VCINTEL_DEV_TOKENS` is set for
+//! tests, development tokens that name a workspace and role directly.
 //!
-//! This is the seam real sign-up and login will issue tokens through; for now
-//! `vcintel token issue` mints them for development and tests.
+//! The [`authenticate_and_limit`](crate::limits::authenticate_and_limit)
+//! middleware authenticates each `/v1` request once and leaves an
+//! [`Authentication`] in its extensions; the extractors here turn it into
+//! the caller of a user-level route ([`SignedIn`]) or of a workspace route
+//! ([`Caller`]: the workspace chosen by `X-Workspace-Id` and the caller's
+//! current role in it, read from the workspace's events).
 
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
+use vcintel_commands::CommandMetadata;
 use vcintel_domain::{Actor, Role, UserId, WorkspaceId};
+use vcintel_infra::accounts;
 
 pub const ISSUER: &str = "vcintel";
+/// The header that picks the workspace a request acts in.
+pub const WORKSPACE_HEADER: &str = "x-workspace-id";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     /// The user id.
     pub sub: Uuid,
-    /// The workspace the token acts in.
-    pub ws: Uuid,
-    pub role: Role,
+    /// The login session; revoking it invalidates the token at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
+    /// The workspace used when a request names none (the personal one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dws: Option<Uuid>,
+    /// Development tokens only: the workspace and role, taken on trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
     pub iss: String,
     pub iat: u64,
     pub exp: u64,
@@ -43,6 +61,13 @@ impl std::fmt::Debug for TokenKeys {
     }
 }
 
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
 impl TokenKeys {
     pub fn new(secret: &[u8]) -> Self {
         // Only HS256 is accepted: a token naming any other algorithm,
@@ -58,65 +83,306 @@ impl TokenKeys {
         }
     }
 
-    pub fn issue(
+    fn sign(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
+        encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+    }
+
+    /// An access token for a login session.
+    pub fn issue_access(
         &self,
-        actor: &Actor,
+        user: UserId,
+        session: Uuid,
+        default_workspace: WorkspaceId,
         ttl: Duration,
     ) -> Result<String, jsonwebtoken::errors::Error> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let claims = Claims {
-            sub: actor.user_id.0,
-            ws: actor.workspace_id.0,
-            role: actor.role,
+        let now = now_secs();
+        self.sign(&Claims {
+            sub: user.0,
+            sid: Some(session),
+            dws: Some(default_workspace.0),
+            ws: None,
+            role: None,
             iss: ISSUER.to_owned(),
             iat: now,
             exp: now + ttl.as_secs(),
-        };
-        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        })
     }
 
-    pub fn verify(&self, token: &str) -> Option<Actor> {
-        let data = decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
-        Some(Actor {
-            workspace_id: WorkspaceId(data.claims.ws),
-            user_id: UserId(data.claims.sub),
-            role: data.claims.role,
+    /// A development token (`vcintel token issue`): only accepted by a
+    /// server started with `VCINTEL_DEV_TOKENS=true`.
+    pub fn issue(&self, actor: &Actor, ttl: Duration) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = now_secs();
+        self.sign(&Claims {
+            sub: actor.user_id.0,
+            sid: None,
+            dws: None,
+            ws: Some(actor.workspace_id.0),
+            role: Some(actor.role),
+            iss: ISSUER.to_owned(),
+            iat: now,
+            exp: now + ttl.as_secs(),
         })
+    }
+
+    pub fn verify(&self, token: &str) -> Option<Claims> {
+        decode::<Claims>(token, &self.decoding, &self.validation)
+            .ok()
+            .map(|data| data.claims)
     }
 }
 
-/// The authenticated caller of a `/v1` route.
+/// An authenticated client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal {
+    /// A signed-in user, through a live session.
+    User {
+        user_id: UserId,
+        session_id: Uuid,
+        default_workspace: WorkspaceId,
+    },
+    /// A machine client; it acts only in its workspace, as its creator.
+    ApiKey {
+        key_id: Uuid,
+        workspace_id: WorkspaceId,
+    },
+    /// A development token (tests only).
+    Dev(Actor),
+}
+
+impl Principal {
+    /// The rate-limit budget this principal draws on.
+    pub fn rate_limit_bucket(&self) -> String {
+        match self {
+            Principal::User { user_id, .. } => format!("user:{user_id}"),
+            Principal::ApiKey { key_id, .. } => format!("key:{key_id}"),
+            Principal::Dev(actor) => format!("user:{}", actor.user_id),
+        }
+    }
+
+    pub fn user_id(&self) -> Option<UserId> {
+        match self {
+            Principal::User { user_id, .. } => Some(*user_id),
+            Principal::Dev(actor) => Some(actor.user_id),
+            Principal::ApiKey { .. } => None,
+        }
+    }
+}
+
+/// What the middleware concluded about a request's credentials.
 #[derive(Debug, Clone, Copy)]
-pub struct Caller(pub Actor);
+pub enum Authentication {
+    Authenticated(Principal),
+    Anonymous,
+    Rejected(&'static str),
+}
+
+/// Checks the `Authorization` header: signature and expiry of a token and
+/// that its session is live, or an API key's secret.
+pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Authentication, ApiError> {
+    let Some(header) = headers.get(AUTHORIZATION) else {
+        return Ok(Authentication::Anonymous);
+    };
+    let Some(token) = header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+    else {
+        return Ok(Authentication::Rejected(
+            "expected `Authorization: Bearer <token>`",
+        ));
+    };
+    if token.starts_with(accounts::API_KEY_PREFIX) {
+        return Ok(match accounts::verify_api_key(&state.pool, token).await? {
+            Some((key_id, workspace_id)) => Authentication::Authenticated(Principal::ApiKey {
+                key_id,
+                workspace_id,
+            }),
+            None => Authentication::Rejected("invalid API key"),
+        });
+    }
+    let Some(claims) = state.tokens.verify(token) else {
+        return Ok(Authentication::Rejected("invalid or expired token"));
+    };
+    let user_id = UserId(claims.sub);
+    match (claims.sid, claims.ws, claims.role) {
+        (Some(session_id), _, _) => {
+            let live = accounts::live_session(&state.pool, session_id).await?;
+            if live != Some(user_id) {
+                return Ok(Authentication::Rejected(
+                    "the session has ended; sign in again",
+                ));
+            }
+            let default_workspace = WorkspaceId(claims.dws.unwrap_or_default());
+            Ok(Authentication::Authenticated(Principal::User {
+                user_id,
+                session_id,
+                default_workspace,
+            }))
+        }
+        (None, Some(ws), Some(role)) if state.dev_tokens => {
+            Ok(Authentication::Authenticated(Principal::Dev(Actor {
+                workspace_id: WorkspaceId(ws),
+                user_id,
+                role,
+            })))
+        }
+        _ => Ok(Authentication::Rejected("invalid or expired token")),
+    }
+}
+
+fn principal(parts: &Parts) -> Result<Principal, ApiError> {
+    match parts.extensions.get::<Authentication>() {
+        Some(Authentication::Authenticated(p)) => Ok(*p),
+        Some(Authentication::Rejected(reason)) => Err(ApiError::Unauthenticated(reason)),
+        Some(Authentication::Anonymous) | None => {
+            Err(ApiError::Unauthenticated("missing Authorization header"))
+        }
+    }
+}
+
+fn record_span(workspace: Option<WorkspaceId>, user: Option<UserId>) {
+    let span = tracing::Span::current();
+    if let Some(ws) = workspace {
+        span.record("workspace_id", tracing::field::display(ws));
+    }
+    if let Some(user) = user {
+        span.record("user_id", tracing::field::display(user));
+    }
+}
+
+/// A signed-in user on a route about their own account (not a workspace's
+/// data). API keys act only inside their workspace, so they are refused here.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedIn {
+    pub user_id: UserId,
+    /// `None` for development tokens.
+    pub session_id: Option<Uuid>,
+    pub default_workspace: WorkspaceId,
+}
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, ApiError> {
+        let signed_in = match principal(parts)? {
+            Principal::User {
+                user_id,
+                session_id,
+                default_workspace,
+            } => SignedIn {
+                user_id,
+                session_id: Some(session_id),
+                default_workspace,
+            },
+            Principal::Dev(actor) => SignedIn {
+                user_id: actor.user_id,
+                session_id: None,
+                default_workspace: actor.workspace_id,
+            },
+            Principal::ApiKey { .. } => {
+                return Err(ApiError::Forbidden(
+                    "API keys act only on their workspace's resources, not on accounts".to_owned(),
+                ))
+            }
+        };
+        record_span(None, Some(signed_in.user_id));
+        Ok(signed_in)
+    }
+}
+
+/// The caller of a workspace route: who, in which workspace, with which
+/// role. A workspace the caller does not belong to is "not found".
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub actor: Actor,
+    /// Set when an API key made the request (recorded with its events).
+    pub api_key_id: Option<Uuid>,
+}
+
+impl Caller {
+    /// Event metadata for a command this caller causes.
+    pub fn metadata(&self, headers: &HeaderMap) -> CommandMetadata {
+        CommandMetadata {
+            api_key_id: self.api_key_id,
+            ..crate::routes::command_metadata(headers)
+        }
+    }
+}
+
+fn requested_workspace(parts: &Parts) -> Result<Option<WorkspaceId>, ApiError> {
+    let Some(value) = parts.headers.get(WORKSPACE_HEADER) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| Uuid::try_parse(v.trim()).ok())
+        .map(|id| Some(WorkspaceId(id)))
+        .ok_or(ApiError::BadRequest {
+            detail: "must be a workspace id (UUID)".to_owned(),
+            field: Some("X-Workspace-Id".to_owned()),
+        })
+}
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or(ApiError::Unauthenticated("missing Authorization header"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(ApiError::Unauthenticated(
-                "expected `Authorization: Bearer <token>`",
-            ))?;
-        let actor = state
-            .tokens
-            .verify(token.trim())
-            .ok_or(ApiError::Unauthenticated("invalid or expired token"))?;
-        let span = tracing::Span::current();
-        span.record("workspace_id", tracing::field::display(actor.workspace_id));
-        span.record("user_id", tracing::field::display(actor.user_id));
-        Ok(Caller(actor))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let requested = requested_workspace(parts)?;
+        let caller = match principal(parts)? {
+            Principal::Dev(actor) => {
+                if requested.is_some_and(|ws| ws != actor.workspace_id) {
+                    return Err(ApiError::NotFound);
+                }
+                Caller {
+                    actor,
+                    api_key_id: None,
+                }
+            }
+            Principal::User {
+                user_id,
+                default_workspace,
+                ..
+            } => {
+                let workspace_id = requested.unwrap_or(default_workspace);
+                let workspace = state.directory.current(workspace_id).await?;
+                let role = workspace
+                    .and_then(|w| w.1.role_of(user_id))
+                    .ok_or(ApiError::NotFound)?;
+                Caller {
+                    actor: Actor {
+                        workspace_id,
+                        user_id,
+                        role,
+                    },
+                    api_key_id: None,
+                }
+            }
+            Principal::ApiKey {
+                key_id,
+                workspace_id,
+            } => {
+                if requested.is_some_and(|ws| ws != workspace_id) {
+                    return Err(ApiError::NotFound);
+                }
+                let workspace = state.directory.current(workspace_id).await?;
+                let (creator, role) = workspace
+                    .and_then(|w| w.1.api_key_access(key_id))
+                    .ok_or(ApiError::Unauthenticated(
+                        "this API key has been revoked or its creator has left the workspace",
+                    ))?;
+                Caller {
+                    actor: Actor {
+                        workspace_id,
+                        user_id: creator,
+                        role,
+                    },
+                    api_key_id: Some(key_id),
+                }
+            }
+        };
+        record_span(Some(caller.actor.workspace_id), Some(caller.actor.user_id));
+        Ok(caller)
     }
 }

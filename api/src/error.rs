@@ -6,7 +6,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use vcintel_commands::CommandError;
 use vcintel_domain::company::CompanyError;
+use vcintel_domain::user::UserError;
+use vcintel_domain::workspace::WorkspaceError;
 use vcintel_domain::FieldError;
+use vcintel_infra::rate_limit::Decision;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -82,11 +85,25 @@ pub enum ApiError {
     Conflict(String),
     #[error("the read model has not reached version {0} yet")]
     NotCaughtUp(u64),
+    #[error("too many requests; retry after {} seconds", .0.retry_after_secs)]
+    RateLimited(Decision),
+    #[error("sign-in is temporarily unavailable; retry shortly")]
+    LimiterUnavailable,
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("this user is already a member of the workspace")]
+    AlreadyMember,
+    #[error("a workspace must keep at least one owner; make someone else owner first")]
+    LastOwner,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
 impl ApiError {
+    pub fn invalid(errors: &vcintel_domain::ValidationErrors) -> Self {
+        ApiError::Invalid(errors.fields().iter().map(InvalidField::from).collect())
+    }
+
     /// The status, the problem type's slug and its title, in one table.
     fn kind(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
@@ -138,6 +155,19 @@ impl ApiError {
                 "read-model-behind",
                 "Read model not caught up",
             ),
+            ApiError::RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+            ),
+            ApiError::LimiterUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "rate-limiter-unavailable",
+                "Temporarily unavailable",
+            ),
+            ApiError::EmailTaken => (StatusCode::CONFLICT, "email-taken", "Email already registered"),
+            ApiError::AlreadyMember => (StatusCode::CONFLICT, "already-member", "Already a member"),
+            ApiError::LastOwner => (StatusCode::CONFLICT, "last-owner", "Last owner"),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -196,8 +226,11 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static("Bearer realm=\"vcintel\""),
                 );
             }
-            ApiError::NotCaughtUp(_) => {
+            ApiError::NotCaughtUp(_) | ApiError::LimiterUnavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::RateLimited(decision) => {
+                return crate::limits::with_rate_limit_headers(response, decision);
             }
             _ => {}
         }
@@ -222,8 +255,25 @@ impl From<CommandError> for ApiError {
             CommandError::Company(CompanyError::AlreadyExists) => {
                 ApiError::Conflict("the company already exists".to_owned())
             }
-            CommandError::Company(CompanyError::Invalid(errors)) => {
-                ApiError::Invalid(errors.fields().iter().map(InvalidField::from).collect())
+            CommandError::Company(CompanyError::Invalid(errors)) => ApiError::invalid(&errors),
+            CommandError::User(UserError::EmailTaken) => ApiError::EmailTaken,
+            CommandError::User(UserError::AlreadyRegistered) => {
+                ApiError::Conflict("the user is already registered".to_owned())
+            }
+            CommandError::User(UserError::Invalid(errors))
+            | CommandError::Workspace(WorkspaceError::Invalid(errors)) => ApiError::invalid(&errors),
+            CommandError::Workspace(
+                WorkspaceError::NotFound
+                | WorkspaceError::MemberNotFound
+                | WorkspaceError::ApiKeyNotFound,
+            ) => ApiError::NotFound,
+            CommandError::Workspace(WorkspaceError::Forbidden(why)) => {
+                ApiError::Forbidden(why.to_owned())
+            }
+            CommandError::Workspace(WorkspaceError::AlreadyMember) => ApiError::AlreadyMember,
+            CommandError::Workspace(WorkspaceError::LastOwner) => ApiError::LastOwner,
+            CommandError::Workspace(WorkspaceError::AlreadyExists) => {
+                ApiError::Conflict("it already exists".to_owned())
             }
             CommandError::Forbidden { .. } => ApiError::Forbidden(error.to_string()),
             CommandError::VersionMismatch { expected, actual } => {

@@ -2,17 +2,20 @@
 //! registered through utoipa-axum, so the spec cannot drift from them.
 
 use crate::error::{problem_response, ApiError, Problem, PROBLEM_JSON};
-use crate::routes::{companies, health};
+use crate::auth::WORKSPACE_HEADER;
+use crate::limits::{authenticate_and_limit, security_headers};
+use crate::routes::{auth, companies, health, workspaces};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderName, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
 use std::time::Duration;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -29,12 +32,14 @@ pub const REQUEST_ID: &str = "x-request-id";
 #[openapi(
     info(
         title = "VC Intel API",
-        description = "Source and judge companies. Every `/v1` route needs `Authorization: Bearer <token>` and acts in the token's workspace. Errors are RFC 9457 problem+json. Commands return the aggregate version: send it back as `If-Match` for safe updates, or as `min_version` to read your own write.",
+        description = "Source and judge companies. Sign up or sign in under `/v1/auth` and send `Authorization: Bearer <access token or API key>` to every other `/v1` route. Workspace routes act in the workspace named by the `X-Workspace-Id` header (default: your personal workspace; an API key always acts in its own). A workspace you do not belong to answers 404. Errors are RFC 9457 problem+json. `/v1` routes are rate-limited (429 with `Retry-After`; `X-RateLimit-*` headers on every response). Commands return the aggregate version: send it back as `If-Match` for safe updates, or as `min_version` to read your own write.",
         license(name = "MIT")
     ),
     modifiers(&BearerAuth),
     components(schemas(Problem)),
     tags(
+        (name = "auth", description = "Sign up, sign in, sessions"),
+        (name = "workspaces", description = "Your account, workspaces, members, API keys and the security log"),
         (name = "companies", description = "Companies analysts track"),
         (name = "health", description = "Liveness and readiness"),
     )
@@ -60,6 +65,29 @@ impl Modify for BearerAuth {
 
 fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::revoke_all))
+        .routes(routes!(workspaces::get_me))
+        .routes(routes!(
+            workspaces::list_my_workspaces,
+            workspaces::create_workspace
+        ))
+        .routes(routes!(workspaces::get_current_workspace))
+        .routes(routes!(workspaces::list_members, workspaces::add_member))
+        .routes(routes!(
+            workspaces::change_member_role,
+            workspaces::remove_member
+        ))
+        .routes(routes!(workspaces::leave_workspace))
+        .routes(routes!(
+            workspaces::list_api_keys,
+            workspaces::create_api_key
+        ))
+        .routes(routes!(workspaces::revoke_api_key))
+        .routes(routes!(workspaces::list_security_events))
         .routes(routes!(companies::add_company, companies::list_companies))
         .routes(routes!(
             companies::get_company,
@@ -70,18 +98,98 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(health::ready))
 }
 
-/// The OpenAPI document the API serves at `/openapi.json`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+/// Routes that are about the caller's account rather than one workspace's
+/// resources: they ignore `X-Workspace-Id`.
+fn is_account_route(path: &str) -> bool {
+    path.starts_with("/v1/auth/") || path == "/v1/me" || path == "/v1/workspaces"
 }
 
-/// The whole HTTP surface, with its middleware.
-pub fn router(state: AppState, request_timeout: Duration, max_body_bytes: usize) -> Router {
-    let (api, spec) = api_router().split_for_parts();
+/// What every `/v1` operation shares, added to the generated document so
+/// no handler can forget it: the workspace header and the 429 response.
+fn document_cross_cutting(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder};
+    let workspace_header = ParameterBuilder::new()
+        .name("X-Workspace-Id")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "The workspace to act in; default: the caller's personal workspace \
+             (an API key always acts in its own). One you do not belong to answers 404.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+        ))
+        .build();
+    let too_many = ResponseBuilder::new()
+        .description("Rate limit exceeded; retry after `Retry-After` seconds")
+        .content(
+            PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build();
+    for (path, item) in spec.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            if !is_account_route(path) {
+                operation
+                    .parameters
+                    .get_or_insert_with(Vec::new)
+                    .push(workspace_header.clone().into());
+            }
+            operation
+                .responses
+                .responses
+                .entry("429".to_owned())
+                .or_insert_with(|| too_many.clone().into());
+        }
+    }
+}
+
+fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (api, mut spec) = api_router().split_for_parts();
+    document_cross_cutting(&mut spec);
+    (api, spec)
+}
+
+/// The OpenAPI document the API serves at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    split().1
+}
+
+/// The whole HTTP surface, with its middleware. `cors_origins` lists the
+/// browser origins allowed to call the API (none: no CORS headers at all).
+pub fn router(
+    state: AppState,
+    request_timeout: Duration,
+    max_body_bytes: usize,
+    cors_origins: &[String],
+) -> anyhow::Result<Router> {
+    let (api, spec) = split();
     let request_id = HeaderName::from_static(REQUEST_ID);
-    api.merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+    let cors = cors_layer(cors_origins, &request_id)?;
+    Ok(api
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate_and_limit,
+        ))
         .with_state(state)
         .layer(
             ServiceBuilder::new()
@@ -92,6 +200,8 @@ pub fn router(state: AppState, request_timeout: Duration, max_body_bytes: usize)
                         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(axum::middleware::from_fn(security_headers))
+                .option_layer(cors)
                 .layer(axum::middleware::from_fn(problem_details))
                 .layer(CatchPanicLayer::new())
                 .layer(TimeoutLayer::with_status_code(
@@ -99,7 +209,47 @@ pub fn router(state: AppState, request_timeout: Duration, max_body_bytes: usize)
                     request_timeout,
                 ))
                 .layer(RequestBodyLimitLayer::new(max_body_bytes)),
-        )
+        ))
+}
+
+fn cors_layer(origins: &[String], request_id: &HeaderName) -> anyhow::Result<Option<CorsLayer>> {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            HeaderValue::from_str(o).map_err(|_| anyhow::anyhow!("invalid CORS origin `{o}`"))
+        })
+        .collect::<Result<_, _>>()?;
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allowed_headers = [
+        header::AUTHORIZATION,
+        header::CONTENT_TYPE,
+        header::IF_MATCH,
+        header::IF_NONE_MATCH,
+        HeaderName::from_static(WORKSPACE_HEADER),
+        HeaderName::from_static("idempotency-key"),
+        request_id.clone(),
+    ];
+    let exposed_headers = [
+        header::ETAG,
+        header::LOCATION,
+        header::RETRY_AFTER,
+        request_id.clone(),
+        HeaderName::from_static("x-ratelimit-limit"),
+        HeaderName::from_static("x-ratelimit-remaining"),
+        HeaderName::from_static("x-ratelimit-reset"),
+    ];
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers(allowed_headers)
+            .expose_headers(exposed_headers)
+            .max_age(Duration::from_secs(600)),
+    ))
 }
 
 fn request_span(request: &Request) -> tracing::Span {

@@ -55,6 +55,54 @@ pub struct Settings {
     /// Largest accepted request body in bytes.
     #[arg(long, env = "VCINTEL_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Lifetime of an access token (JWT) in seconds.
+    #[arg(long, env = "VCINTEL_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
+    pub access_token_ttl_secs: u64,
+
+    /// Lifetime of a login session (its refresh tokens) in seconds.
+    #[arg(long, env = "VCINTEL_SESSION_TTL_SECS", default_value_t = 30 * 24 * 3600)]
+    pub session_ttl_secs: u64,
+
+    /// Accept development tokens minted by `vcintel token issue` (they name
+    /// a workspace and role without a session). For tests only; never in
+    /// production.
+    #[arg(long, env = "VCINTEL_DEV_TOKENS", default_value_t = false)]
+    pub dev_tokens: bool,
+
+    /// argon2id memory cost in KiB.
+    #[arg(long, env = "VCINTEL_ARGON2_MEMORY_KIB", default_value_t = 19 * 1024)]
+    pub argon2_memory_kib: u32,
+
+    /// argon2id passes.
+    #[arg(long, env = "VCINTEL_ARGON2_ITERATIONS", default_value_t = 2)]
+    pub argon2_iterations: u32,
+
+    /// Requests per minute for each signed-in user or API key (0 = unlimited).
+    #[arg(long, env = "VCINTEL_RATE_LIMIT_PER_USER", default_value_t = 100)]
+    pub rate_limit_per_user: u32,
+
+    /// Requests per minute for each IP without valid credentials (0 = unlimited).
+    #[arg(long, env = "VCINTEL_RATE_LIMIT_ANONYMOUS", default_value_t = 10)]
+    pub rate_limit_anonymous: u32,
+
+    /// Sign-in and sign-up attempts per 15 minutes, per IP and per email (0 = unlimited).
+    #[arg(long, env = "VCINTEL_RATE_LIMIT_AUTH", default_value_t = 5)]
+    pub rate_limit_auth: u32,
+
+    /// Postgres holding the shared rate-limit counters; default: DATABASE_URL.
+    #[arg(long, env = "VCINTEL_RATE_LIMIT_DATABASE_URL", hide_env_values = true)]
+    pub rate_limit_database_url: Option<String>,
+
+    /// Take the client IP from the last `X-Forwarded-For` entry (only behind
+    /// a proxy that sets it; otherwise clients could choose their IP).
+    #[arg(long, env = "VCINTEL_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+
+    /// Origins allowed to call the API from a browser, comma-separated
+    /// (e.g. `https://app.vcintel.example`); empty: none.
+    #[arg(long, env = "VCINTEL_CORS_ORIGINS", value_delimiter = ',', default_value = "")]
+    pub cors_origins: Vec<String>,
 }
 
 impl Settings {
@@ -64,6 +112,14 @@ impl Settings {
 
     pub fn consistency_wait(&self) -> Duration {
         Duration::from_millis(self.consistency_wait_ms)
+    }
+
+    pub fn access_token_ttl(&self) -> Duration {
+        Duration::from_secs(self.access_token_ttl_secs)
+    }
+
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_ttl_secs)
     }
 
     pub fn jwt_secret_bytes(&self) -> &[u8] {

@@ -1,21 +1,32 @@
 //! What every handler can reach, built once in the bootstrap.
 
 use crate::auth::TokenKeys;
+use crate::limits::RateLimits;
 use async_nats::jetstream;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
-use vcintel_infra::event_store::PgCompanyCommands;
+use vcintel_infra::accounts::{Passwords, WorkspaceDirectory};
+use vcintel_infra::event_store::{PgAccountCommands, PgCompanyCommands, PgWorkspaceCommands};
 use vcintel_infra::wire::Topology;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub pool: PgPool,
     pub companies: Arc<PgCompanyCommands>,
+    pub accounts: Arc<PgAccountCommands>,
+    pub workspaces: Arc<PgWorkspaceCommands>,
+    pub directory: WorkspaceDirectory,
+    pub passwords: Passwords,
     pub tokens: Arc<TokenKeys>,
+    pub limits: RateLimits,
     pub nats: async_nats::Client,
     pub jetstream: jetstream::Context,
     pub topology: Topology,
     pub consistency_wait: Duration,
     pub ready_max_lag: i64,
+    pub access_token_ttl: Duration,
+    pub session_ttl: Duration,
+    pub dev_tokens: bool,
+    pub trust_forwarded_for: bool,
 }

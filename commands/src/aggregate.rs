@@ -1,51 +1,112 @@
 //! cqrs-es adapters for the domain aggregates. The domain stays free of the
 //! framework (which needs tokio); these newtypes are the only glue.
 
+use crate::unique::{UniqueValue, UniqueValues};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
-use vcintel_domain::company::{
-    Company, CompanyCommand, CompanyError, CompanyEvent, AGGREGATE_TYPE,
-};
+use vcintel_domain::company::{Company, CompanyCommand, CompanyError, CompanyEvent};
+use vcintel_domain::user::{User, UserCommand, UserError, UserEvent};
+use vcintel_domain::workspace::{Workspace, WorkspaceCommand, WorkspaceError, WorkspaceEvent};
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct CompanyAggregate(pub Company);
+/// Wraps a domain aggregate (`decide`/`apply`) and its event enum for cqrs-es.
+macro_rules! cqrs_adapter {
+    ($aggregate:ident, $record:ident, $domain:ty, $command:ty, $event:ty, $error:ty, $type_name:path) => {
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $aggregate(pub $domain);
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct CompanyEventRecord(pub CompanyEvent);
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $record(pub $event);
 
-impl DomainEvent for CompanyEventRecord {
-    fn event_type(&self) -> String {
-        self.0.event_type().to_owned()
+        impl DomainEvent for $record {
+            fn event_type(&self) -> String {
+                self.0.event_type().to_owned()
+            }
+
+            fn event_version(&self) -> String {
+                self.0.event_version().to_owned()
+            }
+        }
+
+        impl Aggregate for $aggregate {
+            const TYPE: &'static str = $type_name;
+            type Command = $command;
+            type Event = $record;
+            type Error = $error;
+            type Services = ();
+
+            async fn handle(
+                &mut self,
+                command: Self::Command,
+                _services: &Self::Services,
+                sink: &EventSink<Self>,
+            ) -> Result<(), Self::Error> {
+                for event in self.0.decide(command)? {
+                    sink.write($record(event), self).await;
+                }
+                Ok(())
+            }
+
+            fn apply(&mut self, event: Self::Event) {
+                self.0.apply(event.0);
+            }
+        }
+    };
+}
+
+cqrs_adapter!(
+    CompanyAggregate,
+    CompanyEventRecord,
+    Company,
+    CompanyCommand,
+    CompanyEvent,
+    CompanyError,
+    vcintel_domain::company::AGGREGATE_TYPE
+);
+cqrs_adapter!(
+    UserAggregate,
+    UserEventRecord,
+    User,
+    UserCommand,
+    UserEvent,
+    UserError,
+    vcintel_domain::user::AGGREGATE_TYPE
+);
+cqrs_adapter!(
+    WorkspaceAggregate,
+    WorkspaceEventRecord,
+    Workspace,
+    WorkspaceCommand,
+    WorkspaceEvent,
+    WorkspaceError,
+    vcintel_domain::workspace::AGGREGATE_TYPE
+);
+
+/// The scope of account emails in the unique-value index.
+pub const EMAIL_SCOPE: &str = "email";
+
+impl UniqueValues for UserAggregate {
+    fn claimed(event: &UserEventRecord) -> Vec<UniqueValue> {
+        match &event.0 {
+            UserEvent::Registered(e) => vec![UniqueValue::new(EMAIL_SCOPE, e.email.as_str())],
+        }
     }
 
-    fn event_version(&self) -> String {
-        self.0.event_version().to_owned()
+    fn taken(_value: &UniqueValue, _holder: &str) -> UserError {
+        UserError::EmailTaken
     }
 }
 
-impl Aggregate for CompanyAggregate {
-    const TYPE: &'static str = AGGREGATE_TYPE;
-    type Command = CompanyCommand;
-    type Event = CompanyEventRecord;
-    type Error = CompanyError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        for event in self.0.decide(command)? {
-            sink.write(CompanyEventRecord(event), self).await;
-        }
-        Ok(())
+impl UniqueValues for CompanyAggregate {
+    fn taken(_value: &UniqueValue, _holder: &str) -> CompanyError {
+        CompanyError::AlreadyExists
     }
+}
 
-    fn apply(&mut self, event: Self::Event) {
-        self.0.apply(event.0);
+impl UniqueValues for WorkspaceAggregate {
+    fn taken(_value: &UniqueValue, _holder: &str) -> WorkspaceError {
+        WorkspaceError::AlreadyExists
     }
 }

@@ -1,11 +1,9 @@
 //! Company use cases: add, update details, delete.
 
-use crate::aggregate::{CompanyAggregate, CompanyEventRecord};
+use crate::aggregate::CompanyAggregate;
+use crate::execute::{execute, Load, LoadedAggregate};
 use crate::{CommandError, CommandMetadata, Committed};
-use cqrs_es::event_sink::EventSink;
-use cqrs_es::mem_store::MemStoreAggregateContext;
-use cqrs_es::persist::EventStoreAggregateContext;
-use cqrs_es::{Aggregate, EventStore};
+use cqrs_es::EventStore;
 use uuid::Uuid;
 use vcintel_domain::company::{
     CompanyChanges, CompanyCommand, CompanyError, CompanyId, CompanyInput,
@@ -21,58 +19,6 @@ impl<S> std::fmt::Debug for CompanyCommands<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("CompanyCommands")
     }
-}
-
-/// The loaded aggregate and the version it was loaded at, whichever store
-/// loaded it; cqrs-es's contexts expose both as plain fields.
-pub trait LoadedAggregate<A> {
-    /// The context of an aggregate that has no events yet.
-    fn fresh(aggregate_id: &str) -> Self;
-    fn state(&mut self) -> &mut A;
-    fn version(&self) -> u64;
-}
-
-impl<A: Aggregate> LoadedAggregate<A> for EventStoreAggregateContext<A> {
-    fn fresh(aggregate_id: &str) -> Self {
-        EventStoreAggregateContext {
-            aggregate_id: aggregate_id.to_owned(),
-            aggregate: A::default(),
-            current_sequence: 0,
-            current_snapshot: None,
-        }
-    }
-    fn state(&mut self) -> &mut A {
-        &mut self.aggregate
-    }
-    fn version(&self) -> u64 {
-        self.current_sequence as u64
-    }
-}
-
-impl<A: Aggregate> LoadedAggregate<A> for MemStoreAggregateContext<A> {
-    fn fresh(aggregate_id: &str) -> Self {
-        MemStoreAggregateContext {
-            aggregate_id: aggregate_id.to_owned(),
-            aggregate: A::default(),
-            current_sequence: 0,
-        }
-    }
-    fn state(&mut self) -> &mut A {
-        &mut self.aggregate
-    }
-    fn version(&self) -> u64 {
-        self.current_sequence as u64
-    }
-}
-
-/// Where a command's aggregate comes from.
-enum Load {
-    /// Read its events from the store.
-    Stored,
-    /// A freshly minted id: nothing can be stored under it yet, so skip the
-    /// read. Should the id exist after all, the append's primary key refuses
-    /// it as a conflict.
-    Fresh,
 }
 
 impl<S> CompanyCommands<S>
@@ -155,55 +101,35 @@ where
         expected_version: Option<u64>,
         metadata: &CommandMetadata,
     ) -> Result<Committed, CommandError> {
-        let aggregate_id = company_id.to_string();
-        let mut context = match load {
-            Load::Stored => self.store.load_aggregate(&aggregate_id).await?,
-            Load::Fresh => S::AC::fresh(&aggregate_id),
-        };
-        let current_version = context.version();
-        if let Some(expected) = expected_version {
+        let workspace = actor.workspace_id;
+        let precondition = |aggregate: &CompanyAggregate, current: u64| {
+            let Some(expected) = expected_version else {
+                return Ok(());
+            };
             // Tenancy before preconditions: a foreign or missing company must
             // answer "not found" whatever version the caller guessed.
-            let company = &context.state().0;
-            let visible =
-                company.details().is_some() && company.workspace_id() == Some(actor.workspace_id);
+            let company = &aggregate.0;
+            let visible = company.details().is_some() && company.workspace_id() == Some(workspace);
             if !visible {
                 return Err(CompanyError::NotFound.into());
             }
-            if expected != current_version {
+            if expected != current {
                 return Err(CommandError::VersionMismatch {
                     expected,
-                    actual: current_version,
+                    actual: current,
                 });
             }
-        }
-        let sink = EventSink::default();
-        context
-            .state()
-            .handle(command, &(), &sink)
-            .await
-            .map_err(CommandError::Company)?;
-        let events: Vec<CompanyEventRecord> = sink.collect().await;
-        if events.is_empty() {
-            return Ok(Committed {
-                aggregate_id,
-                version: current_version,
-                appended: 0,
-            });
-        }
-        let appended = events.len();
-        let committed = self
-            .store
-            .commit(events, context, metadata.for_actor(actor))
-            .await?;
-        let version = committed
-            .last()
-            .map_or(current_version, |e| e.sequence as u64);
-        Ok(Committed {
-            aggregate_id,
-            version,
-            appended,
-        })
+            Ok(())
+        };
+        execute(
+            &self.store,
+            company_id.to_string(),
+            load,
+            command,
+            precondition,
+            metadata.for_actor(actor),
+        )
+        .await
     }
 }
 

@@ -1,11 +1,17 @@
 use cqrs_es::AggregateError;
 use vcintel_domain::company::CompanyError;
+use vcintel_domain::user::UserError;
+use vcintel_domain::workspace::WorkspaceError;
 
 /// Why a command was not carried out.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     #[error(transparent)]
     Company(#[from] CompanyError),
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
     #[error("the role `{role}` may not {action}")]
     Forbidden {
         role: &'static str,
@@ -21,10 +27,13 @@ pub enum CommandError {
     Store(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-impl From<AggregateError<CompanyError>> for CommandError {
-    fn from(error: AggregateError<CompanyError>) -> Self {
+impl<E> From<AggregateError<E>> for CommandError
+where
+    E: std::error::Error + Into<CommandError>,
+{
+    fn from(error: AggregateError<E>) -> Self {
         match error {
-            AggregateError::UserError(e) => CommandError::Company(e),
+            AggregateError::UserError(e) => e.into(),
             AggregateError::AggregateConflict => CommandError::Conflict,
             AggregateError::DatabaseConnectionError(e)
             | AggregateError::DeserializationError(e)

@@ -10,12 +10,23 @@
 pub mod aggregate;
 pub mod company;
 pub mod error;
+pub mod execute;
 pub mod metadata;
+pub mod unique;
+pub mod user;
+pub mod workspace;
 
-pub use aggregate::{CompanyAggregate, CompanyEventRecord};
+pub use aggregate::{
+    CompanyAggregate, CompanyEventRecord, UserAggregate, UserEventRecord, WorkspaceAggregate,
+    WorkspaceEventRecord,
+};
 pub use company::CompanyCommands;
 pub use error::CommandError;
+pub use execute::LoadedAggregate;
 pub use metadata::CommandMetadata;
+pub use unique::{UniqueValue, UniqueValues};
+pub use user::AccountCommands;
+pub use workspace::WorkspaceCommands;
 
 /// What a successful command returns so the caller can read its own write.
 #[derive(Debug, Clone, PartialEq, Eq)]

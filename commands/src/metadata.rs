@@ -2,10 +2,11 @@
 //! which request, so audit and tracing can follow it.
 
 use std::collections::HashMap;
-use vcintel_domain::Actor;
+use vcintel_domain::{Actor, UserId, WorkspaceId};
 
 pub const WORKSPACE_ID: &str = "workspace_id";
 pub const ACTOR_ID: &str = "actor_id";
+pub const API_KEY_ID: &str = "api_key_id";
 pub const REQUEST_ID: &str = "request_id";
 pub const TRACEPARENT: &str = "traceparent";
 
@@ -13,18 +14,29 @@ pub const TRACEPARENT: &str = "traceparent";
 pub struct CommandMetadata {
     pub request_id: Option<String>,
     pub traceparent: Option<String>,
+    /// Set when the caller authenticated with an API key: the actor is its creator.
+    pub api_key_id: Option<uuid::Uuid>,
 }
 
 impl CommandMetadata {
     pub fn for_actor(&self, actor: &Actor) -> HashMap<String, String> {
+        self.for_user(actor.workspace_id, actor.user_id)
+    }
+
+    /// For commands outside a member's session (sign-up): the workspace the
+    /// events are filed under and the user who caused them.
+    pub fn for_user(&self, workspace_id: WorkspaceId, user_id: UserId) -> HashMap<String, String> {
         let mut map = HashMap::new();
-        map.insert(WORKSPACE_ID.to_owned(), actor.workspace_id.to_string());
-        map.insert(ACTOR_ID.to_owned(), actor.user_id.to_string());
+        map.insert(WORKSPACE_ID.to_owned(), workspace_id.to_string());
+        map.insert(ACTOR_ID.to_owned(), user_id.to_string());
         if let Some(id) = &self.request_id {
             map.insert(REQUEST_ID.to_owned(), id.clone());
         }
         if let Some(tp) = &self.traceparent {
             map.insert(TRACEPARENT.to_owned(), tp.clone());
+        }
+        if let Some(key) = &self.api_key_id {
+            map.insert(API_KEY_ID.to_owned(), key.to_string());
         }
         map
     }

@@ -36,10 +36,70 @@ pub enum Role {
     Viewer,
 }
 
+/// Something a member may do in a workspace. [`Role::allows`] is the one
+/// permission table; the README reproduces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// Read companies, notes, lists, searches, members and the workspace.
+    ReadData,
+    /// Add, change and delete companies, notes, lists and searches.
+    WriteData,
+    /// Create API keys (with a role no higher than one's own) and revoke one's own.
+    CreateApiKeys,
+    /// Revoke anyone's API keys and list every key of the workspace.
+    ManageApiKeys,
+    /// Add and remove members and change roles (owners only touch owners).
+    ManageMembers,
+    /// Read the workspace's security log.
+    ReadSecurityEvents,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 6] = [
+        Permission::ReadData,
+        Permission::WriteData,
+        Permission::CreateApiKeys,
+        Permission::ManageApiKeys,
+        Permission::ManageMembers,
+        Permission::ReadSecurityEvents,
+    ];
+}
+
 impl Role {
+    pub const ALL: [Role; 4] = [Role::Owner, Role::Admin, Role::Member, Role::Viewer];
+
+    /// The permission table.
+    pub fn allows(self, permission: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::Owner | Role::Admin => true,
+            Role::Member => matches!(permission, ReadData | WriteData | CreateApiKeys),
+            Role::Viewer => matches!(permission, ReadData),
+        }
+    }
+
     /// Viewers only read; every other role may change the workspace's data.
     pub fn may_write(self) -> bool {
-        !matches!(self, Role::Viewer)
+        self.allows(Permission::WriteData)
+    }
+
+    /// Higher is more powerful; roles compare by it.
+    pub fn rank(self) -> u8 {
+        match self {
+            Role::Owner => 3,
+            Role::Admin => 2,
+            Role::Member => 1,
+            Role::Viewer => 0,
+        }
+    }
+
+    /// The weaker of two roles (an API key acts with at most its creator's role).
+    pub fn min(self, other: Role) -> Role {
+        if self.rank() <= other.rank() {
+            self
+        } else {
+            other
+        }
     }
 
     pub fn as_str(self) -> &'static str {
@@ -74,4 +134,48 @@ pub struct Actor {
     pub workspace_id: WorkspaceId,
     pub user_id: UserId,
     pub role: Role,
+}
+
+impl Actor {
+    pub fn may(&self, permission: Permission) -> bool {
+        self.role.allows(permission)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn viewers_only_read() {
+        for permission in Permission::ALL {
+            assert_eq!(
+                Role::Viewer.allows(permission),
+                permission == Permission::ReadData
+            );
+        }
+    }
+
+    #[test]
+    fn members_write_data_and_create_keys_but_manage_nothing() {
+        assert!(Role::Member.allows(Permission::WriteData));
+        assert!(Role::Member.allows(Permission::CreateApiKeys));
+        assert!(!Role::Member.allows(Permission::ManageMembers));
+        assert!(!Role::Member.allows(Permission::ManageApiKeys));
+        assert!(!Role::Member.allows(Permission::ReadSecurityEvents));
+    }
+
+    #[test]
+    fn owners_and_admins_may_do_everything_the_table_names() {
+        for permission in Permission::ALL {
+            assert!(Role::Owner.allows(permission));
+            assert!(Role::Admin.allows(permission));
+        }
+    }
+
+    #[test]
+    fn the_weaker_role_wins() {
+        assert_eq!(Role::Owner.min(Role::Viewer), Role::Viewer);
+        assert_eq!(Role::Member.min(Role::Admin), Role::Member);
+    }
 }

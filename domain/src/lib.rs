@@ -8,8 +8,10 @@
 
 pub mod company;
 pub mod identity;
+pub mod user;
 pub mod validation;
 pub mod website;
+pub mod workspace;
 
-pub use identity::{Actor, Role, UserId, WorkspaceId};
+pub use identity::{Actor, Permission, Role, UserId, WorkspaceId};
 pub use validation::{FieldError, ValidationErrors};

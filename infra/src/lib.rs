@@ -5,10 +5,12 @@
 //! May depend on `domain` and `commands` (whose traits it implements), sqlx,
 //! postgres-es, async-nats and tokio. Never on axum or the API.
 
+pub mod accounts;
 pub mod db;
 pub mod event_log;
 pub mod event_store;
 pub mod failpoint;
+pub mod rate_limit;
 pub mod relay;
 pub mod stream;
 pub mod wire;

@@ -9,6 +9,7 @@
 //! async-nats; never on the API.
 
 pub mod companies;
+pub mod identity;
 pub mod runner;
 pub mod versions;
 
@@ -46,6 +47,8 @@ pub struct AggregateChanges {
 pub enum ProjectionError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("encoding: {0}")]
+    Encoding(#[from] serde_json::Error),
     #[error("event {event_id} cannot be decoded: {reason}")]
     Undecodable {
         event_id: uuid::Uuid,

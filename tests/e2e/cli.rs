@@ -78,8 +78,9 @@ async fn token_issue_mints_a_token_the_api_accepts_for_that_workspace_user_and_r
         ],
         &env.database_url,
     );
-    let actor = env.keys.verify(token.trim()).expect("a valid token");
-    assert_eq!(actor.workspace_id.0, workspace);
-    assert_eq!(actor.user_id.0, user);
-    assert_eq!(actor.role, Role::Viewer);
+    let claims = env.keys.verify(token.trim()).expect("a valid token");
+    assert_eq!(claims.ws, Some(workspace));
+    assert_eq!(claims.sub, user);
+    assert_eq!(claims.role, Some(Role::Viewer));
+    assert_eq!(claims.sid, None, "a development token has no session");
 }

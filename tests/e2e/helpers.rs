@@ -133,6 +133,21 @@ pub fn settings(database_url: &str, prefix: &str) -> Settings {
         request_timeout_secs: 30,
         projector_ack_wait_secs: 2,
         max_body_bytes: 64 * 1024,
+        access_token_ttl_secs: 900,
+        session_ttl_secs: 3600,
+        // Most tests act through development tokens; the identity tests
+        // sign up and in for real.
+        dev_tokens: true,
+        argon2_memory_kib: 19 * 1024,
+        argon2_iterations: 2,
+        // Budgets are tested on their own; elsewhere they would only make
+        // concurrent tests flaky.
+        rate_limit_per_user: 0,
+        rate_limit_anonymous: 0,
+        rate_limit_auth: 0,
+        rate_limit_database_url: None,
+        trust_forwarded_for: false,
+        cors_origins: vec![],
     }
 }
 
@@ -231,6 +246,10 @@ impl TestEnv {
             .env("VCINTEL_JWT_SECRET", JWT_SECRET)
             .env("VCINTEL_NATS_PREFIX", &self.prefix)
             .env("VCINTEL_PROJECTOR_ACK_WAIT_SECS", "2")
+            .env("VCINTEL_DEV_TOKENS", "true")
+            .env("VCINTEL_RATE_LIMIT_PER_USER", "0")
+            .env("VCINTEL_RATE_LIMIT_ANONYMOUS", "0")
+            .env("VCINTEL_RATE_LIMIT_AUTH", "0")
             .env("VCINTEL_LOG_FORMAT", "json")
             .stdin(Stdio::null());
         if std::env::var_os("TEST_LOG").is_none() {

@@ -3,7 +3,6 @@
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
-use crate::routes::command_metadata;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -190,7 +189,7 @@ pub struct GetCompanyParams {
 )]
 pub async fn add_company(
     State(state): State<AppState>,
-    Caller(actor): Caller,
+    caller: Caller,
     headers: HeaderMap,
     Json(body): Json<AddCompanyRequest>,
 ) -> Result<Response, ApiError> {
@@ -203,7 +202,7 @@ pub async fn add_company(
     };
     let committed = state
         .companies
-        .add(actor, input, &command_metadata(&headers))
+        .add(caller.actor, input, &caller.metadata(&headers))
         .await?;
     let id: Uuid = committed
         .aggregate_id
@@ -248,7 +247,7 @@ pub async fn add_company(
 )]
 pub async fn update_company(
     State(state): State<AppState>,
-    Caller(actor): Caller,
+    caller: Caller,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
     Json(body): Json<UpdateCompanyRequest>,
@@ -264,11 +263,11 @@ pub async fn update_company(
     let committed = state
         .companies
         .update_details(
-            actor,
+            caller.actor,
             CompanyId(id),
             changes,
             expected,
-            &command_metadata(&headers),
+            &caller.metadata(&headers),
         )
         .await?;
     Ok(accepted(id, committed.version))
@@ -292,14 +291,19 @@ pub async fn update_company(
 )]
 pub async fn delete_company(
     State(state): State<AppState>,
-    Caller(actor): Caller,
+    caller: Caller,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let expected = if_match_version(&headers)?;
     let committed = state
         .companies
-        .delete(actor, CompanyId(id), expected, &command_metadata(&headers))
+        .delete(
+            caller.actor,
+            CompanyId(id),
+            expected,
+            &caller.metadata(&headers),
+        )
         .await?;
     Ok(accepted(id, committed.version))
 }
@@ -322,7 +326,7 @@ pub async fn delete_company(
 )]
 pub async fn get_company(
     State(state): State<AppState>,
-    Caller(actor): Caller,
+    caller: Caller,
     Path(id): Path<Uuid>,
     Query(params): Query<GetCompanyParams>,
     headers: HeaderMap,
@@ -330,7 +334,7 @@ pub async fn get_company(
     if let Some(min_version) = params.min_version {
         wait_for_version(&state, &id.to_string(), min_version).await?;
     }
-    let row = read_model::get(&state.pool, actor.workspace_id, id)
+    let row = read_model::get(&state.pool, caller.actor.workspace_id, id)
         .await?
         .ok_or(ApiError::NotFound)?;
     let tag = etag(row.version as u64);
@@ -356,7 +360,7 @@ pub async fn get_company(
 )]
 pub async fn list_companies(
     State(state): State<AppState>,
-    Caller(actor): Caller,
+    caller: Caller,
     Query(params): Query<ListCompaniesParams>,
 ) -> Result<axum::Json<CompanyPage>, ApiError> {
     let limit = params.limit.unwrap_or(DEFAULT_PAGE_SIZE);
@@ -368,7 +372,13 @@ pub async fn list_companies(
     }
     let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
     let mut rows =
-        read_model::list(&state.pool, actor.workspace_id, after, i64::from(limit) + 1).await?;
+        read_model::list(
+            &state.pool,
+            caller.actor.workspace_id,
+            after,
+            i64::from(limit) + 1,
+        )
+        .await?;
     let next_cursor = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
         rows.last().map(|r| encode_cursor(r.id))

@@ -1,7 +1,9 @@
 //! HTTP handlers, one module per resource.
 
+pub mod auth;
 pub mod companies;
 pub mod health;
+pub mod workspaces;
 
 use axum::http::HeaderMap;
 use vcintel_commands::CommandMetadata;
@@ -17,5 +19,6 @@ pub fn command_metadata(headers: &HeaderMap) -> CommandMetadata {
     CommandMetadata {
         request_id: header("x-request-id"),
         traceparent: header("traceparent"),
+        api_key_id: None,
     }
 }

@@ -1,0 +1,307 @@
+//! Abuse protection: authentication and rate limiting of every `/v1`
+//! request, and the security headers on every response.
+//!
+//! Budgets (configurable, see `Settings`): each signed-in user or API key
+//! 100 requests/min; each IP without valid credentials 10/min; sign-in and
+//! sign-up 5 attempts per 15 min per IP and per email. Counters live in
+//! Postgres and are shared by all API instances.
+//!
+//! When the counter store cannot be reached, sign-in and sign-up fail
+//! closed (503: guessing passwords unthrottled is worse than a short
+//! outage) and every other route fails open (served without a budget, with
+//! a warning in the log: an outage of the limiter should not become an
+//! outage of the product).
+
+use crate::auth::{authenticate, Authentication};
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use vcintel_domain::user::Email;
+use vcintel_infra::accounts::{self, security_kind, SecurityEvent};
+use vcintel_infra::rate_limit::{Decision, Limit, RateLimiter};
+
+pub const LOGIN_PATH: &str = "/v1/auth/login";
+pub const REGISTER_PATH: &str = "/v1/auth/register";
+
+const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+/// The configured budgets; a `max` of 0 switches a budget off.
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    pub limiter: RateLimiter,
+    pub per_user: Limit,
+    pub anonymous: Limit,
+    pub auth: Limit,
+    /// Buckets already logged as limited in their current window, so a
+    /// flood of refused requests writes one security-log entry per window
+    /// and instance rather than one per request.
+    logged: Arc<Mutex<HashSet<(String, u64)>>>,
+}
+
+impl RateLimits {
+    pub fn new(limiter: RateLimiter, per_user: u32, anonymous: u32, auth: u32) -> Self {
+        let minute = Duration::from_secs(60);
+        Self {
+            limiter,
+            per_user: Limit {
+                max: per_user,
+                window: minute,
+            },
+            anonymous: Limit {
+                max: anonymous,
+                window: minute,
+            },
+            auth: Limit {
+                max: auth,
+                window: Duration::from_secs(15 * 60),
+            },
+            logged: Arc::default(),
+        }
+    }
+
+    fn first_refusal_in_window(&self, bucket: &str, decision: &Decision) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let window_end = now + decision.reset_secs;
+        let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
+        logged.retain(|(_, end)| *end > now);
+        logged.insert((bucket.to_owned(), window_end))
+    }
+}
+
+/// The client's IP: the socket peer, or with `trust_forwarded_for` the
+/// last `X-Forwarded-For` entry (the one our proxy appended).
+pub fn client_ip(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
+    if state.trust_forwarded_for {
+        if let Some(ip) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
+            return ip.to_owned();
+        }
+    }
+    peer.map_or_else(|| "unknown".to_owned(), |p| p.ip().to_string())
+}
+
+fn peer(request: &Request) -> Option<SocketAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+}
+
+/// Authenticates each `/v1` request and charges it to its budget.
+pub async fn authenticate_and_limit(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    // Sign-in and sign-up are charged per IP and email by their handlers,
+    // which can read the email; health, docs and the spec are free.
+    if !path.starts_with("/v1/") || path == LOGIN_PATH || path == REGISTER_PATH {
+        return next.run(request).await;
+    }
+    let authentication = match authenticate(&state, request.headers()).await {
+        Ok(a) => a,
+        Err(error) => return error.into_response(),
+    };
+    let ip = client_ip(&state, request.headers(), peer(&request));
+    let (bucket, limit, principal) = match authentication {
+        Authentication::Authenticated(p) => (p.rate_limit_bucket(), state.limits.per_user, Some(p)),
+        _ => (format!("ip:{ip}"), state.limits.anonymous, None),
+    };
+    request.extensions_mut().insert(authentication);
+    let decision = if limit.max == 0 {
+        None
+    } else {
+        match state.limits.limiter.check(&bucket, limit).await {
+            Ok(decision) => Some(decision),
+            Err(error) => {
+                tracing::warn!(%error, "rate-limit store unreachable; serving without a budget");
+                None
+            }
+        }
+    };
+    if let Some(decision) = decision.filter(|d| !d.allowed) {
+        if state.limits.first_refusal_in_window(&bucket, &decision) {
+            let (workspace_id, user_id) = match principal {
+                Some(crate::auth::Principal::ApiKey { workspace_id, .. }) => {
+                    (Some(workspace_id), None)
+                }
+                Some(p) => (None, p.user_id()),
+                None => (None, None),
+            };
+            log_security_event(
+                &state,
+                SecurityEvent {
+                    kind: security_kind::RATE_LIMITED,
+                    workspace_id,
+                    user_id,
+                    ip: Some(ip),
+                    detail: json!({"bucket": bucket, "limit": decision.limit, "path": path}),
+                    ..Default::default()
+                },
+            )
+            .await;
+        }
+        return ApiError::RateLimited(decision).into_response();
+    }
+    let response = next.run(request).await;
+    match decision {
+        Some(decision) => with_rate_limit_headers(response, &decision),
+        None => response,
+    }
+}
+
+/// Charges one sign-in or sign-up attempt to the IP's and the email's
+/// budgets; fails closed if the counters are unreachable.
+pub async fn charge_auth_attempt(
+    state: &AppState,
+    ip: &str,
+    email: Option<&Email>,
+    path: &str,
+) -> Result<Option<Decision>, ApiError> {
+    let limit = state.limits.auth;
+    if limit.max == 0 {
+        return Ok(None);
+    }
+    let mut buckets = vec![format!("auth-ip:{ip}")];
+    if let Some(email) = email {
+        buckets.push(format!("auth-email:{email}"));
+    }
+    let mut tightest: Option<Decision> = None;
+    for bucket in &buckets {
+        let decision = state
+            .limits
+            .limiter
+            .check(bucket, limit)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "rate-limit store unreachable; refusing sign-in");
+                ApiError::LimiterUnavailable
+            })?;
+        if !decision.allowed {
+            if state.limits.first_refusal_in_window(bucket, &decision) {
+                let user_id = match email {
+                    Some(email) if bucket.starts_with("auth-email:") => {
+                        accounts::user_by_email(&state.pool, email).await?
+                    }
+                    _ => None,
+                };
+                let kind = if path == LOGIN_PATH && bucket.starts_with("auth-email:") {
+                    security_kind::LOGIN_LOCKED_OUT
+                } else {
+                    security_kind::RATE_LIMITED
+                };
+                log_security_event(
+                    state,
+                    SecurityEvent {
+                        kind,
+                        user_id,
+                        ip: Some(ip.to_owned()),
+                        detail: json!({"bucket": bucket, "limit": decision.limit}),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            }
+            return Err(ApiError::RateLimited(decision));
+        }
+        if tightest.is_none_or(|t| decision.remaining < t.remaining) {
+            tightest = Some(decision);
+        }
+    }
+    Ok(tightest)
+}
+
+/// Writes to the security log; a failure is logged, never shown to the client.
+pub async fn log_security_event(state: &AppState, event: SecurityEvent) {
+    if let Err(error) = accounts::record_security_event(&state.pool, &event).await {
+        tracing::error!(%error, kind = event.kind, "could not write the security log");
+    }
+}
+
+pub fn with_rate_limit_headers(mut response: Response, decision: &Decision) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(decision.limit));
+    headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
+    headers.insert(X_RATELIMIT_RESET, HeaderValue::from(decision.reset_secs));
+    if !decision.allowed {
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(decision.retry_after_secs),
+        );
+    }
+    response
+}
+
+const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
+/// Swagger UI needs its own scripts, styles and inline styles, and data: images.
+const DOCS_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+     frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// Sets the security headers on every response.
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let docs = request.uri().path().starts_with("/docs");
+    let auth = request.uri().path().starts_with("/v1/auth/");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(if docs { DOCS_CSP } else { API_CSP }),
+    );
+    if auth {
+        // Tokens must never sit in a cache.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// The client's IP as [`client_ip`] sees it.
+#[derive(Debug, Clone)]
+pub struct ClientIp(pub String);
+
+impl axum::extract::FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        Ok(ClientIp(client_ip(state, &parts.headers, peer)))
+    }
+}

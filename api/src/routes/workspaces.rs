@@ -1,0 +1,744 @@
+//! The caller's account and workspaces (`/v1/me`, `/v1/workspaces`), and
+//! the current workspace's members, API keys and security log
+//! (`/v1/workspace/...`, the workspace chosen by `X-Workspace-Id`).
+
+use crate::auth::{Caller, SignedIn};
+use crate::error::{ApiError, InvalidField, Problem};
+use crate::extract::{Json, Path, Query};
+use crate::routes::command_metadata;
+use crate::routes::companies::CommandAccepted;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use vcintel_domain::user::Email;
+use vcintel_domain::workspace::{WorkspaceCommand, WorkspaceState};
+use vcintel_domain::{Permission, Role, UserId, WorkspaceId};
+use vcintel_infra::accounts;
+use vcintel_projections::identity;
+
+pub const TAG: &str = "workspaces";
+const DEFAULT_PAGE_SIZE: u32 = 50;
+const MAX_PAGE_SIZE: u32 = 200;
+
+/// A member's role: owner > admin > member > viewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    Owner,
+    Admin,
+    Member,
+    Viewer,
+}
+
+impl From<MemberRole> for Role {
+    fn from(r: MemberRole) -> Self {
+        match r {
+            MemberRole::Owner => Role::Owner,
+            MemberRole::Admin => Role::Admin,
+            MemberRole::Member => Role::Member,
+            MemberRole::Viewer => Role::Viewer,
+        }
+    }
+}
+
+impl From<Role> for MemberRole {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::Owner => MemberRole::Owner,
+            Role::Admin => MemberRole::Admin,
+            Role::Member => MemberRole::Member,
+            Role::Viewer => MemberRole::Viewer,
+        }
+    }
+}
+
+fn parse_role(text: &str) -> MemberRole {
+    text.parse::<Role>().map_or(MemberRole::Viewer, MemberRole::from)
+}
+
+/// A workspace the caller belongs to.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Membership {
+    pub workspace_id: Uuid,
+    pub name: String,
+    /// Created for the user at sign-up.
+    pub personal: bool,
+    pub role: MemberRole,
+}
+
+/// The signed-in user.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Me {
+    pub user_id: Uuid,
+    pub email: String,
+    pub name: String,
+    /// `free`, `pro` or `enterprise`.
+    pub tier: String,
+    /// Used when a request sends no `X-Workspace-Id`.
+    pub default_workspace_id: Uuid,
+    pub workspaces: Vec<Membership>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Seed Fund III"}))]
+pub struct CreateWorkspaceRequest {
+    /// 1–100 characters.
+    pub name: String,
+}
+
+/// The current workspace.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WorkspaceInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub personal: bool,
+    /// The caller's role here.
+    pub role: MemberRole,
+    pub member_count: usize,
+    /// The workspace aggregate's version.
+    pub version: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Member {
+    pub user_id: Uuid,
+    pub email: String,
+    pub role: MemberRole,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MemberList {
+    pub items: Vec<Member>,
+}
+
+/// Add someone who has an account, by the email they signed up with.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "bob@fund.example", "role": "member"}))]
+pub struct AddMemberRequest {
+    pub email: String,
+    pub role: MemberRole,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"role": "admin"}))]
+pub struct ChangeRoleRequest {
+    pub role: MemberRole,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "CI pipeline", "role": "viewer"}))]
+pub struct CreateApiKeyRequest {
+    /// What the key is for, 1–100 characters.
+    pub name: String,
+    /// No higher than your own role; default: your role.
+    #[serde(default)]
+    pub role: Option<MemberRole>,
+}
+
+/// A new API key. `key` is shown only in this response; store it now.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedApiKey {
+    pub id: Uuid,
+    /// Send as `Authorization: Bearer <key>`.
+    pub key: String,
+    pub prefix: String,
+    pub name: String,
+    pub role: MemberRole,
+    /// The workspace aggregate's version after the change.
+    pub version: u64,
+}
+
+/// An API key as listings show it: never the secret.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ApiKeySummary {
+    pub id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    pub role: MemberRole,
+    pub created_by: Uuid,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ApiKeyList {
+    pub items: Vec<ApiKeySummary>,
+}
+
+/// One entry of the security log.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SecurityEventEntry {
+    pub id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    /// e.g. `login.failed`, `login.locked_out`, `session.revoked_all`,
+    /// `api_key.created`, `api_key.revoked`, `member.role_changed`,
+    /// `rate_limit.exceeded`.
+    pub kind: String,
+    pub workspace_id: Option<Uuid>,
+    /// The user it concerns or who acted.
+    pub user_id: Option<Uuid>,
+    pub ip: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SecurityEventPage {
+    pub items: Vec<SecurityEventEntry>,
+    /// Pass as `cursor` for older entries; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SecurityEventParams {
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u32>,
+    /// Opaque cursor from a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+async fn current_state(
+    state: &AppState,
+    workspace: WorkspaceId,
+) -> Result<(u64, WorkspaceState), ApiError> {
+    let current = state
+        .directory
+        .current(workspace)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let ws = current.1.state().cloned().ok_or(ApiError::NotFound)?;
+    Ok((current.0 as u64, ws))
+}
+
+fn require(caller: &Caller, permission: Permission, why: &str) -> Result<(), ApiError> {
+    if caller.actor.may(permission) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "the role `{}` may not {why}",
+            caller.actor.role.as_str()
+        )))
+    }
+}
+
+fn accepted(status: StatusCode, id: Uuid, version: u64) -> Response {
+    let mut response = (status, axum::Json(CommandAccepted { id, version })).into_response();
+    if let Ok(tag) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        response.headers_mut().insert(header::ETAG, tag);
+    }
+    response
+}
+
+/// The signed-in user and the workspaces they belong to.
+#[utoipa::path(
+    get, path = "/v1/me", tag = TAG, operation_id = "getMe",
+    responses(
+        (status = 200, description = "The user", body = Me),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "API keys have no account", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The account does not exist", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_me(
+    State(state): State<AppState>,
+    caller: SignedIn,
+) -> Result<axum::Json<Me>, ApiError> {
+    let user = accounts::registered_user(&state.pool, caller.user_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let workspaces = identity::workspaces_of(&state.pool, caller.user_id).await?;
+    Ok(axum::Json(Me {
+        user_id: user.user_id.0,
+        email: user.email.to_string(),
+        name: user.name,
+        tier: serde_json::to_value(user.tier)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        default_workspace_id: caller.default_workspace.0,
+        workspaces: workspaces
+            .into_iter()
+            .map(|w| Membership {
+                workspace_id: w.workspace_id,
+                name: w.name,
+                personal: w.personal,
+                role: parse_role(&w.role),
+            })
+            .collect(),
+    }))
+}
+
+/// The workspaces the signed-in user belongs to.
+#[utoipa::path(
+    get, path = "/v1/workspaces", tag = TAG, operation_id = "listMyWorkspaces",
+    responses(
+        (status = 200, description = "Memberships", body = [Membership]),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "API keys have no account", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_my_workspaces(
+    State(state): State<AppState>,
+    caller: SignedIn,
+) -> Result<axum::Json<Vec<Membership>>, ApiError> {
+    let rows = identity::workspaces_of(&state.pool, caller.user_id).await?;
+    Ok(axum::Json(
+        rows.into_iter()
+            .map(|w| Membership {
+                workspace_id: w.workspace_id,
+                name: w.name,
+                personal: w.personal,
+                role: parse_role(&w.role),
+            })
+            .collect(),
+    ))
+}
+
+/// Create a workspace; you become its owner.
+#[utoipa::path(
+    post, path = "/v1/workspaces", tag = TAG, operation_id = "createWorkspace",
+    request_body = CreateWorkspaceRequest,
+    responses(
+        (status = 201, description = "Created", body = CommandAccepted),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "API keys may not create workspaces", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_workspace(
+    State(state): State<AppState>,
+    caller: SignedIn,
+    headers: HeaderMap,
+    Json(body): Json<CreateWorkspaceRequest>,
+) -> Result<Response, ApiError> {
+    let user = accounts::registered_user(&state.pool, caller.user_id)
+        .await?
+        .ok_or(ApiError::Forbidden(
+            "only registered users create workspaces".to_owned(),
+        ))?;
+    let id = WorkspaceId(Uuid::now_v7());
+    let committed = state
+        .accounts
+        .create_workspace(
+            id,
+            body.name,
+            caller.user_id,
+            user.email,
+            false,
+            &command_metadata(&headers),
+        )
+        .await?;
+    let mut response = accepted(StatusCode::CREATED, id.0, committed.version);
+    if let Ok(location) = HeaderValue::from_str("/v1/workspace") {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// The workspace this request acts in and your role there.
+#[utoipa::path(
+    get, path = "/v1/workspace", tag = TAG, operation_id = "getCurrentWorkspace",
+    responses(
+        (status = 200, description = "The workspace", body = WorkspaceInfo),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such workspace, or you are not a member", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_current_workspace(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<WorkspaceInfo>, ApiError> {
+    let (version, ws) = current_state(&state, caller.actor.workspace_id).await?;
+    Ok(axum::Json(WorkspaceInfo {
+        id: ws.id.0,
+        name: ws.name,
+        personal: ws.personal,
+        role: caller.actor.role.into(),
+        member_count: ws.members.len(),
+        version,
+    }))
+}
+
+/// The workspace's members and their roles.
+#[utoipa::path(
+    get, path = "/v1/workspace/members", tag = TAG, operation_id = "listMembers",
+    responses(
+        (status = 200, description = "Members", body = MemberList),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such workspace, or you are not a member", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_members(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<MemberList>, ApiError> {
+    require(&caller, Permission::ReadData, "read members")?;
+    let (_, ws) = current_state(&state, caller.actor.workspace_id).await?;
+    Ok(axum::Json(MemberList {
+        items: ws
+            .members
+            .into_iter()
+            .map(|(user, m)| Member {
+                user_id: user.0,
+                email: m.email.to_string(),
+                role: m.role.into(),
+            })
+            .collect(),
+    }))
+}
+
+/// Add a member by the email of their account (owners and admins; only
+/// owners add owners).
+#[utoipa::path(
+    post, path = "/v1/workspace/members", tag = TAG, operation_id = "addMember",
+    request_body = AddMemberRequest,
+    responses(
+        (status = 201, description = "Added", body = CommandAccepted),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Your role may not add members (or owners)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such workspace, or you are not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already a member", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid email, or no account uses it yet", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn add_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(body): Json<AddMemberRequest>,
+) -> Result<Response, ApiError> {
+    // Checked before the lookup, so non-managers learn nothing about emails.
+    require(&caller, Permission::ManageMembers, "add members")?;
+    let bad_email = |message: &str| {
+        ApiError::Invalid(vec![InvalidField {
+            field: "email".to_owned(),
+            message: message.to_owned(),
+        }])
+    };
+    let email = Email::parse(&body.email).map_err(|m| bad_email(&m))?;
+    let user = accounts::user_by_email(&state.pool, &email)
+        .await?
+        .ok_or_else(|| bad_email("no account uses this email; ask them to sign up first"))?;
+    let command = WorkspaceCommand::AddMember {
+        actor: caller.actor,
+        user_id: user,
+        email,
+        role: body.role.into(),
+    };
+    let committed = state
+        .workspaces
+        .run(&caller.actor, command, &caller.metadata(&headers))
+        .await?;
+    Ok(accepted(StatusCode::CREATED, user.0, committed.version))
+}
+
+/// Change a member's role (owners and admins; only owners touch owners; the
+/// last owner stays owner).
+#[utoipa::path(
+    patch, path = "/v1/workspace/members/{user_id}", tag = TAG, operation_id = "changeMemberRole",
+    params(("user_id" = Uuid, Path, description = "The member's user id")),
+    request_body = ChangeRoleRequest,
+    responses(
+        (status = 200, description = "Changed (or unchanged)", body = CommandAccepted),
+        (status = 400, description = "Malformed JSON or id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Your role may not change this role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such member or workspace", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The last owner cannot be demoted", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn change_member_role(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(user_id): Path<Uuid>,
+    headers: HeaderMap,
+    Json(body): Json<ChangeRoleRequest>,
+) -> Result<Response, ApiError> {
+    let command = WorkspaceCommand::ChangeRole {
+        actor: caller.actor,
+        user_id: UserId(user_id),
+        role: body.role.into(),
+    };
+    let committed = state
+        .workspaces
+        .run(&caller.actor, command, &caller.metadata(&headers))
+        .await?;
+    Ok(accepted(StatusCode::OK, user_id, committed.version))
+}
+
+/// Remove a member (owners and admins; only owners remove owners).
+#[utoipa::path(
+    delete, path = "/v1/workspace/members/{user_id}", tag = TAG, operation_id = "removeMember",
+    params(("user_id" = Uuid, Path, description = "The member's user id")),
+    responses(
+        (status = 200, description = "Removed", body = CommandAccepted),
+        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Your role may not remove this member", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such member or workspace", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The last owner cannot be removed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn remove_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(user_id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let command = WorkspaceCommand::RemoveMember {
+        actor: caller.actor,
+        user_id: UserId(user_id),
+    };
+    let committed = state
+        .workspaces
+        .run(&caller.actor, command, &caller.metadata(&headers))
+        .await?;
+    Ok(accepted(StatusCode::OK, user_id, committed.version))
+}
+
+/// Leave the workspace (the last owner cannot).
+#[utoipa::path(
+    post, path = "/v1/workspace/leave", tag = TAG, operation_id = "leaveWorkspace",
+    responses(
+        (status = 200, description = "Left", body = CommandAccepted),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such workspace, or you are not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The last owner cannot leave", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn leave_workspace(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let command = WorkspaceCommand::Leave {
+        actor: caller.actor,
+    };
+    let committed = state
+        .workspaces
+        .run(&caller.actor, command, &caller.metadata(&headers))
+        .await?;
+    Ok(accepted(
+        StatusCode::OK,
+        caller.actor.workspace_id.0,
+        committed.version,
+    ))
+}
+
+/// API keys: owners and admins see all, others their own.
+#[utoipa::path(
+    get, path = "/v1/workspace/api-keys", tag = TAG, operation_id = "listApiKeys",
+    responses(
+        (status = 200, description = "Keys (prefixes only)", body = ApiKeyList),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such workspace, or you are not a member", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_api_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<ApiKeyList>, ApiError> {
+    let (_, ws) = current_state(&state, caller.actor.workspace_id).await?;
+    let see_all = caller.actor.may(Permission::ManageApiKeys);
+    Ok(axum::Json(ApiKeyList {
+        items: ws
+            .api_keys
+            .into_iter()
+            .filter(|(_, k)| see_all || k.created_by == caller.actor.user_id)
+            .map(|(id, k)| ApiKeySummary {
+                id,
+                name: k.name,
+                prefix: k.prefix,
+                role: k.role.into(),
+                created_by: k.created_by.0,
+                revoked: k.revoked,
+            })
+            .collect(),
+    }))
+}
+
+/// Create an API key acting as you, with a role no higher than yours.
+#[utoipa::path(
+    post, path = "/v1/workspace/api-keys", tag = TAG, operation_id = "createApiKey",
+    request_body = CreateApiKeyRequest,
+    responses(
+        (status = 201, description = "Created; the key is shown only now", body = CreatedApiKey),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Viewers may not create keys", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such workspace, or you are not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name, or a role above yours", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_api_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(body): Json<CreateApiKeyRequest>,
+) -> Result<Response, ApiError> {
+    require(&caller, Permission::CreateApiKeys, "create API keys")?;
+    let role: Role = body.role.map_or(caller.actor.role, Into::into);
+    let key = accounts::new_api_key();
+    // The secret first: should the command fail, a hash no workspace knows
+    // authenticates nothing.
+    accounts::store_api_key_secret(&state.pool, &key, caller.actor.workspace_id).await?;
+    let name = body.name.trim().to_owned();
+    let command = WorkspaceCommand::CreateApiKey {
+        actor: caller.actor,
+        key_id: key.key_id,
+        name: name.clone(),
+        role,
+        prefix: key.display_prefix.clone(),
+    };
+    let committed = state
+        .workspaces
+        .run(&caller.actor, command, &caller.metadata(&headers))
+        .await?;
+    let mut response = (
+        StatusCode::CREATED,
+        axum::Json(CreatedApiKey {
+            id: key.key_id,
+            key: key.key,
+            prefix: key.display_prefix,
+            name,
+            role: role.into(),
+            version: committed.version,
+        }),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Revoke an API key: yours, or any if you are an owner or admin.
+#[utoipa::path(
+    delete, path = "/v1/workspace/api-keys/{key_id}", tag = TAG, operation_id = "revokeApiKey",
+    params(("key_id" = Uuid, Path, description = "The key's id")),
+    responses(
+        (status = 200, description = "Revoked (or already revoked)", body = CommandAccepted),
+        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such key that you may see", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn revoke_api_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key_id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let command = WorkspaceCommand::RevokeApiKey {
+        actor: caller.actor,
+        key_id,
+    };
+    let committed = state
+        .workspaces
+        .run(&caller.actor, command, &caller.metadata(&headers))
+        .await?;
+    Ok(accepted(StatusCode::OK, key_id, committed.version))
+}
+
+/// The workspace's security log, newest first (owners and admins).
+#[utoipa::path(
+    get, path = "/v1/workspace/security-events", tag = TAG, operation_id = "listSecurityEvents",
+    params(SecurityEventParams),
+    responses(
+        (status = 200, description = "A page of entries", body = SecurityEventPage),
+        (status = 400, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only owners and admins read the security log", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such workspace, or you are not a member", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_security_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<SecurityEventParams>,
+) -> Result<axum::Json<SecurityEventPage>, ApiError> {
+    require(&caller, Permission::ReadSecurityEvents, "read the security log")?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE_SIZE);
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        return Err(ApiError::BadRequest {
+            detail: format!("must be between 1 and {MAX_PAGE_SIZE}"),
+            field: Some("limit".to_owned()),
+        });
+    }
+    let before = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let mut rows = accounts::security_log(
+        &state.pool,
+        caller.actor.workspace_id,
+        before,
+        i64::from(limit) + 1,
+    )
+    .await?;
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| encode_cursor(r.occurred_at, r.id))
+    } else {
+        None
+    };
+    Ok(axum::Json(SecurityEventPage {
+        items: rows
+            .into_iter()
+            .map(|r| SecurityEventEntry {
+                id: r.id,
+                occurred_at: r.occurred_at,
+                kind: r.kind,
+                workspace_id: r.workspace_id,
+                user_id: r.user_id,
+                ip: r.ip,
+                detail: r.detail,
+            })
+            .collect(),
+        next_cursor,
+    }))
+}
+
+fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
+    let mut bytes = at.timestamp_micros().to_be_bytes().to_vec();
+    bytes.extend_from_slice(id.as_bytes());
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
+    let bad = || ApiError::BadRequest {
+        detail: "is not a cursor this API returned".to_owned(),
+        field: Some("cursor".to_owned()),
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    if bytes.len() != 24 {
+        return Err(bad());
+    }
+    let micros = i64::from_be_bytes(bytes[..8].try_into().map_err(|_| bad())?);
+    let at = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
+    let id = Uuid::from_slice(&bytes[8..]).map_err(|_| bad())?;
+    Ok((at, id))
+}

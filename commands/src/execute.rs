@@ -1,0 +1,106 @@
+//! The one way a command runs against an event store: load, check the
+//! caller's precondition, decide, append.
+
+use crate::{CommandError, Committed};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::mem_store::MemStoreAggregateContext;
+use cqrs_es::persist::EventStoreAggregateContext;
+use cqrs_es::{Aggregate, AggregateError, EventStore};
+use std::collections::HashMap;
+
+/// The loaded aggregate and the version it was loaded at, whichever store
+/// loaded it; cqrs-es's contexts expose both as plain fields.
+pub trait LoadedAggregate<A> {
+    /// The context of an aggregate that has no events yet.
+    fn fresh(aggregate_id: &str) -> Self;
+    fn state(&mut self) -> &mut A;
+    fn version(&self) -> u64;
+}
+
+impl<A: Aggregate> LoadedAggregate<A> for EventStoreAggregateContext<A> {
+    fn fresh(aggregate_id: &str) -> Self {
+        EventStoreAggregateContext {
+            aggregate_id: aggregate_id.to_owned(),
+            aggregate: A::default(),
+            current_sequence: 0,
+            current_snapshot: None,
+        }
+    }
+    fn state(&mut self) -> &mut A {
+        &mut self.aggregate
+    }
+    fn version(&self) -> u64 {
+        self.current_sequence as u64
+    }
+}
+
+impl<A: Aggregate> LoadedAggregate<A> for MemStoreAggregateContext<A> {
+    fn fresh(aggregate_id: &str) -> Self {
+        MemStoreAggregateContext {
+            aggregate_id: aggregate_id.to_owned(),
+            aggregate: A::default(),
+            current_sequence: 0,
+        }
+    }
+    fn state(&mut self) -> &mut A {
+        &mut self.aggregate
+    }
+    fn version(&self) -> u64 {
+        self.current_sequence as u64
+    }
+}
+
+/// Where a command's aggregate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Load {
+    /// Read its events from the store.
+    Stored,
+    /// A freshly minted id: nothing can be stored under it yet, so skip the
+    /// read. Should the id exist after all, the append's primary key refuses
+    /// it as a conflict.
+    Fresh,
+}
+
+/// Runs `command` on the aggregate `aggregate_id`. `precondition` sees the
+/// loaded state and version before the decision (tenancy, `If-Match`).
+pub(crate) async fn execute<A, S>(
+    store: &S,
+    aggregate_id: String,
+    load: Load,
+    command: A::Command,
+    precondition: impl FnOnce(&A, u64) -> Result<(), CommandError>,
+    metadata: HashMap<String, String>,
+) -> Result<Committed, CommandError>
+where
+    A: Aggregate<Services = ()>,
+    S: EventStore<A>,
+    S::AC: LoadedAggregate<A> + Send,
+    CommandError: From<A::Error> + From<AggregateError<A::Error>>,
+{
+    let mut context = match load {
+        Load::Stored => store.load_aggregate(&aggregate_id).await?,
+        Load::Fresh => S::AC::fresh(&aggregate_id),
+    };
+    let current_version = context.version();
+    precondition(context.state(), current_version)?;
+    let sink = EventSink::default();
+    context.state().handle(command, &(), &sink).await?;
+    let events: Vec<A::Event> = sink.collect().await;
+    if events.is_empty() {
+        return Ok(Committed {
+            aggregate_id,
+            version: current_version,
+            appended: 0,
+        });
+    }
+    let appended = events.len();
+    let committed = store.commit(events, context, metadata).await?;
+    let version = committed
+        .last()
+        .map_or(current_version, |e| e.sequence as u64);
+    Ok(Committed {
+        aggregate_id,
+        version,
+        appended,
+    })
+}

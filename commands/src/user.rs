@@ -1,0 +1,112 @@
+//! Account use cases: sign-up creates the user (claiming the email) and then
+//! the personal workspace, which a later login completes if a crash came
+//! between the two.
+
+use crate::aggregate::{UserAggregate, WorkspaceAggregate};
+use crate::execute::{execute, Load, LoadedAggregate};
+use crate::{CommandError, CommandMetadata, Committed};
+use cqrs_es::EventStore;
+use vcintel_domain::user::{Email, UserCommand};
+use vcintel_domain::workspace::{WorkspaceCommand, WorkspaceError};
+use vcintel_domain::{UserId, WorkspaceId};
+
+pub struct AccountCommands<U, W> {
+    users: U,
+    workspaces: W,
+}
+
+impl<U, W> std::fmt::Debug for AccountCommands<U, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccountCommands")
+    }
+}
+
+impl<U, W> AccountCommands<U, W>
+where
+    U: EventStore<UserAggregate>,
+    U::AC: LoadedAggregate<UserAggregate> + Send,
+    W: EventStore<WorkspaceAggregate>,
+    W::AC: LoadedAggregate<WorkspaceAggregate> + Send,
+{
+    pub fn new(users: U, workspaces: W) -> Self {
+        Self { users, workspaces }
+    }
+
+    /// Registers the user; the email is claimed in the same append, so of
+    /// many concurrent sign-ups with one address exactly one succeeds.
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    pub async fn register(
+        &self,
+        user_id: UserId,
+        email: String,
+        name: String,
+        personal_workspace_id: WorkspaceId,
+        metadata: &CommandMetadata,
+    ) -> Result<Committed, CommandError> {
+        let command = UserCommand::Register {
+            user_id,
+            email,
+            name,
+            personal_workspace_id,
+        };
+        execute(
+            &self.users,
+            user_id.to_string(),
+            Load::Fresh,
+            command,
+            |_, _| Ok(()),
+            metadata.for_user(personal_workspace_id, user_id),
+        )
+        .await
+    }
+
+    /// Creates a workspace owned by `owner`. Creating one that already
+    /// exists with the same owner is a no-op, so completing an interrupted
+    /// sign-up is safe to repeat.
+    #[tracing::instrument(skip_all, fields(workspace_id = %workspace_id, user_id = %owner))]
+    pub async fn create_workspace(
+        &self,
+        workspace_id: WorkspaceId,
+        name: String,
+        owner: UserId,
+        owner_email: Email,
+        personal: bool,
+        metadata: &CommandMetadata,
+    ) -> Result<Committed, CommandError> {
+        let command = WorkspaceCommand::Create {
+            workspace_id,
+            name,
+            created_by: owner,
+            creator_email: owner_email,
+            personal,
+        };
+        let result = execute(
+            &self.workspaces,
+            workspace_id.to_string(),
+            Load::Stored,
+            command,
+            |_, _| Ok(()),
+            metadata.for_user(workspace_id, owner),
+        )
+        .await;
+        match result {
+            Err(CommandError::Workspace(WorkspaceError::AlreadyExists)) => {
+                let mut context = self
+                    .workspaces
+                    .load_aggregate(&workspace_id.to_string())
+                    .await?;
+                let version = context.version();
+                if context.state().0.role_of(owner).is_some() {
+                    Ok(Committed {
+                        aggregate_id: workspace_id.to_string(),
+                        version,
+                        appended: 0,
+                    })
+                } else {
+                    Err(WorkspaceError::AlreadyExists.into())
+                }
+            }
+            other => other,
+        }
+    }
+}

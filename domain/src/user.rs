@@ -1,0 +1,296 @@
+//! The User aggregate: a person with an account, and the rules for the
+//! credentials they choose (email shape, password policy).
+//!
+//! Password hashes are deliberately not part of any event: events are
+//! published to every downstream subscriber, and a hash there would be an
+//! offline-cracking target forever. The account's credentials live in a
+//! mutable, access-controlled table beside the event store.
+
+use crate::identity::{UserId, WorkspaceId};
+use crate::validation::{required_text, ValidationErrors};
+use serde::{Deserialize, Serialize};
+
+/// The aggregate type name in the event store. Never rename it.
+pub const AGGREGATE_TYPE: &str = "user";
+
+pub const MAX_EMAIL_CHARS: usize = 254;
+pub const MAX_USER_NAME_CHARS: usize = 100;
+pub const MIN_PASSWORD_CHARS: usize = 12;
+/// Bounds the work a login can ask of the password hasher.
+pub const MAX_PASSWORD_BYTES: usize = 256;
+
+/// A normalised email address: trimmed and lower-cased, so `Ann@X.io` and
+/// `ann@x.io ` are one account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Email, String> {
+        let email = raw.trim().to_lowercase();
+        if email.is_empty() {
+            return Err("must not be empty".to_owned());
+        }
+        if email.chars().count() > MAX_EMAIL_CHARS {
+            return Err(format!("must be at most {MAX_EMAIL_CHARS} characters"));
+        }
+        let Some((local, domain)) = email.split_once('@') else {
+            return Err("must be an email address like name@example.com".to_owned());
+        };
+        let domain_ok = domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains("..")
+            && domain
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '.' || c == '-');
+        let local_ok = !local.is_empty()
+            && !local.contains('@')
+            && !local
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
+        if !(domain_ok && local_ok) {
+            return Err("must be an email address like name@example.com".to_owned());
+        }
+        Ok(Email(email))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Email {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Passwords everyone tries first; refused whatever their length.
+const COMMON_PASSWORDS: &[&str] = &[
+    "password1234",
+    "123456789012",
+    "qwertyuiopas",
+    "passwordpassword",
+    "iloveyou1234",
+    "letmein12345",
+    "welcome12345",
+    "administrator",
+    "changeme1234",
+    "qwerty123456",
+];
+
+/// The password policy (NIST SP 800-63B style): long rather than complex.
+/// 12 to 256 bytes, not one repeated character, not a well-known password,
+/// not the email address or its local part.
+pub fn check_password_policy(password: &str, email: Option<&Email>) -> Result<(), String> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(format!("must be at least {MIN_PASSWORD_CHARS} characters"));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(format!("must be at most {MAX_PASSWORD_BYTES} bytes"));
+    }
+    let mut distinct: Vec<char> = password.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 4 {
+        return Err("must use at least 4 different characters".to_owned());
+    }
+    let lowered = password.to_lowercase();
+    if COMMON_PASSWORDS.contains(&lowered.as_str()) {
+        return Err("is a well-known password; choose another".to_owned());
+    }
+    if let Some(email) = email {
+        let local = email.as_str().split('@').next().unwrap_or_default();
+        if lowered == email.as_str() || lowered == local {
+            return Err("must not be your email address".to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// The product tier of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    #[default]
+    Free,
+    Pro,
+    Enterprise,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserCommand {
+    Register {
+        user_id: UserId,
+        email: String,
+        name: String,
+        personal_workspace_id: WorkspaceId,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserEvent {
+    #[serde(rename = "user.registered")]
+    Registered(UserRegistered),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRegistered {
+    pub user_id: UserId,
+    pub email: Email,
+    pub name: String,
+    pub tier: Tier,
+    /// The workspace created for the user at sign-up, where they are owner.
+    pub personal_workspace_id: WorkspaceId,
+}
+
+impl UserEvent {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            UserEvent::Registered(_) => "user.registered",
+        }
+    }
+
+    pub fn event_version(&self) -> &'static str {
+        "1"
+    }
+
+    /// Users are not inside a workspace; their events are filed under the
+    /// personal workspace created with them.
+    pub fn workspace_id(&self) -> WorkspaceId {
+        match self {
+            UserEvent::Registered(e) => e.personal_workspace_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("this user is already registered")]
+    AlreadyRegistered,
+    #[error("invalid registration: {0}")]
+    Invalid(ValidationErrors),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    registered: Option<UserRegistered>,
+}
+
+impl User {
+    pub fn decide(&self, command: UserCommand) -> Result<Vec<UserEvent>, UserError> {
+        match command {
+            UserCommand::Register {
+                user_id,
+                email,
+                name,
+                personal_workspace_id,
+            } => {
+                if self.registered.is_some() {
+                    return Err(UserError::AlreadyRegistered);
+                }
+                let mut errors = ValidationErrors::default();
+                let email = match Email::parse(&email) {
+                    Ok(email) => Some(email),
+                    Err(message) => {
+                        errors.add("email", message);
+                        None
+                    }
+                };
+                let name = required_text(&mut errors, "name", &name, MAX_USER_NAME_CHARS);
+                errors.into_result().map_err(UserError::Invalid)?;
+                let Some(email) = email else {
+                    return Err(UserError::Invalid(ValidationErrors::default()));
+                };
+                Ok(vec![UserEvent::Registered(UserRegistered {
+                    user_id,
+                    email,
+                    name,
+                    tier: Tier::Free,
+                    personal_workspace_id,
+                })])
+            }
+        }
+    }
+
+    pub fn apply(&mut self, event: UserEvent) {
+        match event {
+            UserEvent::Registered(e) => self.registered = Some(e),
+        }
+    }
+
+    pub fn registration(&self) -> Option<&UserRegistered> {
+        self.registered.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn register(email: &str, name: &str) -> UserCommand {
+        UserCommand::Register {
+            user_id: UserId(Uuid::from_u128(1)),
+            email: email.into(),
+            name: name.into(),
+            personal_workspace_id: WorkspaceId(Uuid::from_u128(2)),
+        }
+    }
+
+    #[test]
+    fn given_no_account_when_registering_then_the_email_is_stored_normalised() {
+        let events = User::default()
+            .decide(register("  Ann@Example.COM ", "Ann"))
+            .unwrap();
+        let UserEvent::Registered(e) = &events[0];
+        assert_eq!(e.email.as_str(), "ann@example.com");
+        assert_eq!(e.tier, Tier::Free);
+    }
+
+    #[test]
+    fn given_a_registered_user_when_registering_again_then_it_is_refused() {
+        let mut user = User::default();
+        for e in user.decide(register("a@b.io", "A")).unwrap() {
+            user.apply(e);
+        }
+        assert_eq!(
+            user.decide(register("a@b.io", "A")),
+            Err(UserError::AlreadyRegistered)
+        );
+    }
+
+    #[test]
+    fn every_invalid_field_is_reported_at_once() {
+        let Err(UserError::Invalid(errors)) = User::default().decide(register("nope", " ")) else {
+            panic!("expected invalid");
+        };
+        let fields: Vec<&str> = errors.fields().iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["email", "name"]);
+    }
+
+    #[test]
+    fn malformed_emails_are_refused() {
+        for bad in [
+            "", "a", "a@b", "@b.io", "a@.io", "a@b..io", "a b@c.io", "a@b.io.",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Email::parse("first.last+tag@sub.example.co").is_ok());
+    }
+
+    #[test]
+    fn the_password_policy_wants_length_variety_and_no_obvious_choices() {
+        let email = Email::parse("ann.smith@example.com").unwrap();
+        assert!(check_password_policy("short", None).is_err());
+        assert!(check_password_policy("aaaaaaaaaaaaaaaa", None).is_err());
+        assert!(check_password_policy("Password1234", None).is_err());
+        assert!(check_password_policy("ann.smith@example.com", Some(&email)).is_err());
+        assert!(check_password_policy(&"x1y2".repeat(100), None).is_err());
+        assert!(check_password_policy("correct horse battery staple", Some(&email)).is_ok());
+    }
+}

@@ -1,0 +1,840 @@
+//! The Workspace aggregate: a team's tenant, its members and roles, and the
+//! API keys machine clients act with.
+//!
+//! The rules for who may manage whom live here, next to the state they
+//! depend on: only owners touch owners, admins manage everyone else, a
+//! workspace always keeps an owner, and an API key never carries more
+//! power than its creator.
+
+use crate::identity::{Actor, Permission, Role, UserId, WorkspaceId};
+use crate::user::Email;
+use crate::validation::{required_text, ValidationErrors};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// The aggregate type name in the event store. Never rename it.
+pub const AGGREGATE_TYPE: &str = "workspace";
+
+pub const MAX_WORKSPACE_NAME_CHARS: usize = 100;
+pub const MAX_API_KEY_NAME_CHARS: usize = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkspaceCommand {
+    /// Creates the workspace with its creator as the only owner.
+    Create {
+        workspace_id: WorkspaceId,
+        name: String,
+        created_by: UserId,
+        creator_email: Email,
+        personal: bool,
+    },
+    AddMember {
+        actor: Actor,
+        user_id: UserId,
+        email: Email,
+        role: Role,
+    },
+    ChangeRole {
+        actor: Actor,
+        user_id: UserId,
+        role: Role,
+    },
+    RemoveMember {
+        actor: Actor,
+        user_id: UserId,
+    },
+    Leave {
+        actor: Actor,
+    },
+    CreateApiKey {
+        actor: Actor,
+        key_id: Uuid,
+        name: String,
+        role: Role,
+        /// The first characters of the key, shown in listings to recognise it.
+        prefix: String,
+    },
+    RevokeApiKey {
+        actor: Actor,
+        key_id: Uuid,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkspaceEvent {
+    #[serde(rename = "workspace.created")]
+    Created(WorkspaceCreated),
+    #[serde(rename = "workspace.member_added")]
+    MemberAdded(MemberAdded),
+    #[serde(rename = "workspace.member_role_changed")]
+    MemberRoleChanged(MemberRoleChanged),
+    #[serde(rename = "workspace.member_removed")]
+    MemberRemoved(MemberRemoved),
+    #[serde(rename = "workspace.api_key_created")]
+    ApiKeyCreated(ApiKeyCreated),
+    #[serde(rename = "workspace.api_key_revoked")]
+    ApiKeyRevoked(ApiKeyRevoked),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceCreated {
+    pub workspace_id: WorkspaceId,
+    pub name: String,
+    pub created_by: UserId,
+    /// Created at sign-up for one user.
+    pub personal: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberAdded {
+    pub workspace_id: WorkspaceId,
+    pub user_id: UserId,
+    pub email: Email,
+    pub role: Role,
+    pub added_by: UserId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRoleChanged {
+    pub workspace_id: WorkspaceId,
+    pub user_id: UserId,
+    pub previous_role: Role,
+    pub role: Role,
+    pub changed_by: UserId,
+}
+
+/// A member left (`removed_by == user_id`) or was removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRemoved {
+    pub workspace_id: WorkspaceId,
+    pub user_id: UserId,
+    pub removed_by: UserId,
+}
+
+/// The key's secret is never in an event; only its id and display prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyCreated {
+    pub workspace_id: WorkspaceId,
+    pub key_id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    pub role: Role,
+    pub created_by: UserId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRevoked {
+    pub workspace_id: WorkspaceId,
+    pub key_id: Uuid,
+    pub revoked_by: UserId,
+}
+
+impl WorkspaceEvent {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            WorkspaceEvent::Created(_) => "workspace.created",
+            WorkspaceEvent::MemberAdded(_) => "workspace.member_added",
+            WorkspaceEvent::MemberRoleChanged(_) => "workspace.member_role_changed",
+            WorkspaceEvent::MemberRemoved(_) => "workspace.member_removed",
+            WorkspaceEvent::ApiKeyCreated(_) => "workspace.api_key_created",
+            WorkspaceEvent::ApiKeyRevoked(_) => "workspace.api_key_revoked",
+        }
+    }
+
+    pub fn event_version(&self) -> &'static str {
+        "1"
+    }
+
+    pub fn workspace_id(&self) -> WorkspaceId {
+        match self {
+            WorkspaceEvent::Created(e) => e.workspace_id,
+            WorkspaceEvent::MemberAdded(e) => e.workspace_id,
+            WorkspaceEvent::MemberRoleChanged(e) => e.workspace_id,
+            WorkspaceEvent::MemberRemoved(e) => e.workspace_id,
+            WorkspaceEvent::ApiKeyCreated(e) => e.workspace_id,
+            WorkspaceEvent::ApiKeyRevoked(e) => e.workspace_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkspaceError {
+    /// Never created, or the caller is not a member: callers cannot tell which.
+    #[error("workspace not found")]
+    NotFound,
+    #[error("a workspace with this id already exists")]
+    AlreadyExists,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("this user is already a member")]
+    AlreadyMember,
+    #[error("no such member in this workspace")]
+    MemberNotFound,
+    #[error("a workspace must keep at least one owner; make someone else owner first")]
+    LastOwner,
+    #[error("no such API key in this workspace")]
+    ApiKeyNotFound,
+    #[error("invalid input: {0}")]
+    Invalid(ValidationErrors),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub role: Role,
+    pub email: Email,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub name: String,
+    pub prefix: String,
+    pub role: Role,
+    pub created_by: UserId,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceState {
+    pub id: WorkspaceId,
+    pub name: String,
+    pub personal: bool,
+    pub members: BTreeMap<UserId, Member>,
+    pub api_keys: BTreeMap<Uuid, ApiKey>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workspace {
+    state: Option<WorkspaceState>,
+}
+
+impl Workspace {
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a WorkspaceEvent>) -> Self {
+        let mut workspace = Workspace::default();
+        for event in events {
+            workspace.apply(event.clone());
+        }
+        workspace
+    }
+
+    pub fn state(&self) -> Option<&WorkspaceState> {
+        self.state.as_ref()
+    }
+
+    /// The member's role, if `user` belongs to the workspace.
+    pub fn role_of(&self, user: UserId) -> Option<Role> {
+        self.state.as_ref()?.members.get(&user).map(|m| m.role)
+    }
+
+    /// What a live API key may do: its own role capped by its creator's
+    /// current one. A revoked key, or one whose creator has left, is dead.
+    pub fn api_key_access(&self, key_id: Uuid) -> Option<(UserId, Role)> {
+        let state = self.state.as_ref()?;
+        let key = state.api_keys.get(&key_id).filter(|k| !k.revoked)?;
+        let creator_role = state.members.get(&key.created_by)?.role;
+        Some((key.created_by, key.role.min(creator_role)))
+    }
+
+    pub fn decide(&self, command: WorkspaceCommand) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+        if let WorkspaceCommand::Create {
+            workspace_id,
+            name,
+            created_by,
+            creator_email,
+            personal,
+        } = command
+        {
+            if self.state.is_some() {
+                return Err(WorkspaceError::AlreadyExists);
+            }
+            let mut errors = ValidationErrors::default();
+            let name = required_text(&mut errors, "name", &name, MAX_WORKSPACE_NAME_CHARS);
+            errors.into_result().map_err(WorkspaceError::Invalid)?;
+            return Ok(vec![
+                WorkspaceEvent::Created(WorkspaceCreated {
+                    workspace_id,
+                    name,
+                    created_by,
+                    personal,
+                }),
+                WorkspaceEvent::MemberAdded(MemberAdded {
+                    workspace_id,
+                    user_id: created_by,
+                    email: creator_email,
+                    role: Role::Owner,
+                    added_by: created_by,
+                }),
+            ]);
+        }
+        let state = self.state.as_ref().ok_or(WorkspaceError::NotFound)?;
+        match command {
+            WorkspaceCommand::Create { .. } => Err(WorkspaceError::AlreadyExists),
+            WorkspaceCommand::AddMember {
+                actor,
+                user_id,
+                email,
+                role,
+            } => {
+                let acting = state.acting_role(&actor)?;
+                require(
+                    acting,
+                    Permission::ManageMembers,
+                    "only owners and admins add members",
+                )?;
+                if role == Role::Owner && acting != Role::Owner {
+                    return Err(WorkspaceError::Forbidden(
+                        "only owners may make someone an owner",
+                    ));
+                }
+                if state.members.contains_key(&user_id) {
+                    return Err(WorkspaceError::AlreadyMember);
+                }
+                Ok(vec![WorkspaceEvent::MemberAdded(MemberAdded {
+                    workspace_id: state.id,
+                    user_id,
+                    email,
+                    role,
+                    added_by: actor.user_id,
+                })])
+            }
+            WorkspaceCommand::ChangeRole {
+                actor,
+                user_id,
+                role,
+            } => {
+                let acting = state.acting_role(&actor)?;
+                require(
+                    acting,
+                    Permission::ManageMembers,
+                    "only owners and admins change roles",
+                )?;
+                let current = state.member_role(user_id)?;
+                if current == role {
+                    return Ok(vec![]);
+                }
+                if (current == Role::Owner || role == Role::Owner) && acting != Role::Owner {
+                    return Err(WorkspaceError::Forbidden(
+                        "only owners may grant or take the owner role",
+                    ));
+                }
+                if current == Role::Owner && state.owner_count() == 1 {
+                    return Err(WorkspaceError::LastOwner);
+                }
+                Ok(vec![WorkspaceEvent::MemberRoleChanged(MemberRoleChanged {
+                    workspace_id: state.id,
+                    user_id,
+                    previous_role: current,
+                    role,
+                    changed_by: actor.user_id,
+                })])
+            }
+            WorkspaceCommand::RemoveMember { actor, user_id } => {
+                let acting = state.acting_role(&actor)?;
+                let current = state.member_role(user_id)?;
+                if user_id != actor.user_id {
+                    require(
+                        acting,
+                        Permission::ManageMembers,
+                        "only owners and admins remove members",
+                    )?;
+                    if current == Role::Owner && acting != Role::Owner {
+                        return Err(WorkspaceError::Forbidden("only owners may remove an owner"));
+                    }
+                }
+                state.removal(user_id, current, actor.user_id)
+            }
+            WorkspaceCommand::Leave { actor } => {
+                state.acting_role(&actor)?;
+                let current = state.member_role(actor.user_id)?;
+                state.removal(actor.user_id, current, actor.user_id)
+            }
+            WorkspaceCommand::CreateApiKey {
+                actor,
+                key_id,
+                name,
+                role,
+                prefix,
+            } => {
+                let acting = state.acting_role(&actor)?;
+                require(
+                    acting,
+                    Permission::CreateApiKeys,
+                    "viewers may not create API keys",
+                )?;
+                if role.rank() > acting.rank() {
+                    let mut errors = ValidationErrors::default();
+                    errors.add(
+                        "role",
+                        format!("must be no higher than your own role ({})", acting.as_str()),
+                    );
+                    return Err(WorkspaceError::Invalid(errors));
+                }
+                let mut errors = ValidationErrors::default();
+                let name = required_text(&mut errors, "name", &name, MAX_API_KEY_NAME_CHARS);
+                errors.into_result().map_err(WorkspaceError::Invalid)?;
+                if state.api_keys.contains_key(&key_id) {
+                    return Err(WorkspaceError::AlreadyExists);
+                }
+                Ok(vec![WorkspaceEvent::ApiKeyCreated(ApiKeyCreated {
+                    workspace_id: state.id,
+                    key_id,
+                    name,
+                    prefix,
+                    role,
+                    created_by: actor.user_id,
+                })])
+            }
+            WorkspaceCommand::RevokeApiKey { actor, key_id } => {
+                let acting = state.acting_role(&actor)?;
+                let key = state
+                    .api_keys
+                    .get(&key_id)
+                    .ok_or(WorkspaceError::ApiKeyNotFound)?;
+                let own = key.created_by == actor.user_id;
+                if !own && !acting.allows(Permission::ManageApiKeys) {
+                    // Someone else's key is invisible to a plain member.
+                    return Err(WorkspaceError::ApiKeyNotFound);
+                }
+                if key.revoked {
+                    return Ok(vec![]);
+                }
+                Ok(vec![WorkspaceEvent::ApiKeyRevoked(ApiKeyRevoked {
+                    workspace_id: state.id,
+                    key_id,
+                    revoked_by: actor.user_id,
+                })])
+            }
+        }
+    }
+
+    pub fn apply(&mut self, event: WorkspaceEvent) {
+        if let WorkspaceEvent::Created(e) = &event {
+            self.state = Some(WorkspaceState {
+                id: e.workspace_id,
+                name: e.name.clone(),
+                personal: e.personal,
+                members: BTreeMap::new(),
+                api_keys: BTreeMap::new(),
+            });
+            return;
+        }
+        // Events are only produced by `decide` on a created workspace.
+        let Some(state) = self.state.as_mut() else {
+            return;
+        };
+        match event {
+            WorkspaceEvent::Created(_) => {}
+            WorkspaceEvent::MemberAdded(e) => {
+                state.members.insert(
+                    e.user_id,
+                    Member {
+                        role: e.role,
+                        email: e.email,
+                    },
+                );
+            }
+            WorkspaceEvent::MemberRoleChanged(e) => {
+                if let Some(member) = state.members.get_mut(&e.user_id) {
+                    member.role = e.role;
+                }
+            }
+            WorkspaceEvent::MemberRemoved(e) => {
+                state.members.remove(&e.user_id);
+            }
+            WorkspaceEvent::ApiKeyCreated(e) => {
+                state.api_keys.insert(
+                    e.key_id,
+                    ApiKey {
+                        name: e.name,
+                        prefix: e.prefix,
+                        role: e.role,
+                        created_by: e.created_by,
+                        revoked: false,
+                    },
+                );
+            }
+            WorkspaceEvent::ApiKeyRevoked(e) => {
+                if let Some(key) = state.api_keys.get_mut(&e.key_id) {
+                    key.revoked = true;
+                }
+            }
+        }
+    }
+}
+
+fn require(role: Role, permission: Permission, why: &'static str) -> Result<(), WorkspaceError> {
+    if role.allows(permission) {
+        Ok(())
+    } else {
+        Err(WorkspaceError::Forbidden(why))
+    }
+}
+
+impl WorkspaceState {
+    /// The role the actor acts with: the one they were authenticated with
+    /// (an API key's may be lower) but never more than their membership's.
+    fn acting_role(&self, actor: &Actor) -> Result<Role, WorkspaceError> {
+        if actor.workspace_id != self.id {
+            return Err(WorkspaceError::NotFound);
+        }
+        let member = self
+            .members
+            .get(&actor.user_id)
+            .ok_or(WorkspaceError::NotFound)?;
+        Ok(actor.role.min(member.role))
+    }
+
+    fn member_role(&self, user: UserId) -> Result<Role, WorkspaceError> {
+        self.members
+            .get(&user)
+            .map(|m| m.role)
+            .ok_or(WorkspaceError::MemberNotFound)
+    }
+
+    fn owner_count(&self) -> usize {
+        self.members
+            .values()
+            .filter(|m| m.role == Role::Owner)
+            .count()
+    }
+
+    fn removal(
+        &self,
+        user_id: UserId,
+        current: Role,
+        removed_by: UserId,
+    ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+        if current == Role::Owner && self.owner_count() == 1 {
+            return Err(WorkspaceError::LastOwner);
+        }
+        Ok(vec![WorkspaceEvent::MemberRemoved(MemberRemoved {
+            workspace_id: self.id,
+            user_id,
+            removed_by,
+        })])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WS: WorkspaceId = WorkspaceId(Uuid::from_u128(10));
+
+    fn user(n: u128) -> UserId {
+        UserId(Uuid::from_u128(n))
+    }
+
+    fn email(n: u128) -> Email {
+        Email::parse(&format!("user{n}@example.com")).unwrap()
+    }
+
+    fn actor(n: u128, role: Role) -> Actor {
+        Actor {
+            workspace_id: WS,
+            user_id: user(n),
+            role,
+        }
+    }
+
+    /// Given: a workspace owned by user 1, with 2 admin, 3 member, 4 viewer.
+    fn team() -> Workspace {
+        let mut ws = Workspace::default();
+        let mut run = |ws: &mut Workspace, command| {
+            for event in ws.decide(command).unwrap() {
+                ws.apply(event);
+            }
+        };
+        run(
+            &mut ws,
+            WorkspaceCommand::Create {
+                workspace_id: WS,
+                name: "Fund".into(),
+                created_by: user(1),
+                creator_email: email(1),
+                personal: false,
+            },
+        );
+        for (n, role) in [(2, Role::Admin), (3, Role::Member), (4, Role::Viewer)] {
+            run(
+                &mut ws,
+                WorkspaceCommand::AddMember {
+                    actor: actor(1, Role::Owner),
+                    user_id: user(n),
+                    email: email(n),
+                    role,
+                },
+            );
+        }
+        ws
+    }
+
+    fn when(
+        ws: &Workspace,
+        command: WorkspaceCommand,
+    ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+        ws.decide(command)
+    }
+
+    #[test]
+    fn creating_a_workspace_makes_its_creator_the_owner() {
+        let ws = team();
+        assert_eq!(ws.role_of(user(1)), Some(Role::Owner));
+        assert_eq!(ws.role_of(user(4)), Some(Role::Viewer));
+    }
+
+    #[test]
+    fn members_and_viewers_may_not_add_members() {
+        for n in [3, 4] {
+            let role = team().role_of(user(n)).unwrap();
+            let result = when(
+                &team(),
+                WorkspaceCommand::AddMember {
+                    actor: actor(n, role),
+                    user_id: user(9),
+                    email: email(9),
+                    role: Role::Viewer,
+                },
+            );
+            assert!(matches!(result, Err(WorkspaceError::Forbidden(_))));
+        }
+    }
+
+    #[test]
+    fn admins_add_members_but_may_not_make_owners() {
+        let ws = team();
+        let add = |role| WorkspaceCommand::AddMember {
+            actor: actor(2, Role::Admin),
+            user_id: user(9),
+            email: email(9),
+            role,
+        };
+        assert!(when(&ws, add(Role::Member)).is_ok());
+        assert!(matches!(
+            when(&ws, add(Role::Owner)),
+            Err(WorkspaceError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn adding_an_existing_member_is_a_conflict() {
+        let result = when(
+            &team(),
+            WorkspaceCommand::AddMember {
+                actor: actor(1, Role::Owner),
+                user_id: user(3),
+                email: email(3),
+                role: Role::Admin,
+            },
+        );
+        assert_eq!(result, Err(WorkspaceError::AlreadyMember));
+    }
+
+    #[test]
+    fn the_last_owner_can_neither_leave_nor_be_demoted_nor_removed() {
+        let ws = team();
+        assert_eq!(
+            when(
+                &ws,
+                WorkspaceCommand::Leave {
+                    actor: actor(1, Role::Owner)
+                }
+            ),
+            Err(WorkspaceError::LastOwner)
+        );
+        assert_eq!(
+            when(
+                &ws,
+                WorkspaceCommand::ChangeRole {
+                    actor: actor(1, Role::Owner),
+                    user_id: user(1),
+                    role: Role::Admin
+                }
+            ),
+            Err(WorkspaceError::LastOwner)
+        );
+        assert_eq!(
+            when(
+                &ws,
+                WorkspaceCommand::RemoveMember {
+                    actor: actor(1, Role::Owner),
+                    user_id: user(1)
+                }
+            ),
+            Err(WorkspaceError::LastOwner)
+        );
+    }
+
+    #[test]
+    fn with_a_second_owner_the_first_may_leave() {
+        let mut ws = team();
+        for e in ws
+            .decide(WorkspaceCommand::ChangeRole {
+                actor: actor(1, Role::Owner),
+                user_id: user(2),
+                role: Role::Owner,
+            })
+            .unwrap()
+        {
+            ws.apply(e);
+        }
+        let events = when(
+            &ws,
+            WorkspaceCommand::Leave {
+                actor: actor(1, Role::Owner),
+            },
+        )
+        .unwrap();
+        assert!(matches!(&events[0], WorkspaceEvent::MemberRemoved(e) if e.user_id == user(1)));
+    }
+
+    #[test]
+    fn admins_may_not_touch_owners() {
+        let ws = team();
+        assert!(matches!(
+            when(
+                &ws,
+                WorkspaceCommand::ChangeRole {
+                    actor: actor(2, Role::Admin),
+                    user_id: user(1),
+                    role: Role::Viewer
+                }
+            ),
+            Err(WorkspaceError::Forbidden(_))
+        ));
+        assert!(matches!(
+            when(
+                &ws,
+                WorkspaceCommand::RemoveMember {
+                    actor: actor(2, Role::Admin),
+                    user_id: user(1)
+                }
+            ),
+            Err(WorkspaceError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn anyone_may_leave_and_changing_to_the_same_role_appends_nothing() {
+        let ws = team();
+        assert!(when(
+            &ws,
+            WorkspaceCommand::Leave {
+                actor: actor(4, Role::Viewer)
+            }
+        )
+        .is_ok());
+        assert_eq!(
+            when(
+                &ws,
+                WorkspaceCommand::ChangeRole {
+                    actor: actor(1, Role::Owner),
+                    user_id: user(3),
+                    role: Role::Member
+                }
+            ),
+            Ok(vec![])
+        );
+    }
+
+    #[test]
+    fn a_stranger_or_another_workspace_sees_not_found() {
+        let ws = team();
+        let stranger = actor(99, Role::Owner);
+        assert_eq!(
+            when(&ws, WorkspaceCommand::Leave { actor: stranger }),
+            Err(WorkspaceError::NotFound)
+        );
+        let elsewhere = Actor {
+            workspace_id: WorkspaceId(Uuid::from_u128(11)),
+            ..actor(1, Role::Owner)
+        };
+        assert_eq!(
+            when(&ws, WorkspaceCommand::Leave { actor: elsewhere }),
+            Err(WorkspaceError::NotFound)
+        );
+    }
+
+    fn create_key(n: u128, role: Role, key_role: Role) -> WorkspaceCommand {
+        WorkspaceCommand::CreateApiKey {
+            actor: actor(n, role),
+            key_id: Uuid::from_u128(500 + n),
+            name: "ci".into(),
+            role: key_role,
+            prefix: "vci_abc".into(),
+        }
+    }
+
+    #[test]
+    fn an_api_key_carries_no_more_than_its_creators_role() {
+        let ws = team();
+        assert!(when(&ws, create_key(3, Role::Member, Role::Member)).is_ok());
+        assert!(matches!(
+            when(&ws, create_key(3, Role::Member, Role::Admin)),
+            Err(WorkspaceError::Invalid(_))
+        ));
+        assert!(matches!(
+            when(&ws, create_key(4, Role::Viewer, Role::Viewer)),
+            Err(WorkspaceError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn a_keys_access_shrinks_with_its_creator_and_dies_when_they_leave_or_it_is_revoked() {
+        let mut ws = team();
+        let mut run = |ws: &mut Workspace, command| {
+            for event in ws.decide(command).unwrap() {
+                ws.apply(event);
+            }
+        };
+        run(&mut ws, create_key(2, Role::Admin, Role::Admin));
+        let key = Uuid::from_u128(502);
+        assert_eq!(ws.api_key_access(key), Some((user(2), Role::Admin)));
+        run(
+            &mut ws,
+            WorkspaceCommand::ChangeRole {
+                actor: actor(1, Role::Owner),
+                user_id: user(2),
+                role: Role::Viewer,
+            },
+        );
+        assert_eq!(ws.api_key_access(key), Some((user(2), Role::Viewer)));
+        run(
+            &mut ws,
+            WorkspaceCommand::RemoveMember {
+                actor: actor(1, Role::Owner),
+                user_id: user(2),
+            },
+        );
+        assert_eq!(ws.api_key_access(key), None);
+
+        run(&mut ws, create_key(3, Role::Member, Role::Viewer));
+        let key = Uuid::from_u128(503);
+        assert!(ws.api_key_access(key).is_some());
+        run(
+            &mut ws,
+            WorkspaceCommand::RevokeApiKey {
+                actor: actor(3, Role::Member),
+                key_id: key,
+            },
+        );
+        assert_eq!(ws.api_key_access(key), None);
+    }
+
+    #[test]
+    fn a_member_cannot_see_or_revoke_someone_elses_key_but_an_admin_can() {
+        let mut ws = team();
+        for e in ws.decide(create_key(1, Role::Owner, Role::Member)).unwrap() {
+            ws.apply(e);
+        }
+        let revoke = |n, role| WorkspaceCommand::RevokeApiKey {
+            actor: actor(n, role),
+            key_id: Uuid::from_u128(501),
+        };
+        assert_eq!(
+            when(&ws, revoke(3, Role::Member)),
+            Err(WorkspaceError::ApiKeyNotFound)
+        );
+        assert!(when(&ws, revoke(2, Role::Admin)).is_ok());
+    }
+}

@@ -1,0 +1,634 @@
+//! Identity storage beside the event store: password hashing, credentials,
+//! login sessions with rotating refresh tokens, API-key secrets, the
+//! security log, and the current state of users and workspaces read
+//! straight from their events (authorisation must not trail a projection).
+//!
+//! Secrets are stored only as hashes: passwords with argon2id, refresh
+//! tokens and API keys (256 random bits each) with SHA-256, which is enough
+//! for high-entropy secrets and cheap enough to check on every request.
+
+use crate::event_log;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::{PgExecutor, PgPool};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+use vcintel_commands::aggregate::EMAIL_SCOPE;
+use vcintel_domain::user::{Email, UserEvent, UserRegistered, AGGREGATE_TYPE as USER_TYPE};
+use vcintel_domain::workspace::{Workspace, WorkspaceEvent, AGGREGATE_TYPE as WORKSPACE_TYPE};
+use vcintel_domain::{UserId, WorkspaceId};
+
+/// argon2id cost. The defaults are OWASP's first recommendation
+/// (19 MiB, 2 passes, 1 lane): about 20-40 ms per hash on one core here.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordCost {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for PasswordCost {
+    fn default() -> Self {
+        Self {
+            memory_kib: Params::DEFAULT_M_COST,
+            iterations: Params::DEFAULT_T_COST,
+            parallelism: Params::DEFAULT_P_COST,
+        }
+    }
+}
+
+/// Hashes and verifies passwords off the async threads, a bounded number
+/// at a time, so a burst of logins cannot exhaust memory or starve requests.
+#[derive(Debug, Clone)]
+pub struct Passwords {
+    params: Params,
+    permits: Arc<Semaphore>,
+    /// Verified against when the account does not exist, so a failed login
+    /// costs the same time either way.
+    decoy_hash: Arc<String>,
+}
+
+impl Passwords {
+    pub fn new(cost: PasswordCost) -> anyhow::Result<Self> {
+        let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
+            .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
+        let decoy = hasher(&params)
+            .hash_password(&random_bytes::<16>())
+            .map_err(|e| anyhow::anyhow!("argon2: {e}"))?
+            .to_string();
+        let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Self {
+            params,
+            permits: Arc::new(Semaphore::new(lanes * 2)),
+            decoy_hash: Arc::new(decoy),
+        })
+    }
+
+    pub async fn hash(&self, password: &str) -> anyhow::Result<String> {
+        let _permit = self.permits.acquire().await?;
+        let params = self.params.clone();
+        let password = password.as_bytes().to_vec();
+        tokio::task::spawn_blocking(move || {
+            hasher(&params)
+                .hash_password(&password)
+                .map(|h| h.to_string())
+                .map_err(|e| anyhow::anyhow!("argon2: {e}"))
+        })
+        .await?
+    }
+
+    /// Whether `password` matches `stored`; with no stored hash, does the
+    /// same work against a decoy and answers false.
+    pub async fn verify(&self, password: &str, stored: Option<String>) -> anyhow::Result<bool> {
+        let _permit = self.permits.acquire().await?;
+        let params = self.params.clone();
+        let exists = stored.is_some();
+        let hash = stored.unwrap_or_else(|| self.decoy_hash.as_str().to_owned());
+        let password = password.as_bytes().to_vec();
+        let matches = tokio::task::spawn_blocking(move || {
+            hasher(&params)
+                .verify_password(&password, hash.as_str())
+                .is_ok()
+        })
+        .await?;
+        Ok(exists && matches)
+    }
+}
+
+fn hasher(params: &Params) -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    // The OS generator failing is not something to recover from.
+    #[allow(clippy::expect_used)]
+    getrandom::getrandom(&mut bytes).expect("the OS random generator failed");
+    bytes
+}
+
+pub fn sha256(text: &str) -> Vec<u8> {
+    Sha256::digest(text.as_bytes()).to_vec()
+}
+
+/// A fresh secret: `prefix` and 256 random bits, URL-safe.
+pub fn new_secret(prefix: &str) -> String {
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
+}
+
+// ---------------------------------------------------------------- users
+
+/// The account registered under `email`, from the unique-value index that
+/// the registration's own append wrote.
+pub async fn user_by_email(
+    db: impl PgExecutor<'_>,
+    email: &Email,
+) -> Result<Option<UserId>, sqlx::Error> {
+    let id: Option<String> = sqlx::query_scalar(
+        "select aggregate_id from unique_values where scope = $1 and value = $2",
+    )
+    .bind(EMAIL_SCOPE)
+    .bind(email.as_str())
+    .fetch_optional(db)
+    .await?;
+    Ok(id.and_then(|id| id.parse().ok()).map(UserId))
+}
+
+/// The user as registered, folded from their events.
+pub async fn registered_user(
+    db: impl PgExecutor<'_>,
+    user: UserId,
+) -> Result<Option<UserRegistered>, sqlx::Error> {
+    let events = event_log::read_aggregate(db, USER_TYPE, &user.to_string(), 0, i64::MAX).await?;
+    let mut registered = None;
+    for event in events {
+        match serde_json::from_value::<UserEvent>(event.payload) {
+            Ok(UserEvent::Registered(e)) => registered = Some(e),
+            Err(error) => return Err(sqlx::Error::Decode(Box::new(error))),
+        }
+    }
+    Ok(registered)
+}
+
+/// The account and password hash for a login, in one read, so a login for
+/// an unknown email does the same database work as one for a known email.
+pub async fn login_credentials(
+    db: impl PgExecutor<'_>,
+    email: &Email,
+) -> Result<Option<(UserId, Option<String>)>, sqlx::Error> {
+    let row: Option<(Uuid, Option<String>)> = sqlx::query_as(
+        "select u.aggregate_id::uuid, c.password_hash
+         from unique_values u left join user_credentials c on c.user_id = u.aggregate_id::uuid
+         where u.scope = $1 and u.value = $2",
+    )
+    .bind(EMAIL_SCOPE)
+    .bind(email.as_str())
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(user, hash)| (UserId(user), hash)))
+}
+
+pub async fn store_password_hash(
+    db: impl PgExecutor<'_>,
+    user: UserId,
+    hash: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into user_credentials (user_id, password_hash) values ($1, $2)
+         on conflict (user_id) do update set password_hash = excluded.password_hash, updated_at = now()",
+    )
+    .bind(user.0)
+    .bind(hash)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn password_hash(
+    db: impl PgExecutor<'_>,
+    user: UserId,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("select password_hash from user_credentials where user_id = $1")
+        .bind(user.0)
+        .fetch_optional(db)
+        .await
+}
+
+// ---------------------------------------------------------------- sessions
+
+/// Where a request came from, for sessions and the security log.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub session_id: Uuid,
+    pub refresh_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub const REFRESH_TOKEN_PREFIX: &str = "vcr_";
+
+pub async fn create_session(
+    pool: &PgPool,
+    user: UserId,
+    lifetime: Duration,
+    client: &ClientInfo,
+) -> Result<NewSession, sqlx::Error> {
+    let session_id = Uuid::now_v7();
+    let refresh_token = new_secret(REFRESH_TOKEN_PREFIX);
+    let expires_at: DateTime<Utc> = sqlx::query_scalar(
+        "with session as (
+             insert into auth_sessions (id, user_id, expires_at, ip, user_agent)
+             values ($1, $2, now() + make_interval(secs => $3), $4, $5)
+             returning id, expires_at
+         ), token as (
+             insert into refresh_tokens (token_hash, session_id) select $6, id from session
+         )
+         select expires_at from session",
+    )
+    .bind(session_id)
+    .bind(user.0)
+    .bind(lifetime.as_secs_f64())
+    .bind(client.ip.as_deref())
+    .bind(client.user_agent.as_deref())
+    .bind(sha256(&refresh_token))
+    .fetch_one(pool)
+    .await?;
+    Ok(NewSession {
+        session_id,
+        refresh_token,
+        expires_at,
+    })
+}
+
+#[derive(Debug, Clone)]
+pub enum Refresh {
+    /// The token was current: here is its successor.
+    Rotated { user: UserId, session: NewSession },
+    /// The token had already been used: someone holds a copy. The whole
+    /// session (every token of the family) has been revoked.
+    ReuseDetected { user: UserId, session_id: Uuid },
+    /// Unknown, expired or revoked.
+    Invalid,
+}
+
+/// Exchanges a refresh token for a new one in the same session, once.
+pub async fn rotate_refresh_token(pool: &PgPool, token: &str) -> Result<Refresh, sqlx::Error> {
+    let hash = sha256(token);
+    let mut tx = pool.begin().await?;
+    // Locks the token row: two concurrent refreshes with one token cannot
+    // both see it unused.
+    let row: Option<(Uuid, Uuid, bool, bool)> = sqlx::query_as(
+        "select s.id, s.user_id, t.used_at is not null,
+                s.revoked_at is null and s.expires_at > now()
+         from refresh_tokens t join auth_sessions s on s.id = t.session_id
+         where t.token_hash = $1
+         for update of t",
+    )
+    .bind(&hash)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((session_id, user_id, used, live)) = row else {
+        return Ok(Refresh::Invalid);
+    };
+    let user = UserId(user_id);
+    if used {
+        sqlx::query(
+            "update auth_sessions set revoked_at = now(), revoked_reason = 'refresh_token_reuse'
+             where id = $1 and revoked_at is null",
+        )
+        .bind(session_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        return Ok(if live {
+            Refresh::ReuseDetected { user, session_id }
+        } else {
+            Refresh::Invalid
+        });
+    }
+    if !live {
+        return Ok(Refresh::Invalid);
+    }
+    let refresh_token = new_secret(REFRESH_TOKEN_PREFIX);
+    let expires_at: DateTime<Utc> = sqlx::query_scalar(
+        "with used as (
+             update refresh_tokens set used_at = now() where token_hash = $1
+         ), fresh as (
+             insert into refresh_tokens (token_hash, session_id) values ($2, $3)
+         )
+         update auth_sessions set last_refreshed_at = now() where id = $3 returning expires_at",
+    )
+    .bind(&hash)
+    .bind(sha256(&refresh_token))
+    .bind(session_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Refresh::Rotated {
+        user,
+        session: NewSession {
+            session_id,
+            refresh_token,
+            expires_at,
+        },
+    })
+}
+
+/// The session's user if it is neither revoked nor expired.
+pub async fn live_session(
+    db: impl PgExecutor<'_>,
+    session_id: Uuid,
+) -> Result<Option<UserId>, sqlx::Error> {
+    let user: Option<Uuid> = sqlx::query_scalar(
+        "select user_id from auth_sessions
+         where id = $1 and revoked_at is null and expires_at > now()",
+    )
+    .bind(session_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(user.map(UserId))
+}
+
+pub async fn revoke_session(
+    db: impl PgExecutor<'_>,
+    session_id: Uuid,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "update auth_sessions set revoked_at = now(), revoked_reason = $2
+         where id = $1 and revoked_at is null",
+    )
+    .bind(session_id)
+    .bind(reason)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Ends every live session of `user`; returns how many.
+pub async fn revoke_all_sessions(
+    db: impl PgExecutor<'_>,
+    user: UserId,
+    reason: &str,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "update auth_sessions set revoked_at = now(), revoked_reason = $2
+         where user_id = $1 and revoked_at is null",
+    )
+    .bind(user.0)
+    .bind(reason)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+// ---------------------------------------------------------------- API keys
+
+pub const API_KEY_PREFIX: &str = "vci_";
+
+/// A new API key: `vci_<key id>_<secret>`. The id part finds the stored
+/// hash with one indexed read; the secret part is what proves possession.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub key_id: Uuid,
+    pub key: String,
+    /// Shown in listings to recognise the key; reveals nothing of the secret.
+    pub display_prefix: String,
+}
+
+pub fn new_api_key() -> NewApiKey {
+    let key_id = Uuid::now_v7();
+    let id_part = key_id.simple().to_string();
+    let key = new_secret(&format!("{API_KEY_PREFIX}{id_part}_"));
+    NewApiKey {
+        key_id,
+        display_prefix: format!("{API_KEY_PREFIX}{}…{}", &id_part[..8], &id_part[28..]),
+        key,
+    }
+}
+
+/// The key id a presented API key claims, if it is shaped like one.
+pub fn api_key_id(presented: &str) -> Option<Uuid> {
+    let rest = presented.strip_prefix(API_KEY_PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    if secret.len() < 40 {
+        return None;
+    }
+    Uuid::try_parse(id).ok()
+}
+
+pub async fn store_api_key_secret(
+    db: impl PgExecutor<'_>,
+    key: &NewApiKey,
+    workspace: WorkspaceId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into api_key_secrets (key_id, workspace_id, secret_hash) values ($1, $2, $3)",
+    )
+    .bind(key.key_id)
+    .bind(workspace.0)
+    .bind(sha256(&key.key))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The workspace of the API key `presented`, if its secret matches.
+pub async fn verify_api_key(
+    db: impl PgExecutor<'_>,
+    presented: &str,
+) -> Result<Option<(Uuid, WorkspaceId)>, sqlx::Error> {
+    use subtle::ConstantTimeEq;
+    let Some(key_id) = api_key_id(presented) else {
+        return Ok(None);
+    };
+    let row: Option<(Uuid, Vec<u8>)> = sqlx::query_as(
+        "update api_key_secrets set last_used_at = now()
+         where key_id = $1 returning workspace_id, secret_hash",
+    )
+    .bind(key_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.and_then(|(workspace, stored)| {
+        let matches: bool = stored.ct_eq(&sha256(presented)).into();
+        matches.then_some((key_id, WorkspaceId(workspace)))
+    }))
+}
+
+// ---------------------------------------------------------------- security log
+
+/// Kinds of entries in the security log.
+pub mod security_kind {
+    pub const LOGIN_SUCCEEDED: &str = "login.succeeded";
+    pub const LOGIN_FAILED: &str = "login.failed";
+    pub const LOGIN_LOCKED_OUT: &str = "login.locked_out";
+    pub const REFRESH_TOKEN_REUSED: &str = "session.refresh_token_reused";
+    pub const SESSIONS_REVOKED: &str = "session.revoked_all";
+    pub const RATE_LIMITED: &str = "rate_limit.exceeded";
+    pub const API_KEY_CREATED: &str = "api_key.created";
+    pub const API_KEY_REVOKED: &str = "api_key.revoked";
+    pub const MEMBER_ADDED: &str = "member.added";
+    pub const MEMBER_ROLE_CHANGED: &str = "member.role_changed";
+    pub const MEMBER_REMOVED: &str = "member.removed";
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SecurityEvent {
+    pub id: Option<Uuid>,
+    pub kind: &'static str,
+    pub workspace_id: Option<WorkspaceId>,
+    pub user_id: Option<UserId>,
+    pub ip: Option<String>,
+    pub detail: Value,
+}
+
+/// Appends to the security log; with an `id`, at most once.
+pub async fn record_security_event(
+    db: impl PgExecutor<'_>,
+    event: &SecurityEvent,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into security_events (id, kind, workspace_id, user_id, ip, detail)
+         values ($1, $2, $3, $4, $5, $6) on conflict (id) do nothing",
+    )
+    .bind(event.id.unwrap_or_else(Uuid::now_v7))
+    .bind(event.kind)
+    .bind(event.workspace_id.map(|w| w.0))
+    .bind(event.user_id.map(|u| u.0))
+    .bind(event.ip.as_deref())
+    .bind(if event.detail.is_null() {
+        Value::Object(Default::default())
+    } else {
+        event.detail.clone()
+    })
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SecurityLogEntry {
+    pub id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub kind: String,
+    pub workspace_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub ip: Option<String>,
+    pub detail: Value,
+}
+
+/// The workspace's security log, newest first: entries filed under it, and
+/// account-level entries (failed logins, revoked sessions) of its members.
+pub async fn security_log(
+    db: impl PgExecutor<'_>,
+    workspace: WorkspaceId,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<SecurityLogEntry>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, occurred_at, kind, workspace_id, user_id, ip, detail
+         from security_events e
+         where (e.workspace_id = $1
+                or (e.workspace_id is null and e.user_id in
+                    (select user_id from workspace_members where workspace_id = $1)))
+           and ($2::timestamptz is null or (e.occurred_at, e.id) < ($2, $3))
+         order by e.occurred_at desc, e.id desc
+         limit $4",
+    )
+    .bind(workspace.0)
+    .bind(before.map(|b| b.0))
+    .bind(before.map(|b| b.1))
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+// ---------------------------------------------------------------- workspaces
+
+/// Current workspace state for authorisation, folded from the event store
+/// and cached per process by version: each lookup costs one indexed read
+/// of the events after the cached version (usually none), so a role change,
+/// a removed member or a revoked key takes effect on the next request, with
+/// no projection lag.
+#[derive(Debug, Clone)]
+pub struct WorkspaceDirectory {
+    pool: PgPool,
+    cache: Arc<Mutex<HashMap<WorkspaceId, Arc<(i64, Workspace)>>>>,
+}
+
+const DIRECTORY_CAPACITY: usize = 10_000;
+
+impl WorkspaceDirectory {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            cache: Arc::default(),
+        }
+    }
+
+    /// The workspace as of its latest event, or `None` if it does not exist.
+    pub async fn current(
+        &self,
+        id: WorkspaceId,
+    ) -> Result<Option<Arc<(i64, Workspace)>>, sqlx::Error> {
+        let cached = self.lock().get(&id).cloned();
+        let after = cached.as_ref().map_or(0, |c| c.0);
+        let events =
+            event_log::read_aggregate(&self.pool, WORKSPACE_TYPE, &id.to_string(), after, i64::MAX)
+                .await?;
+        if events.is_empty() {
+            return Ok(cached);
+        }
+        let mut version = after;
+        let mut workspace = cached.map(|c| c.1.clone()).unwrap_or_default();
+        for event in events {
+            let decoded: WorkspaceEvent = serde_json::from_value(event.payload)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            workspace.apply(decoded);
+            version = event.sequence;
+        }
+        let fresh = Arc::new((version, workspace));
+        let mut cache = self.lock();
+        if cache.len() >= DIRECTORY_CAPACITY {
+            cache.clear();
+        }
+        // A concurrent lookup may have stored a newer version meanwhile.
+        if cache.get(&id).is_none_or(|c| c.0 < version) {
+            cache.insert(id, fresh.clone());
+        }
+        Ok(Some(fresh))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WorkspaceId, Arc<(i64, Workspace)>>> {
+        // A panic while holding the lock leaves a valid map; keep using it.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_api_key_names_its_id_and_hides_its_secret_in_the_display_prefix() {
+        let key = new_api_key();
+        assert_eq!(api_key_id(&key.key), Some(key.key_id));
+        assert!(!key.display_prefix.contains(&key.key[40..]));
+        assert_eq!(api_key_id("vci_nonsense"), None);
+        assert_eq!(
+            api_key_id(&format!("vci_{}_short", key.key_id.simple())),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_password_verifies_against_its_own_hash_only() {
+        let passwords = Passwords::new(PasswordCost {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap();
+        let hash = passwords.hash("correct horse battery").await.unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(passwords
+            .verify("correct horse battery", Some(hash.clone()))
+            .await
+            .unwrap());
+        assert!(!passwords.verify("wrong horse", Some(hash)).await.unwrap());
+        assert!(!passwords.verify("anything", None).await.unwrap());
+    }
+}

@@ -1,0 +1,11 @@
+drop table api_keys;
+drop table workspace_members;
+drop table workspaces;
+drop table users;
+drop table rate_limit_windows;
+drop table security_events;
+drop table api_key_secrets;
+drop table refresh_tokens;
+drop table auth_sessions;
+drop table user_credentials;
+drop table unique_values;

@@ -1,0 +1,276 @@
+//! Read models of accounts and workspaces: `users`, `workspaces`,
+//! `workspace_members`, `api_keys`, and the membership and key entries of
+//! the security log (written with the event's id, so a replay adds nothing).
+//!
+//! These serve listings; authorisation reads the workspace's events
+//! directly (see `vcintel_infra::accounts::WorkspaceDirectory`).
+
+use crate::{AggregateChanges, Projection, ProjectionError};
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use sqlx::{FromRow, PgConnection, PgExecutor};
+use uuid::Uuid;
+use vcintel_domain::user::UserEvent;
+use vcintel_domain::workspace::WorkspaceEvent;
+use vcintel_domain::{UserId, WorkspaceId};
+use vcintel_infra::accounts::{record_security_event, security_kind, SecurityEvent};
+use vcintel_infra::wire::EventMessage;
+
+fn decode<E: DeserializeOwned>(event: &EventMessage) -> Result<E, ProjectionError> {
+    serde_json::from_value(event.tagged_payload()).map_err(|e| ProjectionError::Undecodable {
+        event_id: event.id,
+        reason: e.to_string(),
+    })
+}
+
+#[derive(Debug)]
+pub struct UsersProjection;
+
+impl Projection for UsersProjection {
+    const NAME: &'static str = "users";
+    const AGGREGATE_TYPE: &'static str = vcintel_domain::user::AGGREGATE_TYPE;
+
+    async fn apply_batch(
+        tx: &mut PgConnection,
+        changes: &[AggregateChanges],
+    ) -> Result<(), ProjectionError> {
+        for change in changes {
+            for event in &change.events {
+                match decode::<UserEvent>(event)? {
+                    UserEvent::Registered(e) => {
+                        sqlx::query(
+                            "insert into users (id, email, name, tier, registered_at, version)
+                             values ($1, $2, $3, $4, $5, $6)
+                             on conflict (id) do update set email = excluded.email,
+                                 name = excluded.name, tier = excluded.tier,
+                                 version = excluded.version",
+                        )
+                        .bind(e.user_id.0)
+                        .bind(e.email.as_str())
+                        .bind(&e.name)
+                        .bind(serde_json::to_value(e.tier)?.as_str().unwrap_or("free"))
+                        .bind(event.time)
+                        .bind(event.sequence)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+pub struct WorkspacesProjection;
+
+impl Projection for WorkspacesProjection {
+    const NAME: &'static str = "workspaces";
+    const AGGREGATE_TYPE: &'static str = vcintel_domain::workspace::AGGREGATE_TYPE;
+
+    async fn apply_batch(
+        tx: &mut PgConnection,
+        changes: &[AggregateChanges],
+    ) -> Result<(), ProjectionError> {
+        for change in changes {
+            for event in &change.events {
+                apply_workspace_event(tx, event, decode(event)?).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn apply_workspace_event(
+    tx: &mut PgConnection,
+    message: &EventMessage,
+    event: WorkspaceEvent,
+) -> Result<(), ProjectionError> {
+    let ws = event.workspace_id();
+    let log = |kind, user: UserId, detail| SecurityEvent {
+        id: Some(message.id),
+        kind,
+        workspace_id: Some(ws),
+        user_id: Some(user),
+        ip: None,
+        detail,
+    };
+    match event {
+        WorkspaceEvent::Created(e) => {
+            sqlx::query(
+                "insert into workspaces (id, name, personal, created_by, created_at, version)
+                 values ($1, $2, $3, $4, $5, $6) on conflict (id) do nothing",
+            )
+            .bind(ws.0)
+            .bind(&e.name)
+            .bind(e.personal)
+            .bind(e.created_by.0)
+            .bind(message.time)
+            .bind(message.sequence)
+            .execute(&mut *tx)
+            .await?;
+        }
+        WorkspaceEvent::MemberAdded(e) => {
+            sqlx::query(
+                "insert into workspace_members (workspace_id, user_id, email, role, joined_at)
+                 values ($1, $2, $3, $4, $5)
+                 on conflict (workspace_id, user_id) do update set role = excluded.role",
+            )
+            .bind(ws.0)
+            .bind(e.user_id.0)
+            .bind(e.email.as_str())
+            .bind(e.role.as_str())
+            .bind(message.time)
+            .execute(&mut *tx)
+            .await?;
+            let detail = json!({"member": e.user_id, "role": e.role});
+            record_security_event(
+                &mut *tx,
+                &log(security_kind::MEMBER_ADDED, e.added_by, detail),
+            )
+            .await?;
+        }
+        WorkspaceEvent::MemberRoleChanged(e) => {
+            sqlx::query(
+                "update workspace_members set role = $3 where workspace_id = $1 and user_id = $2",
+            )
+            .bind(ws.0)
+            .bind(e.user_id.0)
+            .bind(e.role.as_str())
+            .execute(&mut *tx)
+            .await?;
+            let detail =
+                json!({"member": e.user_id, "previous_role": e.previous_role, "role": e.role});
+            record_security_event(
+                &mut *tx,
+                &log(security_kind::MEMBER_ROLE_CHANGED, e.changed_by, detail),
+            )
+            .await?;
+        }
+        WorkspaceEvent::MemberRemoved(e) => {
+            sqlx::query("delete from workspace_members where workspace_id = $1 and user_id = $2")
+                .bind(ws.0)
+                .bind(e.user_id.0)
+                .execute(&mut *tx)
+                .await?;
+            let detail = json!({"member": e.user_id, "left": e.user_id == e.removed_by});
+            record_security_event(
+                &mut *tx,
+                &log(security_kind::MEMBER_REMOVED, e.removed_by, detail),
+            )
+            .await?;
+        }
+        WorkspaceEvent::ApiKeyCreated(e) => {
+            sqlx::query(
+                "insert into api_keys (id, workspace_id, name, prefix, role, created_by, created_at)
+                 values ($1, $2, $3, $4, $5, $6, $7) on conflict (id) do nothing",
+            )
+            .bind(e.key_id)
+            .bind(ws.0)
+            .bind(&e.name)
+            .bind(&e.prefix)
+            .bind(e.role.as_str())
+            .bind(e.created_by.0)
+            .bind(message.time)
+            .execute(&mut *tx)
+            .await?;
+            let detail = json!({"key_id": e.key_id, "name": e.name, "role": e.role});
+            record_security_event(
+                &mut *tx,
+                &log(security_kind::API_KEY_CREATED, e.created_by, detail),
+            )
+            .await?;
+        }
+        WorkspaceEvent::ApiKeyRevoked(e) => {
+            sqlx::query("update api_keys set revoked_at = $2 where id = $1")
+                .bind(e.key_id)
+                .bind(message.time)
+                .execute(&mut *tx)
+                .await?;
+            let detail = json!({"key_id": e.key_id});
+            record_security_event(
+                &mut *tx,
+                &log(security_kind::API_KEY_REVOKED, e.revoked_by, detail),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// A workspace the user belongs to, with their role.
+#[derive(Debug, Clone, FromRow)]
+pub struct MembershipRow {
+    pub workspace_id: Uuid,
+    pub name: String,
+    pub personal: bool,
+    pub role: String,
+    pub joined_at: DateTime<Utc>,
+}
+
+pub async fn workspaces_of(
+    db: impl PgExecutor<'_>,
+    user: UserId,
+) -> Result<Vec<MembershipRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select w.id as workspace_id, w.name, w.personal, m.role, m.joined_at
+         from workspace_members m join workspaces w on w.id = m.workspace_id
+         where m.user_id = $1 order by m.joined_at, w.id",
+    )
+    .bind(user.0)
+    .fetch_all(db)
+    .await
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct MemberRow {
+    pub user_id: Uuid,
+    pub email: String,
+    pub name: Option<String>,
+    pub role: String,
+    pub joined_at: DateTime<Utc>,
+}
+
+pub async fn members(
+    db: impl PgExecutor<'_>,
+    workspace: WorkspaceId,
+) -> Result<Vec<MemberRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select m.user_id, m.email, u.name, m.role, m.joined_at
+         from workspace_members m left join users u on u.id = m.user_id
+         where m.workspace_id = $1 order by m.joined_at, m.user_id",
+    )
+    .bind(workspace.0)
+    .fetch_all(db)
+    .await
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ApiKeyRow {
+    pub id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    pub role: String,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// The workspace's API keys, or only those `created_by` made.
+pub async fn api_keys(
+    db: impl PgExecutor<'_>,
+    workspace: WorkspaceId,
+    created_by: Option<UserId>,
+) -> Result<Vec<ApiKeyRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, name, prefix, role, created_by, created_at, revoked_at
+         from api_keys
+         where workspace_id = $1 and ($2::uuid is null or created_by = $2)
+         order by created_at, id",
+    )
+    .bind(workspace.0)
+    .bind(created_by.map(|u| u.0))
+    .fetch_all(db)
+    .await
+}
