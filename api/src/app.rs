@@ -8,12 +8,12 @@ use crate::settings::Settings;
 use crate::state::AppState;
 use anyhow::Context;
 use async_nats::jetstream;
+use sqlx::postgres::PgPoolOptions;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use sqlx::postgres::PgPoolOptions;
-use std::net::SocketAddr;
 use vcintel_infra::accounts::{PasswordCost, Passwords, WorkspaceDirectory};
 use vcintel_infra::rate_limit::RateLimiter;
 use vcintel_infra::relay::{Relay, RelaySettings};
@@ -186,9 +186,9 @@ impl Application {
                             listener,
                             app.into_make_service_with_connect_info::<SocketAddr>(),
                         )
-                            .with_graceful_shutdown(token.cancelled_owned())
-                            .await
-                            .map_err(anyhow::Error::from);
+                        .with_graceful_shutdown(token.cancelled_owned())
+                        .await
+                        .map_err(anyhow::Error::from);
                         (name, result)
                     });
                 }

@@ -110,7 +110,11 @@ impl TokenKeys {
 
     /// A development token (`vcintel token issue`): only accepted by a
     /// server started with `VCINTEL_DEV_TOKENS=true`.
-    pub fn issue(&self, actor: &Actor, ttl: Duration) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        actor: &Actor,
+        ttl: Duration,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = now_secs();
         self.sign(&Claims {
             sub: actor.user_id.0,
@@ -178,7 +182,10 @@ pub enum Authentication {
 
 /// Checks the `Authorization` header: signature and expiry of a token and
 /// that its session is live, or an API key's secret.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Authentication, ApiError> {
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Authentication, ApiError> {
     let Some(header) = headers.get(AUTHORIZATION) else {
         return Ok(Authentication::Anonymous);
     };
@@ -367,11 +374,11 @@ impl FromRequestParts<AppState> for Caller {
                     return Err(ApiError::NotFound);
                 }
                 let workspace = state.directory.current(workspace_id).await?;
-                let (creator, role) = workspace
-                    .and_then(|w| w.1.api_key_access(key_id))
-                    .ok_or(ApiError::Unauthenticated(
+                let (creator, role) = workspace.and_then(|w| w.1.api_key_access(key_id)).ok_or(
+                    ApiError::Unauthenticated(
                         "this API key has been revoked or its creator has left the workspace",
-                    ))?;
+                    ),
+                )?;
                 Caller {
                     actor: Actor {
                         workspace_id,

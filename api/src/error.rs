@@ -165,7 +165,11 @@ impl ApiError {
                 "rate-limiter-unavailable",
                 "Temporarily unavailable",
             ),
-            ApiError::EmailTaken => (StatusCode::CONFLICT, "email-taken", "Email already registered"),
+            ApiError::EmailTaken => (
+                StatusCode::CONFLICT,
+                "email-taken",
+                "Email already registered",
+            ),
             ApiError::AlreadyMember => (StatusCode::CONFLICT, "already-member", "Already a member"),
             ApiError::LastOwner => (StatusCode::CONFLICT, "last-owner", "Last owner"),
             ApiError::Internal(_) => (
@@ -261,7 +265,9 @@ impl From<CommandError> for ApiError {
                 ApiError::Conflict("the user is already registered".to_owned())
             }
             CommandError::User(UserError::Invalid(errors))
-            | CommandError::Workspace(WorkspaceError::Invalid(errors)) => ApiError::invalid(&errors),
+            | CommandError::Workspace(WorkspaceError::Invalid(errors)) => {
+                ApiError::invalid(&errors)
+            }
             CommandError::Workspace(
                 WorkspaceError::NotFound
                 | WorkspaceError::MemberNotFound

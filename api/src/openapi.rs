@@ -1,8 +1,8 @@
 //! The router and the OpenAPI document it is generated with: routes are
 //! registered through utoipa-axum, so the spec cannot drift from them.
 
-use crate::error::{problem_response, ApiError, Problem, PROBLEM_JSON};
 use crate::auth::WORKSPACE_HEADER;
+use crate::error::{problem_response, ApiError, Problem, PROBLEM_JSON};
 use crate::limits::{authenticate_and_limit, security_headers};
 use crate::routes::{auth, companies, health, workspaces};
 use crate::state::AppState;
@@ -217,9 +217,7 @@ fn cors_layer(origins: &[String], request_id: &HeaderName) -> anyhow::Result<Opt
         .iter()
         .map(|o| o.trim())
         .filter(|o| !o.is_empty())
-        .map(|o| {
-            HeaderValue::from_str(o).map_err(|_| anyhow::anyhow!("invalid CORS origin `{o}`"))
-        })
+        .map(|o| HeaderValue::from_str(o).map_err(|_| anyhow::anyhow!("invalid CORS origin `{o}`")))
         .collect::<Result<_, _>>()?;
     if origins.is_empty() {
         return Ok(None);

@@ -101,7 +101,12 @@ pub struct Settings {
 
     /// Origins allowed to call the API from a browser, comma-separated
     /// (e.g. `https://app.vcintel.example`); empty: none.
-    #[arg(long, env = "VCINTEL_CORS_ORIGINS", value_delimiter = ',', default_value = "")]
+    #[arg(
+        long,
+        env = "VCINTEL_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
     pub cors_origins: Vec<String>,
 }
 

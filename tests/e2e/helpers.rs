@@ -238,9 +238,38 @@ impl TestEnv {
     /// Runs `vcintel serve --only <component>` as a separate process, with
     /// extra environment (e.g. failpoints).
     pub fn spawn_process(&self, component: &str, env: &[(&str, &str)]) -> Child {
+        self.spawn_process_on(component, 0, env)
+    }
+
+    /// Runs `vcintel serve --only api` in its own process on a free port;
+    /// returns it and its base URL once it answers.
+    pub async fn spawn_api_process(&self, env: &[(&str, &str)]) -> (Child, String) {
+        let port = free_port();
+        let child = self.spawn_process_on("api", port, env);
+        let base = format!("http://127.0.0.1:{port}");
+        let http = self.http.clone();
+        let url = format!("{base}/health");
+        eventually(Duration::from_secs(30), "the API process to answer", || {
+            let http = http.clone();
+            let url = url.clone();
+            async move {
+                http.get(&url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
+        })
+        .await;
+        (child, base)
+    }
+
+    fn spawn_process_on(&self, component: &str, port: u16, env: &[(&str, &str)]) -> Child {
         let mut command = Command::new(env!("CARGO_BIN_EXE_vcintel"));
+        let bind = format!("127.0.0.1:{port}");
         command
-            .args(["serve", "--only", component, "--bind", "127.0.0.1:0"])
+            .args(["serve", "--only", component, "--bind", &bind])
             .env("DATABASE_URL", &self.database_url)
             .env("NATS_URL", nats_url())
             .env("VCINTEL_JWT_SECRET", JWT_SECRET)
@@ -440,4 +469,96 @@ pub fn sequences_by_aggregate(messages: &[StreamedEvent]) -> HashMap<String, Vec
         map.entry(aggregate).or_default().push(sequence);
     }
     map
+}
+
+/// A response as tests look at it.
+pub struct Reply {
+    pub status: reqwest::StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl TestEnv {
+    /// Sends `method url` with an optional bearer token, workspace header and JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        token: Option<&str>,
+        workspace: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut request = self.http.request(method, url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(ws) = workspace {
+            request = request.header("x-workspace-id", ws);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Signs up `email` through the API; the session tokens.
+    pub async fn register(&self, base: &str, email: &str, name: &str) -> Value {
+        let reply = self
+            .call(
+                reqwest::Method::POST,
+                &format!("{base}/v1/auth/register"),
+                None,
+                None,
+                Some(&serde_json::json!({"email": email, "password": PASSWORD, "name": name})),
+            )
+            .await;
+        assert_eq!(reply.status, reqwest::StatusCode::CREATED, "{}", reply.body);
+        reply.body
+    }
+
+    pub async fn login(&self, base: &str, email: &str, password: &str) -> Reply {
+        self.call(
+            reqwest::Method::POST,
+            &format!("{base}/v1/auth/login"),
+            None,
+            None,
+            Some(&serde_json::json!({"email": email, "password": password})),
+        )
+        .await
+    }
+}
+
+/// The password every test account uses.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Reserves a free local port for a server started in another process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A child process that is killed when the test ends, pass or fail.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -15,6 +15,8 @@ mod cli;
 mod concurrency;
 mod crash;
 mod health;
+mod identity;
+mod limits;
 mod projection;
 mod relay;
 mod tenancy;

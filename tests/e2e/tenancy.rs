@@ -1,35 +1,69 @@
-//! A token for another workspace never sees or changes a company.
+//! A caller from another workspace never sees or changes anything, on any
+//! route of the served spec (so routes added later are covered too).
 
 use crate::helpers::TestEnv;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use uuid::Uuid;
-use vcintel_domain::Role;
+
+/// A body each route accepts, so only tenancy decides the answer.
+fn body_for(path: &str) -> Value {
+    if path.starts_with("/v1/workspace/members") {
+        json!({"role": "viewer"})
+    } else if path.starts_with("/v1/workspace/api-keys") {
+        json!({"name": "stolen"})
+    } else if path == "/v1/workspaces" {
+        json!({"name": "Intruder's"})
+    } else {
+        json!({"name": "Stolen", "website": "stolen.io"})
+    }
+}
 
 #[tokio::test]
-async fn another_workspace_gets_404_on_every_route_that_takes_an_id_and_sees_nothing_in_lists() {
+async fn another_workspace_gets_404_on_every_route_that_takes_an_id_or_names_the_workspace() {
     let mut env = TestEnv::new().await;
     let base = env.start_all().await;
-    let owner_token = env.token(&env.actor(Uuid::now_v7(), Role::Owner));
-    let intruder_token = env.token(&env.actor(Uuid::now_v7(), Role::Owner));
-    let created: Value = env
-        .post_json(
+    let owner = env.register(&base, "owner@secret.example", "Owner").await;
+    let owner_token = owner["access_token"].as_str().unwrap().to_owned();
+    let owner_id = owner["user_id"].as_str().unwrap().to_owned();
+    let workspace = owner["default_workspace_id"].as_str().unwrap().to_owned();
+    let created = env
+        .call(
+            Method::POST,
             &format!("{base}/v1/companies"),
-            &owner_token,
-            &json!({"name": "Secret Co", "website": "secret.co"}),
-        )
-        .await
-        .1;
-    let id = created["id"].as_str().unwrap();
-    let (visible_status, _) = env
-        .get_json(
-            &format!("{base}/v1/companies/{id}?min_version=1"),
-            &owner_token,
+            Some(&owner_token),
+            None,
+            Some(&json!({"name": "Secret Co", "website": "secret.co"})),
         )
         .await;
-    assert_eq!(visible_status, StatusCode::OK);
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let company = created.body["id"].as_str().unwrap().to_owned();
+    let key = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/workspace/api-keys"),
+            Some(&owner_token),
+            None,
+            Some(&json!({"name": "secret key"})),
+        )
+        .await;
+    assert_eq!(key.status, StatusCode::CREATED);
+    let key_id = key.body["id"].as_str().unwrap().to_owned();
+    let visible = env
+        .call(
+            Method::GET,
+            &format!("{base}/v1/companies/{company}?min_version=1"),
+            Some(&owner_token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(visible.status, StatusCode::OK);
 
-    // Every route in the spec, so routes added later are covered too.
+    let intruder = env
+        .register(&base, "intruder@elsewhere.example", "Intruder")
+        .await;
+    let intruder_token = intruder["access_token"].as_str().unwrap().to_owned();
+
     let spec: Value = env
         .http
         .get(format!("{base}/openapi.json"))
@@ -39,53 +73,98 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_and_sees_not
         .json()
         .await
         .unwrap();
-    let mut probed = 0;
+    let mut id_routes = 0;
+    let mut workspace_routes = 0;
     for (path, operations) in spec["paths"].as_object().unwrap() {
-        if !path.starts_with("/v1/") {
+        // Sign-in routes take no ids, and revoke-all would end the intruder's own session.
+        if !path.starts_with("/v1/") || path.starts_with("/v1/auth/") {
             continue;
         }
-        for method in operations.as_object().unwrap().keys() {
+        for (method, operation) in operations.as_object().unwrap() {
             let method: Method = method.to_uppercase().parse().unwrap();
-            let url = format!("{base}{}", path.replace("{id}", id));
-            for if_match in [None, Some("\"1\"")] {
-                let mut request = env
-                    .http
-                    .request(method.clone(), &url)
-                    .bearer_auth(&intruder_token);
-                if method != Method::GET && method != Method::DELETE {
-                    request = request.json(&json!({"name": "Stolen", "website": "stolen.io"}));
+            let url = format!(
+                "{base}{}",
+                path.replace("{id}", &company)
+                    .replace("{user_id}", &owner_id)
+                    .replace("{key_id}", &key_id)
+            );
+            let takes_workspace = operation["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["name"] == "X-Workspace-Id"));
+            let body = (method != Method::GET && method != Method::DELETE).then(|| body_for(path));
+            // Once in the intruder's own workspace with the victim's ids,
+            // once naming the victim's workspace.
+            for (header, must_be_404) in [
+                (None, path.contains('{')),
+                (Some(workspace.as_str()), takes_workspace),
+            ] {
+                if header.is_some() && !takes_workspace {
+                    continue;
                 }
-                if let Some(tag) = if_match {
-                    request = request.header("if-match", tag);
-                }
-                let response = request.send().await.unwrap();
-                let status = response.status();
-                let body = response.text().await.unwrap();
-                assert!(
-                    !body.contains("Secret Co"),
-                    "{method} {path} leaked data: {body}"
-                );
-                if path.contains("{id}") {
-                    assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
-                    probed += 1;
+                for if_match in [None, Some("\"1\"")] {
+                    let mut request = env
+                        .http
+                        .request(method.clone(), &url)
+                        .bearer_auth(&intruder_token);
+                    if let Some(ws) = header {
+                        request = request.header("x-workspace-id", ws);
+                    }
+                    if let Some(body) = &body {
+                        request = request.json(body);
+                    }
+                    if let Some(tag) = if_match {
+                        request = request.header("if-match", tag);
+                    }
+                    let response = request.send().await.unwrap();
+                    let status = response.status();
+                    let text = response.text().await.unwrap();
+                    for secret in ["Secret Co", "owner@secret.example", "secret key"] {
+                        assert!(
+                            !text.contains(secret),
+                            "{method} {path} leaked {secret}: {text}"
+                        );
+                    }
+                    if must_be_404 {
+                        assert_eq!(
+                            status,
+                            StatusCode::NOT_FOUND,
+                            "{method} {path} {header:?}: {text}"
+                        );
+                        if header.is_some() {
+                            workspace_routes += 1;
+                        } else {
+                            id_routes += 1;
+                        }
+                    }
                 }
             }
         }
     }
-    assert!(probed >= 6, "probed {probed} id routes");
+    assert!(id_routes >= 12, "probed {id_routes} id routes");
+    assert!(
+        workspace_routes >= 20,
+        "probed {workspace_routes} workspace routes"
+    );
 
-    // The owner's company is untouched.
-    let company: Value = env
-        .get_json(&format!("{base}/v1/companies/{id}"), &owner_token)
-        .await
-        .1;
-    assert_eq!(company["name"], "Secret Co");
-    assert_eq!(company["version"], 1);
+    // The owner's data is untouched.
+    let company_now = env
+        .call(
+            Method::GET,
+            &format!("{base}/v1/companies/{company}"),
+            Some(&owner_token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(company_now.body["name"], "Secret Co");
+    assert_eq!(company_now.body["version"], 1);
     let versions: i64 =
-        sqlx::query_scalar("select max(sequence) from events where aggregate_id = $1")
-            .bind(id)
+        sqlx::query_scalar("select count(*) from events where aggregate_id in ($1, $2)")
+            .bind(&company)
+            .bind(&workspace)
             .fetch_one(&env.pool)
             .await
             .unwrap();
-    assert_eq!(versions, 1, "no event was appended by the intruder");
+    // company.added; workspace.created, member_added, api_key_created
+    assert_eq!(versions, 4, "no event was appended by the intruder");
 }

@@ -347,7 +347,10 @@ pub async fn refresh(
     ),
     security(("bearer" = []))
 )]
-pub async fn logout(State(state): State<AppState>, caller: SignedIn) -> Result<StatusCode, ApiError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    caller: SignedIn,
+) -> Result<StatusCode, ApiError> {
     if let Some(session) = caller.session_id {
         accounts::revoke_session(&state.pool, session, "logout").await?;
     }
@@ -370,8 +373,7 @@ pub async fn revoke_all(
     ip: ClientIp,
     caller: SignedIn,
 ) -> Result<axum::Json<SessionsRevoked>, ApiError> {
-    let revoked =
-        accounts::revoke_all_sessions(&state.pool, caller.user_id, "revoke_all").await?;
+    let revoked = accounts::revoke_all_sessions(&state.pool, caller.user_id, "revoke_all").await?;
     log_security_event(
         &state,
         SecurityEvent {

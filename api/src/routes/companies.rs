@@ -371,14 +371,13 @@ pub async fn list_companies(
         });
     }
     let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
-    let mut rows =
-        read_model::list(
-            &state.pool,
-            caller.actor.workspace_id,
-            after,
-            i64::from(limit) + 1,
-        )
-        .await?;
+    let mut rows = read_model::list(
+        &state.pool,
+        caller.actor.workspace_id,
+        after,
+        i64::from(limit) + 1,
+    )
+    .await?;
     let next_cursor = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
         rows.last().map(|r| encode_cursor(r.id))

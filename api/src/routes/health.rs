@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::ToSchema;
 use vcintel_projections::companies::CompaniesProjection;
+use vcintel_projections::identity::{UsersProjection, WorkspacesProjection};
 use vcintel_projections::Projection;
 
 pub const TAG: &str = "health";
@@ -68,21 +69,36 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, axum::Json<Rea
         .await?;
         lag_result(lag, max_lag, "events not yet published")
     });
-    let projection_check = format!("projection_lag:{}", CompaniesProjection::NAME);
-    let projection = check(&projection_check, async {
-        let stream = state
-            .jetstream
-            .get_stream(state.topology.stream_name())
-            .await?;
-        let info = stream
-            .consumer_info(state.topology.durable_name(CompaniesProjection::NAME))
+    let projection_lag = |name: &'static str| {
+        let state = state.clone();
+        async move {
+            let label = format!("projection_lag:{name}");
+            check(&label, async {
+                let stream = state
+                    .jetstream
+                    .get_stream(state.topology.stream_name())
+                    .await?;
+                let info = stream
+                    .consumer_info(state.topology.durable_name(name))
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("the projector has not created its consumer yet ({e})")
+                    })?;
+                let lag = (info.num_pending + info.num_ack_pending as u64) as i64;
+                lag_result(lag, max_lag, "messages not yet applied")
+            })
             .await
-            .map_err(|e| anyhow::anyhow!("the projector has not created its consumer yet ({e})"))?;
-        let lag = (info.num_pending + info.num_ack_pending as u64) as i64;
-        lag_result(lag, max_lag, "messages not yet applied")
-    });
-    let (postgres, nats, relay, projection) = tokio::join!(postgres, nats, relay, projection);
-    let checks = vec![postgres, nats, relay, projection];
+        }
+    };
+    let (postgres, nats, relay, companies, workspaces, users) = tokio::join!(
+        postgres,
+        nats,
+        relay,
+        projection_lag(CompaniesProjection::NAME),
+        projection_lag(WorkspacesProjection::NAME),
+        projection_lag(UsersProjection::NAME),
+    );
+    let checks = vec![postgres, nats, relay, companies, workspaces, users];
     let all_ok = checks.iter().all(|c| c.ok);
     let status = if all_ok {
         StatusCode::OK

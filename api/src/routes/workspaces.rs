@@ -60,7 +60,8 @@ impl From<Role> for MemberRole {
 }
 
 fn parse_role(text: &str) -> MemberRole {
-    text.parse::<Role>().map_or(MemberRole::Viewer, MemberRole::from)
+    text.parse::<Role>()
+        .map_or(MemberRole::Viewer, MemberRole::from)
 }
 
 /// A workspace the caller belongs to.
@@ -683,7 +684,11 @@ pub async fn list_security_events(
     caller: Caller,
     Query(params): Query<SecurityEventParams>,
 ) -> Result<axum::Json<SecurityEventPage>, ApiError> {
-    require(&caller, Permission::ReadSecurityEvents, "read the security log")?;
+    require(
+        &caller,
+        Permission::ReadSecurityEvents,
+        "read the security log",
+    )?;
     let limit = params.limit.unwrap_or(DEFAULT_PAGE_SIZE);
     if !(1..=MAX_PAGE_SIZE).contains(&limit) {
         return Err(ApiError::BadRequest {
