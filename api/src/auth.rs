@@ -355,7 +355,7 @@ impl FromRequestParts<AppState> for Caller {
                 let workspace_id = requested.unwrap_or(default_workspace);
                 let workspace = state.directory.current(workspace_id).await?;
                 let role = workspace
-                    .and_then(|w| w.1.role_of(user_id))
+                    .and_then(|w| w.workspace.role_of(user_id))
                     .ok_or(ApiError::NotFound)?;
                 Caller {
                     actor: Actor {
@@ -374,11 +374,11 @@ impl FromRequestParts<AppState> for Caller {
                     return Err(ApiError::NotFound);
                 }
                 let workspace = state.directory.current(workspace_id).await?;
-                let (creator, role) = workspace.and_then(|w| w.1.api_key_access(key_id)).ok_or(
-                    ApiError::Unauthenticated(
+                let (creator, role) = workspace
+                    .and_then(|w| w.workspace.api_key_access(key_id))
+                    .ok_or(ApiError::Unauthenticated(
                         "this API key has been revoked or its creator has left the workspace",
-                    ),
-                )?;
+                    ))?;
                 Caller {
                     actor: Actor {
                         workspace_id,

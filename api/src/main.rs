@@ -25,7 +25,7 @@ enum Command {
     /// Run the API, the relay and the projection workers (or some of them).
     Serve {
         #[command(flatten)]
-        settings: Settings,
+        settings: Box<Settings>,
         /// Run only these components (comma-separated); default: all.
         #[arg(long, value_enum, value_delimiter = ',')]
         only: Vec<Component>,
@@ -80,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init();
     match cli.command {
-        Command::Serve { settings, only } => serve(settings, only).await,
+        Command::Serve { settings, only } => serve(*settings, only).await,
         Command::Migrate {
             database_url,
             action,

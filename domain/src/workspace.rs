@@ -540,7 +540,7 @@ mod tests {
     /// Given: a workspace owned by user 1, with 2 admin, 3 member, 4 viewer.
     fn team() -> Workspace {
         let mut ws = Workspace::default();
-        let mut run = |ws: &mut Workspace, command| {
+        let run = |ws: &mut Workspace, command| {
             for event in ws.decide(command).unwrap() {
                 ws.apply(event);
             }
@@ -782,7 +782,7 @@ mod tests {
     #[test]
     fn a_keys_access_shrinks_with_its_creator_and_dies_when_they_leave_or_it_is_revoked() {
         let mut ws = team();
-        let mut run = |ws: &mut Workspace, command| {
+        let run = |ws: &mut Workspace, command| {
             for event in ws.decide(command).unwrap() {
                 ws.apply(event);
             }

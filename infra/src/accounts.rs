@@ -546,7 +546,14 @@ pub async fn security_log(
 #[derive(Debug, Clone)]
 pub struct WorkspaceDirectory {
     pool: PgPool,
-    cache: Arc<Mutex<HashMap<WorkspaceId, Arc<(i64, Workspace)>>>>,
+    cache: Arc<Mutex<HashMap<WorkspaceId, Arc<CurrentWorkspace>>>>,
+}
+
+/// A workspace folded up to `version`.
+#[derive(Debug, Clone)]
+pub struct CurrentWorkspace {
+    pub version: i64,
+    pub workspace: Workspace,
 }
 
 const DIRECTORY_CAPACITY: usize = 10_000;
@@ -563,9 +570,9 @@ impl WorkspaceDirectory {
     pub async fn current(
         &self,
         id: WorkspaceId,
-    ) -> Result<Option<Arc<(i64, Workspace)>>, sqlx::Error> {
+    ) -> Result<Option<Arc<CurrentWorkspace>>, sqlx::Error> {
         let cached = self.lock().get(&id).cloned();
-        let after = cached.as_ref().map_or(0, |c| c.0);
+        let after = cached.as_ref().map_or(0, |c| c.version);
         let events =
             event_log::read_aggregate(&self.pool, WORKSPACE_TYPE, &id.to_string(), after, i64::MAX)
                 .await?;
@@ -573,26 +580,26 @@ impl WorkspaceDirectory {
             return Ok(cached);
         }
         let mut version = after;
-        let mut workspace = cached.map(|c| c.1.clone()).unwrap_or_default();
+        let mut workspace = cached.map(|c| c.workspace.clone()).unwrap_or_default();
         for event in events {
             let decoded: WorkspaceEvent = serde_json::from_value(event.payload)
                 .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
             workspace.apply(decoded);
             version = event.sequence;
         }
-        let fresh = Arc::new((version, workspace));
+        let fresh = Arc::new(CurrentWorkspace { version, workspace });
         let mut cache = self.lock();
         if cache.len() >= DIRECTORY_CAPACITY {
             cache.clear();
         }
         // A concurrent lookup may have stored a newer version meanwhile.
-        if cache.get(&id).is_none_or(|c| c.0 < version) {
+        if cache.get(&id).is_none_or(|c| c.version < version) {
             cache.insert(id, fresh.clone());
         }
         Ok(Some(fresh))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WorkspaceId, Arc<(i64, Workspace)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WorkspaceId, Arc<CurrentWorkspace>>> {
         // A panic while holding the lock leaves a valid map; keep using it.
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }

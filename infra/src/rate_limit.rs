@@ -81,7 +81,11 @@ impl RateLimiter {
         .bind(f64::from(limit.max))
         .fetch_one(&self.pool)
         .await?;
-        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == 0 {
+        if self
+            .checks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SWEEP_EVERY)
+        {
             self.sweep(now_ms).await;
         }
         let reset_secs = ((current_start + window_ms - now_ms) as f64 / 1000.0).ceil() as u64;

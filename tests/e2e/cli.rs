@@ -35,14 +35,21 @@ async fn migrate_up_down_and_status_walk_the_migrations_both_ways() {
     };
 
     let status = vcintel(&["migrate", "status"], &url);
-    assert_eq!(status.matches("pending").count(), 2, "{status}");
+    assert_eq!(status.matches("pending").count(), 3, "{status}");
     vcintel(&["migrate", "up"], &url);
     let status = vcintel(&["migrate", "status"], &url);
-    assert_eq!(status.matches("applied").count(), 2, "{status}");
+    assert_eq!(status.matches("applied").count(), 3, "{status}");
 
     let reverted = vcintel(&["migrate", "down"], &url);
-    assert!(reverted.contains("reverted 20261121000002"), "{reverted}");
+    assert!(reverted.contains("reverted 20261122000001"), "{reverted}");
     let mut db = PgConnection::connect(&url).await.unwrap();
+    let sessions: Option<String> = sqlx::query_scalar("select to_regclass('auth_sessions')::text")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(sessions, None, "the identity tables are gone");
+    let reverted = vcintel(&["migrate", "down"], &url);
+    assert!(reverted.contains("reverted 20261121000002"), "{reverted}");
     let companies: Option<String> = sqlx::query_scalar("select to_regclass('companies')::text")
         .fetch_one(&mut db)
         .await
@@ -57,7 +64,7 @@ async fn migrate_up_down_and_status_walk_the_migrations_both_ways() {
     assert!(vcintel(&["migrate", "down"], &url).contains("nothing to revert"));
     vcintel(&["migrate", "up"], &url);
     let status = vcintel(&["migrate", "status"], &url);
-    assert_eq!(status.matches("applied").count(), 2, "{status}");
+    assert_eq!(status.matches("applied").count(), 3, "{status}");
 }
 
 #[tokio::test]

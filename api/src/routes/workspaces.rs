@@ -218,8 +218,12 @@ async fn current_state(
         .current(workspace)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let ws = current.1.state().cloned().ok_or(ApiError::NotFound)?;
-    Ok((current.0 as u64, ws))
+    let ws = current
+        .workspace
+        .state()
+        .cloned()
+        .ok_or(ApiError::NotFound)?;
+    Ok((current.version as u64, ws))
 }
 
 fn require(caller: &Caller, permission: Permission, why: &str) -> Result<(), ApiError> {
