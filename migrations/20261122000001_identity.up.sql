@@ -50,8 +50,7 @@ create table api_key_secrets
     key_id       uuid primary key,
     workspace_id uuid        not null,
     secret_hash  bytea       not null,
-    created_at   timestamptz not null default now(),
-    last_used_at timestamptz
+    created_at   timestamptz not null default now()
 );
 
 -- the security log: sign-in failures, lockouts, sessions revoked, keys and

@@ -436,8 +436,7 @@ pub async fn verify_api_key(
         return Ok(None);
     };
     let row: Option<(Uuid, Vec<u8>)> = sqlx::query_as(
-        "update api_key_secrets set last_used_at = now()
-         where key_id = $1 returning workspace_id, secret_hash",
+        "select workspace_id, secret_hash from api_key_secrets where key_id = $1",
     )
     .bind(key_id)
     .fetch_optional(db)
