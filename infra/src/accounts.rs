@@ -435,12 +435,11 @@ pub async fn verify_api_key(
     let Some(key_id) = api_key_id(presented) else {
         return Ok(None);
     };
-    let row: Option<(Uuid, Vec<u8>)> = sqlx::query_as(
-        "select workspace_id, secret_hash from api_key_secrets where key_id = $1",
-    )
-    .bind(key_id)
-    .fetch_optional(db)
-    .await?;
+    let row: Option<(Uuid, Vec<u8>)> =
+        sqlx::query_as("select workspace_id, secret_hash from api_key_secrets where key_id = $1")
+            .bind(key_id)
+            .fetch_optional(db)
+            .await?;
     Ok(row.and_then(|(workspace, stored)| {
         let matches: bool = stored.ct_eq(&sha256(presented)).into();
         matches.then_some((key_id, WorkspaceId(workspace)))
