@@ -1,4 +1,5 @@
 drop table api_keys;
+drop table workspace_invitations;
 drop table workspace_members;
 drop table workspaces;
 drop table users;

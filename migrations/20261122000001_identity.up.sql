@@ -110,6 +110,19 @@ create table workspace_members
 );
 create index workspace_members_user_idx on workspace_members (user_id);
 
+-- pending invitations, found by email when someone signs up or in
+create table workspace_invitations
+(
+    id           uuid primary key,
+    workspace_id uuid        not null,
+    email        text        not null,
+    role         text        not null,
+    invited_by   uuid        not null,
+    invited_at   timestamptz not null,
+    unique (workspace_id, email)
+);
+create index workspace_invitations_email_idx on workspace_invitations (email);
+
 create table api_keys
 (
     id           uuid primary key,

@@ -271,7 +271,8 @@ impl From<CommandError> for ApiError {
             CommandError::Workspace(
                 WorkspaceError::NotFound
                 | WorkspaceError::MemberNotFound
-                | WorkspaceError::ApiKeyNotFound,
+                | WorkspaceError::ApiKeyNotFound
+                | WorkspaceError::InvitationNotFound,
             ) => ApiError::NotFound,
             CommandError::Workspace(WorkspaceError::Forbidden(why)) => {
                 ApiError::Forbidden(why.to_owned())

@@ -77,6 +77,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(workspaces::get_current_workspace))
         .routes(routes!(workspaces::list_members, workspaces::add_member))
+        .routes(routes!(workspaces::list_invitations))
+        .routes(routes!(workspaces::cancel_invitation))
         .routes(routes!(
             workspaces::change_member_role,
             workspaces::remove_member

@@ -5,8 +5,9 @@ use crate::aggregate::WorkspaceAggregate;
 use crate::execute::{execute, Load, LoadedAggregate};
 use crate::{CommandError, CommandMetadata, Committed};
 use cqrs_es::EventStore;
+use vcintel_domain::user::Email;
 use vcintel_domain::workspace::WorkspaceCommand;
-use vcintel_domain::Actor;
+use vcintel_domain::{Actor, UserId, WorkspaceId};
 
 pub struct WorkspaceCommands<S> {
     store: S,
@@ -42,6 +43,30 @@ where
             command,
             |_, _| Ok(()),
             metadata.for_actor(actor),
+        )
+        .await
+    }
+
+    /// Lets a newly signed-up (or signed-in) user join a workspace that
+    /// invited their email.
+    #[tracing::instrument(skip_all, fields(workspace_id = %workspace, user_id = %user))]
+    pub async fn accept_invitation(
+        &self,
+        workspace: WorkspaceId,
+        user: UserId,
+        email: Email,
+        metadata: &CommandMetadata,
+    ) -> Result<Committed, CommandError> {
+        execute(
+            &self.store,
+            workspace.to_string(),
+            Load::Stored,
+            WorkspaceCommand::AcceptInvitation {
+                user_id: user,
+                email,
+            },
+            |_, _| Ok(()),
+            metadata.for_user(workspace, user),
         )
         .await
     }

@@ -21,7 +21,7 @@ pub const MAX_PASSWORD_BYTES: usize = 256;
 
 /// A normalised email address: trimmed and lower-cased, so `Ann@X.io` and
 /// `ann@x.io ` are one account.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Email(String);
 

@@ -35,6 +35,23 @@ pub enum WorkspaceCommand {
         email: Email,
         role: Role,
     },
+    /// Invites someone who has no account yet; they join when they sign
+    /// up (or sign in) with this email. Inviting again replaces the role.
+    Invite {
+        actor: Actor,
+        invitation_id: Uuid,
+        email: Email,
+        role: Role,
+    },
+    CancelInvitation {
+        actor: Actor,
+        invitation_id: Uuid,
+    },
+    /// The invited person, now signed up as `user_id`, joins.
+    AcceptInvitation {
+        user_id: UserId,
+        email: Email,
+    },
     ChangeRole {
         actor: Actor,
         user_id: UserId,
@@ -67,6 +84,10 @@ pub enum WorkspaceEvent {
     Created(WorkspaceCreated),
     #[serde(rename = "workspace.member_added")]
     MemberAdded(MemberAdded),
+    #[serde(rename = "workspace.member_invited")]
+    MemberInvited(MemberInvited),
+    #[serde(rename = "workspace.invitation_cancelled")]
+    InvitationCancelled(InvitationCancelled),
     #[serde(rename = "workspace.member_role_changed")]
     MemberRoleChanged(MemberRoleChanged),
     #[serde(rename = "workspace.member_removed")]
@@ -93,6 +114,25 @@ pub struct MemberAdded {
     pub email: Email,
     pub role: Role,
     pub added_by: UserId,
+}
+
+/// An invitation for an email with no account yet. Accepting it is a
+/// `member_added` with the same email, which ends the invitation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInvited {
+    pub workspace_id: WorkspaceId,
+    pub invitation_id: Uuid,
+    pub email: Email,
+    pub role: Role,
+    pub invited_by: UserId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitationCancelled {
+    pub workspace_id: WorkspaceId,
+    pub invitation_id: Uuid,
+    pub email: Email,
+    pub cancelled_by: UserId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +175,8 @@ impl WorkspaceEvent {
         match self {
             WorkspaceEvent::Created(_) => "workspace.created",
             WorkspaceEvent::MemberAdded(_) => "workspace.member_added",
+            WorkspaceEvent::MemberInvited(_) => "workspace.member_invited",
+            WorkspaceEvent::InvitationCancelled(_) => "workspace.invitation_cancelled",
             WorkspaceEvent::MemberRoleChanged(_) => "workspace.member_role_changed",
             WorkspaceEvent::MemberRemoved(_) => "workspace.member_removed",
             WorkspaceEvent::ApiKeyCreated(_) => "workspace.api_key_created",
@@ -150,6 +192,8 @@ impl WorkspaceEvent {
         match self {
             WorkspaceEvent::Created(e) => e.workspace_id,
             WorkspaceEvent::MemberAdded(e) => e.workspace_id,
+            WorkspaceEvent::MemberInvited(e) => e.workspace_id,
+            WorkspaceEvent::InvitationCancelled(e) => e.workspace_id,
             WorkspaceEvent::MemberRoleChanged(e) => e.workspace_id,
             WorkspaceEvent::MemberRemoved(e) => e.workspace_id,
             WorkspaceEvent::ApiKeyCreated(e) => e.workspace_id,
@@ -175,6 +219,8 @@ pub enum WorkspaceError {
     LastOwner,
     #[error("no such API key in this workspace")]
     ApiKeyNotFound,
+    #[error("no such invitation in this workspace")]
+    InvitationNotFound,
     #[error("invalid input: {0}")]
     Invalid(ValidationErrors),
 }
@@ -201,6 +247,16 @@ pub struct WorkspaceState {
     pub personal: bool,
     pub members: BTreeMap<UserId, Member>,
     pub api_keys: BTreeMap<Uuid, ApiKey>,
+    /// Pending invitations by email.
+    #[serde(default)]
+    pub invitations: BTreeMap<Email, Invitation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub id: Uuid,
+    pub role: Role,
+    pub invited_by: UserId,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,6 +351,80 @@ impl Workspace {
                     email,
                     role,
                     added_by: actor.user_id,
+                })])
+            }
+            WorkspaceCommand::Invite {
+                actor,
+                invitation_id,
+                email,
+                role,
+            } => {
+                let acting = state.acting_role(&actor)?;
+                require(
+                    acting,
+                    Permission::ManageMembers,
+                    "only owners and admins invite members",
+                )?;
+                if role == Role::Owner && acting != Role::Owner {
+                    return Err(WorkspaceError::Forbidden(
+                        "only owners may make someone an owner",
+                    ));
+                }
+                if state.members.values().any(|m| m.email == email) {
+                    return Err(WorkspaceError::AlreadyMember);
+                }
+                // A re-invitation keeps the id, so links to it stay valid.
+                let invitation_id = state
+                    .invitations
+                    .get(&email)
+                    .map_or(invitation_id, |i| i.id);
+                Ok(vec![WorkspaceEvent::MemberInvited(MemberInvited {
+                    workspace_id: state.id,
+                    invitation_id,
+                    email,
+                    role,
+                    invited_by: actor.user_id,
+                })])
+            }
+            WorkspaceCommand::CancelInvitation {
+                actor,
+                invitation_id,
+            } => {
+                let acting = state.acting_role(&actor)?;
+                require(
+                    acting,
+                    Permission::ManageMembers,
+                    "only owners and admins cancel invitations",
+                )?;
+                let email = state
+                    .invitations
+                    .iter()
+                    .find(|(_, i)| i.id == invitation_id)
+                    .map(|(email, _)| email.clone())
+                    .ok_or(WorkspaceError::InvitationNotFound)?;
+                Ok(vec![WorkspaceEvent::InvitationCancelled(
+                    InvitationCancelled {
+                        workspace_id: state.id,
+                        invitation_id,
+                        email,
+                        cancelled_by: actor.user_id,
+                    },
+                )])
+            }
+            WorkspaceCommand::AcceptInvitation { user_id, email } => {
+                let invitation = state
+                    .invitations
+                    .get(&email)
+                    .ok_or(WorkspaceError::InvitationNotFound)?;
+                if state.members.contains_key(&user_id) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![WorkspaceEvent::MemberAdded(MemberAdded {
+                    workspace_id: state.id,
+                    user_id,
+                    email,
+                    role: invitation.role,
+                    added_by: invitation.invited_by,
                 })])
             }
             WorkspaceCommand::ChangeRole {
@@ -415,6 +545,7 @@ impl Workspace {
                 personal: e.personal,
                 members: BTreeMap::new(),
                 api_keys: BTreeMap::new(),
+                invitations: BTreeMap::new(),
             });
             return;
         }
@@ -424,7 +555,21 @@ impl Workspace {
         };
         match event {
             WorkspaceEvent::Created(_) => {}
+            WorkspaceEvent::MemberInvited(e) => {
+                state.invitations.insert(
+                    e.email,
+                    Invitation {
+                        id: e.invitation_id,
+                        role: e.role,
+                        invited_by: e.invited_by,
+                    },
+                );
+            }
+            WorkspaceEvent::InvitationCancelled(e) => {
+                state.invitations.remove(&e.email);
+            }
             WorkspaceEvent::MemberAdded(e) => {
+                state.invitations.remove(&e.email);
                 state.members.insert(
                     e.user_id,
                     Member {
@@ -752,6 +897,79 @@ mod tests {
         assert_eq!(
             when(&ws, WorkspaceCommand::Leave { actor: elsewhere }),
             Err(WorkspaceError::NotFound)
+        );
+    }
+
+    #[test]
+    fn an_invitation_becomes_a_membership_with_its_role_when_accepted() {
+        let mut ws = team();
+        let newcomer = Email::parse("new@example.com").unwrap();
+        let invite = WorkspaceCommand::Invite {
+            actor: actor(2, Role::Admin),
+            invitation_id: Uuid::from_u128(700),
+            email: newcomer.clone(),
+            role: Role::Member,
+        };
+        for e in ws.decide(invite).unwrap() {
+            ws.apply(e);
+        }
+        let events = ws
+            .decide(WorkspaceCommand::AcceptInvitation {
+                user_id: user(9),
+                email: newcomer.clone(),
+            })
+            .unwrap();
+        assert!(matches!(&events[0], WorkspaceEvent::MemberAdded(e)
+            if e.user_id == user(9) && e.role == Role::Member && e.added_by == user(2)));
+        for e in events {
+            ws.apply(e);
+        }
+        assert!(ws.state().unwrap().invitations.is_empty());
+        assert_eq!(
+            ws.decide(WorkspaceCommand::AcceptInvitation {
+                user_id: user(10),
+                email: newcomer
+            }),
+            Err(WorkspaceError::InvitationNotFound)
+        );
+    }
+
+    #[test]
+    fn only_managers_invite_members_already_in_are_refused_and_cancelled_invitations_cannot_be_accepted(
+    ) {
+        let mut ws = team();
+        let invite = |n, role, email: &str| WorkspaceCommand::Invite {
+            actor: actor(n, role),
+            invitation_id: Uuid::from_u128(800),
+            email: Email::parse(email).unwrap(),
+            role: Role::Viewer,
+        };
+        assert!(matches!(
+            ws.decide(invite(3, Role::Member, "x@example.com")),
+            Err(WorkspaceError::Forbidden(_))
+        ));
+        assert_eq!(
+            ws.decide(invite(1, Role::Owner, "user3@example.com")),
+            Err(WorkspaceError::AlreadyMember)
+        );
+        for e in ws.decide(invite(1, Role::Owner, "x@example.com")).unwrap() {
+            ws.apply(e);
+        }
+        for e in ws
+            .decide(WorkspaceCommand::CancelInvitation {
+                actor: actor(2, Role::Admin),
+                invitation_id: Uuid::from_u128(800),
+            })
+            .unwrap()
+        {
+            ws.apply(e);
+        }
+        assert_eq!(
+            ws.decide(WorkspaceCommand::AcceptInvitation {
+                user_id: user(9),
+                email: Email::parse("x@example.com").unwrap()
+            }),
+            Err(WorkspaceError::InvitationNotFound)
         );
     }
 

@@ -459,6 +459,7 @@ pub mod security_kind {
     pub const API_KEY_CREATED: &str = "api_key.created";
     pub const API_KEY_REVOKED: &str = "api_key.revoked";
     pub const MEMBER_ADDED: &str = "member.added";
+    pub const MEMBER_INVITED: &str = "member.invited";
     pub const MEMBER_ROLE_CHANGED: &str = "member.role_changed";
     pub const MEMBER_REMOVED: &str = "member.removed";
 }

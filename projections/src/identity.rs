@@ -111,7 +111,41 @@ async fn apply_workspace_event(
             .execute(&mut *tx)
             .await?;
         }
+        WorkspaceEvent::MemberInvited(e) => {
+            sqlx::query(
+                "insert into workspace_invitations
+                     (id, workspace_id, email, role, invited_by, invited_at)
+                 values ($1, $2, $3, $4, $5, $6)
+                 on conflict (workspace_id, email) do update set role = excluded.role,
+                     invited_by = excluded.invited_by, invited_at = excluded.invited_at",
+            )
+            .bind(e.invitation_id)
+            .bind(ws.0)
+            .bind(e.email.as_str())
+            .bind(e.role.as_str())
+            .bind(e.invited_by.0)
+            .bind(message.time)
+            .execute(&mut *tx)
+            .await?;
+            let detail = json!({"email": e.email, "role": e.role});
+            record_security_event(
+                &mut *tx,
+                &log(security_kind::MEMBER_INVITED, e.invited_by, detail),
+            )
+            .await?;
+        }
+        WorkspaceEvent::InvitationCancelled(e) => {
+            sqlx::query("delete from workspace_invitations where id = $1")
+                .bind(e.invitation_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         WorkspaceEvent::MemberAdded(e) => {
+            sqlx::query("delete from workspace_invitations where workspace_id = $1 and email = $2")
+                .bind(ws.0)
+                .bind(e.email.as_str())
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(
                 "insert into workspace_members (workspace_id, user_id, email, role, joined_at)
                  values ($1, $2, $3, $4, $5)
@@ -273,4 +307,18 @@ pub async fn api_keys(
     .bind(created_by.map(|u| u.0))
     .fetch_all(db)
     .await
+}
+
+/// Workspaces holding a pending invitation for `email`.
+pub async fn invitations_for(
+    db: impl PgExecutor<'_>,
+    email: &vcintel_domain::user::Email,
+) -> Result<Vec<WorkspaceId>, sqlx::Error> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "select workspace_id from workspace_invitations where email = $1 order by invited_at",
+    )
+    .bind(email.as_str())
+    .fetch_all(db)
+    .await?;
+    Ok(ids.into_iter().map(WorkspaceId).collect())
 }

@@ -523,8 +523,19 @@ async fn membership_rules_hold_over_http() {
             Some(&json!({"email": "nobody@fund.example", "role": "viewer"})),
         )
         .await;
-    assert_eq!(nobody.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(nobody.body["errors"][0]["field"], "email");
+    assert_eq!(nobody.status, StatusCode::ACCEPTED, "{}", nobody.body);
+    assert_eq!(nobody.body["status"], "invited");
+    let bad_email = env
+        .call(
+            Method::POST,
+            &url("/v1/workspace/members"),
+            Some(&t.owner),
+            ws,
+            Some(&json!({"email": "not an email", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(bad_email.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad_email.body["errors"][0]["field"], "email");
 
     // Promotion takes effect on the next request (no projection lag).
     let promoted = env
@@ -826,4 +837,140 @@ async fn forged_expired_wrongly_signed_and_unsigned_session_tokens_are_401() {
         );
     }
     running.stop().await;
+}
+
+#[tokio::test]
+async fn someone_invited_before_they_have_an_account_joins_when_they_sign_up_unless_cancelled() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let t = team(&env, &base, "invites").await;
+    let ws = Some(t.workspace.as_str());
+    let url = |p: &str| format!("{base}{p}");
+    let invite = |email: &'static str, role: &'static str| {
+        let env = &env;
+        let url = url("/v1/workspace/members");
+        let token = t.admin.clone();
+        async move {
+            env.call(
+                Method::POST,
+                &url,
+                Some(&token),
+                ws,
+                Some(&json!({"email": email, "role": role})),
+            )
+            .await
+        }
+    };
+    let invited = invite("newbie@fund.example", "member").await;
+    assert_eq!(invited.status, StatusCode::ACCEPTED, "{}", invited.body);
+    assert_eq!(invited.body["status"], "invited");
+    // Inviting again changes the role and keeps the invitation.
+    let again = invite("Newbie@Fund.example", "viewer").await;
+    assert_eq!(again.body["invitation_id"], invited.body["invitation_id"]);
+    let cancelled = invite("gone@fund.example", "member").await;
+    let cancelled_id = cancelled.body["invitation_id"].as_str().unwrap().to_owned();
+
+    let listed = env
+        .call(
+            Method::GET,
+            &url("/v1/workspace/invitations"),
+            Some(&t.owner),
+            ws,
+            None,
+        )
+        .await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        env.call(
+            Method::GET,
+            &url("/v1/workspace/invitations"),
+            Some(&t.member),
+            ws,
+            None
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    let cancel = env
+        .call(
+            Method::DELETE,
+            &url(&format!("/v1/workspace/invitations/{cancelled_id}")),
+            Some(&t.admin),
+            ws,
+            None,
+        )
+        .await;
+    assert_eq!(cancel.status, StatusCode::OK, "{}", cancel.body);
+
+    // Sign-up reads pending invitations from the read model: wait for it.
+    crate::helpers::eventually(
+        std::time::Duration::from_secs(10),
+        "the invitations projected",
+        || async {
+            let rows: Vec<String> = sqlx::query_scalar("select email from workspace_invitations")
+                .fetch_all(&env.pool)
+                .await
+                .unwrap();
+            (rows == ["newbie@fund.example"]).then_some(())
+        },
+    )
+    .await;
+    let newbie = env.register(&base, "newbie@fund.example", "Newbie").await;
+    let newbie_token = s(&newbie, "access_token");
+    let read = env
+        .call(
+            Method::GET,
+            &url("/v1/companies"),
+            Some(&newbie_token),
+            ws,
+            None,
+        )
+        .await;
+    assert_eq!(
+        read.status,
+        StatusCode::OK,
+        "joined at sign-up: {}",
+        read.body
+    );
+    let write = env
+        .call(
+            Method::POST,
+            &url("/v1/companies"),
+            Some(&newbie_token),
+            ws,
+            Some(&json!({"name": "N", "website": "n.example"})),
+        )
+        .await;
+    assert_eq!(
+        write.status,
+        StatusCode::FORBIDDEN,
+        "with the role of the latest invitation (viewer)"
+    );
+    let gone = env.register(&base, "gone@fund.example", "Gone").await;
+    let gone_read = env
+        .call(
+            Method::GET,
+            &url("/v1/companies"),
+            Some(&s(&gone, "access_token")),
+            ws,
+            None,
+        )
+        .await;
+    assert_eq!(
+        gone_read.status,
+        StatusCode::NOT_FOUND,
+        "a cancelled invitation grants nothing"
+    );
+    let remaining = env
+        .call(
+            Method::GET,
+            &url("/v1/workspace/invitations"),
+            Some(&t.owner),
+            ws,
+            None,
+        )
+        .await;
+    assert_eq!(remaining.body["items"].as_array().unwrap().len(), 0);
 }

@@ -48,6 +48,17 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_or_names_the
         .await;
     assert_eq!(key.status, StatusCode::CREATED);
     let key_id = key.body["id"].as_str().unwrap().to_owned();
+    let invited = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/workspace/members"),
+            Some(&owner_token),
+            None,
+            Some(&json!({"email": "invitee@secret.example", "role": "member"})),
+        )
+        .await;
+    assert_eq!(invited.status, StatusCode::ACCEPTED);
+    let invitation_id = invited.body["invitation_id"].as_str().unwrap().to_owned();
     let visible = env
         .call(
             Method::GET,
@@ -87,6 +98,7 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_or_names_the
                 path.replace("{id}", &company)
                     .replace("{user_id}", &owner_id)
                     .replace("{key_id}", &key_id)
+                    .replace("{invitation_id}", &invitation_id)
             );
             let takes_workspace = operation["parameters"]
                 .as_array()
@@ -118,7 +130,12 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_or_names_the
                     let response = request.send().await.unwrap();
                     let status = response.status();
                     let text = response.text().await.unwrap();
-                    for secret in ["Secret Co", "owner@secret.example", "secret key"] {
+                    for secret in [
+                        "Secret Co",
+                        "owner@secret.example",
+                        "secret key",
+                        "invitee@",
+                    ] {
                         assert!(
                             !text.contains(secret),
                             "{method} {path} leaked {secret}: {text}"
@@ -165,6 +182,6 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_or_names_the
             .fetch_one(&env.pool)
             .await
             .unwrap();
-    // company.added; workspace.created, member_added, api_key_created
-    assert_eq!(versions, 4, "no event was appended by the intruder");
+    // company.added; workspace.created, member_added, api_key_created, member_invited
+    assert_eq!(versions, 5, "no event was appended by the intruder");
 }

@@ -17,10 +17,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
+use vcintel_commands::CommandError;
 use vcintel_domain::user::{check_password_policy, Email, MAX_USER_NAME_CHARS};
 use vcintel_domain::validation::required_text;
+use vcintel_domain::workspace::WorkspaceError;
 use vcintel_domain::{UserId, ValidationErrors, WorkspaceId};
 use vcintel_infra::accounts::{self, security_kind, ClientInfo, Refresh, SecurityEvent};
+use vcintel_projections::identity;
 
 pub const TAG: &str = "auth";
 
@@ -125,6 +128,30 @@ fn tokens_for(
     })
 }
 
+/// Joins every workspace that invited `email`. Runs at sign-up and at each
+/// sign-in, so an invitation the read model had not yet shown at sign-up is
+/// taken up at the next sign-in.
+async fn accept_invitations(
+    state: &AppState,
+    user: UserId,
+    email: &Email,
+    metadata: &vcintel_commands::CommandMetadata,
+) -> Result<(), ApiError> {
+    for workspace in identity::invitations_for(&state.pool, email).await? {
+        match state
+            .workspaces
+            .accept_invitation(workspace, user, email.clone(), metadata)
+            .await
+        {
+            Ok(_) => {}
+            // Cancelled or taken up in the meantime.
+            Err(CommandError::Workspace(WorkspaceError::InvitationNotFound)) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
+}
+
 fn invalid_credentials() -> ApiError {
     ApiError::Unauthenticated("invalid email or password")
 }
@@ -186,11 +213,12 @@ pub async fn register(
             workspace,
             "Personal".to_owned(),
             user,
-            email,
+            email.clone(),
             true,
             &metadata,
         )
         .await?;
+    accept_invitations(&state, user, &email, &metadata).await?;
     let tokens = start_session(&state, user, workspace, &client_info(&ip, &headers)).await?;
     let mut response = (StatusCode::CREATED, axum::Json(tokens)).into_response();
     response
@@ -271,6 +299,13 @@ pub async fn login(
             )
             .await?;
     }
+    accept_invitations(
+        &state,
+        user,
+        &registration.email,
+        &command_metadata(&headers),
+    )
+    .await?;
     let tokens = start_session(&state, user, workspace, &client_info(&ip, &headers)).await?;
     log_security_event(
         &state,

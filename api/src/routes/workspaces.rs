@@ -120,13 +120,49 @@ pub struct MemberList {
     pub items: Vec<Member>,
 }
 
-/// Add someone who has an account, by the email they signed up with.
+/// Add someone by email: at once if they have an account, otherwise as an
+/// invitation they take up when they sign up with that email.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"email": "bob@fund.example", "role": "member"}))]
 pub struct AddMemberRequest {
     pub email: String,
     pub role: MemberRole,
+}
+
+/// Whether the person was added or invited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AdditionStatus {
+    /// They had an account and are a member now.
+    Added,
+    /// They have no account yet; they join when they sign up with the email.
+    Invited,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MemberAddition {
+    pub status: AdditionStatus,
+    /// The member's user id, when added.
+    pub user_id: Option<Uuid>,
+    /// The invitation's id, when invited.
+    pub invitation_id: Option<Uuid>,
+    /// The workspace aggregate's version after the change.
+    pub version: u64,
+}
+
+/// A pending invitation.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InvitationSummary {
+    pub id: Uuid,
+    pub email: String,
+    pub role: MemberRole,
+    pub invited_by: Uuid,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InvitationList {
+    pub items: Vec<InvitationSummary>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -409,19 +445,21 @@ pub async fn list_members(
     }))
 }
 
-/// Add a member by the email of their account (owners and admins; only
-/// owners add owners).
+/// Add a member by email (owners and admins; only owners add owners): at
+/// once if the email has an account (201), otherwise as an invitation taken
+/// up when they sign up or in with that email (202).
 #[utoipa::path(
     post, path = "/v1/workspace/members", tag = TAG, operation_id = "addMember",
     request_body = AddMemberRequest,
     responses(
-        (status = 201, description = "Added", body = CommandAccepted),
+        (status = 201, description = "Added", body = MemberAddition),
+        (status = 202, description = "Invited: no account uses the email yet", body = MemberAddition),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Your role may not add members (or owners)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such workspace, or you are not a member", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already a member", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid email, or no account uses it yet", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid email", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -433,27 +471,119 @@ pub async fn add_member(
 ) -> Result<Response, ApiError> {
     // Checked before the lookup, so non-managers learn nothing about emails.
     require(&caller, Permission::ManageMembers, "add members")?;
-    let bad_email = |message: &str| {
+    let email = Email::parse(&body.email).map_err(|message| {
         ApiError::Invalid(vec![InvalidField {
             field: "email".to_owned(),
-            message: message.to_owned(),
+            message,
         }])
+    })?;
+    let metadata = caller.metadata(&headers);
+    let (status, addition) = match accounts::user_by_email(&state.pool, &email).await? {
+        Some(user) => {
+            let command = WorkspaceCommand::AddMember {
+                actor: caller.actor,
+                user_id: user,
+                email,
+                role: body.role.into(),
+            };
+            let committed = state
+                .workspaces
+                .run(&caller.actor, command, &metadata)
+                .await?;
+            let addition = MemberAddition {
+                status: AdditionStatus::Added,
+                user_id: Some(user.0),
+                invitation_id: None,
+                version: committed.version,
+            };
+            (StatusCode::CREATED, addition)
+        }
+        None => {
+            let invitation_id = Uuid::now_v7();
+            let command = WorkspaceCommand::Invite {
+                actor: caller.actor,
+                invitation_id,
+                email: email.clone(),
+                role: body.role.into(),
+            };
+            let committed = state
+                .workspaces
+                .run(&caller.actor, command, &metadata)
+                .await?;
+            // A repeated invitation keeps its first id.
+            let (_, ws) = current_state(&state, caller.actor.workspace_id).await?;
+            let invitation_id = ws.invitations.get(&email).map_or(invitation_id, |i| i.id);
+            let addition = MemberAddition {
+                status: AdditionStatus::Invited,
+                user_id: None,
+                invitation_id: Some(invitation_id),
+                version: committed.version,
+            };
+            (StatusCode::ACCEPTED, addition)
+        }
     };
-    let email = Email::parse(&body.email).map_err(|m| bad_email(&m))?;
-    let user = accounts::user_by_email(&state.pool, &email)
-        .await?
-        .ok_or_else(|| bad_email("no account uses this email; ask them to sign up first"))?;
-    let command = WorkspaceCommand::AddMember {
+    Ok((status, axum::Json(addition)).into_response())
+}
+
+/// Pending invitations (owners and admins).
+#[utoipa::path(
+    get, path = "/v1/workspace/invitations", tag = TAG, operation_id = "listInvitations",
+    responses(
+        (status = 200, description = "Pending invitations", body = InvitationList),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only owners and admins see invitations", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such workspace, or you are not a member", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_invitations(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<InvitationList>, ApiError> {
+    require(&caller, Permission::ManageMembers, "see invitations")?;
+    let (_, ws) = current_state(&state, caller.actor.workspace_id).await?;
+    Ok(axum::Json(InvitationList {
+        items: ws
+            .invitations
+            .into_iter()
+            .map(|(email, i)| InvitationSummary {
+                id: i.id,
+                email: email.to_string(),
+                role: i.role.into(),
+                invited_by: i.invited_by.0,
+            })
+            .collect(),
+    }))
+}
+
+/// Cancel a pending invitation (owners and admins).
+#[utoipa::path(
+    delete, path = "/v1/workspace/invitations/{invitation_id}", tag = TAG, operation_id = "cancelInvitation",
+    params(("invitation_id" = Uuid, Path, description = "The invitation's id")),
+    responses(
+        (status = 200, description = "Cancelled", body = CommandAccepted),
+        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only owners and admins cancel invitations", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such invitation or workspace", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn cancel_invitation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(invitation_id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let command = WorkspaceCommand::CancelInvitation {
         actor: caller.actor,
-        user_id: user,
-        email,
-        role: body.role.into(),
+        invitation_id,
     };
     let committed = state
         .workspaces
         .run(&caller.actor, command, &caller.metadata(&headers))
         .await?;
-    Ok(accepted(StatusCode::CREATED, user.0, committed.version))
+    Ok(accepted(StatusCode::OK, invitation_id, committed.version))
 }
 
 /// Change a member's role (owners and admins; only owners touch owners; the
