@@ -237,3 +237,71 @@ async fn every_response_carries_security_headers_and_cors_follows_the_allow_list
         .is_none());
     running.stop().await;
 }
+
+#[tokio::test]
+async fn an_email_is_locked_out_after_its_budget_whatever_ip_the_attempts_come_from() {
+    let mut env = TestEnv::new().await;
+    let mut settings = env.settings();
+    settings.rate_limit_auth = 3;
+    settings.trust_forwarded_for = true;
+    let running = env.start_with(settings, &vcintel_api::Component::ALL).await;
+    let base = running.address.clone().unwrap();
+    let login_from = |ip: &'static str, email: &'static str| {
+        let env = &env;
+        let url = format!("{base}/v1/auth/login");
+        async move {
+            let response = env
+                .http
+                .post(url)
+                .header("x-forwarded-for", format!("203.0.113.99, {ip}"))
+                .json(&json!({"email": email, "password": "a wrong password here"}))
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.headers().clone())
+        }
+    };
+    // The account exists (sign-up from its own IP).
+    let signed_up = env
+        .http
+        .post(format!("{base}/v1/auth/register"))
+        .header("x-forwarded-for", "198.51.100.1")
+        .json(&json!({"email": "target@fund.example", "password": PASSWORD, "name": "Target"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_up.status(), StatusCode::CREATED);
+
+    // Sign-up spent one of the email's three attempts; two more, each from a new IP.
+    assert_eq!(
+        login_from("192.0.2.1", "target@fund.example").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login_from("192.0.2.2", "target@fund.example").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, headers) = login_from("192.0.2.3", "target@fund.example").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(headers.contains_key("retry-after"));
+    // Another email from a fresh IP is unaffected.
+    assert_eq!(
+        login_from("192.0.2.4", "other@fund.example").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let (kind, user, ip): (String, Option<uuid::Uuid>, Option<String>) = sqlx::query_as(
+        "select kind, user_id, ip from security_events where kind = 'login.locked_out'",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(kind, "login.locked_out");
+    assert!(user.is_some(), "the lockout names the account");
+    assert_eq!(
+        ip.as_deref(),
+        Some("192.0.2.3"),
+        "the last X-Forwarded-For entry"
+    );
+    running.stop().await;
+}
