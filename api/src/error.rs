@@ -33,6 +33,10 @@ pub struct Problem {
     /// The request id (also in the `x-request-id` header); quote it when reporting a 5xx.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The resource that already holds a unique value (e.g. the company
+    /// with this website), when the problem is such a conflict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing_id: Option<uuid::Uuid>,
     /// The input fields at fault, when the problem is invalid input.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<InvalidField>,
@@ -93,6 +97,8 @@ pub enum ApiError {
     EmailTaken,
     #[error("this user is already a member of the workspace")]
     AlreadyMember,
+    #[error("company {0} already has this website")]
+    WebsiteTaken(uuid::Uuid),
     #[error("a workspace must keep at least one owner; make someone else owner first")]
     LastOwner,
     #[error(transparent)]
@@ -171,6 +177,11 @@ impl ApiError {
                 "Email already registered",
             ),
             ApiError::AlreadyMember => (StatusCode::CONFLICT, "already-member", "Already a member"),
+            ApiError::WebsiteTaken(_) => (
+                StatusCode::CONFLICT,
+                "website-taken",
+                "Website already tracked",
+            ),
             ApiError::LastOwner => (StatusCode::CONFLICT, "last-owner", "Last owner"),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -204,6 +215,10 @@ impl ApiError {
             }],
             _ => vec![],
         };
+        let existing_id = match self {
+            ApiError::WebsiteTaken(id) => Some(*id),
+            _ => None,
+        };
         Problem {
             problem_type: format!("urn:vcintel:problem:{slug}"),
             title: title.to_owned(),
@@ -211,6 +226,7 @@ impl ApiError {
             detail: Some(detail),
             instance: None,
             request_id: None,
+            existing_id,
             errors,
         }
     }
@@ -236,6 +252,11 @@ impl IntoResponse for ApiError {
             ApiError::RateLimited(decision) => {
                 return crate::limits::with_rate_limit_headers(response, decision);
             }
+            ApiError::WebsiteTaken(existing) => {
+                if let Ok(location) = HeaderValue::from_str(&format!("/v1/companies/{existing}")) {
+                    headers.insert(header::LOCATION, location);
+                }
+            }
             _ => {}
         }
         response
@@ -256,6 +277,9 @@ impl From<CommandError> for ApiError {
     fn from(error: CommandError) -> Self {
         match error {
             CommandError::Company(CompanyError::NotFound) => ApiError::NotFound,
+            CommandError::Company(CompanyError::WebsiteTaken { existing }) => {
+                ApiError::WebsiteTaken(existing.0)
+            }
             CommandError::Company(CompanyError::AlreadyExists) => {
                 ApiError::Conflict("the company already exists".to_owned())
             }

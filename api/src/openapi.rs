@@ -304,6 +304,7 @@ async fn problem_details(request: Request, next: Next) -> Response {
         detail: None,
         instance: None,
         request_id: None,
+        existing_id: None,
         errors: vec![],
     });
     if status.is_server_error() && !is_problem {

@@ -99,9 +99,45 @@ impl UniqueValues for UserAggregate {
     }
 }
 
+/// The scope of a workspace's company websites in the unique-value index.
+pub fn website_scope(workspace: vcintel_domain::WorkspaceId) -> String {
+    format!("website:{workspace}")
+}
+
 impl UniqueValues for CompanyAggregate {
-    fn taken(_value: &UniqueValue, _holder: &str) -> CompanyError {
-        CompanyError::AlreadyExists
+    fn claimed(event: &CompanyEventRecord) -> Vec<UniqueValue> {
+        match &event.0 {
+            CompanyEvent::Added(e) => vec![UniqueValue::new(
+                website_scope(e.workspace_id),
+                e.details.website.as_str(),
+            )],
+            CompanyEvent::DetailsUpdated(e) if e.changed_fields.iter().any(|f| f == "website") => {
+                vec![UniqueValue::new(
+                    website_scope(e.workspace_id),
+                    e.details.website.as_str(),
+                )]
+            }
+            _ => vec![],
+        }
+    }
+
+    fn released_scopes(event: &CompanyEventRecord) -> Vec<String> {
+        match &event.0 {
+            CompanyEvent::DetailsUpdated(e) if e.changed_fields.iter().any(|f| f == "website") => {
+                vec![website_scope(e.workspace_id)]
+            }
+            CompanyEvent::Deleted(e) => vec![website_scope(e.workspace_id)],
+            _ => vec![],
+        }
+    }
+
+    fn taken(_value: &UniqueValue, holder: &str) -> CompanyError {
+        match holder.parse() {
+            Ok(id) => CompanyError::WebsiteTaken {
+                existing: vcintel_domain::company::CompanyId(id),
+            },
+            Err(_) => CompanyError::AlreadyExists,
+        }
     }
 }
 

@@ -31,6 +31,13 @@ pub trait UniqueValues: Aggregate {
         Vec::new()
     }
 
+    /// Scopes in which the event gives back every value the aggregate holds
+    /// (a renamed website, a deleted company), so the event need not carry
+    /// the old value.
+    fn released_scopes(_event: &Self::Event) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The error a command gets when `value` is already held by `holder`
     /// (an aggregate id of the same type).
     fn taken(value: &UniqueValue, holder: &str) -> Self::Error;

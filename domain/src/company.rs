@@ -170,6 +170,9 @@ pub enum CompanyError {
     NotFound,
     #[error("a company with this id already exists")]
     AlreadyExists,
+    /// Another company of the workspace has this website.
+    #[error("company {existing} already has this website")]
+    WebsiteTaken { existing: CompanyId },
     #[error("invalid company: {0}")]
     Invalid(ValidationErrors),
 }

@@ -120,6 +120,7 @@ impl<S> std::fmt::Debug for NotifyingEventStore<S> {
 struct UniqueChanges {
     claimed: Vec<UniqueValue>,
     released: Vec<UniqueValue>,
+    released_scopes: Vec<String>,
 }
 
 tokio::task_local! {
@@ -169,6 +170,7 @@ where
         for event in &events {
             changes.claimed.extend(A::claimed(event));
             changes.released.extend(A::released(event));
+            changes.released_scopes.extend(A::released_scopes(event));
         }
         // A value given back and taken again by one command stays put.
         let both: Vec<UniqueValue> = changes
@@ -179,7 +181,10 @@ where
             .collect();
         changes.claimed.retain(|v| !both.contains(v));
         changes.released.retain(|v| !both.contains(v));
-        let result = if changes.claimed.is_empty() && changes.released.is_empty() {
+        let result = if changes.claimed.is_empty()
+            && changes.released.is_empty()
+            && changes.released_scopes.is_empty()
+        {
             self.inner.commit(events, context, metadata).await
         } else {
             UNIQUE_CHANGES
@@ -256,9 +261,9 @@ impl PgEventRepository {
         let result = sqlx::query(
             "with released as (
                  delete from unique_values u
-                 using unnest($8::text[], $9::text[]) as r(scope, value)
-                 where u.scope = r.scope and u.value = r.value
-                   and u.aggregate_type = $1 and u.aggregate_id = $2
+                 where u.aggregate_type = $1 and u.aggregate_id = $2
+                   and ((u.scope, u.value) in (select * from unnest($8::text[], $9::text[]))
+                        or u.scope = any($12::text[]))
              ), claimed as (
                  insert into unique_values (scope, value, aggregate_type, aggregate_id)
                  select c.scope, c.value, $1, $2
@@ -283,6 +288,7 @@ impl PgEventRepository {
         .bind(column(&unique.released, false))
         .bind(column(&unique.claimed, true))
         .bind(column(&unique.claimed, false))
+        .bind(&unique.released_scopes)
         .execute(&self.pool)
         .await;
         match result {
