@@ -181,6 +181,12 @@ impl Application {
                         settings.max_body_bytes,
                         &settings.cors_origins,
                     )?;
+                    let pool = state.pool.clone();
+                    let sweeper = token.clone();
+                    tasks.spawn(async move {
+                        sweep_idempotency_keys(pool, sweeper).await;
+                        ("idempotency-sweeper", Ok(()))
+                    });
                     tasks.spawn(async move {
                         let result = axum::serve(
                             listener,
@@ -271,5 +277,20 @@ impl Application {
             tracing::warn!("components did not stop within 10s; abandoning them");
         }
         outcome
+    }
+}
+
+/// Drops expired idempotency keys every ten minutes until shutdown.
+async fn sweep_idempotency_keys(pool: sqlx::PgPool, shutdown: CancellationToken) {
+    loop {
+        match vcintel_infra::idempotency::sweep(&pool).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(keys = n, "expired idempotency keys dropped"),
+            Err(error) => tracing::warn!(%error, "could not sweep idempotency keys"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+            _ = shutdown.cancelled() => return,
+        }
     }
 }

@@ -154,8 +154,9 @@ pub enum Principal {
 }
 
 impl Principal {
-    /// The rate-limit budget this principal draws on.
-    pub fn rate_limit_bucket(&self) -> String {
+    /// Names the principal for per-caller state: its rate-limit budget and
+    /// its idempotency keys.
+    pub fn identity_key(&self) -> String {
         match self {
             Principal::User { user_id, .. } => format!("user:{user_id}"),
             Principal::ApiKey { key_id, .. } => format!("key:{key_id}"),

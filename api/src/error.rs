@@ -99,6 +99,8 @@ pub enum ApiError {
     AlreadyMember,
     #[error("company {0} already has this website")]
     WebsiteTaken(uuid::Uuid),
+    #[error("a request with this Idempotency-Key is still being processed")]
+    IdempotencyKeyInUse,
     #[error("a workspace must keep at least one owner; make someone else owner first")]
     LastOwner,
     #[error(transparent)]
@@ -182,6 +184,11 @@ impl ApiError {
                 "website-taken",
                 "Website already tracked",
             ),
+            ApiError::IdempotencyKeyInUse => (
+                StatusCode::CONFLICT,
+                "idempotency-key-in-use",
+                "Request in progress",
+            ),
             ApiError::LastOwner => (StatusCode::CONFLICT, "last-owner", "Last owner"),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -246,7 +253,9 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static("Bearer realm=\"vcintel\""),
                 );
             }
-            ApiError::NotCaughtUp(_) | ApiError::LimiterUnavailable => {
+            ApiError::NotCaughtUp(_)
+            | ApiError::LimiterUnavailable
+            | ApiError::IdempotencyKeyInUse => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::RateLimited(decision) => {

@@ -10,6 +10,7 @@ pub mod app;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod limits;
 pub mod openapi;
 pub mod routes;

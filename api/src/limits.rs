@@ -123,7 +123,7 @@ pub async fn authenticate_and_limit(
     };
     let ip = client_ip(&state, request.headers(), peer(&request));
     let (bucket, limit, principal) = match authentication {
-        Authentication::Authenticated(p) => (p.rate_limit_bucket(), state.limits.per_user, Some(p)),
+        Authentication::Authenticated(p) => (p.identity_key(), state.limits.per_user, Some(p)),
         _ => (format!("ip:{ip}"), state.limits.anonymous, None),
     };
     request.extensions_mut().insert(authentication);

@@ -3,6 +3,7 @@
 
 use crate::auth::WORKSPACE_HEADER;
 use crate::error::{problem_response, ApiError, Problem, PROBLEM_JSON};
+use crate::idempotency::idempotent_posts;
 use crate::limits::{authenticate_and_limit, security_headers};
 use crate::routes::{auth, companies, health, workspaces};
 use crate::state::AppState;
@@ -135,9 +136,34 @@ fn document_cross_cutting(spec: &mut utoipa::openapi::OpenApi) {
                 .build(),
         )
         .build();
+    let idempotency_key = ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "Makes a retry safe: the same key with the same request within 24 hours \
+             returns the first response (`Idempotent-Replayed: true`) and changes nothing; \
+             with a different request it is 422; while the first is still running, 409.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(255)),
+        ))
+        .build();
     for (path, item) in spec.paths.paths.iter_mut() {
         if !path.starts_with("/v1/") {
             continue;
+        }
+        if let Some(post) = item
+            .post
+            .as_mut()
+            .filter(|_| !path.starts_with("/v1/auth/"))
+        {
+            post.parameters
+                .get_or_insert_with(Vec::new)
+                .push(idempotency_key.clone().into());
         }
         let operations = [
             &mut item.get,
@@ -188,6 +214,11 @@ pub fn router(
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        // Inner to authentication: keys are scoped to the authenticated caller.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotent_posts,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate_and_limit,

@@ -116,7 +116,11 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 }
 
 pub fn sha256(text: &str) -> Vec<u8> {
-    Sha256::digest(text.as_bytes()).to_vec()
+    sha256_bytes(text.as_bytes())
+}
+
+pub fn sha256_bytes(bytes: &[u8]) -> Vec<u8> {
+    Sha256::digest(bytes).to_vec()
 }
 
 /// A fresh secret: `prefix` and 256 random bits, URL-safe.

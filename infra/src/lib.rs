@@ -10,6 +10,7 @@ pub mod db;
 pub mod event_log;
 pub mod event_store;
 pub mod failpoint;
+pub mod idempotency;
 pub mod rate_limit;
 pub mod relay;
 pub mod stream;

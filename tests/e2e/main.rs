@@ -15,6 +15,7 @@ mod cli;
 mod concurrency;
 mod crash;
 mod health;
+mod idempotency;
 mod identity;
 mod limits;
 mod projection;

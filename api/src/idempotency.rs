@@ -1,0 +1,161 @@
+//! `Idempotency-Key` on every `/v1` POST: a retry with the same key and the
+//! same request gets the first response back (with `Idempotent-Replayed:
+//! true`) and changes nothing; the same key with a different request is
+//! 422; a retry while the first is still running is 409 with `Retry-After`.
+//! Keys are per caller and kept 24 hours. A response that held a secret
+//! (`Cache-Control: no-store`, e.g. a new API key) is not kept: its retry is
+//! 409 rather than a second key. A 5xx is not kept either, so it can be
+//! retried. If the process dies mid-request the key stays "in progress"
+//! until it expires: its outcome is unknown, and re-running it could apply
+//! it twice. Sign-in routes are excluded (their responses are credentials).
+
+use crate::auth::Authentication;
+use crate::error::{ApiError, InvalidField};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use vcintel_infra::accounts::sha256_bytes;
+use vcintel_infra::idempotency::{self, Claim, StoredResponse};
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+const MAX_KEY_CHARS: usize = 255;
+/// Headers a replay must carry; the rest are per-response (request id, limits).
+const KEPT_HEADERS: [HeaderName; 3] = [header::CONTENT_TYPE, header::LOCATION, header::ETAG];
+
+fn invalid_key(message: &str) -> Response {
+    ApiError::BadRequest {
+        detail: message.to_owned(),
+        field: Some("Idempotency-Key".to_owned()),
+    }
+    .into_response()
+}
+
+pub async fn idempotent_posts(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if request.method() != Method::POST
+        || !path.starts_with("/v1/")
+        || path.starts_with("/v1/auth/")
+    {
+        return next.run(request).await;
+    }
+    let Some(key) = request.headers().get(IDEMPOTENCY_KEY) else {
+        return next.run(request).await;
+    };
+    let Ok(key) = key.to_str().map(str::to_owned) else {
+        return invalid_key("must be visible ASCII");
+    };
+    if key.is_empty() || key.len() > MAX_KEY_CHARS || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return invalid_key("must be 1-255 visible ASCII characters, e.g. a UUID");
+    }
+    // Without credentials the handler answers 401 and changes nothing.
+    let Some(Authentication::Authenticated(principal)) =
+        request.extensions().get::<Authentication>().copied()
+    else {
+        return next.run(request).await;
+    };
+    let principal = principal.identity_key();
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return ApiError::PayloadTooLarge("request body too large".to_owned()).into_response()
+        }
+    };
+    let mut fingerprint = Vec::with_capacity(body.len() + 128);
+    fingerprint.extend_from_slice(parts.method.as_str().as_bytes());
+    fingerprint.push(b' ');
+    fingerprint.extend_from_slice(parts.uri.to_string().as_bytes());
+    for name in [
+        header::CONTENT_TYPE,
+        header::IF_MATCH,
+        HeaderName::from_static(crate::auth::WORKSPACE_HEADER),
+    ] {
+        fingerprint.push(b'\n');
+        if let Some(value) = parts.headers.get(&name) {
+            fingerprint.extend_from_slice(value.as_bytes());
+        }
+    }
+    fingerprint.push(b'\n');
+    fingerprint.extend_from_slice(&body);
+    let hash = sha256_bytes(&fingerprint);
+    match idempotency::claim(&state.pool, &principal, &key, &hash).await {
+        Err(error) => ApiError::from(error).into_response(),
+        Ok(Claim::Mismatch) => ApiError::Invalid(vec![InvalidField {
+            field: "Idempotency-Key".to_owned(),
+            message: "was already used with a different request; use a new key".to_owned(),
+        }])
+        .into_response(),
+        Ok(Claim::InProgress) => ApiError::IdempotencyKeyInUse.into_response(),
+        Ok(Claim::Replay(stored)) => replay(stored),
+        Ok(Claim::Fresh) => {
+            let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+            remember(&state, &principal, &key, response).await
+        }
+    }
+}
+
+async fn remember(state: &AppState, principal: &str, key: &str, response: Response) -> Response {
+    let status = response.status();
+    if status.is_server_error() {
+        if let Err(error) = idempotency::release(&state.pool, principal, key).await {
+            tracing::warn!(%error, "could not release an idempotency key after a failure");
+        }
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let secret = parts
+        .headers
+        .get(header::CACHE_CONTROL)
+        .is_some_and(|v| v.as_bytes().windows(8).any(|w| w == b"no-store"));
+    let headers: Vec<Value> = KEPT_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let value = parts.headers.get(name)?.to_str().ok()?;
+            Some(Value::from(vec![name.as_str(), value]))
+        })
+        .collect();
+    let stored = StoredResponse {
+        status: status.as_u16(),
+        headers: Value::from(headers),
+        body: (!secret).then(|| bytes.to_vec()),
+    };
+    if let Err(error) = idempotency::complete(&state.pool, principal, key, &stored).await {
+        tracing::error!(%error, "could not store the response of an idempotent request");
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    let Some(body) = stored.body else {
+        return ApiError::Conflict(
+            "this Idempotency-Key was already used; its response held a secret and is not replayed"
+                .to_owned(),
+        )
+        .into_response();
+    };
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    for pair in stored.headers.as_array().into_iter().flatten() {
+        let (Some(name), Some(value)) = (pair[0].as_str(), pair[1].as_str()) else {
+            continue;
+        };
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_str(value)) {
+            headers.insert(name, value);
+        }
+    }
+    headers.insert(REPLAYED, HeaderValue::from_static("true"));
+    response
+}
