@@ -22,6 +22,7 @@ use vcintel_infra::wire::Topology;
 use vcintel_infra::{db, event_store, CancellationToken};
 use vcintel_projections::companies::CompaniesProjection;
 use vcintel_projections::identity::{UsersProjection, WorkspacesProjection};
+use vcintel_projections::notes::NotesProjection;
 use vcintel_projections::{run_projection, ProjectionSettings};
 
 /// A part of the service that can run alone (`vcintel serve --only …`).
@@ -121,6 +122,7 @@ impl Application {
             companies: Arc::new(services.companies),
             accounts: Arc::new(services.accounts),
             workspaces: Arc::new(services.workspaces),
+            notes: Arc::new(services.notes),
             directory: WorkspaceDirectory::new(pool.clone()),
             passwords,
             pool,
@@ -233,6 +235,13 @@ impl Application {
                                 token.clone(),
                             ),
                             run_projection::<UsersProjection>(
+                                pool.clone(),
+                                js.clone(),
+                                topology.clone(),
+                                projection_settings.clone(),
+                                token.clone(),
+                            ),
+                            run_projection::<NotesProjection>(
                                 pool,
                                 js,
                                 topology,

@@ -6,6 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use vcintel_commands::CommandError;
 use vcintel_domain::company::CompanyError;
+use vcintel_domain::note::NoteError;
 use vcintel_domain::user::UserError;
 use vcintel_domain::workspace::WorkspaceError;
 use vcintel_domain::FieldError;
@@ -314,6 +315,17 @@ impl From<CommandError> for ApiError {
             CommandError::Workspace(WorkspaceError::LastOwner) => ApiError::LastOwner,
             CommandError::Workspace(WorkspaceError::AlreadyExists) => {
                 ApiError::Conflict("it already exists".to_owned())
+            }
+            CommandError::Note(NoteError::NotFound) => ApiError::NotFound,
+            CommandError::Note(NoteError::Forbidden(why)) => ApiError::Forbidden(why.to_owned()),
+            CommandError::Note(NoteError::InvalidContent(message)) => {
+                ApiError::Invalid(vec![InvalidField {
+                    field: "content".to_owned(),
+                    message,
+                }])
+            }
+            CommandError::Note(NoteError::AlreadyExists) => {
+                ApiError::Conflict("the note already exists".to_owned())
             }
             CommandError::Forbidden { .. } => ApiError::Forbidden(error.to_string()),
             CommandError::VersionMismatch { expected, actual } => {

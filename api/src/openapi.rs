@@ -5,7 +5,7 @@ use crate::auth::WORKSPACE_HEADER;
 use crate::error::{problem_response, ApiError, Problem, PROBLEM_JSON};
 use crate::idempotency::idempotent_posts;
 use crate::limits::{authenticate_and_limit, security_headers};
-use crate::routes::{auth, companies, health, workspaces};
+use crate::routes::{auth, companies, health, notes, workspaces};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::Request;
@@ -42,6 +42,7 @@ pub const REQUEST_ID: &str = "x-request-id";
         (name = "auth", description = "Sign up, sign in, sessions"),
         (name = "workspaces", description = "Your account, workspaces, members, API keys and the security log"),
         (name = "companies", description = "Companies analysts track"),
+        (name = "notes", description = "Analysts' notes on companies"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]
@@ -96,6 +97,12 @@ fn api_router() -> OpenApiRouter<AppState> {
             companies::get_company,
             companies::update_company,
             companies::delete_company
+        ))
+        .routes(routes!(notes::add_note, notes::list_notes))
+        .routes(routes!(
+            notes::get_note,
+            notes::edit_note,
+            notes::delete_note
         ))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))

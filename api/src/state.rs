@@ -7,7 +7,9 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
 use vcintel_infra::accounts::{Passwords, WorkspaceDirectory};
-use vcintel_infra::event_store::{PgAccountCommands, PgCompanyCommands, PgWorkspaceCommands};
+use vcintel_infra::event_store::{
+    PgAccountCommands, PgCompanyCommands, PgNoteCommands, PgWorkspaceCommands,
+};
 use vcintel_infra::wire::Topology;
 
 #[derive(Clone, Debug)]
@@ -16,6 +18,7 @@ pub struct AppState {
     pub companies: Arc<PgCompanyCommands>,
     pub accounts: Arc<PgAccountCommands>,
     pub workspaces: Arc<PgWorkspaceCommands>,
+    pub notes: Arc<PgNoteCommands>,
     pub directory: WorkspaceDirectory,
     pub passwords: Passwords,
     pub tokens: Arc<TokenKeys>,

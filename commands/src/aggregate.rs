@@ -6,6 +6,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use vcintel_domain::company::{Company, CompanyCommand, CompanyError, CompanyEvent};
+use vcintel_domain::note::{Note, NoteCommand, NoteError, NoteEvent};
 use vcintel_domain::user::{User, UserCommand, UserError, UserEvent};
 use vcintel_domain::workspace::{Workspace, WorkspaceCommand, WorkspaceError, WorkspaceEvent};
 
@@ -83,6 +84,22 @@ cqrs_adapter!(
     WorkspaceError,
     vcintel_domain::workspace::AGGREGATE_TYPE
 );
+
+cqrs_adapter!(
+    NoteAggregate,
+    NoteEventRecord,
+    Note,
+    NoteCommand,
+    NoteEvent,
+    NoteError,
+    vcintel_domain::note::AGGREGATE_TYPE
+);
+
+impl UniqueValues for NoteAggregate {
+    fn taken(_value: &UniqueValue, _holder: &str) -> NoteError {
+        NoteError::AlreadyExists
+    }
+}
 
 /// The scope of account emails in the unique-value index.
 pub const EMAIL_SCOPE: &str = "email";

@@ -1,5 +1,6 @@
 use cqrs_es::AggregateError;
 use vcintel_domain::company::CompanyError;
+use vcintel_domain::note::NoteError;
 use vcintel_domain::user::UserError;
 use vcintel_domain::workspace::WorkspaceError;
 
@@ -10,6 +11,8 @@ pub enum CommandError {
     Company(#[from] CompanyError),
     #[error(transparent)]
     User(#[from] UserError),
+    #[error(transparent)]
+    Note(#[from] NoteError),
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),
     #[error("the role `{role}` may not {action}")]

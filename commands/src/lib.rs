@@ -12,18 +12,20 @@ pub mod company;
 pub mod error;
 pub mod execute;
 pub mod metadata;
+pub mod note;
 pub mod unique;
 pub mod user;
 pub mod workspace;
 
 pub use aggregate::{
-    CompanyAggregate, CompanyEventRecord, UserAggregate, UserEventRecord, WorkspaceAggregate,
-    WorkspaceEventRecord,
+    CompanyAggregate, CompanyEventRecord, NoteAggregate, NoteEventRecord, UserAggregate,
+    UserEventRecord, WorkspaceAggregate, WorkspaceEventRecord,
 };
 pub use company::CompanyCommands;
 pub use error::CommandError;
 pub use execute::LoadedAggregate;
 pub use metadata::CommandMetadata;
+pub use note::NoteCommands;
 pub use unique::{UniqueValue, UniqueValues};
 pub use user::AccountCommands;
 pub use workspace::WorkspaceCommands;

@@ -29,8 +29,8 @@ use sqlx::PgPool;
 use std::collections::HashMap;
 use tokio::sync::mpsc;
 use vcintel_commands::{
-    AccountCommands, CompanyAggregate, CompanyCommands, UniqueValue, UniqueValues, UserAggregate,
-    WorkspaceAggregate, WorkspaceCommands,
+    AccountCommands, CompanyAggregate, CompanyCommands, NoteAggregate, NoteCommands, UniqueValue,
+    UniqueValues, UserAggregate, WorkspaceAggregate, WorkspaceCommands,
 };
 
 pub type PgEventStore<A> = NotifyingEventStore<PersistedEventStore<PgEventRepository, A>>;
@@ -38,6 +38,7 @@ pub type PgCompanyCommands = CompanyCommands<PgEventStore<CompanyAggregate>>;
 pub type PgAccountCommands =
     AccountCommands<PgEventStore<UserAggregate>, PgEventStore<WorkspaceAggregate>>;
 pub type PgWorkspaceCommands = WorkspaceCommands<PgEventStore<WorkspaceAggregate>>;
+pub type PgNoteCommands = NoteCommands<PgEventStore<NoteAggregate>, PgEventStore<CompanyAggregate>>;
 
 /// Every command service, sharing one pool and one relay nudge.
 #[derive(Debug)]
@@ -45,6 +46,7 @@ pub struct CommandServices {
     pub companies: PgCompanyCommands,
     pub accounts: PgAccountCommands,
     pub workspaces: PgWorkspaceCommands,
+    pub notes: PgNoteCommands,
 }
 
 /// Builds the command services on `pool`. Must be called inside a Tokio
@@ -59,6 +61,7 @@ pub fn command_services(pool: PgPool) -> CommandServices {
             pg_event_store(&pool, &nudge),
         ),
         workspaces: WorkspaceCommands::new(pg_event_store(&pool, &nudge)),
+        notes: NoteCommands::new(pg_event_store(&pool, &nudge), pg_event_store(&pool, &nudge)),
     }
 }
 

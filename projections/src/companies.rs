@@ -14,7 +14,7 @@ pub struct CompaniesProjection;
 
 impl Projection for CompaniesProjection {
     const NAME: &'static str = "companies";
-    const AGGREGATE_TYPE: &'static str = AGGREGATE_TYPE;
+    const AGGREGATE_TYPES: &'static [&'static str] = &[AGGREGATE_TYPE];
 
     async fn apply_batch(
         tx: &mut PgConnection,

@@ -29,7 +29,7 @@ pub struct UsersProjection;
 
 impl Projection for UsersProjection {
     const NAME: &'static str = "users";
-    const AGGREGATE_TYPE: &'static str = vcintel_domain::user::AGGREGATE_TYPE;
+    const AGGREGATE_TYPES: &'static [&'static str] = &[vcintel_domain::user::AGGREGATE_TYPE];
 
     async fn apply_batch(
         tx: &mut PgConnection,
@@ -67,7 +67,7 @@ pub struct WorkspacesProjection;
 
 impl Projection for WorkspacesProjection {
     const NAME: &'static str = "workspaces";
-    const AGGREGATE_TYPE: &'static str = vcintel_domain::workspace::AGGREGATE_TYPE;
+    const AGGREGATE_TYPES: &'static [&'static str] = &[vcintel_domain::workspace::AGGREGATE_TYPE];
 
     async fn apply_batch(
         tx: &mut PgConnection,

@@ -10,6 +10,7 @@
 
 pub mod companies;
 pub mod identity;
+pub mod notes;
 pub mod runner;
 pub mod versions;
 
@@ -19,8 +20,10 @@ pub use runner::{run_projection, ProjectionSettings};
 pub trait Projection: Send + Sync + 'static {
     /// Stable name: the durable consumer and the version bookkeeping use it.
     const NAME: &'static str;
-    /// The aggregate type whose events it consumes.
-    const AGGREGATE_TYPE: &'static str;
+    /// The aggregate types whose events it consumes, in commit order across
+    /// all of them (so a projection that must see a company's deletion after
+    /// the notes added before it, does).
+    const AGGREGATE_TYPES: &'static [&'static str];
 
     /// Writes the effect of each aggregate's new events inside `tx`. Every
     /// `events` list holds exactly the versions after the one the read model
@@ -37,6 +40,7 @@ pub trait Projection: Send + Sync + 'static {
 /// One aggregate's events to apply, oldest first.
 #[derive(Debug, Clone)]
 pub struct AggregateChanges {
+    pub aggregate_type: String,
     pub aggregate_id: String,
     /// The version the read model reflects before these events.
     pub from_version: i64,

@@ -64,12 +64,23 @@ pub async fn consumer<P: Projection>(
 ) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
     let stream = js.get_stream(topology.stream_name()).await?;
     let durable = topology.durable_name(P::NAME);
+    let mut filters: Vec<String> = P::AGGREGATE_TYPES
+        .iter()
+        .map(|t| topology.aggregate_subject_filter(t))
+        .collect();
+    // One type keeps the single-filter form, which older servers understand.
+    let (filter_subject, filter_subjects) = if filters.len() == 1 {
+        (filters.remove(0), vec![])
+    } else {
+        (String::new(), filters)
+    };
     let consumer = stream
         .get_or_create_consumer(
             &durable,
             pull::Config {
                 durable_name: Some(durable.clone()),
-                filter_subject: topology.aggregate_subject_filter(P::AGGREGATE_TYPE),
+                filter_subject,
+                filter_subjects,
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 deliver_policy: jetstream::consumer::DeliverPolicy::All,
                 ack_wait,
@@ -207,7 +218,7 @@ pub async fn plan_in_order<P: Projection>(
     } else {
         let history = event_log::read_aggregate(
             &mut *tx,
-            P::AGGREGATE_TYPE,
+            &event.aggregatetype,
             &event.aggregateid,
             current,
             event.sequence,
@@ -247,6 +258,7 @@ pub async fn plan_in_order<P: Projection>(
     {
         Some(existing) => existing.events.extend(to_apply),
         None => changes.push(AggregateChanges {
+            aggregate_type: event.aggregatetype.clone(),
             aggregate_id: event.aggregateid.clone(),
             from_version: current,
             events: to_apply,

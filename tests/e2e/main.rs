@@ -18,6 +18,7 @@ mod health;
 mod idempotency;
 mod identity;
 mod limits;
+mod notes;
 mod projection;
 mod relay;
 mod tenancy;

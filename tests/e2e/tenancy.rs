@@ -7,7 +7,9 @@ use serde_json::{json, Value};
 
 /// A body each route accepts, so only tenancy decides the answer.
 fn body_for(path: &str) -> Value {
-    if path.starts_with("/v1/workspace/members") {
+    if path.contains("notes") {
+        json!({"content": "stolen"})
+    } else if path.starts_with("/v1/workspace/members") {
         json!({"role": "viewer"})
     } else if path.starts_with("/v1/workspace/api-keys") {
         json!({"name": "stolen"})
@@ -59,6 +61,17 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_or_names_the
         .await;
     assert_eq!(invited.status, StatusCode::ACCEPTED);
     let invitation_id = invited.body["invitation_id"].as_str().unwrap().to_owned();
+    let note = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/companies/{company}/notes"),
+            Some(&owner_token),
+            None,
+            Some(&json!({"content": "Secret note"})),
+        )
+        .await;
+    assert_eq!(note.status, StatusCode::CREATED);
+    let note_id = note.body["id"].as_str().unwrap().to_owned();
     let visible = env
         .call(
             Method::GET,
@@ -99,6 +112,7 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_or_names_the
                     .replace("{user_id}", &owner_id)
                     .replace("{key_id}", &key_id)
                     .replace("{invitation_id}", &invitation_id)
+                    .replace("{note_id}", &note_id)
             );
             let takes_workspace = operation["parameters"]
                 .as_array()
@@ -157,7 +171,7 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_or_names_the
             }
         }
     }
-    assert!(id_routes >= 12, "probed {id_routes} id routes");
+    assert!(id_routes >= 22, "probed {id_routes} id routes");
     assert!(
         workspace_routes >= 20,
         "probed {workspace_routes} workspace routes"
@@ -176,12 +190,14 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_or_names_the
     assert_eq!(company_now.body["name"], "Secret Co");
     assert_eq!(company_now.body["version"], 1);
     let versions: i64 =
-        sqlx::query_scalar("select count(*) from events where aggregate_id in ($1, $2)")
+        sqlx::query_scalar("select count(*) from events where aggregate_id in ($1, $2, $3)")
             .bind(&company)
             .bind(&workspace)
+            .bind(&note_id)
             .fetch_one(&env.pool)
             .await
             .unwrap();
-    // company.added; workspace.created, member_added, api_key_created, member_invited
-    assert_eq!(versions, 5, "no event was appended by the intruder");
+    // company.added; workspace.created, member_added, api_key_created,
+    // member_invited; note.added
+    assert_eq!(versions, 6, "no event was appended by the intruder");
 }

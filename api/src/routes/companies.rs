@@ -3,6 +3,7 @@
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
+use crate::routes::wait_for_version;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -11,12 +12,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
-use std::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use vcintel_domain::company::{CompanyChanges, CompanyId, CompanyInput, Stage};
 use vcintel_projections::companies::{self as read_model, CompaniesProjection, CompanyRow};
-use vcintel_projections::{versions, Projection};
+use vcintel_projections::Projection;
 
 pub const TAG: &str = "companies";
 const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -333,7 +333,13 @@ pub async fn get_company(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if let Some(min_version) = params.min_version {
-        wait_for_version(&state, &id.to_string(), min_version).await?;
+        wait_for_version(
+            &state,
+            CompaniesProjection::NAME,
+            &id.to_string(),
+            min_version,
+        )
+        .await?;
     }
     let row = read_model::get(&state.pool, caller.actor.workspace_id, id)
         .await?
@@ -391,7 +397,7 @@ pub async fn list_companies(
     }))
 }
 
-fn accepted(id: Uuid, version: u64) -> Response {
+pub(crate) fn accepted(id: Uuid, version: u64) -> Response {
     (
         [(header::ETAG, etag(version))],
         axum::Json(CommandAccepted { id, version }),
@@ -399,12 +405,12 @@ fn accepted(id: Uuid, version: u64) -> Response {
         .into_response()
 }
 
-fn etag(version: u64) -> HeaderValue {
+pub(crate) fn etag(version: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
 /// `If-Match: "3"` (or `3`) → Some(3); absent → None.
-fn if_match_version(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+pub(crate) fn if_match_version(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
@@ -420,11 +426,11 @@ fn if_match_version(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     unquoted.parse().map(Some).map_err(|_| bad())
 }
 
-fn encode_cursor(id: Uuid) -> String {
+pub(crate) fn encode_cursor(id: Uuid) -> String {
     URL_SAFE_NO_PAD.encode(id.as_bytes())
 }
 
-fn decode_cursor(cursor: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn decode_cursor(cursor: &str) -> Result<Uuid, ApiError> {
     URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
@@ -433,26 +439,4 @@ fn decode_cursor(cursor: &str) -> Result<Uuid, ApiError> {
             detail: "is not a cursor this API returned".to_owned(),
             field: Some("cursor".to_owned()),
         })
-}
-
-/// Waits until the companies read model reflects `min_version` of `aggregate_id`.
-async fn wait_for_version(
-    state: &AppState,
-    aggregate_id: &str,
-    min_version: u64,
-) -> Result<(), ApiError> {
-    let deadline = Instant::now() + state.consistency_wait;
-    let mut pause = std::time::Duration::from_millis(2);
-    loop {
-        let applied =
-            versions::applied_version(&state.pool, CompaniesProjection::NAME, aggregate_id).await?;
-        if applied as u64 >= min_version {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(ApiError::NotCaughtUp(min_version));
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(std::time::Duration::from_millis(25));
-    }
 }

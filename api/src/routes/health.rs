@@ -8,6 +8,7 @@ use std::time::Duration;
 use utoipa::ToSchema;
 use vcintel_projections::companies::CompaniesProjection;
 use vcintel_projections::identity::{UsersProjection, WorkspacesProjection};
+use vcintel_projections::notes::NotesProjection;
 use vcintel_projections::Projection;
 
 pub const TAG: &str = "health";
@@ -90,15 +91,16 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, axum::Json<Rea
             .await
         }
     };
-    let (postgres, nats, relay, companies, workspaces, users) = tokio::join!(
+    let (postgres, nats, relay, companies, workspaces, users, notes) = tokio::join!(
         postgres,
         nats,
         relay,
         projection_lag(CompaniesProjection::NAME),
         projection_lag(WorkspacesProjection::NAME),
         projection_lag(UsersProjection::NAME),
+        projection_lag(NotesProjection::NAME),
     );
-    let checks = vec![postgres, nats, relay, companies, workspaces, users];
+    let checks = vec![postgres, nats, relay, companies, workspaces, users, notes];
     let all_ok = checks.iter().all(|c| c.ok);
     let status = if all_ok {
         StatusCode::OK

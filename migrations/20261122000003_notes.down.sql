@@ -1,0 +1,2 @@
+drop table deleted_companies;
+drop table notes;

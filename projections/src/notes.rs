@@ -1,0 +1,168 @@
+//! The `notes` read model. It consumes note *and* company events, in commit
+//! order, so a company's deletion removes its notes in the same projection
+//! that adds them: a tombstone keeps out a note whose add raced the
+//! deletion, whatever order the two were applied in and on every rebuild.
+
+use crate::{AggregateChanges, Projection, ProjectionError};
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use sqlx::{FromRow, PgConnection, PgExecutor};
+use uuid::Uuid;
+use vcintel_domain::company::CompanyEvent;
+use vcintel_domain::note::NoteEvent;
+use vcintel_domain::WorkspaceId;
+use vcintel_infra::wire::EventMessage;
+
+#[derive(Debug)]
+pub struct NotesProjection;
+
+fn decode<E: DeserializeOwned>(event: &EventMessage) -> Result<E, ProjectionError> {
+    serde_json::from_value(event.tagged_payload()).map_err(|e| ProjectionError::Undecodable {
+        event_id: event.id,
+        reason: e.to_string(),
+    })
+}
+
+impl Projection for NotesProjection {
+    const NAME: &'static str = "notes";
+    const AGGREGATE_TYPES: &'static [&'static str] = &[
+        vcintel_domain::note::AGGREGATE_TYPE,
+        vcintel_domain::company::AGGREGATE_TYPE,
+    ];
+
+    async fn apply_batch(
+        tx: &mut PgConnection,
+        changes: &[AggregateChanges],
+    ) -> Result<(), ProjectionError> {
+        for change in changes {
+            for event in &change.events {
+                if change.aggregate_type == vcintel_domain::company::AGGREGATE_TYPE {
+                    if let CompanyEvent::Deleted(_) = decode::<CompanyEvent>(event)? {
+                        let company: Uuid =
+                            event.aggregateid.parse().map_err(|e: uuid::Error| {
+                                ProjectionError::Undecodable {
+                                    event_id: event.id,
+                                    reason: e.to_string(),
+                                }
+                            })?;
+                        sqlx::query(
+                            "with tombstone as (
+                                 insert into deleted_companies (id, deleted_at) values ($1, $2)
+                                 on conflict (id) do nothing
+                             )
+                             delete from notes where company_id = $1",
+                        )
+                        .bind(company)
+                        .bind(event.time)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    continue;
+                }
+                apply_note_event(tx, event, decode(event)?).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn apply_note_event(
+    tx: &mut PgConnection,
+    message: &EventMessage,
+    event: NoteEvent,
+) -> Result<(), ProjectionError> {
+    let id: Uuid =
+        message
+            .aggregateid
+            .parse()
+            .map_err(|e: uuid::Error| ProjectionError::Undecodable {
+                event_id: message.id,
+                reason: e.to_string(),
+            })?;
+    match event {
+        NoteEvent::Added(e) => {
+            sqlx::query(
+                "insert into notes (id, workspace_id, company_id, content, added_by, added_at,
+                                    updated_at, version)
+                 select $1, $2, $3, $4, $5, $6, $6, $7
+                 where not exists (select 1 from deleted_companies where id = $3)
+                 on conflict (id) do nothing",
+            )
+            .bind(id)
+            .bind(e.workspace_id.0)
+            .bind(e.company_id.0)
+            .bind(&e.content)
+            .bind(e.added_by.0)
+            .bind(message.time)
+            .bind(message.sequence)
+            .execute(&mut *tx)
+            .await?;
+        }
+        NoteEvent::Edited(e) => {
+            sqlx::query(
+                "update notes set content = $2, updated_at = $3, version = $4 where id = $1",
+            )
+            .bind(id)
+            .bind(&e.content)
+            .bind(message.time)
+            .bind(message.sequence)
+            .execute(&mut *tx)
+            .await?;
+        }
+        NoteEvent::Deleted(_) => {
+            sqlx::query("delete from notes where id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct NoteRow {
+    pub id: Uuid,
+    pub company_id: Uuid,
+    pub content: String,
+    pub added_by: Uuid,
+    pub added_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+const COLUMNS: &str = "id, company_id, content, added_by, added_at, updated_at, version";
+
+pub async fn get(
+    db: impl PgExecutor<'_>,
+    workspace: WorkspaceId,
+    id: Uuid,
+) -> Result<Option<NoteRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from notes where workspace_id = $1 and id = $2"
+    ))
+    .bind(workspace.0)
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// A company's notes, newest first, after (older than) `before`.
+pub async fn of_company(
+    db: impl PgExecutor<'_>,
+    workspace: WorkspaceId,
+    company: Uuid,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<NoteRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from notes
+         where workspace_id = $1 and company_id = $2 and ($3::uuid is null or id < $3)
+         order by id desc limit $4"
+    ))
+    .bind(workspace.0)
+    .bind(company)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
