@@ -1,2 +1,2 @@
-drop table deleted_companies;
+drop table company_tombstones;
 drop table notes;

@@ -14,8 +14,11 @@ create table notes
 );
 create index notes_company_idx on notes (workspace_id, company_id, id desc);
 
-create table deleted_companies
+-- per projection, so each can be rebuilt on its own
+create table company_tombstones
 (
-    id         uuid primary key,
-    deleted_at timestamptz not null
+    projection text        not null,
+    company_id uuid        not null,
+    deleted_at timestamptz not null,
+    primary key (projection, company_id)
 );

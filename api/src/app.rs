@@ -22,6 +22,7 @@ use vcintel_infra::wire::Topology;
 use vcintel_infra::{db, event_store, CancellationToken};
 use vcintel_projections::companies::CompaniesProjection;
 use vcintel_projections::identity::{UsersProjection, WorkspacesProjection};
+use vcintel_projections::lists::ListsProjection;
 use vcintel_projections::notes::NotesProjection;
 use vcintel_projections::{run_projection, ProjectionSettings};
 
@@ -123,6 +124,7 @@ impl Application {
             accounts: Arc::new(services.accounts),
             workspaces: Arc::new(services.workspaces),
             notes: Arc::new(services.notes),
+            lists: Arc::new(services.lists),
             directory: WorkspaceDirectory::new(pool.clone()),
             passwords,
             pool,
@@ -242,6 +244,13 @@ impl Application {
                                 token.clone(),
                             ),
                             run_projection::<NotesProjection>(
+                                pool.clone(),
+                                js.clone(),
+                                topology.clone(),
+                                projection_settings.clone(),
+                                token.clone(),
+                            ),
+                            run_projection::<ListsProjection>(
                                 pool,
                                 js,
                                 topology,

@@ -6,6 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use vcintel_commands::CommandError;
 use vcintel_domain::company::CompanyError;
+use vcintel_domain::list::ListError;
 use vcintel_domain::note::NoteError;
 use vcintel_domain::user::UserError;
 use vcintel_domain::workspace::WorkspaceError;
@@ -326,6 +327,16 @@ impl From<CommandError> for ApiError {
             }
             CommandError::Note(NoteError::AlreadyExists) => {
                 ApiError::Conflict("the note already exists".to_owned())
+            }
+            CommandError::List(ListError::NotFound) => ApiError::NotFound,
+            CommandError::List(ListError::Forbidden) => ApiError::Forbidden(error.to_string()),
+            CommandError::List(ListError::Invalid(errors)) => ApiError::invalid(&errors),
+            CommandError::List(ListError::Full) => ApiError::Invalid(vec![InvalidField {
+                field: "list_id".to_owned(),
+                message: error.to_string(),
+            }]),
+            CommandError::List(ListError::AlreadyExists) => {
+                ApiError::Conflict("the list already exists".to_owned())
             }
             CommandError::Forbidden { .. } => ApiError::Forbidden(error.to_string()),
             CommandError::VersionMismatch { expected, actual } => {

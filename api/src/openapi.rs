@@ -5,7 +5,7 @@ use crate::auth::WORKSPACE_HEADER;
 use crate::error::{problem_response, ApiError, Problem, PROBLEM_JSON};
 use crate::idempotency::idempotent_posts;
 use crate::limits::{authenticate_and_limit, security_headers};
-use crate::routes::{auth, companies, health, notes, workspaces};
+use crate::routes::{auth, companies, health, lists, notes, workspaces};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::Request;
@@ -43,6 +43,7 @@ pub const REQUEST_ID: &str = "x-request-id";
         (name = "workspaces", description = "Your account, workspaces, members, API keys and the security log"),
         (name = "companies", description = "Companies analysts track"),
         (name = "notes", description = "Analysts' notes on companies"),
+        (name = "lists", description = "Lists of companies"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]
@@ -103,6 +104,17 @@ fn api_router() -> OpenApiRouter<AppState> {
             notes::get_note,
             notes::edit_note,
             notes::delete_note
+        ))
+        .routes(routes!(lists::create_list, lists::list_lists))
+        .routes(routes!(
+            lists::get_list,
+            lists::rename_list,
+            lists::delete_list
+        ))
+        .routes(routes!(lists::list_list_companies))
+        .routes(routes!(
+            lists::add_company_to_list,
+            lists::remove_company_from_list
         ))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
@@ -283,7 +295,13 @@ fn cors_layer(origins: &[String], request_id: &HeaderName) -> anyhow::Result<Opt
     Ok(Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
             .allow_headers(allowed_headers)
             .expose_headers(exposed_headers)
             .max_age(Duration::from_secs(600)),

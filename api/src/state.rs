@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use vcintel_infra::accounts::{Passwords, WorkspaceDirectory};
 use vcintel_infra::event_store::{
-    PgAccountCommands, PgCompanyCommands, PgNoteCommands, PgWorkspaceCommands,
+    PgAccountCommands, PgCompanyCommands, PgListCommands, PgNoteCommands, PgWorkspaceCommands,
 };
 use vcintel_infra::wire::Topology;
 
@@ -19,6 +19,7 @@ pub struct AppState {
     pub accounts: Arc<PgAccountCommands>,
     pub workspaces: Arc<PgWorkspaceCommands>,
     pub notes: Arc<PgNoteCommands>,
+    pub lists: Arc<PgListCommands>,
     pub directory: WorkspaceDirectory,
     pub passwords: Passwords,
     pub tokens: Arc<TokenKeys>,

@@ -6,6 +6,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use vcintel_domain::company::{Company, CompanyCommand, CompanyError, CompanyEvent};
+use vcintel_domain::list::{List, ListCommand, ListError, ListEvent};
 use vcintel_domain::note::{Note, NoteCommand, NoteError, NoteEvent};
 use vcintel_domain::user::{User, UserCommand, UserError, UserEvent};
 use vcintel_domain::workspace::{Workspace, WorkspaceCommand, WorkspaceError, WorkspaceEvent};
@@ -98,6 +99,22 @@ cqrs_adapter!(
 impl UniqueValues for NoteAggregate {
     fn taken(_value: &UniqueValue, _holder: &str) -> NoteError {
         NoteError::AlreadyExists
+    }
+}
+
+cqrs_adapter!(
+    ListAggregate,
+    ListEventRecord,
+    List,
+    ListCommand,
+    ListEvent,
+    ListError,
+    vcintel_domain::list::AGGREGATE_TYPE
+);
+
+impl UniqueValues for ListAggregate {
+    fn taken(_value: &UniqueValue, _holder: &str) -> ListError {
+        ListError::AlreadyExists
     }
 }
 

@@ -1,5 +1,6 @@
 use cqrs_es::AggregateError;
 use vcintel_domain::company::CompanyError;
+use vcintel_domain::list::ListError;
 use vcintel_domain::note::NoteError;
 use vcintel_domain::user::UserError;
 use vcintel_domain::workspace::WorkspaceError;
@@ -13,6 +14,8 @@ pub enum CommandError {
     User(#[from] UserError),
     #[error(transparent)]
     Note(#[from] NoteError),
+    #[error(transparent)]
+    List(#[from] ListError),
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),
     #[error("the role `{role}` may not {action}")]

@@ -11,6 +11,7 @@ pub mod aggregate;
 pub mod company;
 pub mod error;
 pub mod execute;
+pub mod list;
 pub mod metadata;
 pub mod note;
 pub mod unique;
@@ -18,12 +19,13 @@ pub mod user;
 pub mod workspace;
 
 pub use aggregate::{
-    CompanyAggregate, CompanyEventRecord, NoteAggregate, NoteEventRecord, UserAggregate,
-    UserEventRecord, WorkspaceAggregate, WorkspaceEventRecord,
+    CompanyAggregate, CompanyEventRecord, ListAggregate, ListEventRecord, NoteAggregate,
+    NoteEventRecord, UserAggregate, UserEventRecord, WorkspaceAggregate, WorkspaceEventRecord,
 };
 pub use company::CompanyCommands;
 pub use error::CommandError;
 pub use execute::LoadedAggregate;
+pub use list::ListCommands;
 pub use metadata::CommandMetadata;
 pub use note::NoteCommands;
 pub use unique::{UniqueValue, UniqueValues};

@@ -17,7 +17,7 @@ pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_SECTOR_CHARS: usize = 100;
 pub const MAX_LOCATION_CHARS: usize = 200;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct CompanyId(pub Uuid);
 

@@ -8,6 +8,7 @@
 
 pub mod company;
 pub mod identity;
+pub mod list;
 pub mod note;
 pub mod user;
 pub mod validation;

@@ -29,8 +29,8 @@ use sqlx::PgPool;
 use std::collections::HashMap;
 use tokio::sync::mpsc;
 use vcintel_commands::{
-    AccountCommands, CompanyAggregate, CompanyCommands, NoteAggregate, NoteCommands, UniqueValue,
-    UniqueValues, UserAggregate, WorkspaceAggregate, WorkspaceCommands,
+    AccountCommands, CompanyAggregate, CompanyCommands, ListAggregate, ListCommands, NoteAggregate,
+    NoteCommands, UniqueValue, UniqueValues, UserAggregate, WorkspaceAggregate, WorkspaceCommands,
 };
 
 pub type PgEventStore<A> = NotifyingEventStore<PersistedEventStore<PgEventRepository, A>>;
@@ -39,6 +39,7 @@ pub type PgAccountCommands =
     AccountCommands<PgEventStore<UserAggregate>, PgEventStore<WorkspaceAggregate>>;
 pub type PgWorkspaceCommands = WorkspaceCommands<PgEventStore<WorkspaceAggregate>>;
 pub type PgNoteCommands = NoteCommands<PgEventStore<NoteAggregate>, PgEventStore<CompanyAggregate>>;
+pub type PgListCommands = ListCommands<PgEventStore<ListAggregate>, PgEventStore<CompanyAggregate>>;
 
 /// Every command service, sharing one pool and one relay nudge.
 #[derive(Debug)]
@@ -47,6 +48,7 @@ pub struct CommandServices {
     pub accounts: PgAccountCommands,
     pub workspaces: PgWorkspaceCommands,
     pub notes: PgNoteCommands,
+    pub lists: PgListCommands,
 }
 
 /// Builds the command services on `pool`. Must be called inside a Tokio
@@ -62,6 +64,7 @@ pub fn command_services(pool: PgPool) -> CommandServices {
         ),
         workspaces: WorkspaceCommands::new(pg_event_store(&pool, &nudge)),
         notes: NoteCommands::new(pg_event_store(&pool, &nudge), pg_event_store(&pool, &nudge)),
+        lists: ListCommands::new(pg_event_store(&pool, &nudge), pg_event_store(&pool, &nudge)),
     }
 }
 

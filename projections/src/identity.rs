@@ -5,9 +5,8 @@
 //! These serve listings; authorisation reads the workspace's events
 //! directly (see `vcintel_infra::accounts::WorkspaceDirectory`).
 
-use crate::{AggregateChanges, Projection, ProjectionError};
+use crate::{decode_event, AggregateChanges, Projection, ProjectionError};
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use serde_json::json;
 use sqlx::{FromRow, PgConnection, PgExecutor};
 use uuid::Uuid;
@@ -16,13 +15,6 @@ use vcintel_domain::workspace::WorkspaceEvent;
 use vcintel_domain::{UserId, WorkspaceId};
 use vcintel_infra::accounts::{record_security_event, security_kind, SecurityEvent};
 use vcintel_infra::wire::EventMessage;
-
-fn decode<E: DeserializeOwned>(event: &EventMessage) -> Result<E, ProjectionError> {
-    serde_json::from_value(event.tagged_payload()).map_err(|e| ProjectionError::Undecodable {
-        event_id: event.id,
-        reason: e.to_string(),
-    })
-}
 
 #[derive(Debug)]
 pub struct UsersProjection;
@@ -37,7 +29,7 @@ impl Projection for UsersProjection {
     ) -> Result<(), ProjectionError> {
         for change in changes {
             for event in &change.events {
-                match decode::<UserEvent>(event)? {
+                match decode_event::<UserEvent>(event)? {
                     UserEvent::Registered(e) => {
                         sqlx::query(
                             "insert into users (id, email, name, tier, registered_at, version)
@@ -75,7 +67,7 @@ impl Projection for WorkspacesProjection {
     ) -> Result<(), ProjectionError> {
         for change in changes {
             for event in &change.events {
-                apply_workspace_event(tx, event, decode(event)?).await?;
+                apply_workspace_event(tx, event, decode_event(event)?).await?;
             }
         }
         Ok(())

@@ -10,6 +10,7 @@
 
 pub mod companies;
 pub mod identity;
+pub mod lists;
 pub mod notes;
 pub mod runner;
 pub mod versions;
@@ -66,4 +67,27 @@ pub enum ProjectionError {
         found: usize,
         expected: usize,
     },
+}
+
+/// Decodes an event's payload into its domain event type.
+pub(crate) fn decode_event<E: serde::de::DeserializeOwned>(
+    event: &vcintel_infra::wire::EventMessage,
+) -> Result<E, ProjectionError> {
+    serde_json::from_value(event.tagged_payload()).map_err(|e| ProjectionError::Undecodable {
+        event_id: event.id,
+        reason: e.to_string(),
+    })
+}
+
+/// The event's aggregate id as a UUID (every aggregate id is one).
+pub(crate) fn aggregate_uuid(
+    event: &vcintel_infra::wire::EventMessage,
+) -> Result<uuid::Uuid, ProjectionError> {
+    event
+        .aggregateid
+        .parse()
+        .map_err(|e: uuid::Error| ProjectionError::Undecodable {
+            event_id: event.id,
+            reason: e.to_string(),
+        })
 }

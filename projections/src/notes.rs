@@ -3,9 +3,8 @@
 //! that adds them: a tombstone keeps out a note whose add raced the
 //! deletion, whatever order the two were applied in and on every rebuild.
 
-use crate::{AggregateChanges, Projection, ProjectionError};
+use crate::{aggregate_uuid, decode_event, AggregateChanges, Projection, ProjectionError};
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use sqlx::{FromRow, PgConnection, PgExecutor};
 use uuid::Uuid;
 use vcintel_domain::company::CompanyEvent;
@@ -15,13 +14,6 @@ use vcintel_infra::wire::EventMessage;
 
 #[derive(Debug)]
 pub struct NotesProjection;
-
-fn decode<E: DeserializeOwned>(event: &EventMessage) -> Result<E, ProjectionError> {
-    serde_json::from_value(event.tagged_payload()).map_err(|e| ProjectionError::Undecodable {
-        event_id: event.id,
-        reason: e.to_string(),
-    })
-}
 
 impl Projection for NotesProjection {
     const NAME: &'static str = "notes";
@@ -37,29 +29,24 @@ impl Projection for NotesProjection {
         for change in changes {
             for event in &change.events {
                 if change.aggregate_type == vcintel_domain::company::AGGREGATE_TYPE {
-                    if let CompanyEvent::Deleted(_) = decode::<CompanyEvent>(event)? {
-                        let company: Uuid =
-                            event.aggregateid.parse().map_err(|e: uuid::Error| {
-                                ProjectionError::Undecodable {
-                                    event_id: event.id,
-                                    reason: e.to_string(),
-                                }
-                            })?;
+                    if let CompanyEvent::Deleted(_) = decode_event::<CompanyEvent>(event)? {
+                        let company = aggregate_uuid(event)?;
                         sqlx::query(
                             "with tombstone as (
-                                 insert into deleted_companies (id, deleted_at) values ($1, $2)
-                                 on conflict (id) do nothing
+                                 insert into company_tombstones (projection, company_id, deleted_at)
+                                 values ($3, $1, $2) on conflict do nothing
                              )
                              delete from notes where company_id = $1",
                         )
                         .bind(company)
                         .bind(event.time)
+                        .bind(Self::NAME)
                         .execute(&mut *tx)
                         .await?;
                     }
                     continue;
                 }
-                apply_note_event(tx, event, decode(event)?).await?;
+                apply_note_event(tx, event, decode_event(event)?).await?;
             }
         }
         Ok(())
@@ -71,21 +58,15 @@ async fn apply_note_event(
     message: &EventMessage,
     event: NoteEvent,
 ) -> Result<(), ProjectionError> {
-    let id: Uuid =
-        message
-            .aggregateid
-            .parse()
-            .map_err(|e: uuid::Error| ProjectionError::Undecodable {
-                event_id: message.id,
-                reason: e.to_string(),
-            })?;
+    let id = aggregate_uuid(message)?;
     match event {
         NoteEvent::Added(e) => {
             sqlx::query(
                 "insert into notes (id, workspace_id, company_id, content, added_by, added_at,
                                     updated_at, version)
                  select $1, $2, $3, $4, $5, $6, $6, $7
-                 where not exists (select 1 from deleted_companies where id = $3)
+                 where not exists (select 1 from company_tombstones
+                                   where projection = $8 and company_id = $3)
                  on conflict (id) do nothing",
             )
             .bind(id)
@@ -95,6 +76,7 @@ async fn apply_note_event(
             .bind(e.added_by.0)
             .bind(message.time)
             .bind(message.sequence)
+            .bind(NotesProjection::NAME)
             .execute(&mut *tx)
             .await?;
         }

@@ -18,6 +18,7 @@ mod health;
 mod idempotency;
 mod identity;
 mod limits;
+mod lists;
 mod notes;
 mod projection;
 mod relay;

@@ -7,7 +7,9 @@ use serde_json::{json, Value};
 
 /// A body each route accepts, so only tenancy decides the answer.
 fn body_for(path: &str) -> Value {
-    if path.contains("notes") {
+    if path.starts_with("/v1/lists") {
+        json!({"name": "Stolen list"})
+    } else if path.contains("notes") {
         json!({"content": "stolen"})
     } else if path.starts_with("/v1/workspace/members") {
         json!({"role": "viewer"})
@@ -72,6 +74,26 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_or_names_the
         .await;
     assert_eq!(note.status, StatusCode::CREATED);
     let note_id = note.body["id"].as_str().unwrap().to_owned();
+    let list = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/lists"),
+            Some(&owner_token),
+            None,
+            Some(&json!({"name": "Secret list"})),
+        )
+        .await;
+    let list_id = list.body["id"].as_str().unwrap().to_owned();
+    let put = env
+        .call(
+            Method::PUT,
+            &format!("{base}/v1/lists/{list_id}/companies/{company}"),
+            Some(&owner_token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK);
     let visible = env
         .call(
             Method::GET,
@@ -113,6 +135,7 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_or_names_the
                     .replace("{key_id}", &key_id)
                     .replace("{invitation_id}", &invitation_id)
                     .replace("{note_id}", &note_id)
+                    .replace("{list_id}", &list_id)
             );
             let takes_workspace = operation["parameters"]
                 .as_array()
@@ -171,7 +194,7 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_or_names_the
             }
         }
     }
-    assert!(id_routes >= 22, "probed {id_routes} id routes");
+    assert!(id_routes >= 34, "probed {id_routes} id routes");
     assert!(
         workspace_routes >= 20,
         "probed {workspace_routes} workspace routes"
@@ -190,14 +213,15 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_or_names_the
     assert_eq!(company_now.body["name"], "Secret Co");
     assert_eq!(company_now.body["version"], 1);
     let versions: i64 =
-        sqlx::query_scalar("select count(*) from events where aggregate_id in ($1, $2, $3)")
+        sqlx::query_scalar("select count(*) from events where aggregate_id in ($1, $2, $3, $4)")
             .bind(&company)
             .bind(&workspace)
             .bind(&note_id)
+            .bind(&list_id)
             .fetch_one(&env.pool)
             .await
             .unwrap();
     // company.added; workspace.created, member_added, api_key_created,
-    // member_invited; note.added
-    assert_eq!(versions, 6, "no event was appended by the intruder");
+    // member_invited; note.added; list.created, company_added
+    assert_eq!(versions, 8, "no event was appended by the intruder");
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use utoipa::ToSchema;
 use vcintel_projections::companies::CompaniesProjection;
 use vcintel_projections::identity::{UsersProjection, WorkspacesProjection};
+use vcintel_projections::lists::ListsProjection;
 use vcintel_projections::notes::NotesProjection;
 use vcintel_projections::Projection;
 
@@ -91,7 +92,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, axum::Json<Rea
             .await
         }
     };
-    let (postgres, nats, relay, companies, workspaces, users, notes) = tokio::join!(
+    let (postgres, nats, relay, companies, workspaces, users, notes, lists) = tokio::join!(
         postgres,
         nats,
         relay,
@@ -99,8 +100,11 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, axum::Json<Rea
         projection_lag(WorkspacesProjection::NAME),
         projection_lag(UsersProjection::NAME),
         projection_lag(NotesProjection::NAME),
+        projection_lag(ListsProjection::NAME),
     );
-    let checks = vec![postgres, nats, relay, companies, workspaces, users, notes];
+    let checks = vec![
+        postgres, nats, relay, companies, workspaces, users, notes, lists,
+    ];
     let all_ok = checks.iter().all(|c| c.ok);
     let status = if all_ok {
         StatusCode::OK

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod companies;
 pub mod health;
+pub mod lists;
 pub mod notes;
 pub mod workspaces;
 

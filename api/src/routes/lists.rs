@@ -1,0 +1,429 @@
+//! Lists of companies: `/v1/lists` and `/v1/lists/{list_id}/companies/{id}`.
+
+use crate::auth::Caller;
+use crate::error::{ApiError, Problem};
+use crate::extract::{Json, Path, Query};
+use crate::routes::companies::{
+    accepted, decode_cursor, encode_cursor, etag, if_match_version, CommandAccepted,
+};
+use crate::routes::wait_for_version;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use vcintel_domain::company::CompanyId;
+use vcintel_domain::list::ListId;
+use vcintel_projections::lists::{self as read_model, ListItemRow, ListRow, ListsProjection};
+use vcintel_projections::Projection;
+
+pub const TAG: &str = "lists";
+const DEFAULT_PAGE_SIZE: u32 = 50;
+const MAX_PAGE_SIZE: u32 = 200;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Q3 pipeline"}))]
+pub struct ListName {
+    /// 1–100 characters.
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CompanyList {
+    pub id: Uuid,
+    pub name: String,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub company_count: i64,
+    /// The list's version (also its `ETag`).
+    pub version: u64,
+}
+
+impl From<ListRow> for CompanyList {
+    fn from(row: ListRow) -> Self {
+        CompanyList {
+            id: row.id,
+            name: row.name,
+            created_by: row.created_by,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            company_count: row.company_count,
+            version: row.version as u64,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ListPage {
+    pub items: Vec<CompanyList>,
+    pub next_cursor: Option<String>,
+}
+
+/// A company in a list.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ListedCompany {
+    pub company_id: Uuid,
+    pub name: String,
+    pub website: String,
+    pub added_by: Uuid,
+    pub added_at: DateTime<Utc>,
+}
+
+impl From<ListItemRow> for ListedCompany {
+    fn from(row: ListItemRow) -> Self {
+        ListedCompany {
+            company_id: row.company_id,
+            name: row.name,
+            website: row.website,
+            added_by: row.added_by,
+            added_at: row.added_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ListCompaniesPage {
+    pub items: Vec<ListedCompany>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u32>,
+    /// Opaque cursor from a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Read your own write: wait (bounded) until the list reflects at least
+    /// this version; 503 with `Retry-After` if it does not in time.
+    pub min_version: Option<u64>,
+}
+
+fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
+    if (1..=MAX_PAGE_SIZE).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::BadRequest {
+            detail: format!("must be between 1 and {MAX_PAGE_SIZE}"),
+            field: Some("limit".to_owned()),
+        })
+    }
+}
+
+/// Create a list.
+#[utoipa::path(
+    post, path = "/v1/lists", tag = TAG, operation_id = "createList",
+    request_body = ListName,
+    responses(
+        (status = 201, description = "Created", body = CommandAccepted,
+         headers(("Location" = String, description = "The list's URL"), ("ETag" = String, description = "The list's version"))),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Viewers may not change lists", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_list(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(body): Json<ListName>,
+) -> Result<Response, ApiError> {
+    let committed = state
+        .lists
+        .create(caller.actor, body.name, &caller.metadata(&headers))
+        .await?;
+    let id: Uuid = committed
+        .aggregate_id
+        .parse()
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
+    let mut response = (
+        StatusCode::CREATED,
+        axum::Json(CommandAccepted {
+            id,
+            version: committed.version,
+        }),
+    )
+        .into_response();
+    let h = response.headers_mut();
+    h.insert(header::ETAG, etag(committed.version));
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/lists/{id}")) {
+        h.insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// The workspace's lists, oldest first.
+#[utoipa::path(
+    get, path = "/v1/lists", tag = TAG, operation_id = "listLists",
+    params(PageParams),
+    responses(
+        (status = 200, description = "A page of lists", body = ListPage),
+        (status = 400, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_lists(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<PageParams>,
+) -> Result<axum::Json<ListPage>, ApiError> {
+    let limit = page_limit(params.limit)?;
+    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let mut rows = read_model::list(
+        &state.pool,
+        caller.actor.workspace_id,
+        after,
+        i64::from(limit) + 1,
+    )
+    .await?;
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| encode_cursor(r.id))
+    } else {
+        None
+    };
+    Ok(axum::Json(ListPage {
+        items: rows.into_iter().map(CompanyList::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// One list.
+#[utoipa::path(
+    get, path = "/v1/lists/{list_id}", tag = TAG, operation_id = "getList",
+    params(("list_id" = Uuid, Path, description = "List id"), PageParams,
+           ("If-None-Match" = Option<String>, Header, description = "A previously returned ETag")),
+    responses(
+        (status = 200, description = "The list", body = CompanyList,
+         headers(("ETag" = String, description = "The version this representation reflects"))),
+        (status = 304, description = "Not modified since the given ETag"),
+        (status = 400, description = "Malformed id or parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such list in this workspace", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The read model did not reach `min_version` in time", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(list_id): Path<Uuid>,
+    Query(params): Query<PageParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(min_version) = params.min_version {
+        wait_for_version(
+            &state,
+            ListsProjection::NAME,
+            &list_id.to_string(),
+            min_version,
+        )
+        .await?;
+    }
+    let row = read_model::get(&state.pool, caller.actor.workspace_id, list_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let tag = etag(row.version as u64);
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == tag.as_bytes() || v.as_bytes() == b"*")
+    {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
+    }
+    Ok(([(header::ETAG, tag)], axum::Json(CompanyList::from(row))).into_response())
+}
+
+/// The companies in a list.
+#[utoipa::path(
+    get, path = "/v1/lists/{list_id}/companies", tag = TAG, operation_id = "listListCompanies",
+    params(("list_id" = Uuid, Path, description = "List id"), PageParams),
+    responses(
+        (status = 200, description = "A page of the list's companies", body = ListCompaniesPage),
+        (status = 400, description = "Malformed id or parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such list in this workspace", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The read model did not reach `min_version` in time", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_list_companies(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(list_id): Path<Uuid>,
+    Query(params): Query<PageParams>,
+) -> Result<axum::Json<ListCompaniesPage>, ApiError> {
+    if let Some(min_version) = params.min_version {
+        wait_for_version(
+            &state,
+            ListsProjection::NAME,
+            &list_id.to_string(),
+            min_version,
+        )
+        .await?;
+    }
+    let workspace = caller.actor.workspace_id;
+    read_model::get(&state.pool, workspace, list_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let limit = page_limit(params.limit)?;
+    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let mut rows =
+        read_model::items(&state.pool, workspace, list_id, after, i64::from(limit) + 1).await?;
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| encode_cursor(r.company_id))
+    } else {
+        None
+    };
+    Ok(axum::Json(ListCompaniesPage {
+        items: rows.into_iter().map(ListedCompany::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Rename a list.
+#[utoipa::path(
+    patch, path = "/v1/lists/{list_id}", tag = TAG, operation_id = "renameList",
+    params(("list_id" = Uuid, Path, description = "List id"),
+           ("If-Match" = Option<String>, Header, description = "Expected current version, e.g. `\"2\"`")),
+    request_body = ListName,
+    responses(
+        (status = 200, description = "Renamed (or unchanged)", body = CommandAccepted),
+        (status = 400, description = "Malformed JSON, id or If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Viewers may not change lists", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such list in this workspace", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A concurrent change won", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match names an old version", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn rename_list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(list_id): Path<Uuid>,
+    headers: HeaderMap,
+    Json(body): Json<ListName>,
+) -> Result<Response, ApiError> {
+    let expected = if_match_version(&headers)?;
+    let committed = state
+        .lists
+        .rename(
+            caller.actor,
+            ListId(list_id),
+            body.name,
+            expected,
+            &caller.metadata(&headers),
+        )
+        .await?;
+    Ok(accepted(list_id, committed.version))
+}
+
+/// Delete a list (its companies stay; only the list goes).
+#[utoipa::path(
+    delete, path = "/v1/lists/{list_id}", tag = TAG, operation_id = "deleteList",
+    params(("list_id" = Uuid, Path, description = "List id"),
+           ("If-Match" = Option<String>, Header, description = "Expected current version, e.g. `\"2\"`")),
+    responses(
+        (status = 200, description = "Deleted", body = CommandAccepted),
+        (status = 400, description = "Malformed id or If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Viewers may not change lists", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such list in this workspace", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A concurrent change won", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match names an old version", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(list_id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let expected = if_match_version(&headers)?;
+    let committed = state
+        .lists
+        .delete(
+            caller.actor,
+            ListId(list_id),
+            expected,
+            &caller.metadata(&headers),
+        )
+        .await?;
+    Ok(accepted(list_id, committed.version))
+}
+
+/// Put a company in a list. Already there: nothing changes (200 either way).
+#[utoipa::path(
+    put, path = "/v1/lists/{list_id}/companies/{id}", tag = TAG, operation_id = "addCompanyToList",
+    params(("list_id" = Uuid, Path, description = "List id"), ("id" = Uuid, Path, description = "Company id")),
+    responses(
+        (status = 200, description = "The company is in the list", body = CommandAccepted),
+        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Viewers may not change lists", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such list or company in this workspace", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The list is full", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn add_company_to_list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((list_id, company_id)): Path<(Uuid, Uuid)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let committed = state
+        .lists
+        .add_company(
+            caller.actor,
+            ListId(list_id),
+            CompanyId(company_id),
+            &caller.metadata(&headers),
+        )
+        .await?;
+    Ok(accepted(list_id, committed.version))
+}
+
+/// Take a company out of a list. Not there: nothing changes (200 either way).
+#[utoipa::path(
+    delete, path = "/v1/lists/{list_id}/companies/{id}", tag = TAG, operation_id = "removeCompanyFromList",
+    params(("list_id" = Uuid, Path, description = "List id"), ("id" = Uuid, Path, description = "Company id")),
+    responses(
+        (status = 200, description = "The company is not in the list", body = CommandAccepted),
+        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Viewers may not change lists", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such list in this workspace", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn remove_company_from_list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((list_id, company_id)): Path<(Uuid, Uuid)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let committed = state
+        .lists
+        .remove_company(
+            caller.actor,
+            ListId(list_id),
+            CompanyId(company_id),
+            &caller.metadata(&headers),
+        )
+        .await?;
+    Ok(accepted(list_id, committed.version))
+}

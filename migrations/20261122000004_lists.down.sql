@@ -1,0 +1,2 @@
+drop table list_items;
+drop table lists;

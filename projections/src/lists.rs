@@ -1,0 +1,205 @@
+//! The `lists` and `list_items` read models. Like notes, it consumes
+//! company events too: a deleted company leaves every list, and a tombstone
+//! keeps out an add that raced the deletion.
+
+use crate::{aggregate_uuid, decode_event, AggregateChanges, Projection, ProjectionError};
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgConnection, PgExecutor};
+use uuid::Uuid;
+use vcintel_domain::company::CompanyEvent;
+use vcintel_domain::list::ListEvent;
+use vcintel_domain::WorkspaceId;
+use vcintel_infra::wire::EventMessage;
+
+#[derive(Debug)]
+pub struct ListsProjection;
+
+impl Projection for ListsProjection {
+    const NAME: &'static str = "lists";
+    const AGGREGATE_TYPES: &'static [&'static str] = &[
+        vcintel_domain::list::AGGREGATE_TYPE,
+        vcintel_domain::company::AGGREGATE_TYPE,
+    ];
+
+    async fn apply_batch(
+        tx: &mut PgConnection,
+        changes: &[AggregateChanges],
+    ) -> Result<(), ProjectionError> {
+        for change in changes {
+            for event in &change.events {
+                if change.aggregate_type == vcintel_domain::company::AGGREGATE_TYPE {
+                    if let CompanyEvent::Deleted(_) = decode_event::<CompanyEvent>(event)? {
+                        sqlx::query(
+                            "with tombstone as (
+                                 insert into company_tombstones (projection, company_id, deleted_at)
+                                 values ($3, $1, $2) on conflict do nothing
+                             )
+                             delete from list_items where company_id = $1",
+                        )
+                        .bind(aggregate_uuid(event)?)
+                        .bind(event.time)
+                        .bind(Self::NAME)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    continue;
+                }
+                apply_list_event(tx, event, decode_event(event)?).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn apply_list_event(
+    tx: &mut PgConnection,
+    message: &EventMessage,
+    event: ListEvent,
+) -> Result<(), ProjectionError> {
+    let id = aggregate_uuid(message)?;
+    match event {
+        ListEvent::Created(e) => {
+            sqlx::query(
+                "insert into lists (id, workspace_id, name, created_by, created_at, updated_at, version)
+                 values ($1, $2, $3, $4, $5, $5, $6) on conflict (id) do nothing",
+            )
+            .bind(id)
+            .bind(e.workspace_id.0)
+            .bind(&e.name)
+            .bind(e.created_by.0)
+            .bind(message.time)
+            .bind(message.sequence)
+            .execute(&mut *tx)
+            .await?;
+            return Ok(());
+        }
+        ListEvent::Renamed(e) => {
+            sqlx::query("update lists set name = $2 where id = $1")
+                .bind(id)
+                .bind(&e.name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        ListEvent::Deleted(_) => {
+            sqlx::query(
+                "with items as (delete from list_items where list_id = $1)
+                 delete from lists where id = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            return Ok(());
+        }
+        ListEvent::CompanyAdded(e) => {
+            sqlx::query(
+                "insert into list_items (list_id, company_id, workspace_id, added_by, added_at)
+                 select $1, $2, $3, $4, $5
+                 where not exists (select 1 from company_tombstones
+                                   where projection = $6 and company_id = $2)
+                 on conflict do nothing",
+            )
+            .bind(id)
+            .bind(e.company_id.0)
+            .bind(e.workspace_id.0)
+            .bind(e.added_by.0)
+            .bind(message.time)
+            .bind(ListsProjection::NAME)
+            .execute(&mut *tx)
+            .await?;
+        }
+        ListEvent::CompanyRemoved(e) => {
+            sqlx::query("delete from list_items where list_id = $1 and company_id = $2")
+                .bind(id)
+                .bind(e.company_id.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    sqlx::query("update lists set updated_at = $2, version = $3 where id = $1")
+        .bind(id)
+        .bind(message.time)
+        .bind(message.sequence)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct ListRow {
+    pub id: Uuid,
+    pub name: String,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+    pub company_count: i64,
+}
+
+const COLUMNS: &str = "l.id, l.name, l.created_by, l.created_at, l.updated_at, l.version,
+     (select count(*) from list_items i where i.list_id = l.id) as company_count";
+
+pub async fn get(
+    db: impl PgExecutor<'_>,
+    workspace: WorkspaceId,
+    id: Uuid,
+) -> Result<Option<ListRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from lists l where l.workspace_id = $1 and l.id = $2"
+    ))
+    .bind(workspace.0)
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// The workspace's lists in creation order, after `after`.
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    workspace: WorkspaceId,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<ListRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from lists l
+         where l.workspace_id = $1 and ($2::uuid is null or l.id > $2)
+         order by l.id limit $3"
+    ))
+    .bind(workspace.0)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// A company in a list, as the list shows it.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct ListItemRow {
+    pub company_id: Uuid,
+    pub name: String,
+    pub website: String,
+    pub added_by: Uuid,
+    pub added_at: DateTime<Utc>,
+}
+
+/// A list's companies in company-id order, after `after`; only companies
+/// the companies read model shows.
+pub async fn items(
+    db: impl PgExecutor<'_>,
+    workspace: WorkspaceId,
+    list: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<ListItemRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select i.company_id, c.name, c.website, i.added_by, i.added_at
+         from list_items i join companies c on c.id = i.company_id and c.workspace_id = i.workspace_id
+         where i.workspace_id = $1 and i.list_id = $2 and ($3::uuid is null or i.company_id > $3)
+         order by i.company_id limit $4",
+    )
+    .bind(workspace.0)
+    .bind(list)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
