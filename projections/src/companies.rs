@@ -152,10 +152,11 @@ pub struct CompanyRow {
     pub added_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
+    /// The fit score, once enrichment has given one.
+    pub score: Option<i32>,
 }
 
-const COLUMNS: &str =
-    "id, workspace_id, name, website, sector, stage, location, added_by, added_at, updated_at, version";
+const COLUMNS: &str = "id, workspace_id, name, website, sector, stage, location, added_by, added_at, updated_at, version, score";
 
 /// One company of `workspace`; another workspace's id is simply not found.
 pub async fn get(
@@ -172,22 +173,131 @@ pub async fn get(
     .await
 }
 
-/// A page of `workspace`'s companies in id order (ids are time-ordered
-/// UUIDv7, so this is the order they were added), after `after`.
-pub async fn list(
+/// What to narrow a company search to; every part is optional.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompanyFilter {
+    /// Case-insensitive equality.
+    pub sector: Option<String>,
+    pub stage: Option<String>,
+    /// Case-insensitive equality.
+    pub location: Option<String>,
+    pub min_score: Option<i32>,
+    /// Full-text query (web-search syntax: words, "phrases", -exclusions)
+    /// over name, website, sector and location.
+    pub text: Option<String>,
+}
+
+/// The order of a company search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    /// When added (ids are time-ordered UUIDv7).
+    Added,
+    Name,
+    Score,
+}
+
+impl SortKey {
+    fn expression(self) -> &'static str {
+        match self {
+            SortKey::Added => "id::text",
+            SortKey::Name => "lower(name)",
+            SortKey::Score => "coalesce(score, -1)::text",
+        }
+    }
+}
+
+/// Where the previous page ended: its last row's sort value and id. Keyset
+/// pagination, so rows added meanwhile never shift or repeat a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct After {
+    pub value: String,
+    pub id: Uuid,
+}
+
+/// One page of `workspace`'s companies matching `filter`, in `sort` order
+/// (ties broken by id), after `after`.
+pub async fn search(
     db: impl PgExecutor<'_>,
     workspace: WorkspaceId,
-    after: Option<Uuid>,
+    filter: &CompanyFilter,
+    sort: SortKey,
+    descending: bool,
+    after: Option<&After>,
     limit: i64,
-) -> Result<Vec<CompanyRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from companies
-         where workspace_id = $1 and ($2::uuid is null or id > $2)
-         order by id limit $3"
-    ))
-    .bind(workspace.0)
-    .bind(after)
-    .bind(limit)
-    .fetch_all(db)
-    .await
+) -> Result<Vec<(CompanyRow, String)>, sqlx::Error> {
+    let expression = match sort {
+        // Typed expressions keep the indexes usable; the cursor carries text.
+        SortKey::Added => "id",
+        SortKey::Name => "lower(name)",
+        SortKey::Score => "coalesce(score, -1)",
+    };
+    let cast = match sort {
+        SortKey::Added => "::uuid",
+        SortKey::Name => "",
+        SortKey::Score => "::integer",
+    };
+    let (direction, comparison) = if descending {
+        ("desc", "<")
+    } else {
+        ("asc", ">")
+    };
+    let mut query = sqlx::QueryBuilder::new(format!(
+        "select {COLUMNS}, {} as sort_value from companies where workspace_id = ",
+        sort.expression()
+    ));
+    query.push_bind(workspace.0);
+    if let Some(sector) = &filter.sector {
+        query
+            .push(" and lower(sector) = lower(")
+            .push_bind(sector.clone())
+            .push(")");
+    }
+    if let Some(stage) = &filter.stage {
+        query.push(" and stage = ").push_bind(stage.clone());
+    }
+    if let Some(location) = &filter.location {
+        query
+            .push(" and lower(location) = lower(")
+            .push_bind(location.clone())
+            .push(")");
+    }
+    if let Some(min_score) = filter.min_score {
+        query.push(" and score >= ").push_bind(min_score);
+    }
+    if let Some(text) = &filter.text {
+        query
+            .push(" and search @@ websearch_to_tsquery('simple', ")
+            .push_bind(text.clone())
+            .push(")");
+    }
+    if let Some(after) = after {
+        if sort == SortKey::Added {
+            query
+                .push(format!(" and id {comparison} "))
+                .push_bind(after.id);
+        } else {
+            query
+                .push(format!(" and ({expression}, id) {comparison} ("))
+                .push_bind(after.value.clone())
+                .push(format!("{cast}, "))
+                .push_bind(after.id)
+                .push(")");
+        }
+    }
+    if sort == SortKey::Added {
+        query.push(format!(" order by id {direction} limit "));
+    } else {
+        query.push(format!(
+            " order by {expression} {direction}, id {direction} limit "
+        ));
+    }
+    query.push_bind(limit);
+    let rows = query.build().fetch_all(db).await?;
+    rows.iter()
+        .map(|row| {
+            let company = CompanyRow::from_row(row)?;
+            let value: String = sqlx::Row::try_get(row, "sort_value")?;
+            Ok((company, value))
+        })
+        .collect()
 }

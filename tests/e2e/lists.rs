@@ -216,6 +216,12 @@ async fn deleting_a_company_takes_it_out_of_every_list() {
         }
         lists.push(list);
     }
+    for list in &lists {
+        eventually(Duration::from_secs(10), "both companies listed", || async {
+            (list_companies(&env, &base, &token, list).await.len() == 2).then_some(())
+        })
+        .await;
+    }
     env.call(
         Method::DELETE,
         &format!("{base}/v1/companies/{doomed}"),

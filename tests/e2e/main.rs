@@ -22,4 +22,5 @@ mod lists;
 mod notes;
 mod projection;
 mod relay;
+mod search;
 mod tenancy;

@@ -197,6 +197,17 @@ async fn deleting_a_company_removes_its_notes_from_the_read_model_and_refuses_ne
             .await;
         notes.push(added.body["id"].as_str().unwrap().to_owned());
     }
+    let count_notes = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from notes where company_id = $1::uuid")
+            .bind(&company_id)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap()
+    };
+    eventually(Duration::from_secs(10), "the notes projected", || async {
+        (count_notes().await == 3).then_some(())
+    })
+    .await;
     let removed = env
         .call(
             Method::DELETE,

@@ -15,7 +15,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use vcintel_domain::company::{CompanyChanges, CompanyId, CompanyInput, Stage};
-use vcintel_projections::companies::{self as read_model, CompaniesProjection, CompanyRow};
+use vcintel_projections::companies::{
+    self as read_model, After, CompaniesProjection, CompanyFilter, CompanyRow, SortKey,
+};
 use vcintel_projections::Projection;
 
 pub const TAG: &str = "companies";
@@ -124,6 +126,8 @@ pub struct Company {
     pub updated_at: DateTime<Utc>,
     /// The aggregate version this representation reflects (also the `ETag`).
     pub version: u64,
+    /// Fit score 0–100, once enriched.
+    pub score: Option<i32>,
 }
 
 impl From<CompanyRow> for Company {
@@ -140,6 +144,7 @@ impl From<CompanyRow> for Company {
             added_at: row.added_at,
             updated_at: row.updated_at,
             version: row.version as u64,
+            score: row.score,
         }
     }
 }
@@ -152,14 +157,69 @@ pub struct CompanyPage {
     pub next_cursor: Option<String>,
 }
 
+/// The order of a company listing: a field, `-` in front for descending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+pub enum CompanySort {
+    /// When added, oldest first (the default).
+    #[default]
+    #[serde(rename = "added")]
+    AddedAsc,
+    #[serde(rename = "-added")]
+    AddedDesc,
+    /// Name, case-insensitive.
+    #[serde(rename = "name")]
+    NameAsc,
+    #[serde(rename = "-name")]
+    NameDesc,
+    /// Fit score; companies without one count as lowest.
+    #[serde(rename = "score")]
+    ScoreAsc,
+    #[serde(rename = "-score")]
+    ScoreDesc,
+}
+
+impl CompanySort {
+    fn key(self) -> (SortKey, bool) {
+        match self {
+            CompanySort::AddedAsc => (SortKey::Added, false),
+            CompanySort::AddedDesc => (SortKey::Added, true),
+            CompanySort::NameAsc => (SortKey::Name, false),
+            CompanySort::NameDesc => (SortKey::Name, true),
+            CompanySort::ScoreAsc => (SortKey::Score, false),
+            CompanySort::ScoreDesc => (SortKey::Score, true),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListCompaniesParams {
     /// Page size, 1–200 (default 50).
     pub limit: Option<u32>,
-    /// Opaque cursor from a previous page's `next_cursor`.
+    /// Opaque cursor from a previous page's `next_cursor` (same filters and sort).
     pub cursor: Option<String>,
+    /// Only this sector (case-insensitive).
+    pub sector: Option<String>,
+    /// Only this stage.
+    pub stage: Option<CompanyStage>,
+    /// Only this location (case-insensitive).
+    pub location: Option<String>,
+    /// Only companies with at least this fit score (0–100).
+    pub min_score: Option<i32>,
+    /// Full-text search over name, website, sector and location: words,
+    /// `"quoted phrases"`, `-excluded` words.
+    pub q: Option<String>,
+    /// `added` (default), `name` or `score`; prefix `-` for descending.
+    pub sort: Option<CompanySort>,
+}
+
+/// What a company page's cursor remembers.
+#[derive(Debug, Serialize, Deserialize)]
+struct SearchCursor {
+    sort: CompanySort,
+    value: String,
+    id: Uuid,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -354,7 +414,9 @@ pub async fn get_company(
     Ok(([(header::ETAG, tag)], axum::Json(Company::from(row))).into_response())
 }
 
-/// List the workspace's companies, oldest first, a page at a time.
+/// List, filter, search and sort the workspace's companies, a page at a
+/// time. Pages are keyset-paginated: companies added while paging never
+/// shift or repeat a page.
 #[utoipa::path(
     get, path = "/v1/companies", tag = TAG, operation_id = "listCompanies",
     params(ListCompaniesParams),
@@ -377,24 +439,82 @@ pub async fn list_companies(
             field: Some("limit".to_owned()),
         });
     }
-    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
-    let mut rows = read_model::list(
+    if params.min_score.is_some_and(|s| !(0..=100).contains(&s)) {
+        return Err(ApiError::BadRequest {
+            detail: "must be between 0 and 100".to_owned(),
+            field: Some("min_score".to_owned()),
+        });
+    }
+    let sort = params.sort.unwrap_or_default();
+    let after = params
+        .cursor
+        .as_deref()
+        .map(|c| decode_search_cursor(c, sort))
+        .transpose()?;
+    let filter = CompanyFilter {
+        sector: non_blank(params.sector),
+        stage: params.stage.map(|s| Stage::from(s).as_str().to_owned()),
+        location: non_blank(params.location),
+        min_score: params.min_score,
+        text: non_blank(params.q),
+    };
+    let (key, descending) = sort.key();
+    let mut rows = read_model::search(
         &state.pool,
         caller.actor.workspace_id,
-        after,
+        &filter,
+        key,
+        descending,
+        after.as_ref(),
         i64::from(limit) + 1,
     )
     .await?;
     let next_cursor = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
-        rows.last().map(|r| encode_cursor(r.id))
+        rows.last().map(|(row, value)| {
+            encode_search_cursor(&SearchCursor {
+                sort,
+                value: value.clone(),
+                id: row.id,
+            })
+        })
     } else {
         None
     };
     Ok(axum::Json(CompanyPage {
-        items: rows.into_iter().map(Company::from).collect(),
+        items: rows
+            .into_iter()
+            .map(|(row, _)| Company::from(row))
+            .collect(),
         next_cursor,
     }))
+}
+
+fn non_blank(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn encode_search_cursor(cursor: &SearchCursor) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(cursor).unwrap_or_default())
+}
+
+fn decode_search_cursor(cursor: &str, sort: CompanySort) -> Result<After, ApiError> {
+    let bad = |detail: &str| ApiError::BadRequest {
+        detail: detail.to_owned(),
+        field: Some("cursor".to_owned()),
+    };
+    let decoded: SearchCursor = URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| bad("is not a cursor this API returned"))?;
+    if decoded.sort != sort {
+        return Err(bad("belongs to a listing with another sort order"));
+    }
+    Ok(After {
+        value: decoded.value,
+        id: decoded.id,
+    })
 }
 
 pub(crate) fn accepted(id: Uuid, version: u64) -> Response {
