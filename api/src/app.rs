@@ -24,6 +24,7 @@ use vcintel_projections::companies::CompaniesProjection;
 use vcintel_projections::identity::{UsersProjection, WorkspacesProjection};
 use vcintel_projections::lists::ListsProjection;
 use vcintel_projections::notes::NotesProjection;
+use vcintel_projections::saved_searches::SavedSearchesProjection;
 use vcintel_projections::{run_projection, ProjectionSettings};
 
 /// A part of the service that can run alone (`vcintel serve --only …`).
@@ -125,6 +126,7 @@ impl Application {
             workspaces: Arc::new(services.workspaces),
             notes: Arc::new(services.notes),
             lists: Arc::new(services.lists),
+            saved_searches: Arc::new(services.saved_searches),
             directory: WorkspaceDirectory::new(pool.clone()),
             passwords,
             pool,
@@ -251,6 +253,13 @@ impl Application {
                                 token.clone(),
                             ),
                             run_projection::<ListsProjection>(
+                                pool.clone(),
+                                js.clone(),
+                                topology.clone(),
+                                projection_settings.clone(),
+                                token.clone(),
+                            ),
+                            run_projection::<SavedSearchesProjection>(
                                 pool,
                                 js,
                                 topology,

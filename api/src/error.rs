@@ -8,6 +8,7 @@ use vcintel_commands::CommandError;
 use vcintel_domain::company::CompanyError;
 use vcintel_domain::list::ListError;
 use vcintel_domain::note::NoteError;
+use vcintel_domain::saved_search::SavedSearchError;
 use vcintel_domain::user::UserError;
 use vcintel_domain::workspace::WorkspaceError;
 use vcintel_domain::FieldError;
@@ -337,6 +338,16 @@ impl From<CommandError> for ApiError {
             }]),
             CommandError::List(ListError::AlreadyExists) => {
                 ApiError::Conflict("the list already exists".to_owned())
+            }
+            CommandError::SavedSearch(SavedSearchError::NotFound) => ApiError::NotFound,
+            CommandError::SavedSearch(SavedSearchError::Forbidden) => {
+                ApiError::Forbidden(error.to_string())
+            }
+            CommandError::SavedSearch(SavedSearchError::Invalid(errors)) => {
+                ApiError::invalid(&errors)
+            }
+            CommandError::SavedSearch(SavedSearchError::AlreadyExists) => {
+                ApiError::Conflict("the saved search already exists".to_owned())
             }
             CommandError::Forbidden { .. } => ApiError::Forbidden(error.to_string()),
             CommandError::VersionMismatch { expected, actual } => {

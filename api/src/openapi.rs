@@ -5,7 +5,7 @@ use crate::auth::WORKSPACE_HEADER;
 use crate::error::{problem_response, ApiError, Problem, PROBLEM_JSON};
 use crate::idempotency::idempotent_posts;
 use crate::limits::{authenticate_and_limit, security_headers};
-use crate::routes::{auth, companies, health, lists, notes, workspaces};
+use crate::routes::{auth, companies, health, lists, notes, saved_searches, workspaces};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::Request;
@@ -44,6 +44,7 @@ pub const REQUEST_ID: &str = "x-request-id";
         (name = "companies", description = "Companies analysts track"),
         (name = "notes", description = "Analysts' notes on companies"),
         (name = "lists", description = "Lists of companies"),
+        (name = "saved-searches", description = "Saved company searches"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]
@@ -116,6 +117,16 @@ fn api_router() -> OpenApiRouter<AppState> {
             lists::add_company_to_list,
             lists::remove_company_from_list
         ))
+        .routes(routes!(
+            saved_searches::create_saved_search,
+            saved_searches::list_saved_searches
+        ))
+        .routes(routes!(
+            saved_searches::get_saved_search,
+            saved_searches::rename_saved_search,
+            saved_searches::delete_saved_search
+        ))
+        .routes(routes!(saved_searches::run_saved_search))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
 }

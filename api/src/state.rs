@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use vcintel_infra::accounts::{Passwords, WorkspaceDirectory};
 use vcintel_infra::event_store::{
-    PgAccountCommands, PgCompanyCommands, PgListCommands, PgNoteCommands, PgWorkspaceCommands,
+    PgAccountCommands, PgCompanyCommands, PgListCommands, PgNoteCommands, PgSavedSearchCommands,
+    PgWorkspaceCommands,
 };
 use vcintel_infra::wire::Topology;
 
@@ -20,6 +21,7 @@ pub struct AppState {
     pub workspaces: Arc<PgWorkspaceCommands>,
     pub notes: Arc<PgNoteCommands>,
     pub lists: Arc<PgListCommands>,
+    pub saved_searches: Arc<PgSavedSearchCommands>,
     pub directory: WorkspaceDirectory,
     pub passwords: Passwords,
     pub tokens: Arc<TokenKeys>,

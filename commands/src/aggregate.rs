@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use vcintel_domain::company::{Company, CompanyCommand, CompanyError, CompanyEvent};
 use vcintel_domain::list::{List, ListCommand, ListError, ListEvent};
 use vcintel_domain::note::{Note, NoteCommand, NoteError, NoteEvent};
+use vcintel_domain::saved_search::{
+    SavedSearch, SavedSearchCommand, SavedSearchError, SavedSearchEvent,
+};
 use vcintel_domain::user::{User, UserCommand, UserError, UserEvent};
 use vcintel_domain::workspace::{Workspace, WorkspaceCommand, WorkspaceError, WorkspaceEvent};
 
@@ -115,6 +118,22 @@ cqrs_adapter!(
 impl UniqueValues for ListAggregate {
     fn taken(_value: &UniqueValue, _holder: &str) -> ListError {
         ListError::AlreadyExists
+    }
+}
+
+cqrs_adapter!(
+    SavedSearchAggregate,
+    SavedSearchEventRecord,
+    SavedSearch,
+    SavedSearchCommand,
+    SavedSearchEvent,
+    SavedSearchError,
+    vcintel_domain::saved_search::AGGREGATE_TYPE
+);
+
+impl UniqueValues for SavedSearchAggregate {
+    fn taken(_value: &UniqueValue, _holder: &str) -> SavedSearchError {
+        SavedSearchError::AlreadyExists
     }
 }
 

@@ -2,6 +2,7 @@ use cqrs_es::AggregateError;
 use vcintel_domain::company::CompanyError;
 use vcintel_domain::list::ListError;
 use vcintel_domain::note::NoteError;
+use vcintel_domain::saved_search::SavedSearchError;
 use vcintel_domain::user::UserError;
 use vcintel_domain::workspace::WorkspaceError;
 
@@ -16,6 +17,8 @@ pub enum CommandError {
     Note(#[from] NoteError),
     #[error(transparent)]
     List(#[from] ListError),
+    #[error(transparent)]
+    SavedSearch(#[from] SavedSearchError),
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),
     #[error("the role `{role}` may not {action}")]

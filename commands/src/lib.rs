@@ -14,13 +14,15 @@ pub mod execute;
 pub mod list;
 pub mod metadata;
 pub mod note;
+pub mod saved_search;
 pub mod unique;
 pub mod user;
 pub mod workspace;
 
 pub use aggregate::{
     CompanyAggregate, CompanyEventRecord, ListAggregate, ListEventRecord, NoteAggregate,
-    NoteEventRecord, UserAggregate, UserEventRecord, WorkspaceAggregate, WorkspaceEventRecord,
+    NoteEventRecord, SavedSearchAggregate, SavedSearchEventRecord, UserAggregate, UserEventRecord,
+    WorkspaceAggregate, WorkspaceEventRecord,
 };
 pub use company::CompanyCommands;
 pub use error::CommandError;
@@ -28,6 +30,7 @@ pub use execute::LoadedAggregate;
 pub use list::ListCommands;
 pub use metadata::CommandMetadata;
 pub use note::NoteCommands;
+pub use saved_search::SavedSearchCommands;
 pub use unique::{UniqueValue, UniqueValues};
 pub use user::AccountCommands;
 pub use workspace::WorkspaceCommands;

@@ -10,6 +10,7 @@ pub mod company;
 pub mod identity;
 pub mod list;
 pub mod note;
+pub mod saved_search;
 pub mod user;
 pub mod validation;
 pub mod website;

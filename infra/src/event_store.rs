@@ -30,7 +30,8 @@ use std::collections::HashMap;
 use tokio::sync::mpsc;
 use vcintel_commands::{
     AccountCommands, CompanyAggregate, CompanyCommands, ListAggregate, ListCommands, NoteAggregate,
-    NoteCommands, UniqueValue, UniqueValues, UserAggregate, WorkspaceAggregate, WorkspaceCommands,
+    NoteCommands, SavedSearchAggregate, SavedSearchCommands, UniqueValue, UniqueValues,
+    UserAggregate, WorkspaceAggregate, WorkspaceCommands,
 };
 
 pub type PgEventStore<A> = NotifyingEventStore<PersistedEventStore<PgEventRepository, A>>;
@@ -40,6 +41,7 @@ pub type PgAccountCommands =
 pub type PgWorkspaceCommands = WorkspaceCommands<PgEventStore<WorkspaceAggregate>>;
 pub type PgNoteCommands = NoteCommands<PgEventStore<NoteAggregate>, PgEventStore<CompanyAggregate>>;
 pub type PgListCommands = ListCommands<PgEventStore<ListAggregate>, PgEventStore<CompanyAggregate>>;
+pub type PgSavedSearchCommands = SavedSearchCommands<PgEventStore<SavedSearchAggregate>>;
 
 /// Every command service, sharing one pool and one relay nudge.
 #[derive(Debug)]
@@ -49,6 +51,7 @@ pub struct CommandServices {
     pub workspaces: PgWorkspaceCommands,
     pub notes: PgNoteCommands,
     pub lists: PgListCommands,
+    pub saved_searches: PgSavedSearchCommands,
 }
 
 /// Builds the command services on `pool`. Must be called inside a Tokio
@@ -65,6 +68,7 @@ pub fn command_services(pool: PgPool) -> CommandServices {
         workspaces: WorkspaceCommands::new(pg_event_store(&pool, &nudge)),
         notes: NoteCommands::new(pg_event_store(&pool, &nudge), pg_event_store(&pool, &nudge)),
         lists: ListCommands::new(pg_event_store(&pool, &nudge), pg_event_store(&pool, &nudge)),
+        saved_searches: SavedSearchCommands::new(pg_event_store(&pool, &nudge)),
     }
 }
 

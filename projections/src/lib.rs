@@ -13,6 +13,7 @@ pub mod identity;
 pub mod lists;
 pub mod notes;
 pub mod runner;
+pub mod saved_searches;
 pub mod versions;
 
 pub use runner::{run_projection, ProjectionSettings};

@@ -22,5 +22,6 @@ mod lists;
 mod notes;
 mod projection;
 mod relay;
+mod saved_searches;
 mod search;
 mod tenancy;

@@ -7,7 +7,9 @@ use serde_json::{json, Value};
 
 /// A body each route accepts, so only tenancy decides the answer.
 fn body_for(path: &str) -> Value {
-    if path.starts_with("/v1/lists") {
+    if path.starts_with("/v1/saved-searches") {
+        json!({"name": "Stolen search"})
+    } else if path.starts_with("/v1/lists") {
         json!({"name": "Stolen list"})
     } else if path.contains("notes") {
         json!({"content": "stolen"})
@@ -94,6 +96,16 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_or_names_the
         )
         .await;
     assert_eq!(put.status, StatusCode::OK);
+    let search = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/saved-searches"),
+            Some(&owner_token),
+            None,
+            Some(&json!({"name": "Secret search", "filters": {"text": "secret"}})),
+        )
+        .await;
+    let search_id = search.body["id"].as_str().unwrap().to_owned();
     let visible = env
         .call(
             Method::GET,
@@ -136,6 +148,7 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_or_names_the
                     .replace("{invitation_id}", &invitation_id)
                     .replace("{note_id}", &note_id)
                     .replace("{list_id}", &list_id)
+                    .replace("{search_id}", &search_id)
             );
             let takes_workspace = operation["parameters"]
                 .as_array()
@@ -194,7 +207,7 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_or_names_the
             }
         }
     }
-    assert!(id_routes >= 34, "probed {id_routes} id routes");
+    assert!(id_routes >= 42, "probed {id_routes} id routes");
     assert!(
         workspace_routes >= 20,
         "probed {workspace_routes} workspace routes"
@@ -212,16 +225,18 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_or_names_the
         .await;
     assert_eq!(company_now.body["name"], "Secret Co");
     assert_eq!(company_now.body["version"], 1);
-    let versions: i64 =
-        sqlx::query_scalar("select count(*) from events where aggregate_id in ($1, $2, $3, $4)")
-            .bind(&company)
-            .bind(&workspace)
-            .bind(&note_id)
-            .bind(&list_id)
-            .fetch_one(&env.pool)
-            .await
-            .unwrap();
+    let versions: i64 = sqlx::query_scalar(
+        "select count(*) from events where aggregate_id in ($1, $2, $3, $4, $5)",
+    )
+    .bind(&company)
+    .bind(&workspace)
+    .bind(&note_id)
+    .bind(&list_id)
+    .bind(&search_id)
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
     // company.added; workspace.created, member_added, api_key_created,
-    // member_invited; note.added; list.created, company_added
-    assert_eq!(versions, 8, "no event was appended by the intruder");
+    // member_invited; note.added; list.created, company_added; saved_search.created
+    assert_eq!(versions, 9, "no event was appended by the intruder");
 }

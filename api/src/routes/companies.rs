@@ -37,6 +37,20 @@ pub enum CompanyStage {
     Public,
 }
 
+impl From<Stage> for CompanyStage {
+    fn from(s: Stage) -> Self {
+        match s {
+            Stage::PreSeed => CompanyStage::PreSeed,
+            Stage::Seed => CompanyStage::Seed,
+            Stage::SeriesA => CompanyStage::SeriesA,
+            Stage::SeriesB => CompanyStage::SeriesB,
+            Stage::SeriesC => CompanyStage::SeriesC,
+            Stage::Growth => CompanyStage::Growth,
+            Stage::Public => CompanyStage::Public,
+        }
+    }
+}
+
 impl From<CompanyStage> for Stage {
     fn from(s: CompanyStage) -> Self {
         match s {
@@ -445,12 +459,6 @@ pub async fn list_companies(
             field: Some("min_score".to_owned()),
         });
     }
-    let sort = params.sort.unwrap_or_default();
-    let after = params
-        .cursor
-        .as_deref()
-        .map(|c| decode_search_cursor(c, sort))
-        .transpose()?;
     let filter = CompanyFilter {
         sector: non_blank(params.sector),
         stage: params.stage.map(|s| Stage::from(s).as_str().to_owned()),
@@ -458,11 +466,34 @@ pub async fn list_companies(
         min_score: params.min_score,
         text: non_blank(params.q),
     };
+    let page = search_page(
+        &state,
+        caller.actor.workspace_id,
+        &filter,
+        params.sort.unwrap_or_default(),
+        params.cursor.as_deref(),
+        limit,
+    )
+    .await?;
+    Ok(axum::Json(page))
+}
+
+/// One page of the workspace's companies matching `filter` (also what a
+/// saved search's results are).
+pub(crate) async fn search_page(
+    state: &AppState,
+    workspace: vcintel_domain::WorkspaceId,
+    filter: &CompanyFilter,
+    sort: CompanySort,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<CompanyPage, ApiError> {
+    let after = cursor.map(|c| decode_search_cursor(c, sort)).transpose()?;
     let (key, descending) = sort.key();
     let mut rows = read_model::search(
         &state.pool,
-        caller.actor.workspace_id,
-        &filter,
+        workspace,
+        filter,
         key,
         descending,
         after.as_ref(),
@@ -481,13 +512,13 @@ pub async fn list_companies(
     } else {
         None
     };
-    Ok(axum::Json(CompanyPage {
+    Ok(CompanyPage {
         items: rows
             .into_iter()
             .map(|(row, _)| Company::from(row))
             .collect(),
         next_cursor,
-    }))
+    })
 }
 
 fn non_blank(value: Option<String>) -> Option<String> {

@@ -10,6 +10,7 @@ use vcintel_projections::companies::CompaniesProjection;
 use vcintel_projections::identity::{UsersProjection, WorkspacesProjection};
 use vcintel_projections::lists::ListsProjection;
 use vcintel_projections::notes::NotesProjection;
+use vcintel_projections::saved_searches::SavedSearchesProjection;
 use vcintel_projections::Projection;
 
 pub const TAG: &str = "health";
@@ -92,7 +93,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, axum::Json<Rea
             .await
         }
     };
-    let (postgres, nats, relay, companies, workspaces, users, notes, lists) = tokio::join!(
+    let (postgres, nats, relay, companies, workspaces, users, notes, lists, searches) = tokio::join!(
         postgres,
         nats,
         relay,
@@ -101,9 +102,10 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, axum::Json<Rea
         projection_lag(UsersProjection::NAME),
         projection_lag(NotesProjection::NAME),
         projection_lag(ListsProjection::NAME),
+        projection_lag(SavedSearchesProjection::NAME),
     );
     let checks = vec![
-        postgres, nats, relay, companies, workspaces, users, notes, lists,
+        postgres, nats, relay, companies, workspaces, users, notes, lists, searches,
     ];
     let all_ok = checks.iter().all(|c| c.ok);
     let status = if all_ok {

@@ -5,6 +5,7 @@ pub mod companies;
 pub mod health;
 pub mod lists;
 pub mod notes;
+pub mod saved_searches;
 pub mod workspaces;
 
 use axum::http::HeaderMap;

@@ -1,0 +1,379 @@
+//! Saved searches: `/v1/saved-searches` and their results.
+
+use crate::auth::Caller;
+use crate::error::{ApiError, Problem};
+use crate::extract::{Json, Path, Query};
+use crate::routes::companies::{
+    accepted, decode_cursor, encode_cursor, etag, if_match_version, search_page, CommandAccepted,
+    CompanyPage, CompanySort, CompanyStage,
+};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use vcintel_domain::company::Stage;
+use vcintel_domain::saved_search::{SavedSearchCommand, SavedSearchId, SearchFilters};
+use vcintel_projections::companies::CompanyFilter;
+use vcintel_projections::saved_searches::{self as read_model, SavedSearchRow};
+
+pub const TAG: &str = "saved-searches";
+const DEFAULT_PAGE_SIZE: u32 = 50;
+const MAX_PAGE_SIZE: u32 = 200;
+
+/// The filters of a saved search; every one is optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Filters {
+    /// Sector (case-insensitive).
+    #[serde(default)]
+    pub sector: Option<String>,
+    #[serde(default)]
+    pub stage: Option<CompanyStage>,
+    /// Location (case-insensitive).
+    #[serde(default)]
+    pub location: Option<String>,
+    /// Minimum fit score, 0–100.
+    #[serde(default)]
+    pub min_score: Option<u8>,
+    /// Full-text query (words, `"phrases"`, `-exclusions`).
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+impl From<Filters> for SearchFilters {
+    fn from(f: Filters) -> Self {
+        SearchFilters {
+            sector: f.sector,
+            stage: f.stage.map(Into::into),
+            location: f.location,
+            min_score: f.min_score,
+            text: f.text,
+        }
+    }
+}
+
+impl From<SearchFilters> for Filters {
+    fn from(f: SearchFilters) -> Self {
+        Filters {
+            sector: f.sector,
+            stage: f.stage.map(CompanyStage::from),
+            location: f.location,
+            min_score: f.min_score,
+            text: f.text,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Seed robotics in Berlin", "filters": {"sector": "Robotics", "stage": "seed", "location": "Berlin", "min_score": 60}}))]
+pub struct CreateSavedSearchRequest {
+    /// 1–100 characters.
+    pub name: String,
+    #[serde(default)]
+    pub filters: Filters,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Berlin robotics, seed"}))]
+pub struct RenameSavedSearchRequest {
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SavedSearchView {
+    pub id: Uuid,
+    pub name: String,
+    pub filters: Filters,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: u64,
+}
+
+impl From<SavedSearchRow> for SavedSearchView {
+    fn from(row: SavedSearchRow) -> Self {
+        SavedSearchView {
+            id: row.id,
+            name: row.name,
+            filters: row.filters.0.into(),
+            created_by: row.created_by,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            version: row.version as u64,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SavedSearchPage {
+    pub items: Vec<SavedSearchView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SearchPageParams {
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u32>,
+    /// Opaque cursor from a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// For results only: `added` (default), `name` or `score`; `-` for descending.
+    pub sort: Option<CompanySort>,
+}
+
+fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
+    if (1..=MAX_PAGE_SIZE).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::BadRequest {
+            detail: format!("must be between 1 and {MAX_PAGE_SIZE}"),
+            field: Some("limit".to_owned()),
+        })
+    }
+}
+
+/// Save a search.
+#[utoipa::path(
+    post, path = "/v1/saved-searches", tag = TAG, operation_id = "createSavedSearch",
+    request_body = CreateSavedSearchRequest,
+    responses(
+        (status = 201, description = "Saved", body = CommandAccepted,
+         headers(("Location" = String, description = "The saved search's URL"))),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Viewers may not save searches", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name or filters", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_saved_search(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(body): Json<CreateSavedSearchRequest>,
+) -> Result<Response, ApiError> {
+    let committed = state
+        .saved_searches
+        .create(
+            caller.actor,
+            body.name,
+            body.filters.into(),
+            &caller.metadata(&headers),
+        )
+        .await?;
+    let id: Uuid = committed
+        .aggregate_id
+        .parse()
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
+    let mut response = (
+        StatusCode::CREATED,
+        axum::Json(CommandAccepted {
+            id,
+            version: committed.version,
+        }),
+    )
+        .into_response();
+    let h = response.headers_mut();
+    h.insert(header::ETAG, etag(committed.version));
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/saved-searches/{id}")) {
+        h.insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// The workspace's saved searches, oldest first.
+#[utoipa::path(
+    get, path = "/v1/saved-searches", tag = TAG, operation_id = "listSavedSearches",
+    params(SearchPageParams),
+    responses(
+        (status = 200, description = "A page of saved searches", body = SavedSearchPage),
+        (status = 400, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_saved_searches(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<SearchPageParams>,
+) -> Result<axum::Json<SavedSearchPage>, ApiError> {
+    let limit = page_limit(params.limit)?;
+    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let mut rows = read_model::list(
+        &state.pool,
+        caller.actor.workspace_id,
+        after,
+        i64::from(limit) + 1,
+    )
+    .await?;
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| encode_cursor(r.id))
+    } else {
+        None
+    };
+    Ok(axum::Json(SavedSearchPage {
+        items: rows.into_iter().map(SavedSearchView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// One saved search.
+#[utoipa::path(
+    get, path = "/v1/saved-searches/{search_id}", tag = TAG, operation_id = "getSavedSearch",
+    params(("search_id" = Uuid, Path, description = "Saved search id")),
+    responses(
+        (status = 200, description = "The saved search", body = SavedSearchView),
+        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such saved search in this workspace", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_saved_search(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(search_id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    let row = read_model::get(&state.pool, caller.actor.workspace_id, search_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let tag = etag(row.version as u64);
+    Ok((
+        [(header::ETAG, tag)],
+        axum::Json(SavedSearchView::from(row)),
+    )
+        .into_response())
+}
+
+/// Run a saved search: the companies its filters match, a page at a time.
+#[utoipa::path(
+    get, path = "/v1/saved-searches/{search_id}/results", tag = TAG, operation_id = "runSavedSearch",
+    params(("search_id" = Uuid, Path, description = "Saved search id"), SearchPageParams),
+    responses(
+        (status = 200, description = "A page of matching companies", body = CompanyPage),
+        (status = 400, description = "Malformed id, limit, sort or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such saved search in this workspace", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn run_saved_search(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(search_id): Path<Uuid>,
+    Query(params): Query<SearchPageParams>,
+) -> Result<axum::Json<CompanyPage>, ApiError> {
+    let workspace = caller.actor.workspace_id;
+    let search = read_model::get(&state.pool, workspace, search_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let filters = search.filters.0;
+    let filter = CompanyFilter {
+        sector: filters.sector,
+        stage: filters.stage.map(|s: Stage| s.as_str().to_owned()),
+        location: filters.location,
+        min_score: filters.min_score.map(i32::from),
+        text: filters.text,
+    };
+    let page = search_page(
+        &state,
+        workspace,
+        &filter,
+        params.sort.unwrap_or_default(),
+        params.cursor.as_deref(),
+        page_limit(params.limit)?,
+    )
+    .await?;
+    Ok(axum::Json(page))
+}
+
+/// Rename a saved search.
+#[utoipa::path(
+    patch, path = "/v1/saved-searches/{search_id}", tag = TAG, operation_id = "renameSavedSearch",
+    params(("search_id" = Uuid, Path, description = "Saved search id"),
+           ("If-Match" = Option<String>, Header, description = "Expected current version, e.g. `\"2\"`")),
+    request_body = RenameSavedSearchRequest,
+    responses(
+        (status = 200, description = "Renamed (or unchanged)", body = CommandAccepted),
+        (status = 400, description = "Malformed JSON, id or If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Viewers may not change saved searches", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such saved search in this workspace", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A concurrent change won", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match names an old version", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn rename_saved_search(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(search_id): Path<Uuid>,
+    headers: HeaderMap,
+    Json(body): Json<RenameSavedSearchRequest>,
+) -> Result<Response, ApiError> {
+    let expected = if_match_version(&headers)?;
+    let command = SavedSearchCommand::Rename {
+        actor: caller.actor,
+        name: body.name,
+    };
+    let committed = state
+        .saved_searches
+        .change(
+            caller.actor,
+            SavedSearchId(search_id),
+            command,
+            expected,
+            &caller.metadata(&headers),
+        )
+        .await?;
+    Ok(accepted(search_id, committed.version))
+}
+
+/// Delete a saved search.
+#[utoipa::path(
+    delete, path = "/v1/saved-searches/{search_id}", tag = TAG, operation_id = "deleteSavedSearch",
+    params(("search_id" = Uuid, Path, description = "Saved search id"),
+           ("If-Match" = Option<String>, Header, description = "Expected current version, e.g. `\"2\"`")),
+    responses(
+        (status = 200, description = "Deleted", body = CommandAccepted),
+        (status = 400, description = "Malformed id or If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Viewers may not change saved searches", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such saved search in this workspace", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A concurrent change won", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match names an old version", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_saved_search(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(search_id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let expected = if_match_version(&headers)?;
+    let command = SavedSearchCommand::Delete {
+        actor: caller.actor,
+    };
+    let committed = state
+        .saved_searches
+        .change(
+            caller.actor,
+            SavedSearchId(search_id),
+            command,
+            expected,
+            &caller.metadata(&headers),
+        )
+        .await?;
+    Ok(accepted(search_id, committed.version))
+}
