@@ -69,7 +69,10 @@ async fn main() {
     // A cursor 20 pages deep, for the deep-paging case.
     let mut cursor = String::new();
     for _ in 0..20 {
-        let url = format!("{base}/v1/companies?limit=50&sort=name&cursor={cursor}");
+        let mut url = format!("{base}/v1/companies?limit=50&sort=name");
+        if !cursor.is_empty() {
+            url.push_str(&format!("&cursor={cursor}"));
+        }
         let reply = env.call(Method::GET, &url, Some(&token), None, None).await;
         cursor = reply.body["next_cursor"].as_str().unwrap().to_owned();
     }
@@ -128,10 +131,10 @@ async fn main() {
              order by lower(name) asc, id asc limit 51",
         ),
         (
-            "full text",
-            "select id from companies where workspace_id = $1
-             and search @@ websearch_to_tsquery('simple', '\"company 42424\"')
-             order by id asc limit 51",
+            "full text, few matches (GIN first, then sort)",
+            "select id from (select * from companies where workspace_id = $1
+             and search @@ websearch_to_tsquery('simple', '\"company 42424\"') offset 0) c
+             where workspace_id = $1 order by id asc limit 51",
         ),
     ];
     for (what, sql) in plans {

@@ -217,7 +217,7 @@ pub struct After {
 /// One page of `workspace`'s companies matching `filter`, in `sort` order
 /// (ties broken by id), after `after`.
 pub async fn search(
-    db: impl PgExecutor<'_>,
+    db: &mut sqlx::PgConnection,
     workspace: WorkspaceId,
     filter: &CompanyFilter,
     sort: SortKey,
@@ -242,9 +242,26 @@ pub async fn search(
         ("asc", ">")
     };
     let mut query = sqlx::QueryBuilder::new(format!(
-        "select {COLUMNS}, {} as sort_value from companies where workspace_id = ",
+        "select {COLUMNS}, {} as sort_value from ",
         sort.expression()
     ));
+    match &filter.text {
+        // A rare term: find its matches through the GIN index first and
+        // sort the few; left to itself the planner may walk the sort
+        // order's index and test every row of the workspace (measured at
+        // 100k companies: 170 ms instead of a few).
+        Some(text) if text_matches_are_few(&mut *db, workspace, text).await? => {
+            query
+                .push("(select * from companies where workspace_id = ")
+                .push_bind(workspace.0)
+                .push(" and search @@ websearch_to_tsquery('simple', ")
+                .push_bind(text.clone())
+                .push(") offset 0) companies where workspace_id = ");
+        }
+        _ => {
+            query.push("companies where workspace_id = ");
+        }
+    }
     query.push_bind(workspace.0);
     if let Some(sector) = &filter.sector {
         query
@@ -292,7 +309,7 @@ pub async fn search(
         ));
     }
     query.push_bind(limit);
-    let rows = query.build().fetch_all(db).await?;
+    let rows = query.build().fetch_all(&mut *db).await?;
     rows.iter()
         .map(|row| {
             let company = CompanyRow::from_row(row)?;
@@ -300,4 +317,27 @@ pub async fn search(
             Ok((company, value))
         })
         .collect()
+}
+
+/// How many matches make a text search "common": beyond this, walking the
+/// sort order's index finds a page of matches quickly.
+const FEW_TEXT_MATCHES: i64 = 2_000;
+
+async fn text_matches_are_few(
+    db: &mut sqlx::PgConnection,
+    workspace: WorkspaceId,
+    text: &str,
+) -> Result<bool, sqlx::Error> {
+    let matches: i64 = sqlx::query_scalar(
+        "select count(*) from (
+             select 1 from companies
+             where workspace_id = $1 and search @@ websearch_to_tsquery('simple', $2)
+             limit $3) m",
+    )
+    .bind(workspace.0)
+    .bind(text)
+    .bind(FEW_TEXT_MATCHES)
+    .fetch_one(db)
+    .await?;
+    Ok(matches < FEW_TEXT_MATCHES)
 }

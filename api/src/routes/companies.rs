@@ -490,8 +490,9 @@ pub(crate) async fn search_page(
 ) -> Result<CompanyPage, ApiError> {
     let after = cursor.map(|c| decode_search_cursor(c, sort)).transpose()?;
     let (key, descending) = sort.key();
+    let mut conn = state.pool.acquire().await?;
     let mut rows = read_model::search(
-        &state.pool,
+        &mut conn,
         workspace,
         filter,
         key,
