@@ -71,6 +71,15 @@ async fn a_saved_search_runs_its_filters_and_can_be_renamed_and_deleted() {
         shown.body["filters"]["sector"], "robotics",
         "stored trimmed"
     );
+    let unchanged = env
+        .http
+        .get(format!("{base}/v1/saved-searches/{id}"))
+        .bearer_auth(&token)
+        .header("if-none-match", shown.header("etag").unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unchanged.status(), StatusCode::NOT_MODIFIED);
 
     // Invalid filters name the field; a viewer cannot save.
     let invalid = env

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
+use vcintel_commands::Committed;
 use vcintel_domain::company::{CompanyChanges, CompanyId, CompanyInput, Stage};
 use vcintel_projections::companies::{
     self as read_model, After, CompaniesProjection, CompanyFilter, CompanyRow, SortKey,
@@ -279,24 +280,7 @@ pub async fn add_company(
         .companies
         .add(caller.actor, input, &caller.metadata(&headers))
         .await?;
-    let id: Uuid = committed
-        .aggregate_id
-        .parse()
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
-    let mut response = (
-        StatusCode::CREATED,
-        axum::Json(CommandAccepted {
-            id,
-            version: committed.version,
-        }),
-    )
-        .into_response();
-    let h = response.headers_mut();
-    h.insert(header::ETAG, etag(committed.version));
-    if let Ok(location) = HeaderValue::from_str(&format!("/v1/companies/{id}")) {
-        h.insert(header::LOCATION, location);
-    }
-    Ok(response)
+    created(&committed, "/v1/companies")
 }
 
 /// Change a company's details. Send `If-Match: "<version>"` to refuse the
@@ -418,14 +402,11 @@ pub async fn get_company(
     let row = read_model::get(&state.pool, caller.actor.workspace_id, id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let tag = etag(row.version as u64);
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == tag.as_bytes() || v.as_bytes() == b"*")
-    {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
-    }
-    Ok(([(header::ETAG, tag)], axum::Json(Company::from(row))).into_response())
+    Ok(representation(
+        &headers,
+        row.version as u64,
+        Company::from(row),
+    ))
 }
 
 /// List, filter, search and sort the workspace's companies, a page at a
@@ -446,13 +427,7 @@ pub async fn list_companies(
     caller: Caller,
     Query(params): Query<ListCompaniesParams>,
 ) -> Result<axum::Json<CompanyPage>, ApiError> {
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE_SIZE);
-    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-        return Err(ApiError::BadRequest {
-            detail: format!("must be between 1 and {MAX_PAGE_SIZE}"),
-            field: Some("limit".to_owned()),
-        });
-    }
+    let limit = page_limit(params.limit)?;
     if params.min_score.is_some_and(|s| !(0..=100).contains(&s)) {
         return Err(ApiError::BadRequest {
             detail: "must be between 0 and 100".to_owned(),
@@ -501,18 +476,13 @@ pub(crate) async fn search_page(
         i64::from(limit) + 1,
     )
     .await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|(row, value)| {
-            encode_search_cursor(&SearchCursor {
-                sort,
-                value: value.clone(),
-                id: row.id,
-            })
+    let next_cursor = next_cursor(&mut rows, limit, |(row, value)| {
+        encode_search_cursor(&SearchCursor {
+            sort,
+            value: value.clone(),
+            id: row.id,
         })
-    } else {
-        None
-    };
+    });
     Ok(CompanyPage {
         items: rows
             .into_iter()
@@ -547,6 +517,60 @@ fn decode_search_cursor(cursor: &str, sort: CompanySort) -> Result<After, ApiErr
         value: decoded.value,
         id: decoded.id,
     })
+}
+
+/// 201 for a command that created `collection/<id>`: its id and version,
+/// `ETag` and `Location`.
+pub(crate) fn created(committed: &Committed, collection: &str) -> Result<Response, ApiError> {
+    let id: Uuid = committed
+        .aggregate_id
+        .parse()
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
+    let mut response = accepted(id, committed.version);
+    *response.status_mut() = StatusCode::CREATED;
+    if let Ok(location) = HeaderValue::from_str(&format!("{collection}/{id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// A single resource at `version`: `ETag`, or 304 when `If-None-Match` names it.
+pub(crate) fn representation<T: Serialize>(headers: &HeaderMap, version: u64, body: T) -> Response {
+    let tag = etag(version);
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == tag.as_bytes() || v.as_bytes() == b"*")
+    {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response();
+    }
+    ([(header::ETAG, tag)], axum::Json(body)).into_response()
+}
+
+/// The page size asked for, 1–200 (default 50).
+pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
+    if (1..=MAX_PAGE_SIZE).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::BadRequest {
+            detail: format!("must be between 1 and {MAX_PAGE_SIZE}"),
+            field: Some("limit".to_owned()),
+        })
+    }
+}
+
+/// Pages fetch `limit + 1` rows: an extra row means there is a next page,
+/// which starts after the last row kept.
+pub(crate) fn next_cursor<T>(
+    rows: &mut Vec<T>,
+    limit: u32,
+    cursor_of: impl Fn(&T) -> String,
+) -> Option<String> {
+    if rows.len() <= limit as usize {
+        return None;
+    }
+    rows.truncate(limit as usize);
+    rows.last().map(cursor_of)
 }
 
 pub(crate) fn accepted(id: Uuid, version: u64) -> Response {

@@ -4,13 +4,14 @@ use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::routes::companies::{
-    accepted, decode_cursor, encode_cursor, etag, if_match_version, CommandAccepted,
+    accepted, created, decode_cursor, encode_cursor, if_match_version, next_cursor, page_limit,
+    representation, CommandAccepted,
 };
 use crate::routes::wait_for_version;
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -21,8 +22,6 @@ use vcintel_projections::lists::{self as read_model, ListItemRow, ListRow, Lists
 use vcintel_projections::Projection;
 
 pub const TAG: &str = "lists";
-const DEFAULT_PAGE_SIZE: u32 = 50;
-const MAX_PAGE_SIZE: u32 = 200;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -105,18 +104,6 @@ pub struct PageParams {
     pub min_version: Option<u64>,
 }
 
-fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
-    if (1..=MAX_PAGE_SIZE).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(ApiError::BadRequest {
-            detail: format!("must be between 1 and {MAX_PAGE_SIZE}"),
-            field: Some("limit".to_owned()),
-        })
-    }
-}
-
 /// Create a list.
 #[utoipa::path(
     post, path = "/v1/lists", tag = TAG, operation_id = "createList",
@@ -141,24 +128,7 @@ pub async fn create_list(
         .lists
         .create(caller.actor, body.name, &caller.metadata(&headers))
         .await?;
-    let id: Uuid = committed
-        .aggregate_id
-        .parse()
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
-    let mut response = (
-        StatusCode::CREATED,
-        axum::Json(CommandAccepted {
-            id,
-            version: committed.version,
-        }),
-    )
-        .into_response();
-    let h = response.headers_mut();
-    h.insert(header::ETAG, etag(committed.version));
-    if let Ok(location) = HeaderValue::from_str(&format!("/v1/lists/{id}")) {
-        h.insert(header::LOCATION, location);
-    }
-    Ok(response)
+    created(&committed, "/v1/lists")
 }
 
 /// The workspace's lists, oldest first.
@@ -186,12 +156,7 @@ pub async fn list_lists(
         i64::from(limit) + 1,
     )
     .await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| encode_cursor(r.id))
-    } else {
-        None
-    };
+    let next_cursor = next_cursor(&mut rows, limit, |r| encode_cursor(r.id));
     Ok(axum::Json(ListPage {
         items: rows.into_iter().map(CompanyList::from).collect(),
         next_cursor,
@@ -233,14 +198,11 @@ pub async fn get_list(
     let row = read_model::get(&state.pool, caller.actor.workspace_id, list_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let tag = etag(row.version as u64);
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == tag.as_bytes() || v.as_bytes() == b"*")
-    {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
-    }
-    Ok(([(header::ETAG, tag)], axum::Json(CompanyList::from(row))).into_response())
+    Ok(representation(
+        &headers,
+        row.version as u64,
+        CompanyList::from(row),
+    ))
 }
 
 /// The companies in a list.
@@ -279,12 +241,7 @@ pub async fn list_list_companies(
     let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
     let mut rows =
         read_model::items(&state.pool, workspace, list_id, after, i64::from(limit) + 1).await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| encode_cursor(r.company_id))
-    } else {
-        None
-    };
+    let next_cursor = next_cursor(&mut rows, limit, |r| encode_cursor(r.company_id));
     Ok(axum::Json(ListCompaniesPage {
         items: rows.into_iter().map(ListedCompany::from).collect(),
         next_cursor,

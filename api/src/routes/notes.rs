@@ -4,13 +4,14 @@ use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::routes::companies::{
-    accepted, decode_cursor, encode_cursor, etag, if_match_version, CommandAccepted,
+    accepted, created, decode_cursor, encode_cursor, if_match_version, next_cursor, page_limit,
+    representation, CommandAccepted,
 };
 use crate::routes::wait_for_version;
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -22,8 +23,6 @@ use vcintel_projections::notes::{self as read_model, NoteRow, NotesProjection};
 use vcintel_projections::Projection;
 
 pub const TAG: &str = "notes";
-const DEFAULT_PAGE_SIZE: u32 = 50;
-const MAX_PAGE_SIZE: u32 = 200;
 
 /// A note's text: plain text up to 10,000 characters; markup is kept as
 /// text and never interpreted.
@@ -119,24 +118,7 @@ pub async fn add_note(
             &caller.metadata(&headers),
         )
         .await?;
-    let id: Uuid = committed
-        .aggregate_id
-        .parse()
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
-    let mut response = (
-        StatusCode::CREATED,
-        axum::Json(CommandAccepted {
-            id,
-            version: committed.version,
-        }),
-    )
-        .into_response();
-    let h = response.headers_mut();
-    h.insert(header::ETAG, etag(committed.version));
-    if let Ok(location) = HeaderValue::from_str(&format!("/v1/notes/{id}")) {
-        h.insert(header::LOCATION, location);
-    }
-    Ok(response)
+    created(&committed, "/v1/notes")
 }
 
 /// A company's notes, newest first.
@@ -161,13 +143,7 @@ pub async fn list_notes(
     company_model::get(&state.pool, workspace, company_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE_SIZE);
-    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-        return Err(ApiError::BadRequest {
-            detail: format!("must be between 1 and {MAX_PAGE_SIZE}"),
-            field: Some("limit".to_owned()),
-        });
-    }
+    let limit = page_limit(params.limit)?;
     let before = params.cursor.as_deref().map(decode_cursor).transpose()?;
     let mut rows = read_model::of_company(
         &state.pool,
@@ -177,12 +153,7 @@ pub async fn list_notes(
         i64::from(limit) + 1,
     )
     .await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| encode_cursor(r.id))
-    } else {
-        None
-    };
+    let next_cursor = next_cursor(&mut rows, limit, |r| encode_cursor(r.id));
     Ok(axum::Json(NotePage {
         items: rows.into_iter().map(Note::from).collect(),
         next_cursor,
@@ -224,14 +195,11 @@ pub async fn get_note(
     let row = read_model::get(&state.pool, caller.actor.workspace_id, note_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let tag = etag(row.version as u64);
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == tag.as_bytes() || v.as_bytes() == b"*")
-    {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
-    }
-    Ok(([(header::ETAG, tag)], axum::Json(Note::from(row))).into_response())
+    Ok(representation(
+        &headers,
+        row.version as u64,
+        Note::from(row),
+    ))
 }
 
 /// Edit a note (its author, or an owner or admin).

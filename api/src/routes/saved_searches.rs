@@ -4,13 +4,13 @@ use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::routes::companies::{
-    accepted, decode_cursor, encode_cursor, etag, if_match_version, search_page, CommandAccepted,
-    CompanyPage, CompanySort, CompanyStage,
+    accepted, created, decode_cursor, encode_cursor, if_match_version, next_cursor, page_limit,
+    representation, search_page, CommandAccepted, CompanyPage, CompanySort, CompanyStage,
 };
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -21,8 +21,6 @@ use vcintel_projections::companies::CompanyFilter;
 use vcintel_projections::saved_searches::{self as read_model, SavedSearchRow};
 
 pub const TAG: &str = "saved-searches";
-const DEFAULT_PAGE_SIZE: u32 = 50;
-const MAX_PAGE_SIZE: u32 = 200;
 
 /// The filters of a saved search; every one is optional.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -128,18 +126,6 @@ pub struct SearchPageParams {
     pub sort: Option<CompanySort>,
 }
 
-fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
-    if (1..=MAX_PAGE_SIZE).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(ApiError::BadRequest {
-            detail: format!("must be between 1 and {MAX_PAGE_SIZE}"),
-            field: Some("limit".to_owned()),
-        })
-    }
-}
-
 /// Save a search.
 #[utoipa::path(
     post, path = "/v1/saved-searches", tag = TAG, operation_id = "createSavedSearch",
@@ -169,24 +155,7 @@ pub async fn create_saved_search(
             &caller.metadata(&headers),
         )
         .await?;
-    let id: Uuid = committed
-        .aggregate_id
-        .parse()
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
-    let mut response = (
-        StatusCode::CREATED,
-        axum::Json(CommandAccepted {
-            id,
-            version: committed.version,
-        }),
-    )
-        .into_response();
-    let h = response.headers_mut();
-    h.insert(header::ETAG, etag(committed.version));
-    if let Ok(location) = HeaderValue::from_str(&format!("/v1/saved-searches/{id}")) {
-        h.insert(header::LOCATION, location);
-    }
-    Ok(response)
+    created(&committed, "/v1/saved-searches")
 }
 
 /// The workspace's saved searches, oldest first.
@@ -214,12 +183,7 @@ pub async fn list_saved_searches(
         i64::from(limit) + 1,
     )
     .await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| encode_cursor(r.id))
-    } else {
-        None
-    };
+    let next_cursor = next_cursor(&mut rows, limit, |r| encode_cursor(r.id));
     Ok(axum::Json(SavedSearchPage {
         items: rows.into_iter().map(SavedSearchView::from).collect(),
         next_cursor,
@@ -229,9 +193,12 @@ pub async fn list_saved_searches(
 /// One saved search.
 #[utoipa::path(
     get, path = "/v1/saved-searches/{search_id}", tag = TAG, operation_id = "getSavedSearch",
-    params(("search_id" = Uuid, Path, description = "Saved search id")),
+    params(("search_id" = Uuid, Path, description = "Saved search id"),
+           ("If-None-Match" = Option<String>, Header, description = "A previously returned ETag")),
     responses(
-        (status = 200, description = "The saved search", body = SavedSearchView),
+        (status = 200, description = "The saved search", body = SavedSearchView,
+         headers(("ETag" = String, description = "The version this representation reflects"))),
+        (status = 304, description = "Not modified since the given ETag"),
         (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such saved search in this workspace", body = Problem, content_type = "application/problem+json"),
@@ -242,16 +209,16 @@ pub async fn get_saved_search(
     State(state): State<AppState>,
     caller: Caller,
     Path(search_id): Path<Uuid>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let row = read_model::get(&state.pool, caller.actor.workspace_id, search_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let tag = etag(row.version as u64);
-    Ok((
-        [(header::ETAG, tag)],
-        axum::Json(SavedSearchView::from(row)),
-    )
-        .into_response())
+    Ok(representation(
+        &headers,
+        row.version as u64,
+        SavedSearchView::from(row),
+    ))
 }
 
 /// Run a saved search: the companies its filters match, a page at a time.

@@ -6,7 +6,7 @@ use crate::auth::{Caller, SignedIn};
 use crate::error::{ApiError, InvalidField, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::routes::command_metadata;
-use crate::routes::companies::CommandAccepted;
+use crate::routes::companies::{accepted, next_cursor, page_limit, CommandAccepted};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -24,8 +24,6 @@ use vcintel_infra::accounts;
 use vcintel_projections::identity;
 
 pub const TAG: &str = "workspaces";
-const DEFAULT_PAGE_SIZE: u32 = 50;
-const MAX_PAGE_SIZE: u32 = 200;
 
 /// A member's role: owner > admin > member > viewer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -72,6 +70,17 @@ pub struct Membership {
     /// Created for the user at sign-up.
     pub personal: bool,
     pub role: MemberRole,
+}
+
+impl From<identity::MembershipRow> for Membership {
+    fn from(w: identity::MembershipRow) -> Self {
+        Membership {
+            workspace_id: w.workspace_id,
+            name: w.name,
+            personal: w.personal,
+            role: parse_role(&w.role),
+        }
+    }
 }
 
 /// The signed-in user.
@@ -273,14 +282,6 @@ fn require(caller: &Caller, permission: Permission, why: &str) -> Result<(), Api
     }
 }
 
-fn accepted(status: StatusCode, id: Uuid, version: u64) -> Response {
-    let mut response = (status, axum::Json(CommandAccepted { id, version })).into_response();
-    if let Ok(tag) = HeaderValue::from_str(&format!("\"{version}\"")) {
-        response.headers_mut().insert(header::ETAG, tag);
-    }
-    response
-}
-
 /// The signed-in user and the workspaces they belong to.
 #[utoipa::path(
     get, path = "/v1/me", tag = TAG, operation_id = "getMe",
@@ -309,15 +310,7 @@ pub async fn get_me(
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default(),
         default_workspace_id: caller.default_workspace.0,
-        workspaces: workspaces
-            .into_iter()
-            .map(|w| Membership {
-                workspace_id: w.workspace_id,
-                name: w.name,
-                personal: w.personal,
-                role: parse_role(&w.role),
-            })
-            .collect(),
+        workspaces: workspaces.into_iter().map(Membership::from).collect(),
     }))
 }
 
@@ -336,16 +329,7 @@ pub async fn list_my_workspaces(
     caller: SignedIn,
 ) -> Result<axum::Json<Vec<Membership>>, ApiError> {
     let rows = identity::workspaces_of(&state.pool, caller.user_id).await?;
-    Ok(axum::Json(
-        rows.into_iter()
-            .map(|w| Membership {
-                workspace_id: w.workspace_id,
-                name: w.name,
-                personal: w.personal,
-                role: parse_role(&w.role),
-            })
-            .collect(),
-    ))
+    Ok(axum::Json(rows.into_iter().map(Membership::from).collect()))
 }
 
 /// Create a workspace; you become its owner.
@@ -384,7 +368,8 @@ pub async fn create_workspace(
             &command_metadata(&headers),
         )
         .await?;
-    let mut response = accepted(StatusCode::CREATED, id.0, committed.version);
+    let mut response = accepted(id.0, committed.version);
+    *response.status_mut() = StatusCode::CREATED;
     if let Ok(location) = HeaderValue::from_str("/v1/workspace") {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -583,7 +568,7 @@ pub async fn cancel_invitation(
         .workspaces
         .run(&caller.actor, command, &caller.metadata(&headers))
         .await?;
-    Ok(accepted(StatusCode::OK, invitation_id, committed.version))
+    Ok(accepted(invitation_id, committed.version))
 }
 
 /// Change a member's role (owners and admins; only owners touch owners; the
@@ -618,7 +603,7 @@ pub async fn change_member_role(
         .workspaces
         .run(&caller.actor, command, &caller.metadata(&headers))
         .await?;
-    Ok(accepted(StatusCode::OK, user_id, committed.version))
+    Ok(accepted(user_id, committed.version))
 }
 
 /// Remove a member (owners and admins; only owners remove owners).
@@ -649,7 +634,7 @@ pub async fn remove_member(
         .workspaces
         .run(&caller.actor, command, &caller.metadata(&headers))
         .await?;
-    Ok(accepted(StatusCode::OK, user_id, committed.version))
+    Ok(accepted(user_id, committed.version))
 }
 
 /// Leave the workspace (the last owner cannot).
@@ -675,11 +660,7 @@ pub async fn leave_workspace(
         .workspaces
         .run(&caller.actor, command, &caller.metadata(&headers))
         .await?;
-    Ok(accepted(
-        StatusCode::OK,
-        caller.actor.workspace_id.0,
-        committed.version,
-    ))
+    Ok(accepted(caller.actor.workspace_id.0, committed.version))
 }
 
 /// API keys: owners and admins see all, others their own.
@@ -797,7 +778,7 @@ pub async fn revoke_api_key(
         .workspaces
         .run(&caller.actor, command, &caller.metadata(&headers))
         .await?;
-    Ok(accepted(StatusCode::OK, key_id, committed.version))
+    Ok(accepted(key_id, committed.version))
 }
 
 /// The workspace's security log, newest first (owners and admins).
@@ -823,13 +804,7 @@ pub async fn list_security_events(
         Permission::ReadSecurityEvents,
         "read the security log",
     )?;
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE_SIZE);
-    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-        return Err(ApiError::BadRequest {
-            detail: format!("must be between 1 and {MAX_PAGE_SIZE}"),
-            field: Some("limit".to_owned()),
-        });
-    }
+    let limit = page_limit(params.limit)?;
     let before = params.cursor.as_deref().map(decode_cursor).transpose()?;
     let mut rows = accounts::security_log(
         &state.pool,
@@ -838,12 +813,7 @@ pub async fn list_security_events(
         i64::from(limit) + 1,
     )
     .await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| encode_cursor(r.occurred_at, r.id))
-    } else {
-        None
-    };
+    let next_cursor = next_cursor(&mut rows, limit, |r| encode_cursor(r.occurred_at, r.id));
     Ok(axum::Json(SecurityEventPage {
         items: rows
             .into_iter()
