@@ -2,6 +2,7 @@
 //! (API, relay, projector) under one shutdown signal.
 
 use crate::auth::TokenKeys;
+use crate::consistency::ConsistencyTokens;
 use crate::limits::RateLimits;
 use crate::openapi::router;
 use crate::settings::Settings;
@@ -131,6 +132,7 @@ impl Application {
             passwords,
             pool,
             tokens: Arc::new(TokenKeys::new(settings.jwt_secret_bytes())),
+            consistency: ConsistencyTokens::new(settings.jwt_secret_bytes()),
             limits: RateLimits::new(
                 RateLimiter::new(limiter_pool),
                 settings.rate_limit_per_user,

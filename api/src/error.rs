@@ -90,8 +90,8 @@ pub enum ApiError {
     PreconditionFailed { expected: u64, actual: u64 },
     #[error("conflict: {0}")]
     Conflict(String),
-    #[error("the read model has not reached version {0} yet")]
-    NotCaughtUp(u64),
+    #[error("the read models do not reflect the requested writes yet; retry shortly")]
+    NotCaughtUp,
     #[error("too many requests; retry after {} seconds", .0.retry_after_secs)]
     RateLimited(Decision),
     #[error("sign-in is temporarily unavailable; retry shortly")]
@@ -161,7 +161,7 @@ impl ApiError {
                 "concurrent-modification",
                 "Concurrent modification",
             ),
-            ApiError::NotCaughtUp(_) => (
+            ApiError::NotCaughtUp => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "read-model-behind",
                 "Read model not caught up",
@@ -256,7 +256,7 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static("Bearer realm=\"vcintel\""),
                 );
             }
-            ApiError::NotCaughtUp(_)
+            ApiError::NotCaughtUp
             | ApiError::LimiterUnavailable
             | ApiError::IdempotencyKeyInUse => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

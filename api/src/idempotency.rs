@@ -25,7 +25,12 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 const MAX_KEY_CHARS: usize = 255;
 /// Headers a replay must carry; the rest are per-response (request id, limits).
-const KEPT_HEADERS: [HeaderName; 3] = [header::CONTENT_TYPE, header::LOCATION, header::ETAG];
+const KEPT_HEADERS: [HeaderName; 4] = [
+    header::CONTENT_TYPE,
+    header::LOCATION,
+    header::ETAG,
+    crate::consistency::CONSISTENCY_TOKEN,
+];
 
 fn invalid_key(message: &str) -> Response {
     ApiError::BadRequest {

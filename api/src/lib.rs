@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod consistency;
 pub mod error;
 pub mod extract;
 pub mod idempotency;

@@ -2,6 +2,7 @@
 //! registered through utoipa-axum, so the spec cannot drift from them.
 
 use crate::auth::WORKSPACE_HEADER;
+use crate::consistency::{read_your_writes, CONSISTENCY_TOKEN};
 use crate::error::{problem_response, ApiError, Problem, PROBLEM_JSON};
 use crate::idempotency::idempotent_posts;
 use crate::limits::{authenticate_and_limit, security_headers};
@@ -138,11 +139,45 @@ fn is_account_route(path: &str) -> bool {
 }
 
 /// What every `/v1` operation shares, added to the generated document so
-/// no handler can forget it: the workspace header and the 429 response.
+/// no handler can forget it: the workspace header, the 429 response,
+/// `Idempotency-Key` on POSTs, and read-your-writes (the token every
+/// command answer carries and every GET accepts).
 fn document_cross_cutting(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::header::HeaderBuilder;
     use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
     use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
-    use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder};
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
+    let consistency_parameter = ParameterBuilder::new()
+        .name("X-Consistency-Token")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "Read your own writes: the `X-Consistency-Token` of one or more command \
+             responses (comma-separated). The API waits a bounded time until every read \
+             model fed by those writes reflects them; if they do not in time it answers 503 \
+             `read-model-behind` with `Retry-After` instead of stale data.",
+        ))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build();
+    let consistency_header = HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some(
+            "Opaque token naming this write; send it as `X-Consistency-Token` on a later GET \
+             to read a state that includes it.",
+        ))
+        .build();
+    let behind = ResponseBuilder::new()
+        .description(
+            "The read models did not reflect the requested writes (`X-Consistency-Token` \
+             or `min_version`) in time; retry after `Retry-After` seconds",
+        )
+        .content(
+            PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build();
     let workspace_header = ParameterBuilder::new()
         .name("X-Workspace-Id")
         .parameter_in(ParameterIn::Header)
@@ -195,6 +230,36 @@ fn document_cross_cutting(spec: &mut utoipa::openapi::OpenApi) {
                 .get_or_insert_with(Vec::new)
                 .push(idempotency_key.clone().into());
         }
+        if let Some(get) = item.get.as_mut() {
+            get.parameters
+                .get_or_insert_with(Vec::new)
+                .push(consistency_parameter.clone().into());
+            get.responses
+                .responses
+                .entry("503".to_owned())
+                .or_insert_with(|| behind.clone().into());
+        }
+        let writes = [
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        // Sign-in routes answer with credentials, not with a write's token.
+        let commands = writes
+            .into_iter()
+            .flatten()
+            .filter(|_| !path.starts_with("/v1/auth/"));
+        for operation in commands {
+            for (status, response) in operation.responses.responses.iter_mut() {
+                if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+                    response.headers.insert(
+                        "X-Consistency-Token".to_owned(),
+                        consistency_header.clone().into(),
+                    );
+                }
+            }
+        }
         let operations = [
             &mut item.get,
             &mut item.post,
@@ -244,6 +309,11 @@ pub fn router(
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        // Innermost: replays of idempotent POSTs keep the token it adds.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            read_your_writes,
+        ))
         // Inner to authentication: keys are scoped to the authenticated caller.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -292,12 +362,14 @@ fn cors_layer(origins: &[String], request_id: &HeaderName) -> anyhow::Result<Opt
         header::IF_NONE_MATCH,
         HeaderName::from_static(WORKSPACE_HEADER),
         HeaderName::from_static("idempotency-key"),
+        CONSISTENCY_TOKEN,
         request_id.clone(),
     ];
     let exposed_headers = [
         header::ETAG,
         header::LOCATION,
         header::RETRY_AFTER,
+        CONSISTENCY_TOKEN,
         request_id.clone(),
         HeaderName::from_static("x-ratelimit-limit"),
         HeaderName::from_static("x-ratelimit-remaining"),

@@ -1,6 +1,7 @@
 //! What every handler can reach, built once in the bootstrap.
 
 use crate::auth::TokenKeys;
+use crate::consistency::ConsistencyTokens;
 use crate::limits::RateLimits;
 use async_nats::jetstream;
 use sqlx::PgPool;
@@ -25,6 +26,7 @@ pub struct AppState {
     pub directory: WorkspaceDirectory,
     pub passwords: Passwords,
     pub tokens: Arc<TokenKeys>,
+    pub consistency: ConsistencyTokens,
     pub limits: RateLimits,
     pub nats: async_nats::Client,
     pub jetstream: jetstream::Context,

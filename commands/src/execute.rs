@@ -88,6 +88,7 @@ where
     let events: Vec<A::Event> = sink.collect().await;
     if events.is_empty() {
         return Ok(Committed {
+            aggregate_type: A::TYPE,
             aggregate_id,
             version: current_version,
             appended: 0,
@@ -99,6 +100,7 @@ where
         .last()
         .map_or(current_version, |e| e.sequence as u64);
     Ok(Committed {
+        aggregate_type: A::TYPE,
         aggregate_id,
         version,
         appended,

@@ -38,6 +38,8 @@ pub use workspace::WorkspaceCommands;
 /// What a successful command returns so the caller can read its own write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
+    /// The aggregate's type, as events and subjects name it.
+    pub aggregate_type: &'static str,
     pub aggregate_id: String,
     /// The aggregate's version (sequence of its last event) after the command.
     pub version: u64,

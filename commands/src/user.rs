@@ -98,6 +98,7 @@ where
                 let version = context.version();
                 if context.state().0.role_of(owner).is_some() {
                     Ok(Committed {
+                        aggregate_type: vcintel_domain::workspace::AGGREGATE_TYPE,
                         aggregate_id: workspace_id.to_string(),
                         version,
                         appended: 0,

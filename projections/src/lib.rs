@@ -18,6 +18,40 @@ pub mod versions;
 
 pub use runner::{run_projection, ProjectionSettings};
 
+/// A read model's name and the aggregate types that feed it.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadModel {
+    pub name: &'static str,
+    pub aggregate_types: &'static [&'static str],
+}
+
+impl ReadModel {
+    pub const fn of<P: Projection>() -> Self {
+        ReadModel {
+            name: P::NAME,
+            aggregate_types: P::AGGREGATE_TYPES,
+        }
+    }
+}
+
+/// Every read model the projector maintains.
+pub const READ_MODELS: [ReadModel; 6] = [
+    ReadModel::of::<companies::CompaniesProjection>(),
+    ReadModel::of::<identity::WorkspacesProjection>(),
+    ReadModel::of::<identity::UsersProjection>(),
+    ReadModel::of::<notes::NotesProjection>(),
+    ReadModel::of::<lists::ListsProjection>(),
+    ReadModel::of::<saved_searches::SavedSearchesProjection>(),
+];
+
+/// The read models an aggregate type's events feed.
+pub fn read_models_fed_by(aggregate_type: &str) -> impl Iterator<Item = &'static str> + '_ {
+    READ_MODELS
+        .iter()
+        .filter(move |m| m.aggregate_types.contains(&aggregate_type))
+        .map(|m| m.name)
+}
+
 /// A read model fed by one aggregate type's events.
 pub trait Projection: Send + Sync + 'static {
     /// Stable name: the durable consumer and the version bookkeeping use it.

@@ -203,3 +203,20 @@ pub async fn items(
     .fetch_all(db)
     .await
 }
+
+/// The lists a company is in, by name.
+pub async fn containing(
+    db: impl PgExecutor<'_>,
+    workspace: WorkspaceId,
+    company: Uuid,
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "select l.id, l.name from list_items i join lists l on l.id = i.list_id
+         where i.workspace_id = $1 and i.company_id = $2
+         order by l.name, l.id",
+    )
+    .bind(workspace.0)
+    .bind(company)
+    .fetch_all(db)
+    .await
+}

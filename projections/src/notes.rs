@@ -148,3 +148,16 @@ pub async fn of_company(
     .fetch_all(db)
     .await
 }
+
+/// How many notes a company has.
+pub async fn count_of_company(
+    db: impl PgExecutor<'_>,
+    workspace: WorkspaceId,
+    company: Uuid,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("select count(*) from notes where workspace_id = $1 and company_id = $2")
+        .bind(workspace.0)
+        .bind(company)
+        .fetch_one(db)
+        .await
+}

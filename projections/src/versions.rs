@@ -64,3 +64,24 @@ pub async fn applied_version(
     .await?;
     Ok(version.unwrap_or(0))
 }
+
+/// How many of `projections` reflect less than `version` of `aggregate_id`
+/// (one that never saw the aggregate counts as behind).
+pub async fn projections_behind(
+    db: impl sqlx::PgExecutor<'_>,
+    projections: &[&str],
+    aggregate_id: &str,
+    version: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "select count(*) from unnest($1::text[]) as p(projection)
+         where not exists (
+           select 1 from projection_versions v
+           where v.projection = p.projection and v.aggregate_id = $2 and v.version >= $3)",
+    )
+    .bind(projections)
+    .bind(aggregate_id)
+    .bind(version)
+    .fetch_one(db)
+    .await
+}

@@ -13,6 +13,7 @@ mod helpers;
 mod api;
 mod cli;
 mod concurrency;
+mod consistency;
 mod crash;
 mod health;
 mod idempotency;

@@ -1,9 +1,9 @@
 //! `/v1/companies`: add, update, delete, read and list companies.
 
 use crate::auth::Caller;
+use crate::consistency::{answering, wait_until_reflected, Written};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
-use crate::routes::wait_for_version;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -17,9 +17,10 @@ use uuid::Uuid;
 use vcintel_commands::Committed;
 use vcintel_domain::company::{CompanyChanges, CompanyId, CompanyInput, Stage};
 use vcintel_projections::companies::{
-    self as read_model, After, CompaniesProjection, CompanyFilter, CompanyRow, SortKey,
+    self as read_model, After, CompanyFilter, CompanyRow, SortKey,
 };
-use vcintel_projections::Projection;
+use vcintel_projections::lists as lists_model;
+use vcintel_projections::notes as notes_model;
 
 pub const TAG: &str = "companies";
 const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -144,6 +145,32 @@ pub struct Company {
     /// Fit score 0–100, once enriched.
     pub score: Option<i32>,
 }
+
+/// A company with what the team knows about it: its newest notes and the
+/// lists it is in. The `ETag` covers all of it, so a new note on the
+/// company changes the tag; its leading number is the company's version,
+/// which is what `If-Match` on an update compares.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CompanyDetail {
+    #[serde(flatten)]
+    pub company: Company,
+    /// The newest notes (at most 20); `listNotes` pages through all of them.
+    pub notes: Vec<crate::routes::notes::Note>,
+    /// How many notes the company has.
+    pub note_count: i64,
+    /// The lists the company is in, by name.
+    pub lists: Vec<ListMembership>,
+}
+
+/// A list a company is in.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ListMembership {
+    pub id: Uuid,
+    pub name: String,
+}
+
+/// Notes a company's detail embeds.
+const NOTES_IN_DETAIL: i64 = 20;
 
 impl From<CompanyRow> for Company {
     fn from(row: CompanyRow) -> Self {
@@ -329,7 +356,7 @@ pub async fn update_company(
             &caller.metadata(&headers),
         )
         .await?;
-    Ok(accepted(id, committed.version))
+    Ok(accepted(id, &committed))
 }
 
 /// Delete a company. Its id answers 404 afterwards.
@@ -364,17 +391,17 @@ pub async fn delete_company(
             &caller.metadata(&headers),
         )
         .await?;
-    Ok(accepted(id, committed.version))
+    Ok(accepted(id, &committed))
 }
 
-/// Read one company.
+/// Read one company, with its newest notes and the lists it is in.
 #[utoipa::path(
     get, path = "/v1/companies/{id}", tag = TAG, operation_id = "getCompany",
     params(("id" = Uuid, Path, description = "Company id"), GetCompanyParams,
            ("If-None-Match" = Option<String>, Header, description = "A previously returned ETag")),
     responses(
-        (status = 200, description = "The company", body = Company,
-         headers(("ETag" = String, description = "The version this representation reflects"))),
+        (status = 200, description = "The company with its newest notes and its lists", body = CompanyDetail,
+         headers(("ETag" = String, description = "Tags the whole representation (notes and lists included); its leading number is the company's version, which `If-Match` compares"))),
         (status = 304, description = "Not modified since the given ETag"),
         (status = 400, description = "Malformed id or parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
@@ -391,21 +418,37 @@ pub async fn get_company(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if let Some(min_version) = params.min_version {
-        wait_for_version(
+        wait_until_reflected(
             &state,
-            CompaniesProjection::NAME,
-            &id.to_string(),
-            min_version,
+            &Written::at(vcintel_domain::company::AGGREGATE_TYPE, id, min_version),
         )
         .await?;
     }
-    let row = read_model::get(&state.pool, caller.actor.workspace_id, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(representation(
+    let workspace = caller.actor.workspace_id;
+    let (row, notes, note_count, lists) = tokio::try_join!(
+        read_model::get(&state.pool, workspace, id),
+        notes_model::of_company(&state.pool, workspace, id, None, NOTES_IN_DETAIL),
+        notes_model::count_of_company(&state.pool, workspace, id),
+        lists_model::containing(&state.pool, workspace, id),
+    )?;
+    let row = row.ok_or(ApiError::NotFound)?;
+    let version = row.version as u64;
+    let detail = CompanyDetail {
+        company: Company::from(row),
+        notes: notes.into_iter().map(Into::into).collect(),
+        note_count,
+        lists: lists
+            .into_iter()
+            .map(|(id, name)| ListMembership { id, name })
+            .collect(),
+    };
+    let body = serde_json::to_vec(&detail).map_err(|e| ApiError::Internal(e.into()))?;
+    let digest = vcintel_infra::accounts::sha256_bytes(&body);
+    let digest: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    Ok(conditional(
         &headers,
-        row.version as u64,
-        Company::from(row),
+        tag(&format!("{version}-{digest}")),
+        ([(header::CONTENT_TYPE, "application/json")], body),
     ))
 }
 
@@ -526,7 +569,7 @@ pub(crate) fn created(committed: &Committed, collection: &str) -> Result<Respons
         .aggregate_id
         .parse()
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
-    let mut response = accepted(id, committed.version);
+    let mut response = accepted(id, committed);
     *response.status_mut() = StatusCode::CREATED;
     if let Ok(location) = HeaderValue::from_str(&format!("{collection}/{id}")) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -536,14 +579,22 @@ pub(crate) fn created(committed: &Committed, collection: &str) -> Result<Respons
 
 /// A single resource at `version`: `ETag`, or 304 when `If-None-Match` names it.
 pub(crate) fn representation<T: Serialize>(headers: &HeaderMap, version: u64, body: T) -> Response {
-    let tag = etag(version);
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == tag.as_bytes() || v.as_bytes() == b"*")
-    {
+    conditional(headers, etag(version), axum::Json(body))
+}
+
+/// `body` tagged `tag`, or 304 when `If-None-Match` names the tag.
+fn conditional(headers: &HeaderMap, tag: HeaderValue, body: impl IntoResponse) -> Response {
+    let named = headers.get_all(header::IF_NONE_MATCH).iter().any(|value| {
+        value.to_str().is_ok_and(|list| {
+            list.split(',')
+                .map(str::trim)
+                .any(|t| t == "*" || t.trim_start_matches("W/").as_bytes() == tag.as_bytes())
+        })
+    });
+    if named {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response();
     }
-    ([(header::ETAG, tag)], axum::Json(body)).into_response()
+    ([(header::ETAG, tag)], body).into_response()
 }
 
 /// The page size asked for, 1–200 (default 50).
@@ -573,19 +624,30 @@ pub(crate) fn next_cursor<T>(
     rows.last().map(cursor_of)
 }
 
-pub(crate) fn accepted(id: Uuid, version: u64) -> Response {
-    (
+/// A command's answer: the id it acted on (which a member change names by
+/// the member, not the workspace), the version, `ETag`, and the write the
+/// consistency token will name.
+pub(crate) fn accepted(id: Uuid, committed: &Committed) -> Response {
+    let version = committed.version;
+    let response = (
         [(header::ETAG, etag(version))],
         axum::Json(CommandAccepted { id, version }),
     )
-        .into_response()
+        .into_response();
+    answering(response, committed)
 }
 
 pub(crate) fn etag(version: u64) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+    tag(&version.to_string())
 }
 
-/// `If-Match: "3"` (or `3`) → Some(3); absent → None.
+/// A strong entity tag; `opaque` is digits, hex and `-` only.
+fn tag(opaque: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{opaque}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+/// `If-Match: "3"` (or `3`, or a company detail's `"3-<digest>"`, whose
+/// leading number is the version) → Some(3); absent → None.
 pub(crate) fn if_match_version(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
@@ -599,7 +661,8 @@ pub(crate) fn if_match_version(headers: &HeaderMap) -> Result<Option<u64>, ApiEr
         .strip_prefix('"')
         .and_then(|t| t.strip_suffix('"'))
         .unwrap_or(text);
-    unquoted.parse().map(Some).map_err(|_| bad())
+    let version = unquoted.split_once('-').map_or(unquoted, |(v, _)| v);
+    version.parse().map(Some).map_err(|_| bad())
 }
 
 pub(crate) fn encode_cursor(id: Uuid) -> String {

@@ -6,12 +6,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::ToSchema;
-use vcintel_projections::companies::CompaniesProjection;
-use vcintel_projections::identity::{UsersProjection, WorkspacesProjection};
-use vcintel_projections::lists::ListsProjection;
-use vcintel_projections::notes::NotesProjection;
-use vcintel_projections::saved_searches::SavedSearchesProjection;
-use vcintel_projections::Projection;
+use vcintel_projections::READ_MODELS;
 
 pub const TAG: &str = "health";
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -93,20 +88,14 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, axum::Json<Rea
             .await
         }
     };
-    let (postgres, nats, relay, companies, workspaces, users, notes, lists, searches) = tokio::join!(
+    let (postgres, nats, relay, projections) = tokio::join!(
         postgres,
         nats,
         relay,
-        projection_lag(CompaniesProjection::NAME),
-        projection_lag(WorkspacesProjection::NAME),
-        projection_lag(UsersProjection::NAME),
-        projection_lag(NotesProjection::NAME),
-        projection_lag(ListsProjection::NAME),
-        projection_lag(SavedSearchesProjection::NAME),
+        futures::future::join_all(READ_MODELS.iter().map(|m| projection_lag(m.name))),
     );
-    let checks = vec![
-        postgres, nats, relay, companies, workspaces, users, notes, lists, searches,
-    ];
+    let mut checks = vec![postgres, nats, relay];
+    checks.extend(projections);
     let all_ok = checks.iter().all(|c| c.ok);
     let status = if all_ok {
         StatusCode::OK

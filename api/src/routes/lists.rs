@@ -1,13 +1,13 @@
 //! Lists of companies: `/v1/lists` and `/v1/lists/{list_id}/companies/{id}`.
 
 use crate::auth::Caller;
+use crate::consistency::{wait_until_reflected, Written};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::routes::companies::{
     accepted, created, decode_cursor, encode_cursor, if_match_version, next_cursor, page_limit,
     representation, CommandAccepted,
 };
-use crate::routes::wait_for_version;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -18,8 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use vcintel_domain::company::CompanyId;
 use vcintel_domain::list::ListId;
-use vcintel_projections::lists::{self as read_model, ListItemRow, ListRow, ListsProjection};
-use vcintel_projections::Projection;
+use vcintel_projections::lists::{self as read_model, ListItemRow, ListRow};
 
 pub const TAG: &str = "lists";
 
@@ -187,11 +186,9 @@ pub async fn get_list(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if let Some(min_version) = params.min_version {
-        wait_for_version(
+        wait_until_reflected(
             &state,
-            ListsProjection::NAME,
-            &list_id.to_string(),
-            min_version,
+            &Written::at(vcintel_domain::list::AGGREGATE_TYPE, list_id, min_version),
         )
         .await?;
     }
@@ -225,11 +222,9 @@ pub async fn list_list_companies(
     Query(params): Query<PageParams>,
 ) -> Result<axum::Json<ListCompaniesPage>, ApiError> {
     if let Some(min_version) = params.min_version {
-        wait_for_version(
+        wait_until_reflected(
             &state,
-            ListsProjection::NAME,
-            &list_id.to_string(),
-            min_version,
+            &Written::at(vcintel_domain::list::AGGREGATE_TYPE, list_id, min_version),
         )
         .await?;
     }
@@ -284,7 +279,7 @@ pub async fn rename_list(
             &caller.metadata(&headers),
         )
         .await?;
-    Ok(accepted(list_id, committed.version))
+    Ok(accepted(list_id, &committed))
 }
 
 /// Delete a list (its companies stay; only the list goes).
@@ -319,7 +314,7 @@ pub async fn delete_list(
             &caller.metadata(&headers),
         )
         .await?;
-    Ok(accepted(list_id, committed.version))
+    Ok(accepted(list_id, &committed))
 }
 
 /// Put a company in a list. Already there: nothing changes (200 either way).
@@ -351,7 +346,7 @@ pub async fn add_company_to_list(
             &caller.metadata(&headers),
         )
         .await?;
-    Ok(accepted(list_id, committed.version))
+    Ok(accepted(list_id, &committed))
 }
 
 /// Take a company out of a list. Not there: nothing changes (200 either way).
@@ -382,5 +377,5 @@ pub async fn remove_company_from_list(
             &caller.metadata(&headers),
         )
         .await?;
-    Ok(accepted(list_id, committed.version))
+    Ok(accepted(list_id, &committed))
 }

@@ -1,13 +1,13 @@
 //! Notes on companies: `/v1/companies/{id}/notes` and `/v1/notes/{note_id}`.
 
 use crate::auth::Caller;
+use crate::consistency::{wait_until_reflected, Written};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::routes::companies::{
     accepted, created, decode_cursor, encode_cursor, if_match_version, next_cursor, page_limit,
     representation, CommandAccepted,
 };
-use crate::routes::wait_for_version;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -19,8 +19,7 @@ use uuid::Uuid;
 use vcintel_domain::company::CompanyId;
 use vcintel_domain::note::NoteId;
 use vcintel_projections::companies as company_model;
-use vcintel_projections::notes::{self as read_model, NoteRow, NotesProjection};
-use vcintel_projections::Projection;
+use vcintel_projections::notes::{self as read_model, NoteRow};
 
 pub const TAG: &str = "notes";
 
@@ -184,11 +183,9 @@ pub async fn get_note(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if let Some(min_version) = params.min_version {
-        wait_for_version(
+        wait_until_reflected(
             &state,
-            NotesProjection::NAME,
-            &note_id.to_string(),
-            min_version,
+            &Written::at(vcintel_domain::note::AGGREGATE_TYPE, note_id, min_version),
         )
         .await?;
     }
@@ -239,7 +236,7 @@ pub async fn edit_note(
             &caller.metadata(&headers),
         )
         .await?;
-    Ok(accepted(note_id, committed.version))
+    Ok(accepted(note_id, &committed))
 }
 
 /// Delete a note (its author, or an owner or admin).
@@ -274,5 +271,5 @@ pub async fn delete_note(
             &caller.metadata(&headers),
         )
         .await?;
-    Ok(accepted(note_id, committed.version))
+    Ok(accepted(note_id, &committed))
 }

@@ -303,7 +303,7 @@ pub async fn rename_saved_search(
             &caller.metadata(&headers),
         )
         .await?;
-    Ok(accepted(search_id, committed.version))
+    Ok(accepted(search_id, &committed))
 }
 
 /// Delete a saved search.
@@ -342,5 +342,5 @@ pub async fn delete_saved_search(
             &caller.metadata(&headers),
         )
         .await?;
-    Ok(accepted(search_id, committed.version))
+    Ok(accepted(search_id, &committed))
 }

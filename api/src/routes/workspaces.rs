@@ -3,6 +3,7 @@
 //! (`/v1/workspace/...`, the workspace chosen by `X-Workspace-Id`).
 
 use crate::auth::{Caller, SignedIn};
+use crate::consistency::answering;
 use crate::error::{ApiError, InvalidField, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::routes::command_metadata;
@@ -368,7 +369,7 @@ pub async fn create_workspace(
             &command_metadata(&headers),
         )
         .await?;
-    let mut response = accepted(id.0, committed.version);
+    let mut response = accepted(id.0, &committed);
     *response.status_mut() = StatusCode::CREATED;
     if let Ok(location) = HeaderValue::from_str("/v1/workspace") {
         response.headers_mut().insert(header::LOCATION, location);
@@ -463,7 +464,7 @@ pub async fn add_member(
         }])
     })?;
     let metadata = caller.metadata(&headers);
-    let (status, addition) = match accounts::user_by_email(&state.pool, &email).await? {
+    let (status, addition, committed) = match accounts::user_by_email(&state.pool, &email).await? {
         Some(user) => {
             let command = WorkspaceCommand::AddMember {
                 actor: caller.actor,
@@ -481,7 +482,7 @@ pub async fn add_member(
                 invitation_id: None,
                 version: committed.version,
             };
-            (StatusCode::CREATED, addition)
+            (StatusCode::CREATED, addition, committed)
         }
         None => {
             let invitation_id = Uuid::now_v7();
@@ -504,10 +505,13 @@ pub async fn add_member(
                 invitation_id: Some(invitation_id),
                 version: committed.version,
             };
-            (StatusCode::ACCEPTED, addition)
+            (StatusCode::ACCEPTED, addition, committed)
         }
     };
-    Ok((status, axum::Json(addition)).into_response())
+    Ok(answering(
+        (status, axum::Json(addition)).into_response(),
+        &committed,
+    ))
 }
 
 /// Pending invitations (owners and admins).
@@ -568,7 +572,7 @@ pub async fn cancel_invitation(
         .workspaces
         .run(&caller.actor, command, &caller.metadata(&headers))
         .await?;
-    Ok(accepted(invitation_id, committed.version))
+    Ok(accepted(invitation_id, &committed))
 }
 
 /// Change a member's role (owners and admins; only owners touch owners; the
@@ -603,7 +607,7 @@ pub async fn change_member_role(
         .workspaces
         .run(&caller.actor, command, &caller.metadata(&headers))
         .await?;
-    Ok(accepted(user_id, committed.version))
+    Ok(accepted(user_id, &committed))
 }
 
 /// Remove a member (owners and admins; only owners remove owners).
@@ -634,7 +638,7 @@ pub async fn remove_member(
         .workspaces
         .run(&caller.actor, command, &caller.metadata(&headers))
         .await?;
-    Ok(accepted(user_id, committed.version))
+    Ok(accepted(user_id, &committed))
 }
 
 /// Leave the workspace (the last owner cannot).
@@ -660,7 +664,7 @@ pub async fn leave_workspace(
         .workspaces
         .run(&caller.actor, command, &caller.metadata(&headers))
         .await?;
-    Ok(accepted(caller.actor.workspace_id.0, committed.version))
+    Ok(accepted(caller.actor.workspace_id.0, &committed))
 }
 
 /// API keys: owners and admins see all, others their own.
@@ -749,7 +753,7 @@ pub async fn create_api_key(
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(answering(response, &committed))
 }
 
 /// Revoke an API key: yours, or any if you are an owner or admin.
@@ -778,7 +782,7 @@ pub async fn revoke_api_key(
         .workspaces
         .run(&caller.actor, command, &caller.metadata(&headers))
         .await?;
-    Ok(accepted(key_id, committed.version))
+    Ok(accepted(key_id, &committed))
 }
 
 /// The workspace's security log, newest first (owners and admins).
