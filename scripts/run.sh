@@ -2,7 +2,9 @@
 # Runs the service on a fresh machine: installs what is missing, starts a
 # private Postgres and nats-server under .data/ (or uses DATABASE_URL /
 # NATS_URL if given) and runs `vcintel serve`, which applies pending
-# migrations before it starts.
+# migrations before it starts. `--demo` first seeds a sample workspace for
+# demo@vcintel.dev (password: VCINTEL_DEMO_PASSWORD, or a random one kept in
+# .data/demo_password); the other arguments go to `vcintel serve`.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -23,9 +25,25 @@ if [ -z "${VCINTEL_JWT_SECRET:-}" ]; then
 fi
 export VCINTEL_BIND="${VCINTEL_BIND:-127.0.0.1:8080}"
 
+demo=false
+if [ "${1:-}" = "--demo" ]; then
+    demo=true
+    shift
+fi
+
 log "building vcintel"
 cargo build --locked -p vcintel_api --bin vcintel
 BIN="$CARGO_TARGET_DIR/debug/vcintel"
+
+if $demo; then
+    if [ -z "${VCINTEL_DEMO_PASSWORD:-}" ]; then
+        [ -s "$ROOT/.data/demo_password" ] || (umask 077; echo "Demo-$(head -c 18 /dev/urandom | base64 -w0 | tr '+/' '-_')" > "$ROOT/.data/demo_password")
+        VCINTEL_DEMO_PASSWORD="$(cat "$ROOT/.data/demo_password")"
+        export VCINTEL_DEMO_PASSWORD
+        log "demo password: in $ROOT/.data/demo_password"
+    fi
+    "$BIN" demo seed
+fi
 
 port="${VCINTEL_BIND##*:}"
 log "API:        http://127.0.0.1:$port/v1/companies"

@@ -9,6 +9,7 @@
 pub mod app;
 pub mod auth;
 pub mod consistency;
+pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod idempotency;

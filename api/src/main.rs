@@ -37,6 +37,11 @@ enum Command {
         #[command(subcommand)]
         action: MigrateAction,
     },
+    /// Sample data for trying the product.
+    Demo {
+        #[command(subcommand)]
+        action: DemoAction,
+    },
     /// Development and test bearer tokens.
     Token {
         #[command(subcommand)]
@@ -52,6 +57,24 @@ enum MigrateAction {
     Down,
     /// List migrations and whether each is applied.
     Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum DemoAction {
+    /// Fill the demo account's personal workspace with a few hundred
+    /// companies across sectors and stages, notes, lists and saved searches
+    /// (creating the account if needed). Safe to re-run.
+    Seed {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long, default_value = "demo@vcintel.dev")]
+        email: String,
+        /// Creates the account with this password if it does not exist.
+        #[arg(long, env = "VCINTEL_DEMO_PASSWORD", hide_env_values = true)]
+        password: Option<secrecy::SecretString>,
+        #[arg(long, default_value_t = 300)]
+        companies: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +108,15 @@ async fn main() -> anyhow::Result<()> {
             database_url,
             action,
         } => migrate(&database_url, action).await,
+        Command::Demo {
+            action:
+                DemoAction::Seed {
+                    database_url,
+                    email,
+                    password,
+                    companies,
+                },
+        } => demo_seed(&database_url, &email, password, companies).await,
         Command::Token {
             action:
                 TokenAction::Issue {
@@ -106,6 +138,40 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn demo_seed(
+    database_url: &str,
+    email: &str,
+    password: Option<secrecy::SecretString>,
+    companies: usize,
+) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    let email = vcintel_domain::user::Email::parse(email)
+        .map_err(|reason| anyhow::anyhow!("--email {reason}"))?;
+    let pool = db::connect(database_url, 8).await?;
+    db::MIGRATOR.run(&pool).await?;
+    let passwords = vcintel_infra::accounts::Passwords::new(Default::default())?;
+    let commands = vcintel_infra::event_store::command_services(pool.clone());
+    let options = vcintel_api::demo::DemoOptions {
+        email: email.clone(),
+        password: password.map(|p| p.expose_secret().to_owned()),
+        companies,
+    };
+    let report = vcintel_api::demo::seed(&pool, &passwords, &commands, &options).await?;
+    println!(
+        "demo workspace {} of {email}{}: {} companies added ({} already there), {} notes, {} lists ({} memberships), {} saved searches",
+        report.workspace.map(|w| w.to_string()).unwrap_or_default(),
+        if report.account_created { " (account created)" } else { "" },
+        report.companies_added,
+        report.companies_already_there,
+        report.notes_added,
+        report.lists_created,
+        report.list_memberships,
+        report.saved_searches_created,
+    );
+    println!("sign in with POST /v1/auth/login as {email}; the running relay and projector publish and project the sample");
+    Ok(())
 }
 
 async fn serve(settings: Settings, only: Vec<Component>) -> anyhow::Result<()> {

@@ -1,8 +1,11 @@
 //! The `vcintel` binary's own subcommands.
 
-use crate::helpers::{admin_database_url, TestEnv, JWT_SECRET};
+use crate::helpers::{admin_database_url, eventually, TestEnv, JWT_SECRET};
+use reqwest::{Method, StatusCode};
 use sqlx::{Connection, Executor, PgConnection};
+use std::collections::HashSet;
 use std::process::Command;
+use std::time::Duration;
 use uuid::Uuid;
 use vcintel_domain::Role;
 
@@ -105,4 +108,149 @@ async fn token_issue_mints_a_token_the_api_accepts_for_that_workspace_user_and_r
     assert_eq!(claims.sub, user);
     assert_eq!(claims.role, Some(Role::Viewer));
     assert_eq!(claims.sid, None, "a development token has no session");
+}
+
+#[tokio::test]
+async fn demo_seed_fills_a_workspace_a_new_user_signs_in_to_and_rerunning_adds_nothing() {
+    let mut env = TestEnv::new().await;
+    let password = "Demo-password-for-tests-42";
+    let database_url = env.database_url.clone();
+    let seed = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_vcintel"))
+            .args(["demo", "seed", "--email", "analyst@demo.test"])
+            .env("DATABASE_URL", &database_url)
+            .env("VCINTEL_DEMO_PASSWORD", password)
+            .output()
+            .expect("run vcintel");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!stdout.contains(password), "the password is never printed");
+        stdout
+    };
+    let first = seed();
+    assert!(first.contains("(account created)"), "{first}");
+    assert!(
+        first.contains("300 companies added (0 already there)"),
+        "{first}"
+    );
+
+    let base = env.start_all().await;
+    let session = env.login(&base, "analyst@demo.test", password).await;
+    assert_eq!(session.status, StatusCode::OK, "{}", session.body);
+    let token = session.body["access_token"].as_str().unwrap().to_owned();
+    let env = &env;
+    let get = |path: String| {
+        let (base, token) = (base.clone(), token.clone());
+        async move {
+            env.call(
+                Method::GET,
+                &format!("{base}{path}"),
+                Some(&token),
+                None,
+                None,
+            )
+            .await
+        }
+    };
+    let get = &get;
+
+    // Everything arrives through relay and projections.
+    let companies = eventually(Duration::from_secs(60), "the sample projected", || async {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let query = cursor
+                .as_ref()
+                .map_or(String::new(), |c| format!("&cursor={c}"));
+            let page = get(format!("/v1/companies?limit=200{query}")).await;
+            all.extend(page.body["items"].as_array().cloned().unwrap_or_default());
+            match page.body["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        (all.len() == 300).then_some(all)
+    })
+    .await;
+    let sectors: HashSet<&str> = companies
+        .iter()
+        .filter_map(|c| c["sector"].as_str())
+        .collect();
+    let stages: HashSet<&str> = companies
+        .iter()
+        .filter_map(|c| c["stage"].as_str())
+        .collect();
+    assert!(
+        sectors.len() >= 10 && stages.len() >= 5,
+        "{sectors:?} {stages:?}"
+    );
+
+    let lists = eventually(Duration::from_secs(60), "lists projected", || async {
+        let lists = get("/v1/lists".to_owned()).await;
+        let items = lists.body["items"].as_array().cloned().unwrap_or_default();
+        (items.len() == 4 && items.iter().all(|l| l["company_count"].as_i64() > Some(0)))
+            .then_some(items)
+    })
+    .await;
+    let list_id = lists[0]["id"].as_str().unwrap();
+    let members = get(format!("/v1/lists/{list_id}/companies")).await;
+    let member = members.body["items"][0]["company_id"].as_str().unwrap();
+    let detail = get(format!("/v1/companies/{member}")).await;
+    assert!(
+        detail.body["lists"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["id"] == list_id),
+        "{}",
+        detail.body
+    );
+
+    let noted = eventually(Duration::from_secs(60), "notes projected", || async {
+        for company in &companies {
+            let id = company["id"].as_str().unwrap();
+            let detail = get(format!("/v1/companies/{id}")).await;
+            if detail.body["note_count"].as_i64() > Some(0) {
+                return Some(detail.body);
+            }
+        }
+        None
+    })
+    .await;
+    assert!(noted["notes"][0]["content"].as_str().unwrap().len() > 20);
+
+    let searches = get("/v1/saved-searches".to_owned()).await;
+    let searches = searches.body["items"].as_array().unwrap().clone();
+    assert_eq!(searches.len(), 3);
+    let robotics = searches
+        .iter()
+        .find(|s| s["name"] == "Anything robotics")
+        .unwrap();
+    let results = get(format!(
+        "/v1/saved-searches/{}/results",
+        robotics["id"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(results.status, StatusCode::OK, "{}", results.body);
+    assert!(!results.body["items"].as_array().unwrap().is_empty());
+
+    // A second run finds everything there and appends nothing.
+    let events_before: i64 = sqlx::query_scalar("select count(*) from events")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    let second = seed();
+    assert!(
+        second.contains("0 companies added (300 already there), 0 notes, 0 lists"),
+        "{second}"
+    );
+    let events_after: i64 = sqlx::query_scalar("select count(*) from events")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(events_before, events_after);
 }

@@ -152,6 +152,40 @@ async fn accept_invitations(
     Ok(())
 }
 
+/// Creates an account (email, name, password) and its personal workspace;
+/// the one way accounts come to be, for the API and the demo seeder.
+pub async fn sign_up(
+    pool: &sqlx::PgPool,
+    passwords: &vcintel_infra::accounts::Passwords,
+    commands: &vcintel_infra::event_store::PgAccountCommands,
+    email: &Email,
+    name: String,
+    password: &str,
+    metadata: &vcintel_commands::CommandMetadata,
+) -> Result<(UserId, WorkspaceId), ApiError> {
+    let user = UserId(Uuid::now_v7());
+    let workspace = WorkspaceId(Uuid::now_v7());
+    // The hash first: if the sign-up then fails, an orphan hash that no
+    // email points to is harmless; the reverse would be an account that can
+    // never sign in.
+    let hash = passwords.hash(password).await?;
+    accounts::store_password_hash(pool, user, &hash).await?;
+    commands
+        .register(user, email.to_string(), name, workspace, metadata)
+        .await?;
+    commands
+        .create_workspace(
+            workspace,
+            "Personal".to_owned(),
+            user,
+            email.clone(),
+            true,
+            metadata,
+        )
+        .await?;
+    Ok((user, workspace))
+}
+
 fn invalid_credentials() -> ApiError {
     ApiError::Unauthenticated("invalid email or password")
 }
@@ -195,29 +229,17 @@ pub async fn register(
             message: "is required".to_owned(),
         }]));
     };
-    let user = UserId(Uuid::now_v7());
-    let workspace = WorkspaceId(Uuid::now_v7());
-    // The hash first: if the sign-up then fails, an orphan hash that no
-    // email points to is harmless; the reverse would be an account that can
-    // never sign in.
-    let hash = state.passwords.hash(&body.password).await?;
-    accounts::store_password_hash(&state.pool, user, &hash).await?;
     let metadata = command_metadata(&headers);
-    state
-        .accounts
-        .register(user, email.to_string(), name, workspace, &metadata)
-        .await?;
-    state
-        .accounts
-        .create_workspace(
-            workspace,
-            "Personal".to_owned(),
-            user,
-            email.clone(),
-            true,
-            &metadata,
-        )
-        .await?;
+    let (user, workspace) = sign_up(
+        &state.pool,
+        &state.passwords,
+        &state.accounts,
+        &email,
+        name,
+        &body.password,
+        &metadata,
+    )
+    .await?;
     accept_invitations(&state, user, &email, &metadata).await?;
     let tokens = start_session(&state, user, workspace, &client_info(&ip, &headers)).await?;
     let mut response = (StatusCode::CREATED, axum::Json(tokens)).into_response();
