@@ -37,6 +37,13 @@ enum Command {
         #[command(subcommand)]
         action: MigrateAction,
     },
+    /// Read-model maintenance.
+    Projections {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[command(subcommand)]
+        action: ProjectionsAction,
+    },
     /// Sample data for trying the product.
     Demo {
         #[command(subcommand)]
@@ -57,6 +64,17 @@ enum MigrateAction {
     Down,
     /// List migrations and whether each is applied.
     Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectionsAction {
+    /// Rebuild read models from the event store, each in one transaction
+    /// (readers see the old one until the new one commits; the running
+    /// projector waits and then carries on from it).
+    Rebuild {
+        /// Read models to rebuild (default: all of them).
+        names: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,6 +126,10 @@ async fn main() -> anyhow::Result<()> {
             database_url,
             action,
         } => migrate(&database_url, action).await,
+        Command::Projections {
+            database_url,
+            action: ProjectionsAction::Rebuild { names },
+        } => rebuild_projections(&database_url, names).await,
         Command::Demo {
             action:
                 DemoAction::Seed {
@@ -138,6 +160,29 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn rebuild_projections(database_url: &str, names: Vec<String>) -> anyhow::Result<()> {
+    let names = if names.is_empty() {
+        vcintel_projections::READ_MODELS
+            .iter()
+            .map(|m| m.name.to_owned())
+            .collect()
+    } else {
+        names
+    };
+    let pool = db::connect(database_url, 2).await?;
+    for name in names {
+        let started = std::time::Instant::now();
+        let rebuilt = vcintel_projections::rebuild::rebuild_by_name(&pool, &name).await?;
+        println!(
+            "rebuilt {} from {} events in {:?}",
+            rebuilt.read_model,
+            rebuilt.events,
+            started.elapsed()
+        );
+    }
+    Ok(())
 }
 
 async fn demo_seed(

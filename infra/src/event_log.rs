@@ -45,9 +45,9 @@ impl StoredEvent {
 
 impl<'r> FromRow<'r, PgRow> for StoredEvent {
     fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
-        let tx_text: String = row.try_get("tx_id")?;
+        let tx_text: String = row.try_get("tx_id_text")?;
         let tx_id = tx_text.parse().map_err(|e| sqlx::Error::ColumnDecode {
-            index: "tx_id".into(),
+            index: "tx_id_text".into(),
             source: Box::new(e),
         })?;
         Ok(StoredEvent {
@@ -73,7 +73,11 @@ pub struct CommitCursor {
     pub position: i64,
 }
 
-const COLUMNS: &str = "event_id, position, tx_id::text as tx_id, aggregate_type, aggregate_id, \
+// The text form of tx_id must not be aliased `tx_id`: ORDER BY prefers an
+// output column's name, and would then sort transaction ids as text
+// ("1000" < "999"), skipping events whenever ids gain a digit.
+const COLUMNS: &str =
+    "event_id, position, tx_id::text as tx_id_text, aggregate_type, aggregate_id, \
      sequence, event_type, event_version, payload, metadata, recorded_at";
 
 /// Up to `limit` committed events after `after`, in commit-safe order.
@@ -161,6 +165,29 @@ pub async fn read_all_of_type(
          order by aggregate_id, sequence"
     ))
     .bind(aggregate_type)
+    .fetch_all(db)
+    .await
+}
+
+/// Up to `limit` events of `aggregate_types` after `after`, in commit order,
+/// as the caller's snapshot sees them (a rebuild reads under one snapshot,
+/// so every event it can see is committed).
+pub async fn read_types_after(
+    db: impl PgExecutor<'_>,
+    aggregate_types: &[&str],
+    after: CommitCursor,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from events
+         where (tx_id, position) > ($1::text::xid8, $2) and aggregate_type = any($3)
+         order by tx_id, position
+         limit $4"
+    ))
+    .bind(after.tx_id.to_string())
+    .bind(after.position)
+    .bind(aggregate_types)
+    .bind(limit)
     .fetch_all(db)
     .await
 }

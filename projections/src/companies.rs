@@ -15,6 +15,7 @@ pub struct CompaniesProjection;
 impl Projection for CompaniesProjection {
     const NAME: &'static str = "companies";
     const AGGREGATE_TYPES: &'static [&'static str] = &[AGGREGATE_TYPE];
+    const RESET_SQL: &'static str = "delete from companies;";
 
     async fn apply_batch(
         tx: &mut PgConnection,

@@ -22,6 +22,7 @@ pub struct UsersProjection;
 impl Projection for UsersProjection {
     const NAME: &'static str = "users";
     const AGGREGATE_TYPES: &'static [&'static str] = &[vcintel_domain::user::AGGREGATE_TYPE];
+    const RESET_SQL: &'static str = "delete from users;";
 
     async fn apply_batch(
         tx: &mut PgConnection,
@@ -60,6 +61,11 @@ pub struct WorkspacesProjection;
 impl Projection for WorkspacesProjection {
     const NAME: &'static str = "workspaces";
     const AGGREGATE_TYPES: &'static [&'static str] = &[vcintel_domain::workspace::AGGREGATE_TYPE];
+    // The security log stays: its rows carry the event id, so a replay
+    // adds nothing to it.
+    const RESET_SQL: &'static str =
+        "delete from workspace_members; delete from workspace_invitations; \
+         delete from api_keys; delete from workspaces;";
 
     async fn apply_batch(
         tx: &mut PgConnection,

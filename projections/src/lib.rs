@@ -12,6 +12,7 @@ pub mod companies;
 pub mod identity;
 pub mod lists;
 pub mod notes;
+pub mod rebuild;
 pub mod runner;
 pub mod saved_searches;
 pub mod versions;
@@ -60,6 +61,9 @@ pub trait Projection: Send + Sync + 'static {
     /// all of them (so a projection that must see a company's deletion after
     /// the notes added before it, does).
     const AGGREGATE_TYPES: &'static [&'static str];
+    /// SQL that empties the read model (its own rows only), so a rebuild
+    /// can replay every event into it.
+    const RESET_SQL: &'static str;
 
     /// Writes the effect of each aggregate's new events inside `tx`. Every
     /// `events` list holds exactly the versions after the one the read model
@@ -94,6 +98,8 @@ pub enum ProjectionError {
         event_id: uuid::Uuid,
         reason: String,
     },
+    #[error("no read model is called `{name}`; known: {known}")]
+    UnknownReadModel { name: String, known: String },
     #[error("event store holds {found} events of {aggregate_id} between versions {from} and {to}; expected {expected}")]
     MissingHistory {
         aggregate_id: String,

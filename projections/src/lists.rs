@@ -20,6 +20,7 @@ impl Projection for ListsProjection {
         vcintel_domain::list::AGGREGATE_TYPE,
         vcintel_domain::company::AGGREGATE_TYPE,
     ];
+    const RESET_SQL: &'static str = "delete from list_items; delete from lists; delete from company_tombstones where projection = 'lists';";
 
     async fn apply_batch(
         tx: &mut PgConnection,

@@ -21,6 +21,8 @@ impl Projection for NotesProjection {
         vcintel_domain::note::AGGREGATE_TYPE,
         vcintel_domain::company::AGGREGATE_TYPE,
     ];
+    const RESET_SQL: &'static str =
+        "delete from notes; delete from company_tombstones where projection = 'notes';";
 
     async fn apply_batch(
         tx: &mut PgConnection,

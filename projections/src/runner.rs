@@ -175,15 +175,35 @@ async fn apply_in_one_transaction<P: Projection>(
     events: &[&EventMessage],
 ) -> Result<(), ProjectionError> {
     let mut tx = pool.begin().await?;
+    // Shared: projector transactions run side by side, but not while a
+    // rebuild of this read model holds the lock exclusively.
+    sqlx::query("select pg_advisory_xact_lock_shared($1, hashtext($2))")
+        .bind(REBUILD_LOCK_CLASS)
+        .bind(P::NAME)
+        .execute(&mut *tx)
+        .await?;
+    apply_events::<P>(&mut tx, events).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The advisory-lock class of "this read model is being rebuilt".
+pub(crate) const REBUILD_LOCK_CLASS: i32 = 0x5643_5250; // "VCRP"
+
+/// Applies `events` (in commit order) to P's read model inside `tx`.
+pub(crate) async fn apply_events<P: Projection>(
+    tx: &mut PgConnection,
+    events: &[&EventMessage],
+) -> Result<(), ProjectionError> {
     let ids: Vec<&str> = events.iter().map(|e| e.aggregateid.as_str()).collect();
-    let mut versions = lock_versions(&mut tx, P::NAME, &ids).await?;
+    let mut versions = lock_versions(&mut *tx, P::NAME, &ids).await?;
     let mut changes: Vec<AggregateChanges> = Vec::new();
     for event in events {
-        plan_in_order::<P>(&mut tx, &mut versions, &mut changes, event).await?;
+        plan_in_order::<P>(&mut *tx, &mut versions, &mut changes, event).await?;
         failpoint::hit("projector.mid_batch");
     }
     if !changes.is_empty() {
-        P::apply_batch(&mut tx, &changes).await?;
+        P::apply_batch(&mut *tx, &changes).await?;
         let moved: HashMap<String, i64> = changes
             .iter()
             .map(|c| {
@@ -193,9 +213,8 @@ async fn apply_in_one_transaction<P: Projection>(
                 )
             })
             .collect();
-        store_versions(&mut tx, P::NAME, &moved).await?;
+        store_versions(&mut *tx, P::NAME, &moved).await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 

@@ -22,6 +22,7 @@ mod limits;
 mod lists;
 mod notes;
 mod projection;
+mod rebuild;
 mod relay;
 mod saved_searches;
 mod search;

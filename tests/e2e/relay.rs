@@ -223,3 +223,44 @@ async fn a_standby_relay_takes_over_when_the_leader_dies_and_publishes_each_even
     assert_eq!(messages.len(), 20);
     assert_eq!(ids, env.event_ids_in_store().await.into_iter().collect());
 }
+
+#[tokio::test]
+async fn transaction_ids_that_gain_a_digit_are_still_read_in_numeric_order() {
+    // 99 sorts after 599 as text; a relay batch of 500 read in text order
+    // would end at 599 and skip 99 for good.
+    let mut env = TestEnv::new().await;
+    let workspace = Uuid::now_v7();
+    sqlx::query(
+        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                             payload, metadata, tx_id)
+         select 'probe', 'p' || n, 1, 'probe.happened', '1', json_build_object('probe.happened', json_build_object('n', n)),
+                json_build_object('workspace_id', $1::text), n::text::xid8
+         from generate_series(99, 599) as n",
+    )
+    .bind(workspace.to_string())
+    .execute(&env.pool)
+    .await
+    .unwrap();
+
+    let first = vcintel_infra::event_log::read_committed_after(
+        &env.pool,
+        vcintel_infra::event_log::CommitCursor::default(),
+        2,
+    )
+    .await
+    .unwrap();
+    let ids: Vec<u64> = first.iter().map(|e| e.cursor().tx_id).collect();
+    assert_eq!(ids, [99, 100]);
+
+    let _relay = env.start(&[Component::Relay]).await;
+    let messages = eventually(
+        Duration::from_secs(20),
+        "501 events on JetStream",
+        || async {
+            let count = env.stream_message_count().await;
+            (count >= 501).then_some(count)
+        },
+    )
+    .await;
+    assert_eq!(messages, 501);
+}
