@@ -90,6 +90,7 @@ async fn main() {
             "full text, 1 match",
             "q=%22company%2042424%22&limit=50".to_owned(),
         ),
+        ("full text, common word", "q=company&limit=50".to_owned()),
         (
             "full text + sector, by name",
             "q=company&sector=Climate&sort=name&limit=50".to_owned(),
@@ -135,6 +136,12 @@ async fn main() {
             "select id from (select * from companies where workspace_id = $1
              and search @@ websearch_to_tsquery('simple', '\"company 42424\"') offset 0) c
              where workspace_id = $1 order by id asc limit 51",
+        ),
+        (
+            "full text (common word) + sector, by name (walks the name index)",
+            "select id from companies where workspace_id = $1 and lower(sector) = lower('Climate')
+             and search @@ websearch_to_tsquery('simple', 'company')
+             order by lower(name) asc, id asc limit 51",
         ),
     ];
     for (what, sql) in plans {

@@ -310,7 +310,10 @@ pub async fn search(
         ));
     }
     query.push_bind(limit);
-    let rows = query.build().fetch_all(&mut *db).await?;
+    // Planned for these values every time: a cached generic plan cannot
+    // tell a rare term or sector from a common one, and picks one plan for
+    // both (measured at 100k companies: 10-40 ms instead of 1-5).
+    let rows = query.build().persistent(false).fetch_all(&mut *db).await?;
     rows.iter()
         .map(|row| {
             let company = CompanyRow::from_row(row)?;
@@ -338,6 +341,7 @@ async fn text_matches_are_few(
     .bind(workspace.0)
     .bind(text)
     .bind(FEW_TEXT_MATCHES)
+    .persistent(false)
     .fetch_one(db)
     .await?;
     Ok(matches < FEW_TEXT_MATCHES)
