@@ -7,6 +7,7 @@
 //! types to cqrs-es.
 
 pub mod company;
+pub mod enrichment;
 pub mod identity;
 pub mod list;
 pub mod note;
