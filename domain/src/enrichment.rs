@@ -837,7 +837,8 @@ mod tests {
     fn extractions_with_links_markup_or_oversize_fields_are_refused() {
         let ok = extraction().validated().unwrap();
         assert_eq!(ok.keywords, vec!["robotics", "logistics"]);
-        let cases: Vec<(&str, Box<dyn Fn(&mut Extraction)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Extraction)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             (
                 "summary",
                 Box::new(|e| e.summary = "Visit https://evil.example now".to_owned()),

@@ -1,12 +1,14 @@
 //! Adapters to the outside world: the Postgres event store and pool,
 //! migrations, the gap-safe relay from Postgres to NATS JetStream, the wire
-//! format of published events, and test fault injection.
+//! format of published events, the enrichment worker (safe fetching, the
+//! built-in enricher, the model client), and test fault injection.
 //!
 //! May depend on `domain` and `commands` (whose traits it implements), sqlx,
-//! postgres-es, async-nats and tokio. Never on axum or the API.
+//! postgres-es, async-nats, reqwest and tokio. Never on axum or the API.
 
 pub mod accounts;
 pub mod db;
+pub mod enrichment;
 pub mod event_log;
 pub mod event_store;
 pub mod failpoint;
@@ -17,3 +19,9 @@ pub mod stream;
 pub mod wire;
 
 pub use tokio_util::sync::CancellationToken;
+
+/// Makes ring rustls' process-wide crypto provider (no aws-lc); reqwest
+/// needs one before it builds a client. Safe to call more than once.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
