@@ -16,12 +16,15 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use vcintel_infra::accounts::{PasswordCost, Passwords, WorkspaceDirectory};
+use vcintel_infra::enrichment::fetch::{FetchPolicy, Fetcher};
+use vcintel_infra::enrichment::worker::{EnrichmentWorker, WorkerSettings};
 use vcintel_infra::rate_limit::RateLimiter;
 use vcintel_infra::relay::{Relay, RelaySettings};
 use vcintel_infra::stream::{ensure_events_stream, StreamSettings};
 use vcintel_infra::wire::Topology;
 use vcintel_infra::{db, event_store, CancellationToken};
 use vcintel_projections::companies::CompaniesProjection;
+use vcintel_projections::enrichment_jobs::EnrichmentJobsProjection;
 use vcintel_projections::identity::{UsersProjection, WorkspacesProjection};
 use vcintel_projections::lists::ListsProjection;
 use vcintel_projections::notes::NotesProjection;
@@ -37,16 +40,24 @@ pub enum Component {
     Relay,
     /// The projection workers that build read models.
     Projector,
+    /// The enrichment worker.
+    Enricher,
 }
 
 impl Component {
-    pub const ALL: [Component; 3] = [Component::Api, Component::Relay, Component::Projector];
+    pub const ALL: [Component; 4] = [
+        Component::Api,
+        Component::Relay,
+        Component::Projector,
+        Component::Enricher,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Component::Api => "api",
             Component::Relay => "relay",
             Component::Projector => "projector",
+            Component::Enricher => "enricher",
         }
     }
 }
@@ -128,6 +139,7 @@ impl Application {
             notes: Arc::new(services.notes),
             lists: Arc::new(services.lists),
             saved_searches: Arc::new(services.saved_searches),
+            enrichments: Arc::new(services.enrichments),
             directory: WorkspaceDirectory::new(pool.clone()),
             passwords,
             pool,
@@ -216,6 +228,24 @@ impl Application {
                     );
                     tasks.spawn(async move { (name, relay.run(token).await) });
                 }
+                Component::Enricher => {
+                    let fetcher = Fetcher::new(FetchPolicy {
+                        allowed_addresses: settings.enrich_allow_addresses.clone(),
+                        ..FetchPolicy::default()
+                    });
+                    let worker = EnrichmentWorker::new(
+                        state.enrichments.clone(),
+                        fetcher,
+                        state.jetstream.clone(),
+                        state.topology.clone(),
+                        WorkerSettings {
+                            backoff_base: Duration::from_millis(settings.enrich_backoff_ms),
+                            ack_wait: Duration::from_secs(settings.projector_ack_wait_secs.max(3)),
+                            ..WorkerSettings::default()
+                        },
+                    );
+                    tasks.spawn(async move { (name, worker.run(token).await) });
+                }
                 Component::Projector => {
                     let pool = state.pool.clone();
                     let js = state.jetstream.clone();
@@ -262,6 +292,13 @@ impl Application {
                                 token.clone(),
                             ),
                             run_projection::<SavedSearchesProjection>(
+                                pool.clone(),
+                                js.clone(),
+                                topology.clone(),
+                                projection_settings.clone(),
+                                token.clone(),
+                            ),
+                            run_projection::<EnrichmentJobsProjection>(
                                 pool,
                                 js,
                                 topology,

@@ -6,6 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use vcintel_commands::CommandError;
 use vcintel_domain::company::CompanyError;
+use vcintel_domain::enrichment::EnrichmentError;
 use vcintel_domain::list::ListError;
 use vcintel_domain::note::NoteError;
 use vcintel_domain::saved_search::SavedSearchError;
@@ -339,6 +340,17 @@ impl From<CommandError> for ApiError {
             CommandError::List(ListError::AlreadyExists) => {
                 ApiError::Conflict("the list already exists".to_owned())
             }
+            CommandError::Enrichment(EnrichmentError::NotFound) => ApiError::NotFound,
+            CommandError::Enrichment(EnrichmentError::Forbidden(why)) => {
+                ApiError::Forbidden(why.to_owned())
+            }
+            CommandError::Enrichment(
+                EnrichmentError::AlreadyExists
+                | EnrichmentError::AlreadyActive { .. }
+                | EnrichmentError::Running
+                | EnrichmentError::NotRunning
+                | EnrichmentError::Ended,
+            ) => ApiError::Conflict(error.to_string()),
             CommandError::SavedSearch(SavedSearchError::NotFound) => ApiError::NotFound,
             CommandError::SavedSearch(SavedSearchError::Forbidden) => {
                 ApiError::Forbidden(error.to_string())

@@ -6,7 +6,9 @@ use crate::consistency::{read_your_writes, CONSISTENCY_TOKEN};
 use crate::error::{problem_response, ApiError, Problem, PROBLEM_JSON};
 use crate::idempotency::idempotent_posts;
 use crate::limits::{authenticate_and_limit, security_headers};
-use crate::routes::{auth, companies, health, lists, notes, saved_searches, workspaces};
+use crate::routes::{
+    auth, companies, enrichments, health, lists, notes, saved_searches, workspaces,
+};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::Request;
@@ -43,6 +45,7 @@ pub const REQUEST_ID: &str = "x-request-id";
         (name = "auth", description = "Sign up, sign in, sessions"),
         (name = "workspaces", description = "Your account, workspaces, members, API keys and the security log"),
         (name = "companies", description = "Companies analysts track"),
+        (name = "enrichment", description = "AI enrichment of companies: jobs, results, progress as server-sent events"),
         (name = "notes", description = "Analysts' notes on companies"),
         (name = "lists", description = "Lists of companies"),
         (name = "saved-searches", description = "Saved company searches"),
@@ -101,6 +104,9 @@ fn api_router() -> OpenApiRouter<AppState> {
             companies::update_company,
             companies::delete_company
         ))
+        .routes(routes!(enrichments::request_enrichment))
+        .routes(routes!(enrichments::get_enrichment_job))
+        .routes(routes!(enrichments::stream_enrichment_job))
         .routes(routes!(notes::add_note, notes::list_notes))
         .routes(routes!(
             notes::get_note,

@@ -108,6 +108,16 @@ pub struct Settings {
         default_value = ""
     )]
     pub cors_origins: Vec<String>,
+
+    /// Exact `ip:port` addresses the enrichment fetcher may reach although
+    /// they are private or loopback (test fixtures). Empty by default:
+    /// never set this in production.
+    #[arg(long, env = "VCINTEL_ENRICH_ALLOW_ADDRESSES", value_delimiter = ',')]
+    pub enrich_allow_addresses: Vec<std::net::SocketAddr>,
+
+    /// First retry delay of a failed enrichment attempt (doubles per attempt).
+    #[arg(long, env = "VCINTEL_ENRICH_BACKOFF_MS", default_value_t = 2000)]
+    pub enrich_backoff_ms: u64,
 }
 
 impl Settings {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use vcintel_infra::accounts::{Passwords, WorkspaceDirectory};
 use vcintel_infra::event_store::{
-    PgAccountCommands, PgCompanyCommands, PgListCommands, PgNoteCommands, PgSavedSearchCommands,
-    PgWorkspaceCommands,
+    PgAccountCommands, PgCompanyCommands, PgEnrichmentCommands, PgListCommands, PgNoteCommands,
+    PgSavedSearchCommands, PgWorkspaceCommands,
 };
 use vcintel_infra::wire::Topology;
 
@@ -23,6 +23,7 @@ pub struct AppState {
     pub notes: Arc<PgNoteCommands>,
     pub lists: Arc<PgListCommands>,
     pub saved_searches: Arc<PgSavedSearchCommands>,
+    pub enrichments: Arc<PgEnrichmentCommands>,
     pub directory: WorkspaceDirectory,
     pub passwords: Passwords,
     pub tokens: Arc<TokenKeys>,

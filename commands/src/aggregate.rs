@@ -6,6 +6,9 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use vcintel_domain::company::{Company, CompanyCommand, CompanyError, CompanyEvent};
+use vcintel_domain::enrichment::{
+    EnrichmentCommand, EnrichmentError, EnrichmentEvent, EnrichmentJob,
+};
 use vcintel_domain::list::{List, ListCommand, ListError, ListEvent};
 use vcintel_domain::note::{Note, NoteCommand, NoteError, NoteEvent};
 use vcintel_domain::saved_search::{
@@ -197,5 +200,51 @@ impl UniqueValues for CompanyAggregate {
 impl UniqueValues for WorkspaceAggregate {
     fn taken(_value: &UniqueValue, _holder: &str) -> WorkspaceError {
         WorkspaceError::AlreadyExists
+    }
+}
+
+cqrs_adapter!(
+    EnrichmentJobAggregate,
+    EnrichmentEventRecord,
+    EnrichmentJob,
+    EnrichmentCommand,
+    EnrichmentEvent,
+    EnrichmentError,
+    vcintel_domain::enrichment::AGGREGATE_TYPE
+);
+
+/// The scope holding a company's one active enrichment job.
+pub fn active_enrichment_scope(company: vcintel_domain::company::CompanyId) -> String {
+    format!("enrichment-active:{company}")
+}
+
+impl UniqueValues for EnrichmentJobAggregate {
+    fn claimed(event: &EnrichmentEventRecord) -> Vec<UniqueValue> {
+        match &event.0 {
+            EnrichmentEvent::Requested(e) => {
+                vec![UniqueValue::new(
+                    active_enrichment_scope(e.company_id),
+                    "active",
+                )]
+            }
+            _ => vec![],
+        }
+    }
+
+    fn released_scopes(event: &EnrichmentEventRecord) -> Vec<String> {
+        match &event.0 {
+            EnrichmentEvent::Succeeded(e) => vec![active_enrichment_scope(e.company_id)],
+            EnrichmentEvent::GivenUp(e) => vec![active_enrichment_scope(e.company_id)],
+            _ => vec![],
+        }
+    }
+
+    fn taken(_value: &UniqueValue, holder: &str) -> EnrichmentError {
+        match holder.parse() {
+            Ok(id) => EnrichmentError::AlreadyActive {
+                existing: vcintel_domain::enrichment::EnrichmentJobId(id),
+            },
+            Err(_) => EnrichmentError::AlreadyExists,
+        }
     }
 }

@@ -1,5 +1,6 @@
 use cqrs_es::AggregateError;
 use vcintel_domain::company::CompanyError;
+use vcintel_domain::enrichment::EnrichmentError;
 use vcintel_domain::list::ListError;
 use vcintel_domain::note::NoteError;
 use vcintel_domain::saved_search::SavedSearchError;
@@ -21,6 +22,8 @@ pub enum CommandError {
     SavedSearch(#[from] SavedSearchError),
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),
+    #[error(transparent)]
+    Enrichment(#[from] EnrichmentError),
     #[error("the role `{role}` may not {action}")]
     Forbidden {
         role: &'static str,

@@ -9,6 +9,7 @@
 
 pub mod aggregate;
 pub mod company;
+pub mod enrichment;
 pub mod error;
 pub mod execute;
 pub mod list;
@@ -20,11 +21,13 @@ pub mod user;
 pub mod workspace;
 
 pub use aggregate::{
-    CompanyAggregate, CompanyEventRecord, ListAggregate, ListEventRecord, NoteAggregate,
-    NoteEventRecord, SavedSearchAggregate, SavedSearchEventRecord, UserAggregate, UserEventRecord,
-    WorkspaceAggregate, WorkspaceEventRecord,
+    CompanyAggregate, CompanyEventRecord, EnrichmentEventRecord, EnrichmentJobAggregate,
+    ListAggregate, ListEventRecord, NoteAggregate, NoteEventRecord, SavedSearchAggregate,
+    SavedSearchEventRecord, UserAggregate, UserEventRecord, WorkspaceAggregate,
+    WorkspaceEventRecord,
 };
 pub use company::CompanyCommands;
+pub use enrichment::EnrichmentCommands;
 pub use error::CommandError;
 pub use execute::LoadedAggregate;
 pub use list::ListCommands;

@@ -29,9 +29,10 @@ use sqlx::PgPool;
 use std::collections::HashMap;
 use tokio::sync::mpsc;
 use vcintel_commands::{
-    AccountCommands, CompanyAggregate, CompanyCommands, ListAggregate, ListCommands, NoteAggregate,
-    NoteCommands, SavedSearchAggregate, SavedSearchCommands, UniqueValue, UniqueValues,
-    UserAggregate, WorkspaceAggregate, WorkspaceCommands,
+    AccountCommands, CompanyAggregate, CompanyCommands, EnrichmentCommands, EnrichmentJobAggregate,
+    ListAggregate, ListCommands, NoteAggregate, NoteCommands, SavedSearchAggregate,
+    SavedSearchCommands, UniqueValue, UniqueValues, UserAggregate, WorkspaceAggregate,
+    WorkspaceCommands,
 };
 
 pub type PgEventStore<A> = NotifyingEventStore<PersistedEventStore<PgEventRepository, A>>;
@@ -42,6 +43,8 @@ pub type PgWorkspaceCommands = WorkspaceCommands<PgEventStore<WorkspaceAggregate
 pub type PgNoteCommands = NoteCommands<PgEventStore<NoteAggregate>, PgEventStore<CompanyAggregate>>;
 pub type PgListCommands = ListCommands<PgEventStore<ListAggregate>, PgEventStore<CompanyAggregate>>;
 pub type PgSavedSearchCommands = SavedSearchCommands<PgEventStore<SavedSearchAggregate>>;
+pub type PgEnrichmentCommands =
+    EnrichmentCommands<PgEventStore<EnrichmentJobAggregate>, PgEventStore<CompanyAggregate>>;
 
 /// Every command service, sharing one pool and one relay nudge.
 #[derive(Debug)]
@@ -52,6 +55,7 @@ pub struct CommandServices {
     pub notes: PgNoteCommands,
     pub lists: PgListCommands,
     pub saved_searches: PgSavedSearchCommands,
+    pub enrichments: PgEnrichmentCommands,
 }
 
 /// Builds the command services on `pool`. Must be called inside a Tokio
@@ -69,6 +73,10 @@ pub fn command_services(pool: PgPool) -> CommandServices {
         notes: NoteCommands::new(pg_event_store(&pool, &nudge), pg_event_store(&pool, &nudge)),
         lists: ListCommands::new(pg_event_store(&pool, &nudge), pg_event_store(&pool, &nudge)),
         saved_searches: SavedSearchCommands::new(pg_event_store(&pool, &nudge)),
+        enrichments: EnrichmentCommands::new(
+            pg_event_store(&pool, &nudge),
+            pg_event_store(&pool, &nudge),
+        ),
     }
 }
 

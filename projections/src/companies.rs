@@ -1,11 +1,12 @@
 //! The `companies` read model: one row per live company.
 
-use crate::{AggregateChanges, Projection, ProjectionError};
+use crate::{decode_event, AggregateChanges, Projection, ProjectionError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgExecutor};
 use uuid::Uuid;
 use vcintel_domain::company::{CompanyDetails, CompanyEvent, AGGREGATE_TYPE};
+use vcintel_domain::enrichment::{EnrichmentEvent, EnrichmentSucceeded};
 use vcintel_domain::WorkspaceId;
 use vcintel_infra::wire::EventMessage;
 
@@ -14,21 +15,80 @@ pub struct CompaniesProjection;
 
 impl Projection for CompaniesProjection {
     const NAME: &'static str = "companies";
-    const AGGREGATE_TYPES: &'static [&'static str] = &[AGGREGATE_TYPE];
+    /// Job events too: a succeeded enrichment lands on its company's row.
+    const AGGREGATE_TYPES: &'static [&'static str] =
+        &[AGGREGATE_TYPE, vcintel_domain::enrichment::AGGREGATE_TYPE];
     const RESET_SQL: &'static str = "delete from companies;";
 
     async fn apply_batch(
         tx: &mut PgConnection,
         changes: &[AggregateChanges],
     ) -> Result<(), ProjectionError> {
-        let writes = changes
-            .iter()
-            .map(fold_to_write)
-            .collect::<Result<Vec<_>, _>>()?;
-        // One statement for the whole batch: rows are inserted, updated or
-        // deleted according to each aggregate's folded outcome.
-        sqlx::query(
-            "with input as (
+        let (company_changes, job_changes): (Vec<&AggregateChanges>, Vec<&AggregateChanges>) =
+            changes
+                .iter()
+                .partition(|c| c.aggregate_type == AGGREGATE_TYPE);
+        // Companies first: a job can only have been requested for a company
+        // that existed, and a deletion in the batch simply leaves the
+        // enrichment nothing to land on.
+        write_companies(tx, &company_changes).await?;
+        for change in job_changes {
+            for event in &change.events {
+                if let EnrichmentEvent::Succeeded(e) = decode_event::<EnrichmentEvent>(event)? {
+                    write_enrichment(tx, &e, event.time).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn write_enrichment(
+    tx: &mut PgConnection,
+    succeeded: &EnrichmentSucceeded,
+    at: DateTime<Utc>,
+) -> Result<(), ProjectionError> {
+    let result = &succeeded.result;
+    let extraction = &result.extraction;
+    let text = format!(
+        "{} {} {}",
+        extraction.summary,
+        extraction.what_it_does,
+        extraction.keywords.join(" ")
+    );
+    sqlx::query(
+        "update companies set summary = $2, what_it_does = $3, keywords = $4, enrichment = $5,
+                enriched_at = $6, enrichment_text = $7, score = $8, projected_at = clock_timestamp()
+         where id = $1",
+    )
+    .bind(succeeded.company_id.0)
+    .bind(&extraction.summary)
+    .bind(&extraction.what_it_does)
+    .bind(&extraction.keywords)
+    .bind(sqlx::types::Json(result))
+    .bind(at)
+    .bind(text)
+    .bind(i32::from(result.score))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn write_companies(
+    tx: &mut PgConnection,
+    changes: &[&AggregateChanges],
+) -> Result<(), ProjectionError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let writes = changes
+        .iter()
+        .map(|c| fold_to_write(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    // One statement for the whole batch: rows are inserted, updated or
+    // deleted according to each aggregate's folded outcome.
+    sqlx::query(
+        "with input as (
                  select * from jsonb_to_recordset($1::jsonb) as x(
                      op text, id uuid, workspace_id uuid, name text, website text, sector text,
                      stage text, location text, added_by uuid, added_at timestamptz,
@@ -53,12 +113,11 @@ impl Projection for CompaniesProjection {
                  returning 1
              )
              select 1",
-        )
-        .bind(sqlx::types::Json(&writes))
-        .execute(&mut *tx)
-        .await?;
-        Ok(())
-    }
+    )
+    .bind(sqlx::types::Json(&writes))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// The net effect of one aggregate's new events on its row.
@@ -155,9 +214,13 @@ pub struct CompanyRow {
     pub version: i64,
     /// The fit score, once enrichment has given one.
     pub score: Option<i32>,
+    pub summary: Option<String>,
+    /// The latest accepted enrichment (an `EnrichmentResult`).
+    pub enrichment: Option<sqlx::types::Json<vcintel_domain::enrichment::EnrichmentResult>>,
+    pub enriched_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "id, workspace_id, name, website, sector, stage, location, added_by, added_at, updated_at, version, score";
+const COLUMNS: &str = "id, workspace_id, name, website, sector, stage, location, added_by, added_at, updated_at, version, score, summary, enrichment, enriched_at";
 
 /// One company of `workspace`; another workspace's id is simply not found.
 pub async fn get(

@@ -9,6 +9,7 @@
 //! async-nats; never on the API.
 
 pub mod companies;
+pub mod enrichment_jobs;
 pub mod identity;
 pub mod lists;
 pub mod notes;
@@ -36,13 +37,14 @@ impl ReadModel {
 }
 
 /// Every read model the projector maintains.
-pub const READ_MODELS: [ReadModel; 6] = [
+pub const READ_MODELS: [ReadModel; 7] = [
     ReadModel::of::<companies::CompaniesProjection>(),
     ReadModel::of::<identity::WorkspacesProjection>(),
     ReadModel::of::<identity::UsersProjection>(),
     ReadModel::of::<notes::NotesProjection>(),
     ReadModel::of::<lists::ListsProjection>(),
     ReadModel::of::<saved_searches::SavedSearchesProjection>(),
+    ReadModel::of::<enrichment_jobs::EnrichmentJobsProjection>(),
 ];
 
 /// The read models an aggregate type's events feed.

@@ -27,7 +27,7 @@ pub struct Rebuilt {
 
 /// Rebuilds the read model named `name` (see [`READ_MODELS`]).
 pub async fn rebuild_by_name(pool: &PgPool, name: &str) -> Result<Rebuilt, ProjectionError> {
-    use crate::{companies, identity, lists, notes, saved_searches};
+    use crate::{companies, enrichment_jobs, identity, lists, notes, saved_searches};
     match name {
         companies::CompaniesProjection::NAME => {
             rebuild::<companies::CompaniesProjection>(pool).await
@@ -40,6 +40,9 @@ pub async fn rebuild_by_name(pool: &PgPool, name: &str) -> Result<Rebuilt, Proje
         lists::ListsProjection::NAME => rebuild::<lists::ListsProjection>(pool).await,
         saved_searches::SavedSearchesProjection::NAME => {
             rebuild::<saved_searches::SavedSearchesProjection>(pool).await
+        }
+        enrichment_jobs::EnrichmentJobsProjection::NAME => {
+            rebuild::<enrichment_jobs::EnrichmentJobsProjection>(pool).await
         }
         other => Err(ProjectionError::UnknownReadModel {
             name: other.to_owned(),

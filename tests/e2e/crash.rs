@@ -97,7 +97,7 @@ async fn read_model_matches_a_fresh_fold(env: &TestEnv) -> Result<(), String> {
             .push(decoded);
     }
     let rows: Vec<CompanyRow> = sqlx::query_as(
-        "select id, workspace_id, name, website, sector, stage, location, added_by, added_at, updated_at, version, score from companies",
+        "select id, workspace_id, name, website, sector, stage, location, added_by, added_at, updated_at, version, score, summary, enrichment, enriched_at from companies",
     )
     .fetch_all(&env.pool)
     .await

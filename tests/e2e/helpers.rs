@@ -148,6 +148,8 @@ pub fn settings(database_url: &str, prefix: &str) -> Settings {
         rate_limit_database_url: None,
         trust_forwarded_for: false,
         cors_origins: vec![],
+        enrich_allow_addresses: vec![],
+        enrich_backoff_ms: 50,
     }
 }
 
@@ -229,7 +231,13 @@ impl TestEnv {
 
     /// Starts everything and keeps it running for the whole test; returns the API base URL.
     pub async fn start_all(&mut self) -> String {
-        let running = self.start(&Component::ALL).await;
+        let settings = self.settings();
+        self.start_all_with(settings).await
+    }
+
+    /// Every component with these settings, stopped when the test ends.
+    pub async fn start_all_with(&mut self, settings: Settings) -> String {
+        let running = self.start_with(settings, &Component::ALL).await;
         let address = running.address.clone().expect("api address");
         self.running.push((running.shutdown, running.handle));
         address

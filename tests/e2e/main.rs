@@ -15,6 +15,7 @@ mod cli;
 mod concurrency;
 mod consistency;
 mod crash;
+mod enrichment;
 mod health;
 mod idempotency;
 mod identity;

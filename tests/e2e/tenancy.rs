@@ -38,7 +38,7 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_or_names_the
             &format!("{base}/v1/companies"),
             Some(&owner_token),
             None,
-            Some(&json!({"name": "Secret Co", "website": "secret.co"})),
+            Some(&json!({"name": "Secret Co", "website": "secret-co.example"})),
         )
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
@@ -106,6 +106,26 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_or_names_the
         )
         .await;
     let search_id = search.body["id"].as_str().unwrap().to_owned();
+    let job = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/companies/{company}/enrichments"),
+            Some(&owner_token),
+            None,
+            None,
+        )
+        .await;
+    let job_id = job.body["job_id"].as_str().unwrap().to_owned();
+    let job_written = job.header("x-consistency-token").unwrap().to_owned();
+    let job_visible = env
+        .http
+        .get(format!("{base}/v1/enrichment-jobs/{job_id}"))
+        .bearer_auth(&owner_token)
+        .header("x-consistency-token", job_written)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(job_visible.status(), StatusCode::OK);
     let visible = env
         .call(
             Method::GET,
@@ -149,6 +169,7 @@ async fn another_workspace_gets_404_on_every_route_that_takes_an_id_or_names_the
                     .replace("{note_id}", &note_id)
                     .replace("{list_id}", &list_id)
                     .replace("{search_id}", &search_id)
+                    .replace("{job_id}", &job_id)
             );
             let takes_workspace = operation["parameters"]
                 .as_array()

@@ -144,6 +144,8 @@ pub struct Company {
     pub version: u64,
     /// Fit score 0–100, once enriched.
     pub score: Option<i32>,
+    /// What enrichment found the company does, once enriched.
+    pub summary: Option<String>,
 }
 
 /// A company with what the team knows about it: its newest notes and the
@@ -160,6 +162,9 @@ pub struct CompanyDetail {
     pub note_count: i64,
     /// The lists the company is in, by name.
     pub lists: Vec<ListMembership>,
+    /// The latest enrichment, once one has succeeded.
+    pub enrichment: Option<crate::routes::enrichments::Enrichment>,
+    pub enriched_at: Option<DateTime<Utc>>,
 }
 
 /// A list a company is in.
@@ -187,6 +192,7 @@ impl From<CompanyRow> for Company {
             updated_at: row.updated_at,
             version: row.version as u64,
             score: row.score,
+            summary: row.summary,
         }
     }
 }
@@ -433,7 +439,14 @@ pub async fn get_company(
     )?;
     let row = row.ok_or(ApiError::NotFound)?;
     let version = row.version as u64;
+    let enrichment = row
+        .enrichment
+        .as_ref()
+        .map(|json| crate::routes::enrichments::Enrichment::from(&json.0));
+    let enriched_at = row.enriched_at;
     let detail = CompanyDetail {
+        enrichment,
+        enriched_at,
         company: Company::from(row),
         notes: notes.into_iter().map(Into::into).collect(),
         note_count,

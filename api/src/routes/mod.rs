@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod companies;
+pub mod enrichments;
 pub mod health;
 pub mod lists;
 pub mod notes;

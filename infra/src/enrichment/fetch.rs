@@ -84,15 +84,22 @@ impl Fetcher {
         Self { policy }
     }
 
-    /// Fetches `website` (a normalised website like `acme.io`, or a URL).
+    /// Fetches `website`: a URL, or a normalised website like `acme.io`,
+    /// which is tried over https first and over http if https cannot
+    /// connect (the check applies to both).
     pub async fn fetch(&self, website: &str) -> Result<Fetched, FetchError> {
+        if website.contains("://") {
+            return self.fetch_url(website).await;
+        }
+        match self.fetch_url(&format!("https://{website}")).await {
+            Err(FetchError::Unreachable) => self.fetch_url(&format!("http://{website}")).await,
+            other => other,
+        }
+    }
+
+    async fn fetch_url(&self, first: &str) -> Result<Fetched, FetchError> {
         let started = Instant::now();
-        let first = if website.contains("://") {
-            website.to_owned()
-        } else {
-            format!("https://{website}")
-        };
-        let mut url = Url::parse(&first).map_err(|_| FetchError::InvalidUrl)?;
+        let mut url = Url::parse(first).map_err(|_| FetchError::InvalidUrl)?;
         for _ in 0..=self.policy.max_redirects {
             let remaining = self
                 .policy

@@ -1,6 +1,8 @@
 //! The enrichment pipeline's adapters: fetching a website safely, reading
-//! its visible text, and the built-in deterministic enricher.
+//! its visible text, the built-in deterministic enricher, and the worker
+//! that runs jobs.
 
 pub mod fetch;
 pub mod heuristic;
 pub mod page;
+pub mod worker;

@@ -1,0 +1,321 @@
+//! Enrichment: `POST /v1/companies/{id}/enrichments` queues a job (or
+//! returns the one already queued or running); `/v1/enrichment-jobs/{id}`
+//! reports it, and `/events` follows it as server-sent events.
+
+use crate::auth::Caller;
+use crate::consistency::answering;
+use crate::error::{ApiError, Problem};
+use crate::extract::Path;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use futures::stream::{self, Stream};
+use serde::{Deserialize, Serialize};
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+use utoipa::ToSchema;
+use uuid::Uuid;
+use vcintel_domain::company::CompanyId;
+use vcintel_domain::enrichment::{EnrichmentResult, EnrichmentSource};
+use vcintel_projections::enrichment_jobs::{self as read_model, JobRow};
+
+pub const TAG: &str = "enrichment";
+
+/// How often a job stream looks for changes, and how long it may stay open.
+const STREAM_POLL: Duration = Duration::from_millis(200);
+const STREAM_MAX: Duration = Duration::from_secs(600);
+
+/// A queued (or already running) enrichment job.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EnrichmentAccepted {
+    pub job_id: Uuid,
+    /// `queued`, `running` or `deferred`.
+    pub state: String,
+    /// Where to follow the job (`GET`, or `…/events` for server-sent events).
+    pub status_url: String,
+    /// True when a job for this company was already queued or running and
+    /// is returned instead of starting another.
+    pub existing: bool,
+}
+
+/// One signal the enrichment found.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EnrichmentSignal {
+    /// `funding`, `revenue`, `enterprise_customers`, `hiring`,
+    /// `product_launch`, `partnerships`, `open_source` or `compliance`.
+    pub kind: String,
+    /// The words on the page that support it.
+    pub evidence: String,
+    /// `low`, `medium` or `high`.
+    pub confidence: String,
+}
+
+/// Token use and cost of the model calls behind a result.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EnrichmentUsage {
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    /// Millionths of a US dollar.
+    pub cost_micro_usd: u64,
+}
+
+/// What enrichment learned about a company.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Enrichment {
+    pub summary: String,
+    pub what_it_does: String,
+    pub keywords: Vec<String>,
+    /// The sector the website suggests.
+    pub sector: Option<String>,
+    pub signals: Vec<EnrichmentSignal>,
+    /// `low`, `medium` or `high`.
+    pub confidence: String,
+    /// Fit score 0–100, computed from the signals and the workspace's thesis.
+    pub score: u8,
+    /// `heuristic` (the built-in enricher, no model) or `model`.
+    pub source: String,
+    /// The model, or the heuristic's version.
+    pub produced_by: String,
+    pub prompt_version: Option<String>,
+    /// Reused from an identical earlier request, at no cost.
+    pub cached: bool,
+    pub usage: EnrichmentUsage,
+}
+
+fn name_of<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+impl From<&EnrichmentResult> for Enrichment {
+    fn from(result: &EnrichmentResult) -> Self {
+        let e = &result.extraction;
+        let (source, produced_by, prompt_version) = match &result.source {
+            EnrichmentSource::Heuristic { version } => ("heuristic", version.clone(), None),
+            EnrichmentSource::Model {
+                model,
+                prompt_version,
+            } => ("model", model.clone(), Some(prompt_version.clone())),
+        };
+        Enrichment {
+            summary: e.summary.clone(),
+            what_it_does: e.what_it_does.clone(),
+            keywords: e.keywords.clone(),
+            sector: e.sector.clone(),
+            signals: e
+                .signals
+                .iter()
+                .map(|s| EnrichmentSignal {
+                    kind: name_of(&s.kind),
+                    evidence: s.evidence.clone(),
+                    confidence: name_of(&s.confidence),
+                })
+                .collect(),
+            confidence: name_of(&e.confidence),
+            score: result.score,
+            source: source.to_owned(),
+            produced_by,
+            prompt_version,
+            cached: result.cached,
+            usage: EnrichmentUsage {
+                tokens_in: result.usage.tokens_in,
+                tokens_out: result.usage.tokens_out,
+                cost_micro_usd: result.usage.cost_micro_usd,
+            },
+        }
+    }
+}
+
+/// An enrichment job as the worker reports it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EnrichmentJob {
+    pub id: Uuid,
+    pub company_id: Uuid,
+    pub requested_by: Uuid,
+    /// `queued`, `running`, `deferred`, `succeeded` or `failed`.
+    pub state: String,
+    /// Attempts started so far (at most 3).
+    pub attempts: u32,
+    /// Why the last attempt failed, or why the job is deferred.
+    pub error: Option<String>,
+    /// When a failed attempt will be retried, in milliseconds from its failure.
+    pub retry_in_ms: Option<i64>,
+    pub result: Option<Enrichment>,
+    pub requested_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub version: u64,
+}
+
+impl From<JobRow> for EnrichmentJob {
+    fn from(row: JobRow) -> Self {
+        let result = row
+            .result
+            .as_ref()
+            .and_then(|json| serde_json::from_value::<EnrichmentResult>(json.0.clone()).ok())
+            .map(|r| Enrichment::from(&r));
+        EnrichmentJob {
+            id: row.id,
+            company_id: row.company_id,
+            requested_by: row.requested_by,
+            state: row.state,
+            attempts: row.attempts.max(0) as u32,
+            error: row.error,
+            retry_in_ms: row.retry_in_ms,
+            result,
+            requested_at: row.requested_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            updated_at: row.updated_at,
+            version: row.version as u64,
+        }
+    }
+}
+
+/// Enrich a company from its website: answers 202 at once with the job.
+#[utoipa::path(
+    post, path = "/v1/companies/{id}/enrichments", tag = TAG, operation_id = "requestEnrichment",
+    params(("id" = Uuid, Path, description = "Company id")),
+    responses(
+        (status = 202, description = "Queued, or the job already queued or running for this company (`existing`)", body = EnrichmentAccepted,
+         headers(("Location" = String, description = "The job's URL"))),
+        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Viewers may not request enrichments", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such company in this workspace", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn request_enrichment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(company_id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let requested = state
+        .enrichments
+        .request(
+            caller.actor,
+            CompanyId(company_id),
+            &caller.metadata(&headers),
+        )
+        .await?;
+    let job_state = if requested.existing {
+        let (job, _) = state.enrichments.load(requested.job_id).await?;
+        job.state().map_or("queued", |s| s.as_str())
+    } else {
+        "queued"
+    };
+    let status_url = format!("/v1/enrichment-jobs/{}", requested.job_id);
+    let mut response = (
+        StatusCode::ACCEPTED,
+        axum::Json(EnrichmentAccepted {
+            job_id: requested.job_id.0,
+            state: job_state.to_owned(),
+            status_url: status_url.clone(),
+            existing: requested.existing,
+        }),
+    )
+        .into_response();
+    if let Ok(location) = HeaderValue::from_str(&status_url) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(match &requested.committed {
+        Some(committed) => answering(response, committed),
+        None => response,
+    })
+}
+
+/// An enrichment job: state, attempts, timings, error and result.
+#[utoipa::path(
+    get, path = "/v1/enrichment-jobs/{job_id}", tag = TAG, operation_id = "getEnrichmentJob",
+    params(("job_id" = Uuid, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job", body = EnrichmentJob),
+        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job in this workspace", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_enrichment_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(job_id): Path<Uuid>,
+) -> Result<axum::Json<EnrichmentJob>, ApiError> {
+    let row = read_model::get(&state.pool, caller.actor.workspace_id, job_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(axum::Json(row.into()))
+}
+
+/// Follow a job as server-sent events: one `job` event (the job, as
+/// `getEnrichmentJob` returns it) per change, ending after the job ends.
+#[utoipa::path(
+    get, path = "/v1/enrichment-jobs/{job_id}/events", tag = TAG, operation_id = "streamEnrichmentJob",
+    params(("job_id" = Uuid, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "`text/event-stream` of `job` events, each an EnrichmentJob as JSON", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job in this workspace", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn stream_enrichment_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(job_id): Path<Uuid>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let workspace = caller.actor.workspace_id;
+    // 404 before the stream starts, like the plain GET.
+    read_model::get(&state.pool, workspace, job_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    struct Follow {
+        state: AppState,
+        last_version: Option<i64>,
+        ended: bool,
+        started: Instant,
+    }
+    let follow = Follow {
+        state,
+        last_version: None,
+        ended: false,
+        started: Instant::now(),
+    };
+    let events = stream::unfold(follow, move |mut follow| async move {
+        loop {
+            if follow.ended || follow.started.elapsed() > STREAM_MAX {
+                return None;
+            }
+            let row = read_model::get(&follow.state.pool, workspace, job_id)
+                .await
+                .ok()
+                .flatten();
+            match row {
+                Some(row) if Some(row.version) != follow.last_version => {
+                    follow.last_version = Some(row.version);
+                    follow.ended = row.is_final();
+                    let job = EnrichmentJob::from(row);
+                    let event = Event::default()
+                        .event("job")
+                        .id(job.version.to_string())
+                        .json_data(&job)
+                        .unwrap_or_else(|_| Event::default().event("job"));
+                    return Some((Ok(event), follow));
+                }
+                // Deleted with its company: the stream ends.
+                None => return None,
+                Some(_) => tokio::time::sleep(STREAM_POLL).await,
+            }
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}

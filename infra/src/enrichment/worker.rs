@@ -1,0 +1,345 @@
+//! The enrichment worker: a JetStream consumer of `enrichment.requested`
+//! events that runs each job and reports back through commands. It never
+//! writes a read model.
+//!
+//! A job's message stays unacknowledged while the job runs (the worker
+//! reports progress to JetStream), so if the worker dies the message is
+//! redelivered to another worker, which takes the job over. Every step is
+//! a command conditioned on the job's version, so two workers can never
+//! both move one job. Attempts are retried with exponential backoff up to
+//! the domain's limit; failures that a retry cannot fix (a forbidden
+//! address, a page that is not HTML) give up at once.
+
+use super::fetch::{FetchError, Fetcher};
+use super::heuristic::{self, HEURISTIC_VERSION};
+use super::page::visible_text;
+use crate::event_store::PgEnrichmentCommands;
+use crate::wire::{EventMessage, Topology};
+use async_nats::jetstream::{self, consumer::pull, AckKind};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use vcintel_commands::{CommandError, CommandMetadata};
+use vcintel_domain::company::CompanyDetails;
+use vcintel_domain::enrichment::{
+    fit_score, CompanyFacts, EnrichmentCommand, EnrichmentError, EnrichmentJobId, EnrichmentResult,
+    EnrichmentSource, JobState, Thesis, Usage,
+};
+
+/// The durable consumer's name.
+pub const WORKER_NAME: &str = "enricher";
+
+/// Characters of page text an extraction reads.
+const PAGE_TEXT_BUDGET: usize = 12_000;
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Jobs one worker runs at once.
+    pub concurrency: usize,
+    /// First retry delay; doubles with each attempt.
+    pub backoff_base: Duration,
+    /// How long JetStream waits for a sign of life before redelivering.
+    pub ack_wait: Duration,
+    /// This worker's name in the job's events.
+    pub worker_id: String,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            backoff_base: Duration::from_secs(2),
+            ack_wait: Duration::from_secs(30),
+            worker_id: format!("worker-{}", Uuid::new_v4().simple()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EnrichmentWorker {
+    commands: Arc<PgEnrichmentCommands>,
+    fetcher: Fetcher,
+    js: jetstream::Context,
+    topology: Topology,
+    settings: WorkerSettings,
+}
+
+/// How an attempt ended, when it did not succeed.
+#[derive(Debug)]
+struct AttemptFailure {
+    error: String,
+    retryable: bool,
+}
+
+impl From<FetchError> for AttemptFailure {
+    fn from(error: FetchError) -> Self {
+        let retryable = match &error {
+            FetchError::Timeout | FetchError::Unreachable | FetchError::Unresolvable => true,
+            FetchError::Status(code) => *code >= 500 || *code == 429,
+            _ => false,
+        };
+        AttemptFailure {
+            error: format!("fetching the website: {error}"),
+            retryable,
+        }
+    }
+}
+
+impl EnrichmentWorker {
+    pub fn new(
+        commands: Arc<PgEnrichmentCommands>,
+        fetcher: Fetcher,
+        js: jetstream::Context,
+        topology: Topology,
+        settings: WorkerSettings,
+    ) -> Self {
+        Self {
+            commands,
+            fetcher,
+            js,
+            topology,
+            settings,
+        }
+    }
+
+    /// Runs until `shutdown`, reconnecting with backoff on errors.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let worker = Arc::new(self);
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            match worker.clone().consume(&shutdown).await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        "enrichment worker failed; restarting"
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.cancelled() => return Ok(()),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn consume(self: Arc<Self>, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let stream = self.js.get_stream(self.topology.stream_name()).await?;
+        let consumer = stream
+            .get_or_create_consumer(
+                &self.topology.durable_name(WORKER_NAME),
+                pull::Config {
+                    durable_name: Some(self.topology.durable_name(WORKER_NAME)),
+                    filter_subject: self.topology.subject_for(
+                        "*",
+                        vcintel_domain::enrichment::AGGREGATE_TYPE,
+                        "enrichment.requested",
+                    ),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: self.settings.ack_wait,
+                    max_ack_pending: 1_000,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut messages = consumer.messages().await?;
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        tracing::info!(worker = %self.settings.worker_id, "enrichment worker consuming");
+        loop {
+            let permit = tokio::select! {
+                permit = slots.clone().acquire_owned() => permit?,
+                _ = shutdown.cancelled() => return Ok(()),
+            };
+            let message = tokio::select! {
+                message = messages.next() => message,
+                _ = shutdown.cancelled() => return Ok(()),
+            };
+            let Some(message) = message else {
+                anyhow::bail!("consumer stream ended");
+            };
+            let message = message.map_err(|e| anyhow::anyhow!("consumer stream: {e}"))?;
+            let worker = self.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                worker.handle(message, shutdown).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn handle(&self, message: jetstream::Message, shutdown: CancellationToken) {
+        let job_id = match serde_json::from_slice::<EventMessage>(&message.payload)
+            .ok()
+            .and_then(|event| event.aggregateid.parse().ok())
+        {
+            Some(id) => EnrichmentJobId(id),
+            None => {
+                tracing::error!(subject = %message.subject, "undecodable enrichment request; terminating it");
+                let _ = message.ack_with(AckKind::Term).await;
+                return;
+            }
+        };
+        // Tell JetStream the job is alive while it runs.
+        let alive = CancellationToken::new();
+        let heartbeat = {
+            let alive = alive.clone();
+            let message = message.clone();
+            let every = self.settings.ack_wait / 3;
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {
+                            let _ = message.ack_with(AckKind::Progress).await;
+                        }
+                        _ = alive.cancelled() => return,
+                    }
+                }
+            })
+        };
+        let outcome = tokio::select! {
+            outcome = self.run_job(job_id) => Some(outcome),
+            _ = shutdown.cancelled() => None,
+        };
+        alive.cancel();
+        let _ = heartbeat.await;
+        match outcome {
+            Some(Ok(())) => {
+                let _ = message.ack().await;
+            }
+            Some(Err(error)) => {
+                tracing::warn!(%job_id, error = format!("{error:#}"), "enrichment job interrupted; redelivering later");
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                    .await;
+            }
+            // Shutting down: leave it for redelivery to another worker.
+            None => {}
+        }
+    }
+
+    /// Drives the job to an end (or to "deferred"). Errors are
+    /// infrastructure failures: the message is redelivered.
+    async fn run_job(&self, job_id: EnrichmentJobId) -> anyhow::Result<()> {
+        let metadata = CommandMetadata {
+            request_id: Some(format!("enrichment-{job_id}")),
+            ..CommandMetadata::default()
+        };
+        loop {
+            let (job, version) = self.commands.load(job_id).await?;
+            let Some(state) = job.state() else {
+                return Ok(());
+            };
+            if state.is_final() {
+                return Ok(());
+            }
+            let start = EnrichmentCommand::Start {
+                worker: self.settings.worker_id.clone(),
+                // A running job whose message came back lost its worker.
+                takeover: state == JobState::Running,
+            };
+            match self
+                .commands
+                .advance(job_id, start, version, &metadata)
+                .await
+            {
+                Ok(_) => {}
+                Err(CommandError::Conflict) => continue,
+                Err(CommandError::Enrichment(EnrichmentError::Ended)) => return Ok(()),
+                Err(error) => return Err(error.into()),
+            }
+            let started_version = version + 1;
+            let attempt = job.attempts() + 1;
+            let (Some(workspace), Some(company_id), Some(website)) =
+                (job.workspace_id(), job.company_id(), job.website())
+            else {
+                return Ok(());
+            };
+            let company = self.commands.company(company_id, workspace).await?;
+            let outcome = match company {
+                None => Err(AttemptFailure {
+                    error: "the company was deleted".to_owned(),
+                    retryable: false,
+                }),
+                Some(company) => self.attempt(website, &company).await,
+            };
+            let command = match outcome {
+                Ok(result) => EnrichmentCommand::Succeed { result },
+                Err(failure) => EnrichmentCommand::FailAttempt {
+                    error: failure.error,
+                    retry_in_ms: failure
+                        .retryable
+                        .then(|| self.backoff(attempt).as_millis() as u64),
+                },
+            };
+            let retry_in = match &command {
+                EnrichmentCommand::FailAttempt {
+                    retry_in_ms: Some(ms),
+                    ..
+                } => Some(Duration::from_millis(*ms)),
+                _ => None,
+            };
+            match self
+                .commands
+                .advance(job_id, command, started_version, &metadata)
+                .await
+            {
+                Ok(_) => {}
+                // Taken over meanwhile: the other worker reports.
+                Err(CommandError::Conflict) => return Ok(()),
+                Err(error) => return Err(error.into()),
+            }
+            match retry_in {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        self.settings.backoff_base * 2u32.saturating_pow(attempt.saturating_sub(1))
+    }
+
+    async fn attempt(
+        &self,
+        website: &str,
+        company: &CompanyDetails,
+    ) -> Result<EnrichmentResult, AttemptFailure> {
+        let fetched = self.fetcher.fetch(website).await?;
+        let page = visible_text(&fetched.html, PAGE_TEXT_BUDGET);
+        let content_hash = hex(&Sha256::digest(
+            format!("{}\n{}\n{}", page.title, page.description, page.body).as_bytes(),
+        ));
+        let extraction = heuristic::extract(&company.name, &page)
+            .validated()
+            .map_err(|invalid| AttemptFailure {
+                error: format!("the extraction was invalid: {invalid}"),
+                retryable: false,
+            })?;
+        let facts = CompanyFacts {
+            sector: company.sector.clone(),
+            stage: company.stage,
+            location: company.location.clone(),
+        };
+        let score = fit_score(&Thesis::default(), &facts, &extraction);
+        Ok(EnrichmentResult {
+            extraction,
+            score,
+            source: EnrichmentSource::Heuristic {
+                version: HEURISTIC_VERSION.to_owned(),
+            },
+            cached: false,
+            usage: Usage::default(),
+            content_hash,
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

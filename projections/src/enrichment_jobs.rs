@@ -1,0 +1,184 @@
+//! The `enrichment_jobs` read model: each job's state, attempts, timings,
+//! last error and result, for `GET /v1/enrichment-jobs/{id}` and the
+//! per-user cap on active jobs. It consumes company events too: a deleted
+//! company's jobs leave the read model, and a tombstone keeps a job event
+//! that raced the deletion from bringing one back.
+
+use crate::{aggregate_uuid, decode_event, AggregateChanges, Projection, ProjectionError};
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgConnection, PgExecutor};
+use uuid::Uuid;
+use vcintel_domain::company::CompanyEvent;
+use vcintel_domain::enrichment::{EnrichmentEvent, JobState};
+use vcintel_domain::WorkspaceId;
+use vcintel_infra::wire::EventMessage;
+
+#[derive(Debug)]
+pub struct EnrichmentJobsProjection;
+
+impl Projection for EnrichmentJobsProjection {
+    const NAME: &'static str = "enrichment_jobs";
+    const AGGREGATE_TYPES: &'static [&'static str] = &[
+        vcintel_domain::enrichment::AGGREGATE_TYPE,
+        vcintel_domain::company::AGGREGATE_TYPE,
+    ];
+    const RESET_SQL: &'static str = "delete from enrichment_jobs; \
+         delete from company_tombstones where projection = 'enrichment_jobs';";
+
+    async fn apply_batch(
+        tx: &mut PgConnection,
+        changes: &[AggregateChanges],
+    ) -> Result<(), ProjectionError> {
+        for change in changes {
+            for event in &change.events {
+                if change.aggregate_type == vcintel_domain::company::AGGREGATE_TYPE {
+                    if let CompanyEvent::Deleted(_) = decode_event::<CompanyEvent>(event)? {
+                        sqlx::query(
+                            "with tombstone as (
+                                 insert into company_tombstones (projection, company_id, deleted_at)
+                                 values ($3, $1, $2) on conflict do nothing
+                             )
+                             delete from enrichment_jobs where company_id = $1",
+                        )
+                        .bind(aggregate_uuid(event)?)
+                        .bind(event.time)
+                        .bind(Self::NAME)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    continue;
+                }
+                apply_job_event(tx, event, decode_event(event)?).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn apply_job_event(
+    tx: &mut PgConnection,
+    message: &EventMessage,
+    event: EnrichmentEvent,
+) -> Result<(), ProjectionError> {
+    let id = aggregate_uuid(message)?;
+    let update = |sql: &'static str| {
+        sqlx::query(sql)
+            .bind(id)
+            .bind(message.time)
+            .bind(message.sequence)
+    };
+    match event {
+        EnrichmentEvent::Requested(e) => {
+            sqlx::query(
+                "insert into enrichment_jobs (id, workspace_id, company_id, requested_by, state,
+                                              requested_at, updated_at, version)
+                 select $1, $2, $3, $4, 'queued', $5, $5, $6
+                 where not exists (select 1 from company_tombstones
+                                   where projection = $7 and company_id = $3)
+                 on conflict (id) do nothing",
+            )
+            .bind(id)
+            .bind(e.workspace_id.0)
+            .bind(e.company_id.0)
+            .bind(e.requested_by.0)
+            .bind(message.time)
+            .bind(message.sequence)
+            .bind(EnrichmentJobsProjection::NAME)
+            .execute(&mut *tx)
+            .await?;
+        }
+        EnrichmentEvent::Started(e) => {
+            update(
+                "update enrichment_jobs set state = 'running', attempts = $4, error = null,
+                        retry_in_ms = null, started_at = coalesce(started_at, $2),
+                        updated_at = $2, version = $3
+                 where id = $1",
+            )
+            .bind(e.attempt as i32)
+            .execute(&mut *tx)
+            .await?;
+        }
+        EnrichmentEvent::AttemptFailed(e) => {
+            update(
+                "update enrichment_jobs set state = 'queued', error = $4, retry_in_ms = $5,
+                        updated_at = $2, version = $3
+                 where id = $1",
+            )
+            .bind(&e.error)
+            .bind(e.retry_in_ms.map(|ms| ms as i64))
+            .execute(&mut *tx)
+            .await?;
+        }
+        EnrichmentEvent::Deferred(e) => {
+            update(
+                "update enrichment_jobs set state = 'deferred', error = $4, updated_at = $2, version = $3
+                 where id = $1",
+            )
+            .bind(&e.reason)
+            .execute(&mut *tx)
+            .await?;
+        }
+        EnrichmentEvent::Succeeded(e) => {
+            update(
+                "update enrichment_jobs set state = 'succeeded', error = null, retry_in_ms = null,
+                        result = $4, finished_at = $2, updated_at = $2, version = $3
+                 where id = $1",
+            )
+            .bind(sqlx::types::Json(&e.result))
+            .execute(&mut *tx)
+            .await?;
+        }
+        EnrichmentEvent::GivenUp(e) => {
+            update(
+                "update enrichment_jobs set state = 'failed', error = $4, retry_in_ms = null,
+                        finished_at = $2, updated_at = $2, version = $3
+                 where id = $1",
+            )
+            .bind(&e.error)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct JobRow {
+    pub id: Uuid,
+    pub company_id: Uuid,
+    pub requested_by: Uuid,
+    pub state: String,
+    pub attempts: i32,
+    pub error: Option<String>,
+    pub retry_in_ms: Option<i64>,
+    pub result: Option<sqlx::types::Json<serde_json::Value>>,
+    pub requested_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+impl JobRow {
+    pub fn is_final(&self) -> bool {
+        [JobState::Succeeded, JobState::Failed]
+            .iter()
+            .any(|s| s.as_str() == self.state)
+    }
+}
+
+pub async fn get(
+    db: impl PgExecutor<'_>,
+    workspace: WorkspaceId,
+    id: Uuid,
+) -> Result<Option<JobRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, company_id, requested_by, state, attempts, error, retry_in_ms, result,
+                requested_at, started_at, finished_at, updated_at, version
+         from enrichment_jobs where workspace_id = $1 and id = $2",
+    )
+    .bind(workspace.0)
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
