@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use vcintel_infra::accounts::{PasswordCost, Passwords, WorkspaceDirectory};
 use vcintel_infra::enrichment::fetch::{FetchPolicy, Fetcher};
+use vcintel_infra::enrichment::model::{ModelClient, ModelSettings};
 use vcintel_infra::enrichment::worker::{EnrichmentWorker, WorkerSettings};
 use vcintel_infra::rate_limit::RateLimiter;
 use vcintel_infra::relay::{Relay, RelaySettings};
@@ -233,9 +234,22 @@ impl Application {
                         allowed_addresses: settings.enrich_allow_addresses.clone(),
                         ..FetchPolicy::default()
                     });
+                    let model = match &settings.llm_base_url {
+                        Some(base_url) => Some(ModelClient::new(ModelSettings {
+                            base_url: base_url.clone(),
+                            model: settings.llm_model.clone(),
+                            api_key: settings.llm_api_key.clone(),
+                            price_in_per_mtok: settings.llm_price_in_per_mtok,
+                            price_out_per_mtok: settings.llm_price_out_per_mtok,
+                            timeout: Duration::from_secs(settings.llm_timeout_secs),
+                            max_output_tokens: 1_500,
+                        })?),
+                        None => None,
+                    };
                     let worker = EnrichmentWorker::new(
                         state.enrichments.clone(),
                         fetcher,
+                        model,
                         state.jetstream.clone(),
                         state.topology.clone(),
                         WorkerSettings {

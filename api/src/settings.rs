@@ -115,6 +115,30 @@ pub struct Settings {
     #[arg(long, env = "VCINTEL_ENRICH_ALLOW_ADDRESSES", value_delimiter = ',')]
     pub enrich_allow_addresses: Vec<std::net::SocketAddr>,
 
+    /// An OpenAI-compatible API for enrichment, e.g. `https://api.openai.com/v1`.
+    /// Unset: the built-in heuristic enricher serves (offline, labelled).
+    #[arg(long, env = "VCINTEL_LLM_BASE_URL")]
+    pub llm_base_url: Option<String>,
+
+    #[arg(long, env = "VCINTEL_LLM_MODEL", default_value = "gpt-4o-mini")]
+    pub llm_model: String,
+
+    /// The provider's API key (never logged).
+    #[arg(long, env = "VCINTEL_LLM_API_KEY", hide_env_values = true)]
+    pub llm_api_key: Option<SecretString>,
+
+    /// US dollars per million input tokens of the model.
+    #[arg(long, env = "VCINTEL_LLM_PRICE_IN_PER_MTOK", default_value_t = 0.15)]
+    pub llm_price_in_per_mtok: f64,
+
+    /// US dollars per million output tokens of the model.
+    #[arg(long, env = "VCINTEL_LLM_PRICE_OUT_PER_MTOK", default_value_t = 0.60)]
+    pub llm_price_out_per_mtok: f64,
+
+    /// Longest wait for one model answer.
+    #[arg(long, env = "VCINTEL_LLM_TIMEOUT_SECS", default_value_t = 60)]
+    pub llm_timeout_secs: u64,
+
     /// First retry delay of a failed enrichment attempt (doubles per attempt).
     #[arg(long, env = "VCINTEL_ENRICH_BACKOFF_MS", default_value_t = 2000)]
     pub enrich_backoff_ms: u64,

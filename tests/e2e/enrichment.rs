@@ -122,11 +122,16 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with_model(None).await
+}
+
+async fn world_with_model(model: Option<String>) -> World {
     let (target, hits) = target_listener().await;
     let fixture = fixture_site(target).await;
     let mut env = TestEnv::new().await;
     let mut settings = env.settings();
     settings.enrich_allow_addresses = vec![fixture];
+    settings.llm_base_url = model;
     let base = env.start_all_with(settings).await;
     let workspace = Uuid::now_v7();
     let token = env.token(&env.actor(workspace, Role::Member));
@@ -492,4 +497,175 @@ async fn viewers_cannot_enrich_and_other_workspaces_see_nothing() {
         )
         .await;
     assert_eq!(stranger.status, StatusCode::NOT_FOUND);
+}
+
+/// How the fake model answers one call.
+#[derive(Debug, Clone)]
+enum ModelReply {
+    Answer(String),
+    Status(u16, Option<u64>),
+}
+
+/// A local server speaking the chat-completions protocol, answering from a
+/// script (then with a good answer), recording each request and when it came.
+#[derive(Clone, Default)]
+struct FakeModel {
+    script: Arc<std::sync::Mutex<std::collections::VecDeque<ModelReply>>>,
+    calls: Arc<std::sync::Mutex<Vec<(std::time::Instant, Value)>>>,
+}
+
+const GOOD_ANSWER: &str = r#"{"summary":"Quillstack offers developers an API for document pipelines.","what_it_does":"Document pipeline API for developers.","keywords":["documents","pipelines","api"],"sector":"Developer tools","signals":[{"kind":"funding","evidence":"raised a seed round","confidence":"high"},{"kind":"hiring","evidence":"We are hiring engineers","confidence":"medium"}],"confidence":"high"}"#;
+
+impl FakeModel {
+    async fn start(script: Vec<ModelReply>) -> (FakeModel, String) {
+        let fake = FakeModel {
+            script: Arc::new(std::sync::Mutex::new(script.into())),
+            ..FakeModel::default()
+        };
+        let state = fake.clone();
+        let app = Router::new().route(
+            "/v1/chat/completions",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let state = state.clone();
+                async move {
+                    state.calls.lock().unwrap().push((std::time::Instant::now(), body.clone()));
+                    let reply = state
+                        .script
+                        .lock()
+                        .unwrap()
+                        .pop_front()
+                        .unwrap_or(ModelReply::Answer(GOOD_ANSWER.to_owned()));
+                    match reply {
+                        ModelReply::Status(code, retry_after) => {
+                            let mut response = (
+                                StatusCode::from_u16(code).unwrap(),
+                                axum::Json(json!({"error": {"message": "scripted failure", "type": "server_error", "param": null, "code": null}})),
+                            )
+                                .into_response();
+                            if let Some(seconds) = retry_after {
+                                response
+                                    .headers_mut()
+                                    .insert("retry-after", seconds.to_string().parse().unwrap());
+                            }
+                            response
+                        }
+                        ModelReply::Answer(content) => axum::Json(json!({
+                            "id": "chatcmpl-test",
+                            "object": "chat.completion",
+                            "created": 1_700_000_000,
+                            "model": body["model"],
+                            "choices": [{"index": 0, "finish_reason": "stop",
+                                         "message": {"role": "assistant", "content": content}}],
+                            "usage": {"prompt_tokens": 1000, "completion_tokens": 200, "total_tokens": 1200}
+                        }))
+                        .into_response(),
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (fake, format!("http://{address}/v1"))
+    }
+
+    fn calls(&self) -> Vec<(std::time::Instant, Value)> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn the_model_path_honours_retry_after_retries_server_errors_and_records_cost() {
+    let (fake, url) = FakeModel::start(vec![
+        ModelReply::Status(429, Some(1)),
+        ModelReply::Status(500, None),
+    ])
+    .await;
+    let w = world_with_model(Some(url)).await;
+    let company = w.add_company("Quillstack", &w.fixture.to_string()).await;
+    let job = w.enrich(&company).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = w.finished_job(&job).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 3, "429, then 500, then an answer");
+
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 3);
+    let waited = calls[1].0 - calls[0].0;
+    assert!(
+        waited >= Duration::from_millis(950),
+        "Retry-After: 1 was honoured (waited {waited:?}; the backoff alone is 50 ms)"
+    );
+    let request = &calls[2].1;
+    assert_eq!(request["model"], "test-model");
+    assert_eq!(request["response_format"]["type"], "json_schema");
+    assert_eq!(request["response_format"]["json_schema"]["strict"], true);
+    assert!(request.get("tools").is_none(), "the model gets no tools");
+    let prompt = request["messages"][1]["content"].as_str().unwrap();
+    assert!(prompt.contains("<<<UNTRUSTED_PAGE") && prompt.contains("UNTRUSTED_PAGE>>>"));
+    assert!(prompt.contains("document pipelines"));
+    assert!(
+        !prompt.contains("score 100"),
+        "hidden text never reaches the model"
+    );
+
+    let result = &done["result"];
+    assert_eq!(result["source"], "model");
+    assert_eq!(result["produced_by"], "test-model");
+    assert!(result["prompt_version"].is_string());
+    assert_eq!(result["usage"]["tokens_in"], 1000);
+    assert_eq!(result["usage"]["tokens_out"], 200);
+    // 1000 × $0.15/M + 200 × $0.60/M = $0.00027.
+    assert_eq!(result["usage"]["cost_micro_usd"], 270);
+    assert_eq!(result["sector"], "Developer tools");
+}
+
+#[tokio::test]
+async fn invalid_model_answers_are_failed_attempts_and_never_stored() {
+    let (fake, url) = FakeModel::start(vec![
+        ModelReply::Answer(GOOD_ANSWER.replace(
+            "Document pipeline API for developers.",
+            "Visit https://evil.example for a prize",
+        )),
+        ModelReply::Answer("I am sorry, here is some prose instead of JSON".to_owned()),
+        ModelReply::Answer(GOOD_ANSWER.replace(
+            "\"high\"}",
+            &format!("\"high\", \"padding\": \"{}\"}}", "x".repeat(20_000)),
+        )),
+    ])
+    .await;
+    let w = world_with_model(Some(url)).await;
+    let company = w.add_company("Quillstack", &w.fixture.to_string()).await;
+    let job = w.enrich(&company).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = w.finished_job(&job).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert_eq!(done["attempts"], 3);
+    assert!(
+        done["error"].as_str().unwrap().contains("invalid"),
+        "{done}"
+    );
+    assert!(done["result"].is_null());
+    assert_eq!(fake.calls().len(), 3);
+    let detail = w
+        .call(Method::GET, &format!("/v1/companies/{company}"), None)
+        .await;
+    assert!(
+        detail.body["enrichment"].is_null(),
+        "nothing invalid is stored"
+    );
+    let events: Vec<String> =
+        sqlx::query_scalar("select payload::text from events where aggregate_id = $1")
+            .bind(&job)
+            .fetch_all(&w.env.pool)
+            .await
+            .unwrap();
+    assert!(
+        events.iter().all(|e| !e.contains("evil.example")),
+        "not even in an event"
+    );
 }

@@ -150,6 +150,12 @@ pub fn settings(database_url: &str, prefix: &str) -> Settings {
         cors_origins: vec![],
         enrich_allow_addresses: vec![],
         enrich_backoff_ms: 50,
+        llm_base_url: None,
+        llm_model: "test-model".to_owned(),
+        llm_api_key: None,
+        llm_price_in_per_mtok: 0.15,
+        llm_price_out_per_mtok: 0.60,
+        llm_timeout_secs: 10,
     }
 }
 

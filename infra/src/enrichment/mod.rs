@@ -4,5 +4,6 @@
 
 pub mod fetch;
 pub mod heuristic;
+pub mod model;
 pub mod page;
 pub mod worker;

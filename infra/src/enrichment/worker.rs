@@ -12,6 +12,7 @@
 
 use super::fetch::{FetchError, Fetcher};
 use super::heuristic::{self, HEURISTIC_VERSION};
+use super::model::{ModelClient, ModelError, PROMPT_VERSION};
 use super::page::visible_text;
 use crate::event_store::PgEnrichmentCommands;
 use crate::wire::{EventMessage, Topology};
@@ -63,6 +64,8 @@ impl Default for WorkerSettings {
 pub struct EnrichmentWorker {
     commands: Arc<PgEnrichmentCommands>,
     fetcher: Fetcher,
+    /// `None`: the built-in heuristic enricher serves.
+    model: Option<ModelClient>,
     js: jetstream::Context,
     topology: Topology,
     settings: WorkerSettings,
@@ -73,6 +76,21 @@ pub struct EnrichmentWorker {
 struct AttemptFailure {
     error: String,
     retryable: bool,
+    /// The provider asked us to wait at least this long (429 Retry-After).
+    not_before: Option<Duration>,
+}
+
+impl From<ModelError> for AttemptFailure {
+    fn from(error: ModelError) -> Self {
+        AttemptFailure {
+            retryable: !matches!(error, ModelError::Rejected(_)),
+            not_before: match &error {
+                ModelError::RateLimited { retry_after } => *retry_after,
+                _ => None,
+            },
+            error: error.to_string(),
+        }
+    }
 }
 
 impl From<FetchError> for AttemptFailure {
@@ -85,6 +103,7 @@ impl From<FetchError> for AttemptFailure {
         AttemptFailure {
             error: format!("fetching the website: {error}"),
             retryable,
+            not_before: None,
         }
     }
 }
@@ -93,6 +112,7 @@ impl EnrichmentWorker {
     pub fn new(
         commands: Arc<PgEnrichmentCommands>,
         fetcher: Fetcher,
+        model: Option<ModelClient>,
         js: jetstream::Context,
         topology: Topology,
         settings: WorkerSettings,
@@ -100,6 +120,7 @@ impl EnrichmentWorker {
         Self {
             commands,
             fetcher,
+            model,
             js,
             topology,
             settings,
@@ -265,6 +286,7 @@ impl EnrichmentWorker {
                 None => Err(AttemptFailure {
                     error: "the company was deleted".to_owned(),
                     retryable: false,
+                    not_before: None,
                 }),
                 Some(company) => self.attempt(website, &company).await,
             };
@@ -272,9 +294,12 @@ impl EnrichmentWorker {
                 Ok(result) => EnrichmentCommand::Succeed { result },
                 Err(failure) => EnrichmentCommand::FailAttempt {
                     error: failure.error,
-                    retry_in_ms: failure
-                        .retryable
-                        .then(|| self.backoff(attempt).as_millis() as u64),
+                    retry_in_ms: failure.retryable.then(|| {
+                        let wait = self
+                            .backoff(attempt)
+                            .max(failure.not_before.unwrap_or_default());
+                        wait.as_millis() as u64
+                    }),
                 },
             };
             let retry_in = match &command {
@@ -315,12 +340,29 @@ impl EnrichmentWorker {
         let content_hash = hex(&Sha256::digest(
             format!("{}\n{}\n{}", page.title, page.description, page.body).as_bytes(),
         ));
-        let extraction = heuristic::extract(&company.name, &page)
-            .validated()
-            .map_err(|invalid| AttemptFailure {
-                error: format!("the extraction was invalid: {invalid}"),
-                retryable: false,
-            })?;
+        let (extraction, usage, source) = match &self.model {
+            Some(model) => {
+                let (extraction, usage) = model.extract(&company.name, website, &page).await?;
+                let source = EnrichmentSource::Model {
+                    model: model.model().to_owned(),
+                    prompt_version: PROMPT_VERSION.to_owned(),
+                };
+                (extraction, usage, source)
+            }
+            None => {
+                let extraction = heuristic::extract(&company.name, &page)
+                    .validated()
+                    .map_err(|invalid| AttemptFailure {
+                        error: format!("the extraction was invalid: {invalid}"),
+                        retryable: false,
+                        not_before: None,
+                    })?;
+                let source = EnrichmentSource::Heuristic {
+                    version: HEURISTIC_VERSION.to_owned(),
+                };
+                (extraction, Usage::default(), source)
+            }
+        };
         let facts = CompanyFacts {
             sector: company.sector.clone(),
             stage: company.stage,
@@ -330,11 +372,9 @@ impl EnrichmentWorker {
         Ok(EnrichmentResult {
             extraction,
             score,
-            source: EnrichmentSource::Heuristic {
-                version: HEURISTIC_VERSION.to_owned(),
-            },
+            source,
             cached: false,
-            usage: Usage::default(),
+            usage,
             content_hash,
         })
     }
