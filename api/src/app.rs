@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use vcintel_infra::accounts::{PasswordCost, Passwords, WorkspaceDirectory};
+use vcintel_infra::enrichment::breaker::CircuitBreaker;
 use vcintel_infra::enrichment::fetch::{FetchPolicy, Fetcher};
 use vcintel_infra::enrichment::model::{ModelClient, ModelSettings};
 use vcintel_infra::enrichment::worker::{EnrichmentWorker, WorkerSettings};
@@ -141,6 +142,12 @@ impl Application {
             lists: Arc::new(services.lists),
             saved_searches: Arc::new(services.saved_searches),
             enrichments: Arc::new(services.enrichments),
+            model_breaker: settings.llm_base_url.as_ref().map(|_| {
+                Arc::new(CircuitBreaker::new(
+                    settings.llm_breaker_threshold,
+                    Duration::from_millis(settings.llm_breaker_cooldown_ms),
+                ))
+            }),
             directory: WorkspaceDirectory::new(pool.clone()),
             passwords,
             pool,
@@ -246,10 +253,15 @@ impl Application {
                         })?),
                         None => None,
                     };
+                    let breaker = state.model_breaker.clone().unwrap_or_else(|| {
+                        // No model: nothing to break, but the worker wants one.
+                        Arc::new(CircuitBreaker::new(u32::MAX, Duration::ZERO))
+                    });
                     let worker = EnrichmentWorker::new(
                         state.enrichments.clone(),
                         fetcher,
                         model,
+                        breaker,
                         state.jetstream.clone(),
                         state.topology.clone(),
                         WorkerSettings {

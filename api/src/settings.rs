@@ -139,6 +139,18 @@ pub struct Settings {
     #[arg(long, env = "VCINTEL_LLM_TIMEOUT_SECS", default_value_t = 60)]
     pub llm_timeout_secs: u64,
 
+    /// Provider failures in a row that open the circuit breaker.
+    #[arg(long, env = "VCINTEL_LLM_BREAKER_THRESHOLD", default_value_t = 5)]
+    pub llm_breaker_threshold: u32,
+
+    /// How long an open breaker defers jobs before it probes the provider.
+    #[arg(
+        long,
+        env = "VCINTEL_LLM_BREAKER_COOLDOWN_MS",
+        default_value_t = 30_000
+    )]
+    pub llm_breaker_cooldown_ms: u64,
+
     /// First retry delay of a failed enrichment attempt (doubles per attempt).
     #[arg(long, env = "VCINTEL_ENRICH_BACKOFF_MS", default_value_t = 2000)]
     pub enrich_backoff_ms: u64,

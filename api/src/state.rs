@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
 use vcintel_infra::accounts::{Passwords, WorkspaceDirectory};
+use vcintel_infra::enrichment::breaker::CircuitBreaker;
 use vcintel_infra::event_store::{
     PgAccountCommands, PgCompanyCommands, PgEnrichmentCommands, PgListCommands, PgNoteCommands,
     PgSavedSearchCommands, PgWorkspaceCommands,
@@ -24,6 +25,9 @@ pub struct AppState {
     pub lists: Arc<PgListCommands>,
     pub saved_searches: Arc<PgSavedSearchCommands>,
     pub enrichments: Arc<PgEnrichmentCommands>,
+    /// The model breaker, when a model is configured (shared with this
+    /// process's enrichment worker).
+    pub model_breaker: Option<Arc<CircuitBreaker>>,
     pub directory: WorkspaceDirectory,
     pub passwords: Passwords,
     pub tokens: Arc<TokenKeys>,

@@ -39,6 +39,10 @@ async fn fixture_site(target: SocketAddr) -> SocketAddr {
             get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE) }),
         )
         .route(
+            "/about",
+            get(|| async { ([(header::CONTENT_TYPE, "text/html")], PAGE) }),
+        )
+        .route(
             "/to-target",
             get(move || async move { Redirect::temporary(&format!("http://{target}/")) }),
         )
@@ -126,12 +130,20 @@ async fn world() -> World {
 }
 
 async fn world_with_model(model: Option<String>) -> World {
+    world_with(model, |_| {}).await
+}
+
+async fn world_with(
+    model: Option<String>,
+    adjust: impl FnOnce(&mut vcintel_api::Settings),
+) -> World {
     let (target, hits) = target_listener().await;
     let fixture = fixture_site(target).await;
     let mut env = TestEnv::new().await;
     let mut settings = env.settings();
     settings.enrich_allow_addresses = vec![fixture];
     settings.llm_base_url = model;
+    adjust(&mut settings);
     let base = env.start_all_with(settings).await;
     let workspace = Uuid::now_v7();
     let token = env.token(&env.actor(workspace, Role::Member));
@@ -668,4 +680,102 @@ async fn invalid_model_answers_are_failed_attempts_and_never_stored() {
         events.iter().all(|e| !e.contains("evil.example")),
         "not even in an event"
     );
+}
+
+#[tokio::test]
+async fn repeated_provider_failures_open_the_breaker_defer_jobs_and_a_probe_resumes_them() {
+    let (fake, url) = FakeModel::start(vec![
+        ModelReply::Status(500, None),
+        ModelReply::Status(503, None),
+    ])
+    .await;
+    let w = world_with(Some(url), |s| {
+        s.llm_breaker_threshold = 2;
+        s.llm_breaker_cooldown_ms = 1_500;
+    })
+    .await;
+    let first = w.add_company("Quillstack", &w.fixture.to_string()).await;
+    let first_job = w.enrich(&first).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    eventually(
+        Duration::from_secs(10),
+        "the first job deferred",
+        || async {
+            let job = w
+                .call(
+                    Method::GET,
+                    &format!("/v1/enrichment-jobs/{first_job}"),
+                    None,
+                )
+                .await;
+            (job.body["state"] == "deferred").then_some(())
+        },
+    )
+    .await;
+
+    // While open: readiness says so, new jobs are deferred without a call.
+    let ready = w
+        .env
+        .http
+        .get(format!("{}/health/ready", w.base))
+        .send()
+        .await
+        .unwrap();
+    let ready: Value = ready.json().await.unwrap();
+    let circuit = ready["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "model_circuit")
+        .unwrap()
+        .clone();
+    assert!(
+        circuit["detail"].as_str().unwrap().starts_with("open"),
+        "{circuit}"
+    );
+    let second = w
+        .add_company("Second", &format!("{}/about", w.fixture))
+        .await;
+    let accepted = w.enrich(&second).await;
+    assert_eq!(
+        accepted["notice"],
+        "service temporarily unavailable, job queued"
+    );
+    let second_job = accepted["job_id"].as_str().unwrap().to_owned();
+    let deferred = w
+        .call(
+            Method::GET,
+            &format!("/v1/enrichment-jobs/{first_job}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        deferred.body["error"],
+        "model service temporarily unavailable; job queued"
+    );
+    assert_eq!(
+        fake.calls().len(),
+        2,
+        "no model call while the breaker is open"
+    );
+
+    // After the cooldown a probe succeeds and both jobs finish.
+    let first_done = w.finished_job(&first_job).await;
+    let second_done = w.finished_job(&second_job).await;
+    assert_eq!(first_done["state"], "succeeded", "{first_done}");
+    assert_eq!(first_done["attempts"], 3);
+    assert_eq!(second_done["state"], "succeeded", "{second_done}");
+    assert_eq!(second_done["attempts"], 1, "deferring costs no attempt");
+    assert_eq!(fake.calls().len(), 4);
+    let deferrals: i64 = sqlx::query_scalar(
+        "select count(*) from events where event_type = 'enrichment.deferred' and aggregate_id in ($1, $2)",
+    )
+    .bind(&first_job)
+    .bind(&second_job)
+    .fetch_one(&w.env.pool)
+    .await
+    .unwrap();
+    assert!(deferrals >= 1, "the jobs were deferred, not failed");
 }

@@ -156,6 +156,8 @@ pub fn settings(database_url: &str, prefix: &str) -> Settings {
         llm_price_in_per_mtok: 0.15,
         llm_price_out_per_mtok: 0.60,
         llm_timeout_secs: 10,
+        llm_breaker_threshold: 5,
+        llm_breaker_cooldown_ms: 30_000,
     }
 }
 

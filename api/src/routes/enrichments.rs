@@ -39,6 +39,9 @@ pub struct EnrichmentAccepted {
     /// True when a job for this company was already queued or running and
     /// is returned instead of starting another.
     pub existing: bool,
+    /// Set while the model provider is failing: the job waits and resumes
+    /// on its own.
+    pub notice: Option<String>,
 }
 
 /// One signal the enrichment found.
@@ -220,6 +223,11 @@ pub async fn request_enrichment(
             state: job_state.to_owned(),
             status_url: status_url.clone(),
             existing: requested.existing,
+            notice: state
+                .model_breaker
+                .as_ref()
+                .filter(|b| b.is_open())
+                .map(|_| "service temporarily unavailable, job queued".to_owned()),
         }),
     )
         .into_response();

@@ -96,6 +96,16 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, axum::Json<Rea
     );
     let mut checks = vec![postgres, nats, relay];
     checks.extend(projections);
+    // Reported, not failed: with the breaker open jobs are deferred, and
+    // everything else works.
+    checks.push(Check {
+        name: "model_circuit".to_owned(),
+        ok: true,
+        detail: match &state.model_breaker {
+            Some(breaker) => breaker.describe(),
+            None => "no model configured: the built-in heuristic enricher serves".to_owned(),
+        },
+    });
     let all_ok = checks.iter().all(|c| c.ok);
     let status = if all_ok {
         StatusCode::OK

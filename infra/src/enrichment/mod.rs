@@ -2,6 +2,7 @@
 //! its visible text, the built-in deterministic enricher, and the worker
 //! that runs jobs.
 
+pub mod breaker;
 pub mod fetch;
 pub mod heuristic;
 pub mod model;

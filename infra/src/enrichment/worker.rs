@@ -10,6 +10,7 @@
 //! the domain's limit; failures that a retry cannot fix (a forbidden
 //! address, a page that is not HTML) give up at once.
 
+use super::breaker::{Admission, CircuitBreaker};
 use super::fetch::{FetchError, Fetcher};
 use super::heuristic::{self, HEURISTIC_VERSION};
 use super::model::{ModelClient, ModelError, PROMPT_VERSION};
@@ -30,6 +31,17 @@ use vcintel_domain::enrichment::{
     fit_score, CompanyFacts, EnrichmentCommand, EnrichmentError, EnrichmentJobId, EnrichmentResult,
     EnrichmentSource, JobState, Thesis, Usage,
 };
+
+/// What a deferred job's state says while the breaker is open.
+pub const DEFERRED_REASON: &str = "model service temporarily unavailable; job queued";
+
+/// Where a job stands when the worker lets go of its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Ended,
+    /// Waiting for the breaker: redeliver after this long.
+    Deferred(Duration),
+}
 
 /// The durable consumer's name.
 pub const WORKER_NAME: &str = "enricher";
@@ -66,6 +78,7 @@ pub struct EnrichmentWorker {
     fetcher: Fetcher,
     /// `None`: the built-in heuristic enricher serves.
     model: Option<ModelClient>,
+    breaker: Arc<CircuitBreaker>,
     js: jetstream::Context,
     topology: Topology,
     settings: WorkerSettings,
@@ -113,6 +126,7 @@ impl EnrichmentWorker {
         commands: Arc<PgEnrichmentCommands>,
         fetcher: Fetcher,
         model: Option<ModelClient>,
+        breaker: Arc<CircuitBreaker>,
         js: jetstream::Context,
         topology: Topology,
         settings: WorkerSettings,
@@ -121,6 +135,7 @@ impl EnrichmentWorker {
             commands,
             fetcher,
             model,
+            breaker,
             js,
             topology,
             settings,
@@ -230,8 +245,13 @@ impl EnrichmentWorker {
         alive.cancel();
         let _ = heartbeat.await;
         match outcome {
-            Some(Ok(())) => {
+            Some(Ok(Outcome::Ended)) => {
                 let _ = message.ack().await;
+            }
+            Some(Ok(Outcome::Deferred(wait))) => {
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(wait + Duration::from_millis(50))))
+                    .await;
             }
             Some(Err(error)) => {
                 tracing::warn!(%job_id, error = format!("{error:#}"), "enrichment job interrupted; redelivering later");
@@ -246,7 +266,7 @@ impl EnrichmentWorker {
 
     /// Drives the job to an end (or to "deferred"). Errors are
     /// infrastructure failures: the message is redelivered.
-    async fn run_job(&self, job_id: EnrichmentJobId) -> anyhow::Result<()> {
+    async fn run_job(&self, job_id: EnrichmentJobId) -> anyhow::Result<Outcome> {
         let metadata = CommandMetadata {
             request_id: Some(format!("enrichment-{job_id}")),
             ..CommandMetadata::default()
@@ -254,10 +274,29 @@ impl EnrichmentWorker {
         loop {
             let (job, version) = self.commands.load(job_id).await?;
             let Some(state) = job.state() else {
-                return Ok(());
+                return Ok(Outcome::Ended);
             };
             if state.is_final() {
-                return Ok(());
+                return Ok(Outcome::Ended);
+            }
+            if self.model.is_some() {
+                if let Admission::Deferred(wait) = self.breaker.admit() {
+                    if state != JobState::Deferred {
+                        let defer = EnrichmentCommand::Defer {
+                            reason: DEFERRED_REASON.to_owned(),
+                        };
+                        match self
+                            .commands
+                            .advance(job_id, defer, version, &metadata)
+                            .await
+                        {
+                            Ok(_) => {}
+                            Err(CommandError::Conflict) => continue,
+                            Err(error) => return Err(error.into()),
+                        }
+                    }
+                    return Ok(Outcome::Deferred(wait));
+                }
             }
             let start = EnrichmentCommand::Start {
                 worker: self.settings.worker_id.clone(),
@@ -271,7 +310,7 @@ impl EnrichmentWorker {
             {
                 Ok(_) => {}
                 Err(CommandError::Conflict) => continue,
-                Err(CommandError::Enrichment(EnrichmentError::Ended)) => return Ok(()),
+                Err(CommandError::Enrichment(EnrichmentError::Ended)) => return Ok(Outcome::Ended),
                 Err(error) => return Err(error.into()),
             }
             let started_version = version + 1;
@@ -279,7 +318,7 @@ impl EnrichmentWorker {
             let (Some(workspace), Some(company_id), Some(website)) =
                 (job.workspace_id(), job.company_id(), job.website())
             else {
-                return Ok(());
+                return Ok(Outcome::Ended);
             };
             let company = self.commands.company(company_id, workspace).await?;
             let outcome = match company {
@@ -316,12 +355,12 @@ impl EnrichmentWorker {
             {
                 Ok(_) => {}
                 // Taken over meanwhile: the other worker reports.
-                Err(CommandError::Conflict) => return Ok(()),
+                Err(CommandError::Conflict) => return Ok(Outcome::Ended),
                 Err(error) => return Err(error.into()),
             }
             match retry_in {
                 Some(delay) => tokio::time::sleep(delay).await,
-                None => return Ok(()),
+                None => return Ok(Outcome::Ended),
             }
         }
     }
@@ -335,14 +374,27 @@ impl EnrichmentWorker {
         website: &str,
         company: &CompanyDetails,
     ) -> Result<EnrichmentResult, AttemptFailure> {
-        let fetched = self.fetcher.fetch(website).await?;
+        let fetched = match self.fetcher.fetch(website).await {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                // The model was not asked: a half-open probe slot is free again.
+                self.breaker.record_neutral();
+                return Err(error.into());
+            }
+        };
         let page = visible_text(&fetched.html, PAGE_TEXT_BUDGET);
         let content_hash = hex(&Sha256::digest(
             format!("{}\n{}\n{}", page.title, page.description, page.body).as_bytes(),
         ));
         let (extraction, usage, source) = match &self.model {
             Some(model) => {
-                let (extraction, usage) = model.extract(&company.name, website, &page).await?;
+                let answer = model.extract(&company.name, website, &page).await;
+                match &answer {
+                    Err(error) if error.is_provider_failure() => self.breaker.record_failure(),
+                    // It answered, even if badly: the provider is up.
+                    _ => self.breaker.record_success(),
+                }
+                let (extraction, usage) = answer?;
                 let source = EnrichmentSource::Model {
                     model: model.model().to_owned(),
                     prompt_version: PROMPT_VERSION.to_owned(),
