@@ -31,6 +31,7 @@ use vcintel_projections::identity::{UsersProjection, WorkspacesProjection};
 use vcintel_projections::lists::ListsProjection;
 use vcintel_projections::notes::NotesProjection;
 use vcintel_projections::saved_searches::SavedSearchesProjection;
+use vcintel_projections::usage::UsageProjection;
 use vcintel_projections::{run_projection, ProjectionSettings};
 
 /// A part of the service that can run alone (`vcintel serve --only …`).
@@ -258,6 +259,7 @@ impl Application {
                         Arc::new(CircuitBreaker::new(u32::MAX, Duration::ZERO))
                     });
                     let worker = EnrichmentWorker::new(
+                        state.pool.clone(),
                         state.enrichments.clone(),
                         fetcher,
                         model,
@@ -266,6 +268,7 @@ impl Application {
                         state.topology.clone(),
                         WorkerSettings {
                             backoff_base: Duration::from_millis(settings.enrich_backoff_ms),
+                            cache_max_age: Duration::from_secs(settings.enrich_cache_max_age_secs),
                             ack_wait: Duration::from_secs(settings.projector_ack_wait_secs.max(3)),
                             ..WorkerSettings::default()
                         },
@@ -325,6 +328,13 @@ impl Application {
                                 token.clone(),
                             ),
                             run_projection::<EnrichmentJobsProjection>(
+                                pool.clone(),
+                                js.clone(),
+                                topology.clone(),
+                                projection_settings.clone(),
+                                token.clone(),
+                            ),
+                            run_projection::<UsageProjection>(
                                 pool,
                                 js,
                                 topology,

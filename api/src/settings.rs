@@ -151,6 +151,11 @@ pub struct Settings {
     )]
     pub llm_breaker_cooldown_ms: u64,
 
+    /// How long a result is reused for the same website content, model and
+    /// prompt in a workspace (0: never).
+    #[arg(long, env = "VCINTEL_ENRICH_CACHE_MAX_AGE_SECS", default_value_t = 7 * 24 * 3600)]
+    pub enrich_cache_max_age_secs: u64,
+
     /// First retry delay of a failed enrichment attempt (doubles per attempt).
     #[arg(long, env = "VCINTEL_ENRICH_BACKOFF_MS", default_value_t = 2000)]
     pub enrich_backoff_ms: u64,

@@ -349,6 +349,8 @@ pub enum EnrichmentCommand {
         error: String,
         /// When the worker should try again; `None` for "give up now".
         retry_in_ms: Option<u64>,
+        /// What the attempt's model call cost, if it got an answer.
+        usage: Usage,
     },
     Defer {
         reason: String,
@@ -395,9 +397,13 @@ pub struct EnrichmentStarted {
 pub struct EnrichmentAttemptFailed {
     pub workspace_id: WorkspaceId,
     pub company_id: CompanyId,
+    pub requested_by: UserId,
     pub attempt: u32,
     pub error: String,
     pub retry_in_ms: Option<u64>,
+    /// A model call that answered badly still cost tokens.
+    #[serde(default)]
+    pub usage: Usage,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -585,7 +591,11 @@ impl EnrichmentJob {
                     worker,
                 })])
             }
-            EnrichmentCommand::FailAttempt { error, retry_in_ms } => {
+            EnrichmentCommand::FailAttempt {
+                error,
+                retry_in_ms,
+                usage,
+            } => {
                 if state != JobState::Running {
                     return Err(EnrichmentError::NotRunning);
                 }
@@ -594,9 +604,11 @@ impl EnrichmentJob {
                 let mut events = vec![EnrichmentEvent::AttemptFailed(EnrichmentAttemptFailed {
                     workspace_id,
                     company_id,
+                    requested_by: facts.requested_by,
                     attempt: self.attempts,
                     error: error.clone(),
                     retry_in_ms: if last { None } else { retry_in_ms },
+                    usage,
                 })];
                 if last {
                     events.push(EnrichmentEvent::GivenUp(EnrichmentGivenUp {
@@ -778,6 +790,7 @@ mod tests {
                 .decide(EnrichmentCommand::FailAttempt {
                     error: "HTTP 503\nfrom provider".to_owned(),
                     retry_in_ms: Some(1000),
+                    usage: Usage::default(),
                 })
                 .unwrap();
             if attempt < MAX_ATTEMPTS {

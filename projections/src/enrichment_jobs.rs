@@ -71,8 +71,8 @@ async fn apply_job_event(
         EnrichmentEvent::Requested(e) => {
             sqlx::query(
                 "insert into enrichment_jobs (id, workspace_id, company_id, requested_by, state,
-                                              requested_at, updated_at, version)
-                 select $1, $2, $3, $4, 'queued', $5, $5, $6
+                                              requested_at, updated_at, version, website)
+                 select $1, $2, $3, $4, 'queued', $5, $5, $6, $8
                  where not exists (select 1 from company_tombstones
                                    where projection = $7 and company_id = $3)
                  on conflict (id) do nothing",
@@ -84,6 +84,7 @@ async fn apply_job_event(
             .bind(message.time)
             .bind(message.sequence)
             .bind(EnrichmentJobsProjection::NAME)
+            .bind(&e.website)
             .execute(&mut *tx)
             .await?;
         }

@@ -16,6 +16,7 @@ pub mod notes;
 pub mod rebuild;
 pub mod runner;
 pub mod saved_searches;
+pub mod usage;
 pub mod versions;
 
 pub use runner::{run_projection, ProjectionSettings};
@@ -37,7 +38,7 @@ impl ReadModel {
 }
 
 /// Every read model the projector maintains.
-pub const READ_MODELS: [ReadModel; 7] = [
+pub const READ_MODELS: [ReadModel; 8] = [
     ReadModel::of::<companies::CompaniesProjection>(),
     ReadModel::of::<identity::WorkspacesProjection>(),
     ReadModel::of::<identity::UsersProjection>(),
@@ -45,6 +46,7 @@ pub const READ_MODELS: [ReadModel; 7] = [
     ReadModel::of::<lists::ListsProjection>(),
     ReadModel::of::<saved_searches::SavedSearchesProjection>(),
     ReadModel::of::<enrichment_jobs::EnrichmentJobsProjection>(),
+    ReadModel::of::<usage::UsageProjection>(),
 ];
 
 /// The read models an aggregate type's events feed.

@@ -27,7 +27,7 @@ pub struct Rebuilt {
 
 /// Rebuilds the read model named `name` (see [`READ_MODELS`]).
 pub async fn rebuild_by_name(pool: &PgPool, name: &str) -> Result<Rebuilt, ProjectionError> {
-    use crate::{companies, enrichment_jobs, identity, lists, notes, saved_searches};
+    use crate::{companies, enrichment_jobs, identity, lists, notes, saved_searches, usage};
     match name {
         companies::CompaniesProjection::NAME => {
             rebuild::<companies::CompaniesProjection>(pool).await
@@ -44,6 +44,7 @@ pub async fn rebuild_by_name(pool: &PgPool, name: &str) -> Result<Rebuilt, Proje
         enrichment_jobs::EnrichmentJobsProjection::NAME => {
             rebuild::<enrichment_jobs::EnrichmentJobsProjection>(pool).await
         }
+        usage::UsageProjection::NAME => rebuild::<usage::UsageProjection>(pool).await,
         other => Err(ProjectionError::UnknownReadModel {
             name: other.to_owned(),
             known: READ_MODELS

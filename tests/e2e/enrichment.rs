@@ -632,6 +632,74 @@ async fn the_model_path_honours_retry_after_retries_server_errors_and_records_co
     // 1000 × $0.15/M + 200 × $0.60/M = $0.00027.
     assert_eq!(result["usage"]["cost_micro_usd"], 270);
     assert_eq!(result["sector"], "Developer tools");
+
+    // The same site again: the cached result, no model call, no cost.
+    let again = w.enrich(&company).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cached = w.finished_job(&again).await;
+    assert_eq!(cached["state"], "succeeded", "{cached}");
+    assert_eq!(cached["result"]["cached"], true);
+    assert_eq!(cached["result"]["usage"]["cost_micro_usd"], 0);
+    assert_eq!(cached["result"]["summary"], result["summary"]);
+    assert_eq!(fake.calls().len(), 3, "a cache hit calls no model");
+
+    // Usage: two enrichments, one model call, its tokens and cost.
+    let usage = eventually(Duration::from_secs(10), "usage projected", || async {
+        let usage = w.call(Method::GET, "/v1/usage", None).await;
+        (usage.body["mine"]["enrichments"] == 2).then_some(usage.body)
+    })
+    .await;
+    assert_eq!(usage["mine"]["model_calls"], 1, "{usage}");
+    assert_eq!(usage["mine"]["tokens_in"], 1000);
+    assert_eq!(usage["mine"]["tokens_out"], 200);
+    assert_eq!(usage["mine"]["cost_micro_usd"], 270);
+    assert!(usage["workspace"].is_null(), "members see only their own");
+    let owner = w.env.token(&w.env.actor(w.workspace, Role::Owner));
+    let totals = w
+        .env
+        .call(
+            Method::GET,
+            &format!("{}/v1/usage", w.base),
+            Some(&owner),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(totals.body["workspace"]["totals"]["cost_micro_usd"], 270);
+    assert_eq!(
+        totals.body["workspace"]["by_user"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let bad = w.call(Method::GET, "/v1/usage?month=November", None).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    // Replaying every read model from the events calls no model either.
+    let before = w
+        .call(Method::GET, &format!("/v1/companies/{company}"), None)
+        .await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_vcintel"))
+        .args(["projections", "rebuild"])
+        .env("DATABASE_URL", &w.env.database_url)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let after = w
+        .call(Method::GET, &format!("/v1/companies/{company}"), None)
+        .await;
+    assert_eq!(after.body["enrichment"], before.body["enrichment"]);
+    assert_eq!(fake.calls().len(), 3, "a rebuild calls no model");
+    let replayed = w.call(Method::GET, "/v1/usage", None).await;
+    assert_eq!(replayed.body["mine"], usage["mine"]);
 }
 
 #[tokio::test]

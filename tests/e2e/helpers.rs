@@ -150,6 +150,7 @@ pub fn settings(database_url: &str, prefix: &str) -> Settings {
         cors_origins: vec![],
         enrich_allow_addresses: vec![],
         enrich_backoff_ms: 50,
+        enrich_cache_max_age_secs: 3600,
         llm_base_url: None,
         llm_model: "test-model".to_owned(),
         llm_api_key: None,

@@ -327,3 +327,114 @@ pub async fn stream_enrichment_job(
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UsageParams {
+    /// The calendar month, `YYYY-MM` (UTC); default: the current one.
+    pub month: Option<String>,
+}
+
+/// Enrichments, model calls, tokens and cost.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct UsageTotals {
+    pub enrichments: u64,
+    pub model_calls: u64,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    /// Millionths of a US dollar.
+    pub cost_micro_usd: u64,
+}
+
+impl UsageTotals {
+    fn add(&mut self, row: &vcintel_projections::usage::UsageRow) {
+        self.enrichments += row.enrichments.max(0) as u64;
+        self.model_calls += row.model_calls.max(0) as u64;
+        self.tokens_in += row.tokens_in.max(0) as u64;
+        self.tokens_out += row.tokens_out.max(0) as u64;
+        self.cost_micro_usd += row.cost_micro_usd.max(0) as u64;
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UserUsage {
+    pub user_id: Uuid,
+    #[serde(flatten)]
+    pub usage: UsageTotals,
+}
+
+/// The whole workspace's usage (owners and admins).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WorkspaceUsage {
+    pub totals: UsageTotals,
+    pub by_user: Vec<UserUsage>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UsageReport {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// The caller's own usage in this workspace.
+    pub mine: UsageTotals,
+    /// Present for owners and admins.
+    pub workspace: Option<WorkspaceUsage>,
+}
+
+/// Enrichment usage (model calls, tokens, cost) for a month: your own, and
+/// the workspace's totals per user if you are an owner or admin.
+#[utoipa::path(
+    get, path = "/v1/usage", tag = TAG, operation_id = "getUsage",
+    params(UsageParams),
+    responses(
+        (status = 200, description = "Usage for the month", body = UsageReport),
+        (status = 400, description = "Malformed month", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    crate::extract::Query(params): crate::extract::Query<UsageParams>,
+) -> Result<axum::Json<UsageReport>, ApiError> {
+    let month = match &params.month {
+        None => vcintel_projections::usage::month_of(Utc::now()),
+        Some(text) => chrono::NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d")
+            .map_err(|_| ApiError::BadRequest {
+                detail: "must be a month like 2026-11".to_owned(),
+                field: Some("month".to_owned()),
+            })?,
+    };
+    let rows =
+        vcintel_projections::usage::by_user(&state.pool, caller.actor.workspace_id, month).await?;
+    let mut mine = UsageTotals::default();
+    for row in rows.iter().filter(|r| r.user_id == caller.actor.user_id.0) {
+        mine.add(row);
+    }
+    let manager = caller
+        .actor
+        .role
+        .allows(vcintel_domain::Permission::ManageMembers);
+    let workspace = manager.then(|| {
+        let mut totals = UsageTotals::default();
+        let by_user = rows
+            .iter()
+            .map(|row| {
+                totals.add(row);
+                let mut usage = UsageTotals::default();
+                usage.add(row);
+                UserUsage {
+                    user_id: row.user_id,
+                    usage,
+                }
+            })
+            .collect();
+        WorkspaceUsage { totals, by_user }
+    });
+    Ok(axum::Json(UsageReport {
+        month: month.format("%Y-%m").to_string(),
+        mine,
+        workspace,
+    }))
+}

@@ -92,14 +92,26 @@ impl ModelClient {
         &self.settings.model
     }
 
-    /// Extracts what the page says about the company, with the tokens and
-    /// cost it took.
+    /// Extracts what the page says about the company. The usage is what the
+    /// call cost, also when its answer is refused.
     pub async fn extract(
         &self,
         company: &str,
         website: &str,
         page: &PageText,
-    ) -> Result<(Extraction, Usage), ModelError> {
+    ) -> (Result<Extraction, ModelError>, Usage) {
+        match self.call(company, website, page).await {
+            Ok((answer, usage)) => (answer, usage),
+            Err(error) => (Err(error), Usage::default()),
+        }
+    }
+
+    async fn call(
+        &self,
+        company: &str,
+        website: &str,
+        page: &PageText,
+    ) -> Result<(Result<Extraction, ModelError>, Usage), ModelError> {
         let retry_after = Arc::new(Mutex::new(None));
         let mut config = OpenAIConfig::new().with_api_base(self.settings.base_url.clone());
         if let Some(key) = &self.settings.api_key {
@@ -127,22 +139,19 @@ impl ModelClient {
                     .round() as u64,
             }
         });
-        let choice = response
-            .choices
-            .first()
-            .ok_or_else(|| ModelError::InvalidOutput("no choices".to_owned()))?;
-        if matches!(choice.finish_reason, Some(FinishReason::Length)) {
-            return Err(ModelError::InvalidOutput(
-                "the answer was cut off".to_owned(),
-            ));
-        }
-        let content = choice
-            .message
-            .content
-            .as_deref()
-            .ok_or_else(|| ModelError::InvalidOutput("no content (refused?)".to_owned()))?;
-        let extraction = parse_answer(content)?;
-        Ok((extraction, usage))
+        let answer = match response.choices.first() {
+            None => Err(ModelError::InvalidOutput("no choices".to_owned())),
+            Some(choice) if matches!(choice.finish_reason, Some(FinishReason::Length)) => Err(
+                ModelError::InvalidOutput("the answer was cut off".to_owned()),
+            ),
+            Some(choice) => match choice.message.content.as_deref() {
+                None => Err(ModelError::InvalidOutput(
+                    "no content (refused?)".to_owned(),
+                )),
+                Some(content) => parse_answer(content),
+            },
+        };
+        Ok((answer, usage))
     }
 
     fn request(

@@ -59,6 +59,9 @@ pub struct WorkerSettings {
     pub ack_wait: Duration,
     /// This worker's name in the job's events.
     pub worker_id: String,
+    /// How long an earlier result for the same website, content, model and
+    /// prompt is reused instead of calling the model (zero: never).
+    pub cache_max_age: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -68,12 +71,14 @@ impl Default for WorkerSettings {
             backoff_base: Duration::from_secs(2),
             ack_wait: Duration::from_secs(30),
             worker_id: format!("worker-{}", Uuid::new_v4().simple()),
+            cache_max_age: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct EnrichmentWorker {
+    pool: sqlx::PgPool,
     commands: Arc<PgEnrichmentCommands>,
     fetcher: Fetcher,
     /// `None`: the built-in heuristic enricher serves.
@@ -91,6 +96,8 @@ struct AttemptFailure {
     retryable: bool,
     /// The provider asked us to wait at least this long (429 Retry-After).
     not_before: Option<Duration>,
+    /// What the attempt's model call cost, if it answered.
+    usage: Usage,
 }
 
 impl From<ModelError> for AttemptFailure {
@@ -102,6 +109,7 @@ impl From<ModelError> for AttemptFailure {
                 _ => None,
             },
             error: error.to_string(),
+            usage: Usage::default(),
         }
     }
 }
@@ -117,12 +125,15 @@ impl From<FetchError> for AttemptFailure {
             error: format!("fetching the website: {error}"),
             retryable,
             not_before: None,
+            usage: Usage::default(),
         }
     }
 }
 
 impl EnrichmentWorker {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
+        pool: sqlx::PgPool,
         commands: Arc<PgEnrichmentCommands>,
         fetcher: Fetcher,
         model: Option<ModelClient>,
@@ -132,6 +143,7 @@ impl EnrichmentWorker {
         settings: WorkerSettings,
     ) -> Self {
         Self {
+            pool,
             commands,
             fetcher,
             model,
@@ -326,12 +338,14 @@ impl EnrichmentWorker {
                     error: "the company was deleted".to_owned(),
                     retryable: false,
                     not_before: None,
+                    usage: Usage::default(),
                 }),
-                Some(company) => self.attempt(website, &company).await,
+                Some(company) => self.attempt(workspace, website, &company).await,
             };
             let command = match outcome {
                 Ok(result) => EnrichmentCommand::Succeed { result },
                 Err(failure) => EnrichmentCommand::FailAttempt {
+                    usage: failure.usage,
                     error: failure.error,
                     retry_in_ms: failure.retryable.then(|| {
                         let wait = self
@@ -371,6 +385,7 @@ impl EnrichmentWorker {
 
     async fn attempt(
         &self,
+        workspace: vcintel_domain::WorkspaceId,
         website: &str,
         company: &CompanyDetails,
     ) -> Result<EnrichmentResult, AttemptFailure> {
@@ -386,15 +401,44 @@ impl EnrichmentWorker {
         let content_hash = hex(&Sha256::digest(
             format!("{}\n{}\n{}", page.title, page.description, page.body).as_bytes(),
         ));
+        let facts = CompanyFacts {
+            sector: company.sector.clone(),
+            stage: company.stage,
+            location: company.location.clone(),
+        };
+        let producer = match &self.model {
+            Some(model) => EnrichmentSource::Model {
+                model: model.model().to_owned(),
+                prompt_version: PROMPT_VERSION.to_owned(),
+            },
+            None => EnrichmentSource::Heuristic {
+                version: HEURISTIC_VERSION.to_owned(),
+            },
+        };
+        if let Some(cached) = self
+            .cached(workspace, website, &content_hash, &producer)
+            .await
+        {
+            // The thesis may have changed since: score afresh, at no cost.
+            return Ok(EnrichmentResult {
+                score: fit_score(&Thesis::default(), &facts, &cached.extraction),
+                cached: true,
+                usage: Usage::default(),
+                ..cached
+            });
+        }
         let (extraction, usage, source) = match &self.model {
             Some(model) => {
-                let answer = model.extract(&company.name, website, &page).await;
+                let (answer, usage) = model.extract(&company.name, website, &page).await;
                 match &answer {
                     Err(error) if error.is_provider_failure() => self.breaker.record_failure(),
                     // It answered, even if badly: the provider is up.
                     _ => self.breaker.record_success(),
                 }
-                let (extraction, usage) = answer?;
+                let extraction = answer.map_err(|error| AttemptFailure {
+                    usage,
+                    ..AttemptFailure::from(error)
+                })?;
                 let source = EnrichmentSource::Model {
                     model: model.model().to_owned(),
                     prompt_version: PROMPT_VERSION.to_owned(),
@@ -408,17 +452,13 @@ impl EnrichmentWorker {
                         error: format!("the extraction was invalid: {invalid}"),
                         retryable: false,
                         not_before: None,
+                        usage: Usage::default(),
                     })?;
                 let source = EnrichmentSource::Heuristic {
                     version: HEURISTIC_VERSION.to_owned(),
                 };
                 (extraction, Usage::default(), source)
             }
-        };
-        let facts = CompanyFacts {
-            sector: company.sector.clone(),
-            stage: company.stage,
-            location: company.location.clone(),
         };
         let score = fit_score(&Thesis::default(), &facts, &extraction);
         Ok(EnrichmentResult {
@@ -429,6 +469,41 @@ impl EnrichmentWorker {
             usage,
             content_hash,
         })
+    }
+}
+
+impl EnrichmentWorker {
+    /// The workspace's newest result for the same website, content and
+    /// producer, if young enough. Lookups that fail are misses: the cache
+    /// only ever saves money, it never fails a job.
+    async fn cached(
+        &self,
+        workspace: vcintel_domain::WorkspaceId,
+        website: &str,
+        content_hash: &str,
+        producer: &EnrichmentSource,
+    ) -> Option<EnrichmentResult> {
+        if self.settings.cache_max_age.is_zero() {
+            return None;
+        }
+        let producer = serde_json::to_value(producer).ok()?;
+        let row: Option<(sqlx::types::Json<EnrichmentResult>,)> = sqlx::query_as(
+            "select result from enrichment_jobs
+             where workspace_id = $1 and website = $2 and state = 'succeeded'
+               and finished_at > now() - make_interval(secs => $3)
+               and result->>'content_hash' = $4 and result->'source' = $5
+             order by finished_at desc limit 1",
+        )
+        .bind(workspace.0)
+        .bind(website)
+        .bind(self.settings.cache_max_age.as_secs_f64())
+        .bind(content_hash)
+        .bind(sqlx::types::Json(producer))
+        .fetch_optional(&self.pool)
+        .await
+        .inspect_err(|error| tracing::warn!(%error, "enrichment cache lookup failed"))
+        .ok()?;
+        row.map(|(json,)| json.0)
     }
 }
 

@@ -1,0 +1,3 @@
+drop table enrichment_usage;
+drop index enrichment_jobs_cache_idx;
+alter table enrichment_jobs drop column website;

@@ -1,0 +1,94 @@
+//! The `enrichment_usage` read model: model calls, tokens and cost per
+//! workspace, user and month, from the enrichment jobs' events (a failed
+//! attempt whose model call answered badly still cost tokens).
+
+use crate::{decode_event, AggregateChanges, Projection, ProjectionError};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use sqlx::{FromRow, PgConnection, PgExecutor};
+use uuid::Uuid;
+use vcintel_domain::enrichment::{EnrichmentEvent, EnrichmentSource, Usage};
+use vcintel_domain::WorkspaceId;
+
+#[derive(Debug)]
+pub struct UsageProjection;
+
+impl Projection for UsageProjection {
+    const NAME: &'static str = "usage";
+    const AGGREGATE_TYPES: &'static [&'static str] = &[vcintel_domain::enrichment::AGGREGATE_TYPE];
+    const RESET_SQL: &'static str = "delete from enrichment_usage;";
+
+    async fn apply_batch(
+        tx: &mut PgConnection,
+        changes: &[AggregateChanges],
+    ) -> Result<(), ProjectionError> {
+        for change in changes {
+            for event in &change.events {
+                let (workspace, user, usage, enrichments, model_call) =
+                    match decode_event::<EnrichmentEvent>(event)? {
+                        EnrichmentEvent::Succeeded(e) => {
+                            let called = !e.result.cached
+                                && matches!(e.result.source, EnrichmentSource::Model { .. });
+                            (e.workspace_id, e.requested_by, e.result.usage, 1, called)
+                        }
+                        EnrichmentEvent::AttemptFailed(e) if e.usage != Usage::default() => {
+                            (e.workspace_id, e.requested_by, e.usage, 0, true)
+                        }
+                        _ => continue,
+                    };
+                sqlx::query(
+                    "insert into enrichment_usage (workspace_id, user_id, month, enrichments,
+                                                   model_calls, tokens_in, tokens_out, cost_micro_usd)
+                     values ($1, $2, $3, $4, $5, $6, $7, $8)
+                     on conflict (workspace_id, month, user_id) do update set
+                       enrichments = enrichment_usage.enrichments + excluded.enrichments,
+                       model_calls = enrichment_usage.model_calls + excluded.model_calls,
+                       tokens_in = enrichment_usage.tokens_in + excluded.tokens_in,
+                       tokens_out = enrichment_usage.tokens_out + excluded.tokens_out,
+                       cost_micro_usd = enrichment_usage.cost_micro_usd + excluded.cost_micro_usd",
+                )
+                .bind(workspace.0)
+                .bind(user.0)
+                .bind(month_of(event.time))
+                .bind(enrichments as i64)
+                .bind(i64::from(model_call))
+                .bind(usage.tokens_in as i64)
+                .bind(usage.tokens_out as i64)
+                .bind(usage.cost_micro_usd as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first day of `at`'s month (UTC): usage is counted per calendar month.
+pub fn month_of(at: DateTime<Utc>) -> NaiveDate {
+    NaiveDate::from_ymd_opt(at.year(), at.month(), 1).unwrap_or_default()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, FromRow)]
+pub struct UsageRow {
+    pub user_id: Uuid,
+    pub enrichments: i64,
+    pub model_calls: i64,
+    pub tokens_in: i64,
+    pub tokens_out: i64,
+    pub cost_micro_usd: i64,
+}
+
+/// Each user's usage in `workspace` for `month`.
+pub async fn by_user(
+    db: impl PgExecutor<'_>,
+    workspace: WorkspaceId,
+    month: NaiveDate,
+) -> Result<Vec<UsageRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select user_id, enrichments, model_calls, tokens_in, tokens_out, cost_micro_usd
+         from enrichment_usage where workspace_id = $1 and month = $2 order by user_id",
+    )
+    .bind(workspace.0)
+    .bind(month)
+    .fetch_all(db)
+    .await
+}
