@@ -6,7 +6,7 @@ use crate::consistency::ConsistencyTokens;
 use crate::limits::RateLimits;
 use crate::openapi::router;
 use crate::settings::Settings;
-use crate::state::AppState;
+use crate::state::{AppState, EnrichmentQuota};
 use anyhow::Context;
 use async_nats::jetstream;
 use sqlx::postgres::PgPoolOptions;
@@ -164,6 +164,12 @@ impl Application {
             jetstream: js,
             topology,
             consistency_wait: settings.consistency_wait(),
+            enrichment_quota: EnrichmentQuota {
+                per_hour_free: settings.enrich_per_hour_free,
+                per_hour_pro: settings.enrich_per_hour_pro,
+                per_hour_enterprise: settings.enrich_per_hour_enterprise,
+                max_active_per_user: settings.enrich_max_active_per_user,
+            },
             ready_max_lag: settings.ready_max_lag,
             access_token_ttl: settings.access_token_ttl(),
             session_ttl: settings.session_ttl(),

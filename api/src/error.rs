@@ -93,6 +93,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("the read models do not reflect the requested writes yet; retry shortly")]
     NotCaughtUp,
+    #[error("at most {0} enrichment jobs may be queued or running per user; retry when one ends")]
+    TooManyActiveJobs(u32),
     #[error("too many requests; retry after {} seconds", .0.retry_after_secs)]
     RateLimited(Decision),
     #[error("sign-in is temporarily unavailable; retry shortly")]
@@ -193,6 +195,11 @@ impl ApiError {
                 "idempotency-key-in-use",
                 "Request in progress",
             ),
+            ApiError::TooManyActiveJobs(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "enrichment-job-cap",
+                "Too many enrichment jobs",
+            ),
             ApiError::LastOwner => (StatusCode::CONFLICT, "last-owner", "Last owner"),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -261,6 +268,9 @@ impl IntoResponse for ApiError {
             | ApiError::LimiterUnavailable
             | ApiError::IdempotencyKeyInUse => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::TooManyActiveJobs(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
             }
             ApiError::RateLimited(decision) => {
                 return crate::limits::with_rate_limit_headers(response, decision);

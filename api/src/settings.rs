@@ -156,6 +156,22 @@ pub struct Settings {
     #[arg(long, env = "VCINTEL_ENRICH_CACHE_MAX_AGE_SECS", default_value_t = 7 * 24 * 3600)]
     pub enrich_cache_max_age_secs: u64,
 
+    /// Enrichments per user per hour on the free tier (0: unlimited).
+    #[arg(long, env = "VCINTEL_ENRICH_PER_HOUR_FREE", default_value_t = 10)]
+    pub enrich_per_hour_free: u32,
+
+    /// Enrichments per user per hour on the pro tier (0: unlimited).
+    #[arg(long, env = "VCINTEL_ENRICH_PER_HOUR_PRO", default_value_t = 100)]
+    pub enrich_per_hour_pro: u32,
+
+    /// Enrichments per user per hour on the enterprise tier (0: unlimited).
+    #[arg(long, env = "VCINTEL_ENRICH_PER_HOUR_ENTERPRISE", default_value_t = 0)]
+    pub enrich_per_hour_enterprise: u32,
+
+    /// Most enrichment jobs one user may have queued, running or deferred.
+    #[arg(long, env = "VCINTEL_ENRICH_MAX_ACTIVE_PER_USER", default_value_t = 5)]
+    pub enrich_max_active_per_user: u32,
+
     /// First retry delay of a failed enrichment attempt (doubles per attempt).
     #[arg(long, env = "VCINTEL_ENRICH_BACKOFF_MS", default_value_t = 2000)]
     pub enrich_backoff_ms: u64,

@@ -15,6 +15,15 @@ use vcintel_infra::event_store::{
 };
 use vcintel_infra::wire::Topology;
 
+/// Per-tier hourly enrichments (0: unlimited) and the active-job cap.
+#[derive(Clone, Copy, Debug)]
+pub struct EnrichmentQuota {
+    pub per_hour_free: u32,
+    pub per_hour_pro: u32,
+    pub per_hour_enterprise: u32,
+    pub max_active_per_user: u32,
+}
+
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub pool: PgPool,
@@ -37,6 +46,7 @@ pub struct AppState {
     pub jetstream: jetstream::Context,
     pub topology: Topology,
     pub consistency_wait: Duration,
+    pub enrichment_quota: EnrichmentQuota,
     pub ready_max_lag: i64,
     pub access_token_ttl: Duration,
     pub session_ttl: Duration,

@@ -151,6 +151,11 @@ pub fn settings(database_url: &str, prefix: &str) -> Settings {
         enrich_allow_addresses: vec![],
         enrich_backoff_ms: 50,
         enrich_cache_max_age_secs: 3600,
+        // Like the other budgets, tested on their own.
+        enrich_per_hour_free: 0,
+        enrich_per_hour_pro: 0,
+        enrich_per_hour_enterprise: 0,
+        enrich_max_active_per_user: 1_000,
         llm_base_url: None,
         llm_model: "test-model".to_owned(),
         llm_api_key: None,

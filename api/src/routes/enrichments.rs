@@ -3,9 +3,10 @@
 //! reports it, and `/events` follows it as server-sent events.
 
 use crate::auth::Caller;
-use crate::consistency::answering;
+use crate::consistency::{answering, wait_until_reflected, Written};
 use crate::error::{ApiError, Problem};
 use crate::extract::Path;
+use crate::limits::with_rate_limit_headers;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -18,8 +19,13 @@ use std::convert::Infallible;
 use std::time::{Duration, Instant};
 use utoipa::ToSchema;
 use uuid::Uuid;
+use vcintel_commands::enrichment::RequestedJob;
 use vcintel_domain::company::CompanyId;
 use vcintel_domain::enrichment::{EnrichmentResult, EnrichmentSource};
+use vcintel_domain::user::Tier;
+use vcintel_infra::accounts;
+use vcintel_infra::enrichment::active_job_of;
+use vcintel_infra::rate_limit::Limit;
 use vcintel_projections::enrichment_jobs::{self as read_model, JobRow};
 
 pub const TAG: &str = "enrichment";
@@ -192,6 +198,7 @@ impl From<JobRow> for EnrichmentJob {
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Viewers may not request enrichments", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such company in this workspace", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Hourly enrichments of your tier used up (`enrichment` budget, with `Retry-After` and `X-RateLimit-*`), or 5 jobs already queued or running (`enrichment-job-cap`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -201,14 +208,86 @@ pub async fn request_enrichment(
     Path(company_id): Path<Uuid>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let requested = state
-        .enrichments
-        .request(
-            caller.actor,
-            CompanyId(company_id),
-            &caller.metadata(&headers),
-        )
-        .await?;
+    let company = CompanyId(company_id);
+    let metadata = caller.metadata(&headers);
+    // Checked here too, because an existing job is answered without a command.
+    if !caller
+        .actor
+        .role
+        .allows(vcintel_domain::Permission::WriteData)
+    {
+        state
+            .enrichments
+            .live_company(caller.actor, company)
+            .await?;
+        return Err(ApiError::Forbidden(
+            "your role may not request enrichments".to_owned(),
+        ));
+    }
+    // A job already under way is the answer, whatever the quotas say.
+    let mut decision = None;
+    let requested = match active_job_of(&state.pool, company).await? {
+        Some(job_id) => {
+            state
+                .enrichments
+                .live_company(caller.actor, company)
+                .await?;
+            RequestedJob {
+                job_id,
+                existing: true,
+                committed: None,
+            }
+        }
+        None => {
+            // One user's requests are admitted one at a time (a transaction
+            // lock, released however the request ends), and each waits for
+            // its job to be counted, so the cap holds across API instances.
+            let mut admission = state.pool.begin().await?;
+            sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(format!("enrichment-admission:{}", caller.actor.user_id))
+                .execute(&mut *admission)
+                .await?;
+            let quota = state.enrichment_quota;
+            let active = read_model::active_for_user(&mut *admission, caller.actor.user_id).await?;
+            if active >= i64::from(quota.max_active_per_user) {
+                return Err(ApiError::TooManyActiveJobs(quota.max_active_per_user));
+            }
+            let per_hour = match accounts::registered_user(&state.pool, caller.actor.user_id)
+                .await?
+                .map(|user| user.tier)
+            {
+                Some(Tier::Pro) => quota.per_hour_pro,
+                Some(Tier::Enterprise) => quota.per_hour_enterprise,
+                _ => quota.per_hour_free,
+            };
+            if per_hour > 0 {
+                let limit = Limit {
+                    max: per_hour,
+                    window: Duration::from_secs(3600),
+                };
+                let charged = state
+                    .limits
+                    .limiter
+                    .check(&format!("enrich:{}", caller.actor.user_id), limit)
+                    .await?;
+                if !charged.allowed {
+                    return Err(ApiError::RateLimited(charged));
+                }
+                decision = Some(charged);
+            }
+            let requested = state
+                .enrichments
+                .request(caller.actor, company, &metadata)
+                .await?;
+            if let Some(committed) = &requested.committed {
+                // Bounded; if the projector is slow the next request simply
+                // waits on the lock a little longer.
+                let _ = wait_until_reflected(&state, &Written::from(committed)).await;
+            }
+            admission.commit().await?;
+            requested
+        }
+    };
     let job_state = if requested.existing {
         let (job, _) = state.enrichments.load(requested.job_id).await?;
         job.state().map_or("queued", |s| s.as_str())
@@ -233,6 +312,9 @@ pub async fn request_enrichment(
         .into_response();
     if let Ok(location) = HeaderValue::from_str(&status_url) {
         response.headers_mut().insert(header::LOCATION, location);
+    }
+    if let Some(decision) = &decision {
+        response = with_rate_limit_headers(response, decision);
     }
     Ok(match &requested.committed {
         Some(committed) => answering(response, committed),
