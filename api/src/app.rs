@@ -143,6 +143,7 @@ impl Application {
             lists: Arc::new(services.lists),
             saved_searches: Arc::new(services.saved_searches),
             enrichments: Arc::new(services.enrichments),
+            budgets: Arc::new(services.budgets),
             model_breaker: settings.llm_base_url.as_ref().map(|_| {
                 Arc::new(CircuitBreaker::new(
                     settings.llm_breaker_threshold,
@@ -169,6 +170,7 @@ impl Application {
                 per_hour_pro: settings.enrich_per_hour_pro,
                 per_hour_enterprise: settings.enrich_per_hour_enterprise,
                 max_active_per_user: settings.enrich_max_active_per_user,
+                monthly_budget_micro_usd: settings.monthly_budget_micro_usd(),
             },
             ready_max_lag: settings.ready_max_lag,
             access_token_ttl: settings.access_token_ttl(),
@@ -267,6 +269,7 @@ impl Application {
                     let worker = EnrichmentWorker::new(
                         state.pool.clone(),
                         state.enrichments.clone(),
+                        state.budgets.clone(),
                         fetcher,
                         model,
                         breaker,
@@ -275,6 +278,7 @@ impl Application {
                         WorkerSettings {
                             backoff_base: Duration::from_millis(settings.enrich_backoff_ms),
                             cache_max_age: Duration::from_secs(settings.enrich_cache_max_age_secs),
+                            monthly_budget_micro_usd: settings.monthly_budget_micro_usd(),
                             ack_wait: Duration::from_secs(settings.projector_ack_wait_secs.max(3)),
                             ..WorkerSettings::default()
                         },

@@ -95,6 +95,8 @@ pub enum ApiError {
     NotCaughtUp,
     #[error("at most {0} enrichment jobs may be queued or running per user; retry when one ends")]
     TooManyActiveJobs(u32),
+    #[error("this workspace has used its monthly enrichment budget (${spent:.2} of ${budget:.2}); it renews next month")]
+    BudgetExhausted { spent: f64, budget: f64 },
     #[error("too many requests; retry after {} seconds", .0.retry_after_secs)]
     RateLimited(Decision),
     #[error("sign-in is temporarily unavailable; retry shortly")]
@@ -199,6 +201,11 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "enrichment-job-cap",
                 "Too many enrichment jobs",
+            ),
+            ApiError::BudgetExhausted { .. } => (
+                StatusCode::PAYMENT_REQUIRED,
+                "budget-exhausted",
+                "Monthly enrichment budget used up",
             ),
             ApiError::LastOwner => (StatusCode::CONFLICT, "last-owner", "Last owner"),
             ApiError::Internal(_) => (
@@ -350,6 +357,7 @@ impl From<CommandError> for ApiError {
             CommandError::List(ListError::AlreadyExists) => {
                 ApiError::Conflict("the list already exists".to_owned())
             }
+            CommandError::Budget(_) => ApiError::Internal(anyhow::Error::new(error)),
             CommandError::Enrichment(EnrichmentError::NotFound) => ApiError::NotFound,
             CommandError::Enrichment(EnrichmentError::Forbidden(why)) => {
                 ApiError::Forbidden(why.to_owned())

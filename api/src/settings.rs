@@ -168,6 +168,16 @@ pub struct Settings {
     #[arg(long, env = "VCINTEL_ENRICH_PER_HOUR_ENTERPRISE", default_value_t = 0)]
     pub enrich_per_hour_enterprise: u32,
 
+    /// Each workspace's monthly model budget in US dollars: an event at 80 %,
+    /// new enrichments refused (402) at 100 % (0: no budget). Applies only
+    /// when a model is configured; the built-in enricher costs nothing.
+    #[arg(
+        long,
+        env = "VCINTEL_ENRICH_MONTHLY_BUDGET_USD",
+        default_value_t = 50.0
+    )]
+    pub enrich_monthly_budget_usd: f64,
+
     /// Most enrichment jobs one user may have queued, running or deferred.
     #[arg(long, env = "VCINTEL_ENRICH_MAX_ACTIVE_PER_USER", default_value_t = 5)]
     pub enrich_max_active_per_user: u32,
@@ -180,6 +190,11 @@ pub struct Settings {
 impl Settings {
     pub fn duplicate_window(&self) -> Duration {
         Duration::from_secs(self.duplicate_window_secs)
+    }
+
+    /// The monthly enrichment budget in millionths of a dollar (0: none).
+    pub fn monthly_budget_micro_usd(&self) -> u64 {
+        (self.enrich_monthly_budget_usd.max(0.0) * 1_000_000.0).round() as u64
     }
 
     pub fn consistency_wait(&self) -> Duration {

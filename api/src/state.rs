@@ -10,8 +10,8 @@ use std::time::Duration;
 use vcintel_infra::accounts::{Passwords, WorkspaceDirectory};
 use vcintel_infra::enrichment::breaker::CircuitBreaker;
 use vcintel_infra::event_store::{
-    PgAccountCommands, PgCompanyCommands, PgEnrichmentCommands, PgListCommands, PgNoteCommands,
-    PgSavedSearchCommands, PgWorkspaceCommands,
+    PgAccountCommands, PgBudgetCommands, PgCompanyCommands, PgEnrichmentCommands, PgListCommands,
+    PgNoteCommands, PgSavedSearchCommands, PgWorkspaceCommands,
 };
 use vcintel_infra::wire::Topology;
 
@@ -22,6 +22,8 @@ pub struct EnrichmentQuota {
     pub per_hour_pro: u32,
     pub per_hour_enterprise: u32,
     pub max_active_per_user: u32,
+    /// Zero: no budget.
+    pub monthly_budget_micro_usd: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -34,6 +36,7 @@ pub struct AppState {
     pub lists: Arc<PgListCommands>,
     pub saved_searches: Arc<PgSavedSearchCommands>,
     pub enrichments: Arc<PgEnrichmentCommands>,
+    pub budgets: Arc<PgBudgetCommands>,
     /// The model breaker, when a model is configured (shared with this
     /// process's enrichment worker).
     pub model_breaker: Option<Arc<CircuitBreaker>>,

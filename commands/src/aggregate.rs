@@ -5,6 +5,7 @@ use crate::unique::{UniqueValue, UniqueValues};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
+use vcintel_domain::budget::{Budget, BudgetCommand, BudgetError, BudgetEvent};
 use vcintel_domain::company::{Company, CompanyCommand, CompanyError, CompanyEvent};
 use vcintel_domain::enrichment::{
     EnrichmentCommand, EnrichmentError, EnrichmentEvent, EnrichmentJob,
@@ -246,5 +247,21 @@ impl UniqueValues for EnrichmentJobAggregate {
             },
             Err(_) => EnrichmentError::AlreadyExists,
         }
+    }
+}
+
+cqrs_adapter!(
+    BudgetAggregate,
+    BudgetEventRecord,
+    Budget,
+    BudgetCommand,
+    BudgetEvent,
+    BudgetError,
+    vcintel_domain::budget::AGGREGATE_TYPE
+);
+
+impl UniqueValues for BudgetAggregate {
+    fn taken(_value: &UniqueValue, _holder: &str) -> BudgetError {
+        BudgetError::NoBudget
     }
 }

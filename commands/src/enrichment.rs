@@ -167,3 +167,52 @@ where
         .await
     }
 }
+
+/// Budget alerts: raised by the enrichment worker as spending grows.
+pub struct BudgetCommands<B> {
+    budgets: B,
+}
+
+impl<B> std::fmt::Debug for BudgetCommands<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BudgetCommands")
+    }
+}
+
+impl<B> BudgetCommands<B>
+where
+    B: EventStore<crate::aggregate::BudgetAggregate>,
+    B::AC: LoadedAggregate<crate::aggregate::BudgetAggregate> + Send,
+{
+    pub fn new(budgets: B) -> Self {
+        Self { budgets }
+    }
+
+    /// Raises the alerts `spent` now crosses for the workspace's month
+    /// (each at most once); how many it raised.
+    pub async fn record_spending(
+        &self,
+        workspace: vcintel_domain::WorkspaceId,
+        month: &str,
+        spent_micro_usd: u64,
+        budget_micro_usd: u64,
+        metadata: &CommandMetadata,
+    ) -> Result<usize, CommandError> {
+        let command = vcintel_domain::budget::BudgetCommand::RecordSpending {
+            workspace_id: workspace,
+            month: month.to_owned(),
+            spent_micro_usd,
+            budget_micro_usd,
+        };
+        let committed = execute(
+            &self.budgets,
+            vcintel_domain::budget::budget_id(workspace, month),
+            Load::Stored,
+            command,
+            |_, _| Ok(()),
+            metadata.for_user(workspace, UserId(uuid::Uuid::nil())),
+        )
+        .await?;
+        Ok(committed.appended)
+    }
+}

@@ -24,6 +24,8 @@ pub enum CommandError {
     Workspace(#[from] WorkspaceError),
     #[error(transparent)]
     Enrichment(#[from] EnrichmentError),
+    #[error(transparent)]
+    Budget(#[from] vcintel_domain::budget::BudgetError),
     #[error("the role `{role}` may not {action}")]
     Forbidden {
         role: &'static str,

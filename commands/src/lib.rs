@@ -21,13 +21,13 @@ pub mod user;
 pub mod workspace;
 
 pub use aggregate::{
-    CompanyAggregate, CompanyEventRecord, EnrichmentEventRecord, EnrichmentJobAggregate,
-    ListAggregate, ListEventRecord, NoteAggregate, NoteEventRecord, SavedSearchAggregate,
-    SavedSearchEventRecord, UserAggregate, UserEventRecord, WorkspaceAggregate,
-    WorkspaceEventRecord,
+    BudgetAggregate, BudgetEventRecord, CompanyAggregate, CompanyEventRecord,
+    EnrichmentEventRecord, EnrichmentJobAggregate, ListAggregate, ListEventRecord, NoteAggregate,
+    NoteEventRecord, SavedSearchAggregate, SavedSearchEventRecord, UserAggregate, UserEventRecord,
+    WorkspaceAggregate, WorkspaceEventRecord,
 };
 pub use company::CompanyCommands;
-pub use enrichment::EnrichmentCommands;
+pub use enrichment::{BudgetCommands, EnrichmentCommands};
 pub use error::CommandError;
 pub use execute::LoadedAggregate;
 pub use list::ListCommands;

@@ -6,6 +6,7 @@
 //! store, the message bus and HTTP live in the outer crates, which adapt these
 //! types to cqrs-es.
 
+pub mod budget;
 pub mod company;
 pub mod enrichment;
 pub mod identity;

@@ -29,10 +29,10 @@ use sqlx::PgPool;
 use std::collections::HashMap;
 use tokio::sync::mpsc;
 use vcintel_commands::{
-    AccountCommands, CompanyAggregate, CompanyCommands, EnrichmentCommands, EnrichmentJobAggregate,
-    ListAggregate, ListCommands, NoteAggregate, NoteCommands, SavedSearchAggregate,
-    SavedSearchCommands, UniqueValue, UniqueValues, UserAggregate, WorkspaceAggregate,
-    WorkspaceCommands,
+    AccountCommands, BudgetAggregate, BudgetCommands, CompanyAggregate, CompanyCommands,
+    EnrichmentCommands, EnrichmentJobAggregate, ListAggregate, ListCommands, NoteAggregate,
+    NoteCommands, SavedSearchAggregate, SavedSearchCommands, UniqueValue, UniqueValues,
+    UserAggregate, WorkspaceAggregate, WorkspaceCommands,
 };
 
 pub type PgEventStore<A> = NotifyingEventStore<PersistedEventStore<PgEventRepository, A>>;
@@ -43,6 +43,7 @@ pub type PgWorkspaceCommands = WorkspaceCommands<PgEventStore<WorkspaceAggregate
 pub type PgNoteCommands = NoteCommands<PgEventStore<NoteAggregate>, PgEventStore<CompanyAggregate>>;
 pub type PgListCommands = ListCommands<PgEventStore<ListAggregate>, PgEventStore<CompanyAggregate>>;
 pub type PgSavedSearchCommands = SavedSearchCommands<PgEventStore<SavedSearchAggregate>>;
+pub type PgBudgetCommands = BudgetCommands<PgEventStore<BudgetAggregate>>;
 pub type PgEnrichmentCommands =
     EnrichmentCommands<PgEventStore<EnrichmentJobAggregate>, PgEventStore<CompanyAggregate>>;
 
@@ -56,6 +57,7 @@ pub struct CommandServices {
     pub lists: PgListCommands,
     pub saved_searches: PgSavedSearchCommands,
     pub enrichments: PgEnrichmentCommands,
+    pub budgets: PgBudgetCommands,
 }
 
 /// Builds the command services on `pool`. Must be called inside a Tokio
@@ -77,6 +79,7 @@ pub fn command_services(pool: PgPool) -> CommandServices {
             pg_event_store(&pool, &nudge),
             pg_event_store(&pool, &nudge),
         ),
+        budgets: BudgetCommands::new(pg_event_store(&pool, &nudge)),
     }
 }
 

@@ -1016,3 +1016,82 @@ async fn enrichments_are_limited_per_tier_per_hour_and_to_five_active_jobs_per_u
     );
     running.stop().await;
 }
+
+#[tokio::test]
+async fn the_budget_alerts_once_at_80_percent_on_nats_and_stops_enrichment_at_100() {
+    let (_fake, url) = FakeModel::start(vec![]).await;
+    // Each model call costs 270 µ$; the budget is 500 µ$.
+    let w = world_with(Some(url), |s| s.enrich_monthly_budget_usd = 0.0005).await;
+    let usage_reaches = |micro: u64| {
+        let w = &w;
+        async move {
+            eventually(Duration::from_secs(10), "usage projected", || async {
+                let usage = w.call(Method::GET, "/v1/usage", None).await;
+                (usage.body["mine"]["cost_micro_usd"] == micro).then_some(())
+            })
+            .await
+        }
+    };
+    let first = w.add_company("First", &w.fixture.to_string()).await;
+    let job = w.enrich(&first).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(w.finished_job(&job).await["state"], "succeeded");
+    usage_reaches(270).await;
+    let budget_messages = || async {
+        w.env
+            .stream_messages()
+            .await
+            .into_iter()
+            .filter(|m| m.subject.ends_with(".budget.threshold_reached"))
+            .collect::<Vec<_>>()
+    };
+    assert!(budget_messages().await.is_empty(), "54 % raises nothing");
+
+    let second = w
+        .add_company("Second", &format!("{}/about", w.fixture))
+        .await;
+    let job = w.enrich(&second).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(w.finished_job(&job).await["state"], "succeeded");
+    usage_reaches(540).await;
+    let alerts = eventually(Duration::from_secs(10), "alerts on NATS", || async {
+        let messages = budget_messages().await;
+        (messages.len() >= 2).then_some(messages)
+    })
+    .await;
+    let percents: Vec<u64> = alerts
+        .iter()
+        .map(|m| m.body["data"]["percent"].as_u64().unwrap())
+        .collect();
+    assert_eq!(percents, [80, 100], "each threshold once");
+    assert_eq!(alerts[0].body["data"]["budget_micro_usd"], 500);
+    assert!(alerts[0].subject.contains(&w.workspace.to_string()));
+
+    let third = w
+        .add_company("Third", &format!("{}/flaky", w.fixture))
+        .await;
+    let refused = w
+        .call(
+            Method::POST,
+            &format!("/v1/companies/{third}/enrichments"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::PAYMENT_REQUIRED,
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.body["type"], "urn:vcintel:problem:budget-exhausted");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        budget_messages().await.len(),
+        2,
+        "no alert twice in a month"
+    );
+}

@@ -156,6 +156,7 @@ pub fn settings(database_url: &str, prefix: &str) -> Settings {
         enrich_per_hour_pro: 0,
         enrich_per_hour_enterprise: 0,
         enrich_max_active_per_user: 1_000,
+        enrich_monthly_budget_usd: 50.0,
         llm_base_url: None,
         llm_model: "test-model".to_owned(),
         llm_api_key: None,

@@ -198,6 +198,7 @@ impl From<JobRow> for EnrichmentJob {
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Viewers may not request enrichments", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such company in this workspace", body = Problem, content_type = "application/problem+json"),
+        (status = 402, description = "The workspace's monthly model budget is used up (`budget-exhausted`)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Hourly enrichments of your tier used up (`enrichment` budget, with `Retry-After` and `X-RateLimit-*`), or 5 jobs already queued or running (`enrichment-job-cap`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -248,6 +249,25 @@ pub async fn request_enrichment(
                 .execute(&mut *admission)
                 .await?;
             let quota = state.enrichment_quota;
+            // The built-in enricher costs nothing: the budget guards models.
+            if state.model_breaker.is_some() && quota.monthly_budget_micro_usd > 0 {
+                let month = vcintel_projections::usage::month_of(Utc::now());
+                let spent: u64 = vcintel_projections::usage::by_user(
+                    &mut *admission,
+                    caller.actor.workspace_id,
+                    month,
+                )
+                .await?
+                .iter()
+                .map(|row| row.cost_micro_usd.max(0) as u64)
+                .sum();
+                if spent >= quota.monthly_budget_micro_usd {
+                    return Err(ApiError::BudgetExhausted {
+                        spent: spent as f64 / 1e6,
+                        budget: quota.monthly_budget_micro_usd as f64 / 1e6,
+                    });
+                }
+            }
             let active = read_model::active_for_user(&mut *admission, caller.actor.user_id).await?;
             if active >= i64::from(quota.max_active_per_user) {
                 return Err(ApiError::TooManyActiveJobs(quota.max_active_per_user));

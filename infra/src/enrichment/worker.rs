@@ -15,7 +15,7 @@ use super::fetch::{FetchError, Fetcher};
 use super::heuristic::{self, HEURISTIC_VERSION};
 use super::model::{ModelClient, ModelError, PROMPT_VERSION};
 use super::page::visible_text;
-use crate::event_store::PgEnrichmentCommands;
+use crate::event_store::{PgBudgetCommands, PgEnrichmentCommands};
 use crate::wire::{EventMessage, Topology};
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use futures::StreamExt;
@@ -62,6 +62,8 @@ pub struct WorkerSettings {
     /// How long an earlier result for the same website, content, model and
     /// prompt is reused instead of calling the model (zero: never).
     pub cache_max_age: Duration,
+    /// Each workspace's monthly model budget (zero: none).
+    pub monthly_budget_micro_usd: u64,
 }
 
 impl Default for WorkerSettings {
@@ -72,6 +74,7 @@ impl Default for WorkerSettings {
             ack_wait: Duration::from_secs(30),
             worker_id: format!("worker-{}", Uuid::new_v4().simple()),
             cache_max_age: Duration::from_secs(7 * 24 * 3600),
+            monthly_budget_micro_usd: 0,
         }
     }
 }
@@ -80,6 +83,7 @@ impl Default for WorkerSettings {
 pub struct EnrichmentWorker {
     pool: sqlx::PgPool,
     commands: Arc<PgEnrichmentCommands>,
+    budgets: Arc<PgBudgetCommands>,
     fetcher: Fetcher,
     /// `None`: the built-in heuristic enricher serves.
     model: Option<ModelClient>,
@@ -135,6 +139,7 @@ impl EnrichmentWorker {
     pub fn new(
         pool: sqlx::PgPool,
         commands: Arc<PgEnrichmentCommands>,
+        budgets: Arc<PgBudgetCommands>,
         fetcher: Fetcher,
         model: Option<ModelClient>,
         breaker: Arc<CircuitBreaker>,
@@ -145,6 +150,7 @@ impl EnrichmentWorker {
         Self {
             pool,
             commands,
+            budgets,
             fetcher,
             model,
             breaker,
@@ -355,6 +361,18 @@ impl EnrichmentWorker {
                     }),
                 },
             };
+            let cost = match &command {
+                EnrichmentCommand::Succeed { result } => result.usage.cost_micro_usd,
+                EnrichmentCommand::FailAttempt { usage, .. } => usage.cost_micro_usd,
+                _ => 0,
+            };
+            // Read before this attempt's own event exists, so its cost is
+            // counted exactly once below.
+            let spent_before = if cost > 0 {
+                self.month_spending(workspace).await
+            } else {
+                None
+            };
             let retry_in = match &command {
                 EnrichmentCommand::FailAttempt {
                     retry_in_ms: Some(ms),
@@ -371,6 +389,10 @@ impl EnrichmentWorker {
                 // Taken over meanwhile: the other worker reports.
                 Err(CommandError::Conflict) => return Ok(Outcome::Ended),
                 Err(error) => return Err(error.into()),
+            }
+            if let Some(before) = spent_before {
+                self.raise_budget_alerts(workspace, before + cost, &metadata)
+                    .await;
             }
             match retry_in {
                 Some(delay) => tokio::time::sleep(delay).await,
@@ -473,6 +495,49 @@ impl EnrichmentWorker {
 }
 
 impl EnrichmentWorker {
+    /// What the workspace's model calls cost this month, per the usage read
+    /// model (`None` when there is no budget to compare with).
+    async fn month_spending(&self, workspace: vcintel_domain::WorkspaceId) -> Option<u64> {
+        if self.settings.monthly_budget_micro_usd == 0 {
+            return None;
+        }
+        let spent: Option<i64> = sqlx::query_scalar(
+            "select coalesce(sum(cost_micro_usd), 0)::bigint from enrichment_usage
+             where workspace_id = $1 and month = date_trunc('month', now() at time zone 'utc')::date",
+        )
+        .bind(workspace.0)
+        .fetch_one(&self.pool)
+        .await
+        .inspect_err(|error| tracing::warn!(%error, "could not read the month's spending"))
+        .ok();
+        spent.map(|s| s.max(0) as u64)
+    }
+
+    /// Raises the budget's threshold alerts (80 %, 100 %) once per month;
+    /// they are events, so the relay publishes them for downstream alerting.
+    async fn raise_budget_alerts(
+        &self,
+        workspace: vcintel_domain::WorkspaceId,
+        spent: u64,
+        metadata: &CommandMetadata,
+    ) {
+        let month = chrono::Utc::now().format("%Y-%m").to_string();
+        let budget = self.settings.monthly_budget_micro_usd;
+        match self
+            .budgets
+            .record_spending(workspace, &month, spent, budget, metadata)
+            .await
+        {
+            Ok(0) => {}
+            Ok(raised) => {
+                tracing::warn!(%workspace, spent, budget, raised, "enrichment budget threshold reached")
+            }
+            // Another worker raised it at the same moment.
+            Err(CommandError::Conflict) => {}
+            Err(error) => tracing::warn!(%error, "could not record a budget alert"),
+        }
+    }
+
     /// The workspace's newest result for the same website, content and
     /// producer, if young enough. Lookups that fail are misses: the cache
     /// only ever saves money, it never fails a job.
