@@ -108,6 +108,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(enrichments::get_enrichment_job))
         .routes(routes!(enrichments::stream_enrichment_job))
         .routes(routes!(enrichments::get_usage))
+        .routes(routes!(workspaces::get_thesis, workspaces::set_thesis))
         .routes(routes!(notes::add_note, notes::list_notes))
         .routes(routes!(
             notes::get_note,

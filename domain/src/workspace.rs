@@ -76,6 +76,11 @@ pub enum WorkspaceCommand {
         actor: Actor,
         key_id: Uuid,
     },
+    /// What the workspace invests in, for the enrichment fit score.
+    SetThesis {
+        actor: Actor,
+        thesis: crate::enrichment::Thesis,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +101,15 @@ pub enum WorkspaceEvent {
     ApiKeyCreated(ApiKeyCreated),
     #[serde(rename = "workspace.api_key_revoked")]
     ApiKeyRevoked(ApiKeyRevoked),
+    #[serde(rename = "workspace.thesis_set")]
+    ThesisSet(ThesisSet),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThesisSet {
+    pub workspace_id: WorkspaceId,
+    pub thesis: crate::enrichment::Thesis,
+    pub set_by: UserId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,6 +195,7 @@ impl WorkspaceEvent {
             WorkspaceEvent::MemberRemoved(_) => "workspace.member_removed",
             WorkspaceEvent::ApiKeyCreated(_) => "workspace.api_key_created",
             WorkspaceEvent::ApiKeyRevoked(_) => "workspace.api_key_revoked",
+            WorkspaceEvent::ThesisSet(_) => "workspace.thesis_set",
         }
     }
 
@@ -198,6 +213,7 @@ impl WorkspaceEvent {
             WorkspaceEvent::MemberRemoved(e) => e.workspace_id,
             WorkspaceEvent::ApiKeyCreated(e) => e.workspace_id,
             WorkspaceEvent::ApiKeyRevoked(e) => e.workspace_id,
+            WorkspaceEvent::ThesisSet(e) => e.workspace_id,
         }
     }
 }
@@ -250,6 +266,9 @@ pub struct WorkspaceState {
     /// Pending invitations by email.
     #[serde(default)]
     pub invitations: BTreeMap<Email, Invitation>,
+    /// What the workspace invests in (empty: no preference yet).
+    #[serde(default)]
+    pub thesis: crate::enrichment::Thesis,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -514,6 +533,22 @@ impl Workspace {
                     created_by: actor.user_id,
                 })])
             }
+            WorkspaceCommand::SetThesis { actor, thesis } => {
+                let acting = state.acting_role(&actor)?;
+                require(
+                    acting,
+                    Permission::ManageMembers,
+                    "only owners and admins set the workspace's thesis",
+                )?;
+                if thesis == state.thesis {
+                    return Ok(vec![]);
+                }
+                Ok(vec![WorkspaceEvent::ThesisSet(ThesisSet {
+                    workspace_id: state.id,
+                    thesis,
+                    set_by: actor.user_id,
+                })])
+            }
             WorkspaceCommand::RevokeApiKey { actor, key_id } => {
                 let acting = state.acting_role(&actor)?;
                 let key = state
@@ -546,6 +581,7 @@ impl Workspace {
                 members: BTreeMap::new(),
                 api_keys: BTreeMap::new(),
                 invitations: BTreeMap::new(),
+                thesis: crate::enrichment::Thesis::default(),
             });
             return;
         }
@@ -586,6 +622,7 @@ impl Workspace {
             WorkspaceEvent::MemberRemoved(e) => {
                 state.members.remove(&e.user_id);
             }
+            WorkspaceEvent::ThesisSet(e) => state.thesis = e.thesis,
             WorkspaceEvent::ApiKeyCreated(e) => {
                 state.api_keys.insert(
                     e.key_id,
@@ -719,6 +756,31 @@ mod tests {
         command: WorkspaceCommand,
     ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
         ws.decide(command)
+    }
+
+    #[test]
+    fn owners_and_admins_set_the_thesis_members_may_not_and_the_same_thesis_appends_nothing() {
+        let thesis = crate::enrichment::Thesis {
+            sectors: vec!["Climate".to_owned()],
+            stages: vec![crate::company::Stage::Seed],
+            locations: vec![],
+        };
+        let set = |n, role| WorkspaceCommand::SetThesis {
+            actor: actor(n, role),
+            thesis: thesis.clone(),
+        };
+        assert!(matches!(
+            when(&team(), set(3, Role::Member)),
+            Err(WorkspaceError::Forbidden(_))
+        ));
+        let events = when(&team(), set(2, Role::Admin)).unwrap();
+        assert!(matches!(&events[..], [WorkspaceEvent::ThesisSet(e)] if e.thesis == thesis));
+        let mut ws = team();
+        for event in events {
+            ws.apply(event);
+        }
+        assert_eq!(ws.state().unwrap().thesis, thesis);
+        assert!(when(&ws, set(1, Role::Owner)).unwrap().is_empty());
     }
 
     #[test]

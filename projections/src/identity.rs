@@ -227,6 +227,8 @@ async fn apply_workspace_event(
             )
             .await?;
         }
+        // Read from the workspace's events (the directory), like roles.
+        WorkspaceEvent::ThesisSet(_) => {}
     }
     Ok(())
 }

@@ -1095,3 +1095,101 @@ async fn the_budget_alerts_once_at_80_percent_on_nats_and_stops_enrichment_at_10
         "no alert twice in a month"
     );
 }
+
+#[tokio::test]
+async fn the_fit_score_follows_the_workspace_thesis() {
+    let w = world().await;
+    let session = w
+        .env
+        .register(&w.base, "thesis@fund.example", "Thesis")
+        .await;
+    let owner = session["access_token"].as_str().unwrap().to_owned();
+    let call = |method: Method, path: &str, body: Option<Value>| {
+        let (env, url, owner) = (&w.env, format!("{}{path}", w.base), owner.clone());
+        async move {
+            env.call(method, &url, Some(&owner), None, body.as_ref())
+                .await
+        }
+    };
+    let empty = call(Method::GET, "/v1/workspace/thesis", None).await;
+    assert_eq!(
+        empty.body,
+        json!({"sectors": [], "stages": [], "locations": []})
+    );
+    let invalid = call(
+        Method::PUT,
+        "/v1/workspace/thesis",
+        Some(json!({"sectors": ["", "x".repeat(61)], "stages": ["seed"]})),
+    )
+    .await;
+    assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&str> = invalid.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["sectors[0]", "sectors[1]"]);
+    let set = call(
+        Method::PUT,
+        "/v1/workspace/thesis",
+        Some(json!({"sectors": ["Developer tools"], "stages": ["seed"], "locations": ["Berlin"]})),
+    )
+    .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    let now = call(Method::GET, "/v1/workspace/thesis", None).await;
+    assert_eq!(now.body["sectors"], json!(["Developer tools"]));
+
+    let fit = call(
+        Method::POST,
+        "/v1/companies",
+        Some(json!({"name": "Quillstack", "website": w.fixture.to_string(), "stage": "seed", "location": "Berlin"})),
+    )
+    .await;
+    let fit = fit.body["id"].as_str().unwrap().to_owned();
+    let job = call(
+        Method::POST,
+        &format!("/v1/companies/{fit}/enrichments"),
+        None,
+    )
+    .await;
+    let job = job.body["job_id"].as_str().unwrap().to_owned();
+    let scored = eventually(Duration::from_secs(20), "the job ends", || async {
+        let reply = call(Method::GET, &format!("/v1/enrichment-jobs/{job}"), None).await;
+        (reply.body["state"] == "succeeded").then_some(reply.body)
+    })
+    .await;
+    let with_thesis = scored["result"]["score"].as_u64().unwrap();
+
+    // The same company in a workspace without a thesis scores lower.
+    let elsewhere = w.add_company("Quillstack", &w.fixture.to_string()).await;
+    let other_job = w.enrich(&elsewhere).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let without = w.finished_job(&other_job).await["result"]["score"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        with_thesis >= 70 && with_thesis > without + 20,
+        "with the thesis {with_thesis}, without {without}"
+    );
+
+    // Members may read it but not set it.
+    let member = w.env.token(&w.env.actor(w.workspace, Role::Member));
+    let refused = w
+        .env
+        .call(
+            Method::PUT,
+            &format!("{}/v1/workspace/thesis", w.base),
+            Some(&member),
+            None,
+            Some(&json!({"sectors": []})),
+        )
+        .await;
+    assert!(
+        refused.status == StatusCode::FORBIDDEN || refused.status == StatusCode::NOT_FOUND,
+        "{}",
+        refused.body
+    );
+}

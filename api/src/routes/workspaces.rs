@@ -7,7 +7,7 @@ use crate::consistency::answering;
 use crate::error::{ApiError, InvalidField, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::routes::command_metadata;
-use crate::routes::companies::{accepted, next_cursor, page_limit, CommandAccepted};
+use crate::routes::companies::{accepted, next_cursor, page_limit, CommandAccepted, CompanyStage};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -854,4 +854,123 @@ fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
     let at = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
     let id = Uuid::from_slice(&bytes[8..]).map_err(|_| bad())?;
     Ok((at, id))
+}
+
+/// What the workspace invests in; enrichment's fit score weighs companies
+/// against it. Empty lists mean "no preference".
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"sectors": ["Developer tools", "AI infrastructure"], "stages": ["seed", "series_a"], "locations": ["Berlin", "London"]}))]
+pub struct Thesis {
+    /// At most 20, each 1–60 characters.
+    #[serde(default)]
+    pub sectors: Vec<String>,
+    #[serde(default)]
+    pub stages: Vec<CompanyStage>,
+    /// At most 20, each 1–60 characters.
+    #[serde(default)]
+    pub locations: Vec<String>,
+}
+
+const MAX_THESIS_ENTRIES: usize = 20;
+const MAX_THESIS_ENTRY_CHARS: usize = 60;
+
+fn thesis_list(errors: &mut Vec<InvalidField>, field: &str, values: Vec<String>) -> Vec<String> {
+    if values.len() > MAX_THESIS_ENTRIES {
+        errors.push(InvalidField {
+            field: field.to_owned(),
+            message: format!("must have at most {MAX_THESIS_ENTRIES} entries"),
+        });
+    }
+    let mut kept: Vec<String> = Vec::new();
+    for (i, value) in values.into_iter().enumerate() {
+        let value = value.trim().to_owned();
+        let count = value.chars().count();
+        if count == 0 || count > MAX_THESIS_ENTRY_CHARS || value.chars().any(char::is_control) {
+            errors.push(InvalidField {
+                field: format!("{field}[{i}]"),
+                message: format!("must be 1–{MAX_THESIS_ENTRY_CHARS} characters of text"),
+            });
+        } else if !kept.iter().any(|k| k.eq_ignore_ascii_case(&value)) {
+            kept.push(value);
+        }
+    }
+    kept
+}
+
+/// The workspace's investment thesis.
+#[utoipa::path(
+    get, path = "/v1/workspace/thesis", tag = TAG, operation_id = "getThesis",
+    responses(
+        (status = 200, description = "The thesis", body = Thesis),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such workspace, or you are not a member", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_thesis(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<Thesis>, ApiError> {
+    let (_, ws) = current_state(&state, caller.actor.workspace_id).await?;
+    Ok(axum::Json(Thesis {
+        sectors: ws.thesis.sectors,
+        stages: ws.thesis.stages.into_iter().map(Into::into).collect(),
+        locations: ws.thesis.locations,
+    }))
+}
+
+/// Set the workspace's investment thesis (owners and admins). Later
+/// enrichments score companies against it.
+#[utoipa::path(
+    put, path = "/v1/workspace/thesis", tag = TAG, operation_id = "setThesis",
+    request_body = Thesis,
+    responses(
+        (status = 200, description = "Set", body = CommandAccepted),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only owners and admins set the thesis", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such workspace, or you are not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Too many or invalid entries, each named", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn set_thesis(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(body): Json<Thesis>,
+) -> Result<Response, ApiError> {
+    let mut errors = Vec::new();
+    let sectors = thesis_list(&mut errors, "sectors", body.sectors);
+    let locations = thesis_list(&mut errors, "locations", body.locations);
+    if body.stages.len() > MAX_THESIS_ENTRIES {
+        errors.push(InvalidField {
+            field: "stages".to_owned(),
+            message: format!("must have at most {MAX_THESIS_ENTRIES} entries"),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let mut stages: Vec<vcintel_domain::company::Stage> = Vec::new();
+    for stage in body.stages {
+        let stage = stage.into();
+        if !stages.contains(&stage) {
+            stages.push(stage);
+        }
+    }
+    let command = WorkspaceCommand::SetThesis {
+        actor: caller.actor,
+        thesis: vcintel_domain::enrichment::Thesis {
+            sectors,
+            stages,
+            locations,
+        },
+    };
+    let committed = state
+        .workspaces
+        .run(&caller.actor, command, &caller.metadata(&headers))
+        .await?;
+    Ok(accepted(caller.actor.workspace_id.0, &committed))
 }

@@ -82,6 +82,8 @@ impl Default for WorkerSettings {
 #[derive(Debug, Clone)]
 pub struct EnrichmentWorker {
     pool: sqlx::PgPool,
+    /// The workspaces' current state (their thesis), from their events.
+    directory: crate::accounts::WorkspaceDirectory,
     commands: Arc<PgEnrichmentCommands>,
     budgets: Arc<PgBudgetCommands>,
     fetcher: Fetcher,
@@ -148,6 +150,7 @@ impl EnrichmentWorker {
         settings: WorkerSettings,
     ) -> Self {
         Self {
+            directory: crate::accounts::WorkspaceDirectory::new(pool.clone()),
             pool,
             commands,
             budgets,
@@ -428,6 +431,7 @@ impl EnrichmentWorker {
             stage: company.stage,
             location: company.location.clone(),
         };
+        let thesis = self.thesis(workspace).await;
         let producer = match &self.model {
             Some(model) => EnrichmentSource::Model {
                 model: model.model().to_owned(),
@@ -443,7 +447,7 @@ impl EnrichmentWorker {
         {
             // The thesis may have changed since: score afresh, at no cost.
             return Ok(EnrichmentResult {
-                score: fit_score(&Thesis::default(), &facts, &cached.extraction),
+                score: fit_score(&thesis, &facts, &cached.extraction),
                 cached: true,
                 usage: Usage::default(),
                 ..cached
@@ -482,7 +486,7 @@ impl EnrichmentWorker {
                 (extraction, Usage::default(), source)
             }
         };
-        let score = fit_score(&Thesis::default(), &facts, &extraction);
+        let score = fit_score(&thesis, &facts, &extraction);
         Ok(EnrichmentResult {
             extraction,
             score,
@@ -495,6 +499,19 @@ impl EnrichmentWorker {
 }
 
 impl EnrichmentWorker {
+    /// The workspace's thesis as its events say (none yet: no preference).
+    async fn thesis(&self, workspace: vcintel_domain::WorkspaceId) -> Thesis {
+        match self.directory.current(workspace).await {
+            Ok(current) => current
+                .and_then(|c| c.workspace.state().map(|s| s.thesis.clone()))
+                .unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(%error, "could not read the workspace's thesis; scoring without it");
+                Thesis::default()
+            }
+        }
+    }
+
     /// What the workspace's model calls cost this month, per the usage read
     /// model (`None` when there is no budget to compare with).
     async fn month_spending(&self, workspace: vcintel_domain::WorkspaceId) -> Option<u64> {
