@@ -219,23 +219,33 @@ pub fn active_enrichment_scope(company: vcintel_domain::company::CompanyId) -> S
     format!("enrichment-active:{company}")
 }
 
+/// The scope holding a user's active enrichment jobs (one value per job),
+/// counted for the per-user cap without waiting for any projection.
+pub fn user_enrichments_scope(user: vcintel_domain::UserId) -> String {
+    format!("enrichment-user:{user}")
+}
+
 impl UniqueValues for EnrichmentJobAggregate {
     fn claimed(event: &EnrichmentEventRecord) -> Vec<UniqueValue> {
         match &event.0 {
-            EnrichmentEvent::Requested(e) => {
-                vec![UniqueValue::new(
-                    active_enrichment_scope(e.company_id),
-                    "active",
-                )]
-            }
+            EnrichmentEvent::Requested(e) => vec![
+                UniqueValue::new(active_enrichment_scope(e.company_id), "active"),
+                UniqueValue::new(user_enrichments_scope(e.requested_by), e.job_id.to_string()),
+            ],
             _ => vec![],
         }
     }
 
     fn released_scopes(event: &EnrichmentEventRecord) -> Vec<String> {
         match &event.0 {
-            EnrichmentEvent::Succeeded(e) => vec![active_enrichment_scope(e.company_id)],
-            EnrichmentEvent::GivenUp(e) => vec![active_enrichment_scope(e.company_id)],
+            EnrichmentEvent::Succeeded(e) => vec![
+                active_enrichment_scope(e.company_id),
+                user_enrichments_scope(e.requested_by),
+            ],
+            EnrichmentEvent::GivenUp(e) => vec![
+                active_enrichment_scope(e.company_id),
+                user_enrichments_scope(e.requested_by),
+            ],
             _ => vec![],
         }
     }

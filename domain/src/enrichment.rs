@@ -426,6 +426,7 @@ pub struct EnrichmentSucceeded {
 pub struct EnrichmentGivenUp {
     pub workspace_id: WorkspaceId,
     pub company_id: CompanyId,
+    pub requested_by: UserId,
     pub attempts: u32,
     pub error: String,
 }
@@ -614,6 +615,7 @@ impl EnrichmentJob {
                     events.push(EnrichmentEvent::GivenUp(EnrichmentGivenUp {
                         workspace_id,
                         company_id,
+                        requested_by: facts.requested_by,
                         attempts: self.attempts,
                         error,
                     }));

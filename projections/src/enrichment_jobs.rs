@@ -183,17 +183,3 @@ pub async fn get(
     .fetch_optional(db)
     .await
 }
-
-/// How many of `user`'s jobs are queued, running or deferred.
-pub async fn active_for_user(
-    db: impl PgExecutor<'_>,
-    user: vcintel_domain::UserId,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "select count(*) from enrichment_jobs
-         where requested_by = $1 and state in ('queued', 'running', 'deferred')",
-    )
-    .bind(user.0)
-    .fetch_one(db)
-    .await
-}

@@ -8,6 +8,7 @@
 // Helpers panic on failure by design: a failed set-up is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod fixtures;
 mod helpers;
 
 mod api;

@@ -3,7 +3,7 @@
 //! reports it, and `/events` follows it as server-sent events.
 
 use crate::auth::Caller;
-use crate::consistency::{answering, wait_until_reflected, Written};
+use crate::consistency::answering;
 use crate::error::{ApiError, Problem};
 use crate::extract::Path;
 use crate::limits::with_rate_limit_headers;
@@ -24,7 +24,7 @@ use vcintel_domain::company::CompanyId;
 use vcintel_domain::enrichment::{EnrichmentResult, EnrichmentSource};
 use vcintel_domain::user::Tier;
 use vcintel_infra::accounts;
-use vcintel_infra::enrichment::active_job_of;
+use vcintel_infra::enrichment::{active_job_of, active_jobs_of_user};
 use vcintel_infra::rate_limit::Limit;
 use vcintel_projections::enrichment_jobs::{self as read_model, JobRow};
 
@@ -241,8 +241,9 @@ pub async fn request_enrichment(
         }
         None => {
             // One user's requests are admitted one at a time (a transaction
-            // lock, released however the request ends), and each waits for
-            // its job to be counted, so the cap holds across API instances.
+            // lock, released however the request ends) and counted from the
+            // index each request's own append writes, so the cap holds across
+            // API instances without waiting for any projection.
             let mut admission = state.pool.begin().await?;
             sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
                 .bind(format!("enrichment-admission:{}", caller.actor.user_id))
@@ -268,7 +269,7 @@ pub async fn request_enrichment(
                     });
                 }
             }
-            let active = read_model::active_for_user(&mut *admission, caller.actor.user_id).await?;
+            let active = active_jobs_of_user(&mut *admission, caller.actor.user_id).await?;
             if active >= i64::from(quota.max_active_per_user) {
                 return Err(ApiError::TooManyActiveJobs(quota.max_active_per_user));
             }
@@ -299,11 +300,6 @@ pub async fn request_enrichment(
                 .enrichments
                 .request(caller.actor, company, &metadata)
                 .await?;
-            if let Some(committed) = &requested.committed {
-                // Bounded; if the projector is slow the next request simply
-                // waits on the lock a little longer.
-                let _ = wait_until_reflected(&state, &Written::from(committed)).await;
-            }
             admission.commit().await?;
             requested
         }

@@ -28,3 +28,15 @@ pub async fn active_job_of(
     .await?;
     Ok(holder.and_then(|id| id.parse().ok()).map(EnrichmentJobId))
 }
+
+/// How many of `user`'s jobs are queued, running or deferred, from the
+/// unique-value index their requests wrote (exact, no projection lag).
+pub async fn active_jobs_of_user(
+    db: impl sqlx::PgExecutor<'_>,
+    user: vcintel_domain::UserId,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("select count(*) from unique_values where scope = $1")
+        .bind(vcintel_commands::aggregate::user_enrichments_scope(user))
+        .fetch_one(db)
+        .await
+}
