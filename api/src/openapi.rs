@@ -7,7 +7,7 @@ use crate::error::{problem_response, ApiError, Problem, PROBLEM_JSON};
 use crate::idempotency::idempotent_posts;
 use crate::limits::{authenticate_and_limit, security_headers};
 use crate::routes::{
-    auth, companies, enrichments, health, lists, notes, saved_searches, workspaces,
+    audit, auth, companies, enrichments, health, lists, notes, saved_searches, workspaces,
 };
 use crate::state::AppState;
 use axum::body::Body;
@@ -49,6 +49,7 @@ pub const REQUEST_ID: &str = "x-request-id";
         (name = "notes", description = "Analysts' notes on companies"),
         (name = "lists", description = "Lists of companies"),
         (name = "saved-searches", description = "Saved company searches"),
+        (name = "audit", description = "The workspace's events and histories (owners and admins)"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]
@@ -108,6 +109,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(enrichments::get_enrichment_job))
         .routes(routes!(enrichments::stream_enrichment_job))
         .routes(routes!(enrichments::get_usage))
+        .routes(routes!(audit::list_events))
+        .routes(routes!(audit::company_history))
         .routes(routes!(workspaces::get_thesis, workspaces::set_thesis))
         .routes(routes!(notes::add_note, notes::list_notes))
         .routes(routes!(

@@ -9,6 +9,11 @@ pub const ACTOR_ID: &str = "actor_id";
 pub const API_KEY_ID: &str = "api_key_id";
 pub const REQUEST_ID: &str = "request_id";
 pub const TRACEPARENT: &str = "traceparent";
+/// The request (or chain of work) an event belongs to: the request id of
+/// the HTTP request that started it, carried through reactors.
+pub const CORRELATION_ID: &str = "correlation_id";
+/// The event that directly caused this one (for events a reactor appends).
+pub const CAUSATION_ID: &str = "causation_id";
 
 #[derive(Debug, Clone, Default)]
 pub struct CommandMetadata {
@@ -16,6 +21,9 @@ pub struct CommandMetadata {
     pub traceparent: Option<String>,
     /// Set when the caller authenticated with an API key: the actor is its creator.
     pub api_key_id: Option<uuid::Uuid>,
+    /// Defaults to the request id.
+    pub correlation_id: Option<String>,
+    pub causation_id: Option<uuid::Uuid>,
 }
 
 impl CommandMetadata {
@@ -37,6 +45,12 @@ impl CommandMetadata {
         }
         if let Some(key) = &self.api_key_id {
             map.insert(API_KEY_ID.to_owned(), key.to_string());
+        }
+        if let Some(correlation) = self.correlation_id.as_ref().or(self.request_id.as_ref()) {
+            map.insert(CORRELATION_ID.to_owned(), correlation.clone());
+        }
+        if let Some(cause) = &self.causation_id {
+            map.insert(CAUSATION_ID.to_owned(), cause.to_string());
         }
         map
     }

@@ -98,6 +98,12 @@ pub struct EventMessage {
     pub eventversion: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actorid: Option<String>,
+    /// The request or chain of work the event belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlationid: Option<String>,
+    /// The event that caused this one (events appended by reactors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causationid: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +146,12 @@ impl EventMessage {
             eventversion: event.event_version.clone(),
             actorid: event
                 .metadata_str(vcintel_commands::metadata::ACTOR_ID)
+                .map(str::to_owned),
+            correlationid: event
+                .metadata_str(vcintel_commands::metadata::CORRELATION_ID)
+                .map(str::to_owned),
+            causationid: event
+                .metadata_str(vcintel_commands::metadata::CAUSATION_ID)
                 .map(str::to_owned),
         })
     }

@@ -12,6 +12,7 @@ mod fixtures;
 mod helpers;
 
 mod api;
+mod audit;
 mod cli;
 mod concurrency;
 mod consistency;

@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per resource.
 
+pub mod audit;
 pub mod auth;
 pub mod companies;
 pub mod enrichments;
@@ -23,6 +24,8 @@ pub fn command_metadata(headers: &HeaderMap) -> CommandMetadata {
     CommandMetadata {
         request_id: header("x-request-id"),
         traceparent: header("traceparent"),
-        api_key_id: None,
+        // A client may name the larger piece of work a request belongs to.
+        correlation_id: header("x-correlation-id").filter(|c| c.len() <= 200),
+        ..CommandMetadata::default()
     }
 }

@@ -231,8 +231,9 @@ impl EnrichmentWorker {
     }
 
     async fn handle(&self, message: jetstream::Message, shutdown: CancellationToken) {
-        let job_id = match serde_json::from_slice::<EventMessage>(&message.payload)
-            .ok()
+        let requested = serde_json::from_slice::<EventMessage>(&message.payload).ok();
+        let job_id = match requested
+            .as_ref()
             .and_then(|event| event.aggregateid.parse().ok())
         {
             Some(id) => EnrichmentJobId(id),
@@ -259,8 +260,16 @@ impl EnrichmentWorker {
                 }
             })
         };
+        // The job's events belong to the request that asked for it, and
+        // were caused by its `requested` event.
+        let metadata = CommandMetadata {
+            request_id: Some(format!("enrichment-{job_id}")),
+            correlation_id: requested.as_ref().and_then(|e| e.correlationid.clone()),
+            causation_id: requested.as_ref().map(|e| e.id),
+            ..CommandMetadata::default()
+        };
         let outcome = tokio::select! {
-            outcome = self.run_job(job_id) => Some(outcome),
+            outcome = self.run_job(job_id, &metadata) => Some(outcome),
             _ = shutdown.cancelled() => None,
         };
         alive.cancel();
@@ -287,11 +296,11 @@ impl EnrichmentWorker {
 
     /// Drives the job to an end (or to "deferred"). Errors are
     /// infrastructure failures: the message is redelivered.
-    async fn run_job(&self, job_id: EnrichmentJobId) -> anyhow::Result<Outcome> {
-        let metadata = CommandMetadata {
-            request_id: Some(format!("enrichment-{job_id}")),
-            ..CommandMetadata::default()
-        };
+    async fn run_job(
+        &self,
+        job_id: EnrichmentJobId,
+        metadata: &CommandMetadata,
+    ) -> anyhow::Result<Outcome> {
         loop {
             let (job, version) = self.commands.load(job_id).await?;
             let Some(state) = job.state() else {
@@ -308,7 +317,7 @@ impl EnrichmentWorker {
                         };
                         match self
                             .commands
-                            .advance(job_id, defer, version, &metadata)
+                            .advance(job_id, defer, version, metadata)
                             .await
                         {
                             Ok(_) => {}
@@ -326,7 +335,7 @@ impl EnrichmentWorker {
             };
             match self
                 .commands
-                .advance(job_id, start, version, &metadata)
+                .advance(job_id, start, version, metadata)
                 .await
             {
                 Ok(_) => {}
@@ -385,7 +394,7 @@ impl EnrichmentWorker {
             };
             match self
                 .commands
-                .advance(job_id, command, started_version, &metadata)
+                .advance(job_id, command, started_version, metadata)
                 .await
             {
                 Ok(_) => {}
@@ -394,7 +403,7 @@ impl EnrichmentWorker {
                 Err(error) => return Err(error.into()),
             }
             if let Some(before) = spent_before {
-                self.raise_budget_alerts(workspace, before + cost, &metadata)
+                self.raise_budget_alerts(workspace, before + cost, metadata)
                     .await;
             }
             match retry_in {

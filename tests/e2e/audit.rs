@@ -1,0 +1,243 @@
+//! Audit over HTTP: the feed in commit order, histories, and correlation
+//! and causation carried from a request through the enrichment worker.
+
+use crate::fixtures::{fixture_site, target_listener};
+use crate::helpers::{eventually, TestEnv};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::time::Duration;
+use uuid::Uuid;
+use vcintel_domain::Role;
+
+/// Every page of the feed, following `next_cursor`.
+async fn whole_feed(env: &TestEnv, base: &str, token: &str, query: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/v1/events?limit=7{query}");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let page = env.call(Method::GET, &url, Some(token), None, None).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        items.extend(page.body["items"].as_array().unwrap().iter().cloned());
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return items,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_feed_is_in_commit_order_under_concurrent_writers_and_filters() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let workspace = Uuid::now_v7();
+    let owner = env.token(&env.actor(workspace, Role::Owner));
+    let writes = (0..30).map(|i| {
+        let (env, base, owner) = (&env, base.clone(), owner.clone());
+        async move {
+            let added = env
+                .call(
+                    Method::POST,
+                    &format!("{base}/v1/companies"),
+                    Some(&owner),
+                    None,
+                    Some(&json!({"name": format!("Audited {i}"), "website": format!("audited{i}.example")})),
+                )
+                .await;
+            let id = added.body["id"].as_str().unwrap().to_owned();
+            if i % 3 == 0 {
+                env.call(
+                    Method::PATCH,
+                    &format!("{base}/v1/companies/{id}"),
+                    Some(&owner),
+                    None,
+                    Some(&json!({"sector": "Fintech"})),
+                )
+                .await;
+            }
+        }
+    });
+    futures::future::join_all(writes).await;
+    // Another workspace's events never show.
+    let other = env.token(&env.actor(Uuid::now_v7(), Role::Owner));
+    env.post_json(
+        &format!("{base}/v1/companies"),
+        &other,
+        &json!({"name": "Elsewhere", "website": "elsewhere.example"}),
+    )
+    .await;
+
+    // The relay publishes in commit order: the stream is the reference.
+    let stream = eventually(
+        Duration::from_secs(20),
+        "all events on the stream",
+        || async {
+            let messages = env.stream_messages().await;
+            (messages.len() >= 41).then_some(messages)
+        },
+    )
+    .await;
+    let expected: Vec<String> = stream
+        .iter()
+        .filter(|m| m.body["workspaceid"] == workspace.to_string())
+        .map(|m| m.msg_id.clone())
+        .collect();
+    assert_eq!(expected.len(), 40);
+    let feed = whole_feed(&env, &base, &owner, "").await;
+    let ids: Vec<String> = feed
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, expected, "feed order is commit order");
+    let first = &feed[0];
+    assert_eq!(first["type"], "company.added");
+    assert_eq!(first["version"], "1");
+    assert_eq!(first["aggregate_type"], "company");
+    assert!(first["actor_id"].is_string() && first["position"].is_i64());
+    assert!(first["data"]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("Audited"));
+
+    let updates = whole_feed(&env, &base, &owner, "&event_type=company.details_updated").await;
+    assert_eq!(updates.len(), 10);
+    let company = feed[0]["aggregate_id"].as_str().unwrap();
+    let one = whole_feed(&env, &base, &owner, &format!("&aggregate_id={company}")).await;
+    assert!(one.iter().all(|e| e["aggregate_id"] == company));
+    let future = whole_feed(&env, &base, &owner, "&since=2999-01-01T00:00:00Z").await;
+    assert!(future.is_empty());
+
+    let member = env.token(&env.actor(workspace, Role::Member));
+    let refused = env
+        .call(
+            Method::GET,
+            &format!("{base}/v1/events"),
+            Some(&member),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let garbled = env
+        .call(
+            Method::GET,
+            &format!("{base}/v1/events?cursor=nope"),
+            Some(&owner),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(garbled.status, StatusCode::BAD_REQUEST);
+    assert_eq!(garbled.body["errors"][0]["field"], "cursor");
+}
+
+#[tokio::test]
+async fn a_company_history_shows_who_changed_what_and_reactors_carry_the_correlation() {
+    let (target, _) = target_listener().await;
+    let fixture = fixture_site(target).await;
+    let mut env = TestEnv::new().await;
+    let mut settings = env.settings();
+    settings.enrich_allow_addresses = vec![fixture];
+    let base = env.start_all_with(settings).await;
+    let workspace = Uuid::now_v7();
+    let owner = env.token(&env.actor(workspace, Role::Owner));
+    let added = env
+        .http
+        .post(format!("{base}/v1/companies"))
+        .bearer_auth(&owner)
+        .header("x-request-id", "req-add-1")
+        .json(&json!({"name": "Historic", "website": fixture.to_string()}))
+        .send()
+        .await
+        .unwrap();
+    let id = added.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.http
+        .patch(format!("{base}/v1/companies/{id}"))
+        .bearer_auth(&owner)
+        .json(&json!({"stage": "seed"}))
+        .send()
+        .await
+        .unwrap();
+    let requested = env
+        .http
+        .post(format!("{base}/v1/companies/{id}/enrichments"))
+        .bearer_auth(&owner)
+        .header("x-request-id", "req-enrich-7")
+        .send()
+        .await
+        .unwrap();
+    let job = requested.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job_events = eventually(Duration::from_secs(20), "the job to succeed", || async {
+        let events = env
+            .call(
+                Method::GET,
+                &format!("{base}/v1/events?aggregate_id={job}"),
+                Some(&owner),
+                None,
+                None,
+            )
+            .await;
+        let items = events.body["items"].as_array().cloned().unwrap_or_default();
+        items
+            .iter()
+            .any(|e| e["type"] == "enrichment.succeeded")
+            .then_some(items)
+    })
+    .await;
+    let requested_event = &job_events[0];
+    assert_eq!(requested_event["type"], "enrichment.requested");
+    assert_eq!(requested_event["correlation_id"], "req-enrich-7");
+    for event in &job_events[1..] {
+        assert_eq!(event["correlation_id"], "req-enrich-7", "{event}");
+        assert_eq!(event["causation_id"], requested_event["id"], "{event}");
+    }
+
+    let history = env
+        .call(
+            Method::GET,
+            &format!("{base}/v1/companies/{id}/history"),
+            Some(&owner),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(history.status, StatusCode::OK, "{}", history.body);
+    let items = history.body["items"].as_array().unwrap();
+    let types: Vec<&str> = items.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["company.added", "company.details_updated"]);
+    assert_eq!(items[0]["request_id"], "req-add-1");
+    assert_eq!(items[0]["correlation_id"], "req-add-1");
+    assert_eq!(items[1]["sequence"], 2);
+    assert_eq!(items[1]["data"]["stage"], "seed");
+
+    let stranger = env.token(&env.actor(Uuid::now_v7(), Role::Owner));
+    let hidden = env
+        .call(
+            Method::GET,
+            &format!("{base}/v1/companies/{id}/history"),
+            Some(&stranger),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
+    let viewer = env.token(&env.actor(workspace, Role::Viewer));
+    let refused = env
+        .call(
+            Method::GET,
+            &format!("{base}/v1/companies/{id}/history"),
+            Some(&viewer),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}
