@@ -241,3 +241,106 @@ async fn a_company_history_shows_who_changed_what_and_reactors_carry_the_correla
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn past_states_are_folded_from_the_events_by_version_or_time() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let workspace = Uuid::now_v7();
+    let owner = env.token(&env.actor(workspace, Role::Owner));
+    let call = |method: Method, path: String, body: Option<Value>| {
+        let (env, url, owner) = (&env, format!("{base}{path}"), owner.clone());
+        async move {
+            env.call(method, &url, Some(&owner), None, body.as_ref())
+                .await
+        }
+    };
+    let added = call(
+        Method::POST,
+        "/v1/companies".into(),
+        Some(json!({"name": "Chrysalis", "website": "chrysalis.example", "stage": "pre_seed"})),
+    )
+    .await;
+    let id = added.body["id"].as_str().unwrap().to_owned();
+    for (name, stage) in [("Chrysalis Labs", "seed"), ("Butterfly", "series_a")] {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let changed = call(
+            Method::PATCH,
+            format!("/v1/companies/{id}"),
+            Some(json!({"name": name, "stage": stage})),
+        )
+        .await;
+        assert_eq!(changed.status, StatusCode::OK);
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    call(Method::DELETE, format!("/v1/companies/{id}"), None).await;
+
+    let history = call(Method::GET, format!("/v1/companies/{id}/history"), None).await;
+    let times: Vec<String> = history.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["recorded_at"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(times.len(), 4);
+
+    for (version, name, stage) in [
+        (1, "Chrysalis", "pre_seed"),
+        (2, "Chrysalis Labs", "seed"),
+        (3, "Butterfly", "series_a"),
+    ] {
+        let past = call(
+            Method::GET,
+            format!("/v1/companies/{id}?as_of_version={version}"),
+            None,
+        )
+        .await;
+        assert_eq!(past.status, StatusCode::OK, "{}", past.body);
+        assert_eq!(past.body["name"], name);
+        assert_eq!(past.body["stage"], stage);
+        assert_eq!(past.body["version"], version);
+        assert_eq!(past.body["as_of"]["version"], version);
+        assert_eq!(
+            past.body["as_of"]["recorded_at"].as_str().unwrap(),
+            times[version - 1]
+        );
+    }
+    // By time: exactly at the second event's time is version 2.
+    let at = times[1].replace('+', "%2B");
+    let by_time = call(Method::GET, format!("/v1/companies/{id}?as_of={at}"), None).await;
+    assert_eq!(by_time.status, StatusCode::OK, "{}", by_time.body);
+    assert_eq!(by_time.body["name"], "Chrysalis Labs");
+    // Deleted at version 4; and nothing existed before it was added.
+    let gone = call(
+        Method::GET,
+        format!("/v1/companies/{id}?as_of_version=4"),
+        None,
+    )
+    .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    let before = call(
+        Method::GET,
+        format!("/v1/companies/{id}?as_of=2000-01-01T00:00:00Z"),
+        None,
+    )
+    .await;
+    assert_eq!(before.status, StatusCode::NOT_FOUND);
+    let both = call(
+        Method::GET,
+        format!("/v1/companies/{id}?as_of_version=1&as_of=2000-01-01T00:00:00Z"),
+        None,
+    )
+    .await;
+    assert_eq!(both.status, StatusCode::BAD_REQUEST);
+    let viewer = env.token(&env.actor(workspace, Role::Viewer));
+    let refused = env
+        .call(
+            Method::GET,
+            &format!("{base}/v1/companies/{id}?as_of_version=1"),
+            Some(&viewer),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}

@@ -165,6 +165,11 @@ pub struct CompanyDetail {
     /// The latest enrichment, once one has succeeded.
     pub enrichment: Option<crate::routes::enrichments::Enrichment>,
     pub enriched_at: Option<DateTime<Utc>>,
+    /// Set on a historical read (`as_of_version` / `as_of`): the company's
+    /// own fields as they were then; notes, lists and enrichment are other
+    /// aggregates and are left empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<AsOf>,
 }
 
 /// A list a company is in.
@@ -278,6 +283,21 @@ pub struct GetCompanyParams {
     /// reflects at least this version. 503 with `Retry-After` if it does not
     /// in time.
     pub min_version: Option<u64>,
+    /// Time travel (owners and admins): the company as it was after this
+    /// version of it, folded from its events.
+    pub as_of_version: Option<u64>,
+    /// Time travel (owners and admins): the company as it was at this
+    /// moment (RFC 3339), folded from the events recorded up to then.
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+/// Which past state a historical read shows.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AsOf {
+    /// The company's version at that point.
+    pub version: u64,
+    /// When that version was recorded.
+    pub recorded_at: DateTime<Utc>,
 }
 
 /// Add a company to the caller's workspace.
@@ -430,6 +450,9 @@ pub async fn get_company(
         )
         .await?;
     }
+    if params.as_of_version.is_some() || params.as_of.is_some() {
+        return historical_company(&state, &caller, id, &params).await;
+    }
     let workspace = caller.actor.workspace_id;
     let (row, notes, note_count, lists) = tokio::try_join!(
         read_model::get(&state.pool, workspace, id),
@@ -445,6 +468,7 @@ pub async fn get_company(
         .map(|json| crate::routes::enrichments::Enrichment::from(&json.0));
     let enriched_at = row.enriched_at;
     let detail = CompanyDetail {
+        as_of: None,
         enrichment,
         enriched_at,
         company: Company::from(row),
@@ -463,6 +487,94 @@ pub async fn get_company(
         tag(&format!("{version}-{digest}")),
         ([(header::CONTENT_TYPE, "application/json")], body),
     ))
+}
+
+/// The company folded from its events up to a version or a moment.
+async fn historical_company(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    params: &GetCompanyParams,
+) -> Result<Response, ApiError> {
+    if params.as_of_version.is_some() && params.as_of.is_some() {
+        return Err(ApiError::BadRequest {
+            detail: "give either as_of_version or as_of, not both".to_owned(),
+            field: Some("as_of".to_owned()),
+        });
+    }
+    if !caller
+        .actor
+        .role
+        .allows(vcintel_domain::Permission::ReadSecurityEvents)
+    {
+        return Err(ApiError::Forbidden(
+            "only owners and admins read past states".to_owned(),
+        ));
+    }
+    let up_to = params.as_of_version.map_or(i64::MAX, |v| v as i64);
+    let stored = vcintel_infra::event_log::read_aggregate(
+        &state.pool,
+        vcintel_domain::company::AGGREGATE_TYPE,
+        &id.to_string(),
+        0,
+        up_to,
+    )
+    .await?;
+    let stored: Vec<_> = stored
+        .into_iter()
+        .filter(|e| params.as_of.is_none_or(|at| e.recorded_at <= at))
+        .collect();
+    let mut events = Vec::with_capacity(stored.len());
+    for event in &stored {
+        let decoded: vcintel_domain::company::CompanyEvent =
+            serde_json::from_value(event.payload.clone())
+                .map_err(|e| ApiError::Internal(e.into()))?;
+        events.push(decoded);
+    }
+    let folded = vcintel_domain::company::Company::from_events(&events);
+    let (Some(details), Some(last), Some(first)) =
+        (folded.details(), stored.last(), stored.first())
+    else {
+        return Err(ApiError::NotFound);
+    };
+    if folded.workspace_id() != Some(caller.actor.workspace_id) {
+        return Err(ApiError::NotFound);
+    }
+    let added_by = events
+        .iter()
+        .find_map(|e| match e {
+            vcintel_domain::company::CompanyEvent::Added(a) => Some(a.added_by.0),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let version = last.sequence as u64;
+    let detail = CompanyDetail {
+        company: Company {
+            id,
+            name: details.name.clone(),
+            website: details.website.as_str().to_owned(),
+            url: format!("https://{}", details.website.as_str()),
+            sector: details.sector.clone(),
+            stage: details.stage.map(|s| s.as_str().to_owned()),
+            location: details.location.clone(),
+            added_by,
+            added_at: first.recorded_at,
+            updated_at: last.recorded_at,
+            version,
+            score: None,
+            summary: None,
+        },
+        notes: vec![],
+        note_count: 0,
+        lists: vec![],
+        enrichment: None,
+        enriched_at: None,
+        as_of: Some(AsOf {
+            version,
+            recorded_at: last.recorded_at,
+        }),
+    };
+    Ok(axum::Json(detail).into_response())
 }
 
 /// List, filter, search and sort the workspace's companies, a page at a
