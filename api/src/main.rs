@@ -37,6 +37,13 @@ enum Command {
         #[command(subcommand)]
         action: MigrateAction,
     },
+    /// Read, export and check the event store.
+    Events {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[command(subcommand)]
+        action: EventsAction,
+    },
     /// Read-model maintenance.
     Projections {
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -64,6 +71,31 @@ enum MigrateAction {
     Down,
     /// List migrations and whether each is applied.
     Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsAction {
+    /// Print events in commit order as JSON lines (CloudEvents envelopes).
+    Tail {
+        /// Keep printing new events as they commit.
+        #[arg(long)]
+        follow: bool,
+        /// Start after the event at this global position.
+        #[arg(long)]
+        from: Option<i64>,
+        /// Only these event types (repeatable), e.g. `company.added`.
+        #[arg(long = "type")]
+        types: Vec<String>,
+    },
+    /// Write every event as NDJSON (CloudEvents envelopes), in commit order.
+    Export {
+        /// File to write; default standard output.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Check the store: no gaps in any aggregate's sequence, and every
+    /// event decodes with today's code. Exits 1 if anything is wrong.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +158,10 @@ async fn main() -> anyhow::Result<()> {
             database_url,
             action,
         } => migrate(&database_url, action).await,
+        Command::Events {
+            database_url,
+            action,
+        } => events_command(&database_url, action).await,
         Command::Projections {
             database_url,
             action: ProjectionsAction::Rebuild { names },
@@ -158,6 +194,122 @@ async fn main() -> anyhow::Result<()> {
             };
             println!("{}", keys.issue(&actor, Duration::from_secs(ttl_secs))?);
             Ok(())
+        }
+    }
+}
+
+async fn events_command(database_url: &str, action: EventsAction) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    use vcintel_infra::event_log::{self, CommitCursor};
+    use vcintel_infra::wire::EventMessage;
+    let pool = db::connect(database_url, 2).await?;
+    match action {
+        EventsAction::Verify => {
+            let terminal = std::io::stderr().is_terminal();
+            let report = vcintel_infra::verify::verify(&pool, 1_000, |n| {
+                if terminal {
+                    eprint!("\rverified {n} events");
+                }
+            })
+            .await?;
+            if terminal {
+                eprintln!();
+            }
+            println!(
+                "{} events in {} aggregates: {}",
+                report.events,
+                report.aggregates,
+                if report.problem_count == 0 {
+                    "no gaps, everything decodes".to_owned()
+                } else {
+                    format!("{} problems", report.problem_count)
+                }
+            );
+            for problem in &report.problems {
+                println!("  {problem}");
+            }
+            if report.problem_count > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        EventsAction::Export { output } => {
+            let total: i64 = sqlx::query_scalar("select count(*) from events")
+                .fetch_one(&pool)
+                .await?;
+            let mut out: Box<dyn Write> = match &output {
+                Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let terminal = std::io::stderr().is_terminal();
+            let mut after = CommitCursor::default();
+            let mut written = 0i64;
+            loop {
+                let events = event_log::read_committed_after(&pool, after, 1_000).await?;
+                let Some(last) = events.last() else { break };
+                after = last.cursor();
+                for event in &events {
+                    serde_json::to_writer(&mut out, &EventMessage::from_stored(event)?)?;
+                    out.write_all(b"\n")?;
+                }
+                written += events.len() as i64;
+                if terminal {
+                    let percent = if total > 0 {
+                        written * 100 / total
+                    } else {
+                        100
+                    };
+                    eprint!("\rexported {written}/{total} events ({percent}%)");
+                }
+            }
+            out.flush()?;
+            if terminal {
+                eprintln!();
+            }
+            Ok(())
+        }
+        EventsAction::Tail {
+            follow,
+            from,
+            types,
+        } => {
+            let mut after = match from {
+                None => CommitCursor::default(),
+                Some(position) => {
+                    let tx: Option<String> =
+                        sqlx::query_scalar("select tx_id::text from events where position = $1")
+                            .bind(position)
+                            .fetch_optional(&pool)
+                            .await?;
+                    let tx =
+                        tx.ok_or_else(|| anyhow::anyhow!("no event at position {position}"))?;
+                    CommitCursor {
+                        tx_id: tx.parse()?,
+                        position,
+                    }
+                }
+            };
+            let mut stdout = std::io::stdout().lock();
+            loop {
+                let events = event_log::read_committed_after(&pool, after, 1_000).await?;
+                if let Some(last) = events.last() {
+                    after = last.cursor();
+                }
+                for event in events
+                    .iter()
+                    .filter(|e| types.is_empty() || types.contains(&e.event_type))
+                {
+                    serde_json::to_writer(&mut stdout, &EventMessage::from_stored(event)?)?;
+                    stdout.write_all(b"\n")?;
+                }
+                stdout.flush()?;
+                if events.is_empty() {
+                    if !follow {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
         }
     }
 }

@@ -237,3 +237,25 @@ pub async fn workspace_feed(
     .fetch_all(db)
     .await
 }
+
+/// Every event this snapshot sees after `after`, in commit order, without
+/// holding back those behind still-running transactions: for checks of the
+/// whole store, not for following it (a follower must use
+/// [`read_committed_after`], or it could skip a late commit).
+pub async fn read_visible_after(
+    db: impl PgExecutor<'_>,
+    after: CommitCursor,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from events
+         where (tx_id, position) > ($1::text::xid8, $2)
+         order by tx_id, position
+         limit $3"
+    ))
+    .bind(after.tx_id.to_string())
+    .bind(after.position)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
