@@ -26,24 +26,66 @@ impl Verification {
     }
 }
 
-fn decodes<E: DeserializeOwned>(event: &StoredEvent) -> Result<(), String> {
-    serde_json::from_value::<E>(event.payload.clone())
+fn decodes<E: DeserializeOwned>(payload: &serde_json::Value) -> Result<(), String> {
+    serde_json::from_value::<E>(payload.clone())
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
 
+/// Every event type the product writes, with its aggregate type and
+/// current version: the catalogue `tests/fixtures/events` must cover.
+pub const EVENT_TYPES: &[(&str, &str, &str)] = &[
+    ("company", "company.added", "1"),
+    ("company", "company.details_updated", "1"),
+    ("company", "company.deleted", "1"),
+    ("user", "user.registered", "1"),
+    ("workspace", "workspace.created", "1"),
+    ("workspace", "workspace.member_added", "1"),
+    ("workspace", "workspace.member_invited", "1"),
+    ("workspace", "workspace.invitation_cancelled", "1"),
+    ("workspace", "workspace.member_role_changed", "1"),
+    ("workspace", "workspace.member_removed", "1"),
+    ("workspace", "workspace.api_key_created", "1"),
+    ("workspace", "workspace.api_key_revoked", "1"),
+    ("workspace", "workspace.thesis_set", "1"),
+    ("note", "note.added", "1"),
+    ("note", "note.edited", "1"),
+    ("note", "note.deleted", "1"),
+    ("list", "list.created", "1"),
+    ("list", "list.renamed", "1"),
+    ("list", "list.deleted", "1"),
+    ("list", "list.company_added", "1"),
+    ("list", "list.company_removed", "1"),
+    ("saved_search", "saved_search.created", "1"),
+    ("saved_search", "saved_search.renamed", "1"),
+    ("saved_search", "saved_search.deleted", "1"),
+    ("enrichment_job", "enrichment.requested", "1"),
+    ("enrichment_job", "enrichment.started", "1"),
+    ("enrichment_job", "enrichment.attempt_failed", "1"),
+    ("enrichment_job", "enrichment.deferred", "1"),
+    ("enrichment_job", "enrichment.succeeded", "1"),
+    ("enrichment_job", "enrichment.given_up", "1"),
+    ("budget", "budget.threshold_reached", "1"),
+];
+
 /// Whether `event` decodes into today's event type for its aggregate.
 pub fn decode_with_todays_code(event: &StoredEvent) -> Result<(), String> {
+    decode_payload(&event.aggregate_type, &event.payload)
+}
+
+/// Whether a stored payload (`{"<event type>": data}`) of `aggregate_type`
+/// decodes into today's event type.
+pub fn decode_payload(aggregate_type: &str, payload: &serde_json::Value) -> Result<(), String> {
     use vcintel_domain::*;
-    match event.aggregate_type.as_str() {
-        company::AGGREGATE_TYPE => decodes::<company::CompanyEvent>(event),
-        user::AGGREGATE_TYPE => decodes::<user::UserEvent>(event),
-        workspace::AGGREGATE_TYPE => decodes::<workspace::WorkspaceEvent>(event),
-        note::AGGREGATE_TYPE => decodes::<note::NoteEvent>(event),
-        list::AGGREGATE_TYPE => decodes::<list::ListEvent>(event),
-        saved_search::AGGREGATE_TYPE => decodes::<saved_search::SavedSearchEvent>(event),
-        enrichment::AGGREGATE_TYPE => decodes::<enrichment::EnrichmentEvent>(event),
-        budget::AGGREGATE_TYPE => decodes::<budget::BudgetEvent>(event),
+    match aggregate_type {
+        company::AGGREGATE_TYPE => decodes::<company::CompanyEvent>(payload),
+        user::AGGREGATE_TYPE => decodes::<user::UserEvent>(payload),
+        workspace::AGGREGATE_TYPE => decodes::<workspace::WorkspaceEvent>(payload),
+        note::AGGREGATE_TYPE => decodes::<note::NoteEvent>(payload),
+        list::AGGREGATE_TYPE => decodes::<list::ListEvent>(payload),
+        saved_search::AGGREGATE_TYPE => decodes::<saved_search::SavedSearchEvent>(payload),
+        enrichment::AGGREGATE_TYPE => decodes::<enrichment::EnrichmentEvent>(payload),
+        budget::AGGREGATE_TYPE => decodes::<budget::BudgetEvent>(payload),
         other => Err(format!("unknown aggregate type `{other}`")),
     }
 }
@@ -94,4 +136,61 @@ pub async fn verify(
         progress(result.events);
     }
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// Frozen payloads, one per event type and version ever written. A new
+    /// version adds a file; none is ever edited, so a change that breaks
+    /// reading old events fails here.
+    fn fixtures() -> Vec<(String, String, serde_json::Value)> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/events");
+        let mut all = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("fixtures directory") {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let stem = name.strip_suffix(".json").expect("a .json fixture");
+            let (event_type, version) = stem.rsplit_once(".v").expect("<type>.v<version>.json");
+            let payload = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            all.push((event_type.to_owned(), version.to_owned(), payload));
+        }
+        all
+    }
+
+    #[test]
+    fn every_event_version_ever_written_still_decodes() {
+        let fixtures = fixtures();
+        for (event_type, version, payload) in &fixtures {
+            let (aggregate, _, _) = EVENT_TYPES
+                .iter()
+                .find(|(_, t, _)| t == event_type)
+                .unwrap_or_else(|| panic!("{event_type} is not in the catalogue"));
+            assert!(
+                payload.get(event_type).is_some(),
+                "{event_type}: tagged payload"
+            );
+            decode_payload(aggregate, payload)
+                .unwrap_or_else(|e| panic!("{event_type} v{version} no longer decodes: {e}"));
+        }
+        let covered: HashSet<(String, String)> = fixtures
+            .iter()
+            .map(|(t, v, _)| (t.clone(), v.clone()))
+            .collect();
+        for (_, event_type, version) in EVENT_TYPES {
+            assert!(
+                covered.contains(&(event_type.to_string(), version.to_string())),
+                "no fixture for {event_type} v{version}: add tests/fixtures/events/{event_type}.v{version}.json"
+            );
+        }
+    }
+
+    #[test]
+    fn a_payload_missing_a_required_field_does_not_decode() {
+        let broken = serde_json::json!({"company.added": {"company_id": "not even a uuid"}});
+        assert!(decode_payload("company", &broken).is_err());
+    }
 }
