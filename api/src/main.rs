@@ -107,6 +107,13 @@ enum ProjectionsAction {
         /// Read models to rebuild (default: all of them).
         names: Vec<String>,
     },
+    /// Each read model's stream position, lag, aggregates and last failure.
+    Status {
+        #[arg(long, env = "NATS_URL")]
+        nats_url: String,
+        #[arg(long, env = "VCINTEL_NATS_PREFIX", default_value = "vcintel")]
+        nats_prefix: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +173,14 @@ async fn main() -> anyhow::Result<()> {
             database_url,
             action: ProjectionsAction::Rebuild { names },
         } => rebuild_projections(&database_url, names).await,
+        Command::Projections {
+            database_url,
+            action:
+                ProjectionsAction::Status {
+                    nats_url,
+                    nats_prefix,
+                },
+        } => projections_status(&database_url, &nats_url, &nats_prefix).await,
         Command::Demo {
             action:
                 DemoAction::Seed {
@@ -312,6 +327,33 @@ async fn events_command(database_url: &str, action: EventsAction) -> anyhow::Res
             }
         }
     }
+}
+
+async fn projections_status(
+    database_url: &str,
+    nats_url: &str,
+    nats_prefix: &str,
+) -> anyhow::Result<()> {
+    let pool = db::connect(database_url, 2).await?;
+    let nats = async_nats::connect(nats_url).await?;
+    let js = async_nats::jetstream::new(nats);
+    let topology = vcintel_infra::wire::Topology::new(nats_prefix);
+    let all = vcintel_projections::runner::status(&pool, &js, &topology).await?;
+    println!(
+        "{:<16} {:>10} {:>8} {:>10}  last failure",
+        "read model", "position", "lag", "aggregates"
+    );
+    for status in all {
+        let failure = match &status.last_error {
+            None => "none".to_owned(),
+            Some((event, error, times, at)) => format!("{at}: {event} ({times}×): {error}"),
+        };
+        println!(
+            "{:<16} {:>10} {:>8} {:>10}  {failure}",
+            status.name, status.delivered, status.lag, status.aggregates
+        );
+    }
+    Ok(())
 }
 
 async fn rebuild_projections(database_url: &str, names: Vec<String>) -> anyhow::Result<()> {

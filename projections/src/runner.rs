@@ -158,6 +158,7 @@ async fn apply_and_ack<P: Projection>(
                         .map_err(|e| anyhow::anyhow!("ack: {e}"))?,
                     Err(error) => {
                         tracing::error!(projection = P::NAME, event_id = %event.id, %error, "event not applied; redelivering later");
+                        record_failure(pool, P::NAME, event, &error.to_string()).await;
                         message
                             .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
                             .await
@@ -285,4 +286,85 @@ pub async fn plan_in_order<P: Projection>(
     }
     versions.insert(event.aggregateid.clone(), event.sequence);
     Ok(())
+}
+
+/// Remembers the projection's latest failure for operators; best effort.
+async fn record_failure(pool: &PgPool, projection: &str, event: &EventMessage, error: &str) {
+    let result = sqlx::query(
+        "insert into projection_errors (projection, event_id, aggregate, error)
+         values ($1, $2, $3, $4)
+         on conflict (projection) do update set
+           failures = case when projection_errors.event_id = excluded.event_id
+                           then projection_errors.failures + 1 else 1 end,
+           event_id = excluded.event_id, aggregate = excluded.aggregate,
+           error = excluded.error, occurred_at = now()",
+    )
+    .bind(projection)
+    .bind(event.id)
+    .bind(format!(
+        "{}/{} v{}",
+        event.aggregatetype, event.aggregateid, event.sequence
+    ))
+    .bind(error.chars().take(500).collect::<String>())
+    .execute(pool)
+    .await;
+    if let Err(failure) = result {
+        tracing::warn!(%failure, "could not record the projection failure");
+    }
+}
+
+/// One projection's health, for `vcintel projections status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectionStatus {
+    pub name: &'static str,
+    /// The last stream sequence delivered to it (its position in the stream).
+    pub delivered: u64,
+    /// Messages not yet applied (pending plus awaiting acknowledgement).
+    pub lag: u64,
+    /// Aggregates it reflects.
+    pub aggregates: i64,
+    /// Its latest failure: `event`, error, how many times, when.
+    pub last_error: Option<(String, String, i64, chrono::DateTime<chrono::Utc>)>,
+}
+
+/// Every read model's position, lag and last failure.
+pub async fn status(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    topology: &Topology,
+) -> anyhow::Result<Vec<ProjectionStatus>> {
+    let stream = js.get_stream(topology.stream_name()).await?;
+    let mut all = Vec::new();
+    for model in crate::READ_MODELS {
+        let (delivered, lag) = match stream
+            .consumer_info(topology.durable_name(model.name))
+            .await
+        {
+            Ok(info) => (
+                info.delivered.stream_sequence,
+                info.num_pending + info.num_ack_pending as u64,
+            ),
+            // Not created yet: nothing delivered, everything pending.
+            Err(_) => (0, stream.cached_info().state.messages),
+        };
+        let aggregates: i64 =
+            sqlx::query_scalar("select count(*) from projection_versions where projection = $1")
+                .bind(model.name)
+                .fetch_one(pool)
+                .await?;
+        let last_error = sqlx::query_as(
+            "select aggregate, error, failures, occurred_at from projection_errors where projection = $1",
+        )
+        .bind(model.name)
+        .fetch_optional(pool)
+        .await?;
+        all.push(ProjectionStatus {
+            name: model.name,
+            delivered,
+            lag,
+            aggregates,
+            last_error,
+        });
+    }
+    Ok(all)
 }

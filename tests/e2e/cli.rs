@@ -341,3 +341,64 @@ async fn events_tail_export_and_verify_read_the_store_in_commit_order() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn projections_status_shows_positions_lag_and_the_last_failure() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let token = env.token(&env.actor(Uuid::now_v7(), Role::Member));
+    env.post_json(
+        &format!("{base}/v1/companies"),
+        &token,
+        &serde_json::json!({"name": "Healthy", "website": "healthy.example"}),
+    )
+    .await;
+    // An event today's code cannot read, as a bad deploy might have written.
+    let broken = Uuid::now_v7();
+    sqlx::query(
+        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         values ('company', $1, 1, 'company.added', '1', '{\"company.added\": {\"name\": 42}}', $2)",
+    )
+    .bind(broken.to_string())
+    .bind(serde_json::json!({"workspace_id": Uuid::now_v7().to_string()}))
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let status = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_vcintel"))
+            .args(["projections", "status"])
+            .env("DATABASE_URL", &env.database_url)
+            .env("NATS_URL", crate::helpers::nats_url())
+            .env("VCINTEL_NATS_PREFIX", &env.prefix)
+            .output()
+            .expect("run vcintel");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let report =
+        crate::helpers::eventually(Duration::from_secs(20), "the failure recorded", || async {
+            let report = status();
+            report
+                .lines()
+                .any(|l| l.starts_with("companies") && l.contains(&broken.to_string()))
+                .then_some(report)
+        })
+        .await;
+    for model in vcintel_projections::READ_MODELS {
+        assert!(
+            report.lines().any(|l| l.starts_with(model.name)),
+            "{report}"
+        );
+    }
+    let companies = report
+        .lines()
+        .find(|l| l.starts_with("companies "))
+        .unwrap();
+    assert!(companies.contains("cannot be decoded"), "{companies}");
+    let users = report.lines().find(|l| l.starts_with("users ")).unwrap();
+    assert!(users.ends_with("none"), "{users}");
+}
