@@ -344,3 +344,82 @@ async fn past_states_are_folded_from_the_events_by_version_or_time() {
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn every_message_on_the_stream_is_a_valid_cloudevent() {
+    use cloudevents::{AttributesReader, Data};
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let token = env.token(&env.actor(Uuid::now_v7(), Role::Member));
+    let (_, company) = env
+        .post_json(
+            &format!("{base}/v1/companies"),
+            &token,
+            &json!({"name": "Evented", "website": "evented.example"}),
+        )
+        .await;
+    let id = company["id"].as_str().unwrap();
+    env.post_json(
+        &format!("{base}/v1/companies/{id}/notes"),
+        &token,
+        &json!({"content": "n"}),
+    )
+    .await;
+    let (_, list) = env
+        .post_json(&format!("{base}/v1/lists"), &token, &json!({"name": "L"}))
+        .await;
+    let list = list["id"].as_str().unwrap();
+    env.call(
+        Method::PUT,
+        &format!("{base}/v1/lists/{list}/companies/{id}"),
+        Some(&token),
+        None,
+        None,
+    )
+    .await;
+    env.call(
+        Method::DELETE,
+        &format!("{base}/v1/companies/{id}"),
+        Some(&token),
+        None,
+        None,
+    )
+    .await;
+    let messages = eventually(Duration::from_secs(20), "five events published", || async {
+        let messages = env.stream_messages().await;
+        (messages.len() >= 5).then_some(messages)
+    })
+    .await;
+    for message in messages {
+        let event: cloudevents::Event = serde_json::from_value(message.body.clone())
+            .unwrap_or_else(|e| panic!("not a CloudEvent ({e}): {}", message.body));
+        assert_eq!(event.specversion(), cloudevents::event::SpecVersion::V10);
+        assert_eq!(event.id(), message.msg_id, "id = Nats-Msg-Id");
+        let event_type = message.body["eventtype"].as_str().unwrap();
+        assert_eq!(event.ty(), format!("vcintel.{event_type}.v1"));
+        assert!(
+            event.source().starts_with("/workspaces/"),
+            "{}",
+            event.source()
+        );
+        assert_eq!(event.datacontenttype(), Some("application/json"));
+        assert!(event.time().is_some());
+        assert!(matches!(event.data(), Some(Data::Json(_))), "data is JSON");
+        for extension in [
+            "workspaceid",
+            "aggregatetype",
+            "aggregateid",
+            "sequence",
+            "position",
+        ] {
+            assert!(
+                event.extension(extension).is_some(),
+                "{extension} in {}",
+                message.body
+            );
+        }
+        assert!(message
+            .subject
+            .ends_with(&event_type.split_once('.').unwrap().1.replace('.', "_")));
+    }
+}
