@@ -291,6 +291,7 @@ impl Application {
                     let topology = state.topology.clone();
                     let projection_settings = ProjectionSettings {
                         ack_wait: Duration::from_secs(settings.projector_ack_wait_secs),
+                        max_deliveries: settings.projector_max_deliveries.max(1),
                         ..Default::default()
                     };
                     tasks.spawn(async move {

@@ -107,8 +107,18 @@ enum ProjectionsAction {
         /// Read models to rebuild (default: all of them).
         names: Vec<String>,
     },
-    /// Each read model's stream position, lag, aggregates and last failure.
+    /// Each read model's stream position, lag, aggregates, last failure and
+    /// dead letters.
     Status {
+        #[arg(long, env = "NATS_URL")]
+        nats_url: String,
+        #[arg(long, env = "VCINTEL_NATS_PREFIX", default_value = "vcintel")]
+        nats_prefix: String,
+    },
+    /// Republish a read model's parked events from the event store (after
+    /// the cause is fixed) and clear its dead letters.
+    RetryDeadLetters {
+        name: String,
         #[arg(long, env = "NATS_URL")]
         nats_url: String,
         #[arg(long, env = "VCINTEL_NATS_PREFIX", default_value = "vcintel")]
@@ -181,6 +191,24 @@ async fn main() -> anyhow::Result<()> {
                     nats_prefix,
                 },
         } => projections_status(&database_url, &nats_url, &nats_prefix).await,
+        Command::Projections {
+            database_url,
+            action:
+                ProjectionsAction::RetryDeadLetters {
+                    name,
+                    nats_url,
+                    nats_prefix,
+                },
+        } => {
+            let pool = db::connect(&database_url, 2).await?;
+            let js = async_nats::jetstream::new(async_nats::connect(&nats_url).await?);
+            let topology = vcintel_infra::wire::Topology::new(&nats_prefix);
+            let retried =
+                vcintel_projections::runner::retry_dead_letters(&pool, &js, &topology, &name)
+                    .await?;
+            println!("republished {retried} parked events for {name}");
+            Ok(())
+        }
         Command::Demo {
             action:
                 DemoAction::Seed {
@@ -340,8 +368,8 @@ async fn projections_status(
     let topology = vcintel_infra::wire::Topology::new(nats_prefix);
     let all = vcintel_projections::runner::status(&pool, &js, &topology).await?;
     println!(
-        "{:<16} {:>10} {:>8} {:>10}  last failure",
-        "read model", "position", "lag", "aggregates"
+        "{:<16} {:>10} {:>8} {:>10} {:>6}  last failure",
+        "read model", "position", "lag", "aggregates", "dead"
     );
     for status in all {
         let failure = match &status.last_error {
@@ -349,8 +377,8 @@ async fn projections_status(
             Some((event, error, times, at)) => format!("{at}: {event} ({times}×): {error}"),
         };
         println!(
-            "{:<16} {:>10} {:>8} {:>10}  {failure}",
-            status.name, status.delivered, status.lag, status.aggregates
+            "{:<16} {:>10} {:>8} {:>10} {:>6}  {failure}",
+            status.name, status.delivered, status.lag, status.aggregates, status.dead_letters
         );
     }
     Ok(())

@@ -52,6 +52,11 @@ pub struct Settings {
     #[arg(long, env = "VCINTEL_PROJECTOR_ACK_WAIT_SECS", default_value_t = 30)]
     pub projector_ack_wait_secs: u64,
 
+    /// Deliveries of an event a projection keeps failing on before it is
+    /// parked as a dead letter.
+    #[arg(long, env = "VCINTEL_PROJECTOR_MAX_DELIVERIES", default_value_t = 5)]
+    pub projector_max_deliveries: u64,
+
     /// Largest accepted request body in bytes.
     #[arg(long, env = "VCINTEL_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,

@@ -38,5 +38,32 @@ pub async fn ensure_events_stream(
         ..Default::default()
     };
     js.create_or_update_stream(config).await?;
+    let dead_letters = stream::Config {
+        name: topology.dead_letter_stream_name(),
+        subjects: vec![format!("{}.deadletter.>", topology.prefix)],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        num_replicas: settings.replicas,
+        description: Some(
+            "Events a projection could not apply after repeated tries, with the error".to_owned(),
+        ),
+        ..Default::default()
+    };
+    js.create_or_update_stream(dead_letters).await?;
     Ok(())
+}
+
+/// A parked event, as the dead-letter stream holds it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeadLetter {
+    pub projection: String,
+    pub event_id: uuid::Uuid,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    /// The subject the event was published on.
+    pub subject: String,
+    pub error: String,
+    pub deliveries: u64,
+    pub parked_at: chrono::DateTime<chrono::Utc>,
 }

@@ -62,6 +62,18 @@ impl Topology {
         )
     }
 
+    /// Where messages a projection gave up on are parked.
+    pub fn dead_letter_stream_name(&self) -> String {
+        format!(
+            "{}_DEAD_LETTERS",
+            self.prefix.replace(['.', '-'], "_").to_uppercase()
+        )
+    }
+
+    pub fn dead_letter_subject(&self, projection: &str) -> String {
+        format!("{}.deadletter.{projection}", self.prefix)
+    }
+
     /// The durable consumer name of a projection or reactor.
     pub fn durable_name(&self, worker: &str) -> String {
         format!("{}_{worker}", self.stream_name())

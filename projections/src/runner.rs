@@ -16,6 +16,9 @@ pub struct ProjectionSettings {
     pub batch_size: usize,
     /// How long JetStream waits for an ack before redelivering.
     pub ack_wait: Duration,
+    /// Deliveries of a message that fails before it is parked as a dead
+    /// letter (and the stream moves on).
+    pub max_deliveries: u64,
 }
 
 impl Default for ProjectionSettings {
@@ -23,6 +26,7 @@ impl Default for ProjectionSettings {
         Self {
             batch_size: 256,
             ack_wait: Duration::from_secs(30),
+            max_deliveries: 5,
         }
     }
 }
@@ -125,12 +129,15 @@ async fn consume<P: Projection>(
                 }
             }
         }
-        apply_and_ack::<P>(pool, batch).await?;
+        apply_and_ack::<P>(pool, js, topology, settings, batch).await?;
     }
 }
 
 async fn apply_and_ack<P: Projection>(
     pool: &PgPool,
+    js: &jetstream::Context,
+    topology: &Topology,
+    settings: &ProjectionSettings,
     batch: Vec<(jetstream::Message, EventMessage)>,
 ) -> anyhow::Result<()> {
     if batch.is_empty() {
@@ -159,10 +166,16 @@ async fn apply_and_ack<P: Projection>(
                     Err(error) => {
                         tracing::error!(projection = P::NAME, event_id = %event.id, %error, "event not applied; redelivering later");
                         record_failure(pool, P::NAME, event, &error.to_string()).await;
-                        message
-                            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                            .await
-                            .map_err(|e| anyhow::anyhow!("nak: {e}"))?;
+                        let deliveries = message.info().map_or(1, |info| info.delivered as u64);
+                        if deliveries >= settings.max_deliveries {
+                            park::<P>(js, topology, message, event, &error.to_string(), deliveries)
+                                .await?;
+                        } else {
+                            message
+                                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                                .await
+                                .map_err(|e| anyhow::anyhow!("nak: {e}"))?;
+                        }
                     }
                 }
             }
@@ -288,6 +301,45 @@ pub async fn plan_in_order<P: Projection>(
     Ok(())
 }
 
+/// Parks a message the projection keeps failing on: the dead letter (with
+/// the error) goes to its own stream, then the message is terminated so the
+/// projection moves on. Later events of the same aggregate will try to fill
+/// the gap from the event store and fail the same way until the cause is
+/// fixed; `vcintel projections retry-dead-letters` then republishes them.
+async fn park<P: Projection>(
+    js: &jetstream::Context,
+    topology: &Topology,
+    message: &jetstream::Message,
+    event: &EventMessage,
+    error: &str,
+    deliveries: u64,
+) -> anyhow::Result<()> {
+    let letter = vcintel_infra::stream::DeadLetter {
+        projection: P::NAME.to_owned(),
+        event_id: event.id,
+        aggregate_type: event.aggregatetype.clone(),
+        aggregate_id: event.aggregateid.clone(),
+        sequence: event.sequence,
+        subject: message.subject.to_string(),
+        error: error.chars().take(500).collect(),
+        deliveries,
+        parked_at: chrono::Utc::now(),
+    };
+    js.publish(
+        topology.dead_letter_subject(P::NAME),
+        serde_json::to_vec(&letter)?.into(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("dead letter: {e}"))?
+    .await
+    .map_err(|e| anyhow::anyhow!("dead letter ack: {e}"))?;
+    tracing::error!(projection = P::NAME, event_id = %event.id, deliveries, "event parked as a dead letter");
+    message
+        .ack_with(AckKind::Term)
+        .await
+        .map_err(|e| anyhow::anyhow!("term: {e}"))
+}
+
 /// Remembers the projection's latest failure for operators; best effort.
 async fn record_failure(pool: &PgPool, projection: &str, event: &EventMessage, error: &str) {
     let result = sqlx::query(
@@ -325,6 +377,8 @@ pub struct ProjectionStatus {
     pub aggregates: i64,
     /// Its latest failure: `event`, error, how many times, when.
     pub last_error: Option<(String, String, i64, chrono::DateTime<chrono::Utc>)>,
+    /// Events parked because it kept failing on them.
+    pub dead_letters: u64,
 }
 
 /// Every read model's position, lag and last failure.
@@ -334,6 +388,7 @@ pub async fn status(
     topology: &Topology,
 ) -> anyhow::Result<Vec<ProjectionStatus>> {
     let stream = js.get_stream(topology.stream_name()).await?;
+    let letters = dead_letters(js, topology, None).await?;
     let mut all = Vec::new();
     for model in crate::READ_MODELS {
         let (delivered, lag) = match stream
@@ -364,7 +419,70 @@ pub async fn status(
             lag,
             aggregates,
             last_error,
+            dead_letters: letters
+                .iter()
+                .filter(|(_, l)| l.projection == model.name)
+                .count() as u64,
         });
     }
     Ok(all)
+}
+
+/// The parked events (of one projection, or all), with their sequence in
+/// the dead-letter stream.
+pub async fn dead_letters(
+    js: &jetstream::Context,
+    topology: &Topology,
+    projection: Option<&str>,
+) -> anyhow::Result<Vec<(u64, vcintel_infra::stream::DeadLetter)>> {
+    let mut stream = js.get_stream(topology.dead_letter_stream_name()).await?;
+    let state = stream.info().await?.state.clone();
+    let mut letters = Vec::new();
+    if state.messages == 0 {
+        return Ok(letters);
+    }
+    for sequence in state.first_sequence..=state.last_sequence {
+        // Retried letters are deleted, leaving holes in the sequence.
+        let Ok(message) = stream.get_raw_message(sequence).await else {
+            continue;
+        };
+        let letter: vcintel_infra::stream::DeadLetter = serde_json::from_slice(&message.payload)?;
+        if projection.is_none_or(|p| p == letter.projection) {
+            letters.push((sequence, letter));
+        }
+    }
+    Ok(letters)
+}
+
+/// Republishes a projection's parked events from the event store (the
+/// truth, so a fixed event or fixed code now applies) and removes the dead
+/// letters. Other consumers of the subject skip the copy by version or
+/// event id, as they skip any redelivery. Returns how many it retried.
+pub async fn retry_dead_letters(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    topology: &Topology,
+    projection: &str,
+) -> anyhow::Result<usize> {
+    let letters = dead_letters(js, topology, Some(projection)).await?;
+    let stream = js.get_stream(topology.dead_letter_stream_name()).await?;
+    for (sequence, letter) in &letters {
+        let stored = event_log::read_aggregate(
+            pool,
+            &letter.aggregate_type,
+            &letter.aggregate_id,
+            letter.sequence - 1,
+            letter.sequence,
+        )
+        .await?;
+        let event = stored
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("event {} is not in the store", letter.event_id))?;
+        let message = EventMessage::from_stored(event)?;
+        js.publish(letter.subject.clone(), serde_json::to_vec(&message)?.into())
+            .await?
+            .await?;
+        stream.delete_message(*sequence).await?;
+    }
+    Ok(letters.len())
 }

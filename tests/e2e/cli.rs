@@ -343,7 +343,7 @@ async fn events_tail_export_and_verify_read_the_store_in_commit_order() {
 }
 
 #[tokio::test]
-async fn projections_status_shows_positions_lag_and_the_last_failure() {
+async fn projections_status_shows_failures_and_a_parked_event_is_retried_after_a_fix() {
     let mut env = TestEnv::new().await;
     let base = env.start_all().await;
     let token = env.token(&env.actor(Uuid::now_v7(), Role::Member));
@@ -355,12 +355,13 @@ async fn projections_status_shows_positions_lag_and_the_last_failure() {
     .await;
     // An event today's code cannot read, as a bad deploy might have written.
     let broken = Uuid::now_v7();
+    let workspace = Uuid::now_v7();
     sqlx::query(
         "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
          values ('company', $1, 1, 'company.added', '1', '{\"company.added\": {\"name\": 42}}', $2)",
     )
     .bind(broken.to_string())
-    .bind(serde_json::json!({"workspace_id": Uuid::now_v7().to_string()}))
+    .bind(serde_json::json!({"workspace_id": workspace.to_string()}))
     .execute(&env.pool)
     .await
     .unwrap();
@@ -401,4 +402,64 @@ async fn projections_status_shows_positions_lag_and_the_last_failure() {
     assert!(companies.contains("cannot be decoded"), "{companies}");
     let users = report.lines().find(|l| l.starts_with("users ")).unwrap();
     assert!(users.ends_with("none"), "{users}");
+
+    // After 3 deliveries the event is parked and the projection moves on.
+    let dead = |line: &str| {
+        line.split_whitespace()
+            .nth(4)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    crate::helpers::eventually(Duration::from_secs(30), "the event parked", || async {
+        let report = status();
+        let companies = report
+            .lines()
+            .find(|l| l.starts_with("companies "))
+            .unwrap()
+            .to_owned();
+        (dead(&companies) == 1).then_some(())
+    })
+    .await;
+
+    // Fix the cause (here: the stored event), then retry the dead letter.
+    sqlx::query("update events set payload = $2 where aggregate_id = $1")
+        .bind(broken.to_string())
+        .bind(serde_json::json!({"company.added": {
+            "company_id": broken, "workspace_id": workspace, "added_by": Uuid::now_v7(),
+            "name": "Fixed", "website": "fixed.example", "sector": null, "stage": null, "location": null}}))
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let retried = Command::new(env!("CARGO_BIN_EXE_vcintel"))
+        .args(["projections", "retry-dead-letters", "companies"])
+        .env("DATABASE_URL", &env.database_url)
+        .env("NATS_URL", crate::helpers::nats_url())
+        .env("VCINTEL_NATS_PREFIX", &env.prefix)
+        .output()
+        .expect("run vcintel");
+    assert!(
+        retried.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retried.stderr)
+    );
+    assert!(String::from_utf8_lossy(&retried.stdout).contains("republished 1 parked events"));
+    let owner = env.token(&env.actor(workspace, Role::Owner));
+    crate::helpers::eventually(
+        Duration::from_secs(20),
+        "the fixed company projected",
+        || async {
+            let (status, body) = env
+                .get_json(&format!("{base}/v1/companies/{broken}"), &owner)
+                .await;
+            (status == reqwest::StatusCode::OK && body["name"] == "Fixed").then_some(())
+        },
+    )
+    .await;
+    let report = status();
+    let companies = report
+        .lines()
+        .find(|l| l.starts_with("companies "))
+        .unwrap();
+    assert_eq!(dead(companies), 0, "{report}");
 }
