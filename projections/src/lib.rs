@@ -136,3 +136,32 @@ pub(crate) fn aggregate_uuid(
             reason: e.to_string(),
         })
 }
+
+/// For projections that also consume company events: when `event` deletes
+/// a company, `delete_rows` (`$1` = the company id) removes its rows from
+/// the read model, and a tombstone (per projection, so each can be rebuilt
+/// on its own) keeps a later event that raced the deletion from bringing
+/// any back. Other company events change nothing here.
+pub(crate) async fn forget_deleted_company(
+    tx: &mut sqlx::PgConnection,
+    projection: &str,
+    event: &vcintel_infra::wire::EventMessage,
+    delete_rows: &str,
+) -> Result<(), ProjectionError> {
+    use vcintel_domain::company::CompanyEvent;
+    if let CompanyEvent::Deleted(_) = decode_event::<CompanyEvent>(event)? {
+        sqlx::query(&format!(
+            "with tombstone as (
+                 insert into company_tombstones (projection, company_id, deleted_at)
+                 values ($3, $1, $2) on conflict do nothing
+             )
+             {delete_rows}"
+        ))
+        .bind(aggregate_uuid(event)?)
+        .bind(event.time)
+        .bind(projection)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}

@@ -2,11 +2,13 @@
 //! company events too: a deleted company leaves every list, and a tombstone
 //! keeps out an add that raced the deletion.
 
-use crate::{aggregate_uuid, decode_event, AggregateChanges, Projection, ProjectionError};
+use crate::{
+    aggregate_uuid, decode_event, forget_deleted_company, AggregateChanges, Projection,
+    ProjectionError,
+};
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor};
 use uuid::Uuid;
-use vcintel_domain::company::CompanyEvent;
 use vcintel_domain::list::ListEvent;
 use vcintel_domain::WorkspaceId;
 use vcintel_infra::wire::EventMessage;
@@ -29,20 +31,13 @@ impl Projection for ListsProjection {
         for change in changes {
             for event in &change.events {
                 if change.aggregate_type == vcintel_domain::company::AGGREGATE_TYPE {
-                    if let CompanyEvent::Deleted(_) = decode_event::<CompanyEvent>(event)? {
-                        sqlx::query(
-                            "with tombstone as (
-                                 insert into company_tombstones (projection, company_id, deleted_at)
-                                 values ($3, $1, $2) on conflict do nothing
-                             )
-                             delete from list_items where company_id = $1",
-                        )
-                        .bind(aggregate_uuid(event)?)
-                        .bind(event.time)
-                        .bind(Self::NAME)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
+                    forget_deleted_company(
+                        tx,
+                        Self::NAME,
+                        event,
+                        "delete from list_items where company_id = $1",
+                    )
+                    .await?;
                     continue;
                 }
                 apply_list_event(tx, event, decode_event(event)?).await?;

@@ -3,11 +3,13 @@
 //! that adds them: a tombstone keeps out a note whose add raced the
 //! deletion, whatever order the two were applied in and on every rebuild.
 
-use crate::{aggregate_uuid, decode_event, AggregateChanges, Projection, ProjectionError};
+use crate::{
+    aggregate_uuid, decode_event, forget_deleted_company, AggregateChanges, Projection,
+    ProjectionError,
+};
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor};
 use uuid::Uuid;
-use vcintel_domain::company::CompanyEvent;
 use vcintel_domain::note::NoteEvent;
 use vcintel_domain::WorkspaceId;
 use vcintel_infra::wire::EventMessage;
@@ -31,21 +33,13 @@ impl Projection for NotesProjection {
         for change in changes {
             for event in &change.events {
                 if change.aggregate_type == vcintel_domain::company::AGGREGATE_TYPE {
-                    if let CompanyEvent::Deleted(_) = decode_event::<CompanyEvent>(event)? {
-                        let company = aggregate_uuid(event)?;
-                        sqlx::query(
-                            "with tombstone as (
-                                 insert into company_tombstones (projection, company_id, deleted_at)
-                                 values ($3, $1, $2) on conflict do nothing
-                             )
-                             delete from notes where company_id = $1",
-                        )
-                        .bind(company)
-                        .bind(event.time)
-                        .bind(Self::NAME)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
+                    forget_deleted_company(
+                        tx,
+                        Self::NAME,
+                        event,
+                        "delete from notes where company_id = $1",
+                    )
+                    .await?;
                     continue;
                 }
                 apply_note_event(tx, event, decode_event(event)?).await?;
