@@ -319,7 +319,7 @@ pub fn router(
     Ok(api
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(|| async { ApiError::RouteNotFound })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .method_not_allowed_fallback(method_not_allowed)
         // Innermost: replays of idempotent POSTs keep the token it adds.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -354,6 +354,49 @@ pub fn router(
                 ))
                 .layer(RequestBodyLimitLayer::new(max_body_bytes)),
         ))
+}
+
+/// 405 with the `Allow` header RFC 9110 asks for, read from the served
+/// document's operations for the path (the one list of routes there is).
+async fn method_not_allowed(uri: axum::http::Uri) -> Response {
+    use axum::response::IntoResponse;
+    static ROUTES: std::sync::OnceLock<Vec<(Vec<String>, Vec<&'static str>)>> =
+        std::sync::OnceLock::new();
+    let routes = ROUTES.get_or_init(|| {
+        openapi()
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let segments = path.split('/').map(str::to_owned).collect();
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(method, present)| present.then_some(method))
+                .collect();
+                (segments, methods)
+            })
+            .collect()
+    });
+    let requested: Vec<&str> = uri.path().split('/').collect();
+    let allowed = routes.iter().find_map(|(segments, methods)| {
+        let matches = segments.len() == requested.len()
+            && segments
+                .iter()
+                .zip(&requested)
+                .all(|(template, actual)| template.starts_with('{') || template == actual);
+        matches.then(|| methods.join(", "))
+    });
+    let mut response = ApiError::MethodNotAllowed.into_response();
+    if let Some(value) = allowed.and_then(|a| HeaderValue::from_str(&a).ok()) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
 
 fn cors_layer(origins: &[String], request_id: &HeaderName) -> anyhow::Result<Option<CorsLayer>> {

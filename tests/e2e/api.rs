@@ -324,6 +324,9 @@ async fn client_mistakes_get_problem_json_naming_the_field() {
         let response = request.send().await.unwrap();
         let url = response.url().clone();
         assert_eq!(response.status(), status, "{url}");
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            assert_eq!(response.headers()["allow"], "GET, POST", "{url}");
+        }
         assert_eq!(
             response.headers()["content-type"],
             "application/problem+json",
@@ -484,4 +487,20 @@ async fn a_read_that_cannot_reach_the_requested_version_in_time_answers_503_with
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["type"], "urn:vcintel:problem:read-model-behind");
     running.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_method_on_a_templated_path_names_the_allowed_ones() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let token = env.token(&env.actor(Uuid::now_v7(), Role::Member));
+    let response = env
+        .http
+        .put(format!("{base}/v1/notes/{}", Uuid::now_v7()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["allow"], "GET, PATCH, DELETE");
 }
