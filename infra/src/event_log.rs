@@ -169,29 +169,6 @@ pub async fn read_all_of_type(
     .await
 }
 
-/// Up to `limit` events of `aggregate_types` after `after`, in commit order,
-/// as the caller's snapshot sees them (a rebuild reads under one snapshot,
-/// so every event it can see is committed).
-pub async fn read_types_after(
-    db: impl PgExecutor<'_>,
-    aggregate_types: &[&str],
-    after: CommitCursor,
-    limit: i64,
-) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from events
-         where (tx_id, position) > ($1::text::xid8, $2) and aggregate_type = any($3)
-         order by tx_id, position
-         limit $4"
-    ))
-    .bind(after.tx_id.to_string())
-    .bind(after.position)
-    .bind(aggregate_types)
-    .bind(limit)
-    .fetch_all(db)
-    .await
-}
-
 /// What an audit feed page is narrowed to.
 #[derive(Debug, Clone, Default)]
 pub struct FeedFilter {
@@ -238,23 +215,28 @@ pub async fn workspace_feed(
     .await
 }
 
-/// Every event this snapshot sees after `after`, in commit order, without
-/// holding back those behind still-running transactions: for checks of the
-/// whole store, not for following it (a follower must use
-/// [`read_committed_after`], or it could skip a late commit).
+/// Up to `limit` events (of `aggregate_types`, or of every type) after
+/// `after`, in commit order, as the caller's snapshot sees them, without
+/// holding back those behind still-running transactions: for a rebuild
+/// under one snapshot or a check of the whole store, not for following it
+/// (a follower must use [`read_committed_after`], or it could skip a late
+/// commit).
 pub async fn read_visible_after(
     db: impl PgExecutor<'_>,
+    aggregate_types: Option<&[&str]>,
     after: CommitCursor,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     sqlx::query_as(&format!(
         "select {COLUMNS} from events
          where (tx_id, position) > ($1::text::xid8, $2)
+           and ($3::text[] is null or aggregate_type = any($3))
          order by tx_id, position
-         limit $3"
+         limit $4"
     ))
     .bind(after.tx_id.to_string())
     .bind(after.position)
+    .bind(aggregate_types)
     .bind(limit)
     .fetch_all(db)
     .await

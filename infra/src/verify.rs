@@ -117,7 +117,7 @@ pub async fn verify(
     .await? as u64;
     let mut after = CommitCursor::default();
     loop {
-        let events = event_log::read_visible_after(pool, after, batch).await?;
+        let events = event_log::read_visible_after(pool, None, after, batch).await?;
         let Some(last) = events.last() else { break };
         after = last.cursor();
         for event in &events {

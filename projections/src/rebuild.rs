@@ -96,7 +96,8 @@ async fn replay_all<P: Projection>(connection: &mut PgConnection) -> Result<u64,
     let mut replayed = 0u64;
     loop {
         let stored =
-            event_log::read_types_after(&mut *tx, P::AGGREGATE_TYPES, after, REPLAY_BATCH).await?;
+            event_log::read_visible_after(&mut *tx, Some(P::AGGREGATE_TYPES), after, REPLAY_BATCH)
+                .await?;
         let Some(last) = stored.last() else {
             break;
         };

@@ -999,23 +999,36 @@ async fn the_fit_score_follows_the_workspace_thesis() {
         "with the thesis {with_thesis}, without {without}"
     );
 
-    // Members may read it but not set it.
-    let member = w.env.token(&w.env.actor(w.workspace, Role::Member));
-    let refused = w
+    // A member of this workspace may read it but not set it.
+    let owner_workspace = call(Method::GET, "/v1/workspace", None).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let member = w
         .env
-        .call(
-            Method::PUT,
-            &format!("{}/v1/workspace/thesis", w.base),
-            Some(&member),
-            None,
-            Some(&json!({"sectors": []})),
-        )
+        .register(&w.base, "analyst@fund.example", "Analyst")
         .await;
-    assert!(
-        refused.status == StatusCode::FORBIDDEN || refused.status == StatusCode::NOT_FOUND,
-        "{}",
-        refused.body
-    );
+    let member = member["access_token"].as_str().unwrap().to_owned();
+    let added = call(
+        Method::POST,
+        "/v1/workspace/members",
+        Some(json!({"email": "analyst@fund.example", "role": "member"})),
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+    let as_member = |method: Method, body: Option<Value>| {
+        let (env, url) = (&w.env, format!("{}/v1/workspace/thesis", w.base));
+        let (member, workspace) = (member.clone(), owner_workspace.clone());
+        async move {
+            env.call(method, &url, Some(&member), Some(&workspace), body.as_ref())
+                .await
+        }
+    };
+    let read = as_member(Method::GET, None).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    assert_eq!(read.body["sectors"], json!(["Developer tools"]));
+    let refused = as_member(Method::PUT, Some(json!({"sectors": []}))).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
 }
 
 #[tokio::test]

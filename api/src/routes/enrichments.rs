@@ -273,10 +273,23 @@ pub async fn request_enrichment(
             if active >= i64::from(quota.max_active_per_user) {
                 return Err(ApiError::TooManyActiveJobs(quota.max_active_per_user));
             }
-            let per_hour = match accounts::registered_user(&state.pool, caller.actor.user_id)
-                .await?
-                .map(|user| user.tier)
-            {
+            // The tier costs a read of the user's events: only when a tier
+            // is limited at all.
+            let limited = [
+                quota.per_hour_free,
+                quota.per_hour_pro,
+                quota.per_hour_enterprise,
+            ]
+            .iter()
+            .any(|n| *n > 0);
+            let tier = if limited {
+                accounts::registered_user(&state.pool, caller.actor.user_id)
+                    .await?
+                    .map(|user| user.tier)
+            } else {
+                None
+            };
+            let per_hour = match tier {
                 Some(Tier::Pro) => quota.per_hour_pro,
                 Some(Tier::Enterprise) => quota.per_hour_enterprise,
                 _ => quota.per_hour_free,

@@ -242,7 +242,7 @@ const SIGNALS: &[(SignalKind, &[&str])] = &[
 pub fn extract(name: &str, page: &PageText) -> Extraction {
     let text = format!("{} {} {}", page.title, page.description, page.body);
     let sentences = sentences(&page.body);
-    let words = words(&text);
+    let words = words_of(&text);
 
     let name_words: Vec<String> = words_of(name);
     let mut counts: Vec<(String, usize)> = Vec::new();
@@ -358,10 +358,6 @@ fn sentences(text: &str) -> Vec<&str> {
         .map(str::trim)
         .filter(|s| s.split_whitespace().count() >= 3)
         .collect()
-}
-
-fn words(text: &str) -> Vec<String> {
-    words_of(text)
 }
 
 fn words_of(text: &str) -> Vec<String> {
