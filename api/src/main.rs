@@ -100,12 +100,18 @@ enum EventsAction {
 
 #[derive(Debug, Subcommand)]
 enum ProjectionsAction {
-    /// Rebuild read models from the event store, each in one transaction
-    /// (readers see the old one until the new one commits; the running
-    /// projector waits and then carries on from it).
+    /// Rebuild read models from the event store, blue/green: fresh tables
+    /// are filled while the live ones keep serving, then swapped in at
+    /// once. A rebuild that was interrupted resumes where it stopped.
     Rebuild {
         /// Read models to rebuild (default: all of them).
         names: Vec<String>,
+        /// Events replayed per transaction.
+        #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+        batch_size: i64,
+        /// Start over instead of resuming an interrupted rebuild.
+        #[arg(long)]
+        restart: bool,
     },
     /// Each read model's stream position, lag, aggregates, last failure and
     /// dead letters.
@@ -181,8 +187,19 @@ async fn main() -> anyhow::Result<()> {
         } => events_command(&database_url, action).await,
         Command::Projections {
             database_url,
-            action: ProjectionsAction::Rebuild { names },
-        } => rebuild_projections(&database_url, names).await,
+            action:
+                ProjectionsAction::Rebuild {
+                    names,
+                    batch_size,
+                    restart,
+                },
+        } => {
+            let options = vcintel_projections::rebuild::RebuildOptions {
+                batch_size,
+                restart,
+            };
+            rebuild_projections(&database_url, names, &options).await
+        }
         Command::Projections {
             database_url,
             action:
@@ -288,7 +305,7 @@ async fn events_command(database_url: &str, action: EventsAction) -> anyhow::Res
             let mut after = CommitCursor::default();
             let mut written = 0i64;
             loop {
-                let events = event_log::read_committed_after(&pool, after, 1_000).await?;
+                let events = event_log::read_committed_after(&pool, None, after, 1_000).await?;
                 let Some(last) = events.last() else { break };
                 after = last.cursor();
                 for event in &events {
@@ -334,7 +351,7 @@ async fn events_command(database_url: &str, action: EventsAction) -> anyhow::Res
             };
             let mut stdout = std::io::stdout().lock();
             loop {
-                let events = event_log::read_committed_after(&pool, after, 1_000).await?;
+                let events = event_log::read_committed_after(&pool, None, after, 1_000).await?;
                 if let Some(last) = events.last() {
                     after = last.cursor();
                 }
@@ -384,7 +401,12 @@ async fn projections_status(
     Ok(())
 }
 
-async fn rebuild_projections(database_url: &str, names: Vec<String>) -> anyhow::Result<()> {
+async fn rebuild_projections(
+    database_url: &str,
+    names: Vec<String>,
+    options: &vcintel_projections::rebuild::RebuildOptions,
+) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
     let names = if names.is_empty() {
         vcintel_projections::READ_MODELS
             .iter()
@@ -393,15 +415,36 @@ async fn rebuild_projections(database_url: &str, names: Vec<String>) -> anyhow::
     } else {
         names
     };
+    for name in &names {
+        vcintel_projections::rebuild::read_model_named(name)?;
+    }
     let pool = db::connect(database_url, 2).await?;
+    let terminal = std::io::stderr().is_terminal();
     for name in names {
         let started = std::time::Instant::now();
-        let rebuilt = vcintel_projections::rebuild::rebuild_by_name(&pool, &name).await?;
+        let progress = |replayed: u64, total: u64| {
+            if terminal {
+                let percent = (replayed * 100).checked_div(total).unwrap_or(100);
+                eprint!("\rrebuilding {name}: {replayed}/{total} events ({percent}%)");
+            }
+        };
+        let rebuilt =
+            vcintel_projections::rebuild::rebuild_by_name(&pool, &name, options, &progress).await?;
+        if terminal {
+            eprintln!();
+        }
+        let elapsed = started.elapsed();
+        let fresh = rebuilt.events - rebuilt.resumed_from;
+        let resumed = if rebuilt.resumed_from > 0 {
+            format!(" (resumed after {} events)", rebuilt.resumed_from)
+        } else {
+            String::new()
+        };
         println!(
-            "rebuilt {} from {} events in {:?}",
+            "rebuilt {} from {} events{resumed} in {elapsed:?}: {:.0} events/s, swapped in",
             rebuilt.read_model,
             rebuilt.events,
-            started.elapsed()
+            fresh as f64 / elapsed.as_secs_f64().max(1e-9)
         );
     }
     Ok(())

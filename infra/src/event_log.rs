@@ -80,9 +80,11 @@ const COLUMNS: &str =
     "event_id, position, tx_id::text as tx_id_text, aggregate_type, aggregate_id, \
      sequence, event_type, event_version, payload, metadata, recorded_at";
 
-/// Up to `limit` committed events after `after`, in commit-safe order.
+/// Up to `limit` committed events after `after` (of `aggregate_types` only,
+/// when given), in commit-safe order.
 pub async fn read_committed_after(
     db: impl PgExecutor<'_>,
+    aggregate_types: Option<&[&str]>,
     after: CommitCursor,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
@@ -90,11 +92,13 @@ pub async fn read_committed_after(
         "select {COLUMNS} from events
          where (tx_id, position) > ($1::text::xid8, $2)
            and tx_id < pg_snapshot_xmin(pg_current_snapshot())
+           and ($3::text[] is null or aggregate_type = any($3))
          order by tx_id, position
-         limit $3"
+         limit $4"
     ))
     .bind(after.tx_id.to_string())
     .bind(after.position)
+    .bind(aggregate_types)
     .bind(limit)
     .fetch_all(db)
     .await

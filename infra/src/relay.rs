@@ -125,7 +125,7 @@ impl Relay {
                 return Ok(());
             }
             let batch =
-                event_log::read_committed_after(&self.pool, cursor, self.settings.batch_size)
+                event_log::read_committed_after(&self.pool, None, cursor, self.settings.batch_size)
                     .await?;
             if let Some(last) = batch.last() {
                 cursor = last.cursor();

@@ -18,7 +18,7 @@ impl Projection for CompaniesProjection {
     /// Job events too: a succeeded enrichment lands on its company's row.
     const AGGREGATE_TYPES: &'static [&'static str] =
         &[AGGREGATE_TYPE, vcintel_domain::enrichment::AGGREGATE_TYPE];
-    const RESET_SQL: &'static str = "delete from companies;";
+    const TABLES: &'static [&'static str] = &["companies"];
 
     async fn apply_batch(
         tx: &mut PgConnection,

@@ -24,8 +24,7 @@ impl Projection for EnrichmentJobsProjection {
         vcintel_domain::enrichment::AGGREGATE_TYPE,
         vcintel_domain::company::AGGREGATE_TYPE,
     ];
-    const RESET_SQL: &'static str = "delete from enrichment_jobs; \
-         delete from company_tombstones where projection = 'enrichment_jobs';";
+    const TABLES: &'static [&'static str] = &["enrichment_jobs"];
 
     async fn apply_batch(
         tx: &mut PgConnection,

@@ -22,7 +22,7 @@ pub struct UsersProjection;
 impl Projection for UsersProjection {
     const NAME: &'static str = "users";
     const AGGREGATE_TYPES: &'static [&'static str] = &[vcintel_domain::user::AGGREGATE_TYPE];
-    const RESET_SQL: &'static str = "delete from users;";
+    const TABLES: &'static [&'static str] = &["users"];
 
     async fn apply_batch(
         tx: &mut PgConnection,
@@ -63,9 +63,12 @@ impl Projection for WorkspacesProjection {
     const AGGREGATE_TYPES: &'static [&'static str] = &[vcintel_domain::workspace::AGGREGATE_TYPE];
     // The security log stays: its rows carry the event id, so a replay
     // adds nothing to it.
-    const RESET_SQL: &'static str =
-        "delete from workspace_members; delete from workspace_invitations; \
-         delete from api_keys; delete from workspaces;";
+    const TABLES: &'static [&'static str] = &[
+        "workspaces",
+        "workspace_members",
+        "workspace_invitations",
+        "api_keys",
+    ];
 
     async fn apply_batch(
         tx: &mut PgConnection,

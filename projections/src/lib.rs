@@ -65,9 +65,10 @@ pub trait Projection: Send + Sync + 'static {
     /// all of them (so a projection that must see a company's deletion after
     /// the notes added before it, does).
     const AGGREGATE_TYPES: &'static [&'static str];
-    /// SQL that empties the read model (its own rows only), so a rebuild
-    /// can replay every event into it.
-    const RESET_SQL: &'static str;
+    /// The tables the read model owns outright: a rebuild builds fresh
+    /// copies of them and swaps them in. Its rows in the shared bookkeeping
+    /// tables (`projection_versions`, `company_tombstones`) are swapped too.
+    const TABLES: &'static [&'static str];
 
     /// Writes the effect of each aggregate's new events inside `tx`. Every
     /// `events` list holds exactly the versions after the one the read model
@@ -104,6 +105,10 @@ pub enum ProjectionError {
     },
     #[error("no read model is called `{name}`; known: {known}")]
     UnknownReadModel { name: String, known: String },
+    #[error("a rebuild of `{read_model}` is already running")]
+    RebuildRunning { read_model: String },
+    #[error("the fresh copy of `{table}` does not match the live table: index {index} has no counterpart")]
+    RebuildMismatch { table: String, index: String },
     #[error("event store holds {found} events of {aggregate_id} between versions {from} and {to}; expected {expected}")]
     MissingHistory {
         aggregate_id: String,

@@ -22,7 +22,7 @@ impl Projection for ListsProjection {
         vcintel_domain::list::AGGREGATE_TYPE,
         vcintel_domain::company::AGGREGATE_TYPE,
     ];
-    const RESET_SQL: &'static str = "delete from list_items; delete from lists; delete from company_tombstones where projection = 'lists';";
+    const TABLES: &'static [&'static str] = &["lists", "list_items"];
 
     async fn apply_batch(
         tx: &mut PgConnection,

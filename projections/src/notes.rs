@@ -23,8 +23,7 @@ impl Projection for NotesProjection {
         vcintel_domain::note::AGGREGATE_TYPE,
         vcintel_domain::company::AGGREGATE_TYPE,
     ];
-    const RESET_SQL: &'static str =
-        "delete from notes; delete from company_tombstones where projection = 'notes';";
+    const TABLES: &'static [&'static str] = &["notes"];
 
     async fn apply_batch(
         tx: &mut PgConnection,

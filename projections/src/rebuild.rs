@@ -1,120 +1,557 @@
-//! Rebuilding a read model from the event store.
+//! Rebuilding a read model from the event store, blue/green.
 //!
-//! The rebuild empties the read model and replays every event that feeds
-//! it, in commit order, through the same code the projector runs, inside
-//! one repeatable-read transaction: readers keep seeing the old read model
-//! until the new one commits, then see the new one whole. It holds the read
-//! model's rebuild lock exclusively, so the projector's transactions for
-//! that read model wait (their messages stay unacknowledged) and resume on
-//! top of it; events committed after the rebuild's snapshot reach it that
-//! way, and the versions make the projector skip what the rebuild applied.
+//! The fresh tables are built in a schema of their own,
+//! `rebuild_<read model>`, created `like` the live ones, while the live tables
+//! keep serving and the projector keeps updating them. The replay runs the
+//! projector's own code (with `search_path` pointing at the fresh schema
+//! first) over the read model's events in commit-safe order, one batch per
+//! transaction, recording its cursor in `projection_rebuilds` in that same
+//! transaction: a rebuild killed at any point resumes from its last batch.
+//!
+//! The swap is one transaction: it takes the read model's rebuild lock
+//! exclusively (so the projector's transactions for it wait, their messages
+//! unacknowledged), replays whatever committed since the last batch, moves
+//! the fresh tables into `public` in place of the live ones (with the live
+//! indexes' names, so later migrations find them), and replaces the read
+//! model's rows in the shared bookkeeping tables. Readers see the old tables
+//! until it commits, then the new ones whole; the projector resumes on top,
+//! and the versions make it skip what the rebuild applied.
+//!
+//! A rebuild never calls anything outside the database: enrichments come
+//! back from their events.
 
 use crate::runner::{apply_events, REBUILD_LOCK_CLASS};
 use crate::{Projection, ProjectionError, READ_MODELS};
+use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection, PgPool};
-use vcintel_infra::event_log::{self, CommitCursor};
+use std::time::Duration;
+use vcintel_infra::event_log::{self, CommitCursor, StoredEvent};
+use vcintel_infra::failpoint;
 use vcintel_infra::wire::EventMessage;
 
-/// Events replayed per statement batch.
-const REPLAY_BATCH: i64 = 1_000;
+/// Tables every projection keeps rows in, keyed by a `projection` column.
+const SHARED_TABLES: [&str; 2] = ["projection_versions", "company_tombstones"];
 
-/// What a rebuild replayed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rebuilt {
-    pub read_model: &'static str,
-    pub events: u64,
+/// The advisory-lock class held by the one process running a rebuild of a
+/// read model (distinct from the rebuild lock the projector shares).
+const RUNNER_LOCK_CLASS: i32 = 0x5643_5242; // "VCRB"
+
+/// How a rebuild runs.
+#[derive(Debug, Clone)]
+pub struct RebuildOptions {
+    /// Events replayed per transaction (and per progress report).
+    pub batch_size: i64,
+    /// Discard a rebuild left half-done and start from the first event.
+    pub restart: bool,
 }
 
-/// Rebuilds the read model named `name` (see [`READ_MODELS`]).
-pub async fn rebuild_by_name(pool: &PgPool, name: &str) -> Result<Rebuilt, ProjectionError> {
-    use crate::{companies, enrichment_jobs, identity, lists, notes, saved_searches, usage};
-    match name {
-        companies::CompaniesProjection::NAME => {
-            rebuild::<companies::CompaniesProjection>(pool).await
+impl Default for RebuildOptions {
+    fn default() -> Self {
+        RebuildOptions {
+            batch_size: 1_000,
+            restart: false,
         }
-        identity::WorkspacesProjection::NAME => {
-            rebuild::<identity::WorkspacesProjection>(pool).await
-        }
-        identity::UsersProjection::NAME => rebuild::<identity::UsersProjection>(pool).await,
-        notes::NotesProjection::NAME => rebuild::<notes::NotesProjection>(pool).await,
-        lists::ListsProjection::NAME => rebuild::<lists::ListsProjection>(pool).await,
-        saved_searches::SavedSearchesProjection::NAME => {
-            rebuild::<saved_searches::SavedSearchesProjection>(pool).await
-        }
-        enrichment_jobs::EnrichmentJobsProjection::NAME => {
-            rebuild::<enrichment_jobs::EnrichmentJobsProjection>(pool).await
-        }
-        usage::UsageProjection::NAME => rebuild::<usage::UsageProjection>(pool).await,
-        other => Err(ProjectionError::UnknownReadModel {
-            name: other.to_owned(),
-            known: READ_MODELS
-                .iter()
-                .map(|m| m.name)
-                .collect::<Vec<_>>()
-                .join(", "),
-        }),
     }
 }
 
+/// What a finished rebuild did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebuilt {
+    pub read_model: &'static str,
+    /// Events replayed into the fresh tables, over every run.
+    pub events: u64,
+    /// Events a previous, interrupted run had already replayed.
+    pub resumed_from: u64,
+}
+
+/// A rebuild's progress as recorded in `projection_rebuilds`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct RebuildStatus {
+    pub read_model: String,
+    /// `running` (or interrupted: see `active`) or `swapped`.
+    pub state: String,
+    /// Whether a process is running it right now.
+    pub active: bool,
+    pub replayed: i64,
+    /// Events that feed the read model (counted at the start, raised as
+    /// more arrive).
+    pub total: i64,
+    /// Runs so far: above 1 when it was resumed.
+    pub runs: i32,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+/// Calls `f` with the projection type of the read model named `name`.
+macro_rules! with_projection {
+    ($name:expr, $f:ident ( $($arg:expr),* )) => {{
+        use crate::{companies, enrichment_jobs, identity, lists, notes, saved_searches, usage};
+        match $name {
+            companies::CompaniesProjection::NAME => $f::<companies::CompaniesProjection>($($arg),*).await,
+            identity::WorkspacesProjection::NAME => $f::<identity::WorkspacesProjection>($($arg),*).await,
+            identity::UsersProjection::NAME => $f::<identity::UsersProjection>($($arg),*).await,
+            notes::NotesProjection::NAME => $f::<notes::NotesProjection>($($arg),*).await,
+            lists::ListsProjection::NAME => $f::<lists::ListsProjection>($($arg),*).await,
+            saved_searches::SavedSearchesProjection::NAME => {
+                $f::<saved_searches::SavedSearchesProjection>($($arg),*).await
+            }
+            enrichment_jobs::EnrichmentJobsProjection::NAME => {
+                $f::<enrichment_jobs::EnrichmentJobsProjection>($($arg),*).await
+            }
+            usage::UsageProjection::NAME => $f::<usage::UsageProjection>($($arg),*).await,
+            other => Err(unknown_read_model(other)),
+        }
+    }};
+}
+
+fn unknown_read_model(name: &str) -> ProjectionError {
+    ProjectionError::UnknownReadModel {
+        name: name.to_owned(),
+        known: READ_MODELS
+            .iter()
+            .map(|m| m.name)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// The read model's canonical name, or the error naming the known ones.
+pub fn read_model_named(name: &str) -> Result<&'static str, ProjectionError> {
+    READ_MODELS
+        .iter()
+        .map(|m| m.name)
+        .find(|known| *known == name)
+        .ok_or_else(|| unknown_read_model(name))
+}
+
+/// Rebuilds the read model named `name` (see [`READ_MODELS`]), reporting
+/// `(replayed, total)` after every batch.
+pub async fn rebuild_by_name(
+    pool: &PgPool,
+    name: &str,
+    options: &RebuildOptions,
+    on_progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<Rebuilt, ProjectionError> {
+    with_projection!(name, rebuild(pool, options, on_progress))
+}
+
+/// Every rebuild on record, running, interrupted or finished.
+pub async fn statuses(pool: &PgPool) -> Result<Vec<RebuildStatus>, ProjectionError> {
+    // A run holds its runner lock for its whole life: if nobody holds it, a
+    // `running` row is an interrupted rebuild waiting to be resumed.
+    Ok(sqlx::query_as(
+        "select r.read_model, r.state, r.replayed, r.total, r.runs, r.started_at,
+                r.updated_at, r.finished_at, r.last_error,
+                exists(select 1 from pg_locks l
+                        where l.locktype = 'advisory' and l.granted
+                          and l.classid = $1::oid
+                          and l.objid = hashtext(r.read_model)::oid
+                          and l.objsubid = 2) as active
+         from projection_rebuilds r order by r.read_model",
+    )
+    .bind(RUNNER_LOCK_CLASS)
+    .fetch_all(pool)
+    .await?)
+}
+
+fn shadow_schema<P: Projection>() -> String {
+    format!("rebuild_{}", P::NAME)
+}
+
 /// Rebuilds P's read model from every event in the store.
-pub async fn rebuild<P: Projection>(pool: &PgPool) -> Result<Rebuilt, ProjectionError> {
-    // A connection of its own, closed afterwards: the session lock must
-    // never go back to the pool with it, whatever happens in between.
-    let mut connection = pool.acquire().await?.detach();
-    sqlx::query("select pg_advisory_lock($1, hashtext($2))")
-        .bind(REBUILD_LOCK_CLASS)
+pub async fn rebuild<P: Projection>(
+    pool: &PgPool,
+    options: &RebuildOptions,
+    on_progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<Rebuilt, ProjectionError> {
+    // A connection of its own, closed afterwards: the runner lock lives as
+    // long as this session, and must never go back to the pool with it.
+    let mut runner = pool.acquire().await?.detach();
+    let locked: bool = sqlx::query_scalar("select pg_try_advisory_lock($1, hashtext($2))")
+        .bind(RUNNER_LOCK_CLASS)
         .bind(P::NAME)
-        .execute(&mut connection)
+        .fetch_one(&mut runner)
         .await?;
-    let replayed = replay_all::<P>(&mut connection).await;
-    connection.close().await?;
-    let events = replayed?;
+    if !locked {
+        return Err(ProjectionError::RebuildRunning {
+            read_model: P::NAME.to_owned(),
+        });
+    }
+    let outcome = run::<P>(pool, options, on_progress).await;
+    if let Err(error) = &outcome {
+        // Best effort: the run's own failure is what the caller needs.
+        let _ = sqlx::query(
+            "update projection_rebuilds set last_error = $2, updated_at = now()
+             where read_model = $1",
+        )
+        .bind(P::NAME)
+        .bind(error.to_string())
+        .execute(&mut runner)
+        .await;
+    }
+    runner.close().await?;
+    let rebuilt = outcome?;
     tracing::info!(
         read_model = P::NAME,
-        events,
-        "read model rebuilt from the event store"
+        events = rebuilt.events,
+        resumed_from = rebuilt.resumed_from,
+        "read model rebuilt from the event store and swapped in"
     );
+    Ok(rebuilt)
+}
+
+async fn run<P: Projection>(
+    pool: &PgPool,
+    options: &RebuildOptions,
+    on_progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<Rebuilt, ProjectionError> {
+    let (mut cursor, mut replayed, mut total) = prepare::<P>(pool, options.restart).await?;
+    let resumed_from = replayed;
+    on_progress(replayed, total);
+    let schema = shadow_schema::<P>();
+    loop {
+        let mut tx = pool.begin().await?;
+        into_shadow(&mut tx, &schema).await?;
+        let stored = event_log::read_committed_after(
+            &mut *tx,
+            Some(P::AGGREGATE_TYPES),
+            cursor,
+            options.batch_size,
+        )
+        .await?;
+        let Some(last) = stored.last() else {
+            break;
+        };
+        cursor = last.cursor();
+        replay::<P>(&mut tx, &stored).await?;
+        replayed += stored.len() as u64;
+        total = total.max(replayed);
+        record_progress(&mut tx, P::NAME, cursor, replayed, total).await?;
+        tx.commit().await?;
+        on_progress(replayed, total);
+        failpoint::hit("rebuild.after_batch");
+    }
+    // Fresh tables have no statistics yet; the planner needs them the
+    // moment they serve.
+    for table in P::TABLES {
+        sqlx::query(&format!("analyze {schema}.{table}"))
+            .execute(pool)
+            .await?;
+    }
+    let caught_up = swap_with_retries::<P>(pool, cursor, options.batch_size).await?;
+    replayed += caught_up;
+    on_progress(replayed, total.max(replayed));
     Ok(Rebuilt {
         read_model: P::NAME,
-        events,
+        events: replayed,
+        resumed_from,
     })
 }
 
-async fn replay_all<P: Projection>(connection: &mut PgConnection) -> Result<u64, ProjectionError> {
-    let mut tx = connection.begin().await?;
-    // The snapshot is taken after the lock: no projector transaction of
-    // this read model is running or can start until the rebuild commits.
-    sqlx::query("set transaction isolation level repeatable read")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::raw_sql(P::RESET_SQL).execute(&mut *tx).await?;
-    sqlx::query("delete from projection_versions where projection = $1")
+/// Makes the fresh schema ready: resumes the interrupted rebuild recorded
+/// for P when its tables were copied under the current migrations, else
+/// starts a new one. Returns the cursor, events replayed and total.
+async fn prepare<P: Projection>(
+    pool: &PgPool,
+    restart: bool,
+) -> Result<(CommitCursor, u64, u64), ProjectionError> {
+    let schema = shadow_schema::<P>();
+    let mut tx = pool.begin().await?;
+    let schema_version: i64 =
+        sqlx::query_scalar("select coalesce(max(version), 0) from _sqlx_migrations")
+            .fetch_one(&mut *tx)
+            .await?;
+    let interrupted: Option<(String, i64, i64, i64)> = sqlx::query_as(
+        "select r.cursor_tx::text, r.cursor_position, r.replayed, r.total
+         from projection_rebuilds r
+         where r.read_model = $1 and r.state = 'running' and r.schema_version = $2
+           and exists(select 1 from pg_namespace where nspname = $3)",
+    )
+    .bind(P::NAME)
+    .bind(schema_version)
+    .bind(&schema)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let (Some((cursor_tx, position, replayed, total)), false) = (interrupted, restart) {
+        sqlx::query(
+            "update projection_rebuilds set runs = runs + 1, updated_at = now(), last_error = null
+             where read_model = $1",
+        )
         .bind(P::NAME)
         .execute(&mut *tx)
         .await?;
-    let mut after = CommitCursor::default();
-    let mut replayed = 0u64;
+        tx.commit().await?;
+        let cursor = CommitCursor {
+            tx_id: cursor_tx.parse().map_err(|_| {
+                ProjectionError::Database(sqlx::Error::Protocol(format!(
+                    "projection_rebuilds.cursor_tx of {} is not a transaction id: {cursor_tx}",
+                    P::NAME
+                )))
+            })?,
+            position,
+        };
+        tracing::info!(
+            read_model = P::NAME,
+            replayed,
+            "resuming an interrupted rebuild"
+        );
+        return Ok((cursor, replayed as u64, total as u64));
+    }
+    sqlx::query(&format!("drop schema if exists {schema} cascade"))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(&format!("create schema {schema}"))
+        .execute(&mut *tx)
+        .await?;
+    for table in P::TABLES.iter().chain(&SHARED_TABLES) {
+        sqlx::query(&format!(
+            "create table {schema}.{table} (like public.{table} including all)"
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
+    let total: i64 =
+        sqlx::query_scalar("select count(*) from events where aggregate_type = any($1)")
+            .bind(P::AGGREGATE_TYPES)
+            .fetch_one(&mut *tx)
+            .await?;
+    sqlx::query(
+        "insert into projection_rebuilds (read_model, state, schema_version, total)
+         values ($1, 'running', $2, $3)
+         on conflict (read_model) do update set
+           state = 'running', schema_version = $2, total = $3, cursor_tx = '0',
+           cursor_position = 0, replayed = 0, runs = 1, started_at = now(),
+           updated_at = now(), finished_at = null, last_error = null",
+    )
+    .bind(P::NAME)
+    .bind(schema_version)
+    .bind(total)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((CommitCursor::default(), 0, total as u64))
+}
+
+/// Points the transaction's unqualified table names at the fresh tables
+/// (the event store and everything else still resolve to `public`).
+async fn into_shadow(tx: &mut PgConnection, schema: &str) -> Result<(), ProjectionError> {
+    sqlx::query("select set_config('search_path', $1, true)")
+        .bind(format!("{schema}, public"))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+async fn replay<P: Projection>(
+    tx: &mut PgConnection,
+    stored: &[StoredEvent],
+) -> Result<(), ProjectionError> {
+    let messages = stored
+        .iter()
+        .map(|event| {
+            EventMessage::from_stored(event).map_err(|e| ProjectionError::Undecodable {
+                event_id: event.event_id,
+                reason: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let batch: Vec<&EventMessage> = messages.iter().collect();
+    apply_events::<P>(tx, &batch).await
+}
+
+async fn record_progress(
+    tx: &mut PgConnection,
+    read_model: &str,
+    cursor: CommitCursor,
+    replayed: u64,
+    total: u64,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "update public.projection_rebuilds
+         set cursor_tx = $2::text::xid8, cursor_position = $3, replayed = $4, total = $5,
+             updated_at = now()
+         where read_model = $1",
+    )
+    .bind(read_model)
+    .bind(cursor.tx_id.to_string())
+    .bind(cursor.position)
+    .bind(replayed as i64)
+    .bind(total as i64)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The swap waits for readers of the live tables; it gives up waiting after
+/// a while (new readers queue behind a waiting swap, so waiting long would
+/// stall them) and tries again.
+async fn swap_with_retries<P: Projection>(
+    pool: &PgPool,
+    cursor: CommitCursor,
+    batch_size: i64,
+) -> Result<u64, ProjectionError> {
+    const ATTEMPTS: u32 = 10;
+    for attempt in 1.. {
+        let mut connection = pool.acquire().await?;
+        match swap::<P>(&mut connection, cursor, batch_size).await {
+            Err(ProjectionError::Database(sqlx::Error::Database(e)))
+                if e.code().as_deref() == Some("55P03") && attempt < ATTEMPTS =>
+            {
+                tracing::warn!(
+                    read_model = P::NAME,
+                    attempt,
+                    "swap waited too long for readers; retrying"
+                );
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+            outcome => return outcome,
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+async fn swap<P: Projection>(
+    connection: &mut PgConnection,
+    mut cursor: CommitCursor,
+    batch_size: i64,
+) -> Result<u64, ProjectionError> {
+    let schema = shadow_schema::<P>();
+    // Read committed: every statement after the lock sees every commit
+    // before it (a repeatable-read snapshot would be taken by the lock
+    // statement itself, before the wait).
+    let mut tx = connection.begin().await?;
+    sqlx::query("set local lock_timeout = '3s'")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("select pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(REBUILD_LOCK_CLASS)
+        .bind(P::NAME)
+        .execute(&mut *tx)
+        .await?;
+    into_shadow(&mut tx, &schema).await?;
+    let mut caught_up = 0u64;
     loop {
         let stored =
-            event_log::read_visible_after(&mut *tx, Some(P::AGGREGATE_TYPES), after, REPLAY_BATCH)
+            event_log::read_visible_after(&mut *tx, Some(P::AGGREGATE_TYPES), cursor, batch_size)
                 .await?;
         let Some(last) = stored.last() else {
             break;
         };
-        after = last.cursor();
-        let messages = stored
-            .iter()
-            .map(|event| {
-                EventMessage::from_stored(event).map_err(|e| ProjectionError::Undecodable {
-                    event_id: event.event_id,
-                    reason: e.to_string(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let batch: Vec<&EventMessage> = messages.iter().collect();
-        apply_events::<P>(&mut tx, &batch).await?;
-        replayed += batch.len() as u64;
+        cursor = last.cursor();
+        replay::<P>(&mut tx, &stored).await?;
+        caught_up += stored.len() as u64;
     }
+    sqlx::query("select set_config('search_path', 'public', true)")
+        .execute(&mut *tx)
+        .await?;
+    for table in P::TABLES {
+        sqlx::query(&format!(
+            "lock table public.{table} in access exclusive mode"
+        ))
+        .execute(&mut *tx)
+        .await?;
+        name_indexes_like_live(&mut tx, &schema, table).await?;
+        sqlx::query(&format!("drop table public.{table}"))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!("alter table {schema}.{table} set schema public"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    for table in SHARED_TABLES {
+        sqlx::query(&format!("delete from public.{table} where projection = $1"))
+            .bind(P::NAME)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!(
+            "insert into public.{table} select * from {schema}.{table} where projection = $1"
+        ))
+        .bind(P::NAME)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(&format!("drop schema {schema} cascade"))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "update projection_rebuilds
+         set state = 'swapped', replayed = replayed + $2, total = greatest(total, replayed + $2),
+             cursor_tx = $3::text::xid8, cursor_position = $4,
+             finished_at = now(), updated_at = now(), last_error = null
+         where read_model = $1",
+    )
+    .bind(P::NAME)
+    .bind(caught_up as i64)
+    .bind(cursor.tx_id.to_string())
+    .bind(cursor.position)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
-    Ok(replayed)
+    Ok(caught_up)
+}
+
+/// Gives each fresh index the name of the live index it copies (`like`
+/// names them after their columns), so migrations written against the
+/// live names keep working after the swap.
+async fn name_indexes_like_live(
+    tx: &mut PgConnection,
+    schema: &str,
+    table: &str,
+) -> Result<(), ProjectionError> {
+    // An index is its definition after the name and table: uniqueness,
+    // method, keys, predicate. Equal definitions pair up in name order.
+    let pairs: Vec<(Option<String>, Option<String>)> = sqlx::query_as(
+        "with defs as (
+           select n.nspname as schema, c.relname as name,
+                  x.indisunique as is_unique,
+                  substring(pg_get_indexdef(x.indexrelid) from ' USING .*$') as def
+           from pg_index x
+           join pg_class c on c.oid = x.indexrelid
+           join pg_class t on t.oid = x.indrelid
+           join pg_namespace n on n.oid = t.relnamespace
+           where t.relname = $2 and n.nspname in ('public', $1)
+         ), ranked as (
+           select *, row_number() over (partition by schema, is_unique, def order by name) as n
+           from defs
+         )
+         select live.name, fresh.name
+         from (select * from ranked where schema = 'public') live
+         full join (select * from ranked where schema = $1) fresh
+           using (is_unique, def, n)",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut renames = Vec::new();
+    for (live, fresh) in pairs {
+        match (live, fresh) {
+            (Some(live), Some(fresh)) if live != fresh => renames.push((fresh, live)),
+            (Some(_), Some(_)) => {}
+            (live, fresh) => {
+                return Err(ProjectionError::RebuildMismatch {
+                    table: table.to_owned(),
+                    index: live.or(fresh).unwrap_or_default(),
+                })
+            }
+        }
+    }
+    // Through temporary names, so two fresh indexes can trade names.
+    for (i, (fresh, _)) in renames.iter().enumerate() {
+        sqlx::query(&format!(
+            "alter index {schema}.\"{fresh}\" rename to \"swap_{i}\""
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
+    for (i, (_, live)) in renames.iter().enumerate() {
+        sqlx::query(&format!(
+            "alter index {schema}.\"swap_{i}\" rename to \"{live}\""
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }

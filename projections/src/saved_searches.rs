@@ -15,7 +15,7 @@ impl Projection for SavedSearchesProjection {
     const NAME: &'static str = "saved_searches";
     const AGGREGATE_TYPES: &'static [&'static str] =
         &[vcintel_domain::saved_search::AGGREGATE_TYPE];
-    const RESET_SQL: &'static str = "delete from saved_searches;";
+    const TABLES: &'static [&'static str] = &["saved_searches"];
 
     async fn apply_batch(
         tx: &mut PgConnection,

@@ -15,7 +15,7 @@ pub struct UsageProjection;
 impl Projection for UsageProjection {
     const NAME: &'static str = "usage";
     const AGGREGATE_TYPES: &'static [&'static str] = &[vcintel_domain::enrichment::AGGREGATE_TYPE];
-    const RESET_SQL: &'static str = "delete from enrichment_usage;";
+    const TABLES: &'static [&'static str] = &["enrichment_usage"];
 
     async fn apply_batch(
         tx: &mut PgConnection,

@@ -379,3 +379,200 @@ async fn an_unknown_read_model_is_refused_by_name() {
         "{stderr}"
     );
 }
+
+/// The companies read model and its bookkeeping rows, as JSON.
+async fn companies_read_model(pool: &PgPool) -> Value {
+    sqlx::query_scalar(
+        "select jsonb_build_array(
+           (select coalesce(jsonb_agg(r order by r::text), '[]') from
+              (select to_jsonb(c) - 'projected_at' as r from companies c) rows),
+           (select coalesce(jsonb_agg(r order by r::text), '[]') from
+              (select to_jsonb(v) as r from projection_versions v
+                where projection = 'companies') rows))",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+async fn index_names(pool: &PgPool, table: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "select indexname::text from pg_indexes
+         where schemaname = 'public' and tablename = $1 order by 1",
+    )
+    .bind(table)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+async fn rebuild_process(
+    database_url: &str,
+    args: &[&str],
+    failpoints: &str,
+) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_vcintel"))
+        .args(["projections", "rebuild"])
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env(vcintel_infra::failpoint::ENV, failpoints)
+        .output()
+        .await
+        .expect("run vcintel")
+}
+
+#[tokio::test]
+async fn a_rebuild_killed_halfway_resumes_and_swaps_in_what_a_fresh_rebuild_builds() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let env = &env;
+    let owner = env.register(&base, "owner@resume.test", "Owner").await;
+    let owner = owner["access_token"].as_str().unwrap().to_owned();
+    let owner = owner.as_str();
+    for i in 0..60 {
+        let added = env
+            .call(
+                Method::POST,
+                &format!("{base}/v1/companies"),
+                Some(owner),
+                None,
+                Some(&json!({"name": format!("Resumed {i}"), "website": format!("resumed{i}.io")})),
+            )
+            .await;
+        assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+        let id = added.body["id"].as_str().unwrap().to_owned();
+        if i % 3 == 0 {
+            let updated = env
+                .call(
+                    Method::PATCH,
+                    &format!("{base}/v1/companies/{id}"),
+                    Some(owner),
+                    None,
+                    Some(&json!({"stage": "series_a"})),
+                )
+                .await;
+            assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+        }
+    }
+    caught_up(env).await;
+    let expected = companies_read_model(&env.pool).await;
+    let indexes = index_names(&env.pool, "companies").await;
+    assert!(indexes.len() > 3, "{indexes:?}");
+
+    // Mark the live table, so what serves can be told apart: the old table
+    // until the swap, the rebuilt one after it.
+    sqlx::query("update companies set name = 'served by the old table'")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+
+    // Killed (abort, as kill -9) after its third batch of ten.
+    let killed = rebuild_process(
+        &env.database_url,
+        &["companies", "--batch-size", "10"],
+        "rebuild.after_batch=3",
+    )
+    .await;
+    assert!(!killed.status.success());
+    let (state, replayed, runs): (String, i64, i32) = sqlx::query_as(
+        "select state, replayed, runs from projection_rebuilds where read_model = 'companies'",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!((state.as_str(), replayed, runs), ("running", 30, 1));
+    let page = env
+        .call(
+            Method::GET,
+            &format!("{base}/v1/companies?limit=100"),
+            Some(owner),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let items = page.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 60);
+    assert!(items.iter().all(|c| c["name"] == "served by the old table"));
+
+    // Resumed while clients keep reading: every read answers, from the old
+    // table or from the new one, never from a half-built one.
+    let resumed = rebuild_process(&env.database_url, &["companies", "--batch-size", "10"], "");
+    let reads = async {
+        let mut served = 0;
+        loop {
+            let page = env
+                .call(
+                    Method::GET,
+                    &format!("{base}/v1/companies?limit=100"),
+                    Some(owner),
+                    None,
+                    None,
+                )
+                .await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+            let items = page.body["items"].as_array().unwrap();
+            assert_eq!(items.len(), 60);
+            served += 1;
+            let old = items
+                .iter()
+                .filter(|c| c["name"] == "served by the old table");
+            match old.count() {
+                60 => {}
+                0 => return served,
+                n => {
+                    panic!("{n} of 60 companies from the old table: a half-built read model served")
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let (resumed, served) = tokio::join!(resumed, reads);
+    let stdout = String::from_utf8_lossy(&resumed.stdout);
+    assert!(
+        resumed.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert!(stdout.contains("resumed after 30 events"), "{stdout}");
+    assert!(served >= 1);
+    assert_eq!(companies_read_model(&env.pool).await, expected);
+    assert_eq!(index_names(&env.pool, "companies").await, indexes);
+    let (state, runs, leftover): (String, i32, bool) = sqlx::query_as(
+        "select state, runs, exists(select 1 from pg_namespace where nspname = 'rebuild_companies')
+         from projection_rebuilds where read_model = 'companies'",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!((state.as_str(), runs, leftover), ("swapped", 2, false));
+
+    // A fresh, uninterrupted rebuild builds exactly the same tables.
+    let fresh = rebuild_process(&env.database_url, &["companies"], "").await;
+    assert!(fresh.status.success());
+    let fresh = String::from_utf8_lossy(&fresh.stdout);
+    assert!(!fresh.contains("resumed after"), "{fresh}");
+    assert_eq!(companies_read_model(&env.pool).await, expected);
+
+    // And the projector carries on on top of the swapped-in table.
+    let after = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/companies"),
+            Some(owner),
+            None,
+            Some(&json!({"name": "After the swap", "website": "after-swap.io"})),
+        )
+        .await;
+    let id = after.body["id"].as_str().unwrap();
+    let detail = env
+        .call(
+            Method::GET,
+            &format!("{base}/v1/companies/{id}?min_version=1"),
+            Some(owner),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(detail.status, StatusCode::OK, "{}", detail.body);
+}

@@ -244,6 +244,7 @@ async fn transaction_ids_that_gain_a_digit_are_still_read_in_numeric_order() {
 
     let first = vcintel_infra::event_log::read_committed_after(
         &env.pool,
+        None,
         vcintel_infra::event_log::CommitCursor::default(),
         2,
     )
