@@ -176,6 +176,12 @@ impl Application {
             access_token_ttl: settings.access_token_ttl(),
             session_ttl: settings.session_ttl(),
             dev_tokens: settings.dev_tokens,
+            admin_token_digest: settings.admin_token.as_ref().map(|token| {
+                use secrecy::ExposeSecret;
+                Arc::new(crate::routes::admin::admin_token_digest(
+                    token.expose_secret(),
+                ))
+            }),
             trust_forwarded_for: settings.trust_forwarded_for,
         };
         Ok(Self {

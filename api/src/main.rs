@@ -314,12 +314,7 @@ async fn events_command(database_url: &str, action: EventsAction) -> anyhow::Res
                 }
                 written += events.len() as i64;
                 if terminal {
-                    let percent = if total > 0 {
-                        written * 100 / total
-                    } else {
-                        100
-                    };
-                    eprint!("\rexported {written}/{total} events ({percent}%)");
+                    eprint!("{}", progress_bar("exported", written as u64, total as u64));
                 }
             }
             out.flush()?;
@@ -384,6 +379,7 @@ async fn projections_status(
     let js = async_nats::jetstream::new(nats);
     let topology = vcintel_infra::wire::Topology::new(nats_prefix);
     let all = vcintel_projections::runner::status(&pool, &js, &topology).await?;
+    let rebuilds = vcintel_projections::rebuild::statuses(&pool).await?;
     println!(
         "{:<16} {:>10} {:>8} {:>10} {:>6}  last failure",
         "read model", "position", "lag", "aggregates", "dead"
@@ -398,7 +394,38 @@ async fn projections_status(
             status.name, status.delivered, status.lag, status.aggregates, status.dead_letters
         );
     }
+    for rebuild in rebuilds {
+        let state = match (rebuild.state.as_str(), rebuild.active) {
+            ("swapped", _) => format!("swapped in at {}", rebuild.updated_at),
+            (_, true) => "running".to_owned(),
+            (_, false) => "interrupted: `projections rebuild` resumes it".to_owned(),
+        };
+        println!(
+            "rebuild of {}: {state}, {}/{} events, {} run(s){}",
+            rebuild.read_model,
+            rebuild.replayed,
+            rebuild.total,
+            rebuild.runs,
+            rebuild
+                .last_error
+                .map(|e| format!(", last error: {e}"))
+                .unwrap_or_default()
+        );
+    }
     Ok(())
+}
+
+/// A progress bar that redraws itself in place on a terminal line.
+fn progress_bar(label: &str, done: u64, total: u64) -> String {
+    const WIDTH: u64 = 30;
+    let total = total.max(done);
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
+    let percent = (done * 100).checked_div(total).unwrap_or(100);
+    format!(
+        "\r{label} [{}{}] {done}/{total} events ({percent}%)",
+        "#".repeat(filled as usize),
+        "-".repeat((WIDTH - filled) as usize)
+    )
 }
 
 async fn rebuild_projections(
@@ -424,8 +451,7 @@ async fn rebuild_projections(
         let started = std::time::Instant::now();
         let progress = |replayed: u64, total: u64| {
             if terminal {
-                let percent = (replayed * 100).checked_div(total).unwrap_or(100);
-                eprint!("\rrebuilding {name}: {replayed}/{total} events ({percent}%)");
+                eprint!("{}", progress_bar(&format!("rebuilding {name}"), replayed, total));
             }
         };
         let rebuilt =

@@ -7,7 +7,7 @@ use crate::error::{problem_response, ApiError, Problem, PROBLEM_JSON};
 use crate::idempotency::idempotent_posts;
 use crate::limits::{authenticate_and_limit, security_headers};
 use crate::routes::{
-    audit, auth, companies, enrichments, health, lists, notes, saved_searches, workspaces,
+    admin, audit, auth, companies, enrichments, health, lists, notes, saved_searches, workspaces,
 };
 use crate::state::AppState;
 use axum::body::Body;
@@ -51,6 +51,7 @@ pub const REQUEST_ID: &str = "x-request-id";
         (name = "saved-searches", description = "Saved company searches"),
         (name = "audit", description = "The workspace's events and histories (owners and admins)"),
         (name = "health", description = "Liveness and readiness"),
+        (name = "admin", description = "Operators (the operator token): read models' health, blue/green rebuilds, dead-letter retries"),
     )
 )]
 struct ApiDoc;
@@ -66,6 +67,17 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "operator",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The operator token (`VCINTEL_ADMIN_TOKEN`) for `/admin`",
+                    ))
                     .build(),
             ),
         );
@@ -111,6 +123,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(enrichments::get_usage))
         .routes(routes!(audit::list_events))
         .routes(routes!(audit::company_history))
+        .routes(routes!(admin::list_read_models))
+        .routes(routes!(admin::start_rebuild))
+        .routes(routes!(admin::retry_dead_letters))
         .routes(routes!(workspaces::get_thesis, workspaces::set_thesis))
         .routes(routes!(notes::add_note, notes::list_notes))
         .routes(routes!(

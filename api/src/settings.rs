@@ -24,6 +24,11 @@ pub struct Settings {
     #[arg(long, env = "VCINTEL_JWT_SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub jwt_secret: SecretString,
 
+    /// The operator token for the admin API (`/admin`): at least 32 bytes,
+    /// from the environment only. Unset: the admin API is off.
+    #[arg(long, env = "VCINTEL_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub admin_token: Option<SecretString>,
+
     /// Prefix of the JetStream stream and subjects (one per deployment or test).
     #[arg(long, env = "VCINTEL_NATS_PREFIX", default_value = "vcintel", value_parser = parse_prefix)]
     pub nats_prefix: String,

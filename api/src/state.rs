@@ -54,5 +54,7 @@ pub struct AppState {
     pub access_token_ttl: Duration,
     pub session_ttl: Duration,
     pub dev_tokens: bool,
+    /// SHA-256 of the operator token; `None` turns the admin API off.
+    pub admin_token_digest: Option<Arc<[u8; 32]>>,
     pub trust_forwarded_for: bool,
 }

@@ -12,6 +12,7 @@ use vcintel_domain::{Actor, Role, UserId, WorkspaceId};
 use vcintel_infra::wire::Topology;
 use vcintel_infra::{db, event_store, CancellationToken};
 
+pub const ADMIN_TOKEN: &str = "operator-token-operator-token-0123456789";
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
 
 pub fn admin_database_url() -> String {
@@ -125,6 +126,7 @@ pub fn settings(database_url: &str, prefix: &str) -> Settings {
         nats_url: nats_url(),
         bind: "127.0.0.1:0".parse().expect("addr"),
         jwt_secret: SecretString::from(JWT_SECRET.to_owned()),
+        admin_token: Some(SecretString::from(ADMIN_TOKEN.to_owned())),
         nats_prefix: prefix.to_owned(),
         duplicate_window_secs: 120,
         ready_max_lag: 1000,

@@ -11,6 +11,7 @@
 mod fixtures;
 mod helpers;
 
+mod admin;
 mod api;
 mod audit;
 mod cli;

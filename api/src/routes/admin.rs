@@ -1,0 +1,275 @@
+//! The operators' API (`/admin`): read models' health, blue/green rebuilds
+//! and dead-letter retries, the same operations as `vcintel projections`.
+//!
+//! It is outside `/v1` because its callers are not workspace members: they
+//! present the operator token from `VCINTEL_ADMIN_TOKEN`. Without that
+//! setting the admin API is off.
+
+use crate::error::{ApiError, Problem};
+use crate::extract::Path;
+use crate::state::AppState;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use vcintel_projections::rebuild::{self, RebuildOptions, RebuildStatus};
+
+pub const TAG: &str = "admin";
+
+/// The digest of an operator token; requests are compared by digest, so
+/// the comparison's timing says nothing about the token.
+pub fn admin_token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A request that presented the operator token.
+#[derive(Debug)]
+pub struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(expected) = &state.admin_token_digest else {
+            return Err(ApiError::Forbidden(
+                "the admin API is off: set VCINTEL_ADMIN_TOKEN to turn it on".to_owned(),
+            ));
+        };
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthenticated(
+                "send the operator token as a bearer token",
+            ))?;
+        if admin_token_digest(presented) == **expected {
+            Ok(Operator)
+        } else {
+            Err(ApiError::Unauthenticated("this is not the operator token"))
+        }
+    }
+}
+
+/// A read model's health and its latest rebuild.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReadModelStatus {
+    pub name: String,
+    /// The aggregate types whose events feed it.
+    pub aggregate_types: Vec<String>,
+    /// The last stream sequence delivered to its projector.
+    pub position: u64,
+    /// Messages not yet applied.
+    pub lag: u64,
+    /// Aggregates it reflects.
+    pub aggregates: i64,
+    /// Events parked on the dead-letter stream because applying them kept
+    /// failing.
+    pub dead_letters: u64,
+    pub last_failure: Option<ProjectionFailure>,
+    pub rebuild: Option<RebuildProgress>,
+}
+
+/// The latest event a projection failed to apply.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProjectionFailure {
+    /// `aggregate type/aggregate id vN`.
+    pub event: String,
+    pub error: String,
+    /// Consecutive failures on that event.
+    pub failures: i64,
+    pub at: DateTime<Utc>,
+}
+
+/// A blue/green rebuild of a read model.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RebuildProgress {
+    /// `running` (fresh tables being filled; live ones serve) or `swapped`.
+    pub state: String,
+    /// Whether a process is working on it now; a `running` rebuild nobody
+    /// works on was interrupted and resumes when started again.
+    pub active: bool,
+    pub replayed: i64,
+    pub total: i64,
+    /// Runs so far; above 1 when it was resumed.
+    pub runs: i32,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+impl From<RebuildStatus> for RebuildProgress {
+    fn from(s: RebuildStatus) -> Self {
+        RebuildProgress {
+            state: s.state,
+            active: s.active,
+            replayed: s.replayed,
+            total: s.total,
+            runs: s.runs,
+            started_at: s.started_at,
+            updated_at: s.updated_at,
+            finished_at: s.finished_at,
+            last_error: s.last_error,
+        }
+    }
+}
+
+/// How many dead letters were republished.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RetriedDeadLetters {
+    pub retried: usize,
+}
+
+fn known_read_model(name: &str) -> Result<&'static str, ApiError> {
+    rebuild::read_model_named(name).map_err(|_| ApiError::NotFound)
+}
+
+/// Every read model's position, lag, failures, dead letters and rebuild.
+#[utoipa::path(
+    get, path = "/admin/read-models", tag = TAG, operation_id = "listReadModels",
+    responses(
+        (status = 200, description = "Each read model's health", body = [ReadModelStatus]),
+        (status = 401, description = "Missing or wrong operator token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is off", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("operator" = []))
+)]
+pub async fn list_read_models(
+    State(state): State<AppState>,
+    _: Operator,
+) -> Result<axum::Json<Vec<ReadModelStatus>>, ApiError> {
+    let projections =
+        vcintel_projections::runner::status(&state.pool, &state.jetstream, &state.topology).await?;
+    let mut rebuilds = rebuild::statuses(&state.pool)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let statuses = projections
+        .into_iter()
+        .map(|p| {
+            let model = vcintel_projections::READ_MODELS
+                .iter()
+                .find(|m| m.name == p.name);
+            let rebuild = rebuilds
+                .iter()
+                .position(|r| r.read_model == p.name)
+                .map(|i| rebuilds.swap_remove(i).into());
+            ReadModelStatus {
+                name: p.name.to_owned(),
+                aggregate_types: model
+                    .map(|m| m.aggregate_types.iter().map(|t| (*t).to_owned()).collect())
+                    .unwrap_or_default(),
+                position: p.delivered,
+                lag: p.lag,
+                aggregates: p.aggregates,
+                dead_letters: p.dead_letters,
+                last_failure: p
+                    .last_error
+                    .map(|(event, error, failures, at)| ProjectionFailure {
+                        event,
+                        error,
+                        failures,
+                        at,
+                    }),
+                rebuild,
+            }
+        })
+        .collect();
+    Ok(axum::Json(statuses))
+}
+
+/// Starts a blue/green rebuild of a read model (or resumes an interrupted
+/// one): fresh tables are filled from the event store while the live ones
+/// keep serving, then swapped in at once. Poll `GET /admin/read-models`
+/// for its progress.
+#[utoipa::path(
+    post, path = "/admin/read-models/{name}/rebuild", tag = TAG, operation_id = "rebuildReadModel",
+    params(("name" = String, Path, description = "The read model, e.g. `companies`")),
+    responses(
+        (status = 202, description = "Rebuild started; `Location` shows its progress", body = ReadModelName,
+            headers(("Location" = String, description = "Where to follow it"))),
+        (status = 401, description = "Missing or wrong operator token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is off", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No read model has this name", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A rebuild of it is already running", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("operator" = []))
+)]
+pub async fn start_rebuild(
+    State(state): State<AppState>,
+    _: Operator,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let name = known_read_model(&name)?;
+    if rebuild::statuses(&state.pool)
+        .await
+        .map_err(anyhow::Error::from)?
+        .iter()
+        .any(|r| r.read_model == name && r.active)
+    {
+        return Err(ApiError::Conflict(format!(
+            "a rebuild of `{name}` is already running"
+        )));
+    }
+    let pool = state.pool.clone();
+    // The rebuild outlives the request; its progress is in the database
+    // (and a rebuild cut off by a restart resumes when started again).
+    tokio::spawn(async move {
+        let options = RebuildOptions::default();
+        match rebuild::rebuild_by_name(&pool, name, &options, &|_, _| {}).await {
+            Ok(rebuilt) => tracing::info!(
+                read_model = name,
+                events = rebuilt.events,
+                "admin rebuild finished"
+            ),
+            Err(error) => tracing::error!(read_model = name, %error, "admin rebuild failed"),
+        }
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, "/admin/read-models".to_owned())],
+        axum::Json(ReadModelName {
+            name: name.to_owned(),
+        }),
+    )
+        .into_response())
+}
+
+/// A read model's name.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReadModelName {
+    pub name: String,
+}
+
+/// Republishes a read model's dead letters from the event store (after the
+/// fault was fixed) and removes them from the dead-letter stream.
+#[utoipa::path(
+    post, path = "/admin/read-models/{name}/dead-letters/retry", tag = TAG, operation_id = "retryDeadLetters",
+    params(("name" = String, Path, description = "The read model, e.g. `companies`")),
+    responses(
+        (status = 200, description = "How many were republished", body = RetriedDeadLetters),
+        (status = 401, description = "Missing or wrong operator token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is off", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No read model has this name", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("operator" = []))
+)]
+pub async fn retry_dead_letters(
+    State(state): State<AppState>,
+    _: Operator,
+    Path(name): Path<String>,
+) -> Result<axum::Json<RetriedDeadLetters>, ApiError> {
+    let name = known_read_model(&name)?;
+    let retried = vcintel_projections::runner::retry_dead_letters(
+        &state.pool,
+        &state.jetstream,
+        &state.topology,
+        name,
+    )
+    .await?;
+    Ok(axum::Json(RetriedDeadLetters { retried }))
+}
