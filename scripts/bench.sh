@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the spine, identity, search and enrichment benchmarks (figures only, no pass/fail) against a private
+# Runs the spine, identity, search, enrichment and rebuild benchmarks (figures only, no pass/fail) against a private
 # Postgres and nats-server, or DATABASE_URL / NATS_URL if given.
 # BENCH_SECONDS (per phase, default 10), BENCH_VERBOSE=1 (lag per second and
 # its split at JetStream), BENCH_ONLY=api (the command path alone).
@@ -11,3 +11,4 @@ cargo bench --locked -p vcintel_api --bench spine
 cargo bench --locked -p vcintel_api --bench identity
 cargo bench --locked -p vcintel_api --bench search
 cargo bench --locked -p vcintel_api --bench enrichment
+cargo bench --locked -p vcintel_api --bench rebuild

@@ -126,7 +126,10 @@ impl Application {
                 .context("VCINTEL_RATE_LIMIT_DATABASE_URL")?,
             None => pool.clone(),
         };
-        let services = event_store::command_services(pool.clone());
+        let services = event_store::command_services_with(
+            pool.clone(),
+            (settings.snapshot_every > 0).then_some(settings.snapshot_every),
+        );
         let passwords = Passwords::new(PasswordCost {
             memory_kib: settings.argon2_memory_kib,
             iterations: settings.argon2_iterations,
@@ -163,6 +166,10 @@ impl Application {
             ),
             nats,
             jetstream: js,
+            asyncapi: Arc::new(crate::asyncapi::document(
+                &topology,
+                &crate::asyncapi::nats_host(&settings.nats_url),
+            )),
             topology,
             consistency_wait: settings.consistency_wait(),
             enrichment_quota: EnrichmentQuota {

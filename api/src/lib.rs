@@ -7,6 +7,7 @@
 //! apart from serving so tests can drive it.
 
 pub mod app;
+pub mod asyncapi;
 pub mod auth;
 pub mod consistency;
 pub mod demo;

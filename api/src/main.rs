@@ -451,7 +451,10 @@ async fn rebuild_projections(
         let started = std::time::Instant::now();
         let progress = |replayed: u64, total: u64| {
             if terminal {
-                eprint!("{}", progress_bar(&format!("rebuilding {name}"), replayed, total));
+                eprint!(
+                    "{}",
+                    progress_bar(&format!("rebuilding {name}"), replayed, total)
+                );
             }
         };
         let rebuilt =

@@ -11,7 +11,7 @@ use crate::routes::{
 };
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -333,6 +333,12 @@ pub fn router(
     let cors = cors_layer(cors_origins, &request_id)?;
     Ok(api
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+        .route(
+            "/asyncapi.json",
+            axum::routing::get(|State(state): State<AppState>| async move {
+                axum::Json(state.asyncapi.as_ref().clone())
+            }),
+        )
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost: replays of idempotent POSTs keep the token it adds.

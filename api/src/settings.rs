@@ -29,6 +29,11 @@ pub struct Settings {
     #[arg(long, env = "VCINTEL_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_secret)]
     pub admin_token: Option<SecretString>,
 
+    /// Snapshot each aggregate's state every N events (0: never), so
+    /// commands on long aggregates load a snapshot and the events after it.
+    #[arg(long, env = "VCINTEL_SNAPSHOT_EVERY", default_value_t = 100)]
+    pub snapshot_every: usize,
+
     /// Prefix of the JetStream stream and subjects (one per deployment or test).
     #[arg(long, env = "VCINTEL_NATS_PREFIX", default_value = "vcintel", value_parser = parse_prefix)]
     pub nats_prefix: String,

@@ -48,6 +48,8 @@ pub struct AppState {
     pub nats: async_nats::Client,
     pub jetstream: jetstream::Context,
     pub topology: Topology,
+    /// The stream's AsyncAPI document, built once for this deployment.
+    pub asyncapi: Arc<serde_json::Value>,
     pub consistency_wait: Duration,
     pub enrichment_quota: EnrichmentQuota,
     pub ready_max_lag: i64,

@@ -31,6 +31,7 @@ pub enum BudgetCommand {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub enum BudgetEvent {
     #[serde(rename = "budget.threshold_reached")]
     ThresholdReached(BudgetThresholdReached),
@@ -38,6 +39,7 @@ pub enum BudgetEvent {
 
 /// Downstream alerting subscribes to these (`…events.<workspace>.budget.threshold_reached`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct BudgetThresholdReached {
     pub workspace_id: WorkspaceId,
     pub month: String,
@@ -64,6 +66,7 @@ pub enum BudgetError {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Budget {
     raised: BTreeSet<u8>,
 }

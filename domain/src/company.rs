@@ -18,6 +18,7 @@ pub const MAX_SECTOR_CHARS: usize = 100;
 pub const MAX_LOCATION_CHARS: usize = 200;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct CompanyId(pub Uuid);
 
@@ -29,6 +30,7 @@ impl std::fmt::Display for CompanyId {
 
 /// Funding stage, as analysts filter by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     PreSeed,
@@ -56,6 +58,7 @@ impl Stage {
 
 /// The validated, normalised details of a company.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct CompanyDetails {
     pub name: String,
     pub website: Website,
@@ -104,6 +107,7 @@ pub enum CompanyCommand {
 /// Everything that can happen to a company. Serialized names are the stable
 /// event types; a change to a payload's shape gets a new version and an upcaster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub enum CompanyEvent {
     #[serde(rename = "company.added")]
     Added(CompanyAdded),
@@ -114,6 +118,7 @@ pub enum CompanyEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct CompanyAdded {
     pub company_id: CompanyId,
     pub workspace_id: WorkspaceId,
@@ -125,6 +130,7 @@ pub struct CompanyAdded {
 /// Carries the full details after the change, so a consumer never needs the
 /// previous state, and names the fields that changed, for audit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct CompanyDetailsUpdated {
     pub workspace_id: WorkspaceId,
     pub updated_by: UserId,
@@ -134,6 +140,7 @@ pub struct CompanyDetailsUpdated {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct CompanyDeleted {
     pub workspace_id: WorkspaceId,
     pub deleted_by: UserId,
@@ -179,11 +186,13 @@ pub enum CompanyError {
 
 /// The state needed to decide commands, folded from the company's events.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Company {
     lifecycle: Lifecycle,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 enum Lifecycle {
     #[default]
     Unborn,

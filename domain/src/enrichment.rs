@@ -28,6 +28,7 @@ pub const MAX_EVIDENCE_CHARS: usize = 200;
 pub const MAX_ERROR_CHARS: usize = 300;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct EnrichmentJobId(pub Uuid);
 
@@ -38,6 +39,7 @@ impl std::fmt::Display for EnrichmentJobId {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Confidence {
     Low,
@@ -58,6 +60,7 @@ impl Confidence {
 /// What a signal says about the company; a fixed vocabulary, so the score
 /// can weigh it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SignalKind {
     Funding,
@@ -95,6 +98,7 @@ impl SignalKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Signal {
     pub kind: SignalKind,
     /// The words on the page that support it.
@@ -104,6 +108,7 @@ pub struct Signal {
 
 /// Who produced a result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EnrichmentSource {
     /// The built-in deterministic enricher (no model configured).
@@ -117,6 +122,7 @@ pub enum EnrichmentSource {
 
 /// What the extraction found, before scoring.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Extraction {
     pub summary: String,
     pub what_it_does: String,
@@ -130,6 +136,7 @@ pub struct Extraction {
 /// Tokens and cost of the model calls that produced a result (zero for the
 /// heuristic enricher and for cache hits).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Usage {
     pub tokens_in: u64,
     pub tokens_out: u64,
@@ -139,6 +146,7 @@ pub struct Usage {
 
 /// An accepted enrichment: the validated extraction, its score and provenance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct EnrichmentResult {
     #[serde(flatten)]
     pub extraction: Extraction,
@@ -264,6 +272,7 @@ pub fn contains_markup_or_link(text: &str) -> bool {
 
 /// What a workspace invests in; empty lists mean "no preference".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Thesis {
     pub sectors: Vec<String>,
     pub stages: Vec<Stage>,
@@ -361,6 +370,7 @@ pub enum EnrichmentCommand {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub enum EnrichmentEvent {
     #[serde(rename = "enrichment.requested")]
     Requested(EnrichmentRequested),
@@ -377,6 +387,7 @@ pub enum EnrichmentEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct EnrichmentRequested {
     pub job_id: EnrichmentJobId,
     pub company_id: CompanyId,
@@ -386,6 +397,7 @@ pub struct EnrichmentRequested {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct EnrichmentStarted {
     pub workspace_id: WorkspaceId,
     pub company_id: CompanyId,
@@ -394,6 +406,7 @@ pub struct EnrichmentStarted {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct EnrichmentAttemptFailed {
     pub workspace_id: WorkspaceId,
     pub company_id: CompanyId,
@@ -407,6 +420,7 @@ pub struct EnrichmentAttemptFailed {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct EnrichmentDeferred {
     pub workspace_id: WorkspaceId,
     pub company_id: CompanyId,
@@ -414,6 +428,7 @@ pub struct EnrichmentDeferred {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct EnrichmentSucceeded {
     pub workspace_id: WorkspaceId,
     pub company_id: CompanyId,
@@ -423,6 +438,7 @@ pub struct EnrichmentSucceeded {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct EnrichmentGivenUp {
     pub workspace_id: WorkspaceId,
     pub company_id: CompanyId,
@@ -480,6 +496,7 @@ pub enum EnrichmentError {
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     Queued,
@@ -506,6 +523,7 @@ impl JobState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 struct JobFacts {
     workspace_id: WorkspaceId,
     company_id: CompanyId,
@@ -514,6 +532,7 @@ struct JobFacts {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct EnrichmentJob {
     facts: Option<JobFacts>,
     state: Option<JobState>,

@@ -2,7 +2,9 @@
 //! and typed errors.
 //!
 //! Pure and synchronous. It may depend on data-only crates (serde, uuid, url,
-//! thiserror) and nothing that does IO or needs an async runtime; the event
+//! thiserror; utoipa's schema derive behind the `schema` feature, for the
+//! API's OpenAPI and AsyncAPI documents) and nothing that does IO or needs an
+//! async runtime; the event
 //! store, the message bus and HTTP live in the outer crates, which adapt these
 //! types to cqrs-es.
 

@@ -17,6 +17,7 @@ pub const MAX_LIST_NAME_CHARS: usize = 100;
 pub const MAX_LIST_COMPANIES: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct ListId(pub Uuid);
 
@@ -52,6 +53,7 @@ pub enum ListCommand {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub enum ListEvent {
     #[serde(rename = "list.created")]
     Created(ListCreated),
@@ -66,6 +68,7 @@ pub enum ListEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct ListCreated {
     pub list_id: ListId,
     pub workspace_id: WorkspaceId,
@@ -74,6 +77,7 @@ pub struct ListCreated {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct ListRenamed {
     pub workspace_id: WorkspaceId,
     pub name: String,
@@ -81,12 +85,14 @@ pub struct ListRenamed {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct ListDeleted {
     pub workspace_id: WorkspaceId,
     pub deleted_by: UserId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct ListCompanyAdded {
     pub workspace_id: WorkspaceId,
     pub company_id: CompanyId,
@@ -94,6 +100,7 @@ pub struct ListCompanyAdded {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct ListCompanyRemoved {
     pub workspace_id: WorkspaceId,
     pub company_id: CompanyId,
@@ -142,6 +149,7 @@ pub enum ListError {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 struct LiveList {
     workspace_id: WorkspaceId,
     name: String,
@@ -149,6 +157,7 @@ struct LiveList {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct List {
     live: Option<LiveList>,
     deleted: bool,

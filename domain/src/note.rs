@@ -15,6 +15,7 @@ pub const AGGREGATE_TYPE: &str = "note";
 pub const MAX_NOTE_CHARS: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct NoteId(pub Uuid);
 
@@ -43,6 +44,7 @@ pub enum NoteCommand {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub enum NoteEvent {
     #[serde(rename = "note.added")]
     Added(NoteAdded),
@@ -53,6 +55,7 @@ pub enum NoteEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct NoteAdded {
     pub note_id: NoteId,
     pub company_id: CompanyId,
@@ -62,6 +65,7 @@ pub struct NoteAdded {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct NoteEdited {
     pub workspace_id: WorkspaceId,
     pub content: String,
@@ -69,6 +73,7 @@ pub struct NoteEdited {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct NoteDeleted {
     pub workspace_id: WorkspaceId,
     pub deleted_by: UserId,
@@ -110,6 +115,7 @@ pub enum NoteError {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 struct LiveNote {
     workspace_id: WorkspaceId,
     company_id: CompanyId,
@@ -118,6 +124,7 @@ struct LiveNote {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Note {
     live: Option<LiveNote>,
     deleted: bool,

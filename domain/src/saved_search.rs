@@ -14,6 +14,7 @@ pub const MAX_SEARCH_NAME_CHARS: usize = 100;
 pub const MAX_FILTER_TEXT_CHARS: usize = 200;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct SavedSearchId(pub Uuid);
 
@@ -25,6 +26,7 @@ impl std::fmt::Display for SavedSearchId {
 
 /// What a saved search narrows companies to; every part is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct SearchFilters {
     pub sector: Option<String>,
     pub stage: Option<Stage>,
@@ -84,6 +86,7 @@ pub enum SavedSearchCommand {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub enum SavedSearchEvent {
     #[serde(rename = "saved_search.created")]
     Created(SavedSearchCreated),
@@ -94,6 +97,7 @@ pub enum SavedSearchEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct SavedSearchCreated {
     pub id: SavedSearchId,
     pub workspace_id: WorkspaceId,
@@ -103,6 +107,7 @@ pub struct SavedSearchCreated {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct SavedSearchRenamed {
     pub workspace_id: WorkspaceId,
     pub name: String,
@@ -110,6 +115,7 @@ pub struct SavedSearchRenamed {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct SavedSearchDeleted {
     pub workspace_id: WorkspaceId,
     pub deleted_by: UserId,
@@ -151,12 +157,14 @@ pub enum SavedSearchError {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 struct LiveSearch {
     workspace_id: WorkspaceId,
     name: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct SavedSearch {
     live: Option<LiveSearch>,
     deleted: bool,

@@ -22,6 +22,7 @@ pub const MAX_PASSWORD_BYTES: usize = 256;
 /// A normalised email address: trimmed and lower-cased, so `Ann@X.io` and
 /// `ann@x.io ` are one account.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct Email(String);
 
@@ -112,6 +113,7 @@ pub fn check_password_policy(password: &str, email: Option<&Email>) -> Result<()
 
 /// The product tier of an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
     #[default]
@@ -131,12 +133,14 @@ pub enum UserCommand {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub enum UserEvent {
     #[serde(rename = "user.registered")]
     Registered(UserRegistered),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct UserRegistered {
     pub user_id: UserId,
     pub email: Email,
@@ -177,6 +181,7 @@ pub enum UserError {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct User {
     registered: Option<UserRegistered>,
 }

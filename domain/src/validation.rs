@@ -5,6 +5,7 @@ use serde::Serialize;
 
 /// One invalid input field, named as the client sent it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct FieldError {
     pub field: String,
     pub message: String,

@@ -9,6 +9,7 @@ use url::Url;
 /// slash; no scheme, query, fragment or credentials. `https://WWW.Acme.io/`,
 /// `http://acme.io` and `acme.io` are all `acme.io`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct Website(String);
 

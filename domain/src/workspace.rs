@@ -84,6 +84,7 @@ pub enum WorkspaceCommand {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub enum WorkspaceEvent {
     #[serde(rename = "workspace.created")]
     Created(WorkspaceCreated),
@@ -106,6 +107,7 @@ pub enum WorkspaceEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct ThesisSet {
     pub workspace_id: WorkspaceId,
     pub thesis: crate::enrichment::Thesis,
@@ -113,6 +115,7 @@ pub struct ThesisSet {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct WorkspaceCreated {
     pub workspace_id: WorkspaceId,
     pub name: String,
@@ -122,6 +125,7 @@ pub struct WorkspaceCreated {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct MemberAdded {
     pub workspace_id: WorkspaceId,
     pub user_id: UserId,
@@ -133,6 +137,7 @@ pub struct MemberAdded {
 /// An invitation for an email with no account yet. Accepting it is a
 /// `member_added` with the same email, which ends the invitation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct MemberInvited {
     pub workspace_id: WorkspaceId,
     pub invitation_id: Uuid,
@@ -142,6 +147,7 @@ pub struct MemberInvited {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct InvitationCancelled {
     pub workspace_id: WorkspaceId,
     pub invitation_id: Uuid,
@@ -150,6 +156,7 @@ pub struct InvitationCancelled {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct MemberRoleChanged {
     pub workspace_id: WorkspaceId,
     pub user_id: UserId,
@@ -160,6 +167,7 @@ pub struct MemberRoleChanged {
 
 /// A member left (`removed_by == user_id`) or was removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct MemberRemoved {
     pub workspace_id: WorkspaceId,
     pub user_id: UserId,
@@ -168,6 +176,7 @@ pub struct MemberRemoved {
 
 /// The key's secret is never in an event; only its id and display prefix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct ApiKeyCreated {
     pub workspace_id: WorkspaceId,
     pub key_id: Uuid,
@@ -178,6 +187,7 @@ pub struct ApiKeyCreated {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct ApiKeyRevoked {
     pub workspace_id: WorkspaceId,
     pub key_id: Uuid,
@@ -242,12 +252,14 @@ pub enum WorkspaceError {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Member {
     pub role: Role,
     pub email: Email,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct ApiKey {
     pub name: String,
     pub prefix: String,
@@ -257,6 +269,7 @@ pub struct ApiKey {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct WorkspaceState {
     pub id: WorkspaceId,
     pub name: String,
@@ -272,6 +285,7 @@ pub struct WorkspaceState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Invitation {
     pub id: Uuid,
     pub role: Role,
@@ -279,6 +293,7 @@ pub struct Invitation {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Workspace {
     state: Option<WorkspaceState>,
 }

@@ -50,6 +50,12 @@ impl<'r> FromRow<'r, PgRow> for StoredEvent {
             index: "tx_id_text".into(),
             source: Box::new(e),
         })?;
+        let event_type: String = row.try_get("event_type")?;
+        let (event_version, payload) = to_current_version(
+            &event_type,
+            row.try_get("event_version")?,
+            row.try_get("payload")?,
+        );
         Ok(StoredEvent {
             event_id: row.try_get("event_id")?,
             position: row.try_get("position")?,
@@ -57,12 +63,30 @@ impl<'r> FromRow<'r, PgRow> for StoredEvent {
             aggregate_type: row.try_get("aggregate_type")?,
             aggregate_id: row.try_get("aggregate_id")?,
             sequence: row.try_get("sequence")?,
-            event_type: row.try_get("event_type")?,
-            event_version: row.try_get("event_version")?,
-            payload: row.try_get("payload")?,
+            event_type,
+            event_version,
+            payload,
             metadata: row.try_get("metadata")?,
             recorded_at: row.try_get("recorded_at")?,
         })
+    }
+}
+
+/// Every stored event is read as today's version of its type. One that
+/// cannot be (written by newer code, or a missing step) stays as stored, so
+/// decoding it fails and names it (`vcintel events verify` reports why).
+fn to_current_version(event_type: &str, version: String, payload: Value) -> (String, Value) {
+    let outdated = crate::upcast::current_version(event_type)
+        .is_some_and(|current| version.parse::<u32>().is_ok_and(|v| v < current));
+    if !outdated {
+        return (version, payload);
+    }
+    match crate::upcast::upcast(event_type, &version, payload.clone()) {
+        Ok((current, upcast)) => (current.to_string(), upcast),
+        Err(error) => {
+            tracing::warn!(%error, "event read as stored");
+            (version, payload)
+        }
     }
 }
 

@@ -60,26 +60,39 @@ pub struct CommandServices {
     pub budgets: PgBudgetCommands,
 }
 
-/// Builds the command services on `pool`. Must be called inside a Tokio
-/// runtime: it starts the commit-notification task, which ends when the
-/// services are dropped.
+/// Builds the command services on `pool`, without snapshots.
 pub fn command_services(pool: PgPool) -> CommandServices {
+    command_services_with(pool, None)
+}
+
+/// Builds the command services on `pool`; with `snapshot_every` = N, an
+/// aggregate's state is snapshotted every N events, and loading it reads
+/// the latest snapshot plus the events after it. Must be called inside a
+/// Tokio runtime: it starts the commit-notification task, which ends when
+/// the services are dropped.
+pub fn command_services_with(pool: PgPool, snapshot_every: Option<usize>) -> CommandServices {
     let nudge = RelayNudge::new(pool.clone());
     CommandServices {
-        companies: CompanyCommands::new(pg_event_store(&pool, &nudge)),
+        companies: CompanyCommands::new(event_store(&pool, &nudge, snapshot_every)),
         accounts: AccountCommands::new(
-            pg_event_store(&pool, &nudge),
-            pg_event_store(&pool, &nudge),
+            event_store(&pool, &nudge, snapshot_every),
+            event_store(&pool, &nudge, snapshot_every),
         ),
-        workspaces: WorkspaceCommands::new(pg_event_store(&pool, &nudge)),
-        notes: NoteCommands::new(pg_event_store(&pool, &nudge), pg_event_store(&pool, &nudge)),
-        lists: ListCommands::new(pg_event_store(&pool, &nudge), pg_event_store(&pool, &nudge)),
-        saved_searches: SavedSearchCommands::new(pg_event_store(&pool, &nudge)),
+        workspaces: WorkspaceCommands::new(event_store(&pool, &nudge, snapshot_every)),
+        notes: NoteCommands::new(
+            event_store(&pool, &nudge, snapshot_every),
+            event_store(&pool, &nudge, snapshot_every),
+        ),
+        lists: ListCommands::new(
+            event_store(&pool, &nudge, snapshot_every),
+            event_store(&pool, &nudge, snapshot_every),
+        ),
+        saved_searches: SavedSearchCommands::new(event_store(&pool, &nudge, snapshot_every)),
         enrichments: EnrichmentCommands::new(
-            pg_event_store(&pool, &nudge),
-            pg_event_store(&pool, &nudge),
+            event_store(&pool, &nudge, snapshot_every),
+            event_store(&pool, &nudge, snapshot_every),
         ),
-        budgets: BudgetCommands::new(pg_event_store(&pool, &nudge)),
+        budgets: BudgetCommands::new(event_store(&pool, &nudge, snapshot_every)),
     }
 }
 
@@ -88,9 +101,23 @@ pub fn company_commands(pool: PgPool) -> PgCompanyCommands {
     command_services(pool).companies
 }
 
-fn pg_event_store<A: Aggregate>(pool: &PgPool, nudge: &RelayNudge) -> PgEventStore<A> {
+/// One aggregate type's store (`snapshot_every`: see [`command_services_with`]).
+pub fn event_store<A: Aggregate>(
+    pool: &PgPool,
+    nudge: &RelayNudge,
+    snapshot_every: Option<usize>,
+) -> PgEventStore<A> {
+    let repository = PgEventRepository {
+        inner: PostgresEventRepository::new(pool.clone()),
+        pool: pool.clone(),
+        snapshot_every,
+    };
+    let store = match snapshot_every {
+        Some(every) => PersistedEventStore::new_snapshot_store(repository, every),
+        None => PersistedEventStore::new_event_store(repository),
+    };
     NotifyingEventStore {
-        inner: PersistedEventStore::new_event_store(PgEventRepository::new(pool.clone())),
+        inner: store.with_upcasters(vec![Box::new(crate::upcast::UpcastToCurrent)]),
         appended: nudge.clone(),
     }
 }
@@ -224,10 +251,18 @@ where
     }
 }
 
-/// postgres-es' repository with a one-round-trip append.
+/// Raise when any aggregate's state changes shape: snapshots written in
+/// another format are ignored (the aggregate is folded from its events and
+/// snapshotted afresh), so a snapshot can never feed stale state to today's
+/// code.
+const SNAPSHOT_FORMAT: u64 = 1;
+
+/// postgres-es' repository with a one-round-trip append, and snapshots
+/// written with the events, unique values included, in one transaction.
 pub struct PgEventRepository {
     inner: PostgresEventRepository,
     pool: PgPool,
+    snapshot_every: Option<usize>,
 }
 
 impl std::fmt::Debug for PgEventRepository {
@@ -237,15 +272,9 @@ impl std::fmt::Debug for PgEventRepository {
 }
 
 impl PgEventRepository {
-    pub fn new(pool: PgPool) -> Self {
-        Self {
-            inner: PostgresEventRepository::new(pool.clone()),
-            pool,
-        }
-    }
-
     async fn append<A: Aggregate>(
         &self,
+        connection: &mut sqlx::PgConnection,
         events: &[SerializedEvent],
     ) -> Result<(), PersistenceError> {
         let Some(first) = events.first() else {
@@ -310,7 +339,7 @@ impl PgEventRepository {
         .bind(column(&unique.claimed, true))
         .bind(column(&unique.claimed, false))
         .bind(&unique.released_scopes)
-        .execute(&self.pool)
+        .execute(&mut *connection)
         .await;
         match result {
             Ok(_) => Ok(()),
@@ -323,11 +352,17 @@ impl PgEventRepository {
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
                 Err(PersistenceError::OptimisticLockError)
             }
-            Err(e @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)) => {
-                Err(PersistenceError::ConnectionError(Box::new(e)))
-            }
-            Err(e) => Err(PersistenceError::UnknownError(Box::new(e))),
+            Err(e) => Err(persistence_error(e)),
         }
+    }
+}
+
+fn persistence_error(error: sqlx::Error) -> PersistenceError {
+    match error {
+        e @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) => {
+            PersistenceError::ConnectionError(Box::new(e))
+        }
+        e => PersistenceError::UnknownError(Box::new(e)),
     }
 }
 
@@ -380,7 +415,14 @@ impl PersistedEventRepository for PgEventRepository {
         &self,
         aggregate_id: &str,
     ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
-        self.inner.get_snapshot::<A>(aggregate_id).await
+        let Some(mut snapshot) = self.inner.get_snapshot::<A>(aggregate_id).await? else {
+            return Ok(None);
+        };
+        if snapshot.aggregate.get("format").and_then(Value::as_u64) != Some(SNAPSHOT_FORMAT) {
+            return Ok(None);
+        }
+        snapshot.aggregate = snapshot.aggregate["state"].take();
+        Ok(Some(snapshot))
     }
 
     async fn persist<A: Aggregate>(
@@ -388,11 +430,39 @@ impl PersistedEventRepository for PgEventRepository {
         events: &[SerializedEvent],
         snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
-        match snapshot_update {
-            None => self.append::<A>(events).await,
-            // A snapshot must change with its events in one transaction.
-            Some(update) => self.inner.persist::<A>(events, Some(update)).await,
-        }
+        let (Some((aggregate_id, state, snapshot_number)), Some(every)) =
+            (snapshot_update, self.snapshot_every)
+        else {
+            let mut connection = self.pool.acquire().await.map_err(persistence_error)?;
+            return self.append::<A>(&mut connection, events).await;
+        };
+        // cqrs-es folds into the snapshot the events up to the last multiple
+        // of `every` among them, not necessarily all of them.
+        let last = events.last().map_or(0, |e| e.sequence);
+        let snapshot_at = last / every * every;
+        let mut tx = self.pool.begin().await.map_err(persistence_error)?;
+        self.append::<A>(&mut tx, events).await?;
+        // The events' primary key has already refused a concurrent writer,
+        // so the aggregate's one snapshot row can simply be replaced.
+        sqlx::query("delete from snapshots where aggregate_type = $1 and aggregate_id = $2")
+            .bind(A::TYPE)
+            .bind(&aggregate_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(persistence_error)?;
+        sqlx::query(
+            "insert into snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload)
+             values ($1, $2, $3, $4, $5)",
+        )
+        .bind(A::TYPE)
+        .bind(&aggregate_id)
+        .bind(snapshot_at as i64)
+        .bind(snapshot_number as i64)
+        .bind(sqlx::types::Json(serde_json::json!({"format": SNAPSHOT_FORMAT, "state": state})))
+        .execute(&mut *tx)
+        .await
+        .map_err(persistence_error)?;
+        tx.commit().await.map_err(persistence_error)
     }
 
     async fn stream_events<A: Aggregate>(

@@ -16,6 +16,7 @@ pub mod idempotency;
 pub mod rate_limit;
 pub mod relay;
 pub mod stream;
+pub mod upcast;
 pub mod verify;
 pub mod wire;
 

@@ -54,7 +54,7 @@ pub async fn ensure_events_stream(
 }
 
 /// A parked event, as the dead-letter stream holds it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     pub projection: String,
     pub event_id: uuid::Uuid,

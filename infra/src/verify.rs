@@ -5,6 +5,7 @@
 
 use crate::event_log::{self, CommitCursor, StoredEvent};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use sqlx::PgPool;
 
 /// What a verification found.
@@ -68,8 +69,27 @@ pub const EVENT_TYPES: &[(&str, &str, &str)] = &[
     ("budget", "budget.threshold_reached", "1"),
 ];
 
-/// Whether `event` decodes into today's event type for its aggregate.
+/// Whether `event` (read through the upcasters) is today's version of its
+/// type and decodes into today's event type for its aggregate.
 pub fn decode_with_todays_code(event: &StoredEvent) -> Result<(), String> {
+    match crate::upcast::current_version(&event.event_type) {
+        None => {
+            return Err(format!(
+                "`{}` is not an event type this code knows",
+                event.event_type
+            ))
+        }
+        Some(current) if event.event_version != current.to_string() => {
+            let error = crate::upcast::upcast(&event.event_type, &event.event_version, Value::Null)
+                .err()
+                .map_or_else(
+                    || format!("version {} is not v{current}", event.event_version),
+                    |e| e.to_string(),
+                );
+            return Err(error);
+        }
+        Some(_) => {}
+    }
     decode_payload(&event.aggregate_type, &event.payload)
 }
 
@@ -173,7 +193,10 @@ mod tests {
                 payload.get(event_type).is_some(),
                 "{event_type}: tagged payload"
             );
-            decode_payload(aggregate, payload)
+            // Old versions decode through the upcasters, as on every read.
+            let (_, current) = crate::upcast::upcast(event_type, version, payload.clone())
+                .unwrap_or_else(|e| panic!("{event_type} v{version}: {e}"));
+            decode_payload(aggregate, &current)
                 .unwrap_or_else(|e| panic!("{event_type} v{version} no longer decodes: {e}"));
         }
         let covered: HashSet<(String, String)> = fixtures

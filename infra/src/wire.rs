@@ -41,6 +41,10 @@ impl Topology {
         format!("{}.events.>", self.prefix)
     }
 
+    pub fn workspace_subject_filter(&self, workspace_id: &str) -> String {
+        format!("{}.events.{workspace_id}.>", self.prefix)
+    }
+
     pub fn aggregate_subject_filter(&self, aggregate_type: &str) -> String {
         format!("{}.events.*.{aggregate_type}.>", self.prefix)
     }
@@ -82,7 +86,8 @@ impl Topology {
 
 /// A CloudEvents 1.0 envelope. Extension attributes are lowercase
 /// alphanumeric, as the spec requires.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = CloudEvent)]
 pub struct EventMessage {
     pub specversion: String,
     /// The event's unique id; also the `Nats-Msg-Id` header.
@@ -97,6 +102,7 @@ pub struct EventMessage {
     pub time: DateTime<Utc>,
     pub datacontenttype: String,
     /// The event payload (the inner object of the stored payload).
+    #[schema(value_type = Object)]
     pub data: Value,
     pub workspaceid: String,
     pub aggregatetype: String,

@@ -62,6 +62,9 @@ pub struct Rebuilt {
     pub events: u64,
     /// Events a previous, interrupted run had already replayed.
     pub resumed_from: u64,
+    /// How long the swap transaction ran: the time the projector waited
+    /// for this read model and the window in which readers may queue.
+    pub swap_took: Duration,
 }
 
 /// A rebuild's progress as recorded in `projection_rebuilds`.
@@ -240,13 +243,16 @@ async fn run<P: Projection>(
             .execute(pool)
             .await?;
     }
+    let swap_started = std::time::Instant::now();
     let caught_up = swap_with_retries::<P>(pool, cursor, options.batch_size).await?;
+    let swap_took = swap_started.elapsed();
     replayed += caught_up;
     on_progress(replayed, total.max(replayed));
     Ok(Rebuilt {
         read_model: P::NAME,
         events: replayed,
         resumed_from,
+        swap_took,
     })
 }
 

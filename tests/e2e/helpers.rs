@@ -127,6 +127,8 @@ pub fn settings(database_url: &str, prefix: &str) -> Settings {
         bind: "127.0.0.1:0".parse().expect("addr"),
         jwt_secret: SecretString::from(JWT_SECRET.to_owned()),
         admin_token: Some(SecretString::from(ADMIN_TOKEN.to_owned())),
+        // Small, so the end-to-end tests load aggregates from snapshots too.
+        snapshot_every: 5,
         nats_prefix: prefix.to_owned(),
         duplicate_window_secs: 120,
         ready_max_lag: 1000,

@@ -13,6 +13,7 @@ mod helpers;
 
 mod admin;
 mod api;
+mod asyncapi;
 mod audit;
 mod cli;
 mod concurrency;
@@ -30,4 +31,5 @@ mod rebuild;
 mod relay;
 mod saved_searches;
 mod search;
+mod snapshots;
 mod tenancy;

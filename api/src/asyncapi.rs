@@ -1,0 +1,276 @@
+//! The AsyncAPI 3.0 document of the event stream, served at `/asyncapi.json`.
+//!
+//! Generated, never written by hand, from the types that are serialized
+//! onto the stream: the CloudEvents envelope ([`EventMessage`]), each event
+//! type's data (the domain events, through the same utoipa derive the
+//! OpenAPI schemas come from), the dead letters ([`DeadLetter`]); channel
+//! addresses come from the [`Topology`] the relay publishes with, and
+//! versions from the event catalogue. So the document cannot drift from
+//! what subscribers receive; an end-to-end test validates it against the
+//! AsyncAPI 3.0 schema and every streamed message against it.
+
+use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+use vcintel_domain as domain;
+use vcintel_infra::stream::DeadLetter;
+use vcintel_infra::upcast::current_version;
+use vcintel_infra::wire::{EventMessage, Topology};
+
+/// One aggregate type's event enum, externally tagged by event type.
+struct Family {
+    aggregate_type: &'static str,
+    schema: Value,
+    referenced: Vec<(String, Value)>,
+}
+
+fn family<E: ToSchema>(aggregate_type: &'static str) -> Family {
+    let mut referenced = Vec::new();
+    E::schemas(&mut referenced);
+    Family {
+        aggregate_type,
+        schema: to_json(E::schema()),
+        referenced: referenced
+            .into_iter()
+            .map(|(name, schema)| (name, to_json(schema)))
+            .collect(),
+    }
+}
+
+fn to_json(schema: impl serde::Serialize) -> Value {
+    serde_json::to_value(schema).unwrap_or(Value::Null)
+}
+
+fn families() -> Vec<Family> {
+    vec![
+        family::<domain::company::CompanyEvent>(domain::company::AGGREGATE_TYPE),
+        family::<domain::user::UserEvent>(domain::user::AGGREGATE_TYPE),
+        family::<domain::workspace::WorkspaceEvent>(domain::workspace::AGGREGATE_TYPE),
+        family::<domain::note::NoteEvent>(domain::note::AGGREGATE_TYPE),
+        family::<domain::list::ListEvent>(domain::list::AGGREGATE_TYPE),
+        family::<domain::saved_search::SavedSearchEvent>(domain::saved_search::AGGREGATE_TYPE),
+        family::<domain::enrichment::EnrichmentEvent>(domain::enrichment::AGGREGATE_TYPE),
+        family::<domain::budget::BudgetEvent>(domain::budget::AGGREGATE_TYPE),
+    ]
+}
+
+/// `(event type, data schema)` for each variant of an externally tagged
+/// enum's schema: `oneOf` objects with the event type as their one property.
+fn variants(enum_schema: &Value) -> Vec<(String, Value)> {
+    enum_schema["oneOf"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|variant| {
+            let properties = variant["properties"].as_object()?;
+            let (event_type, data) = properties.iter().next()?;
+            Some((event_type.clone(), data.clone()))
+        })
+        .collect()
+}
+
+/// The message name of an event type at its current version.
+fn message_name(event_type: &str, version: u32) -> String {
+    format!("{event_type}.v{version}")
+}
+
+/// The document for a deployment whose stream uses `topology`, reached at
+/// `nats_host` (`host:port`).
+pub fn document(topology: &Topology, nats_host: &str) -> Value {
+    let mut schemas = Map::new();
+    let mut messages = Map::new();
+    let mut channels = Map::new();
+    let mut operations = Map::new();
+    schemas.insert(
+        "CloudEvent".to_owned(),
+        to_json(<EventMessage as utoipa::PartialSchema>::schema()),
+    );
+    schemas.insert(
+        "DeadLetter".to_owned(),
+        to_json(<DeadLetter as utoipa::PartialSchema>::schema()),
+    );
+    schemas.insert(
+        "NatsHeaders".to_owned(),
+        json!({
+            "type": "object",
+            "required": ["Nats-Msg-Id"],
+            "properties": {
+                "Nats-Msg-Id": {"type": "string", "format": "uuid",
+                    "description": "The event id (JetStream deduplicates publications by it)."},
+                "traceparent": {"type": "string",
+                    "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+                    "description": "W3C trace context of the request that caused the event."}
+            }
+        }),
+    );
+    for family in families() {
+        for (name, schema) in family.referenced {
+            schemas.insert(name, schema);
+        }
+        for (event_type, data) in variants(&family.schema) {
+            let Some(version) = current_version(&event_type) else {
+                continue;
+            };
+            let name = message_name(&event_type, version);
+            let kind = format!("vcintel.{name}");
+            schemas.insert(
+                kind.clone(),
+                json!({
+                    "description": format!("A `{event_type}` event (version {version}) in its CloudEvents envelope."),
+                    "allOf": [
+                        {"$ref": "#/components/schemas/CloudEvent"},
+                        {
+                            "type": "object",
+                            "properties": {
+                                "type": {"const": kind},
+                                "eventtype": {"const": event_type},
+                                "eventversion": {"const": version.to_string()},
+                                "aggregatetype": {"const": family.aggregate_type},
+                                "data": data,
+                            }
+                        }
+                    ]
+                }),
+            );
+            messages.insert(
+                name.clone(),
+                json!({
+                    "name": event_type,
+                    "title": format!("{event_type} v{version}"),
+                    "contentType": "application/cloudevents+json",
+                    "headers": {"$ref": "#/components/schemas/NatsHeaders"},
+                    "payload": {"$ref": format!("#/components/schemas/{kind}")},
+                    "correlationId": {"location": "$message.payload#/correlationid"},
+                }),
+            );
+            let address = topology.subject_for("{workspaceId}", family.aggregate_type, &event_type);
+            channels.insert(
+                event_type.clone(),
+                json!({
+                    "address": address,
+                    "title": event_type,
+                    "messages": {name.clone(): {"$ref": format!("#/components/messages/{name}")}},
+                    "parameters": {"workspaceId": {"description": "The workspace the event belongs to (a UUID)."}},
+                }),
+            );
+            operations.insert(
+                format!("receive.{event_type}"),
+                json!({
+                    "action": "receive",
+                    "channel": {"$ref": format!("#/channels/{event_type}")},
+                    "messages": [{"$ref": format!("#/channels/{event_type}/messages/{name}")}],
+                }),
+            );
+        }
+    }
+    messages.insert(
+        "deadletter".to_owned(),
+        json!({
+            "name": "deadletter",
+            "title": "A parked event",
+            "contentType": "application/json",
+            "payload": {"$ref": "#/components/schemas/DeadLetter"},
+        }),
+    );
+    channels.insert(
+        "deadletter".to_owned(),
+        json!({
+            "address": topology.dead_letter_subject("{readModel}"),
+            "title": "Dead letters",
+            "description": format!(
+                "Events a read model failed to apply too many times, with the error, on the `{}` stream.",
+                topology.dead_letter_stream_name()
+            ),
+            "messages": {"deadletter": {"$ref": "#/components/messages/deadletter"}},
+            "parameters": {"readModel": {"description": "The read model that parked it, e.g. `companies`."}},
+        }),
+    );
+    operations.insert(
+        "receive.deadletter".to_owned(),
+        json!({
+            "action": "receive",
+            "channel": {"$ref": "#/channels/deadletter"},
+            "messages": [{"$ref": "#/channels/deadletter/messages/deadletter"}],
+        }),
+    );
+    let all = topology.all_events_subject();
+    json!({
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "VC Intel events",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": format!(
+                "Every event the VC Intel event store commits, in commit order, on the JetStream \
+                 stream `{stream}` (subjects `{all}`). Each message is a CloudEvents 1.0 envelope \
+                 (structured mode, JSON) whose `id` is the event id, also sent as the \
+                 `Nats-Msg-Id` header: deduplicate by it. Subjects are \
+                 `<prefix>.events.<workspace id>.<aggregate type>.<event name>`, so a wildcard \
+                 takes one workspace (`{one_ws}`), one aggregate type (`{one_type}`) or one \
+                 event type. Replay from the start with a durable consumer of your own and \
+                 `deliver_policy = all`.",
+                stream = topology.stream_name(),
+                one_ws = topology.workspace_subject_filter("<workspace id>"),
+                one_type = topology.aggregate_subject_filter("company"),
+            ),
+        },
+        "defaultContentType": "application/cloudevents+json",
+        "servers": {
+            "jetstream": {
+                "host": nats_host,
+                "protocol": "nats",
+                "description": "The deployment's NATS server with JetStream.",
+            }
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {
+            "schemas": schemas,
+            "messages": messages,
+        },
+    })
+}
+
+/// `host:port` of a NATS URL, without credentials.
+pub fn nats_host(nats_url: &str) -> String {
+    let without_scheme = nats_url
+        .split_once("://")
+        .map_or(nats_url, |(_, rest)| rest);
+    let first = without_scheme.split(',').next().unwrap_or_default();
+    let host = first.rsplit_once('@').map_or(first, |(_, host)| host);
+    host.trim_end_matches('/').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_type_in_the_catalogue_has_a_message_with_its_data_schema() {
+        let doc = document(&Topology::new("vcintel"), "localhost:4222");
+        for (aggregate, event_type, version) in vcintel_infra::verify::EVENT_TYPES {
+            let name = format!("{event_type}.v{version}");
+            let message = &doc["components"]["messages"][&name];
+            assert!(message.is_object(), "no message for {name}");
+            let payload = &doc["components"]["schemas"][format!("vcintel.{name}")];
+            let data = &payload["allOf"][1]["properties"]["data"];
+            assert!(data.is_object(), "{name}: {payload}");
+            assert_eq!(
+                payload["allOf"][1]["properties"]["aggregatetype"]["const"],
+                *aggregate
+            );
+            let address = doc["channels"][*event_type]["address"].as_str().unwrap();
+            assert!(
+                address.starts_with("vcintel.events.{workspaceId}."),
+                "{address}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_server_host_never_carries_credentials() {
+        assert_eq!(
+            nats_host("nats://user:secret@nats.internal:4222"),
+            "nats.internal:4222"
+        );
+        assert_eq!(nats_host("nats://127.0.0.1:4222"), "127.0.0.1:4222");
+    }
+}
