@@ -276,7 +276,7 @@ impl PgEventRepository {
         &self,
         connection: &mut sqlx::PgConnection,
         events: &[SerializedEvent],
-    ) -> Result<(), PersistenceError> {
+    ) -> Result<(), Refused> {
         let Some(first) = events.first() else {
             return Ok(());
         };
@@ -347,14 +347,22 @@ impl PgEventRepository {
                 if e.code().as_deref() == Some("23505")
                     && e.constraint() == Some("unique_values_pkey") =>
             {
-                Err(self.value_taken(&unique.claimed).await)
+                Err(Refused::ValueTaken(unique.claimed))
             }
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
-                Err(PersistenceError::OptimisticLockError)
+                Err(Refused::Failed(PersistenceError::OptimisticLockError))
             }
-            Err(e) => Err(persistence_error(e)),
+            Err(e) => Err(Refused::Failed(persistence_error(e))),
         }
     }
+}
+
+/// Why an append did not land. A taken value is explained by a query of its
+/// own, after the appending connection went back to the pool: holding it
+/// meanwhile lets a burst of conflicting writers exhaust the pool.
+enum Refused {
+    ValueTaken(Vec<UniqueValue>),
+    Failed(PersistenceError),
 }
 
 fn persistence_error(error: sqlx::Error) -> PersistenceError {
@@ -367,6 +375,13 @@ fn persistence_error(error: sqlx::Error) -> PersistenceError {
 }
 
 impl PgEventRepository {
+    async fn explain(&self, refused: Refused) -> PersistenceError {
+        match refused {
+            Refused::ValueTaken(claimed) => self.value_taken(&claimed).await,
+            Refused::Failed(error) => error,
+        }
+    }
+
     /// Which claimed value is held, and by whom; a value freed again in the
     /// meantime reads as a plain conflict, so the caller retries.
     async fn value_taken(&self, claimed: &[UniqueValue]) -> PersistenceError {
@@ -434,14 +449,23 @@ impl PersistedEventRepository for PgEventRepository {
             (snapshot_update, self.snapshot_every)
         else {
             let mut connection = self.pool.acquire().await.map_err(persistence_error)?;
-            return self.append::<A>(&mut connection, events).await;
+            let appended = self.append::<A>(&mut connection, events).await;
+            // Finding who holds a value takes a connection of its own.
+            drop(connection);
+            return match appended {
+                Ok(()) => Ok(()),
+                Err(refused) => Err(self.explain(refused).await),
+            };
         };
         // cqrs-es folds into the snapshot the events up to the last multiple
         // of `every` among them, not necessarily all of them.
         let last = events.last().map_or(0, |e| e.sequence);
         let snapshot_at = last / every * every;
         let mut tx = self.pool.begin().await.map_err(persistence_error)?;
-        self.append::<A>(&mut tx, events).await?;
+        if let Err(refused) = self.append::<A>(&mut tx, events).await {
+            drop(tx);
+            return Err(self.explain(refused).await);
+        }
         // The events' primary key has already refused a concurrent writer,
         // so the aggregate's one snapshot row can simply be replaced.
         sqlx::query("delete from snapshots where aggregate_type = $1 and aggregate_id = $2")
