@@ -293,6 +293,7 @@ impl Application {
                             cache_max_age: Duration::from_secs(settings.enrich_cache_max_age_secs),
                             monthly_budget_micro_usd: settings.monthly_budget_micro_usd(),
                             ack_wait: Duration::from_secs(settings.projector_ack_wait_secs.max(3)),
+                            max_deliveries: settings.enrich_max_deliveries.max(1),
                             ..WorkerSettings::default()
                         },
                     );

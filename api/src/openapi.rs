@@ -125,6 +125,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::company_history))
         .routes(routes!(admin::list_read_models))
         .routes(routes!(admin::start_rebuild))
+        .routes(routes!(admin::list_dead_letters))
         .routes(routes!(admin::retry_dead_letters))
         .routes(routes!(workspaces::get_thesis, workspaces::set_thesis))
         .routes(routes!(notes::add_note, notes::list_notes))

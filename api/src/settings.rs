@@ -67,6 +67,12 @@ pub struct Settings {
     #[arg(long, env = "VCINTEL_PROJECTOR_MAX_DELIVERIES", default_value_t = 5)]
     pub projector_max_deliveries: u64,
 
+    /// Deliveries of an enrichment request whose job keeps failing outside
+    /// the job itself (deferrals by the breaker count too) before it is
+    /// parked as a dead letter.
+    #[arg(long, env = "VCINTEL_ENRICH_MAX_DELIVERIES", default_value_t = 20)]
+    pub enrich_max_deliveries: u64,
+
     /// Largest accepted request body in bytes.
     #[arg(long, env = "VCINTEL_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,

@@ -45,7 +45,8 @@ pub async fn ensure_events_stream(
         retention: stream::RetentionPolicy::Limits,
         num_replicas: settings.replicas,
         description: Some(
-            "Events a projection could not apply after repeated tries, with the error".to_owned(),
+            "Events a projection or reactor could not apply after repeated tries, with the error"
+                .to_owned(),
         ),
         ..Default::default()
     };
@@ -53,9 +54,48 @@ pub async fn ensure_events_stream(
     Ok(())
 }
 
+/// Parks `event` (delivered as `message` to `consumer`, a projection or a
+/// reactor, and failed `deliveries` times with `error`) on the dead-letter
+/// stream, then terminates the message so the consumer moves on.
+pub async fn park(
+    js: &jetstream::Context,
+    topology: &Topology,
+    consumer: &str,
+    message: &jetstream::Message,
+    event: &crate::wire::EventMessage,
+    error: &str,
+    deliveries: u64,
+) -> anyhow::Result<()> {
+    let letter = DeadLetter {
+        projection: consumer.to_owned(),
+        event_id: event.id,
+        aggregate_type: event.aggregatetype.clone(),
+        aggregate_id: event.aggregateid.clone(),
+        sequence: event.sequence,
+        subject: message.subject.to_string(),
+        error: error.chars().take(500).collect(),
+        deliveries,
+        parked_at: chrono::Utc::now(),
+    };
+    js.publish(
+        topology.dead_letter_subject(consumer),
+        serde_json::to_vec(&letter)?.into(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("dead letter: {e}"))?
+    .await
+    .map_err(|e| anyhow::anyhow!("dead letter ack: {e}"))?;
+    tracing::error!(consumer, event_id = %event.id, deliveries, "event parked as a dead letter");
+    message
+        .ack_with(jetstream::AckKind::Term)
+        .await
+        .map_err(|e| anyhow::anyhow!("term: {e}"))
+}
+
 /// A parked event, as the dead-letter stream holds it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct DeadLetter {
+    /// The consumer that gave up on it: a read model, or `enricher`.
     pub projection: String,
     pub event_id: uuid::Uuid,
     pub aggregate_type: String,

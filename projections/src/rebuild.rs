@@ -452,6 +452,20 @@ async fn swap<P: Projection>(
     sqlx::query("select set_config('search_path', 'public', true)")
         .execute(&mut *tx)
         .await?;
+    // The bookkeeping first: the live tables' exclusive locks, which
+    // readers queue behind, are then held only for the renames.
+    for table in SHARED_TABLES {
+        sqlx::query(&format!("delete from public.{table} where projection = $1"))
+            .bind(P::NAME)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!(
+            "insert into public.{table} select * from {schema}.{table} where projection = $1"
+        ))
+        .bind(P::NAME)
+        .execute(&mut *tx)
+        .await?;
+    }
     for table in P::TABLES {
         sqlx::query(&format!(
             "lock table public.{table} in access exclusive mode"
@@ -465,18 +479,6 @@ async fn swap<P: Projection>(
         sqlx::query(&format!("alter table {schema}.{table} set schema public"))
             .execute(&mut *tx)
             .await?;
-    }
-    for table in SHARED_TABLES {
-        sqlx::query(&format!("delete from public.{table} where projection = $1"))
-            .bind(P::NAME)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(&format!(
-            "insert into public.{table} select * from {schema}.{table} where projection = $1"
-        ))
-        .bind(P::NAME)
-        .execute(&mut *tx)
-        .await?;
     }
     sqlx::query(&format!("drop schema {schema} cascade"))
         .execute(&mut *tx)

@@ -168,8 +168,16 @@ async fn apply_and_ack<P: Projection>(
                         record_failure(pool, P::NAME, event, &error.to_string()).await;
                         let deliveries = message.info().map_or(1, |info| info.delivered as u64);
                         if deliveries >= settings.max_deliveries {
-                            park::<P>(js, topology, message, event, &error.to_string(), deliveries)
-                                .await?;
+                            vcintel_infra::stream::park(
+                                js,
+                                topology,
+                                P::NAME,
+                                message,
+                                event,
+                                &error.to_string(),
+                                deliveries,
+                            )
+                            .await?;
                         } else {
                             message
                                 .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
@@ -306,40 +314,6 @@ pub async fn plan_in_order<P: Projection>(
 /// projection moves on. Later events of the same aggregate will try to fill
 /// the gap from the event store and fail the same way until the cause is
 /// fixed; `vcintel projections retry-dead-letters` then republishes them.
-async fn park<P: Projection>(
-    js: &jetstream::Context,
-    topology: &Topology,
-    message: &jetstream::Message,
-    event: &EventMessage,
-    error: &str,
-    deliveries: u64,
-) -> anyhow::Result<()> {
-    let letter = vcintel_infra::stream::DeadLetter {
-        projection: P::NAME.to_owned(),
-        event_id: event.id,
-        aggregate_type: event.aggregatetype.clone(),
-        aggregate_id: event.aggregateid.clone(),
-        sequence: event.sequence,
-        subject: message.subject.to_string(),
-        error: error.chars().take(500).collect(),
-        deliveries,
-        parked_at: chrono::Utc::now(),
-    };
-    js.publish(
-        topology.dead_letter_subject(P::NAME),
-        serde_json::to_vec(&letter)?.into(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("dead letter: {e}"))?
-    .await
-    .map_err(|e| anyhow::anyhow!("dead letter ack: {e}"))?;
-    tracing::error!(projection = P::NAME, event_id = %event.id, deliveries, "event parked as a dead letter");
-    message
-        .ack_with(AckKind::Term)
-        .await
-        .map_err(|e| anyhow::anyhow!("term: {e}"))
-}
-
 /// Remembers the projection's latest failure for operators; best effort.
 async fn record_failure(pool: &PgPool, projection: &str, event: &EventMessage, error: &str) {
     let result = sqlx::query(

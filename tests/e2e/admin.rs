@@ -88,6 +88,28 @@ async fn operators_see_read_models_retry_dead_letters_and_rebuild_over_http() {
         "{parked}"
     );
 
+    let (status, letters) = admin(
+        &env,
+        Method::GET,
+        &format!("{base}/admin/dead-letters"),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{letters}");
+    assert!(
+        letters
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["letter"]["projection"] == "companies"
+                && l["letter"]["aggregate_id"] == broken.to_string()
+                && l["letter"]["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("cannot be decoded")),
+        "{letters}"
+    );
+
     // Fix the cause (here: the stored event), then retry over HTTP.
     sqlx::query("update events set payload = $2 where aggregate_id = $1")
         .bind(broken.to_string())
@@ -100,7 +122,7 @@ async fn operators_see_read_models_retry_dead_letters_and_rebuild_over_http() {
     let (status, retried) = admin(
         &env,
         Method::POST,
-        &format!("{models}/companies/dead-letters/retry"),
+        &format!("{base}/admin/dead-letters/companies/retry"),
         Some(ADMIN_TOKEN),
     )
     .await;

@@ -21,7 +21,9 @@ fn payload_validator(doc: &Value, name: &str) -> jsonschema::Validator {
     jsonschema::draft202012::new(&root).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-fn check(doc: &Value, message: &StreamedEvent) {
+/// Asserts that `message` was published on the channel the document gives
+/// its type and matches the payload schema declared for it.
+pub fn check_against_document(doc: &Value, message: &StreamedEvent) {
     let kind = message.body["type"].as_str().unwrap();
     let name = kind.strip_prefix("vcintel.").unwrap();
     let declared = &doc["components"]["messages"][name];
@@ -116,7 +118,7 @@ async fn the_asyncapi_document_is_valid_and_describes_every_streamed_message() {
     .await;
     let mut types = HashSet::new();
     for message in &messages {
-        check(&doc, message);
+        check_against_document(&doc, message);
         types.insert(message.body["eventtype"].as_str().unwrap().to_owned());
     }
     assert!(types.len() >= 6, "a varied history: {types:?}");

@@ -251,6 +251,27 @@ async fn a_website_is_enriched_in_the_background_followed_live_and_searchable() 
     assert_ne!(again["job_id"], job.as_str());
     assert_eq!(again["existing"], false);
     assert_eq!(w.hits.load(Ordering::SeqCst), 0);
+
+    // The enrichment events on the stream match the AsyncAPI document.
+    let doc: Value = w
+        .env
+        .http
+        .get(format!("{}/asyncapi.json", w.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let messages = w.env.stream_messages().await;
+    let succeeded = messages
+        .iter()
+        .filter(|m| m.body["eventtype"] == "enrichment.succeeded")
+        .count();
+    assert_eq!(succeeded, 1);
+    for message in &messages {
+        crate::asyncapi::check_against_document(&doc, message);
+    }
 }
 
 #[tokio::test]
@@ -1095,4 +1116,118 @@ async fn two_workers_share_the_jobs_and_each_job_runs_once() {
     }
     println!("jobs ran on {} workers", workers.len());
     second.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_the_worker_keeps_failing_on_is_parked_and_runs_when_retried_after_a_fix() {
+    use vcintel_api::Component;
+    let (target, _hits) = target_listener().await;
+    let fixture = fixture_site(target).await;
+    let mut env = TestEnv::new().await;
+    let mut settings = env.settings();
+    settings.enrich_allow_addresses = vec![fixture];
+    // Everything but the enrichment worker, which starts once the request
+    // it will choke on is in place.
+    let running = env
+        .start_with(
+            settings.clone(),
+            &[Component::Api, Component::Relay, Component::Projector],
+        )
+        .await;
+    let base = running.address.clone().unwrap();
+    let token = env.token(&env.actor(Uuid::now_v7(), Role::Member));
+    let (_, company) = env
+        .post_json(
+            &format!("{base}/v1/companies"),
+            &token,
+            &json!({"name": "Parked", "website": fixture.to_string()}),
+        )
+        .await;
+    let company = company["id"].as_str().unwrap().to_owned();
+    let (status, requested) = env
+        .post_json(
+            &format!("{base}/v1/companies/{company}/enrichments"),
+            &token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{requested}");
+    let job = requested["job_id"].as_str().unwrap().to_owned();
+
+    // A bad deploy garbles the stored request: the worker cannot load the
+    // job, however often it is delivered.
+    let original: Value = sqlx::query_scalar(
+        "select payload::jsonb from events where aggregate_id = $1 and sequence = 1",
+    )
+    .bind(&job)
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "update events set payload = '{\"enrichment.requested\": {\"garbled\": true}}'
+         where aggregate_id = $1 and sequence = 1",
+    )
+    .bind(&job)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let _worker = env.start_with(settings, &[Component::Enricher]).await;
+    let admin = |method: Method, path: String| {
+        let request = env
+            .http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(crate::helpers::ADMIN_TOKEN);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let letter = eventually(Duration::from_secs(30), "the request parked", || async {
+        let (_, letters) = admin(Method::GET, "/admin/dead-letters".into()).await;
+        letters
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["letter"]["projection"] == "enricher")
+            .cloned()
+    })
+    .await;
+    assert_eq!(letter["letter"]["aggregate_id"], job.as_str());
+    assert!(
+        letter["letter"]["deliveries"].as_u64().unwrap() >= 3,
+        "{letter}"
+    );
+    assert!(!letter["letter"]["error"].as_str().unwrap().is_empty());
+    let (_, state) = env
+        .get_json(&format!("{base}/v1/enrichment-jobs/{job}"), &token)
+        .await;
+    assert_eq!(state["state"], "queued", "the job never started: {state}");
+
+    // Fixed: the retry republishes the request from the store and the job runs.
+    sqlx::query("update events set payload = $2 where aggregate_id = $1 and sequence = 1")
+        .bind(&job)
+        .bind(&original)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let (status, retried) = admin(Method::POST, "/admin/dead-letters/enricher/retry".into()).await;
+    assert_eq!(status, StatusCode::OK, "{retried}");
+    assert_eq!(retried["retried"], 1);
+    let finished = eventually(Duration::from_secs(30), "the job to end", || async {
+        let (_, body) = env
+            .get_json(&format!("{base}/v1/enrichment-jobs/{job}"), &token)
+            .await;
+        (body["state"] == "succeeded").then_some(body)
+    })
+    .await;
+    assert_eq!(finished["id"], job.as_str());
+    let (_, letters) = admin(Method::GET, "/admin/dead-letters".into()).await;
+    assert!(
+        !letters
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["letter"]["projection"] == "enricher"),
+        "{letters}"
+    );
 }

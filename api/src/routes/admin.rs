@@ -1,5 +1,6 @@
-//! The operators' API (`/admin`): read models' health, blue/green rebuilds
-//! and dead-letter retries, the same operations as `vcintel projections`.
+//! The operators' API (`/admin`): read models' health, blue/green rebuilds,
+//! dead letters and their retries: the same operations as `vcintel
+//! projections`.
 //!
 //! It is outside `/v1` because its callers are not workspace members: they
 //! present the operator token from `VCINTEL_ADMIN_TOKEN`. Without that
@@ -245,25 +246,68 @@ pub struct ReadModelName {
     pub name: String,
 }
 
-/// Republishes a read model's dead letters from the event store (after the
+/// A parked event and its place on the dead-letter stream.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ParkedEvent {
+    /// Its sequence on the dead-letter stream.
+    pub sequence: u64,
+    pub letter: vcintel_infra::stream::DeadLetter,
+}
+
+/// Every dead letter: events a projection or the enrichment worker gave up
+/// on after repeated tries, with the error.
+#[utoipa::path(
+    get, path = "/admin/dead-letters", tag = TAG, operation_id = "listDeadLetters",
+    responses(
+        (status = 200, description = "The parked events, oldest first", body = [ParkedEvent]),
+        (status = 401, description = "Missing or wrong operator token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is off", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("operator" = []))
+)]
+pub async fn list_dead_letters(
+    State(state): State<AppState>,
+    _: Operator,
+) -> Result<axum::Json<Vec<ParkedEvent>>, ApiError> {
+    let letters =
+        vcintel_projections::runner::dead_letters(&state.jetstream, &state.topology, None).await?;
+    Ok(axum::Json(
+        letters
+            .into_iter()
+            .map(|(sequence, letter)| ParkedEvent { sequence, letter })
+            .collect(),
+    ))
+}
+
+/// The consumers that park events: every read model and the enrichment
+/// worker.
+fn known_consumer(name: &str) -> Result<&'static str, ApiError> {
+    use vcintel_infra::enrichment::worker::WORKER_NAME;
+    if name == WORKER_NAME {
+        return Ok(WORKER_NAME);
+    }
+    known_read_model(name)
+}
+
+/// Republishes a consumer's dead letters from the event store (after the
 /// fault was fixed) and removes them from the dead-letter stream.
 #[utoipa::path(
-    post, path = "/admin/read-models/{name}/dead-letters/retry", tag = TAG, operation_id = "retryDeadLetters",
-    params(("name" = String, Path, description = "The read model, e.g. `companies`")),
+    post, path = "/admin/dead-letters/{consumer}/retry", tag = TAG, operation_id = "retryDeadLetters",
+    params(("consumer" = String, Path, description = "A read model, e.g. `companies`, or `enricher`")),
     responses(
         (status = 200, description = "How many were republished", body = RetriedDeadLetters),
         (status = 401, description = "Missing or wrong operator token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The admin API is off", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No read model has this name", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No consumer has this name", body = Problem, content_type = "application/problem+json"),
     ),
     security(("operator" = []))
 )]
 pub async fn retry_dead_letters(
     State(state): State<AppState>,
     _: Operator,
-    Path(name): Path<String>,
+    Path(consumer): Path<String>,
 ) -> Result<axum::Json<RetriedDeadLetters>, ApiError> {
-    let name = known_read_model(&name)?;
+    let name = known_consumer(&consumer)?;
     let retried = vcintel_projections::runner::retry_dead_letters(
         &state.pool,
         &state.jetstream,

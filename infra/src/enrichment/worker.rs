@@ -64,6 +64,11 @@ pub struct WorkerSettings {
     pub cache_max_age: Duration,
     /// Each workspace's monthly model budget (zero: none).
     pub monthly_budget_micro_usd: u64,
+    /// Deliveries of a request whose job keeps failing for reasons outside
+    /// the job (the database, a bad stored event) before it is parked as a
+    /// dead letter. Deferrals by the breaker count as deliveries too, so
+    /// keep it well above what an outage of the provider causes.
+    pub max_deliveries: u64,
 }
 
 impl Default for WorkerSettings {
@@ -75,6 +80,7 @@ impl Default for WorkerSettings {
             worker_id: format!("worker-{}", Uuid::new_v4().simple()),
             cache_max_age: Duration::from_secs(7 * 24 * 3600),
             monthly_budget_micro_usd: 0,
+            max_deliveries: 20,
         }
     }
 }
@@ -284,10 +290,33 @@ impl EnrichmentWorker {
                     .await;
             }
             Some(Err(error)) => {
-                tracing::warn!(%job_id, error = format!("{error:#}"), "enrichment job interrupted; redelivering later");
-                let _ = message
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                    .await;
+                let deliveries = message.info().map_or(1, |info| info.delivered as u64);
+                let parked = match &requested {
+                    Some(event) if deliveries >= self.settings.max_deliveries => {
+                        let error = format!("{error:#}");
+                        crate::stream::park(
+                            &self.js,
+                            &self.topology,
+                            WORKER_NAME,
+                            &message,
+                            event,
+                            &error,
+                            deliveries,
+                        )
+                        .await
+                        .inspect_err(
+                            |e| tracing::error!(%job_id, error = %e, "could not park the request"),
+                        )
+                        .is_ok()
+                    }
+                    _ => false,
+                };
+                if !parked {
+                    tracing::warn!(%job_id, error = format!("{error:#}"), deliveries, "enrichment job interrupted; redelivering later");
+                    let _ = message
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await;
+                }
             }
             // Shutting down: leave it for redelivery to another worker.
             None => {}
