@@ -318,6 +318,11 @@ async fn prepare<P: Projection>(
         .execute(&mut *tx)
         .await?;
     }
+    // Fresh statistics keep the replay's reads on the commit-order index:
+    // after a bulk import the planner would otherwise sort every remaining
+    // event of the types for each batch (measured: 200 ms a batch instead
+    // of 1 ms at 150,000 events).
+    sqlx::query("analyze events").execute(&mut *tx).await?;
     let total: i64 =
         sqlx::query_scalar("select count(*) from events where aggregate_type = any($1)")
             .bind(P::AGGREGATE_TYPES)
