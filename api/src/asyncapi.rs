@@ -265,6 +265,36 @@ mod tests {
         }
     }
 
+    /// Both documents take the events' schemas from one derive; a name
+    /// the API also uses for a type of its own would make one document
+    /// describe the other's type, so every event schema must be in the
+    /// OpenAPI document exactly as the AsyncAPI document has it.
+    #[test]
+    fn the_event_schemas_are_the_openapi_documents_own() {
+        let openapi = serde_json::to_value(crate::openapi::openapi()).unwrap();
+        let in_openapi = openapi["components"]["schemas"].as_object().unwrap();
+        let asyncapi = document(&Topology::new("vcintel"), "localhost:4222");
+        let in_asyncapi = asyncapi["components"]["schemas"].as_object().unwrap();
+        let mut compared = 0;
+        for family in families() {
+            for (name, _) in family.referenced {
+                assert_eq!(
+                    in_openapi.get(&name),
+                    in_asyncapi.get(&name),
+                    "{name} differs between the documents"
+                );
+                compared += 1;
+            }
+            for (event_type, _) in variants(&family.schema) {
+                assert!(
+                    current_version(&event_type).is_some(),
+                    "{event_type} is not in the catalogue"
+                );
+            }
+        }
+        assert!(compared > 20, "{compared} schemas compared");
+    }
+
     #[test]
     fn the_server_host_never_carries_credentials() {
         assert_eq!(

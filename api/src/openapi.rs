@@ -40,7 +40,19 @@ pub const REQUEST_ID: &str = "x-request-id";
         license(name = "MIT")
     ),
     modifiers(&BearerAuth),
-    components(schemas(Problem)),
+    // The events' data, from the same derive the AsyncAPI document uses:
+    // the audit feed's and histories' `data` is one of these variants.
+    components(schemas(
+        Problem,
+        vcintel_domain::company::CompanyEvent,
+        vcintel_domain::user::UserEvent,
+        vcintel_domain::workspace::WorkspaceEvent,
+        vcintel_domain::note::NoteEvent,
+        vcintel_domain::list::ListEvent,
+        vcintel_domain::saved_search::SavedSearchEvent,
+        vcintel_domain::enrichment::EnrichmentEvent,
+        vcintel_domain::budget::BudgetEvent,
+    )),
     tags(
         (name = "auth", description = "Sign up, sign in, sessions"),
         (name = "workspaces", description = "Your account, workspaces, members, API keys and the security log"),

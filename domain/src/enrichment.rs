@@ -273,6 +273,8 @@ pub fn contains_markup_or_link(text: &str) -> bool {
 /// What a workspace invests in; empty lists mean "no preference".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+// The API has a `Thesis` of its own (what a client sends).
+#[cfg_attr(feature = "schema", schema(as = ThesisRecord))]
 pub struct Thesis {
     pub sectors: Vec<String>,
     pub stages: Vec<Stage>,

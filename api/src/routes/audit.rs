@@ -43,7 +43,9 @@ pub struct AuditEvent {
     pub correlation_id: Option<String>,
     /// The event that caused it, for events appended by reactors.
     pub causation_id: Option<String>,
-    /// The event's payload.
+    /// The event's data: the variant named `type` of its aggregate's event
+    /// schema (`CompanyEvent`, `NoteEvent`, … in this document), the same
+    /// schema `/asyncapi.json` gives the stream's `data`.
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
 }
