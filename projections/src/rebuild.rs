@@ -129,6 +129,38 @@ pub fn read_model_named(name: &str) -> Result<&'static str, ProjectionError> {
         .ok_or_else(|| unknown_read_model(name))
 }
 
+/// The right to run a read model's rebuild: its runner lock, held by a
+/// connection of its own for as long as the claim lives. Taking it first
+/// lets a caller answer "already running" before starting in the
+/// background.
+#[derive(Debug)]
+pub struct RebuildClaim {
+    read_model: &'static str,
+    connection: PgConnection,
+}
+
+/// Claims the rebuild of the read model named `name`, or says who cannot.
+pub async fn claim(pool: &PgPool, name: &str) -> Result<RebuildClaim, ProjectionError> {
+    let read_model = read_model_named(name)?;
+    // Detached: the session lock must never go back to the pool with it.
+    let mut connection = pool.acquire().await?.detach();
+    let locked: bool = sqlx::query_scalar("select pg_try_advisory_lock($1, hashtext($2))")
+        .bind(RUNNER_LOCK_CLASS)
+        .bind(read_model)
+        .fetch_one(&mut connection)
+        .await?;
+    if !locked {
+        connection.close().await?;
+        return Err(ProjectionError::RebuildRunning {
+            read_model: read_model.to_owned(),
+        });
+    }
+    Ok(RebuildClaim {
+        read_model,
+        connection,
+    })
+}
+
 /// Rebuilds the read model named `name` (see [`READ_MODELS`]), reporting
 /// `(replayed, total)` after every batch.
 pub async fn rebuild_by_name(
@@ -137,7 +169,21 @@ pub async fn rebuild_by_name(
     options: &RebuildOptions,
     on_progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<Rebuilt, ProjectionError> {
-    with_projection!(name, rebuild(pool, options, on_progress))
+    let claim = claim(pool, name).await?;
+    run_claimed(pool, claim, options, on_progress).await
+}
+
+/// Runs the rebuild `claim` holds the right to.
+pub async fn run_claimed(
+    pool: &PgPool,
+    claim: RebuildClaim,
+    options: &RebuildOptions,
+    on_progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<Rebuilt, ProjectionError> {
+    with_projection!(
+        claim.read_model,
+        rebuild_with(pool, claim, options, on_progress)
+    )
 }
 
 /// Every rebuild on record, running, interrupted or finished.
@@ -169,19 +215,17 @@ pub async fn rebuild<P: Projection>(
     options: &RebuildOptions,
     on_progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<Rebuilt, ProjectionError> {
-    // A connection of its own, closed afterwards: the runner lock lives as
-    // long as this session, and must never go back to the pool with it.
-    let mut runner = pool.acquire().await?.detach();
-    let locked: bool = sqlx::query_scalar("select pg_try_advisory_lock($1, hashtext($2))")
-        .bind(RUNNER_LOCK_CLASS)
-        .bind(P::NAME)
-        .fetch_one(&mut runner)
-        .await?;
-    if !locked {
-        return Err(ProjectionError::RebuildRunning {
-            read_model: P::NAME.to_owned(),
-        });
-    }
+    let claim = claim(pool, P::NAME).await?;
+    rebuild_with::<P>(pool, claim, options, on_progress).await
+}
+
+async fn rebuild_with<P: Projection>(
+    pool: &PgPool,
+    claim: RebuildClaim,
+    options: &RebuildOptions,
+    on_progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<Rebuilt, ProjectionError> {
+    let mut runner = claim.connection;
     let outcome = run::<P>(pool, options, on_progress).await;
     if let Err(error) = &outcome {
         // Best effort: the run's own failure is what the caller needs.

@@ -4,6 +4,7 @@
 use crate::helpers::{eventually, TestEnv, ADMIN_TOKEN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use sqlx::Connection;
 use std::time::Duration;
 use uuid::Uuid;
 use vcintel_domain::Role;
@@ -153,6 +154,29 @@ async fn operators_see_read_models_retry_dead_letters_and_rebuild_over_http() {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // While another process holds the rebuild of a read model, starting it
+    // again is refused, not queued.
+    let mut other = sqlx::PgConnection::connect(&env.database_url)
+        .await
+        .unwrap();
+    sqlx::query("select pg_advisory_lock(x'56435242'::int, hashtext('notes'))")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let (status, body) = admin(
+        &env,
+        Method::POST,
+        &format!("{models}/notes/rebuild"),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("already running"),
+        "{body}"
+    );
+    other.close().await.unwrap();
+
     sqlx::query("update companies set name = 'stale'")
         .execute(&env.pool)
         .await

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use vcintel_projections::rebuild::{self, RebuildOptions, RebuildStatus};
+use vcintel_projections::ProjectionError;
 
 pub const TAG: &str = "admin";
 
@@ -206,22 +207,18 @@ pub async fn start_rebuild(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let name = known_read_model(&name)?;
-    if rebuild::statuses(&state.pool)
+    let claim = rebuild::claim(&state.pool, name)
         .await
-        .map_err(anyhow::Error::from)?
-        .iter()
-        .any(|r| r.read_model == name && r.active)
-    {
-        return Err(ApiError::Conflict(format!(
-            "a rebuild of `{name}` is already running"
-        )));
-    }
+        .map_err(|error| match error {
+            ProjectionError::RebuildRunning { .. } => ApiError::Conflict(error.to_string()),
+            other => ApiError::Internal(other.into()),
+        })?;
     let pool = state.pool.clone();
     // The rebuild outlives the request; its progress is in the database
     // (and a rebuild cut off by a restart resumes when started again).
     tokio::spawn(async move {
         let options = RebuildOptions::default();
-        match rebuild::rebuild_by_name(&pool, name, &options, &|_, _| {}).await {
+        match rebuild::run_claimed(&pool, claim, &options, &|_, _| {}).await {
             Ok(rebuilt) => tracing::info!(
                 read_model = name,
                 events = rebuilt.events,
