@@ -522,6 +522,7 @@ async fn swap<P: Projection>(
         .execute(&mut *tx)
         .await?;
         name_indexes_like_live(&mut tx, &schema, table).await?;
+        grant_like_live(&mut tx, &schema, table).await?;
         sqlx::query(&format!("drop table public.{table}"))
             .execute(&mut *tx)
             .await?;
@@ -547,6 +548,31 @@ async fn swap<P: Projection>(
     .await?;
     tx.commit().await?;
     Ok(caught_up)
+}
+
+/// Gives the fresh table the privileges other roles hold on the live one
+/// (`like` copies none), so a reporting role that reads it keeps reading.
+async fn grant_like_live(
+    tx: &mut PgConnection,
+    schema: &str,
+    table: &str,
+) -> Result<(), ProjectionError> {
+    let grants: Vec<String> = sqlx::query_scalar(
+        "select format('grant %s on %I.%I to %s%s', a.privilege_type, $1::text, $2::text,
+                       case when a.grantee = 0 then 'public'
+                            else quote_ident(pg_get_userbyid(a.grantee)) end,
+                       case when a.is_grantable then ' with grant option' else '' end)
+         from pg_class c cross join lateral aclexplode(c.relacl) a
+         where c.oid = format('public.%I', $2::text)::regclass and a.grantee <> c.relowner",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_all(&mut *tx)
+    .await?;
+    for grant in grants {
+        sqlx::query(&grant).execute(&mut *tx).await?;
+    }
+    Ok(())
 }
 
 /// Gives each fresh index the name of the live index it copies (`like`

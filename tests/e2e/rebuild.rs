@@ -459,6 +459,15 @@ async fn a_rebuild_killed_halfway_resumes_and_swaps_in_what_a_fresh_rebuild_buil
     let indexes = index_names(&env.pool, "companies").await;
     assert!(indexes.len() > 3, "{indexes:?}");
 
+    // A reporting role reads the live table; it must keep reading the new one.
+    let reader = format!("vcintel_reader_{}", uuid::Uuid::new_v4().simple());
+    sqlx::raw_sql(&format!(
+        "create role {reader}; grant select on companies to {reader}"
+    ))
+    .execute(&env.pool)
+    .await
+    .unwrap();
+
     // Mark the live table, so what serves can be told apart: the old table
     // until the swap, the rebuilt one after it.
     sqlx::query("update companies set name = 'served by the old table'")
@@ -538,6 +547,23 @@ async fn a_rebuild_killed_halfway_resumes_and_swaps_in_what_a_fresh_rebuild_buil
     assert!(served >= 1);
     assert_eq!(companies_read_model(&env.pool).await, expected);
     assert_eq!(index_names(&env.pool, "companies").await, indexes);
+    let (can_read, can_write): (bool, bool) = sqlx::query_as(
+        "select has_table_privilege($1, 'public.companies', 'select'),
+                has_table_privilege($1, 'public.companies', 'insert')",
+    )
+    .bind(&reader)
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (can_read, can_write),
+        (true, false),
+        "grants follow the swap"
+    );
+    sqlx::raw_sql(&format!("drop owned by {reader}; drop role {reader}"))
+        .execute(&env.pool)
+        .await
+        .unwrap();
     let (state, runs, leftover): (String, i32, bool) = sqlx::query_as(
         "select state, runs, exists(select 1 from pg_namespace where nspname = 'rebuild_companies')
          from projection_rebuilds where read_model = 'companies'",
