@@ -1153,6 +1153,14 @@ async fn a_request_the_worker_keeps_failing_on_is_parked_and_runs_when_retried_a
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{requested}");
     let job = requested["job_id"].as_str().unwrap().to_owned();
+    // Published and projected as written, before anything goes wrong.
+    eventually(Duration::from_secs(20), "the job projected", || async {
+        let (status, body) = env
+            .get_json(&format!("{base}/v1/enrichment-jobs/{job}"), &token)
+            .await;
+        (status == StatusCode::OK && body["state"] == "queued").then_some(())
+    })
+    .await;
 
     // A bad deploy garbles the stored request: the worker cannot load the
     // job, however often it is delivered.
