@@ -174,7 +174,13 @@ fn parse_role(value: &str) -> Result<Role, String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init();
+    let telemetry = telemetry::init();
+    let outcome = run(cli).await;
+    telemetry.shutdown().await;
+    outcome
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { settings, only } => serve(*settings, only).await,
         Command::Migrate {

@@ -485,14 +485,22 @@ fn request_span(request: &Request) -> tracing::Span {
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
         request_id = %request_id,
         workspace_id = tracing::field::Empty,
         user_id = tracing::field::Empty,
-    )
+    );
+    crate::telemetry::continue_trace(
+        &span,
+        request
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok()),
+    );
+    span
 }
 
 /// Makes every error response problem+json with `instance` and `request_id`,

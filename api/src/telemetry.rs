@@ -1,11 +1,45 @@
-//! Logging: JSON lines (one object per event, with the request span's
-//! request id, workspace and user) unless stdout is a terminal, where it is
-//! human-readable. `RUST_LOG` filters; `VCINTEL_LOG_FORMAT=json|pretty` forces one.
+//! Logging and tracing. Logs are JSON lines (one object per event, with the
+//! request span's request id, workspace and user) unless stdout is a
+//! terminal, where they are human-readable; `RUST_LOG` filters;
+//! `VCINTEL_LOG_FORMAT=json|pretty` forces one.
+//!
+//! With `OTEL_EXPORTER_OTLP_ENDPOINT` set (the OpenTelemetry SDK's own
+//! variables apply: `OTEL_SERVICE_NAME`, `OTEL_BSP_SCHEDULE_DELAY`, …),
+//! spans are also exported over OTLP/HTTP. A request's span continues the
+//! trace of its `traceparent` header, and the events it appends carry that
+//! trace on to the stream, so one trace id follows a command end to end.
 
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use std::collections::HashMap;
 use std::io::IsTerminal;
-use tracing_subscriber::EnvFilter;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-pub fn init() {
+/// The span exporter, if any; flush it with [`Telemetry::shutdown`] on exit.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports the spans still buffered. The exporter's HTTP client blocks,
+    /// so it runs off the async workers.
+    pub async fn shutdown(self) {
+        if let Some(provider) = self.provider {
+            let flushed = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+            if let Ok(Err(error)) = flushed {
+                eprintln!("could not flush the last spans: {error}");
+            }
+        }
+    }
+}
+
+pub fn init() -> Telemetry {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,async_nats=warn,tower_http=info"));
     let format = std::env::var("VCINTEL_LOG_FORMAT").unwrap_or_default();
@@ -14,17 +48,70 @@ pub fn init() {
         "pretty" => true,
         _ => std::io::stdout().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = if pretty {
-        builder.try_init()
+    let logs = if pretty {
+        tracing_subscriber::fmt::layer().boxed()
     } else {
-        builder
+        tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
             .with_span_list(false)
             .flatten_event(true)
-            .try_init()
+            .boxed()
     };
+    let provider =
+        std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").and_then(|_| match tracer_provider() {
+            Ok(provider) => Some(provider),
+            Err(error) => {
+                eprintln!("OTLP export is off: {error}");
+                None
+            }
+        });
+    let spans = provider
+        .as_ref()
+        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("vcintel")));
     // A second init (tests building several apps) keeps the first subscriber.
-    drop(result);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(spans)
+        .try_init();
+    Telemetry { provider }
+}
+
+fn tracer_provider() -> anyhow::Result<SdkTracerProvider> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    // The exporter's HTTP client needs TLS set up for an https endpoint.
+    vcintel_infra::install_crypto_provider();
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .build()?;
+    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "vcintel".to_owned());
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(service)
+                .build(),
+        )
+        .build())
+}
+
+/// Makes `span` continue the trace named by a W3C `traceparent` header.
+pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
+    let Some(traceparent) = traceparent else {
+        return;
+    };
+    let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let context = TraceContextPropagator::new().extract(&carrier);
+    let _ = span.set_parent(context);
+}
+
+/// The current span's trace as a `traceparent` header value, when spans are
+/// exported (otherwise there is no trace to name).
+pub fn current_traceparent() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let mut carrier: HashMap<String, String> = HashMap::new();
+    TraceContextPropagator::new().inject_context(&context, &mut carrier);
+    carrier.remove("traceparent")
 }

@@ -27,7 +27,7 @@ pub fn nats_url() -> String {
 fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     if std::env::var_os("TEST_LOG").is_some() {
-        vcintel_api::telemetry::init();
+        let _logs_only = vcintel_api::telemetry::init();
     }
 }
 

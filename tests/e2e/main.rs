@@ -32,4 +32,5 @@ mod relay;
 mod saved_searches;
 mod search;
 mod snapshots;
+mod telemetry;
 mod tenancy;

@@ -24,7 +24,9 @@ pub fn command_metadata(headers: &HeaderMap) -> CommandMetadata {
     };
     CommandMetadata {
         request_id: header("x-request-id"),
-        traceparent: header("traceparent"),
+        // Our request span's trace when spans are exported (it continues
+        // the caller's), else the caller's header as it came.
+        traceparent: crate::telemetry::current_traceparent().or_else(|| header("traceparent")),
         // A client may name the larger piece of work a request belongs to.
         correlation_id: header("x-correlation-id").filter(|c| c.len() <= 200),
         ..CommandMetadata::default()

@@ -1,0 +1,109 @@
+//! Spans go out over OTLP/HTTP to a collector, continuing the caller's
+//! trace, and the events a request appends carry that trace on.
+
+use crate::helpers::TestEnv;
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use uuid::Uuid;
+use vcintel_domain::Role;
+
+/// Each export a collector received: its content type and protobuf body.
+type Exports = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A local OTLP/HTTP trace receiver.
+async fn collector() -> (String, Exports) {
+    let received: Exports = Arc::default();
+    let store = received.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let store = store.clone();
+            async move {
+                let content_type = headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                store.lock().unwrap().push((content_type, body.to_vec()));
+                // An empty ExportTraceServiceResponse.
+                (
+                    [("content-type", "application/x-protobuf")],
+                    Vec::<u8>::new(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{address}"), received)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn a_request_continues_the_callers_trace_in_exported_spans_and_in_its_events() {
+    let (endpoint, received) = collector().await;
+    let env = TestEnv::new().await;
+    let (mut api, base) = env
+        .spawn_api_process(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_SERVICE_NAME", "vcintel-under-test"),
+        ])
+        .await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let token = env.token(&env.actor(Uuid::now_v7(), Role::Member));
+    let reply = env
+        .http
+        .post(format!("{base}/v1/companies"))
+        .bearer_auth(&token)
+        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .json(&serde_json::json!({"name": "Traced", "website": "traced.example"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), reqwest::StatusCode::CREATED);
+
+    // The span reached the collector, in the caller's trace.
+    let trace_bytes: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    crate::helpers::eventually(Duration::from_secs(20), "the span exported", || {
+        let received = received.clone();
+        let trace_bytes = trace_bytes.clone();
+        async move {
+            let received = received.lock().unwrap();
+            received
+                .iter()
+                .any(|(content_type, body)| {
+                    content_type == "application/x-protobuf"
+                        && contains(body, &trace_bytes)
+                        && contains(body, b"vcintel-under-test")
+                })
+                .then_some(())
+        }
+    })
+    .await;
+
+    // The event names the same trace, with our request span as the parent.
+    let traceparent: String =
+        sqlx::query_scalar("select metadata->>'traceparent' from events limit 1")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent}");
+    assert_eq!(parts[1], trace_id, "{traceparent}");
+    assert_ne!(
+        parts[2], caller_span,
+        "the API's own span is the parent: {traceparent}"
+    );
+    api.kill().unwrap();
+    let _ = api.wait();
+}
