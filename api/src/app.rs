@@ -166,10 +166,11 @@ impl Application {
             ),
             nats,
             jetstream: js,
-            asyncapi: Arc::new(crate::asyncapi::document(
+            asyncapi: serde_json::to_vec(&crate::asyncapi::document(
                 &topology,
                 &crate::asyncapi::nats_host(&settings.nats_url),
-            )),
+            ))?
+            .into(),
             topology,
             consistency_wait: settings.consistency_wait(),
             enrichment_quota: EnrichmentQuota {

@@ -349,7 +349,10 @@ pub fn router(
         .route(
             "/asyncapi.json",
             axum::routing::get(|State(state): State<AppState>| async move {
-                axum::Json(state.asyncapi.as_ref().clone())
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    state.asyncapi.clone(),
+                )
             }),
         )
         .fallback(|| async { ApiError::RouteNotFound })

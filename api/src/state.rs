@@ -49,7 +49,7 @@ pub struct AppState {
     pub jetstream: jetstream::Context,
     pub topology: Topology,
     /// The stream's AsyncAPI document, built once for this deployment.
-    pub asyncapi: Arc<serde_json::Value>,
+    pub asyncapi: bytes::Bytes,
     pub consistency_wait: Duration,
     pub enrichment_quota: EnrichmentQuota,
     pub ready_max_lag: i64,

@@ -76,9 +76,7 @@ impl<'r> FromRow<'r, PgRow> for StoredEvent {
 /// cannot be (written by newer code, or a missing step) stays as stored, so
 /// decoding it fails and names it (`vcintel events verify` reports why).
 fn to_current_version(event_type: &str, version: String, payload: Value) -> (String, Value) {
-    let outdated = crate::upcast::current_version(event_type)
-        .is_some_and(|current| version.parse::<u32>().is_ok_and(|v| v < current));
-    if !outdated {
+    if !crate::upcast::is_outdated(event_type, &version) {
         return (version, payload);
     }
     match crate::upcast::upcast(event_type, &version, payload.clone()) {
@@ -112,10 +110,27 @@ pub async fn read_committed_after(
     after: CommitCursor,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    read_after(db, aggregate_types, after, limit, true).await
+}
+
+/// The commit-order read behind [`read_committed_after`] (`below_horizon`)
+/// and [`read_visible_after`].
+async fn read_after(
+    db: impl PgExecutor<'_>,
+    aggregate_types: Option<&[&str]>,
+    after: CommitCursor,
+    limit: i64,
+    below_horizon: bool,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let horizon = if below_horizon {
+        "and tx_id < pg_snapshot_xmin(pg_current_snapshot())"
+    } else {
+        ""
+    };
     sqlx::query_as(&format!(
         "select {COLUMNS} from events
          where (tx_id, position) > ($1::text::xid8, $2)
-           and tx_id < pg_snapshot_xmin(pg_current_snapshot())
+           {horizon}
            and ($3::text[] is null or aggregate_type = any($3))
          order by tx_id, position
          limit $4"
@@ -255,17 +270,5 @@ pub async fn read_visible_after(
     after: CommitCursor,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from events
-         where (tx_id, position) > ($1::text::xid8, $2)
-           and ($3::text[] is null or aggregate_type = any($3))
-         order by tx_id, position
-         limit $4"
-    ))
-    .bind(after.tx_id.to_string())
-    .bind(after.position)
-    .bind(aggregate_types)
-    .bind(limit)
-    .fetch_all(db)
-    .await
+    read_after(db, aggregate_types, after, limit, false).await
 }

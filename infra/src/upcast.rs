@@ -52,6 +52,12 @@ pub fn current_version(event_type: &str) -> Option<u32> {
         .and_then(|(_, _, version)| version.parse().ok())
 }
 
+/// Whether `version` of `event_type` is older than today's.
+pub fn is_outdated(event_type: &str, version: &str) -> bool {
+    current_version(event_type)
+        .is_some_and(|current| version.parse::<u32>().is_ok_and(|v| v < current))
+}
+
 /// The stored payload (`{"<event type>": data}`) of `event_type` at
 /// `version`, as today's version; returns that version too.
 pub fn upcast(
@@ -106,8 +112,7 @@ pub struct UpcastToCurrent;
 
 impl cqrs_es::persist::EventUpcaster for UpcastToCurrent {
     fn can_upcast(&self, event_type: &str, event_version: &str) -> bool {
-        current_version(event_type)
-            .is_some_and(|current| event_version.parse::<u32>().is_ok_and(|v| v < current))
+        is_outdated(event_type, event_version)
     }
 
     fn upcast(

@@ -72,12 +72,7 @@ async fn caught_up(env: &TestEnv) {
 
 /// `vcintel projections rebuild` (all read models), as an operator runs it.
 async fn rebuild_all(database_url: &str) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_vcintel"))
-        .args(["projections", "rebuild"])
-        .env("DATABASE_URL", database_url)
-        .output()
-        .await
-        .expect("run vcintel");
+    let output = rebuild_process(database_url, &[], "").await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
