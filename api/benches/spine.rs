@@ -1,121 +1,334 @@
 //! Spine benchmark: prints figures, asserts nothing about speed.
 //!
-//! Against one Postgres (and one nats-server), in one run:
-//! 1. pgbench: 1-row INSERT per transaction, 8 clients — the baseline;
-//! 2. HTTP `POST /v1/companies` with 8 concurrent clients — commands/s, and
-//!    the ratio to the baseline;
-//! 3. at half that peak rate, commit → visible in the read model latency,
-//!    p50/p99 (from the event's `recorded_at` to the row's `projected_at`,
-//!    both Postgres clock; `recorded_at` is the writing transaction's start,
-//!    so the figure slightly overstates the lag).
+//! In one run, against one Postgres and one nats-server:
+//! 1. the baseline: a plain axum + sqlx service built into this benchmark
+//!    (an HS256 JWT check, one INSERT per POST, one SELECT per GET), run as
+//!    its own process;
+//! 2. VC Intel as it is deployed: API, relay, projector and enricher as four
+//!    processes, a signed-in user's access token, the rate limiter counting
+//!    every request: `POST /v1/companies` and `GET /v1/companies/{id}`;
+//! 3. the same at each stored size (`BENCH_SIZES`, default 10k, 100k and 1M
+//!    events, bulk-loaded with multi-row INSERTs, then published and
+//!    projected by the relay and projector themselves): POST and GET rates,
+//!    the idle CPU of relay and projector, and commit → visible in the read
+//!    model (p50/p99) at half the peak POST rate;
+//! 4. the peak RSS of every process.
 //!
-//! The service runs as its own process (the optimised `vcintel` binary);
-//! `scripts/bench.sh` starts Postgres and NATS and runs this.
+//! CPU per request is the CPU time every server-side process used during a
+//! phase (the service's processes, Postgres with all its backends, NATS;
+//! not this load generator), divided by the requests served: on a shared,
+//! noisy two-core machine it is steadier than throughput. "Efficiency" is
+//! the baseline's CPU per request divided by ours. `scripts/bench.sh` starts
+//! Postgres and NATS and runs this; `BENCH_SECONDS` sets each phase's length.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../tests/e2e/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
 
-use helpers::TestEnv;
-use serde_json::json;
-use std::process::Command;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use helpers::{KillOnDrop, TestEnv};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-use vcintel_domain::Role;
 
 const CLIENTS: usize = 8;
+const BASELINE_FLAG: &str = "--baseline-server";
+const POSTGRES_ES_FLAG: &str = "--postgres-es-server";
 
-fn seconds(var: &str, default: u64) -> Duration {
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    if args.iter().any(|a| a == BASELINE_FLAG) {
+        runtime.block_on(baseline::serve());
+    } else if args.iter().any(|a| a == POSTGRES_ES_FLAG) {
+        runtime.block_on(baseline::serve_postgres_es());
+    } else {
+        runtime.block_on(run());
+    }
+}
+
+fn phase_length() -> Duration {
     Duration::from_secs(
-        std::env::var(var)
+        std::env::var("BENCH_SECONDS")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(default),
+            .unwrap_or(10),
     )
 }
 
-#[tokio::main]
-async fn main() {
-    let run_for = seconds("BENCH_SECONDS", 10);
+fn sizes() -> Vec<i64> {
+    std::env::var("BENCH_SIZES")
+        .unwrap_or_else(|_| "10000,100000,1000000".to_owned())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+async fn run() {
+    let run_for = phase_length();
     let env = TestEnv::new().await;
+    let postgres = Process::listening_on(port_of(&env.database_url, 5432), "postgres");
+    let nats = Process::listening_on(port_of(&helpers::nats_url(), 4222), "nats-server");
+    let engines = vec![postgres.clone(), nats.clone()];
+    let mut rss = Vec::new();
 
-    // --- 1. pgbench baseline on the same server, in this run.
-    sqlx::query("create table bench_insert (id bigserial primary key, payload text not null)")
-        .execute(&env.pool)
-        .await
-        .unwrap();
-    let script = std::env::temp_dir().join(format!("vcintel-bench-{}.sql", Uuid::new_v4()));
-    std::fs::write(
-        &script,
-        "insert into bench_insert (payload) values ('x');\n",
+    // --- 1. The baseline.
+    sqlx::query(
+        "create table baseline_companies (id uuid primary key, workspace_id uuid not null,
+             name text not null, website text not null, sector text,
+             created_at timestamptz not null default now())",
     )
+    .execute(&env.pool)
+    .await
     .unwrap();
-    let output = Command::new("pgbench")
-        .args([
-            "-n",
-            "-c",
-            &CLIENTS.to_string(),
-            "-j",
-            "2",
-            "-T",
-            &run_for.as_secs().to_string(),
-            "-f",
-        ])
-        .arg(&script)
-        .arg(&env.database_url)
-        .output()
-        .expect("run pgbench (scripts/bench.sh installs it)");
-    let _ = std::fs::remove_file(&script);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let pgbench_tps: f64 = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("tps = "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "no tps in pgbench output:\n{stdout}\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
+    let baseline_port = helpers::free_port();
+    let baseline_child = Command::new(std::env::current_exe().unwrap())
+        .arg(BASELINE_FLAG)
+        .env("DATABASE_URL", &env.database_url)
+        .env("BASELINE_PORT", baseline_port.to_string())
+        .env("VCINTEL_JWT_SECRET", helpers::JWT_SECRET)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the baseline server");
+    let baseline_process = Process::new("baseline", baseline_child.id());
+    let _baseline = KillOnDrop(baseline_child);
+    let baseline_base = format!("http://127.0.0.1:{baseline_port}");
+    wait_for_health(&env.http, &baseline_base).await;
+    let baseline_token = baseline::token(Uuid::now_v7(), Uuid::now_v7());
+    let baseline_servers = with_engines(std::slice::from_ref(&baseline_process), &engines);
+    let client = Client::new(&baseline_base, &baseline_token);
+    let baseline_post = post_phase(&client, &baseline_servers, run_for, "baseline").await;
+    let baseline_get = get_phase(&client, &baseline_servers, run_for, &baseline_post.ids).await;
+    rss.push(baseline_process.clone());
 
-    // --- 2. the service, as its own optimised process.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let service = Command::new(env!("CARGO_BIN_EXE_vcintel"))
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        // BENCH_ONLY=api measures the command path without the workers.
-        .args(
-            std::env::var("BENCH_ONLY")
-                .map(|c| vec!["--only".to_owned(), c])
-                .unwrap_or_default(),
-        )
+    // --- 1b. cqrs-es + postgres-es as postgres-es' README shows, with our
+    // company aggregate, in a database of its own (its events carry none
+    // of the metadata our relay needs).
+    let bare_database = helpers::fresh_database().await;
+    let bare_port = helpers::free_port();
+    let bare_child = Command::new(std::env::current_exe().unwrap())
+        .arg(POSTGRES_ES_FLAG)
+        .env("DATABASE_URL", &bare_database)
+        .env("BASELINE_PORT", bare_port.to_string())
+        .env("VCINTEL_JWT_SECRET", helpers::JWT_SECRET)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the postgres-es server");
+    let bare_process = Process::new("postgres-es", bare_child.id());
+    let _bare = KillOnDrop(bare_child);
+    let bare_base = format!("http://127.0.0.1:{bare_port}");
+    wait_for_health(&env.http, &bare_base).await;
+    let client = Client::new(&bare_base, &baseline_token);
+    let bare_servers = with_engines(std::slice::from_ref(&bare_process), &engines);
+    let bare_post = post_phase(&client, &bare_servers, run_for, "bare").await;
+    rss.push(bare_process);
+
+    // --- 2. VC Intel, deployed as four processes.
+    let api_port = helpers::free_port();
+    let mut children = Vec::new();
+    let mut service = Vec::new();
+    for component in ["api", "relay", "projector", "enricher"] {
+        let child = spawn_component(&env, component, api_port);
+        service.push(Process::new(component, child.id()));
+        children.push(KillOnDrop(child));
+    }
+    let base = format!("http://127.0.0.1:{api_port}");
+    wait_for_health(&env.http, &base).await;
+    let token = sign_in(&env, &base).await;
+    let servers = with_engines(&service, &engines);
+    let relay = service[1].clone();
+    let projector = service[2].clone();
+    let client = Client::new(&base, &token);
+    // Warm up connections and caches.
+    for n in 0..50 {
+        client.post(&format!("warm-{n}")).await;
+    }
+    wait_until_caught_up(&env).await;
+
+    let mut rows = Vec::new();
+    let mut first_post = None;
+    for size in sizes() {
+        let stored = stored_events(&env).await;
+        if size > stored {
+            let started = Instant::now();
+            helpers::bulk_add_companies(&env.pool, stored, size - stored).await;
+            let loaded = started.elapsed();
+            let started = Instant::now();
+            wait_until_caught_up(&env).await;
+            println!(
+                "  {size} events: bulk-loaded {} in {:.1} s, published and projected in {:.1} s ({:.0} events/s)",
+                size - stored,
+                loaded.as_secs_f64(),
+                started.elapsed().as_secs_f64(),
+                (size - stored) as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let idle_for = Duration::from_secs(5);
+        let idle = cpu_of(&[relay.clone(), projector.clone()], idle_for).await;
+        let idle_percent = |p: &Process| {
+            idle.get(&p.name).copied().unwrap_or_default() / idle_for.as_secs_f64() * 100.0
+        };
+        let (relay_idle, projector_idle) = (idle_percent(&relay), idle_percent(&projector));
+        let label = format!("vcintel@{size}");
+        let posted = post_phase(&client, &servers, run_for, &label).await;
+        wait_until_caught_up(&env).await;
+        let got = get_phase(&client, &servers, run_for, &posted.ids).await;
+        let lag = lag_at(&env, &client, posted.rate() / 2.0, run_for).await;
+        wait_until_caught_up(&env).await;
+        first_post.get_or_insert(posted.cpu_per_request());
+        rows.push(Row {
+            size,
+            posted,
+            got,
+            relay_idle,
+            projector_idle,
+            lag,
+        });
+    }
+    rss.extend(service.iter().cloned());
+
+    println!();
+    println!(
+        "spine benchmark: {} s per phase, {CLIENTS} clients; CPU = every server-side process \
+         (service, Postgres, NATS), load generator excluded",
+        run_for.as_secs()
+    );
+    println!(
+        "  baseline (axum + sqlx + HS256 JWT): POST {:>6.0}/s {:>6.0} µs CPU p50 {:>5.2} ms p99 {:>5.2} ms | \
+         GET {:>6.0}/s {:>6.0} µs CPU p50 {:>5.2} ms p99 {:>5.2} ms",
+        baseline_post.rate(),
+        baseline_post.cpu_per_request(),
+        baseline_post.percentile(0.5),
+        baseline_post.percentile(0.99),
+        baseline_get.rate(),
+        baseline_get.cpu_per_request(),
+        baseline_get.percentile(0.5),
+        baseline_get.percentile(0.99),
+    );
+    println!(
+        "  cqrs-es + postgres-es as its README shows: POST {:>6.0}/s {:>6.0} µs CPU p50 {:>5.2} ms p99 {:>5.2} ms, efficiency {:.2}",
+        bare_post.rate(),
+        bare_post.cpu_per_request(),
+        bare_post.percentile(0.5),
+        bare_post.percentile(0.99),
+        baseline_post.cpu_per_request() / bare_post.cpu_per_request(),
+    );
+    println!(
+        "  {:>9} | {:>7} {:>8} {:>6} {:>8} | {:>7} {:>8} {:>6} {:>8} {:>9} | {:>7} {:>7} | {:>8} {:>8}",
+        "events",
+        "POST/s",
+        "µs CPU",
+        "eff.",
+        "p99 ms",
+        "GET/s",
+        "µs CPU",
+        "eff.",
+        "p99 ms",
+        "p99/base",
+        "relay%",
+        "proj.%",
+        "lag p50",
+        "lag p99"
+    );
+    for row in &rows {
+        println!(
+            "  {:>9} | {:>7.0} {:>8.0} {:>6.2} {:>8.2} | {:>7.0} {:>8.0} {:>6.2} {:>8.2} {:>9.2} | {:>7.1} {:>7.1} | {:>8.1} {:>8.1}",
+            row.size,
+            row.posted.rate(),
+            row.posted.cpu_per_request(),
+            baseline_post.cpu_per_request() / row.posted.cpu_per_request(),
+            row.posted.percentile(0.99),
+            row.got.rate(),
+            row.got.cpu_per_request(),
+            baseline_get.cpu_per_request() / row.got.cpu_per_request(),
+            row.got.percentile(0.99),
+            row.got.percentile(0.99) / baseline_get.percentile(0.99),
+            row.relay_idle,
+            row.projector_idle,
+            row.lag.0,
+            row.lag.1,
+        );
+    }
+    if let (Some(first), Some(last)) = (first_post, rows.last()) {
+        println!(
+            "  POST CPU per request at {} events / at {} events: {:.2}",
+            rows[0].size,
+            last.size,
+            first / last.posted.cpu_per_request()
+        );
+    }
+    println!("  goals: POST efficiency >= 0.5, GET efficiency >= 0.7 with p99 <= 1.5 x baseline, lag p99 <= 50 ms, cost at 1M within 10% of 10k");
+    let peaks: Vec<String> = rss
+        .iter()
+        .map(|p| format!("{} {:.0} MiB", p.name, p.peak_rss_kib() as f64 / 1024.0))
+        .chain(engines.iter().map(|p| {
+            format!(
+                "{} (main process) {:.0} MiB",
+                p.name,
+                p.peak_rss_kib() as f64 / 1024.0
+            )
+        }))
+        .collect();
+    println!("  peak RSS: {}", peaks.join(", "));
+}
+
+struct Row {
+    size: i64,
+    posted: Phase,
+    got: Phase,
+    relay_idle: f64,
+    projector_idle: f64,
+    lag: (f64, f64),
+}
+
+fn with_engines(service: &[Process], engines: &[Process]) -> Vec<Process> {
+    service.iter().chain(engines).cloned().collect()
+}
+
+/// The port of a `scheme://[user@]host[:port][/…]` URL.
+fn port_of(url: &str, default: u16) -> u16 {
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    host.rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or(default)
+}
+
+fn spawn_component(env: &TestEnv, component: &str, port: u16) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_vcintel"))
+        .args(["serve", "--only", component])
+        .args(["--bind", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", &env.database_url)
         .env("NATS_URL", helpers::nats_url())
         .env("VCINTEL_JWT_SECRET", helpers::JWT_SECRET)
         .env("VCINTEL_NATS_PREFIX", &env.prefix)
-        // The benchmark measures the write path, not sign-in or budgets.
-        .env("VCINTEL_DEV_TOKENS", "true")
-        .env("VCINTEL_RATE_LIMIT_PER_USER", "0")
-        .env("VCINTEL_RATE_LIMIT_ANONYMOUS", "0")
+        // Counting every request, refusing none: the benchmark stands for
+        // many users each within their budget.
+        .env("VCINTEL_RATE_LIMIT_PER_USER", "1000000000")
+        .env("VCINTEL_ACCESS_TOKEN_TTL_SECS", "86400")
         .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
+        .stdout(Stdio::null())
         .spawn()
-        .expect("start vcintel");
-    let _service = KillOnDrop(service);
-    let base = format!("http://127.0.0.1:{port}");
-    let token = env.token(&env.actor(Uuid::now_v7(), Role::Member));
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(CLIENTS)
-        .build()
-        .unwrap();
-    helpers::eventually(Duration::from_secs(30), "the service", || async {
+        .expect("start vcintel")
+}
+
+async fn wait_for_health(http: &reqwest::Client, base: &str) {
+    helpers::eventually(Duration::from_secs(60), "the service", || async {
         http.get(format!("{base}/health"))
             .send()
             .await
@@ -123,217 +336,591 @@ async fn main() {
             .filter(|r| r.status().is_success())
     })
     .await;
+}
 
-    let counter = Arc::new(AtomicU64::new(0));
-    let target = Target {
-        http: http.clone(),
-        url: format!("{base}/v1/companies"),
-        token: token.clone(),
-    };
-    // Warm up connections and caches.
-    for n in 0..50 {
-        target.post(1_000_000 + n).await;
-    }
-    let started = Instant::now();
-    let workers: Vec<_> = (0..CLIENTS)
-        .map(|_| {
-            let target = target.clone();
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                while started.elapsed() < run_for {
-                    let n = counter.fetch_add(1, Ordering::Relaxed);
-                    target.post(n).await;
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        w.await.unwrap();
-    }
-    let commands_per_sec = counter.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
-
-    if std::env::var("BENCH_ONLY").is_ok() {
-        println!(
-            "pgbench {pgbench_tps:.0} tps; HTTP {commands_per_sec:.0} commands/s; ratio {:.2}",
-            commands_per_sec / pgbench_tps
-        );
-        return;
-    }
-    // The peak phase leaves a backlog; measure the steady state, not its drain.
-    wait_for_projection(&env).await;
-    // --- 3. commit → visible at half the peak rate (open loop).
-    let rate = commands_per_sec / 2.0;
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let marker = Instant::now();
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut inflight = Vec::new();
-    let mut n = 10_000_000u64;
-    while marker.elapsed() < run_for {
-        ticker.tick().await;
-        n += 1;
-        let target = target.clone();
-        inflight.push(tokio::spawn(async move {
-            target.post_named(&format!("Rate {n}"), n).await
-        }));
-    }
-    for f in inflight {
-        f.await.unwrap();
-    }
-    // Let the projector finish, then read each row's lag.
-    wait_for_projection(&env).await;
-    let mut lags_ms: Vec<f64> = sqlx::query_scalar(
-        "with rated as materialized (
-             select id::text as aggregate_id, projected_at from companies where name like 'Rate %')
-         select extract(epoch from (r.projected_at - e.recorded_at))::float8 * 1000
-         from rated r join events e
-           on e.aggregate_type = 'company' and e.aggregate_id = r.aggregate_id and e.sequence = 1",
-    )
-    .fetch_all(&env.pool)
-    .await
-    .unwrap();
-    lags_ms.sort_by(f64::total_cmp);
-    let pct = |p: f64| lags_ms[((lags_ms.len() as f64 - 1.0) * p).round() as usize];
-
-    // Lag by second of the run: a steady climb means the workers cannot keep
-    // up; isolated spikes mean stalls.
-    if std::env::var_os("BENCH_VERBOSE").is_some() {
-        let per_second: Vec<(f64, i64, f64)> = sqlx::query_as(
-            "with rated as materialized (
-                 select id::text as aggregate_id, projected_at from companies where name like 'Rate %')
-             select extract(epoch from date_trunc('second', e.recorded_at))::float8, count(*),
-                    max(extract(epoch from (r.projected_at - e.recorded_at))::float8 * 1000)
-             from rated r join events e
-               on e.aggregate_type = 'company' and e.aggregate_id = r.aggregate_id and e.sequence = 1
-             group by 1 order by 1",
-        )
-        .fetch_all(&env.pool)
-        .await
-        .unwrap();
-        for (second, count, max) in &per_second {
-            println!("  t={second:.0} events={count} max_lag={max:.1}ms");
-        }
-        // Split a sample's lag at JetStream: relay (recorded → stored in the
-        // stream) and projector (stored → projected).
-        let mut stream = env.stream().await;
-        let state = stream.info().await.unwrap().state.clone();
-        let mut relay_ms = Vec::new();
-        let mut projector_ms = Vec::new();
-        let step = ((state.last_sequence - state.first_sequence) / 300).max(1);
-        let mut seq = state
-            .last_sequence
-            .saturating_sub(step * 300)
-            .max(state.first_sequence);
-        while seq <= state.last_sequence {
-            let message = stream.get_raw_message(seq).await.unwrap();
-            seq += step;
-            let body: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
-            if !body["data"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .starts_with("Rate ")
-            {
-                continue;
-            }
-            let stored_at = message.time.unix_timestamp_nanos() as f64 / 1e6;
-            let recorded_at = chrono::DateTime::parse_from_rfc3339(body["time"].as_str().unwrap())
-                .unwrap()
-                .timestamp_nanos_opt()
-                .unwrap() as f64
-                / 1e6;
-            let projected_at: f64 = sqlx::query_scalar(
-                "select extract(epoch from projected_at)::float8 * 1000 from companies where id = $1::uuid",
-            )
-            .bind(body["aggregateid"].as_str().unwrap())
-            .fetch_one(&env.pool)
-            .await
-            .unwrap();
-            relay_ms.push(stored_at - recorded_at);
-            projector_ms.push(projected_at - stored_at);
-        }
-        relay_ms.sort_by(f64::total_cmp);
-        projector_ms.sort_by(f64::total_cmp);
-        let at = |v: &Vec<f64>, p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
-        println!(
-            "  relay     p50 {:.1} ms p99 {:.1} ms | projector p50 {:.1} ms p99 {:.1} ms ({} samples)",
-            at(&relay_ms, 0.5), at(&relay_ms, 0.99), at(&projector_ms, 0.5), at(&projector_ms, 0.99), relay_ms.len()
-        );
-    }
-    println!();
-    println!(
-        "spine benchmark ({} s per phase, {CLIENTS} clients)",
-        run_for.as_secs()
-    );
-    println!("  pgbench 1-row INSERT, {CLIENTS} clients:    {pgbench_tps:>9.0} tps");
-    println!("  HTTP POST /v1/companies, {CLIENTS} clients: {commands_per_sec:>9.0} commands/s");
-    println!(
-        "  ratio (goal >= 0.7):                 {:>9.2}",
-        commands_per_sec / pgbench_tps
-    );
-    println!(
-        "  commit -> read model at {rate:.0}/s ({} samples):",
-        lags_ms.len()
-    );
-    println!(
-        "    p50 {:>7.1} ms   p99 {:>7.1} ms   max {:>7.1} ms (goal p99 <= 50 ms)",
-        pct(0.50),
-        pct(0.99),
-        pct(1.0)
-    );
+/// Signs up and in through the API: a real session's access token.
+async fn sign_in(env: &TestEnv, base: &str) -> String {
+    let email = format!("bench-{}@fund.example", Uuid::now_v7().simple());
+    env.register(base, &email, "Bench Analyst").await;
+    let login = env.login(base, &email, helpers::PASSWORD).await;
+    assert_eq!(login.status, reqwest::StatusCode::OK, "{}", login.body);
+    login.body["access_token"].as_str().unwrap().to_owned()
 }
 
 #[derive(Clone)]
-struct Target {
+struct Client {
     http: reqwest::Client,
-    url: String,
+    base: String,
     token: String,
 }
 
-impl Target {
-    async fn post(&self, n: u64) {
-        self.post_named(&format!("Bench {n}"), n).await;
+impl Client {
+    fn new(base: &str, token: &str) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(CLIENTS * 2)
+                .build()
+                .unwrap(),
+            base: base.to_owned(),
+            token: token.to_owned(),
+        }
     }
 
-    async fn post_named(&self, name: &str, n: u64) {
+    /// Adds a company; its id.
+    async fn post(&self, name: &str) -> Uuid {
         let response = self
             .http
-            .post(&self.url)
+            .post(format!("{}/v1/companies", self.base))
             .bearer_auth(&self.token)
-            .json(&json!({"name": name, "website": format!("bench-{n}.example"), "sector": "Benchmarks"}))
+            .json(&json!({
+                "name": name,
+                "website": format!("{}.example", name.to_lowercase().replace(' ', "-")),
+                "sector": "Benchmarks"
+            }))
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or_default();
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    async fn get(&self, id: Uuid) {
+        let response = self
+            .http
+            .get(format!("{}/v1/companies/{id}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        response.bytes().await.unwrap();
     }
 }
 
-/// Stops the service even when the benchmark panics.
-struct KillOnDrop(std::process::Child);
+/// What one load phase measured.
+struct Phase {
+    requests: u64,
+    took: Duration,
+    cpu_secs: f64,
+    latencies_ms: Vec<f64>,
+    ids: Vec<Uuid>,
+}
 
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+impl Phase {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.took.as_secs_f64()
+    }
+
+    /// Microseconds of server-side CPU per request.
+    fn cpu_per_request(&self) -> f64 {
+        self.cpu_secs * 1e6 / self.requests.max(1) as f64
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        percentile(&self.latencies_ms, p)
     }
 }
 
-/// Waits until every event is reflected, polling gently so as not to slow
-/// the projector down.
-async fn wait_for_projection(env: &TestEnv) {
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+static NAMES: AtomicU64 = AtomicU64::new(0);
+
+fn fresh_name(label: &str) -> String {
+    format!(
+        "{label} {} {}",
+        std::process::id(),
+        NAMES.fetch_add(1, Ordering::Relaxed)
+    )
+    .replace('@', "-")
+}
+
+async fn post_phase(client: &Client, servers: &[Process], run_for: Duration, label: &str) -> Phase {
+    let (label, client) = (label.to_owned(), client.clone());
+    load_phase(servers, run_for, move |_| {
+        let client = client.clone();
+        let name = fresh_name(&label);
+        async move { Some(client.post(&name).await) }
+    })
+    .await
+}
+
+async fn get_phase(client: &Client, servers: &[Process], run_for: Duration, ids: &[Uuid]) -> Phase {
+    let (ids, client) = (Arc::new(ids.to_vec()), client.clone());
+    load_phase(servers, run_for, move |n| {
+        let client = client.clone();
+        let id = ids[(n as usize).wrapping_mul(7919) % ids.len()];
+        async move {
+            client.get(id).await;
+            None
+        }
+    })
+    .await
+}
+
+/// Runs `request` from CLIENTS concurrent loops for `run_for`, counting
+/// requests, their latencies and the servers' CPU time.
+async fn load_phase<F, Fut>(servers: &[Process], run_for: Duration, request: F) -> Phase
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Option<Uuid>> + Send,
+{
+    let counter = Arc::new(AtomicU64::new(0));
+    let cpu_before = total_cpu(servers);
+    let started = Instant::now();
+    let loops: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let request = request.clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut ids = Vec::new();
+                while started.elapsed() < run_for {
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    let sent = Instant::now();
+                    if let Some(id) = request(n).await {
+                        ids.push(id);
+                    }
+                    latencies.push(sent.elapsed().as_secs_f64() * 1e3);
+                }
+                (latencies, ids)
+            })
+        })
+        .collect();
+    let mut latencies_ms = Vec::new();
+    let mut ids = Vec::new();
+    for handle in loops {
+        let (l, i) = handle.await.unwrap();
+        latencies_ms.extend(l);
+        ids.extend(i);
+    }
+    let took = started.elapsed();
+    let cpu_secs = total_cpu(servers) - cpu_before;
+    latencies_ms.sort_by(f64::total_cmp);
+    Phase {
+        requests: latencies_ms.len() as u64,
+        took,
+        cpu_secs,
+        latencies_ms,
+        ids,
+    }
+}
+
+/// Commit → visible in the companies read model at `rate` POSTs per second
+/// (open loop), p50 and p99 in ms: from the event's `recorded_at` to the
+/// row's `projected_at`, both on the Postgres clock.
+async fn lag_at(env: &TestEnv, client: &Client, rate: f64, run_for: Duration) -> (f64, f64) {
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(1.0)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut inflight = Vec::new();
+    while started.elapsed() < run_for {
+        ticker.tick().await;
+        let client = client.clone();
+        let name = fresh_name("lag");
+        inflight.push(tokio::spawn(async move { client.post(&name).await }));
+    }
+    let mut ids = Vec::with_capacity(inflight.len());
+    for f in inflight {
+        ids.push(f.await.unwrap());
+    }
+    wait_until_caught_up(env).await;
+    let mut lags: Vec<f64> = sqlx::query_scalar(
+        "select extract(epoch from (c.projected_at - e.recorded_at))::float8 * 1000
+         from unnest($1::uuid[]) as ids(id)
+         join companies c on c.id = ids.id
+         join events e on e.aggregate_type = 'company' and e.aggregate_id = ids.id::text
+                      and e.sequence = 1",
+    )
+    .bind(&ids)
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    lags.sort_by(f64::total_cmp);
+    (percentile(&lags, 0.5), percentile(&lags, 0.99))
+}
+
+async fn stored_events(env: &TestEnv) -> i64 {
+    sqlx::query_scalar("select coalesce(max(position), 0) from events")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap()
+}
+
+/// Waits until the relay has published every event and every durable
+/// consumer has applied everything, polling gently.
+async fn wait_until_caught_up(env: &TestEnv) {
     helpers::eventually(
-        Duration::from_secs(120),
-        "the projection to catch up",
+        Duration::from_secs(1800),
+        "relay and projector to catch up",
         || async {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let (events, applied): (i64, i64) = sqlx::query_as(
-                "select (select count(*) from events),
-                    (select coalesce(sum(version), 0)::bigint from projection_versions)",
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let (last, published): (i64, Option<i64>) = sqlx::query_as(
+                "select coalesce((select max(position) from events), 0),
+                        (select last_position from relay_checkpoints)",
             )
             .fetch_one(&env.pool)
             .await
             .ok()?;
-            (events == applied).then_some(())
+            if published.unwrap_or(0) < last {
+                return None;
+            }
+            let stream = env.stream().await;
+            let mut names = stream.consumer_names();
+            use futures::StreamExt;
+            while let Some(name) = names.next().await {
+                let info = stream.consumer_info(name.ok()?).await.ok()?;
+                if info.num_pending > 0 || info.num_ack_pending > 0 {
+                    return None;
+                }
+            }
+            Some(())
         },
     )
     .await;
+}
+
+/// A server-side process whose CPU time is counted.
+#[derive(Clone, Debug)]
+struct Process {
+    name: String,
+    pid: u32,
+}
+
+impl Process {
+    fn new(name: &str, pid: u32) -> Self {
+        Self {
+            name: name.to_owned(),
+            pid,
+        }
+    }
+
+    /// The process listening on a local TCP port (Postgres' postmaster,
+    /// nats-server): its socket's inode from /proc/net/tcp, then the process
+    /// holding that socket.
+    fn listening_on(port: u16, name: &str) -> Self {
+        let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .flat_map(|table| {
+                table
+                    .lines()
+                    .skip(1)
+                    .filter_map(|line| {
+                        let fields: Vec<&str> = line.split_whitespace().collect();
+                        let local_port = fields.get(1)?.rsplit(':').next()?;
+                        let listening = fields.get(3)? == &"0A";
+                        (listening && u16::from_str_radix(local_port, 16).ok()? == port)
+                            .then(|| fields.get(9).map(|s| s.to_string()))
+                            .flatten()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+                continue;
+            };
+            for fd in fds.flatten() {
+                if let Ok(target) = std::fs::read_link(fd.path()) {
+                    if wanted.iter().any(|w| target.to_string_lossy() == *w) {
+                        return Process::new(name, pid);
+                    }
+                }
+            }
+        }
+        panic!("no process listens on port {port} ({name}); the benchmark must run on the machine of its servers");
+    }
+
+    fn peak_rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .ok()
+            .and_then(|status| {
+                status.lines().find_map(|l| {
+                    l.strip_prefix("VmHWM:")
+                        .and_then(|v| v.split_whitespace().next())
+                        .and_then(|v| v.parse().ok())
+                })
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// utime, stime, cutime, cstime and the parent of a process, in clock ticks.
+fn stat_of(pid: u32) -> Option<([u64; 4], u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; fields after it are fixed.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let parent = fields.get(1)?.parse().ok()?;
+    let mut times = [0u64; 4];
+    for (i, time) in times.iter_mut().enumerate() {
+        *time = fields.get(11 + i)?.parse().ok()?;
+    }
+    Some((times, parent))
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// CPU seconds used so far by each process and its descendants (Postgres'
+/// backends are children of the postmaster; the ones that ended are in its
+/// children's times).
+fn cpu_by_process(processes: &[Process]) -> HashMap<String, f64> {
+    let mut parents: HashMap<u32, Vec<u32>> = HashMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() {
+            if let Some((_, parent)) = stat_of(pid) {
+                parents.entry(parent).or_default().push(pid);
+            }
+        }
+    }
+    let ticks = clock_ticks_per_second();
+    let mut totals = HashMap::new();
+    for process in processes {
+        let mut sum = 0u64;
+        let mut todo = vec![process.pid];
+        while let Some(pid) = todo.pop() {
+            if let Some((times, _)) = stat_of(pid) {
+                sum += times.iter().sum::<u64>();
+            }
+            todo.extend(parents.get(&pid).into_iter().flatten());
+        }
+        *totals.entry(process.name.clone()).or_insert(0.0) += sum as f64 / ticks;
+    }
+    totals
+}
+
+fn total_cpu(processes: &[Process]) -> f64 {
+    cpu_by_process(processes).values().sum()
+}
+
+/// Each process's CPU seconds over `period`, doing nothing meanwhile.
+async fn cpu_of(processes: &[Process], period: Duration) -> HashMap<String, f64> {
+    let before = cpu_by_process(processes);
+    tokio::time::sleep(period).await;
+    let after = cpu_by_process(processes);
+    after
+        .into_iter()
+        .map(|(name, secs)| {
+            let start = before.get(&name).copied().unwrap_or_default();
+            (name, secs - start)
+        })
+        .collect()
+}
+
+/// The plain service VC Intel is measured against: what a team would write
+/// without event sourcing. Same JWT algorithm, same JSON, one statement per
+/// request.
+mod baseline {
+    use super::*;
+    use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+    use sqlx::PgPool;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Claims {
+        sub: Uuid,
+        ws: Uuid,
+        iss: String,
+        exp: u64,
+    }
+
+    #[derive(Clone)]
+    struct Baseline {
+        pool: PgPool,
+        key: DecodingKey,
+        validation: Validation,
+    }
+
+    pub fn token(user: Uuid, workspace: Uuid) -> String {
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 86_400;
+        encode(
+            &Header::new(Algorithm::HS256),
+            &Claims {
+                sub: user,
+                ws: workspace,
+                iss: "baseline".to_owned(),
+                exp,
+            },
+            &EncodingKey::from_secret(helpers::JWT_SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    pub async fn serve() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let pool = vcintel_infra::db::connect(&std::env::var("DATABASE_URL").unwrap(), 20)
+            .await
+            .unwrap();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&["baseline"]);
+        let state = Baseline {
+            pool,
+            key: DecodingKey::from_secret(std::env::var("VCINTEL_JWT_SECRET").unwrap().as_bytes()),
+            validation,
+        };
+        let app = Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .route("/v1/companies", post(add))
+            .route("/v1/companies/{id}", get(read))
+            .with_state(state);
+        let port: u16 = std::env::var("BASELINE_PORT").unwrap().parse().unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        axum::serve(listener, app).await.unwrap();
+    }
+
+    fn claims(state: &Baseline, headers: &HeaderMap) -> Result<Claims, StatusCode> {
+        let token = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(StatusCode::UNAUTHORIZED)?;
+        decode::<Claims>(token, &state.key, &state.validation)
+            .map(|d| d.claims)
+            .map_err(|_| StatusCode::UNAUTHORIZED)
+    }
+
+    /// cqrs-es' framework over postgres-es' repository, as its README sets
+    /// them up, executing our company aggregate's `Add`.
+    pub async fn serve_postgres_es() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let pool = vcintel_infra::db::connect(&std::env::var("DATABASE_URL").unwrap(), 20)
+            .await
+            .unwrap();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&["baseline"]);
+        let state = Baseline {
+            pool: pool.clone(),
+            key: DecodingKey::from_secret(std::env::var("VCINTEL_JWT_SECRET").unwrap().as_bytes()),
+            validation,
+        };
+        let cqrs = Arc::new(postgres_es::postgres_cqrs::<
+            vcintel_commands::CompanyAggregate,
+        >(pool, vec![], ()));
+        let app = Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .route(
+                "/v1/companies",
+                post(
+                    move |State(state): State<Baseline>,
+                          headers: HeaderMap,
+                          Json(body): Json<NewCompany>| {
+                        let cqrs = cqrs.clone();
+                        async move {
+                            let claims = claims(&state, &headers)?;
+                            let id = Uuid::now_v7();
+                            let command = vcintel_domain::company::CompanyCommand::Add {
+                                actor: vcintel_domain::Actor {
+                                    workspace_id: vcintel_domain::WorkspaceId(claims.ws),
+                                    user_id: vcintel_domain::UserId(claims.sub),
+                                    role: vcintel_domain::Role::Member,
+                                },
+                                company_id: vcintel_domain::company::CompanyId(id),
+                                input: vcintel_domain::company::CompanyInput {
+                                    name: body.name,
+                                    website: body.website,
+                                    sector: body.sector,
+                                    stage: None,
+                                    location: None,
+                                },
+                            };
+                            cqrs.execute(&id.to_string(), command)
+                                .await
+                                .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+                            Ok::<_, StatusCode>((
+                                StatusCode::CREATED,
+                                Json(json!({"id": id, "version": 1})),
+                            ))
+                        }
+                    },
+                ),
+            )
+            .with_state(state);
+        let port: u16 = std::env::var("BASELINE_PORT").unwrap().parse().unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        axum::serve(listener, app).await.unwrap();
+    }
+
+    type CompanyRow = (
+        Uuid,
+        String,
+        String,
+        Option<String>,
+        chrono::DateTime<chrono::Utc>,
+    );
+
+    #[derive(serde::Deserialize)]
+    struct NewCompany {
+        name: String,
+        website: String,
+        sector: Option<String>,
+    }
+
+    async fn add(
+        State(state): State<Baseline>,
+        headers: HeaderMap,
+        Json(body): Json<NewCompany>,
+    ) -> Result<(StatusCode, Json<Value>), StatusCode> {
+        let claims = claims(&state, &headers)?;
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "insert into baseline_companies (id, workspace_id, name, website, sector)
+             values ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(claims.ws)
+        .bind(&body.name)
+        .bind(&body.website)
+        .bind(&body.sector)
+        .execute(&state.pool)
+        .await
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+        Ok((StatusCode::CREATED, Json(json!({"id": id, "version": 1}))))
+    }
+
+    async fn read(
+        State(state): State<Baseline>,
+        headers: HeaderMap,
+        Path(id): Path<Uuid>,
+    ) -> Result<Json<Value>, StatusCode> {
+        let claims = claims(&state, &headers)?;
+        let row: Option<CompanyRow> = sqlx::query_as(
+            "select id, name, website, sector, created_at from baseline_companies
+                 where workspace_id = $1 and id = $2",
+        )
+        .bind(claims.ws)
+        .bind(id)
+        .fetch_optional(&state.pool)
+        .await
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+        let (id, name, website, sector, created_at) = row.ok_or(StatusCode::NOT_FOUND)?;
+        Ok(Json(json!({
+            "id": id, "name": name, "website": website, "sector": sector,
+            "added_at": created_at, "version": 1
+        })))
+    }
 }

@@ -20,6 +20,7 @@ use vcintel_infra::enrichment::breaker::CircuitBreaker;
 use vcintel_infra::enrichment::fetch::{FetchPolicy, Fetcher};
 use vcintel_infra::enrichment::model::{ModelClient, ModelSettings};
 use vcintel_infra::enrichment::worker::{EnrichmentWorker, WorkerSettings};
+use vcintel_infra::identity_cache::IdentityCache;
 use vcintel_infra::rate_limit::RateLimiter;
 use vcintel_infra::relay::{Relay, RelaySettings};
 use vcintel_infra::stream::{ensure_events_stream, StreamSettings};
@@ -138,6 +139,7 @@ impl Application {
         if settings.dev_tokens {
             tracing::warn!("VCINTEL_DEV_TOKENS is on: development tokens are accepted; never do this in production");
         }
+        let identity = IdentityCache::new();
         let state = AppState {
             companies: Arc::new(services.companies),
             accounts: Arc::new(services.accounts),
@@ -153,7 +155,8 @@ impl Application {
                     Duration::from_millis(settings.llm_breaker_cooldown_ms),
                 ))
             }),
-            directory: WorkspaceDirectory::new(pool.clone()),
+            directory: WorkspaceDirectory::new(pool.clone(), identity.clone()),
+            identity,
             passwords,
             pool,
             tokens: Arc::new(TokenKeys::new(settings.jwt_secret_bytes())),
@@ -237,6 +240,17 @@ impl Application {
                     tasks.spawn(async move {
                         sweep_idempotency_keys(pool, sweeper).await;
                         ("idempotency-sweeper", Ok(()))
+                    });
+                    let (limiter, sweeper) = (state.limits.limiter.clone(), token.clone());
+                    tasks.spawn(async move {
+                        sweep_rate_limit_windows(limiter, sweeper).await;
+                        ("rate-limit-sweeper", Ok(()))
+                    });
+                    let (identity, pool, listener_stop) =
+                        (state.identity.clone(), state.pool.clone(), token.clone());
+                    tasks.spawn(async move {
+                        identity.listen(pool, listener_stop).await;
+                        ("identity-listener", Ok(()))
                     });
                     tasks.spawn(async move {
                         let result = axum::serve(
@@ -405,6 +419,19 @@ impl Application {
             tracing::warn!("components did not stop within 10s; abandoning them");
         }
         outcome
+    }
+}
+
+/// Drops rate-limit windows too old to count every minute until shutdown.
+async fn sweep_rate_limit_windows(limiter: RateLimiter, shutdown: CancellationToken) {
+    loop {
+        if let Err(error) = limiter.sweep().await {
+            tracing::warn!(%error, "could not sweep old rate-limit windows");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = shutdown.cancelled() => return,
+        }
     }
 }
 

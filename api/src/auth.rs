@@ -201,13 +201,15 @@ pub async fn authenticate(
         ));
     };
     if token.starts_with(accounts::API_KEY_PREFIX) {
-        return Ok(match accounts::verify_api_key(&state.pool, token).await? {
-            Some((key_id, workspace_id)) => Authentication::Authenticated(Principal::ApiKey {
-                key_id,
-                workspace_id,
-            }),
-            None => Authentication::Rejected("invalid API key"),
-        });
+        return Ok(
+            match accounts::verify_api_key(&state.pool, &state.identity, token).await? {
+                Some((key_id, workspace_id)) => Authentication::Authenticated(Principal::ApiKey {
+                    key_id,
+                    workspace_id,
+                }),
+                None => Authentication::Rejected("invalid API key"),
+            },
+        );
     }
     let Some(claims) = state.tokens.verify(token) else {
         return Ok(Authentication::Rejected("invalid or expired token"));
@@ -215,7 +217,7 @@ pub async fn authenticate(
     let user_id = UserId(claims.sub);
     match (claims.sid, claims.ws, claims.role) {
         (Some(session_id), _, _) => {
-            let live = accounts::live_session(&state.pool, session_id).await?;
+            let live = accounts::live_session(&state.pool, &state.identity, session_id).await?;
             if live != Some(user_id) {
                 return Ok(Authentication::Rejected(
                     "the session has ended; sign in again",

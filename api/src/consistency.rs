@@ -21,6 +21,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::time::{Duration, Instant};
 use vcintel_commands::Committed;
+use vcintel_projections::Reflects;
 
 pub const CONSISTENCY_TOKEN: HeaderName = HeaderName::from_static("x-consistency-token");
 /// More tokens than this in one request is a client bug, not a need.
@@ -148,8 +149,20 @@ pub async fn read_your_writes(
             Err(error) => return error.into_response(),
         }
     }
+    let started = Instant::now();
     let mut response = next.run(request).await;
     if let Some(written) = response.extensions_mut().remove::<Written>() {
+        // Authorisation reads workspaces from a cache: a change this
+        // request made (a role, a member, a key) must act on the next
+        // request, here and on every other instance.
+        if written.aggregate_type == vcintel_domain::workspace::AGGREGATE_TYPE {
+            if let Ok(id) = written.aggregate_id.parse() {
+                state
+                    .directory
+                    .changed(vcintel_domain::WorkspaceId(id), started)
+                    .await;
+            }
+        }
         if let Ok(value) = HeaderValue::from_str(&state.consistency.issue(&written)) {
             response.headers_mut().insert(CONSISTENCY_TOKEN, value);
         }
@@ -186,11 +199,53 @@ fn tokens_of(tokens: &ConsistencyTokens, request: &Request) -> Result<Vec<Writte
 }
 
 /// Waits until every read model fed by `written`'s aggregate type reflects
-/// at least its version, for at most the configured consistency wait.
+/// at least its version, for at most the configured consistency wait. A
+/// read model that only reacts to some of the aggregate's event types must
+/// reflect the latest of those up to that version, if there is one.
 pub async fn wait_until_reflected(state: &AppState, written: &Written) -> Result<(), ApiError> {
-    let projections: Vec<&str> =
+    if written.version == 0 {
+        return Ok(());
+    }
+    let version = written.version as i64;
+    let fed: Vec<(&str, Reflects)> =
         vcintel_projections::read_models_fed_by(&written.aggregate_type).collect();
-    if projections.is_empty() || written.version == 0 {
+    let mut reacted_types: Vec<&str> = fed
+        .iter()
+        .filter_map(|(_, reflects)| match reflects {
+            Reflects::Only(types) => Some(types.iter().copied()),
+            Reflects::EveryVersion => None,
+        })
+        .flatten()
+        .collect();
+    reacted_types.sort_unstable();
+    reacted_types.dedup();
+    let latest = if reacted_types.is_empty() {
+        Vec::new()
+    } else {
+        vcintel_infra::event_log::latest_of_types(
+            &state.pool,
+            &written.aggregate_type,
+            &written.aggregate_id,
+            version,
+            &reacted_types,
+        )
+        .await?
+    };
+    let mut projections: Vec<(&str, i64)> = Vec::new();
+    for (name, reflects) in fed {
+        match reflects {
+            Reflects::EveryVersion => projections.push((name, version)),
+            Reflects::Only(types) => {
+                let needed = latest
+                    .iter()
+                    .filter(|(event_type, _)| types.contains(&event_type.as_str()))
+                    .map(|(_, at)| *at)
+                    .max();
+                projections.extend(needed.map(|at| (name, at)));
+            }
+        }
+    }
+    if projections.is_empty() {
         return Ok(());
     }
     let deadline = Instant::now() + state.consistency_wait;
@@ -200,7 +255,6 @@ pub async fn wait_until_reflected(state: &AppState, written: &Written) -> Result
             &state.pool,
             &projections,
             &written.aggregate_id,
-            written.version as i64,
         )
         .await?;
         if behind == 0 {

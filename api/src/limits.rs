@@ -1,8 +1,8 @@
 //! Abuse protection: authentication and rate limiting of every `/v1`
 //! request, and the security headers on every response.
 //!
-//! Budgets (configurable, see `Settings`): each signed-in user or API key
-//! 100 requests/min; each IP without valid credentials 10/min; sign-in and
+//! Budgets (configurable, see `Settings`): each user 1,200 requests/min,
+//! shared by their sessions and API keys; each IP without valid credentials 10/min; sign-in and
 //! sign-up 5 attempts per 15 min per IP and per email. Counters live in
 //! Postgres and are shared by all API instances.
 //!
@@ -123,7 +123,9 @@ pub async fn authenticate_and_limit(
     };
     let ip = client_ip(&state, request.headers(), peer(&request));
     let (bucket, limit, principal) = match authentication {
-        Authentication::Authenticated(p) => (p.identity_key(), state.limits.per_user, Some(p)),
+        Authentication::Authenticated(p) => {
+            (budget_of(&state, p).await, state.limits.per_user, Some(p))
+        }
         _ => (format!("ip:{ip}"), state.limits.anonymous, None),
     };
     request.extensions_mut().insert(authentication);
@@ -167,6 +169,32 @@ pub async fn authenticate_and_limit(
         Some(decision) => with_rate_limit_headers(response, &decision),
         None => response,
     }
+}
+
+/// The budget a caller's requests are charged to: one per user, whether
+/// they come with a session or with any of the user's API keys (a key acts
+/// as its creator), so keys do not multiply a user's budget. A key that no
+/// longer acts (revoked, creator gone) keeps a budget of its own until its
+/// request is refused.
+async fn budget_of(state: &AppState, principal: crate::auth::Principal) -> String {
+    if let crate::auth::Principal::ApiKey {
+        key_id,
+        workspace_id,
+    } = principal
+    {
+        match state.directory.current(workspace_id).await {
+            Ok(Some(workspace)) => {
+                if let Some((creator, _)) = workspace.workspace.api_key_access(key_id) {
+                    return format!("user:{creator}");
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, "could not read the key's workspace for its budget")
+            }
+        }
+    }
+    principal.identity_key()
 }
 
 /// Charges one sign-in or sign-up attempt to the IP's and the email's

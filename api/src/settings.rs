@@ -99,12 +99,16 @@ pub struct Settings {
     #[arg(long, env = "VCINTEL_ARGON2_ITERATIONS", default_value_t = 2)]
     pub argon2_iterations: u32,
 
-    /// Requests per minute for each signed-in user or API key (0 = unlimited).
-    #[arg(long, env = "VCINTEL_RATE_LIMIT_PER_USER", default_value_t = 100)]
+    /// Requests per minute for each user, across their sessions and API
+    /// keys (0 = unlimited). 1,200 lets a screen's burst of reads and a sync
+    /// script paging at full speed through; it stops runaway loops.
+    #[arg(long, env = "VCINTEL_RATE_LIMIT_PER_USER", default_value_t = 1200)]
     pub rate_limit_per_user: u32,
 
-    /// Requests per minute for each IP without valid credentials (0 = unlimited).
-    #[arg(long, env = "VCINTEL_RATE_LIMIT_ANONYMOUS", default_value_t = 10)]
+    /// Requests per minute for each IP without valid credentials (0 =
+    /// unlimited): enough for an office behind one address whose tokens
+    /// expire, too few to probe credentials.
+    #[arg(long, env = "VCINTEL_RATE_LIMIT_ANONYMOUS", default_value_t = 60)]
     pub rate_limit_anonymous: u32,
 
     /// Sign-in and sign-up attempts per 15 minutes, per IP and per email (0 = unlimited).

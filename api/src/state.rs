@@ -13,6 +13,7 @@ use vcintel_infra::event_store::{
     PgAccountCommands, PgBudgetCommands, PgCompanyCommands, PgEnrichmentCommands, PgListCommands,
     PgNoteCommands, PgSavedSearchCommands, PgWorkspaceCommands,
 };
+use vcintel_infra::identity_cache::IdentityCache;
 use vcintel_infra::wire::Topology;
 
 /// Per-tier hourly enrichments (0: unlimited) and the active-job cap.
@@ -41,6 +42,8 @@ pub struct AppState {
     /// process's enrichment worker).
     pub model_breaker: Option<Arc<CircuitBreaker>>,
     pub directory: WorkspaceDirectory,
+    /// Sessions, API keys and workspaces remembered between requests.
+    pub identity: IdentityCache,
     pub passwords: Passwords,
     pub tokens: Arc<TokenKeys>,
     pub consistency: ConsistencyTokens,

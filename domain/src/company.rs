@@ -104,6 +104,10 @@ pub enum CompanyCommand {
     },
 }
 
+/// The type of a company's deletion, which read models of other aggregates
+/// react to (a deleted company leaves every note and list).
+pub const DELETED_EVENT_TYPE: &str = "company.deleted";
+
 /// Everything that can happen to a company. Serialized names are the stable
 /// event types; a change to a payload's shape gets a new version and an upcaster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,7 +156,7 @@ impl CompanyEvent {
         match self {
             CompanyEvent::Added(_) => "company.added",
             CompanyEvent::DetailsUpdated(_) => "company.details_updated",
-            CompanyEvent::Deleted(_) => "company.deleted",
+            CompanyEvent::Deleted(_) => DELETED_EVENT_TYPE,
         }
     }
 

@@ -16,6 +16,10 @@ use uuid::Uuid;
 /// The aggregate type name in the event store. Never rename it.
 pub const AGGREGATE_TYPE: &str = "enrichment_job";
 
+/// The type of a job's success, which the companies read model reacts to
+/// (the result lands on the company).
+pub const SUCCEEDED_EVENT_TYPE: &str = "enrichment.succeeded";
+
 /// Attempts before a job is given up.
 pub const MAX_ATTEMPTS: u32 = 3;
 
@@ -456,7 +460,7 @@ impl EnrichmentEvent {
             EnrichmentEvent::Started(_) => "enrichment.started",
             EnrichmentEvent::AttemptFailed(_) => "enrichment.attempt_failed",
             EnrichmentEvent::Deferred(_) => "enrichment.deferred",
-            EnrichmentEvent::Succeeded(_) => "enrichment.succeeded",
+            EnrichmentEvent::Succeeded(_) => SUCCEEDED_EVENT_TYPE,
             EnrichmentEvent::GivenUp(_) => "enrichment.given_up",
         }
     }

@@ -8,6 +8,7 @@
 //! for high-entropy secrets and cheap enough to check on every request.
 
 use crate::event_log;
+use crate::identity_cache::IdentityCache;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,8 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::{PgExecutor, PgPool};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
@@ -331,19 +331,28 @@ pub async fn rotate_refresh_token(pool: &PgPool, token: &str) -> Result<Refresh,
     })
 }
 
-/// The session's user if it is neither revoked nor expired.
+/// The session's user if it is neither revoked nor expired: remembered by
+/// `cache` (see [`IdentityCache`]), else one indexed read.
 pub async fn live_session(
-    db: impl PgExecutor<'_>,
+    pool: &PgPool,
+    cache: &IdentityCache,
     session_id: Uuid,
 ) -> Result<Option<UserId>, sqlx::Error> {
-    let user: Option<Uuid> = sqlx::query_scalar(
-        "select user_id from auth_sessions
+    if let Some(user) = cache.session(session_id) {
+        return Ok(Some(user));
+    }
+    let generation = cache.generation();
+    let row: Option<(Uuid, DateTime<Utc>)> = sqlx::query_as(
+        "select user_id, expires_at from auth_sessions
          where id = $1 and revoked_at is null and expires_at > now()",
     )
     .bind(session_id)
-    .fetch_optional(db)
+    .fetch_optional(pool)
     .await?;
-    Ok(user.map(UserId))
+    Ok(row.map(|(user, expires_at)| {
+        cache.remember_session(session_id, UserId(user), expires_at, generation);
+        UserId(user)
+    }))
 }
 
 pub async fn revoke_session(
@@ -362,21 +371,21 @@ pub async fn revoke_session(
     Ok(done.rows_affected() > 0)
 }
 
-/// Ends every live session of `user`; returns how many.
+/// Ends every live session of `user`; returns their ids.
 pub async fn revoke_all_sessions(
     db: impl PgExecutor<'_>,
     user: UserId,
     reason: &str,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
         "update auth_sessions set revoked_at = now(), revoked_reason = $2
-         where user_id = $1 and revoked_at is null",
+         where user_id = $1 and revoked_at is null
+         returning id",
     )
     .bind(user.0)
     .bind(reason)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
+    .fetch_all(db)
+    .await
 }
 
 // ---------------------------------------------------------------- API keys
@@ -430,23 +439,36 @@ pub async fn store_api_key_secret(
     Ok(())
 }
 
-/// The workspace of the API key `presented`, if its secret matches.
+/// The workspace of the API key `presented`, if its secret matches. A key's
+/// hash never changes, so `cache` keeps those of keys presented correctly.
 pub async fn verify_api_key(
-    db: impl PgExecutor<'_>,
+    pool: &PgPool,
+    cache: &IdentityCache,
     presented: &str,
 ) -> Result<Option<(Uuid, WorkspaceId)>, sqlx::Error> {
     use subtle::ConstantTimeEq;
     let Some(key_id) = api_key_id(presented) else {
         return Ok(None);
     };
-    let row: Option<(Uuid, Vec<u8>)> =
-        sqlx::query_as("select workspace_id, secret_hash from api_key_secrets where key_id = $1")
+    let presented_hash = sha256(presented);
+    let stored = match cache.api_key(key_id) {
+        Some(known) => Some(known),
+        None => {
+            let row: Option<(Uuid, Vec<u8>)> = sqlx::query_as(
+                "select workspace_id, secret_hash from api_key_secrets where key_id = $1",
+            )
             .bind(key_id)
-            .fetch_optional(db)
+            .fetch_optional(pool)
             .await?;
-    Ok(row.and_then(|(workspace, stored)| {
-        let matches: bool = stored.ct_eq(&sha256(presented)).into();
-        matches.then_some((key_id, WorkspaceId(workspace)))
+            row.map(|(workspace, hash)| (WorkspaceId(workspace), hash))
+        }
+    };
+    Ok(stored.and_then(|(workspace, stored)| {
+        let matches: bool = stored.ct_eq(&presented_hash).into();
+        if matches {
+            cache.remember_api_key(key_id, workspace, stored);
+        }
+        matches.then_some((key_id, workspace))
     }))
 }
 
@@ -521,14 +543,25 @@ pub async fn security_log(
     before: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> Result<Vec<SecurityLogEntry>, sqlx::Error> {
+    // Two index reads merged, not one OR (which can only be planned as a
+    // scan of the whole log): the workspace's entries, and each member's
+    // account-level ones, newest first from the cursor.
     sqlx::query_as(
-        "select id, occurred_at, kind, workspace_id, user_id, ip, detail
-         from security_events e
-         where (e.workspace_id = $1
-                or (e.workspace_id is null and e.user_id in
-                    (select user_id from workspace_members where workspace_id = $1)))
-           and ($2::timestamptz is null or (e.occurred_at, e.id) < ($2, $3))
-         order by e.occurred_at desc, e.id desc
+        "select id, occurred_at, kind, workspace_id, user_id, ip, detail from (
+             (select * from security_events
+              where workspace_id = $1
+                and ($2::timestamptz is null or (occurred_at, id) < ($2, $3))
+              order by occurred_at desc, id desc limit $4)
+             union all
+             (select e.* from workspace_members m
+              cross join lateral (
+                  select * from security_events
+                  where user_id = m.user_id and workspace_id is null
+                    and ($2::timestamptz is null or (occurred_at, id) < ($2, $3))
+                  order by occurred_at desc, id desc limit $4) e
+              where m.workspace_id = $1)
+         ) entries
+         order by occurred_at desc, id desc
          limit $4",
     )
     .bind(workspace.0)
@@ -541,15 +574,16 @@ pub async fn security_log(
 
 // ---------------------------------------------------------------- workspaces
 
-/// Current workspace state for authorisation, folded from the event store
-/// and cached per process by version: each lookup costs one indexed read
-/// of the events after the cached version (usually none), so a role change,
-/// a removed member or a revoked key takes effect on the next request, with
-/// no projection lag.
+/// Current workspace state for authorisation, folded from the event store.
+/// What a process folded is kept in its [`IdentityCache`], which a trigger
+/// on every workspace event tells to read again; a lookup costs nothing
+/// while nothing changed, and one indexed read of the new events when
+/// something did, so a role change, a removed member or a revoked key acts
+/// on the next request, with no projection lag.
 #[derive(Debug, Clone)]
 pub struct WorkspaceDirectory {
     pool: PgPool,
-    cache: Arc<Mutex<HashMap<WorkspaceId, Arc<CurrentWorkspace>>>>,
+    cache: IdentityCache,
 }
 
 /// A workspace folded up to `version`.
@@ -559,14 +593,9 @@ pub struct CurrentWorkspace {
     pub workspace: Workspace,
 }
 
-const DIRECTORY_CAPACITY: usize = 10_000;
-
 impl WorkspaceDirectory {
-    pub fn new(pool: PgPool) -> Self {
-        Self {
-            pool,
-            cache: Arc::default(),
-        }
+    pub fn new(pool: PgPool, cache: IdentityCache) -> Self {
+        Self { pool, cache }
     }
 
     /// The workspace as of its latest event, or `None` if it does not exist.
@@ -574,37 +603,46 @@ impl WorkspaceDirectory {
         &self,
         id: WorkspaceId,
     ) -> Result<Option<Arc<CurrentWorkspace>>, sqlx::Error> {
-        let cached = self.lock().get(&id).cloned();
+        let cached = match self.cache.workspace(id) {
+            Some((true, trusted)) => return Ok(Some(trusted)),
+            Some((false, stale)) => Some(stale),
+            None => None,
+        };
+        let generation = self.cache.generation();
         let after = cached.as_ref().map_or(0, |c| c.version);
         let events =
             event_log::read_aggregate(&self.pool, WORKSPACE_TYPE, &id.to_string(), after, i64::MAX)
                 .await?;
-        if events.is_empty() {
+        let Some(last) = events.last() else {
+            if let Some(unchanged) = &cached {
+                self.cache
+                    .remember_workspace(id, unchanged.clone(), generation);
+            }
             return Ok(cached);
-        }
-        let mut version = after;
+        };
+        let version = last.sequence;
         let mut workspace = cached.map(|c| c.workspace.clone()).unwrap_or_default();
         for event in events {
             let decoded: WorkspaceEvent = serde_json::from_value(event.payload)
                 .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
             workspace.apply(decoded);
-            version = event.sequence;
         }
         let fresh = Arc::new(CurrentWorkspace { version, workspace });
-        let mut cache = self.lock();
-        if cache.len() >= DIRECTORY_CAPACITY {
-            cache.clear();
-        }
-        // A concurrent lookup may have stored a newer version meanwhile.
-        if cache.get(&id).is_none_or(|c| c.version < version) {
-            cache.insert(id, fresh.clone());
-        }
+        self.cache.remember_workspace(id, fresh.clone(), generation);
         Ok(Some(fresh))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WorkspaceId, Arc<CurrentWorkspace>>> {
-        // A panic while holding the lock leaves a valid map; keep using it.
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    /// This process changed the workspace: read it again on the next
+    /// lookup, and wait (bounded) until every instance has been told.
+    pub async fn changed(&self, id: WorkspaceId, since: std::time::Instant) {
+        self.cache.workspace_changed_here(id);
+        self.cache
+            .wait_for_echo(
+                &format!("workspace:{}", id.0),
+                since,
+                crate::identity_cache::ECHO_WAIT,
+            )
+            .await;
     }
 }
 

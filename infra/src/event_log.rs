@@ -143,19 +143,27 @@ async fn read_after(
     .await
 }
 
+// Statements that look past a cursor order by the commit-order index and
+// stop early. Without the ORDER BY, a cached generic plan (which cannot see
+// that the cursor is near the end) chose a sequential scan that stops at
+// the first match, and every match is at the end: 40 ms at 100k events
+// instead of 0.06 ms. With it, the index is the only plan that can stop.
+
 /// Whether any visible event lies after `after`, including ones still held
 /// back behind an older running transaction.
 pub async fn has_events_after(
     db: impl PgExecutor<'_>,
     after: CommitCursor,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "select exists(select 1 from events where (tx_id, position) > ($1::text::xid8, $2))",
+    let next: Option<i64> = sqlx::query_scalar(
+        "select position from events where (tx_id, position) > ($1::text::xid8, $2)
+         order by tx_id, position limit 1",
     )
     .bind(after.tx_id.to_string())
     .bind(after.position)
-    .fetch_one(db)
-    .await
+    .fetch_optional(db)
+    .await?;
+    Ok(next.is_some())
 }
 
 /// How many events lie after `after`, counting at most `cap` of them.
@@ -166,7 +174,8 @@ pub async fn count_events_after(
 ) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "select count(*) from (select 1 from events
-          where (tx_id, position) > ($1::text::xid8, $2) limit $3) pending",
+          where (tx_id, position) > ($1::text::xid8, $2)
+          order by tx_id, position limit $3) pending",
     )
     .bind(after.tx_id.to_string())
     .bind(after.position)
@@ -193,6 +202,30 @@ pub async fn read_aggregate(
     .bind(aggregate_id)
     .bind(after_sequence)
     .bind(up_to_sequence)
+    .fetch_all(db)
+    .await
+}
+
+/// For each of `event_types` one aggregate recorded at or before version
+/// `up_to`, the latest version it did (an index read of that aggregate's
+/// rows).
+pub async fn latest_of_types(
+    db: impl PgExecutor<'_>,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    up_to: i64,
+    event_types: &[&str],
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "select event_type, max(sequence) from events
+         where aggregate_type = $1 and aggregate_id = $2 and sequence <= $3
+           and event_type = any($4)
+         group by event_type",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .bind(up_to)
+    .bind(event_types)
     .fetch_all(db)
     .await
 }

@@ -122,6 +122,9 @@ pub fn event_store<A: Aggregate>(
     }
 }
 
+/// The least time between two nudges of the relay from one process.
+const NUDGE_GAP: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Wakes the relay with a `NOTIFY` from a background task.
 #[derive(Debug, Clone)]
 pub struct RelayNudge(mpsc::Sender<()>);
@@ -139,6 +142,10 @@ impl RelayNudge {
                 {
                     tracing::warn!(%error, "could not notify the relay; it will poll");
                 }
+                // At most one nudge per NUDGE_GAP: under load one covers
+                // every commit of the gap (a statement saved per command),
+                // and the relay's own batches are larger for it.
+                tokio::time::sleep(NUDGE_GAP).await;
             }
         });
         Self(appended)

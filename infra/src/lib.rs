@@ -13,6 +13,7 @@ pub mod event_log;
 pub mod event_store;
 pub mod failpoint;
 pub mod idempotency;
+pub mod identity_cache;
 pub mod rate_limit;
 pub mod relay;
 pub mod stream;

@@ -3,21 +3,39 @@
 //!
 //! The sliding-window counter keeps two fixed windows per bucket and weighs
 //! the previous one by how much of it still overlaps the sliding window:
-//! `estimate = previous × (1 − elapsed/window) + current`. One statement
-//! checks and counts atomically (the upsert locks the bucket's row), so
-//! concurrent requests on different instances can never overshoot. Refused
-//! requests are not counted: a client that waits `Retry-After` gets through.
+//! `estimate = previous × (1 − elapsed/window) + current`.
+//!
+//! Instances do not write the shared row per request (one hot row per user,
+//! locked by every request, cost a round trip and a row lock each). Each
+//! takes a *lease*: it reserves a block of requests from the window in one
+//! atomic statement (the SQL function `rate_limit_take`, which never lets
+//! the window pass its limit, however many instances ask), serves that many from
+//! memory, and comes back for more. A lease's size follows the bucket's
+//! pace here (doubling while leases run out within [`LEASE_PACE`], halving
+//! otherwise), capped at 1/50 of the limit: so the limit is never exceeded,
+//! and at most that fraction per instance can sit reserved but unused
+//! (refused early, never admitted late). Limits of 50 or less take one
+//! request at a time, exactly as before. A refusal is remembered until the
+//! window frees room (`Retry-After`), so refused requests cost nothing
+//! either, and they are not counted: a client that waits gets through.
 
 use sqlx::PgPool;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// At most `max` requests per sliding `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
     pub max: u32,
     pub window: Duration,
+}
+
+impl Limit {
+    /// The most requests one lease may reserve.
+    fn lease_cap(self) -> u32 {
+        (self.max / 50).clamp(1, MAX_LEASE)
+    }
 }
 
 /// The outcome of one check, with what the `X-RateLimit-*` headers report.
@@ -32,100 +50,199 @@ pub struct Decision {
     pub retry_after_secs: u64,
 }
 
+/// The largest lease, whatever the limit.
+const MAX_LEASE: u32 = 1024;
+/// A lease used up faster than this asks for a bigger one next time.
+const LEASE_PACE: Duration = Duration::from_millis(200);
+
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
     pool: PgPool,
-    checks: Arc<AtomicU64>,
+    leases: Arc<Mutex<HashMap<String, Lease>>>,
 }
 
-/// How often (in checks) stale windows are swept.
-const SWEEP_EVERY: u64 = 2048;
+/// What this instance holds of one bucket's current window.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    window_start: i64,
+    /// Reserved here and not yet used.
+    left: u32,
+    /// The size of the last reservation.
+    size: u32,
+    reserved_at: Instant,
+    /// The windows' shared counts as of the last reservation (ours included).
+    previous: i32,
+    current: i32,
+    /// Refused until this moment (ms since the epoch), if it is later.
+    refused_until_ms: i64,
+}
+
+/// Leases kept at most; beyond it, idle buckets' leases are dropped.
+const MAX_BUCKETS: usize = 100_000;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
+/// Where `now_ms` falls in a limit's fixed windows.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: i64,
+    length: i64,
+    /// Fraction of the current window elapsed.
+    elapsed: f64,
+}
+
+impl Window {
+    fn at(limit: Limit, now_ms: i64) -> Self {
+        let length = limit.window.as_millis().max(1) as i64;
+        let start = now_ms - now_ms % length;
+        Window {
+            start,
+            length,
+            elapsed: (now_ms - start) as f64 / length as f64,
+        }
+    }
+
+    fn previous_weight(self) -> f64 {
+        1.0 - self.elapsed
+    }
+
+    fn reset_secs(self, now_ms: i64) -> u64 {
+        ((self.start + self.length - now_ms) as f64 / 1000.0).ceil() as u64
+    }
+}
 
 impl RateLimiter {
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
-            checks: Arc::default(),
+            leases: Arc::default(),
         }
+    }
+
+    fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lease>> {
+        // A panic while holding the lock leaves a valid map; keep using it.
+        self.leases.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Counts one request against `bucket` if it fits under `limit`.
     pub async fn check(&self, bucket: &str, limit: Limit) -> Result<Decision, sqlx::Error> {
-        let window_ms = limit.window.as_millis().max(1) as i64;
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as i64;
-        let current_start = now_ms - now_ms % window_ms;
-        let elapsed = (now_ms - current_start) as f64 / window_ms as f64;
-        let previous_weight = 1.0 - elapsed;
-        let (counted, previous, current_before): (Option<i32>, i32, i32) = sqlx::query_as(
-            "with previous as (
-                 select coalesce((select hits from rate_limit_windows
-                                  where bucket = $1 and window_start = $3), 0) as hits
-             ), counted as (
-                 insert into rate_limit_windows as w (bucket, window_start, hits)
-                 select $1, $2, 1 from previous where 1 + previous.hits * $4 <= $5
-                 on conflict (bucket, window_start) do update set hits = w.hits + 1
-                 where w.hits + 1 + (select hits from previous) * $4 <= $5
-                 returning hits
-             )
-             select (select hits from counted), (select hits from previous),
-                    coalesce((select hits from rate_limit_windows
-                              where bucket = $1 and window_start = $2), 0)",
-        )
-        .bind(bucket)
-        .bind(current_start)
-        .bind(current_start - window_ms)
-        .bind(previous_weight)
-        .bind(f64::from(limit.max))
-        .fetch_one(&self.pool)
-        .await?;
-        if self
-            .checks
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(SWEEP_EVERY)
-        {
-            self.sweep(now_ms).await;
-        }
-        let reset_secs = ((current_start + window_ms - now_ms) as f64 / 1000.0).ceil() as u64;
-        let decision = match counted {
-            Some(current) => {
-                let estimate = f64::from(current) + f64::from(previous) * previous_weight;
-                Decision {
-                    allowed: true,
-                    limit: limit.max,
-                    remaining: (f64::from(limit.max) - estimate).floor().max(0.0) as u32,
-                    reset_secs,
-                    retry_after_secs: 0,
+        let now = now_ms();
+        let window = Window::at(limit, now);
+        let want = {
+            let mut leases = self.leases();
+            match leases
+                .get_mut(bucket)
+                .filter(|l| l.window_start == window.start)
+            {
+                Some(lease) if lease.left > 0 => {
+                    lease.left -= 1;
+                    return Ok(allowed(limit, window, now, lease));
                 }
+                Some(lease) if lease.refused_until_ms > now => {
+                    return Ok(refused(limit, window, now, lease.refused_until_ms));
+                }
+                Some(lease) if lease.reserved_at.elapsed() < LEASE_PACE => {
+                    (lease.size * 2).min(limit.lease_cap())
+                }
+                Some(lease) => (lease.size / 2).max(1),
+                None => 1,
             }
-            None => Decision {
-                allowed: false,
-                limit: limit.max,
-                remaining: 0,
-                reset_secs,
-                retry_after_secs: retry_after(
-                    limit,
-                    f64::from(previous),
-                    f64::from(current_before),
-                    elapsed,
-                ),
-            },
         };
+        let (granted, previous, current): (i32, i32, i32) =
+            sqlx::query_as("select * from rate_limit_take($1, $2, $3, $4, $5, $6)")
+                .bind(bucket)
+                .bind(window.start)
+                .bind(window.start - window.length)
+                .bind(window.previous_weight())
+                .bind(f64::from(limit.max))
+                .bind(want as i32)
+                .fetch_one(&self.pool)
+                .await?;
+        let mut lease = Lease {
+            window_start: window.start,
+            left: 0,
+            size: want,
+            reserved_at: Instant::now(),
+            previous,
+            current,
+            refused_until_ms: 0,
+        };
+        let decision = if granted > 0 {
+            lease.left = granted as u32 - 1;
+            allowed(limit, window, now, &lease)
+        } else {
+            let wait = retry_after(
+                limit,
+                f64::from(previous),
+                f64::from(current),
+                window.elapsed,
+            );
+            lease.refused_until_ms = now + wait as i64 * 1000;
+            refused(limit, window, now, lease.refused_until_ms)
+        };
+        let mut leases = self.leases();
+        if leases.len() >= MAX_BUCKETS {
+            leases.retain(|_, l| l.window_start >= window.start - window.length);
+        }
+        match leases.get_mut(bucket) {
+            // Concurrent requests reserved at once: keep every grant.
+            Some(held) if held.window_start == lease.window_start => {
+                held.left += lease.left;
+                held.size = lease.size;
+                held.reserved_at = lease.reserved_at;
+                held.previous = held.previous.max(lease.previous);
+                held.current = held.current.max(lease.current);
+                held.refused_until_ms = if held.left > 0 {
+                    0
+                } else {
+                    held.refused_until_ms.max(lease.refused_until_ms)
+                };
+            }
+            _ => {
+                leases.insert(bucket.to_owned(), lease);
+            }
+        }
         Ok(decision)
     }
 
-    /// Drops windows too old to matter to any limit (a day is beyond all).
-    async fn sweep(&self, now_ms: i64) {
-        let horizon = now_ms - Duration::from_secs(24 * 3600).as_millis() as i64;
-        if let Err(error) = sqlx::query("delete from rate_limit_windows where window_start < $1")
+    /// Drops windows too old to matter to any limit (a day is beyond all);
+    /// run in the background, never on a request.
+    pub async fn sweep(&self) -> Result<u64, sqlx::Error> {
+        let horizon = now_ms() - Duration::from_secs(24 * 3600).as_millis() as i64;
+        let done = sqlx::query("delete from rate_limit_windows where window_start < $1")
             .bind(horizon)
             .execute(&self.pool)
-            .await
-        {
-            tracing::warn!(%error, "could not sweep old rate-limit windows");
-        }
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// An admitted request: what is left is the limit less what the shared
+/// counts said at the last reservation, less what this instance used since.
+fn allowed(limit: Limit, window: Window, now: i64, lease: &Lease) -> Decision {
+    let used = f64::from(lease.current) - f64::from(lease.left)
+        + f64::from(lease.previous) * window.previous_weight();
+    Decision {
+        allowed: true,
+        limit: limit.max,
+        remaining: (f64::from(limit.max) - used).floor().max(0.0) as u32,
+        reset_secs: window.reset_secs(now),
+        retry_after_secs: 0,
+    }
+}
+
+fn refused(limit: Limit, window: Window, now: i64, until_ms: i64) -> Decision {
+    Decision {
+        allowed: false,
+        limit: limit.max,
+        remaining: 0,
+        reset_secs: window.reset_secs(now),
+        retry_after_secs: (((until_ms - now) as f64) / 1000.0).ceil().max(1.0) as u64,
     }
 }
 

@@ -95,7 +95,7 @@ impl Relay {
     /// Waits for leadership, then relays until shutdown or an error.
     async fn lead(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         let mut lock_conn = PgConnection::connect(&self.database_url).await?;
-        let lock_key = format!("vcintel-relay:{}", self.settings.name);
+        let lock_key = self.lock_key();
         loop {
             let acquired: bool =
                 sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
@@ -127,6 +127,7 @@ impl Relay {
             let batch =
                 event_log::read_committed_after(&self.pool, None, cursor, self.settings.batch_size)
                     .await?;
+            let full = batch.len() as i64 >= self.settings.batch_size;
             if let Some(last) = batch.last() {
                 cursor = last.cursor();
                 self.publish(&batch).await?;
@@ -139,7 +140,11 @@ impl Relay {
                     (saved, last_saved) = (cursor, Instant::now());
                 }
                 held_back_wait = Duration::from_millis(2);
-                continue;
+                // A full batch may have more behind it; after a partial one,
+                // whatever committed meanwhile has sent a notification.
+                if full || drain(&mut listener) {
+                    continue;
+                }
             }
             if saved != cursor {
                 self.checkpoint(&mut lock_conn, cursor).await?;
@@ -155,23 +160,33 @@ impl Relay {
                 self.settings.idle_poll
             };
             tokio::select! {
-                notification = listener.recv() => { notification?; }
+                notification = listener.recv() => {
+                    notification?;
+                    // One look serves every commit notified so far: a burst
+                    // of commits wakes the relay once, not once per commit.
+                    drain(&mut listener);
+                }
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => return Ok(()),
             }
         }
     }
 
-    /// Saves the checkpoint, first making sure the session holding the
-    /// leader lock is still alive: a relay that lost it must not write.
+    /// Saves the checkpoint through the session that holds the leader lock:
+    /// a session lock lasts as long as its session, so a statement that runs
+    /// on it proves this relay still leads, and one that fails (the session
+    /// ended; another relay may lead now) writes nothing.
     async fn checkpoint(
         &self,
         lock_conn: &mut PgConnection,
         cursor: CommitCursor,
     ) -> anyhow::Result<()> {
-        sqlx::query("select 1").execute(&mut *lock_conn).await?;
-        self.save_checkpoint(cursor).await?;
+        save_checkpoint(&mut *lock_conn, &self.settings.name, cursor).await?;
         Ok(())
+    }
+
+    fn lock_key(&self) -> String {
+        format!("vcintel-relay:{}", self.settings.name)
     }
 
     async fn publish(&self, batch: &[StoredEvent]) -> anyhow::Result<()> {
@@ -240,28 +255,44 @@ impl Relay {
                 stream = ?stream_cursor,
                 "the stream lacks events the relay had published; publishing them again"
             );
-            self.save_checkpoint(stream_cursor).await?;
+            save_checkpoint(&self.pool, &self.settings.name, stream_cursor).await?;
             return Ok(stream_cursor);
         }
         Ok(checkpoint)
     }
+}
 
-    async fn save_checkpoint(&self, cursor: CommitCursor) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "insert into relay_checkpoints (relay_name, last_tx_id, last_position)
-             values ($1, $2::text::xid8, $3)
-             on conflict (relay_name) do update
-               set last_tx_id = excluded.last_tx_id,
-                   last_position = excluded.last_position,
-                   updated_at = now()",
-        )
-        .bind(&self.settings.name)
-        .bind(cursor.tx_id.to_string())
-        .bind(cursor.position)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+async fn save_checkpoint(
+    db: impl sqlx::PgExecutor<'_>,
+    relay_name: &str,
+    cursor: CommitCursor,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into relay_checkpoints (relay_name, last_tx_id, last_position)
+         values ($1, $2::text::xid8, $3)
+         on conflict (relay_name) do update
+           set last_tx_id = excluded.last_tx_id,
+               last_position = excluded.last_position,
+               updated_at = now()",
+    )
+    .bind(relay_name)
+    .bind(cursor.tx_id.to_string())
+    .bind(cursor.position)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Takes every notification already received, without waiting; whether
+/// there was any. (Polling `try_recv` once is safe: sqlx reads a message
+/// only once it has arrived whole.)
+fn drain(listener: &mut PgListener) -> bool {
+    use futures::FutureExt;
+    let mut any = false;
+    while let Some(Ok(Some(_))) = listener.try_recv().now_or_never() {
+        any = true;
     }
+    any
 }
 
 /// Where the named relay has published up to (the start if it never ran).

@@ -49,6 +49,11 @@ impl Topology {
         format!("{}.events.*.{aggregate_type}.>", self.prefix)
     }
 
+    /// One event type, in every workspace.
+    pub fn event_subject_filter(&self, aggregate_type: &str, event_type: &str) -> String {
+        self.subject_for("*", aggregate_type, event_type)
+    }
+
     pub fn subject_for(
         &self,
         workspace_id: &str,

@@ -15,9 +15,13 @@ pub struct CompaniesProjection;
 
 impl Projection for CompaniesProjection {
     const NAME: &'static str = "companies";
-    /// Job events too: a succeeded enrichment lands on its company's row.
-    const AGGREGATE_TYPES: &'static [&'static str] =
-        &[AGGREGATE_TYPE, vcintel_domain::enrichment::AGGREGATE_TYPE];
+    const AGGREGATE_TYPES: &'static [&'static str] = &[AGGREGATE_TYPE];
+    /// A succeeded enrichment lands on its company's row (the newest one
+    /// wins, see `write_enrichment`); no other job event matters here.
+    const REACTS_TO: &'static [(&'static str, &'static str)] = &[(
+        vcintel_domain::enrichment::AGGREGATE_TYPE,
+        vcintel_domain::enrichment::SUCCEEDED_EVENT_TYPE,
+    )];
     const TABLES: &'static [&'static str] = &["companies"];
 
     async fn apply_batch(
@@ -56,10 +60,13 @@ async fn write_enrichment(
         extraction.what_it_does,
         extraction.keywords.join(" ")
     );
+    // A company's jobs succeed one after another (one active job per
+    // company), so the latest recorded result is the current one; an older
+    // one delivered again never overwrites it.
     sqlx::query(
         "update companies set summary = $2, what_it_does = $3, keywords = $4, enrichment = $5,
                 enriched_at = $6, enrichment_text = $7, score = $8, projected_at = clock_timestamp()
-         where id = $1",
+         where id = $1 and (enriched_at is null or enriched_at <= $6)",
     )
     .bind(succeeded.company_id.0)
     .bind(&extraction.summary)
@@ -233,6 +240,60 @@ pub async fn get(
     ))
     .bind(workspace.0)
     .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// A company with what its detail embeds: its newest notes, how many it
+/// has, and the lists it is in (by name).
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct CompanyDetailRow {
+    #[sqlx(flatten)]
+    pub company: CompanyRow,
+    pub notes: sqlx::types::Json<Vec<crate::notes::NoteRow>>,
+    pub note_count: i64,
+    pub lists: sqlx::types::Json<Vec<ListRef>>,
+}
+
+/// A list, as a company's detail names it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct ListRef {
+    pub id: Uuid,
+    pub name: String,
+}
+
+/// One company of `workspace` with its `notes` newest notes, its note count
+/// and its lists, in one statement (one round trip; each part an index
+/// read of that company's rows only).
+pub async fn detail(
+    db: impl PgExecutor<'_>,
+    workspace: WorkspaceId,
+    id: Uuid,
+    notes: i64,
+) -> Result<Option<CompanyDetailRow>, sqlx::Error> {
+    let columns = COLUMNS
+        .split(", ")
+        .map(|c| format!("c.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    sqlx::query_as(&format!(
+        "select {columns},
+                (select coalesce(json_agg(n order by n.id desc), '[]')
+                 from (select {note_columns} from notes
+                       where workspace_id = $1 and company_id = $2
+                       order by id desc limit $3) n) as notes,
+                (select count(*) from notes where workspace_id = $1 and company_id = $2)
+                  as note_count,
+                (select coalesce(json_agg(json_build_object('id', l.id, 'name', l.name)
+                                          order by l.name, l.id), '[]')
+                 from list_items i join lists l on l.id = i.list_id
+                 where i.workspace_id = $1 and i.company_id = $2) as lists
+         from companies c where c.workspace_id = $1 and c.id = $2",
+        note_columns = crate::notes::COLUMNS,
+    ))
+    .bind(workspace.0)
+    .bind(id)
+    .bind(notes)
     .fetch_optional(db)
     .await
 }

@@ -1,12 +1,12 @@
 //! The `enrichment_jobs` read model: each job's state, attempts, timings,
 //! last error and result, for `GET /v1/enrichment-jobs/{id}` and the
-//! per-user cap on active jobs. It consumes company events too: a deleted
+//! per-user cap on active jobs. It reacts to company deletions too: a deleted
 //! company's jobs leave the read model, and a tombstone keeps a job event
 //! that raced the deletion from bringing one back.
 
 use crate::{
     aggregate_uuid, decode_event, forget_deleted_company, AggregateChanges, Projection,
-    ProjectionError,
+    ProjectionError, COMPANY_DELETED,
 };
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor};
@@ -20,10 +20,8 @@ pub struct EnrichmentJobsProjection;
 
 impl Projection for EnrichmentJobsProjection {
     const NAME: &'static str = "enrichment_jobs";
-    const AGGREGATE_TYPES: &'static [&'static str] = &[
-        vcintel_domain::enrichment::AGGREGATE_TYPE,
-        vcintel_domain::company::AGGREGATE_TYPE,
-    ];
+    const AGGREGATE_TYPES: &'static [&'static str] = &[vcintel_domain::enrichment::AGGREGATE_TYPE];
+    const REACTS_TO: &'static [(&'static str, &'static str)] = &[COMPANY_DELETED];
     const TABLES: &'static [&'static str] = &["enrichment_jobs"];
 
     async fn apply_batch(
@@ -37,7 +35,7 @@ impl Projection for EnrichmentJobsProjection {
                         tx,
                         Self::NAME,
                         event,
-                        "delete from enrichment_jobs where company_id = $1",
+                        "delete from enrichment_jobs where workspace_id = $4 and company_id = $1",
                     )
                     .await?;
                     continue;

@@ -21,11 +21,14 @@ pub mod versions;
 
 pub use runner::{run_projection, ProjectionSettings};
 
-/// A read model's name and the aggregate types that feed it.
+/// A read model's name and the events that feed it.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadModel {
     pub name: &'static str,
+    /// Aggregate types it follows version by version.
     pub aggregate_types: &'static [&'static str],
+    /// Single event types of other aggregates it reacts to.
+    pub reacts_to: &'static [(&'static str, &'static str)],
 }
 
 impl ReadModel {
@@ -33,8 +36,26 @@ impl ReadModel {
         ReadModel {
             name: P::NAME,
             aggregate_types: P::AGGREGATE_TYPES,
+            reacts_to: P::REACTS_TO,
         }
     }
+
+    /// Every aggregate type whose events reach it.
+    pub fn fed_by(&self) -> impl Iterator<Item = &'static str> {
+        self.aggregate_types
+            .iter()
+            .copied()
+            .chain(self.reacts_to.iter().map(|(aggregate, _)| *aggregate))
+    }
+}
+
+/// What of an aggregate's history a read model reflects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reflects {
+    /// Every version, in order.
+    EveryVersion,
+    /// Only events of these types.
+    Only(Vec<&'static str>),
 }
 
 /// Every read model the projector maintains.
@@ -49,12 +70,23 @@ pub const READ_MODELS: [ReadModel; 8] = [
     ReadModel::of::<usage::UsageProjection>(),
 ];
 
-/// The read models an aggregate type's events feed.
-pub fn read_models_fed_by(aggregate_type: &str) -> impl Iterator<Item = &'static str> + '_ {
-    READ_MODELS
-        .iter()
-        .filter(move |m| m.aggregate_types.contains(&aggregate_type))
-        .map(|m| m.name)
+/// The read models an aggregate type's events feed, and what of them each
+/// reflects.
+pub fn read_models_fed_by(
+    aggregate_type: &str,
+) -> impl Iterator<Item = (&'static str, Reflects)> + '_ {
+    READ_MODELS.iter().filter_map(move |m| {
+        if m.aggregate_types.contains(&aggregate_type) {
+            return Some((m.name, Reflects::EveryVersion));
+        }
+        let only: Vec<&'static str> = m
+            .reacts_to
+            .iter()
+            .filter(|(aggregate, _)| *aggregate == aggregate_type)
+            .map(|(_, event_type)| *event_type)
+            .collect();
+        (!only.is_empty()).then_some((m.name, Reflects::Only(only)))
+    })
 }
 
 /// A read model fed by one aggregate type's events.
@@ -65,6 +97,13 @@ pub trait Projection: Send + Sync + 'static {
     /// all of them (so a projection that must see a company's deletion after
     /// the notes added before it, does).
     const AGGREGATE_TYPES: &'static [&'static str];
+    /// Event types of other aggregates it reacts to without following
+    /// their versions, as `(aggregate type, event type)`: only events that
+    /// are final and whose effect is idempotent (a company's deletion), so
+    /// neither order nor duplicates matter. The projection receives no
+    /// other event of those aggregates, and keeps no version bookkeeping
+    /// for them but the version of the last such event (for read-your-writes).
+    const REACTS_TO: &'static [(&'static str, &'static str)] = &[];
     /// The tables the read model owns outright: a rebuild builds fresh
     /// copies of them and swaps them in. Its rows in the shared bookkeeping
     /// tables (`projection_versions`, `company_tombstones`) are swapped too.
@@ -142,8 +181,15 @@ pub(crate) fn aggregate_uuid(
         })
 }
 
-/// For projections that also consume company events: when `event` deletes
-/// a company, `delete_rows` (`$1` = the company id) removes its rows from
+/// What read models of companies' notes and lists react to.
+pub(crate) const COMPANY_DELETED: (&str, &str) = (
+    vcintel_domain::company::AGGREGATE_TYPE,
+    vcintel_domain::company::DELETED_EVENT_TYPE,
+);
+
+/// For projections that react to company deletions: when `event` deletes
+/// a company, `delete_rows` (`$1` = the company id, `$4` its workspace, to
+/// keep to the read model's indexes) removes its rows from
 /// the read model, and a tombstone (per projection, so each can be rebuilt
 /// on its own) keeps a later event that raced the deletion from bringing
 /// any back. Other company events change nothing here.
@@ -154,7 +200,7 @@ pub(crate) async fn forget_deleted_company(
     delete_rows: &str,
 ) -> Result<(), ProjectionError> {
     use vcintel_domain::company::CompanyEvent;
-    if let CompanyEvent::Deleted(_) = decode_event::<CompanyEvent>(event)? {
+    if let CompanyEvent::Deleted(deleted) = decode_event::<CompanyEvent>(event)? {
         sqlx::query(&format!(
             "with tombstone as (
                  insert into company_tombstones (projection, company_id, deleted_at)
@@ -165,6 +211,7 @@ pub(crate) async fn forget_deleted_company(
         .bind(aggregate_uuid(event)?)
         .bind(event.time)
         .bind(projection)
+        .bind(deleted.workspace_id.0)
         .execute(&mut *tx)
         .await?;
     }

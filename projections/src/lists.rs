@@ -1,10 +1,10 @@
-//! The `lists` and `list_items` read models. Like notes, it consumes
-//! company events too: a deleted company leaves every list, and a tombstone
+//! The `lists` and `list_items` read models. Like notes, it reacts to
+//! company deletions: a deleted company leaves every list, and a tombstone
 //! keeps out an add that raced the deletion.
 
 use crate::{
     aggregate_uuid, decode_event, forget_deleted_company, AggregateChanges, Projection,
-    ProjectionError,
+    ProjectionError, COMPANY_DELETED,
 };
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor};
@@ -18,10 +18,8 @@ pub struct ListsProjection;
 
 impl Projection for ListsProjection {
     const NAME: &'static str = "lists";
-    const AGGREGATE_TYPES: &'static [&'static str] = &[
-        vcintel_domain::list::AGGREGATE_TYPE,
-        vcintel_domain::company::AGGREGATE_TYPE,
-    ];
+    const AGGREGATE_TYPES: &'static [&'static str] = &[vcintel_domain::list::AGGREGATE_TYPE];
+    const REACTS_TO: &'static [(&'static str, &'static str)] = &[COMPANY_DELETED];
     const TABLES: &'static [&'static str] = &["lists", "list_items"];
 
     async fn apply_batch(
@@ -35,7 +33,7 @@ impl Projection for ListsProjection {
                         tx,
                         Self::NAME,
                         event,
-                        "delete from list_items where company_id = $1",
+                        "delete from list_items where workspace_id = $4 and company_id = $1",
                     )
                     .await?;
                     continue;
@@ -196,23 +194,6 @@ pub async fn items(
     .bind(list)
     .bind(after)
     .bind(limit)
-    .fetch_all(db)
-    .await
-}
-
-/// The lists a company is in, by name.
-pub async fn containing(
-    db: impl PgExecutor<'_>,
-    workspace: WorkspaceId,
-    company: Uuid,
-) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
-    sqlx::query_as(
-        "select l.id, l.name from list_items i join lists l on l.id = i.list_id
-         where i.workspace_id = $1 and i.company_id = $2
-         order by l.name, l.id",
-    )
-    .bind(workspace.0)
-    .bind(company)
     .fetch_all(db)
     .await
 }

@@ -1,11 +1,11 @@
-//! The `notes` read model. It consumes note *and* company events, in commit
-//! order, so a company's deletion removes its notes in the same projection
+//! The `notes` read model. It follows note events and reacts to company
+//! deletions, so a company's deletion removes its notes in the same projection
 //! that adds them: a tombstone keeps out a note whose add raced the
 //! deletion, whatever order the two were applied in and on every rebuild.
 
 use crate::{
     aggregate_uuid, decode_event, forget_deleted_company, AggregateChanges, Projection,
-    ProjectionError,
+    ProjectionError, COMPANY_DELETED,
 };
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor};
@@ -19,10 +19,8 @@ pub struct NotesProjection;
 
 impl Projection for NotesProjection {
     const NAME: &'static str = "notes";
-    const AGGREGATE_TYPES: &'static [&'static str] = &[
-        vcintel_domain::note::AGGREGATE_TYPE,
-        vcintel_domain::company::AGGREGATE_TYPE,
-    ];
+    const AGGREGATE_TYPES: &'static [&'static str] = &[vcintel_domain::note::AGGREGATE_TYPE];
+    const REACTS_TO: &'static [(&'static str, &'static str)] = &[COMPANY_DELETED];
     const TABLES: &'static [&'static str] = &["notes"];
 
     async fn apply_batch(
@@ -36,7 +34,7 @@ impl Projection for NotesProjection {
                         tx,
                         Self::NAME,
                         event,
-                        "delete from notes where company_id = $1",
+                        "delete from notes where workspace_id = $4 and company_id = $1",
                     )
                     .await?;
                     continue;
@@ -96,7 +94,7 @@ async fn apply_note_event(
     Ok(())
 }
 
-#[derive(Debug, Clone, PartialEq, FromRow)]
+#[derive(Debug, Clone, PartialEq, FromRow, serde::Deserialize)]
 pub struct NoteRow {
     pub id: Uuid,
     pub company_id: Uuid,
@@ -107,7 +105,7 @@ pub struct NoteRow {
     pub version: i64,
 }
 
-const COLUMNS: &str = "id, company_id, content, added_by, added_at, updated_at, version";
+pub(crate) const COLUMNS: &str = "id, company_id, content, added_by, added_at, updated_at, version";
 
 pub async fn get(
     db: impl PgExecutor<'_>,
@@ -142,17 +140,4 @@ pub async fn of_company(
     .bind(limit)
     .fetch_all(db)
     .await
-}
-
-/// How many notes a company has.
-pub async fn count_of_company(
-    db: impl PgExecutor<'_>,
-    workspace: WorkspaceId,
-    company: Uuid,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("select count(*) from notes where workspace_id = $1 and company_id = $2")
-        .bind(workspace.0)
-        .bind(company)
-        .fetch_one(db)
-        .await
 }

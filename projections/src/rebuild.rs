@@ -263,7 +263,7 @@ async fn run<P: Projection>(
         into_shadow(&mut tx, &schema).await?;
         let stored = event_log::read_committed_after(
             &mut *tx,
-            Some(P::AGGREGATE_TYPES),
+            Some(&replayed_types::<P>()),
             cursor,
             options.batch_size,
         )
@@ -369,7 +369,7 @@ async fn prepare<P: Projection>(
     sqlx::query("analyze events").execute(&mut *tx).await?;
     let total: i64 =
         sqlx::query_scalar("select count(*) from events where aggregate_type = any($1)")
-            .bind(P::AGGREGATE_TYPES)
+            .bind(replayed_types::<P>())
             .fetch_one(&mut *tx)
             .await?;
     sqlx::query(
@@ -387,6 +387,15 @@ async fn prepare<P: Projection>(
     .await?;
     tx.commit().await?;
     Ok((CommitCursor::default(), 0, total as u64))
+}
+
+/// The aggregate types whose events a rebuild of P replays: those it
+/// follows and those it reacts to (the projector's own code then skips what
+/// it does not react to, as it would never have received it).
+fn replayed_types<P: Projection>() -> Vec<&'static str> {
+    let mut types: Vec<&'static str> = crate::ReadModel::of::<P>().fed_by().collect();
+    types.dedup();
+    types
 }
 
 /// Points the transaction's unqualified table names at the fresh tables
@@ -488,9 +497,13 @@ async fn swap<P: Projection>(
     into_shadow(&mut tx, &schema).await?;
     let mut caught_up = 0u64;
     loop {
-        let stored =
-            event_log::read_visible_after(&mut *tx, Some(P::AGGREGATE_TYPES), cursor, batch_size)
-                .await?;
+        let stored = event_log::read_visible_after(
+            &mut *tx,
+            Some(&replayed_types::<P>()),
+            cursor,
+            batch_size,
+        )
+        .await?;
         let Some(last) = stored.last() else {
             break;
         };

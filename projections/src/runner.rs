@@ -1,6 +1,6 @@
 //! Drives a [`Projection`] from its durable JetStream consumer.
 
-use crate::versions::{lock_versions, store_versions};
+use crate::versions::{lock_versions, raise_versions, store_versions};
 use crate::{AggregateChanges, Projection, ProjectionError};
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use futures::StreamExt;
@@ -71,6 +71,11 @@ pub async fn consumer<P: Projection>(
     let mut filters: Vec<String> = P::AGGREGATE_TYPES
         .iter()
         .map(|t| topology.aggregate_subject_filter(t))
+        .chain(
+            P::REACTS_TO
+                .iter()
+                .map(|(aggregate, event)| topology.event_subject_filter(aggregate, event)),
+        )
         .collect();
     // One type keeps the single-filter form, which older servers understand.
     let (filter_subject, filter_subjects) = if filters.len() == 1 {
@@ -78,20 +83,19 @@ pub async fn consumer<P: Projection>(
     } else {
         (String::new(), filters)
     };
+    // Create or update: a durable made by an older release takes today's
+    // filters (a projection that stopped receiving events it ignores).
     let consumer = stream
-        .get_or_create_consumer(
-            &durable,
-            pull::Config {
-                durable_name: Some(durable.clone()),
-                filter_subject,
-                filter_subjects,
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                deliver_policy: jetstream::consumer::DeliverPolicy::All,
-                ack_wait,
-                max_ack_pending: 20_000,
-                ..Default::default()
-            },
-        )
+        .create_consumer(pull::Config {
+            durable_name: Some(durable.clone()),
+            filter_subject,
+            filter_subjects,
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            deliver_policy: jetstream::consumer::DeliverPolicy::All,
+            ack_wait,
+            max_ack_pending: 20_000,
+            ..Default::default()
+        })
         .await?;
     Ok(consumer)
 }
@@ -213,21 +217,45 @@ async fn apply_in_one_transaction<P: Projection>(
 pub(crate) const REBUILD_LOCK_CLASS: i32 = 0x5643_5250; // "VCRP"
 
 /// Applies `events` (in commit order) to P's read model inside `tx`.
+/// Events of the aggregates it follows are applied version by version;
+/// those it only reacts to (see [`Projection::REACTS_TO`]) as they come.
 pub(crate) async fn apply_events<P: Projection>(
     tx: &mut PgConnection,
     events: &[&EventMessage],
 ) -> Result<(), ProjectionError> {
-    let ids: Vec<&str> = events.iter().map(|e| e.aggregateid.as_str()).collect();
-    let mut versions = lock_versions(&mut *tx, P::NAME, &ids).await?;
+    let followed = |e: &&&EventMessage| P::AGGREGATE_TYPES.contains(&e.aggregatetype.as_str());
+    let ids: Vec<&str> = events
+        .iter()
+        .filter(followed)
+        .map(|e| e.aggregateid.as_str())
+        .collect();
+    let mut versions = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        lock_versions(&mut *tx, P::NAME, &ids).await?
+    };
     let mut changes: Vec<AggregateChanges> = Vec::new();
+    let mut reacted: HashMap<String, i64> = HashMap::new();
     for event in events {
-        plan_in_order::<P>(&mut *tx, &mut versions, &mut changes, event).await?;
+        if followed(&event) {
+            plan_in_order::<P>(&mut *tx, &mut versions, &mut changes, event).await?;
+        } else if reacts_to::<P>(event) {
+            let seen = reacted.entry(event.aggregateid.clone()).or_default();
+            *seen = (*seen).max(event.sequence);
+            changes.push(AggregateChanges {
+                aggregate_type: event.aggregatetype.clone(),
+                aggregate_id: event.aggregateid.clone(),
+                from_version: event.sequence - 1,
+                events: vec![(*event).clone()],
+            });
+        }
         failpoint::hit("projector.mid_batch");
     }
     if !changes.is_empty() {
         P::apply_batch(&mut *tx, &changes).await?;
         let moved: HashMap<String, i64> = changes
             .iter()
+            .filter(|c| P::AGGREGATE_TYPES.contains(&c.aggregate_type.as_str()))
             .map(|c| {
                 (
                     c.aggregate_id.clone(),
@@ -235,9 +263,21 @@ pub(crate) async fn apply_events<P: Projection>(
                 )
             })
             .collect();
-        store_versions(&mut *tx, P::NAME, &moved).await?;
+        if !moved.is_empty() {
+            store_versions(&mut *tx, P::NAME, &moved).await?;
+        }
+        if !reacted.is_empty() {
+            raise_versions(&mut *tx, P::NAME, &reacted).await?;
+        }
     }
     Ok(())
+}
+
+/// Whether P reacts to this event of an aggregate it does not follow.
+fn reacts_to<P: Projection>(event: &EventMessage) -> bool {
+    P::REACTS_TO.iter().any(|(aggregate, event_type)| {
+        *aggregate == event.aggregatetype && *event_type == event.eventtype
+    })
 }
 
 /// Decides what `event` means for its aggregate given the version the read

@@ -49,6 +49,33 @@ pub async fn store_versions(
     Ok(())
 }
 
+/// Records versions of aggregates a projection only reacts to: each row
+/// keeps the highest version seen, whatever order the events came in.
+pub async fn raise_versions(
+    tx: &mut PgConnection,
+    projection: &str,
+    versions: &HashMap<String, i64>,
+) -> Result<(), sqlx::Error> {
+    let mut rows: Vec<(&str, i64)> = versions.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    // In id order, like every writer of these rows, so none deadlock.
+    rows.sort_unstable();
+    let (ids, values): (Vec<&str>, Vec<i64>) = rows.into_iter().unzip();
+    sqlx::query(
+        "insert into projection_versions (projection, aggregate_id, version)
+         select $1, v.aggregate_id, v.version
+         from unnest($2::text[], $3::bigint[]) as v(aggregate_id, version)
+         order by v.aggregate_id
+         on conflict (projection, aggregate_id) do update
+           set version = greatest(projection_versions.version, excluded.version)",
+    )
+    .bind(projection)
+    .bind(&ids)
+    .bind(&values)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// The version a projection reflects for one aggregate, without locking.
 pub async fn applied_version(
     db: impl sqlx::PgExecutor<'_>,
@@ -65,23 +92,24 @@ pub async fn applied_version(
     Ok(version.unwrap_or(0))
 }
 
-/// How many of `projections` reflect less than `version` of `aggregate_id`
-/// (one that never saw the aggregate counts as behind).
+/// How many of `projections` reflect less than the version paired with
+/// each for `aggregate_id` (one that never saw the aggregate counts as
+/// behind).
 pub async fn projections_behind(
     db: impl sqlx::PgExecutor<'_>,
-    projections: &[&str],
+    projections: &[(&str, i64)],
     aggregate_id: &str,
-    version: i64,
 ) -> Result<i64, sqlx::Error> {
+    let (names, versions): (Vec<&str>, Vec<i64>) = projections.iter().copied().unzip();
     sqlx::query_scalar(
-        "select count(*) from unnest($1::text[]) as p(projection)
+        "select count(*) from unnest($1::text[], $2::bigint[]) as p(projection, version)
          where not exists (
            select 1 from projection_versions v
-           where v.projection = p.projection and v.aggregate_id = $2 and v.version >= $3)",
+           where v.projection = p.projection and v.aggregate_id = $3 and v.version >= p.version)",
     )
-    .bind(projections)
+    .bind(&names)
+    .bind(&versions)
     .bind(aggregate_id)
-    .bind(version)
     .fetch_one(db)
     .await
 }

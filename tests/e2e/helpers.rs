@@ -574,6 +574,65 @@ impl TestEnv {
 /// The password every test account uses.
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// Appends `count` `company.added` events numbered from `first` (spread
+/// over 100 workspaces, each company holding its website in
+/// `unique_values`, as commands do) and one login session per ten
+/// companies, with multi-row INSERTs, then analyses the tables: stored
+/// history at realistic sizes, for benchmarks and plan checks.
+pub async fn bulk_add_companies(pool: &PgPool, first: i64, count: i64) {
+    const CHUNK: i64 = 100_000;
+    let mut done = 0;
+    while done < count {
+        let n = CHUNK.min(count - done);
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query(
+            "create temporary table bulk on commit drop as
+             select i, gen_random_uuid() as id,
+                    ('00000000-0000-7000-8000-' || lpad((i % 100)::text, 12, '0'))::uuid as workspace_id,
+                    gen_random_uuid() as user_id
+             from generate_series($1::bigint, $1::bigint + $2 - 1) i",
+        )
+        .bind(first + done)
+        .bind(n)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        sqlx::query(
+            "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             select 'company', id::text, 1, 'company.added', '1',
+                    json_build_object('company.added', json_build_object(
+                      'company_id', id, 'workspace_id', workspace_id, 'added_by', user_id,
+                      'name', 'Stored ' || i, 'website', 'stored-' || i || '.example',
+                      'sector', (array['AI','Fintech','Climate','Health','Robotics'])[1 + i % 5],
+                      'stage', (array['pre_seed','seed','series_a','series_b','growth'])[1 + i % 5],
+                      'location', (array['Berlin','London','Paris','Lisbon','Oslo','Madrid'])[1 + i % 6])),
+                    json_build_object('workspace_id', workspace_id::text, 'actor_id', user_id::text)
+             from bulk order by i",
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        sqlx::query(
+            "insert into unique_values (scope, value, aggregate_type, aggregate_id)
+             select 'website:' || workspace_id, 'stored-' || i || '.example', 'company', id::text
+             from bulk",
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        sqlx::query(
+            "insert into auth_sessions (id, user_id, expires_at)
+             select gen_random_uuid(), user_id, now() + interval '30 days' from bulk where i % 10 = 0",
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        done += n;
+    }
+    sqlx::query("analyze").execute(pool).await.unwrap();
+}
+
 /// Reserves a free local port for a server started in another process.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -974,3 +974,155 @@ async fn someone_invited_before_they_have_an_account_joins_when_they_sign_up_unl
         .await;
     assert_eq!(remaining.body["items"].as_array().unwrap().len(), 0);
 }
+
+/// Two API processes that remember sessions, keys and workspaces between
+/// requests: whatever one of them changes acts on the very next request to
+/// the other. Each check runs right after the change's answer, a few times
+/// over, so a cache that waited for its TTL (5 s) would be caught.
+#[tokio::test]
+async fn identity_changes_act_on_the_next_request_on_every_api_instance() {
+    let mut env = TestEnv::new().await;
+    env.start_all().await;
+    let no_dev_tokens = [("VCINTEL_DEV_TOKENS", "false")];
+    let (first, a) = env.spawn_api_process(&no_dev_tokens).await;
+    let _first = crate::helpers::KillOnDrop(first);
+    let (second, b) = env.spawn_api_process(&no_dev_tokens).await;
+    let _second = crate::helpers::KillOnDrop(second);
+    let t = team(&env, &a, "instances").await;
+    let ws = Some(t.workspace.as_str());
+    let status = |base: &str, method: Method, path: &str, token: &str, body: Option<Value>| {
+        let (env, url, token) = (&env, format!("{base}{path}"), token.to_owned());
+        async move {
+            env.call(method, &url, Some(&token), ws, body.as_ref())
+                .await
+                .status
+        }
+    };
+    let company = || {
+        Some(json!({"name": "Probe", "website": format!("probe-{}.example", uuid::Uuid::now_v7())}))
+    };
+
+    // Both instances have the member's session and role in memory.
+    for base in [&a, &b] {
+        for _ in 0..3 {
+            assert_eq!(
+                status(base, Method::POST, "/v1/companies", &t.member, company()).await,
+                StatusCode::CREATED
+            );
+        }
+    }
+    // A role change made through one instance binds the other at once.
+    let demoted = status(
+        &a,
+        Method::PATCH,
+        &format!("/v1/workspace/members/{}", t.member_id),
+        &t.owner,
+        Some(json!({"role": "viewer"})),
+    )
+    .await;
+    assert_eq!(demoted, StatusCode::OK);
+    assert_eq!(
+        status(&b, Method::POST, "/v1/companies", &t.member, company()).await,
+        StatusCode::FORBIDDEN,
+        "the demotion acts on the other instance's next request"
+    );
+    // A removal made through the other one, likewise.
+    assert_eq!(
+        status(&a, Method::GET, "/v1/companies", &t.viewer, None).await,
+        StatusCode::OK
+    );
+    let removed = status(
+        &b,
+        Method::DELETE,
+        &format!("/v1/workspace/members/{}", t.viewer_id),
+        &t.owner,
+        None,
+    )
+    .await;
+    assert_eq!(removed, StatusCode::OK);
+    assert_eq!(
+        status(&a, Method::GET, "/v1/companies", &t.viewer, None).await,
+        StatusCode::NOT_FOUND,
+        "a removed member's next request finds no workspace"
+    );
+
+    // An API key revoked on one instance dies on the other.
+    let created = env
+        .call(
+            Method::POST,
+            &format!("{a}/v1/workspace/api-keys"),
+            Some(&t.owner),
+            ws,
+            Some(&json!({"name": "nightly", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let (key, key_id) = (s(&created.body, "key"), s(&created.body, "id"));
+    for base in [&a, &b] {
+        assert_eq!(
+            status(base, Method::GET, "/v1/companies", &key, None).await,
+            StatusCode::OK
+        );
+    }
+    let revoked = status(
+        &a,
+        Method::DELETE,
+        &format!("/v1/workspace/api-keys/{key_id}"),
+        &t.owner,
+        None,
+    )
+    .await;
+    assert!(revoked.is_success(), "{revoked}");
+    assert_eq!(
+        status(&b, Method::GET, "/v1/companies", &key, None).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Logout on one instance ends the token on the other, every time.
+    for round in 0..5 {
+        let signed_in = env
+            .login(&a, "admin-instances@fund.example", PASSWORD)
+            .await;
+        assert_eq!(signed_in.status, StatusCode::OK, "{}", signed_in.body);
+        let token = s(&signed_in.body, "access_token");
+        let (here, there) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        for base in [here, there] {
+            assert_eq!(
+                status(base, Method::GET, "/v1/companies", &token, None).await,
+                StatusCode::OK
+            );
+        }
+        assert_eq!(
+            status(here, Method::POST, "/v1/auth/logout", &token, None).await,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            status(there, Method::GET, "/v1/companies", &token, None).await,
+            StatusCode::UNAUTHORIZED,
+            "round {round}: the other instance refuses the ended session at once"
+        );
+    }
+    // Revoke-all through one instance ends every session on the other.
+    let sessions: Vec<String> =
+        join_all((0..3).map(|_| env.login(&a, "admin-instances@fund.example", PASSWORD)))
+            .await
+            .into_iter()
+            .map(|reply| s(&reply.body, "access_token"))
+            .collect();
+    for token in &sessions {
+        assert_eq!(
+            status(&b, Method::GET, "/v1/companies", token, None).await,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        status(&a, Method::POST, "/v1/auth/revoke-all", &sessions[0], None).await,
+        StatusCode::OK
+    );
+    for token in &sessions {
+        assert_eq!(
+            status(&b, Method::GET, "/v1/companies", token, None).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}

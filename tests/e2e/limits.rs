@@ -306,3 +306,110 @@ async fn an_email_is_locked_out_after_its_budget_whatever_ip_the_attempts_come_f
     );
     running.stop().await;
 }
+
+#[tokio::test]
+async fn leased_budgets_never_pass_their_limit_across_processes_and_waste_little() {
+    let mut env = TestEnv::new().await;
+    env.start_all().await;
+    // 200 a minute: each process may lease up to 4 at a time.
+    let limits = [
+        ("VCINTEL_RATE_LIMIT_PER_USER", "200"),
+        ("VCINTEL_DEV_TOKENS", "false"),
+    ];
+    let (first, a) = env.spawn_api_process(&limits).await;
+    let _first = KillOnDrop(first);
+    let (second, b) = env.spawn_api_process(&limits).await;
+    let _second = KillOnDrop(second);
+    let tokens = env.register(&a, "burst@fund.example", "Burst").await;
+    let token = tokens["access_token"].as_str().unwrap().to_owned();
+
+    // 300 requests, 16 at a time, spread over both processes.
+    let statuses: Vec<u16> = futures::future::join_all((0..16).map(|worker| {
+        let (http, token) = (env.http.clone(), token.clone());
+        let bases = [a.clone(), b.clone()];
+        async move {
+            let mut statuses = Vec::new();
+            for i in 0..300 / 16 + 1 {
+                let n = worker * 19 + i;
+                if n >= 300 {
+                    break;
+                }
+                let response = http
+                    .get(format!("{}/v1/companies", bases[n % 2]))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                statuses.push(response.status().as_u16());
+            }
+            statuses
+        }
+    }))
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
+    assert_eq!(statuses.len(), 300);
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(admitted + refused, 300, "{statuses:?}");
+    assert!(admitted <= 200, "never past the limit: {admitted}");
+    // Each process can hold at most 4 reserved and unused when the budget
+    // runs out.
+    assert!(admitted >= 200 - 2 * 4, "little wasted: {admitted}");
+    let counted: i64 = sqlx::query_scalar(
+        "select coalesce(sum(hits), 0)::bigint from rate_limit_windows where bucket like 'user:%'",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert!(
+        counted <= 200,
+        "the shared window holds at most the limit: {counted}"
+    );
+}
+
+#[tokio::test]
+async fn a_users_api_keys_draw_on_the_users_own_budget() {
+    let mut env = TestEnv::new().await;
+    env.start_all().await;
+    let limits = [
+        ("VCINTEL_RATE_LIMIT_PER_USER", "6"),
+        ("VCINTEL_DEV_TOKENS", "false"),
+    ];
+    let (api, base) = env.spawn_api_process(&limits).await;
+    let _api = KillOnDrop(api);
+    let tokens = env.register(&base, "keys@fund.example", "Keys").await;
+    let token = tokens["access_token"].as_str().unwrap().to_owned();
+    let mut keys = Vec::new();
+    for name in ["sync one", "sync two"] {
+        let created = env
+            .call(
+                Method::POST,
+                &format!("{base}/v1/workspace/api-keys"),
+                Some(&token),
+                None,
+                Some(&json!({"name": name, "role": "viewer"})),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        keys.push(created.body["key"].as_str().unwrap().to_owned());
+    }
+    // Two requests spent creating keys; four more, from the session and
+    // both keys, use up the user's six; then every credential is refused.
+    let credentials = [&token, &keys[0], &keys[1], &keys[0], &token, &keys[1]];
+    let mut statuses = Vec::new();
+    for credential in credentials {
+        let reply = env
+            .call(
+                Method::GET,
+                &format!("{base}/v1/companies"),
+                Some(credential),
+                None,
+                None,
+            )
+            .await;
+        statuses.push(reply.status.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 429]);
+}

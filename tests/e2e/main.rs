@@ -26,6 +26,7 @@ mod identity;
 mod limits;
 mod lists;
 mod notes;
+mod plans;
 mod projection;
 mod rebuild;
 mod relay;

@@ -41,23 +41,40 @@ async fn dump(pool: &PgPool) -> Vec<(String, Value)> {
     tables
 }
 
-/// Aggregates some read model has not caught up with.
+/// Aggregates some read model has not caught up with: one it follows
+/// behind its latest event, or one it reacts to behind its latest event of
+/// that type.
 async fn behind(pool: &PgPool) -> i64 {
-    let (names, types): (Vec<&str>, Vec<&str>) = vcintel_projections::READ_MODELS
-        .iter()
-        .flat_map(|m| m.aggregate_types.iter().map(move |t| (m.name, *t)))
-        .unzip();
+    let mut names = Vec::new();
+    let mut types = Vec::new();
+    let mut event_types: Vec<Option<&str>> = Vec::new();
+    for model in vcintel_projections::READ_MODELS.iter() {
+        for aggregate in model.aggregate_types {
+            names.push(model.name);
+            types.push(*aggregate);
+            event_types.push(None);
+        }
+        for (aggregate, event_type) in model.reacts_to {
+            names.push(model.name);
+            types.push(*aggregate);
+            event_types.push(Some(*event_type));
+        }
+    }
     sqlx::query_scalar(
-        "with latest as (
-           select aggregate_type, aggregate_id, max(sequence) as version from events group by 1, 2)
-         select count(*) from unnest($1::text[], $2::text[]) as m(projection, aggregate_type)
-         join latest l on l.aggregate_type = m.aggregate_type
+        "select count(*)
+         from unnest($1::text[], $2::text[], $3::text[]) as m(projection, aggregate_type, event_type)
+         join lateral (
+           select aggregate_id, max(sequence) as version from events e
+           where e.aggregate_type = m.aggregate_type
+             and (m.event_type is null or e.event_type = m.event_type)
+           group by aggregate_id) l on true
          left join projection_versions v
            on v.projection = m.projection and v.aggregate_id = l.aggregate_id
          where coalesce(v.version, 0) < l.version",
     )
     .bind(&names)
     .bind(&types)
+    .bind(&event_types)
     .fetch_one(pool)
     .await
     .unwrap()

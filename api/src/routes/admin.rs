@@ -163,7 +163,7 @@ pub async fn list_read_models(
             ReadModelStatus {
                 name: p.name.to_owned(),
                 aggregate_types: model
-                    .map(|m| m.aggregate_types.iter().map(|t| (*t).to_owned()).collect())
+                    .map(|m| m.fed_by().map(str::to_owned).collect())
                     .unwrap_or_default(),
                 position: p.delivered,
                 lag: p.lag,

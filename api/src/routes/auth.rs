@@ -138,12 +138,13 @@ async fn accept_invitations(
     metadata: &vcintel_commands::CommandMetadata,
 ) -> Result<(), ApiError> {
     for workspace in identity::invitations_for(&state.pool, email).await? {
+        let since = std::time::Instant::now();
         match state
             .workspaces
             .accept_invitation(workspace, user, email.clone(), metadata)
             .await
         {
-            Ok(_) => {}
+            Ok(_) => state.directory.changed(workspace, since).await,
             // Cancelled or taken up in the meantime.
             Err(CommandError::Workspace(WorkspaceError::InvitationNotFound)) => {}
             Err(error) => return Err(error.into()),
@@ -364,6 +365,7 @@ pub async fn refresh(
     ip: ClientIp,
     Json(body): Json<RefreshRequest>,
 ) -> Result<Response, ApiError> {
+    let since = std::time::Instant::now();
     match accounts::rotate_refresh_token(&state.pool, body.refresh_token.trim()).await? {
         Refresh::Rotated { user, session } => {
             let registration = accounts::registered_user(&state.pool, user)
@@ -373,6 +375,7 @@ pub async fn refresh(
             Ok(axum::Json(tokens).into_response())
         }
         Refresh::ReuseDetected { user, session_id } => {
+            state.identity.sessions_ended(&[session_id], since).await;
             log_security_event(
                 &state,
                 SecurityEvent {
@@ -409,7 +412,10 @@ pub async fn logout(
     caller: SignedIn,
 ) -> Result<StatusCode, ApiError> {
     if let Some(session) = caller.session_id {
-        accounts::revoke_session(&state.pool, session, "logout").await?;
+        let since = std::time::Instant::now();
+        if accounts::revoke_session(&state.pool, session, "logout").await? {
+            state.identity.sessions_ended(&[session], since).await;
+        }
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -430,7 +436,10 @@ pub async fn revoke_all(
     ip: ClientIp,
     caller: SignedIn,
 ) -> Result<axum::Json<SessionsRevoked>, ApiError> {
-    let revoked = accounts::revoke_all_sessions(&state.pool, caller.user_id, "revoke_all").await?;
+    let since = std::time::Instant::now();
+    let ended = accounts::revoke_all_sessions(&state.pool, caller.user_id, "revoke_all").await?;
+    state.identity.sessions_ended(&ended, since).await;
+    let revoked = ended.len() as u64;
     log_security_event(
         &state,
         SecurityEvent {

@@ -19,8 +19,6 @@ use vcintel_domain::company::{CompanyChanges, CompanyId, CompanyInput, Stage};
 use vcintel_projections::companies::{
     self as read_model, After, CompanyFilter, CompanyRow, SortKey,
 };
-use vcintel_projections::lists as lists_model;
-use vcintel_projections::notes as notes_model;
 
 pub const TAG: &str = "companies";
 const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -454,13 +452,14 @@ pub async fn get_company(
         return historical_company(&state, &caller, id, &params).await;
     }
     let workspace = caller.actor.workspace_id;
-    let (row, notes, note_count, lists) = tokio::try_join!(
-        read_model::get(&state.pool, workspace, id),
-        notes_model::of_company(&state.pool, workspace, id, None, NOTES_IN_DETAIL),
-        notes_model::count_of_company(&state.pool, workspace, id),
-        lists_model::containing(&state.pool, workspace, id),
-    )?;
-    let row = row.ok_or(ApiError::NotFound)?;
+    let read_model::CompanyDetailRow {
+        company: row,
+        notes,
+        note_count,
+        lists,
+    } = read_model::detail(&state.pool, workspace, id, NOTES_IN_DETAIL)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let version = row.version as u64;
     let enrichment = row
         .enrichment
@@ -472,11 +471,15 @@ pub async fn get_company(
         enrichment,
         enriched_at,
         company: Company::from(row),
-        notes: notes.into_iter().map(Into::into).collect(),
+        notes: notes.0.into_iter().map(Into::into).collect(),
         note_count,
         lists: lists
+            .0
             .into_iter()
-            .map(|(id, name)| ListMembership { id, name })
+            .map(|list| ListMembership {
+                id: list.id,
+                name: list.name,
+            })
             .collect(),
     };
     let body = serde_json::to_vec(&detail).map_err(|e| ApiError::Internal(e.into()))?;

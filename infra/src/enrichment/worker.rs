@@ -156,7 +156,10 @@ impl EnrichmentWorker {
         settings: WorkerSettings,
     ) -> Self {
         Self {
-            directory: crate::accounts::WorkspaceDirectory::new(pool.clone()),
+            directory: crate::accounts::WorkspaceDirectory::new(
+                pool.clone(),
+                crate::identity_cache::IdentityCache::new(),
+            ),
             pool,
             commands,
             budgets,

@@ -1,0 +1,468 @@
+//! What a process remembers between requests about who is calling: live
+//! login sessions, API-key secret hashes and folded workspaces, and how it
+//! learns to forget them.
+//!
+//! Without it, every request paid two or three Postgres round trips before
+//! its handler ran (session liveness, the workspace's new events, the key's
+//! hash). Now a process trusts what it remembered only while it is
+//! listening to `vcintel_identity_changed`, which Postgres triggers send in
+//! the changing transaction itself (a session revoked, a workspace event
+//! appended: whoever writes them, so no writer can forget to), for at most
+//! [`ENTRY_TTL`] as a safety net against a connection that died silently:
+//! - a notification drops (or marks stale) what it names on every instance
+//!   as soon as Postgres delivers it;
+//! - the instance that made the change forgets it before answering, and
+//!   waits (bounded) until its own listener has seen the notification, which
+//!   Postgres sends to every listener at the same commit;
+//! - while the listener is down, nothing is trusted and every request reads
+//!   the database, as before; when it reconnects, everything remembered is
+//!   dropped, since notifications sent meanwhile are lost;
+//! - a lookup that raced a notification does not store what it read (a
+//!   generation counter moves on every notification), so a stale read can
+//!   never outlive the notification that invalidated it.
+
+use crate::CancellationToken;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use uuid::Uuid;
+use vcintel_domain::{UserId, WorkspaceId};
+
+/// The channel the identity triggers notify (see migration `flat_cost`).
+pub const IDENTITY_CHANNEL: &str = "vcintel_identity_changed";
+
+/// Longest anything is trusted without being read again, even when no
+/// notification said it changed.
+pub const ENTRY_TTL: Duration = Duration::from_secs(5);
+
+/// Longest a change waits to hear its own notification back.
+pub const ECHO_WAIT: Duration = Duration::from_secs(1);
+
+/// Most entries of each kind; beyond it the kind is emptied and refilled.
+const CAPACITY: usize = 10_000;
+
+/// Notifications remembered for [`IdentityCache::wait_for_echo`].
+const RECENT_NOTIFICATIONS: usize = 1024;
+
+/// What an instance remembers of one live session.
+#[derive(Debug, Clone, Copy)]
+struct Session {
+    user: UserId,
+    expires_at: DateTime<Utc>,
+    filled_at: Instant,
+}
+
+/// A remembered value, and whether a notification has since said it changed.
+#[derive(Debug, Clone)]
+pub struct Remembered<T> {
+    pub value: T,
+    filled_at: Instant,
+    fresh: bool,
+}
+
+impl<T> Remembered<T> {
+    fn trusted(&self) -> bool {
+        self.fresh && self.filled_at.elapsed() < ENTRY_TTL
+    }
+}
+
+/// One process's identity cache, shared by its handlers (cheap to clone).
+#[derive(Debug, Clone, Default)]
+pub struct IdentityCache {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// True while the listener is connected and listening.
+    listening: AtomicBool,
+    /// Moves on every notification and every (re)connection.
+    generation: AtomicU64,
+    sessions: Mutex<HashMap<Uuid, Session>>,
+    api_keys: Mutex<HashMap<Uuid, (WorkspaceId, Vec<u8>)>>,
+    workspaces: Mutex<HashMap<WorkspaceId, Remembered<Arc<crate::accounts::CurrentWorkspace>>>>,
+    recent: Mutex<VecDeque<(Instant, String)>>,
+    notified: Notify,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves a valid map; keep using it.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl IdentityCache {
+    /// A cache that trusts nothing until [`IdentityCache::listen`] runs
+    /// (what the CLI and workers get: they read the database every time).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether remembered values may be used now.
+    pub fn is_listening(&self) -> bool {
+        self.inner.listening.load(Ordering::Acquire)
+    }
+
+    /// Read before a lookup; pass to the `remember_*` call after it.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+
+    fn unchanged_since(&self, generation: u64) -> bool {
+        self.is_listening() && self.generation() == generation
+    }
+
+    /// Listens for identity changes until `shutdown`, reconnecting with
+    /// backoff; the cache is trusted only while this runs connected.
+    pub async fn listen(self, pool: PgPool, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            match self.listen_once(&pool, &shutdown).await {
+                Ok(()) => return,
+                Err(error) => {
+                    self.lost();
+                    tracing::warn!(%error, "identity change listener lost; reading identity from the database until it is back");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn listen_once(
+        &self,
+        pool: &PgPool,
+        shutdown: &CancellationToken,
+    ) -> Result<(), sqlx::Error> {
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen(IDENTITY_CHANNEL).await?;
+        // Whatever changed before we listened was never heard: start afresh.
+        self.forget_everything();
+        self.inner.listening.store(true, Ordering::Release);
+        loop {
+            let received = tokio::select! {
+                received = listener.try_recv() => received?,
+                _ = shutdown.cancelled() => {
+                    self.lost();
+                    return Ok(());
+                }
+            };
+            match received {
+                Some(notification) => self.changed(notification.payload()),
+                // The connection dropped and sqlx reconnected and listens
+                // again; what was sent in between is lost.
+                None => self.forget_everything(),
+            }
+        }
+    }
+
+    fn lost(&self) {
+        self.inner.listening.store(false, Ordering::Release);
+        self.forget_everything();
+    }
+
+    fn forget_everything(&self) {
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        lock(&self.inner.sessions).clear();
+        for entry in lock(&self.inner.workspaces).values_mut() {
+            entry.fresh = false;
+        }
+    }
+
+    /// Applies one notification: `session:<id>` or `workspace:<id>`.
+    fn changed(&self, payload: &str) {
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        match payload.split_once(':') {
+            Some(("session", id)) => {
+                if let Ok(id) = Uuid::try_parse(id) {
+                    lock(&self.inner.sessions).remove(&id);
+                }
+            }
+            Some(("workspace", id)) => {
+                if let Ok(id) = Uuid::try_parse(id) {
+                    self.workspace_changed_here(WorkspaceId(id));
+                }
+            }
+            _ => tracing::warn!(payload, "unknown identity change"),
+        }
+        let mut recent = lock(&self.inner.recent);
+        if recent.len() >= RECENT_NOTIFICATIONS {
+            recent.pop_front();
+        }
+        recent.push_back((Instant::now(), payload.to_owned()));
+        drop(recent);
+        self.inner.notified.notify_waiters();
+    }
+
+    /// Waits (at most `timeout`) until this process's listener has heard
+    /// `payload` after `since`. The writer calls it after its commit and
+    /// before answering: Postgres sends the notification to every
+    /// instance's listener at that commit, so by then the others have it
+    /// too, short of a network hiccup between them.
+    pub async fn wait_for_echo(&self, payload: &str, since: Instant, timeout: Duration) {
+        if !self.is_listening() {
+            return;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let heard = self.inner.notified.notified();
+            let seen = lock(&self.inner.recent)
+                .iter()
+                .any(|(at, p)| *at >= since && p == payload);
+            if seen {
+                return;
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                tracing::warn!(
+                    payload,
+                    "identity change not heard back in time; other instances rely on the TTL"
+                );
+                return;
+            };
+            let _ = tokio::time::timeout(left, heard).await;
+        }
+    }
+
+    // ------------------------------------------------------------ sessions
+
+    /// The user of a remembered live session that has not expired.
+    pub fn session(&self, id: Uuid) -> Option<UserId> {
+        if !self.is_listening() {
+            return None;
+        }
+        let sessions = lock(&self.inner.sessions);
+        let session = sessions.get(&id)?;
+        (session.filled_at.elapsed() < ENTRY_TTL && session.expires_at > Utc::now())
+            .then_some(session.user)
+    }
+
+    /// Remembers a session read as live, unless something changed since
+    /// `generation` was read.
+    pub fn remember_session(
+        &self,
+        id: Uuid,
+        user: UserId,
+        expires_at: DateTime<Utc>,
+        generation: u64,
+    ) {
+        let mut sessions = lock(&self.inner.sessions);
+        if !self.unchanged_since(generation) {
+            return;
+        }
+        if sessions.len() >= CAPACITY {
+            sessions.clear();
+        }
+        sessions.insert(
+            id,
+            Session {
+                user,
+                expires_at,
+                filled_at: Instant::now(),
+            },
+        );
+    }
+
+    /// This process ended these sessions (the change began at `since`):
+    /// forgets them here at once, and waits (bounded) until every instance
+    /// has been told.
+    pub async fn sessions_ended(&self, ids: &[Uuid], since: Instant) {
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        {
+            let mut sessions = lock(&self.inner.sessions);
+            for id in ids {
+                sessions.remove(id);
+            }
+        }
+        // A transaction's notifications are delivered together at its
+        // commit: hearing one of them is hearing all.
+        if let Some(id) = ids.first() {
+            self.wait_for_echo(&format!("session:{id}"), since, ECHO_WAIT)
+                .await;
+        }
+    }
+
+    // ------------------------------------------------------------ API keys
+
+    /// A key's workspace and secret hash. Neither ever changes once stored
+    /// (revocation lives in the workspace's events), so they are kept
+    /// without expiry; only keys whose secret was presented correctly are.
+    pub fn api_key(&self, key_id: Uuid) -> Option<(WorkspaceId, Vec<u8>)> {
+        lock(&self.inner.api_keys).get(&key_id).cloned()
+    }
+
+    pub fn remember_api_key(&self, key_id: Uuid, workspace: WorkspaceId, secret_hash: Vec<u8>) {
+        let mut keys = lock(&self.inner.api_keys);
+        if keys.len() >= CAPACITY {
+            keys.clear();
+        }
+        keys.insert(key_id, (workspace, secret_hash));
+    }
+
+    // ------------------------------------------------------------ workspaces
+
+    /// A remembered workspace: trusted, or stale (the caller reads the
+    /// events after its version).
+    pub fn workspace(
+        &self,
+        id: WorkspaceId,
+    ) -> Option<(bool, Arc<crate::accounts::CurrentWorkspace>)> {
+        let listening = self.is_listening();
+        lock(&self.inner.workspaces)
+            .get(&id)
+            .map(|entry| (listening && entry.trusted(), entry.value.clone()))
+    }
+
+    /// Remembers a workspace folded from its events; trusted only if
+    /// nothing changed since `generation`, and never replacing a newer one.
+    pub fn remember_workspace(
+        &self,
+        id: WorkspaceId,
+        folded: Arc<crate::accounts::CurrentWorkspace>,
+        generation: u64,
+    ) {
+        let mut workspaces = lock(&self.inner.workspaces);
+        let fresh = self.unchanged_since(generation);
+        if workspaces.len() >= CAPACITY {
+            workspaces.clear();
+        }
+        if workspaces
+            .get(&id)
+            .is_some_and(|c| c.value.version > folded.version)
+        {
+            return;
+        }
+        workspaces.insert(
+            id,
+            Remembered {
+                value: folded,
+                filled_at: Instant::now(),
+                fresh,
+            },
+        );
+    }
+
+    /// Marks a workspace stale here at once (the notification does it
+    /// everywhere): the next lookup reads its new events.
+    pub fn workspace_changed_here(&self, id: WorkspaceId) {
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(entry) = lock(&self.inner.workspaces).get_mut(&id) {
+            entry.fresh = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listening() -> IdentityCache {
+        let cache = IdentityCache::new();
+        cache.inner.listening.store(true, Ordering::Release);
+        cache
+    }
+
+    fn later() -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::hours(1)
+    }
+
+    #[test]
+    fn nothing_is_trusted_while_not_listening() {
+        let cache = IdentityCache::new();
+        let id = Uuid::now_v7();
+        cache.remember_session(id, UserId(Uuid::now_v7()), later(), cache.generation());
+        assert_eq!(cache.session(id), None);
+    }
+
+    #[test]
+    fn a_remembered_session_is_trusted_until_its_notification() {
+        let cache = listening();
+        let (id, user) = (Uuid::now_v7(), UserId(Uuid::now_v7()));
+        cache.remember_session(id, user, later(), cache.generation());
+        assert_eq!(cache.session(id), Some(user));
+        cache.changed(&format!("session:{id}"));
+        assert_eq!(cache.session(id), None);
+    }
+
+    #[test]
+    fn a_read_that_raced_a_notification_is_not_remembered() {
+        let cache = listening();
+        let (id, user) = (Uuid::now_v7(), UserId(Uuid::now_v7()));
+        let before_the_read = cache.generation();
+        cache.changed(&format!("session:{id}"));
+        cache.remember_session(id, user, later(), before_the_read);
+        assert_eq!(cache.session(id), None);
+    }
+
+    #[test]
+    fn an_expired_session_is_not_trusted() {
+        let cache = listening();
+        let id = Uuid::now_v7();
+        let past = Utc::now() - chrono::Duration::seconds(1);
+        cache.remember_session(id, UserId(Uuid::now_v7()), past, cache.generation());
+        assert_eq!(cache.session(id), None);
+    }
+
+    #[test]
+    fn losing_the_listener_forgets_every_session_and_stales_every_workspace() {
+        let cache = listening();
+        let (id, ws) = (Uuid::now_v7(), WorkspaceId(Uuid::now_v7()));
+        cache.remember_session(id, UserId(Uuid::now_v7()), later(), cache.generation());
+        let folded = Arc::new(crate::accounts::CurrentWorkspace {
+            version: 3,
+            workspace: Default::default(),
+        });
+        cache.remember_workspace(ws, folded, cache.generation());
+        assert!(cache.workspace(ws).is_some_and(|(trusted, _)| trusted));
+        cache.lost();
+        assert_eq!(cache.session(id), None);
+        let (trusted, kept) = cache.workspace(ws).unwrap();
+        assert!(!trusted, "stale, to be read from its version on");
+        assert_eq!(kept.version, 3);
+    }
+
+    #[test]
+    fn a_workspace_notification_stales_it_and_an_older_fold_never_replaces_a_newer() {
+        let cache = listening();
+        let ws = WorkspaceId(Uuid::now_v7());
+        let at = |version| {
+            Arc::new(crate::accounts::CurrentWorkspace {
+                version,
+                workspace: Default::default(),
+            })
+        };
+        cache.remember_workspace(ws, at(5), cache.generation());
+        cache.changed(&format!("workspace:{}", ws.0));
+        assert!(cache.workspace(ws).is_some_and(|(trusted, _)| !trusted));
+        cache.remember_workspace(ws, at(4), cache.generation());
+        assert_eq!(cache.workspace(ws).unwrap().1.version, 5);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_an_echo_returns_once_it_is_heard() {
+        let cache = listening();
+        let since = Instant::now();
+        let waiter = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .wait_for_echo("session:x", since, Duration::from_secs(10))
+                    .await;
+                Instant::now()
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        cache.changed("session:x");
+        let returned = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the wait ends when the echo is heard")
+            .unwrap();
+        assert!(returned.duration_since(since) >= Duration::from_millis(20));
+    }
+}
