@@ -259,6 +259,20 @@ async fn run() {
             row.lag.1,
         );
     }
+    for row in &rows {
+        println!(
+            "  µs CPU per request at {} events: POST {} | GET {}",
+            row.size,
+            row.posted.split(),
+            row.got.split()
+        );
+    }
+    println!(
+        "  baseline: POST {} | GET {}; postgres-es: POST {}",
+        baseline_post.split(),
+        baseline_get.split(),
+        bare_post.split()
+    );
     if let (Some(first), Some(last)) = (first_post, rows.last()) {
         println!(
             "  POST CPU per request at {} events / at {} events: {:.2}",
@@ -404,6 +418,8 @@ struct Phase {
     requests: u64,
     took: Duration,
     cpu_secs: f64,
+    /// CPU seconds by process.
+    cpu_by: HashMap<String, f64>,
     latencies_ms: Vec<f64>,
     ids: Vec<Uuid>,
 }
@@ -420,6 +436,17 @@ impl Phase {
 
     fn percentile(&self, p: f64) -> f64 {
         percentile(&self.latencies_ms, p)
+    }
+
+    /// Where the CPU went: µs per request by process, largest first.
+    fn split(&self) -> String {
+        let mut parts: Vec<(&String, &f64)> = self.cpu_by.iter().collect();
+        parts.sort_by(|a, b| b.1.total_cmp(a.1));
+        parts
+            .iter()
+            .map(|(name, secs)| format!("{name} {:.0}", **secs * 1e6 / self.requests.max(1) as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -472,7 +499,7 @@ where
     Fut: std::future::Future<Output = Option<Uuid>> + Send,
 {
     let counter = Arc::new(AtomicU64::new(0));
-    let cpu_before = total_cpu(servers);
+    let cpu_before = cpu_by_process(servers);
     let started = Instant::now();
     let loops: Vec<_> = (0..CLIENTS)
         .map(|_| {
@@ -501,12 +528,20 @@ where
         ids.extend(i);
     }
     let took = started.elapsed();
-    let cpu_secs = total_cpu(servers) - cpu_before;
+    let cpu_by: HashMap<String, f64> = cpu_by_process(servers)
+        .into_iter()
+        .map(|(name, secs)| {
+            let start = cpu_before.get(&name).copied().unwrap_or_default();
+            (name, secs - start)
+        })
+        .collect();
+    let cpu_secs = cpu_by.values().sum();
     latencies_ms.sort_by(f64::total_cmp);
     Phase {
         requests: latencies_ms.len() as u64,
         took,
         cpu_secs,
+        cpu_by,
         latencies_ms,
         ids,
     }
@@ -705,10 +740,6 @@ fn cpu_by_process(processes: &[Process]) -> HashMap<String, f64> {
         *totals.entry(process.name.clone()).or_insert(0.0) += sum as f64 / ticks;
     }
     totals
-}
-
-fn total_cpu(processes: &[Process]) -> f64 {
-    cpu_by_process(processes).values().sum()
 }
 
 /// Each process's CPU seconds over `period`, doing nothing meanwhile.

@@ -6,7 +6,7 @@ use crate::consistency::ConsistencyTokens;
 use crate::limits::RateLimits;
 use crate::openapi::router;
 use crate::settings::Settings;
-use crate::state::{AppState, EnrichmentQuota};
+use crate::state::{AppState, EnrichmentQuota, Services};
 use anyhow::Context;
 use async_nats::jetstream;
 use sqlx::postgres::PgPoolOptions;
@@ -140,7 +140,7 @@ impl Application {
             tracing::warn!("VCINTEL_DEV_TOKENS is on: development tokens are accepted; never do this in production");
         }
         let identity = IdentityCache::new();
-        let state = AppState {
+        let state = AppState::new(Services {
             companies: Arc::new(services.companies),
             accounts: Arc::new(services.accounts),
             workspaces: Arc::new(services.workspaces),
@@ -194,7 +194,7 @@ impl Application {
                 ))
             }),
             trust_forwarded_for: settings.trust_forwarded_for,
-        };
+        });
         Ok(Self {
             settings,
             components: components.to_vec(),
