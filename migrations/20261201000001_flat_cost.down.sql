@@ -1,3 +1,5 @@
+drop table identity_change_acks;
+drop table identity_listeners;
 drop trigger workspace_events_appended on events;
 drop trigger auth_sessions_revoked on auth_sessions;
 drop function notify_identity_changed();

@@ -38,17 +38,40 @@ end $$;
 -- commits, and whoever the writer is), tell every instance what to forget.
 -- Both are rare writes, so the notification lock they take at commit costs
 -- the hot path nothing (the command path's own relay nudge stays outside
--- its transaction for that reason).
+-- its transaction for that reason). Each payload names one change exactly
+-- (a session is revoked once; a workspace event by its version).
 create function notify_identity_changed() returns trigger
 language plpgsql as $$
 begin
     if tg_table_name = 'auth_sessions' then
         perform pg_notify('vcintel_identity_changed', 'session:' || new.id::text);
     else
-        perform pg_notify('vcintel_identity_changed', 'workspace:' || new.aggregate_id);
+        perform pg_notify('vcintel_identity_changed',
+                          'workspace:' || new.aggregate_id || ':' || new.sequence);
     end if;
     return null;
 end $$;
+
+-- every process listening for identity changes, by its listening session
+-- (alive while that backend is), and the changes each has applied: the
+-- process that made a change answers only once every listener that was
+-- listening has applied it, so the next request anywhere sees it
+create table identity_listeners
+(
+    id            uuid primary key,
+    backend_pid   integer     not null,
+    backend_start timestamptz not null,
+    registered_at timestamptz not null default clock_timestamp()
+);
+
+create table identity_change_acks
+(
+    change   text        not null,
+    listener uuid        not null,
+    acked_at timestamptz not null default now(),
+    primary key (change, listener)
+);
+create index identity_change_acks_age_idx on identity_change_acks (acked_at);
 
 create trigger auth_sessions_revoked
     after update of revoked_at on auth_sessions

@@ -241,10 +241,14 @@ impl Application {
                         sweep_idempotency_keys(pool, sweeper).await;
                         ("idempotency-sweeper", Ok(()))
                     });
-                    let (limiter, sweeper) = (state.limits.limiter.clone(), token.clone());
+                    let (limiter, pool, sweeper) = (
+                        state.limits.limiter.clone(),
+                        state.pool.clone(),
+                        token.clone(),
+                    );
                     tasks.spawn(async move {
-                        sweep_rate_limit_windows(limiter, sweeper).await;
-                        ("rate-limit-sweeper", Ok(()))
+                        sweep_every_minute(limiter, pool, sweeper).await;
+                        ("sweeper", Ok(()))
                     });
                     let (identity, pool, listener_stop) =
                         (state.identity.clone(), state.pool.clone(), token.clone());
@@ -422,11 +426,15 @@ impl Application {
     }
 }
 
-/// Drops rate-limit windows too old to count every minute until shutdown.
-async fn sweep_rate_limit_windows(limiter: RateLimiter, shutdown: CancellationToken) {
+/// Every minute until shutdown: drops rate-limit windows too old to count,
+/// and identity-change acknowledgements no writer waits for any more.
+async fn sweep_every_minute(limiter: RateLimiter, pool: sqlx::PgPool, shutdown: CancellationToken) {
     loop {
         if let Err(error) = limiter.sweep().await {
             tracing::warn!(%error, "could not sweep old rate-limit windows");
+        }
+        if let Err(error) = IdentityCache::sweep(&pool).await {
+            tracing::warn!(%error, "could not sweep identity-change acknowledgements");
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(60)) => {}

@@ -149,7 +149,6 @@ pub async fn read_your_writes(
             Err(error) => return error.into_response(),
         }
     }
-    let started = Instant::now();
     let mut response = next.run(request).await;
     if let Some(written) = response.extensions_mut().remove::<Written>() {
         // Authorisation reads workspaces from a cache: a change this
@@ -159,7 +158,7 @@ pub async fn read_your_writes(
             if let Ok(id) = written.aggregate_id.parse() {
                 state
                     .directory
-                    .changed(vcintel_domain::WorkspaceId(id), started)
+                    .changed(vcintel_domain::WorkspaceId(id), written.version)
                     .await;
             }
         }

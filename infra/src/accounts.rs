@@ -632,16 +632,12 @@ impl WorkspaceDirectory {
         Ok(Some(fresh))
     }
 
-    /// This process changed the workspace: read it again on the next
-    /// lookup, and wait (bounded) until every instance has been told.
-    pub async fn changed(&self, id: WorkspaceId, since: std::time::Instant) {
+    /// This process brought the workspace to `version`: read it again on
+    /// the next lookup, and wait until every instance has applied it.
+    pub async fn changed(&self, id: WorkspaceId, version: u64) {
         self.cache.workspace_changed_here(id);
         self.cache
-            .wait_for_echo(
-                &format!("workspace:{}", id.0),
-                since,
-                crate::identity_cache::ECHO_WAIT,
-            )
+            .wait_for_acks(&self.pool, &[format!("workspace:{}:{version}", id.0)])
             .await;
     }
 }

@@ -10,10 +10,12 @@
 //! appended: whoever writes them, so no writer can forget to), for at most
 //! [`ENTRY_TTL`] as a safety net against a connection that died silently:
 //! - a notification drops (or marks stale) what it names on every instance
-//!   as soon as Postgres delivers it;
+//!   as soon as Postgres delivers it, and the instance then acknowledges it
+//!   in `identity_change_acks`;
 //! - the instance that made the change forgets it before answering, and
-//!   waits (bounded) until its own listener has seen the notification, which
-//!   Postgres sends to every listener at the same commit;
+//!   answers only once every live listener that was listening at the commit
+//!   has acknowledged it (bounded by [`ACK_WAIT`]): a barrier, so the very
+//!   next request to any instance sees the change;
 //! - while the listener is down, nothing is trusted and every request reads
 //!   the database, as before; when it reconnects, everything remembered is
 //!   dropped, since notifications sent meanwhile are lost;
@@ -25,11 +27,10 @@ use crate::CancellationToken;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
 use uuid::Uuid;
 use vcintel_domain::{UserId, WorkspaceId};
 
@@ -40,14 +41,12 @@ pub const IDENTITY_CHANNEL: &str = "vcintel_identity_changed";
 /// notification said it changed.
 pub const ENTRY_TTL: Duration = Duration::from_secs(5);
 
-/// Longest a change waits to hear its own notification back.
-pub const ECHO_WAIT: Duration = Duration::from_secs(1);
+/// Longest a change waits for every listener's acknowledgement (a listener
+/// that is alive but stuck, e.g. a paused process, is then left to its TTL).
+pub const ACK_WAIT: Duration = Duration::from_secs(1);
 
 /// Most entries of each kind; beyond it the kind is emptied and refilled.
 const CAPACITY: usize = 10_000;
-
-/// Notifications remembered for [`IdentityCache::wait_for_echo`].
-const RECENT_NOTIFICATIONS: usize = 1024;
 
 /// What an instance remembers of one live session.
 #[derive(Debug, Clone, Copy)]
@@ -86,8 +85,6 @@ struct Inner {
     sessions: Mutex<HashMap<Uuid, Session>>,
     api_keys: Mutex<HashMap<Uuid, (WorkspaceId, Vec<u8>)>>,
     workspaces: Mutex<HashMap<WorkspaceId, Remembered<Arc<crate::accounts::CurrentWorkspace>>>>,
-    recent: Mutex<VecDeque<(Instant, String)>>,
-    notified: Notify,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -142,7 +139,18 @@ impl IdentityCache {
         shutdown: &CancellationToken,
     ) -> Result<(), sqlx::Error> {
         let mut listener = PgListener::connect_with(pool).await?;
+        // Reconnecting behind our back would change the session a writer
+        // checks this listener by: a lost connection ends this listen.
+        listener.eager_reconnect(false);
         listener.listen(IDENTITY_CHANNEL).await?;
+        let me = Uuid::new_v4();
+        sqlx::query(
+            "insert into identity_listeners (id, backend_pid, backend_start)
+             select $1, pid, backend_start from pg_stat_activity where pid = pg_backend_pid()",
+        )
+        .bind(me)
+        .execute(&mut listener)
+        .await?;
         // Whatever changed before we listened was never heard: start afresh.
         self.forget_everything();
         self.inner.listening.store(true, Ordering::Release);
@@ -154,12 +162,21 @@ impl IdentityCache {
                     return Ok(());
                 }
             };
-            match received {
-                Some(notification) => self.changed(notification.payload()),
-                // The connection dropped and sqlx reconnected and listens
-                // again; what was sent in between is lost.
-                None => self.forget_everything(),
-            }
+            let Some(notification) = received else {
+                return Err(sqlx::Error::Protocol(
+                    "the identity listener's connection was lost".to_owned(),
+                ));
+            };
+            self.changed(notification.payload());
+            // Applied; now the writer may answer.
+            sqlx::query(
+                "insert into identity_change_acks (change, listener) values ($1, $2)
+                 on conflict do nothing",
+            )
+            .bind(notification.payload())
+            .bind(me)
+            .execute(&mut listener)
+            .await?;
         }
     }
 
@@ -176,58 +193,80 @@ impl IdentityCache {
         }
     }
 
-    /// Applies one notification: `session:<id>` or `workspace:<id>`.
+    /// Applies one notification: `session:<id>` or `workspace:<id>:<version>`.
     fn changed(&self, payload: &str) {
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
-        match payload.split_once(':') {
-            Some(("session", id)) => {
-                if let Ok(id) = Uuid::try_parse(id) {
-                    lock(&self.inner.sessions).remove(&id);
-                }
+        let mut parts = payload.split(':');
+        match (parts.next(), parts.next().map(Uuid::try_parse)) {
+            (Some("session"), Some(Ok(id))) => {
+                lock(&self.inner.sessions).remove(&id);
             }
-            Some(("workspace", id)) => {
-                if let Ok(id) = Uuid::try_parse(id) {
-                    self.workspace_changed_here(WorkspaceId(id));
-                }
-            }
+            (Some("workspace"), Some(Ok(id))) => self.workspace_changed_here(WorkspaceId(id)),
             _ => tracing::warn!(payload, "unknown identity change"),
         }
-        let mut recent = lock(&self.inner.recent);
-        if recent.len() >= RECENT_NOTIFICATIONS {
-            recent.pop_front();
-        }
-        recent.push_back((Instant::now(), payload.to_owned()));
-        drop(recent);
-        self.inner.notified.notify_waiters();
     }
 
-    /// Waits (at most `timeout`) until this process's listener has heard
-    /// `payload` after `since`. The writer calls it after its commit and
-    /// before answering: Postgres sends the notification to every
-    /// instance's listener at that commit, so by then the others have it
-    /// too, short of a network hiccup between them.
-    pub async fn wait_for_echo(&self, payload: &str, since: Instant, timeout: Duration) {
-        if !self.is_listening() {
+    /// Waits (at most [`ACK_WAIT`]) until every listener that is alive and
+    /// was listening when the changes committed (the caller calls this after
+    /// its commit) has applied each of them.
+    pub async fn wait_for_acks(&self, pool: &PgPool, changes: &[String]) {
+        if changes.is_empty() {
             return;
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + ACK_WAIT;
+        let mut cut: Option<DateTime<Utc>> = None;
+        let mut pause = Duration::from_micros(500);
         loop {
-            let heard = self.inner.notified.notified();
-            let seen = lock(&self.inner.recent)
-                .iter()
-                .any(|(at, p)| *at >= since && p == payload);
-            if seen {
-                return;
+            let polled: Result<(i64, DateTime<Utc>), sqlx::Error> = sqlx::query_as(
+                "select count(*), clock_timestamp() from identity_listeners l
+                 where l.registered_at < coalesce($2, clock_timestamp())
+                   and exists (select 1 from pg_stat_activity a
+                               where a.pid = l.backend_pid and a.backend_start = l.backend_start)
+                   and (select count(*) from identity_change_acks k
+                        where k.listener = l.id and k.change = any($1)) < cardinality($1)",
+            )
+            .bind(changes)
+            .bind(cut)
+            .fetch_one(pool)
+            .await;
+            match polled {
+                Ok((0, _)) => return,
+                Ok((_, now)) => {
+                    cut.get_or_insert(now);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not check that every instance applied an identity change");
+                    return;
+                }
             }
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            if Instant::now() >= deadline {
                 tracing::warn!(
-                    payload,
-                    "identity change not heard back in time; other instances rely on the TTL"
+                    changes = changes.len(),
+                    "an identity change was not acknowledged by every instance in time; the others rely on the TTL"
                 );
                 return;
-            };
-            let _ = tokio::time::timeout(left, heard).await;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(20));
         }
+    }
+
+    /// Drops acknowledgements old enough that no writer waits for them, and
+    /// listeners whose session has ended.
+    pub async fn sweep(pool: &PgPool) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "delete from identity_change_acks where acked_at < now() - interval '10 minutes'",
+        )
+        .execute(pool)
+        .await?;
+        sqlx::query(
+            "delete from identity_listeners l
+             where not exists (select 1 from pg_stat_activity a
+                               where a.pid = l.backend_pid and a.backend_start = l.backend_start)",
+        )
+        .execute(pool)
+        .await?;
+        Ok(())
     }
 
     // ------------------------------------------------------------ sessions
@@ -269,10 +308,9 @@ impl IdentityCache {
         );
     }
 
-    /// This process ended these sessions (the change began at `since`):
-    /// forgets them here at once, and waits (bounded) until every instance
-    /// has been told.
-    pub async fn sessions_ended(&self, ids: &[Uuid], since: Instant) {
+    /// This process ended these sessions: forgets them here at once, and
+    /// waits until every instance has applied it.
+    pub async fn sessions_ended(&self, pool: &PgPool, ids: &[Uuid]) {
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
         {
             let mut sessions = lock(&self.inner.sessions);
@@ -280,12 +318,8 @@ impl IdentityCache {
                 sessions.remove(id);
             }
         }
-        // A transaction's notifications are delivered together at its
-        // commit: hearing one of them is hearing all.
-        if let Some(id) = ids.first() {
-            self.wait_for_echo(&format!("session:{id}"), since, ECHO_WAIT)
-                .await;
-        }
+        let changes: Vec<String> = ids.iter().map(|id| format!("session:{id}")).collect();
+        self.wait_for_acks(pool, &changes).await;
     }
 
     // ------------------------------------------------------------ API keys
@@ -438,31 +472,9 @@ mod tests {
             })
         };
         cache.remember_workspace(ws, at(5), cache.generation());
-        cache.changed(&format!("workspace:{}", ws.0));
+        cache.changed(&format!("workspace:{}:6", ws.0));
         assert!(cache.workspace(ws).is_some_and(|(trusted, _)| !trusted));
         cache.remember_workspace(ws, at(4), cache.generation());
         assert_eq!(cache.workspace(ws).unwrap().1.version, 5);
-    }
-
-    #[tokio::test]
-    async fn waiting_for_an_echo_returns_once_it_is_heard() {
-        let cache = listening();
-        let since = Instant::now();
-        let waiter = {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                cache
-                    .wait_for_echo("session:x", since, Duration::from_secs(10))
-                    .await;
-                Instant::now()
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        cache.changed("session:x");
-        let returned = tokio::time::timeout(Duration::from_secs(5), waiter)
-            .await
-            .expect("the wait ends when the echo is heard")
-            .unwrap();
-        assert!(returned.duration_since(since) >= Duration::from_millis(20));
     }
 }

@@ -138,13 +138,12 @@ async fn accept_invitations(
     metadata: &vcintel_commands::CommandMetadata,
 ) -> Result<(), ApiError> {
     for workspace in identity::invitations_for(&state.pool, email).await? {
-        let since = std::time::Instant::now();
         match state
             .workspaces
             .accept_invitation(workspace, user, email.clone(), metadata)
             .await
         {
-            Ok(_) => state.directory.changed(workspace, since).await,
+            Ok(joined) => state.directory.changed(workspace, joined.version).await,
             // Cancelled or taken up in the meantime.
             Err(CommandError::Workspace(WorkspaceError::InvitationNotFound)) => {}
             Err(error) => return Err(error.into()),
@@ -365,7 +364,6 @@ pub async fn refresh(
     ip: ClientIp,
     Json(body): Json<RefreshRequest>,
 ) -> Result<Response, ApiError> {
-    let since = std::time::Instant::now();
     match accounts::rotate_refresh_token(&state.pool, body.refresh_token.trim()).await? {
         Refresh::Rotated { user, session } => {
             let registration = accounts::registered_user(&state.pool, user)
@@ -375,7 +373,10 @@ pub async fn refresh(
             Ok(axum::Json(tokens).into_response())
         }
         Refresh::ReuseDetected { user, session_id } => {
-            state.identity.sessions_ended(&[session_id], since).await;
+            state
+                .identity
+                .sessions_ended(&state.pool, &[session_id])
+                .await;
             log_security_event(
                 &state,
                 SecurityEvent {
@@ -412,9 +413,8 @@ pub async fn logout(
     caller: SignedIn,
 ) -> Result<StatusCode, ApiError> {
     if let Some(session) = caller.session_id {
-        let since = std::time::Instant::now();
         if accounts::revoke_session(&state.pool, session, "logout").await? {
-            state.identity.sessions_ended(&[session], since).await;
+            state.identity.sessions_ended(&state.pool, &[session]).await;
         }
     }
     Ok(StatusCode::NO_CONTENT)
@@ -436,9 +436,8 @@ pub async fn revoke_all(
     ip: ClientIp,
     caller: SignedIn,
 ) -> Result<axum::Json<SessionsRevoked>, ApiError> {
-    let since = std::time::Instant::now();
     let ended = accounts::revoke_all_sessions(&state.pool, caller.user_id, "revoke_all").await?;
-    state.identity.sessions_ended(&ended, since).await;
+    state.identity.sessions_ended(&state.pool, &ended).await;
     let revoked = ended.len() as u64;
     log_security_event(
         &state,
