@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the spine, identity, search, enrichment and rebuild benchmarks (figures only, no pass/fail) against a private
 # Postgres and nats-server, or DATABASE_URL / NATS_URL if given.
-# BENCH_SECONDS (per phase, default 10), BENCH_VERBOSE=1 (lag per second and
-# its split at JetStream), BENCH_ONLY=api (the command path alone).
+# BENCH_SECONDS (per phase, default 10); BENCH_SIZES (the spine benchmark's
+# stored sizes, default 10000,100000,1000000 events).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
