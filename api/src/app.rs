@@ -325,7 +325,6 @@ impl Application {
                     let projection_settings = ProjectionSettings {
                         ack_wait: Duration::from_secs(settings.projector_ack_wait_secs),
                         max_deliveries: settings.projector_max_deliveries.max(1),
-                        linger: Duration::from_millis(settings.projector_linger_ms),
                         ..Default::default()
                     };
                     tasks.spawn(async move {

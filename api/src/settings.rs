@@ -67,11 +67,6 @@ pub struct Settings {
     #[arg(long, env = "VCINTEL_PROJECTOR_MAX_DELIVERIES", default_value_t = 5)]
     pub projector_max_deliveries: u64,
 
-    /// Milliseconds a projection's batch that is not full waits for more
-    /// messages (fewer, fuller transactions under load; 0 = none).
-    #[arg(long, env = "VCINTEL_PROJECTOR_LINGER_MS", default_value_t = 2)]
-    pub projector_linger_ms: u64,
-
     /// Deliveries of an enrichment request whose job keeps failing outside
     /// the job itself (deferrals by the breaker count too) before it is
     /// parked as a dead letter.

@@ -19,8 +19,6 @@ pub struct ProjectionSettings {
     /// Deliveries of a message that fails before it is parked as a dead
     /// letter (and the stream moves on).
     pub max_deliveries: u64,
-    /// How long a batch that is not full waits for more messages.
-    pub linger: Duration,
 }
 
 impl Default for ProjectionSettings {
@@ -29,7 +27,6 @@ impl Default for ProjectionSettings {
             batch_size: 256,
             ack_wait: Duration::from_secs(30),
             max_deliveries: 5,
-            linger: Duration::from_millis(2),
         }
     }
 }
@@ -118,22 +115,9 @@ async fn consume<P: Projection>(
             chunk = chunks.next() => chunk,
             _ = shutdown.cancelled() => return Ok(()),
         };
-        let Some(mut chunk) = chunk else {
+        let Some(chunk) = chunk else {
             anyhow::bail!("consumer stream ended");
         };
-        // A moment's wait gathers what is arriving into the same batch:
-        // each batch pays a fixed cost (transaction, version rows, one
-        // write per table), which at a thousand events a second and batches
-        // of four or five was most of the projector's Postgres time.
-        if chunk.len() < settings.batch_size && !settings.linger.is_zero() {
-            tokio::time::sleep(settings.linger).await;
-            while chunk.len() < settings.batch_size {
-                match futures::FutureExt::now_or_never(chunks.next()) {
-                    Some(Some(more)) => chunk.extend(more),
-                    _ => break,
-                }
-            }
-        }
         let mut batch = Vec::with_capacity(chunk.len());
         for item in chunk {
             let message = item.map_err(|e| anyhow::anyhow!("consumer stream: {e}"))?;

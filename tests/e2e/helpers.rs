@@ -137,7 +137,6 @@ pub fn settings(database_url: &str, prefix: &str) -> Settings {
         request_timeout_secs: 30,
         projector_ack_wait_secs: 2,
         projector_max_deliveries: 3,
-        projector_linger_ms: 2,
         enrich_max_deliveries: 3,
         max_body_bytes: 64 * 1024,
         access_token_ttl_secs: 900,
