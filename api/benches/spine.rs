@@ -90,19 +90,8 @@ async fn run() {
     .execute(&env.pool)
     .await
     .unwrap();
-    let baseline_port = helpers::free_port();
-    let baseline_child = Command::new(std::env::current_exe().unwrap())
-        .arg(BASELINE_FLAG)
-        .env("DATABASE_URL", &env.database_url)
-        .env("BASELINE_PORT", baseline_port.to_string())
-        .env("VCINTEL_JWT_SECRET", helpers::JWT_SECRET)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the baseline server");
-    let baseline_process = Process::new("baseline", baseline_child.id());
-    let _baseline = KillOnDrop(baseline_child);
-    let baseline_base = format!("http://127.0.0.1:{baseline_port}");
-    wait_for_health(&env.http, &baseline_base).await;
+    let (baseline_process, _baseline, baseline_base) =
+        spawn_baseline(&env, BASELINE_FLAG, "baseline", &env.database_url).await;
     let baseline_token = baseline::token(Uuid::now_v7(), Uuid::now_v7());
     let baseline_servers = with_engines(std::slice::from_ref(&baseline_process), &engines);
     let client = Client::new(&baseline_base, &baseline_token);
@@ -114,19 +103,8 @@ async fn run() {
     // company aggregate, in a database of its own (its events carry none
     // of the metadata our relay needs).
     let bare_database = helpers::fresh_database().await;
-    let bare_port = helpers::free_port();
-    let bare_child = Command::new(std::env::current_exe().unwrap())
-        .arg(POSTGRES_ES_FLAG)
-        .env("DATABASE_URL", &bare_database)
-        .env("BASELINE_PORT", bare_port.to_string())
-        .env("VCINTEL_JWT_SECRET", helpers::JWT_SECRET)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the postgres-es server");
-    let bare_process = Process::new("postgres-es", bare_child.id());
-    let _bare = KillOnDrop(bare_child);
-    let bare_base = format!("http://127.0.0.1:{bare_port}");
-    wait_for_health(&env.http, &bare_base).await;
+    let (bare_process, _bare, bare_base) =
+        spawn_baseline(&env, POSTGRES_ES_FLAG, "postgres-es", &bare_database).await;
     let client = Client::new(&bare_base, &baseline_token);
     let bare_servers = with_engines(std::slice::from_ref(&bare_process), &engines);
     let bare_post = post_phase(&client, &bare_servers, run_for, "bare").await;
@@ -303,6 +281,30 @@ struct Row {
     relay_idle: f64,
     projector_idle: f64,
     lag: (f64, f64),
+}
+
+/// Starts this benchmark again as one of its baseline servers (`flag`) on
+/// `database`; the process, its guard and its base URL once it answers.
+async fn spawn_baseline(
+    env: &TestEnv,
+    flag: &str,
+    name: &str,
+    database: &str,
+) -> (Process, KillOnDrop, String) {
+    let port = helpers::free_port();
+    let child = Command::new(std::env::current_exe().unwrap())
+        .arg(flag)
+        .env("DATABASE_URL", database)
+        .env("BASELINE_PORT", port.to_string())
+        .env("VCINTEL_JWT_SECRET", helpers::JWT_SECRET)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start a baseline server");
+    let process = Process::new(name, child.id());
+    let base = format!("http://127.0.0.1:{port}");
+    let guard = KillOnDrop(child);
+    wait_for_health(&env.http, &base).await;
+    (process, guard, base)
 }
 
 fn with_engines(service: &[Process], engines: &[Process]) -> Vec<Process> {
@@ -798,28 +800,37 @@ mod baseline {
         .unwrap()
     }
 
-    pub async fn serve() {
+    /// The state both baseline servers start from (pool from
+    /// `DATABASE_URL`, the JWT key), and serving `app` on `BASELINE_PORT`.
+    async fn baseline_state() -> Baseline {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let pool = vcintel_infra::db::connect(&std::env::var("DATABASE_URL").unwrap(), 20)
             .await
             .unwrap();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&["baseline"]);
-        let state = Baseline {
+        Baseline {
             pool,
             key: DecodingKey::from_secret(std::env::var("VCINTEL_JWT_SECRET").unwrap().as_bytes()),
             validation,
-        };
-        let app = Router::new()
-            .route("/health", get(|| async { "ok" }))
-            .route("/v1/companies", post(add))
-            .route("/v1/companies/{id}", get(read))
-            .with_state(state);
+        }
+    }
+
+    async fn listen(app: Router) {
         let port: u16 = std::env::var("BASELINE_PORT").unwrap().parse().unwrap();
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap();
         axum::serve(listener, app).await.unwrap();
+    }
+
+    pub async fn serve() {
+        let app = Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .route("/v1/companies", post(add))
+            .route("/v1/companies/{id}", get(read))
+            .with_state(baseline_state().await);
+        listen(app).await;
     }
 
     fn claims(state: &Baseline, headers: &HeaderMap) -> Result<Claims, StatusCode> {
@@ -836,20 +847,10 @@ mod baseline {
     /// cqrs-es' framework over postgres-es' repository, as its README sets
     /// them up, executing our company aggregate's `Add`.
     pub async fn serve_postgres_es() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let pool = vcintel_infra::db::connect(&std::env::var("DATABASE_URL").unwrap(), 20)
-            .await
-            .unwrap();
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&["baseline"]);
-        let state = Baseline {
-            pool: pool.clone(),
-            key: DecodingKey::from_secret(std::env::var("VCINTEL_JWT_SECRET").unwrap().as_bytes()),
-            validation,
-        };
+        let state = baseline_state().await;
         let cqrs = Arc::new(postgres_es::postgres_cqrs::<
             vcintel_commands::CompanyAggregate,
-        >(pool, vec![], ()));
+        >(state.pool.clone(), vec![], ()));
         let app = Router::new()
             .route("/health", get(|| async { "ok" }))
             .route(
@@ -889,11 +890,7 @@ mod baseline {
                 ),
             )
             .with_state(state);
-        let port: u16 = std::env::var("BASELINE_PORT").unwrap().parse().unwrap();
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
-        axum::serve(listener, app).await.unwrap();
+        listen(app).await;
     }
 
     type CompanyRow = (

@@ -1,6 +1,6 @@
 //! Drives a [`Projection`] from its durable JetStream consumer.
 
-use crate::versions::{lock_versions, raise_versions, store_versions};
+use crate::versions::{lock_versions, store_versions};
 use crate::{AggregateChanges, Projection, ProjectionError};
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use futures::StreamExt;
@@ -253,7 +253,7 @@ pub(crate) async fn apply_events<P: Projection>(
     }
     if !changes.is_empty() {
         P::apply_batch(&mut *tx, &changes).await?;
-        let moved: HashMap<String, i64> = changes
+        let mut moved: HashMap<String, i64> = changes
             .iter()
             .filter(|c| P::AGGREGATE_TYPES.contains(&c.aggregate_type.as_str()))
             .map(|c| {
@@ -263,12 +263,8 @@ pub(crate) async fn apply_events<P: Projection>(
                 )
             })
             .collect();
-        if !moved.is_empty() {
-            store_versions(&mut *tx, P::NAME, &moved).await?;
-        }
-        if !reacted.is_empty() {
-            raise_versions(&mut *tx, P::NAME, &reacted).await?;
-        }
+        moved.extend(reacted);
+        store_versions(&mut *tx, P::NAME, &moved).await?;
     }
     Ok(())
 }

@@ -28,37 +28,16 @@ pub async fn lock_versions(
     Ok(rows.into_iter().collect())
 }
 
-/// Records the versions a transaction brought its aggregates to (rows
-/// [`lock_versions`] created and locked). An upsert, not `update … from
-/// unnest(…)`: a join's plan, cached while the table was small, stayed a
-/// sequential scan as the table grew (measured: 5 ms a batch at 10k rows,
-/// a third of all Postgres time per command); an upsert has only the
-/// primary key to go through.
+/// Records the versions a transaction brought its aggregates to: rows
+/// [`lock_versions`] created and locked for the aggregates a projection
+/// follows, and the versions of those it only reacts to, which may come in
+/// any order, so each row keeps the highest version it was given (for a
+/// followed aggregate the new version is always the higher). An upsert,
+/// not `update … from unnest(…)`: a join's plan, cached while the table was
+/// small, stayed a sequential scan as the table grew (measured: 5 ms a
+/// batch at 10k rows, a third of all Postgres time per command); an upsert
+/// has only the primary key to go through.
 pub async fn store_versions(
-    tx: &mut PgConnection,
-    projection: &str,
-    versions: &HashMap<String, i64>,
-) -> Result<(), sqlx::Error> {
-    let mut rows: Vec<(&str, i64)> = versions.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    rows.sort_unstable();
-    let (ids, values): (Vec<&str>, Vec<i64>) = rows.into_iter().unzip();
-    sqlx::query(
-        "insert into projection_versions (projection, aggregate_id, version)
-         select $1, v.aggregate_id, v.version
-         from unnest($2::text[], $3::bigint[]) as v(aggregate_id, version)
-         on conflict (projection, aggregate_id) do update set version = excluded.version",
-    )
-    .bind(projection)
-    .bind(&ids)
-    .bind(&values)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-/// Records versions of aggregates a projection only reacts to: each row
-/// keeps the highest version seen, whatever order the events came in.
-pub async fn raise_versions(
     tx: &mut PgConnection,
     projection: &str,
     versions: &HashMap<String, i64>,
