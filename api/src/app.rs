@@ -270,10 +270,17 @@ impl Application {
                 Component::Relay => {
                     let relay = Relay::new(
                         state.pool.clone(),
-                        settings.database_url.clone(),
                         state.jetstream.clone(),
                         state.topology.clone(),
-                        RelaySettings::default(),
+                        RelaySettings {
+                            lease_ttl: Duration::from_secs(settings.relay_lease_secs),
+                            on_divergence: settings.stream_on_divergence,
+                            stream: StreamSettings {
+                                duplicate_window: settings.duplicate_window(),
+                                ..Default::default()
+                            },
+                            ..RelaySettings::default()
+                        },
                     );
                     tasks.spawn(async move { (name, relay.run(token).await) });
                 }

@@ -42,6 +42,18 @@ pub struct Settings {
     #[arg(long, env = "VCINTEL_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
     pub duplicate_window_secs: u64,
 
+    /// How long relay leadership lasts without renewal: a leader that stalls
+    /// this long loses it to a standby, and its late writes are refused.
+    #[arg(long, env = "VCINTEL_RELAY_LEASE_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub relay_lease_secs: u64,
+
+    /// What the relay does when the stream holds events the store does not
+    /// (the store was restored from an older backup): `refill` keeps them
+    /// in `stream_orphans` and refills the stream from the store under a
+    /// new epoch; `halt` stops publishing until `vcintel stream refill`.
+    #[arg(long, env = "VCINTEL_STREAM_ON_DIVERGENCE", default_value = "refill")]
+    pub stream_on_divergence: vcintel_infra::relay::DivergencePolicy,
+
     /// Readiness fails when the relay or a projection is further behind than this.
     #[arg(long, env = "VCINTEL_READY_MAX_LAG", default_value_t = 1000)]
     pub ready_max_lag: i64,

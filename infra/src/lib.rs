@@ -14,6 +14,7 @@ pub mod event_store;
 pub mod failpoint;
 pub mod idempotency;
 pub mod identity_cache;
+pub mod lease;
 pub mod rate_limit;
 pub mod relay;
 pub mod stream;

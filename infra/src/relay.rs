@@ -6,20 +6,34 @@
 //! `Nats-Msg-Id` header lets the stream's duplicate window drop them, and
 //! consumers' version checks absorb any that arrive after it.
 //!
-//! Only one relay per database publishes at a time: each holds a Postgres
-//! advisory lock on a dedicated connection, so extra instances wait as hot
-//! standbys and take over when the holder's connection dies.
+//! Only one relay per database publishes at a time: relays lead by lease
+//! ([`crate::lease`]), renewed from the publishing loop itself, so a leader
+//! that stalls loses leadership within the lease's life and its stale
+//! writes are fenced off; extra instances wait as hot standbys.
+//!
+//! Besides tailing, the leader keeps proving that the stream holds every
+//! event it published, and repairs it when it does not
+//! ([`anti_entropy`]): JetStream can lose acknowledged messages, lose the
+//! whole stream, or hold events a restored store no longer has.
+
+mod anti_entropy;
 
 use crate::event_log::{self, CommitCursor, StoredEvent};
 use crate::failpoint;
+use crate::lease::{Lease, LeaseError};
+use crate::stream::StreamSettings;
 use crate::wire::{EventMessage, Topology};
-use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
 use async_nats::HeaderMap;
+use chrono::{DateTime, Utc};
 use sqlx::postgres::PgListener;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use anti_entropy::{stream_health, StreamHealth};
 
 pub const NOTIFY_CHANNEL: &str = "vcintel_events_appended";
 
@@ -29,12 +43,45 @@ pub const RELAY_NAME: &str = "jetstream";
 /// Longest a busy relay goes between checkpoints.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
+/// What the relay does when the stream holds events the store does not
+/// (the store was restored from an older backup).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DivergencePolicy {
+    /// Keep the stream's extra events in `stream_orphans`, purge the
+    /// stream, and republish the store into it under a new epoch.
+    #[default]
+    Refill,
+    /// Stop publishing and report the divergence until an operator runs
+    /// `vcintel stream refill`.
+    Halt,
+}
+
+impl std::str::FromStr for DivergencePolicy {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "refill" => Ok(Self::Refill),
+            "halt" => Ok(Self::Halt),
+            other => Err(format!("`{other}` is not a policy: refill or halt")),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RelaySettings {
     pub name: String,
     pub batch_size: i64,
     /// How long to wait for a notification before looking anyway.
     pub idle_poll: Duration,
+    /// How long leadership lasts without renewal: a leader that stalls for
+    /// longer loses it, and a standby takes over after at most this long.
+    pub lease_ttl: Duration,
+    /// How often the leader checks the stream against what it proved.
+    pub verify_every: Duration,
+    pub on_divergence: DivergencePolicy,
+    /// To recreate the stream as it was configured.
+    pub stream: StreamSettings,
 }
 
 impl Default for RelaySettings {
@@ -43,6 +90,10 @@ impl Default for RelaySettings {
             name: RELAY_NAME.to_owned(),
             batch_size: 500,
             idle_poll: Duration::from_secs(1),
+            lease_ttl: Duration::from_secs(5),
+            verify_every: Duration::from_secs(1),
+            on_divergence: DivergencePolicy::Refill,
+            stream: StreamSettings::default(),
         }
     }
 }
@@ -50,23 +101,52 @@ impl Default for RelaySettings {
 #[derive(Debug)]
 pub struct Relay {
     pool: PgPool,
-    database_url: String,
     js: jetstream::Context,
     topology: Topology,
     settings: RelaySettings,
 }
 
+/// Where the stream has been proven to hold every event up to `cursor`:
+/// the relay read it (or saw it acknowledged in order) through stream
+/// sequence `seq`, where the message `event_id` sits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Frontier {
+    pub seq: u64,
+    pub event_id: Option<Uuid>,
+    pub cursor: CommitCursor,
+}
+
+/// The leader's bookkeeping, saved with the checkpoint (one row of
+/// `relay_checkpoints`).
+#[derive(Debug, Clone, Default)]
+struct RelayState {
+    /// Published (and acknowledged) through here.
+    cursor: CommitCursor,
+    /// The stream instance the frontier is about.
+    stream_created: Option<DateTime<Utc>>,
+    epoch: i64,
+    frontier: Frontier,
+    /// The highest sequence a repair republished to: marks below it could
+    /// skip a repaired event when stepping back.
+    repaired_up_to_seq: u64,
+    first_seq_seen: u64,
+    deleted_seen: u64,
+    diverged: Option<String>,
+    /// The operator asked for a refill (`vcintel stream refill`); done
+    /// once the leader saves with `refill_done`.
+    refill_done: bool,
+    last_mark_seq: u64,
+}
+
 impl Relay {
     pub fn new(
         pool: PgPool,
-        database_url: String,
         js: jetstream::Context,
         topology: Topology,
         settings: RelaySettings,
     ) -> Self {
         Self {
             pool,
-            database_url,
             js,
             topology,
             settings,
@@ -92,52 +172,100 @@ impl Relay {
         Ok(())
     }
 
+    fn lease_name(&self) -> String {
+        format!("relay:{}", self.settings.name)
+    }
+
     /// Waits for leadership, then relays until shutdown or an error.
     async fn lead(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
-        let mut lock_conn = PgConnection::connect(&self.database_url).await?;
-        let lock_key = self.lock_key();
-        loop {
-            let acquired: bool =
-                sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
-                    .bind(&lock_key)
-                    .fetch_one(&mut lock_conn)
-                    .await?;
-            if acquired {
-                break;
-            }
+        let mut lease = Lease::new(
+            self.pool.clone(),
+            self.lease_name(),
+            self.settings.lease_ttl,
+        );
+        while !lease.try_acquire().await? {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep(self.settings.lease_ttl / 5) => {}
                 _ = shutdown.cancelled() => return Ok(()),
             }
         }
-        tracing::info!(relay = %self.settings.name, "relay is the leader");
+        tracing::info!(
+            relay = %self.settings.name,
+            holder = lease.holder(),
+            token = lease.token(),
+            "relay is the leader"
+        );
+        let outcome = self.relay_as_leader(&mut lease, shutdown).await;
+        lease.release().await;
+        outcome
+    }
 
+    async fn relay_as_leader(
+        &self,
+        lease: &mut Lease,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(NOTIFY_CHANNEL).await?;
-        let mut cursor = self
-            .reconcile_with_stream(load_checkpoint(&self.pool, &self.settings.name).await?)
-            .await?;
-        let mut saved = cursor;
+        let mut state = self.load_state().await?;
+        let mut next_check = Instant::now();
+        let mut dirty = true;
         let mut last_saved = Instant::now();
         let mut held_back_wait = Duration::from_millis(2);
         loop {
             if shutdown.is_cancelled() {
+                if dirty {
+                    self.save_state(lease, &mut state).await?;
+                }
                 return Ok(());
             }
-            let batch =
-                event_log::read_committed_after(&self.pool, None, cursor, self.settings.batch_size)
-                    .await?;
+            if lease.renewal_due() {
+                lease.renew().await?;
+            }
+            if Instant::now() >= next_check {
+                self.check(lease, &mut state).await?;
+                next_check = Instant::now() + self.settings.verify_every;
+                dirty = true;
+            }
+            if state.diverged.is_some() {
+                // Halted by policy: nothing is published until the
+                // operator asks for a refill (seen at the next check).
+                self.save_state(lease, &mut state).await?;
+                tokio::select! {
+                    _ = tokio::time::sleep(self.settings.verify_every) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            if state.frontier.cursor < state.cursor {
+                self.walk_step(lease, &mut state).await?;
+                dirty = true;
+            }
+            let batch = event_log::read_committed_after(
+                &self.pool,
+                None,
+                state.cursor,
+                self.settings.batch_size,
+            )
+            .await?;
             let full = batch.len() as i64 >= self.settings.batch_size;
             if let Some(last) = batch.last() {
-                cursor = last.cursor();
-                self.publish(&batch).await?;
+                let before = state.cursor;
+                let acks = self.publish(&batch, state.epoch).await?;
                 failpoint::hit("relay.after_publish");
+                state.cursor = last.cursor();
+                if state.advance_by_acks(before, &batch, &acks) {
+                    // A fresh message took a sequence the frontier had
+                    // passed: the stream went back. Look at once.
+                    next_check = Instant::now();
+                }
+                dirty = true;
                 // Under load, checkpoint at most every CHECKPOINT_EVERY (a
                 // crash republishes a little more, and the stream drops it
                 // as duplicates); when idle, checkpoint at once.
                 if last_saved.elapsed() >= CHECKPOINT_EVERY {
-                    self.checkpoint(&mut lock_conn, cursor).await?;
-                    (saved, last_saved) = (cursor, Instant::now());
+                    self.save_state(lease, &mut state).await?;
+                    (dirty, last_saved) = (false, Instant::now());
                 }
                 held_back_wait = Duration::from_millis(2);
                 // A full batch may have more behind it; after a partial one,
@@ -146,19 +274,26 @@ impl Relay {
                     continue;
                 }
             }
-            if saved != cursor {
-                self.checkpoint(&mut lock_conn, cursor).await?;
-                (saved, last_saved) = (cursor, Instant::now());
+            if dirty {
+                self.save_state(lease, &mut state).await?;
+                (dirty, last_saved) = (false, Instant::now());
+            }
+            if state.frontier.cursor < state.cursor {
+                continue; // more to prove
             }
             // Nothing visible yet. If events exist behind an older running
-            // transaction, look again soon; else sleep until notified.
-            let wait = if event_log::has_events_after(&self.pool, cursor).await? {
+            // transaction, look again soon; else sleep until notified (or
+            // until the lease or the stream check is due).
+            let wait = if event_log::has_events_after(&self.pool, state.cursor).await? {
                 let wait = held_back_wait;
                 held_back_wait = (held_back_wait * 2).min(Duration::from_millis(50));
                 wait
             } else {
                 self.settings.idle_poll
             };
+            let wait = wait
+                .min(next_check.saturating_duration_since(Instant::now()))
+                .min(self.settings.lease_ttl / 3);
             tokio::select! {
                 notification = listener.recv() => {
                     notification?;
@@ -167,120 +302,230 @@ impl Relay {
                     drain(&mut listener);
                 }
                 _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => {}
             }
         }
     }
 
-    /// Saves the checkpoint through the session that holds the leader lock:
-    /// a session lock lasts as long as its session, so a statement that runs
-    /// on it proves this relay still leads, and one that fails (the session
-    /// ended; another relay may lead now) writes nothing.
-    async fn checkpoint(
+    /// Publishes `events` in order and waits for every acknowledgement.
+    async fn publish(
         &self,
-        lock_conn: &mut PgConnection,
-        cursor: CommitCursor,
-    ) -> anyhow::Result<()> {
-        save_checkpoint(&mut *lock_conn, &self.settings.name, cursor).await?;
-        Ok(())
-    }
-
-    fn lock_key(&self) -> String {
-        format!("vcintel-relay:{}", self.settings.name)
-    }
-
-    async fn publish(&self, batch: &[StoredEvent]) -> anyhow::Result<()> {
-        let mut acks = Vec::with_capacity(batch.len());
-        for event in batch {
-            let message = EventMessage::from_stored(event)?;
-            let subject = self.topology.subject_for(
-                &message.workspaceid,
-                &event.aggregate_type,
-                &event.event_type,
-            );
-            let mut headers = HeaderMap::new();
-            headers.insert("Content-Type", "application/cloudevents+json");
-            if let Some(traceparent) = event.metadata_str(vcintel_commands::metadata::TRACEPARENT) {
-                headers.insert("traceparent", traceparent);
-            }
-            let publish = PublishMessage::build()
-                .headers(headers)
-                .message_id(event.event_id.to_string())
-                .payload(serde_json::to_vec(&message)?.into());
-            acks.push(self.js.send_publish(subject, publish).await?);
+        events: &[StoredEvent],
+        epoch: i64,
+    ) -> anyhow::Result<Vec<jetstream::publish::PublishAck>> {
+        let mut pending = Vec::with_capacity(events.len());
+        for event in events {
+            pending.push(self.send(event, epoch, None).await?);
         }
         // Publishes are pipelined on one connection, so the stream stores
         // them in commit order; the acks are awaited together.
-        for ack in futures::future::join_all(acks.into_iter().map(IntoFuture::into_future)).await {
-            ack?;
+        let mut acks = Vec::with_capacity(pending.len());
+        for ack in futures::future::join_all(pending.into_iter().map(IntoFuture::into_future)).await
+        {
+            acks.push(ack?);
         }
-        Ok(())
+        Ok(acks)
     }
 
-    /// JetStream can lose acknowledged messages (a power loss within its
-    /// fsync interval, or a lost stream). Postgres is the truth: if the
-    /// stream's newest message is older than the checkpoint, the checkpoint
-    /// moves back to it and the missing tail is published again.
-    async fn reconcile_with_stream(
+    /// Sends one event; `message_id` overrides its `Nats-Msg-Id` (a repair
+    /// whose event id the duplicate window still remembers).
+    async fn send(
         &self,
-        checkpoint: CommitCursor,
-    ) -> anyhow::Result<CommitCursor> {
-        let mut stream = self.js.get_stream(self.topology.stream_name()).await?;
-        let state = stream.info().await?.state.clone();
-        let stream_cursor = if state.messages == 0 {
-            CommitCursor::default()
-        } else {
-            let last = stream.get_raw_message(state.last_sequence).await?;
-            let message: EventMessage = serde_json::from_slice(&last.payload)?;
-            let tx_id: Option<String> =
-                sqlx::query_scalar("select tx_id::text from events where position = $1")
-                    .bind(message.position)
-                    .fetch_optional(&self.pool)
-                    .await?;
-            match tx_id {
-                Some(tx) => CommitCursor {
-                    tx_id: tx.parse()?,
-                    position: message.position,
-                },
-                None => anyhow::bail!(
-                    "the stream's newest message (position {}) is not in this event store: \
-                     is the relay pointed at the right stream?",
-                    message.position
-                ),
-            }
-        };
-        if stream_cursor < checkpoint {
-            tracing::warn!(
-                checkpoint = ?checkpoint,
-                stream = ?stream_cursor,
-                "the stream lacks events the relay had published; publishing them again"
-            );
-            save_checkpoint(&self.pool, &self.settings.name, stream_cursor).await?;
-            return Ok(stream_cursor);
+        event: &StoredEvent,
+        epoch: i64,
+        message_id: Option<String>,
+    ) -> anyhow::Result<PublishAckFuture> {
+        let message = EventMessage::from_stored(event)?;
+        let subject = self.topology.subject_for(
+            &message.workspaceid,
+            &event.aggregate_type,
+            &event.event_type,
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("Content-Type", "application/cloudevents+json");
+        headers.insert(crate::stream::EPOCH_HEADER, epoch.to_string().as_str());
+        if let Some(traceparent) = event.metadata_str(vcintel_commands::metadata::TRACEPARENT) {
+            headers.insert("traceparent", traceparent);
         }
-        Ok(checkpoint)
+        let publish = PublishMessage::build()
+            .headers(headers)
+            .message_id(message_id.unwrap_or_else(|| event.event_id.to_string()))
+            .payload(serde_json::to_vec(&message)?.into());
+        Ok(self.js.send_publish(subject, publish).await?)
+    }
+
+    async fn load_state(&self) -> anyhow::Result<RelayState> {
+        sqlx::query(
+            "insert into relay_checkpoints (relay_name, last_tx_id, last_position)
+             values ($1, '0', 0) on conflict (relay_name) do nothing",
+        )
+        .bind(&self.settings.name)
+        .execute(&self.pool)
+        .await?;
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            last_tx: String,
+            last_position: i64,
+            stream_created: Option<DateTime<Utc>>,
+            epoch: i64,
+            verified_seq: i64,
+            verified_event_id: Option<Uuid>,
+            verified_tx: String,
+            verified_position: i64,
+            repaired_up_to_seq: i64,
+            first_seq_seen: i64,
+            deleted_seen: i64,
+            diverged: Option<String>,
+            last_mark_seq: Option<i64>,
+        }
+        let row: Row = sqlx::query_as(
+            "select last_tx_id::text as last_tx, last_position, stream_created, epoch,
+                    verified_seq, verified_event_id, verified_tx_id::text as verified_tx,
+                    verified_position, repaired_up_to_seq, first_seq_seen, deleted_seen, diverged,
+                    (select max(seq) from relay_stream_marks m
+                      where m.relay_name = c.relay_name) as last_mark_seq
+             from relay_checkpoints c where relay_name = $1",
+        )
+        .bind(&self.settings.name)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(RelayState {
+            cursor: CommitCursor {
+                tx_id: row.last_tx.parse()?,
+                position: row.last_position,
+            },
+            stream_created: row.stream_created,
+            epoch: row.epoch,
+            frontier: Frontier {
+                seq: row.verified_seq as u64,
+                event_id: row.verified_event_id,
+                cursor: CommitCursor {
+                    tx_id: row.verified_tx.parse()?,
+                    position: row.verified_position,
+                },
+            },
+            repaired_up_to_seq: row.repaired_up_to_seq as u64,
+            first_seq_seen: row.first_seq_seen as u64,
+            deleted_seen: row.deleted_seen as u64,
+            diverged: row.diverged,
+            refill_done: false,
+            last_mark_seq: row.last_mark_seq.unwrap_or(0) as u64,
+        })
+    }
+
+    /// Saves the checkpoint and the frontier, fenced by the lease: a relay
+    /// that lost its lease (it stalled, and another leads now) writes
+    /// nothing and stops leading.
+    async fn save_state(&self, lease: &Lease, state: &mut RelayState) -> anyhow::Result<()> {
+        let token = lease.token().ok_or_else(|| lease.lost())?;
+        let saved = sqlx::query(
+            "update relay_checkpoints set
+                last_tx_id = $2::text::xid8, last_position = $3, updated_at = now(),
+                fencing_token = $4, stream_created = $5, epoch = $6,
+                verified_seq = $7, verified_event_id = $8,
+                verified_tx_id = $9::text::xid8, verified_position = $10,
+                repaired_up_to_seq = $11, first_seq_seen = $12, deleted_seen = $13,
+                diverged = $14, verified_at = now(),
+                refill_requested = refill_requested and not $15
+             where relay_name = $1 and fencing_token <= $4
+               and exists (select 1 from leases
+                            where name = $16 and holder = $17 and token = $4)",
+        )
+        .bind(&self.settings.name)
+        .bind(state.cursor.tx_id.to_string())
+        .bind(state.cursor.position)
+        .bind(token)
+        .bind(state.stream_created)
+        .bind(state.epoch)
+        .bind(state.frontier.seq as i64)
+        .bind(state.frontier.event_id)
+        .bind(state.frontier.cursor.tx_id.to_string())
+        .bind(state.frontier.cursor.position)
+        .bind(state.repaired_up_to_seq as i64)
+        .bind(state.first_seq_seen as i64)
+        .bind(state.deleted_seen as i64)
+        .bind(&state.diverged)
+        .bind(state.refill_done)
+        .bind(lease.name())
+        .bind(lease.holder())
+        .execute(&self.pool)
+        .await?;
+        if saved.rows_affected() == 0 {
+            return Err(LeaseError::Lost {
+                name: lease.name().to_owned(),
+            }
+            .into());
+        }
+        state.refill_done = false;
+        self.mark_if_due(lease, state).await
+    }
+
+    /// One mark per thousand sequences the frontier passes, where stepping
+    /// back to it is safe (no repair republished an older event above it).
+    async fn mark_if_due(&self, lease: &Lease, state: &mut RelayState) -> anyhow::Result<()> {
+        const MARK_EVERY: u64 = 1_000;
+        let frontier = state.frontier;
+        let Some(event_id) = frontier.event_id else {
+            return Ok(());
+        };
+        if frontier.seq < state.last_mark_seq + MARK_EVERY
+            || frontier.seq < state.repaired_up_to_seq
+        {
+            return Ok(());
+        }
+        sqlx::query(
+            "insert into relay_stream_marks (relay_name, seq, event_id, tx_id, position)
+             select $1, $2, $3, $4::text::xid8, $5
+             where exists (select 1 from leases where name = $6 and holder = $7 and token = $8)
+             on conflict do nothing",
+        )
+        .bind(&self.settings.name)
+        .bind(frontier.seq as i64)
+        .bind(event_id)
+        .bind(frontier.cursor.tx_id.to_string())
+        .bind(frontier.cursor.position)
+        .bind(lease.name())
+        .bind(lease.holder())
+        .bind(lease.token())
+        .execute(&self.pool)
+        .await?;
+        state.last_mark_seq = frontier.seq;
+        Ok(())
     }
 }
 
-async fn save_checkpoint(
-    db: impl sqlx::PgExecutor<'_>,
-    relay_name: &str,
-    cursor: CommitCursor,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "insert into relay_checkpoints (relay_name, last_tx_id, last_position)
-         values ($1, $2::text::xid8, $3)
-         on conflict (relay_name) do update
-           set last_tx_id = excluded.last_tx_id,
-               last_position = excluded.last_position,
-               updated_at = now()",
-    )
-    .bind(relay_name)
-    .bind(cursor.tx_id.to_string())
-    .bind(cursor.position)
-    .execute(db)
-    .await?;
-    Ok(())
+impl RelayState {
+    /// Moves the frontier with a batch the stream acknowledged right after
+    /// it, in order, none a duplicate: nothing needs reading back. Returns
+    /// whether a fresh message took a sequence at or below the frontier
+    /// (the stream lost its tail and reused the sequences).
+    fn advance_by_acks(
+        &mut self,
+        before: CommitCursor,
+        batch: &[StoredEvent],
+        acks: &[jetstream::publish::PublishAck],
+    ) -> bool {
+        if acks
+            .iter()
+            .any(|ack| !ack.duplicate && ack.sequence <= self.frontier.seq)
+        {
+            return true;
+        }
+        let in_order = acks
+            .iter()
+            .enumerate()
+            .all(|(i, ack)| !ack.duplicate && ack.sequence == self.frontier.seq + 1 + i as u64);
+        if self.frontier.cursor == before && in_order {
+            if let (Some(event), Some(ack)) = (batch.last(), acks.last()) {
+                self.frontier = Frontier {
+                    seq: ack.sequence,
+                    event_id: Some(event.event_id),
+                    cursor: event.cursor(),
+                };
+            }
+        }
+        false
+    }
 }
 
 /// Takes every notification already received, without waiting; whether
@@ -316,4 +561,18 @@ pub async fn load_checkpoint(pool: &PgPool, relay_name: &str) -> Result<CommitCu
 pub async fn relay_lag(pool: &PgPool, relay_name: &str, cap: i64) -> Result<i64, sqlx::Error> {
     let cursor = load_checkpoint(pool, relay_name).await?;
     event_log::count_events_after(pool, cursor, cap).await
+}
+
+/// Asks the leading relay to refill the stream from the store (purge it,
+/// republish everything under a new epoch) at its next check.
+pub async fn request_refill(pool: &PgPool, relay_name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into relay_checkpoints (relay_name, last_tx_id, last_position, refill_requested)
+         values ($1, '0', 0, true)
+         on conflict (relay_name) do update set refill_requested = true",
+    )
+    .bind(relay_name)
+    .execute(pool)
+    .await?;
+    Ok(())
 }

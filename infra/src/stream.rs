@@ -2,6 +2,7 @@
 
 use crate::wire::Topology;
 use async_nats::jetstream::{self, stream};
+use std::collections::HashMap;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -21,13 +22,22 @@ impl Default for StreamSettings {
     }
 }
 
-/// Creates the events stream, or brings an existing one to these settings.
-pub async fn ensure_events_stream(
-    js: &jetstream::Context,
+/// Stream metadata: the event store the stream is filled from (a relay
+/// never repairs a stream that another store filled).
+pub const STORE_ID_KEY: &str = "vcintel_store_id";
+/// Stream metadata: how many times the stream was refilled from the store
+/// from scratch (see README, "Self-healing"). Every message also carries it
+/// in the [`EPOCH_HEADER`] header.
+pub const EPOCH_KEY: &str = "vcintel_epoch";
+pub const EPOCH_HEADER: &str = "Vcintel-Stream-Epoch";
+
+/// The events stream's configuration with `metadata`.
+pub fn events_stream_config(
     topology: &Topology,
     settings: &StreamSettings,
-) -> anyhow::Result<()> {
-    let config = stream::Config {
+    metadata: HashMap<String, String>,
+) -> stream::Config {
+    stream::Config {
         name: topology.stream_name(),
         subjects: vec![topology.all_events_subject()],
         storage: stream::StorageType::File,
@@ -35,9 +45,28 @@ pub async fn ensure_events_stream(
         duplicate_window: settings.duplicate_window,
         num_replicas: settings.replicas,
         description: Some("VC Intel domain events (CloudEvents 1.0 JSON)".to_owned()),
+        metadata,
         ..Default::default()
+    }
+}
+
+/// Creates the events stream, or brings an existing one to these settings
+/// (keeping the metadata the relay wrote), and the dead-letter stream.
+pub async fn ensure_events_stream(
+    js: &jetstream::Context,
+    topology: &Topology,
+    settings: &StreamSettings,
+) -> anyhow::Result<()> {
+    let metadata = match js.get_stream(topology.stream_name()).await {
+        Ok(mut existing) => existing
+            .info()
+            .await
+            .map(|info| info.config.metadata.clone())
+            .unwrap_or_default(),
+        Err(_) => HashMap::new(),
     };
-    js.create_or_update_stream(config).await?;
+    js.create_or_update_stream(events_stream_config(topology, settings, metadata))
+        .await?;
     let dead_letters = stream::Config {
         name: topology.dead_letter_stream_name(),
         subjects: vec![format!("{}.deadletter.>", topology.prefix)],

@@ -132,6 +132,8 @@ pub fn settings(database_url: &str, prefix: &str) -> Settings {
         nats_prefix: prefix.to_owned(),
         duplicate_window_secs: 120,
         ready_max_lag: 1000,
+        relay_lease_secs: 5,
+        stream_on_divergence: Default::default(),
         db_max_connections: 10,
         consistency_wait_ms: 10_000,
         request_timeout_secs: 30,

@@ -1,0 +1,19 @@
+drop table stream_orphans;
+drop table relay_repairs;
+drop table relay_stream_marks;
+alter table relay_checkpoints
+    drop column fencing_token,
+    drop column stream_created,
+    drop column epoch,
+    drop column verified_seq,
+    drop column verified_event_id,
+    drop column verified_tx_id,
+    drop column verified_position,
+    drop column repaired_up_to_seq,
+    drop column first_seq_seen,
+    drop column deleted_seen,
+    drop column verified_at,
+    drop column diverged,
+    drop column refill_requested;
+drop table leases;
+drop table store_identity;
