@@ -3,6 +3,7 @@ drop table relay_repairs;
 drop table relay_stream_marks;
 alter table relay_checkpoints
     drop column fencing_token,
+    drop column saves,
     drop column stream_created,
     drop column epoch,
     drop column verified_seq,

@@ -32,6 +32,9 @@ create table leases
 -- where the message verified_event_id sits
 alter table relay_checkpoints
     add column fencing_token      bigint      not null default 0,
+    -- bumped by every save: a leader whose row changed under it (the store
+    -- was restored from a backup) starts over from what the row says
+    add column saves              bigint      not null default 0,
     add column stream_created     timestamptz,
     add column epoch              bigint      not null default 1,
     add column verified_seq       bigint      not null default 0,

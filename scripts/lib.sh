@@ -30,6 +30,7 @@ ensure_postgres_binaries() {
         apt_install postgresql postgresql-client postgresql-contrib
     fi
     PG_BIN="$(pg_bindir)" || die "PostgreSQL binaries not found after install"
+    export PG_BIN
 }
 
 ensure_nats_server() {

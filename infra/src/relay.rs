@@ -20,7 +20,7 @@ mod anti_entropy;
 
 use crate::event_log::{self, CommitCursor, StoredEvent};
 use crate::failpoint;
-use crate::lease::{Lease, LeaseError};
+use crate::lease::Lease;
 use crate::stream::StreamSettings;
 use crate::wire::{EventMessage, Topology};
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
@@ -136,6 +136,9 @@ struct RelayState {
     /// once the leader saves with `refill_done`.
     refill_done: bool,
     last_mark_seq: u64,
+    /// How many times the row was saved: a save expecting another count
+    /// finds the row changed under the leader.
+    saves: i64,
 }
 
 impl Relay {
@@ -377,11 +380,12 @@ impl Relay {
             deleted_seen: i64,
             diverged: Option<String>,
             last_mark_seq: Option<i64>,
+            saves: i64,
         }
         let row: Row = sqlx::query_as(
             "select last_tx_id::text as last_tx, last_position, stream_created, epoch,
                     verified_seq, verified_event_id, verified_tx_id::text as verified_tx,
-                    verified_position, repaired_up_to_seq, first_seq_seen, deleted_seen, diverged,
+                    verified_position, repaired_up_to_seq, first_seq_seen, deleted_seen, diverged, saves,
                     (select max(seq) from relay_stream_marks m
                       where m.relay_name = c.relay_name) as last_mark_seq
              from relay_checkpoints c where relay_name = $1",
@@ -410,6 +414,7 @@ impl Relay {
             diverged: row.diverged,
             refill_done: false,
             last_mark_seq: row.last_mark_seq.unwrap_or(0) as u64,
+            saves: row.saves,
         })
     }
 
@@ -426,8 +431,8 @@ impl Relay {
                 verified_tx_id = $9::text::xid8, verified_position = $10,
                 repaired_up_to_seq = $11, first_seq_seen = $12, deleted_seen = $13,
                 diverged = $14, verified_at = now(),
-                refill_requested = refill_requested and not $15
-             where relay_name = $1 and fencing_token <= $4
+                refill_requested = refill_requested and not $15, saves = saves + 1
+             where relay_name = $1 and fencing_token <= $4 and saves = $18
                and exists (select 1 from leases
                             where name = $16 and holder = $17 and token = $4)",
         )
@@ -448,14 +453,19 @@ impl Relay {
         .bind(state.refill_done)
         .bind(lease.name())
         .bind(lease.holder())
+        .bind(state.saves)
         .execute(&self.pool)
         .await?;
         if saved.rows_affected() == 0 {
-            return Err(LeaseError::Lost {
-                name: lease.name().to_owned(),
-            }
-            .into());
+            // Either another relay leads now, or the row is not the one
+            // this leader wrote (the store was restored from a backup):
+            // either way, start over from what the database says.
+            anyhow::bail!(
+                "the relay's checkpoint is not the one it last wrote: another relay leads now, \
+                 or the store was restored from a backup; starting over"
+            );
         }
+        state.saves += 1;
         state.refill_done = false;
         self.mark_if_due(lease, state).await
     }

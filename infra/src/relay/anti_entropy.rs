@@ -420,6 +420,7 @@ impl Relay {
             diverged: None,
             refill_done: true,
             last_mark_seq: 0,
+            saves: state.saves,
         };
         let detail = format!(
             "{why}: kept {orphans} message(s) the store lacks in stream_orphans, purged \
@@ -499,6 +500,7 @@ impl Relay {
             diverged: None,
             refill_done: false,
             last_mark_seq: 0,
+            saves: state.saves,
         };
         let detail = format!(
             "the stream {} was missing: recreated, republishing every event under epoch {epoch}",
@@ -707,49 +709,50 @@ pub struct StreamHealth {
 
 /// The relay's proof and repairs, as stored.
 pub async fn stream_health(pool: &PgPool, relay_name: &str) -> anyhow::Result<StreamHealth> {
-    let row: Option<(
-        i64,
-        i64,
-        Option<chrono::DateTime<chrono::Utc>>,
-        Option<String>,
-        String,
-        i64,
-        String,
-        i64,
-    )> = sqlx::query_as(
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        epoch: i64,
+        verified_seq: i64,
+        verified_at: Option<chrono::DateTime<chrono::Utc>>,
+        diverged: Option<String>,
+        last_tx: String,
+        last_position: i64,
+        verified_tx: String,
+        verified_position: i64,
+    }
+    let row: Option<Row> = sqlx::query_as(
         "select epoch, verified_seq, verified_at, diverged,
-                    last_tx_id::text, last_position, verified_tx_id::text, verified_position
-             from relay_checkpoints where relay_name = $1",
+                last_tx_id::text as last_tx, last_position,
+                verified_tx_id::text as verified_tx, verified_position
+         from relay_checkpoints where relay_name = $1",
     )
     .bind(relay_name)
     .fetch_optional(pool)
     .await?;
     let (epoch, verified_seq, verified_at, diverged, unverified) = match row {
-        Some((
-            epoch,
-            seq,
-            at,
-            diverged,
-            last_tx,
-            last_position,
-            verified_tx,
-            verified_position,
-        )) => {
+        Some(row) => {
             let verified = CommitCursor {
-                tx_id: verified_tx.parse()?,
-                position: verified_position,
+                tx_id: row.verified_tx.parse()?,
+                position: row.verified_position,
             };
             let last = CommitCursor {
-                tx_id: last_tx.parse()?,
-                position: last_position,
+                tx_id: row.last_tx.parse()?,
+                position: row.last_position,
             };
+            // Counted up to a cap: a proof far behind reads as "100000".
             let unverified = if verified < last {
                 event_log::count_events_after(pool, verified, 100_000).await?
                     - event_log::count_events_after(pool, last, 100_000).await?
             } else {
                 0
             };
-            (epoch, seq, at, diverged, unverified.max(0))
+            (
+                row.epoch,
+                row.verified_seq,
+                row.verified_at,
+                row.diverged,
+                unverified.max(0),
+            )
         }
         None => (1, 0, None, None, 0),
     };
