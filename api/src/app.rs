@@ -78,9 +78,13 @@ impl Application {
     /// Connects to Postgres and NATS, applies migrations, makes sure the
     /// stream exists, and binds the API port if the API is among `components`.
     pub async fn build(settings: Settings, components: &[Component]) -> anyhow::Result<Self> {
-        let pool = db::connect(&settings.database_url, settings.db_max_connections)
-            .await
-            .context("connecting to Postgres (DATABASE_URL)")?;
+        let pool = db::connect_failing_after(
+            &settings.database_url,
+            settings.db_max_connections,
+            Duration::from_millis(settings.db_acquire_timeout_ms),
+        )
+        .await
+        .context("connecting to Postgres (DATABASE_URL)")?;
         db::MIGRATOR
             .run(&pool)
             .await
@@ -194,6 +198,7 @@ impl Application {
                 ))
             }),
             trust_forwarded_for: settings.trust_forwarded_for,
+            request_timeout: Duration::from_secs(settings.request_timeout_secs),
         });
         Ok(Self {
             settings,

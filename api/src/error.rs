@@ -109,6 +109,10 @@ pub enum ApiError {
     WebsiteTaken(uuid::Uuid),
     #[error("a request with this Idempotency-Key is still being processed")]
     IdempotencyKeyInUse,
+    #[error("the request with this Idempotency-Key was executed, but its response was lost (the service failed before storing it); read the resource at its Location instead of retrying")]
+    IdempotencyResponseLost { location: Option<String> },
+    #[error("a service this request needs ({0}) cannot be reached right now; nothing was changed, retry shortly")]
+    Unavailable(&'static str),
     #[error("a workspace must keep at least one owner; make someone else owner first")]
     LastOwner,
     #[error(transparent)]
@@ -197,6 +201,16 @@ impl ApiError {
                 "idempotency-key-in-use",
                 "Request in progress",
             ),
+            ApiError::IdempotencyResponseLost { .. } => (
+                StatusCode::CONFLICT,
+                "idempotency-response-lost",
+                "Executed; response lost",
+            ),
+            ApiError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Temporarily unavailable",
+            ),
             ApiError::TooManyActiveJobs(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "enrichment-job-cap",
@@ -260,6 +274,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(cause) = &self {
+            if cause.chain().any(vcintel_infra::db::is_unavailable) {
+                tracing::warn!(error = format!("{cause:#}"), "database unreachable");
+                return ApiError::Unavailable("the database").into_response();
+            }
             tracing::error!(error = format!("{cause:#}"), "request failed");
         }
         let mut response = problem_response(self.status(), &self.to_problem());
@@ -273,8 +291,16 @@ impl IntoResponse for ApiError {
             }
             ApiError::NotCaughtUp
             | ApiError::LimiterUnavailable
-            | ApiError::IdempotencyKeyInUse => {
+            | ApiError::IdempotencyKeyInUse
+            | ApiError::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::IdempotencyResponseLost {
+                location: Some(location),
+            } => {
+                if let Ok(location) = HeaderValue::from_str(location) {
+                    headers.insert(header::LOCATION, location);
+                }
             }
             ApiError::TooManyActiveJobs(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));

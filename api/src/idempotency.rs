@@ -5,9 +5,17 @@
 //! Keys are per caller and kept 24 hours. A response that held a secret
 //! (`Cache-Control: no-store`, e.g. a new API key) is not kept: its retry is
 //! 409 rather than a second key. A 5xx is not kept either, so it can be
-//! retried. If the process dies mid-request the key stays "in progress"
-//! until it expires: its outcome is unknown, and re-running it could apply
-//! it twice. Sign-in routes are excluded (their responses are credentials).
+//! retried. Sign-in routes are excluded (their responses are credentials).
+//!
+//! The request runs in a task of its own: a client that disconnects, or the
+//! request timeout, does not cut it short, so its response is stored (or
+//! its key released) whatever happens to the connection. If the process or
+//! the database dies first, the key is left claimed; once the claim is
+//! older than the request timeout a retry takes it over. The command's
+//! events mark the key executed in their own transaction (see
+//! `vcintel_infra::idempotency`), so a taken-over request runs only if its
+//! command never did; otherwise the retry is told the command ran (409
+//! `idempotency-response-lost`, with the resource's `Location`).
 
 use crate::auth::Authentication;
 use crate::error::{ApiError, InvalidField};
@@ -22,6 +30,9 @@ use vcintel_infra::accounts::sha256_bytes;
 use vcintel_infra::idempotency::{self, Claim, StoredResponse};
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// How the key's digest reaches the command's event metadata (see
+/// `routes::command_metadata`); one a client sends is removed.
+pub const DIGEST_HEADER: &str = "x-vcintel-idempotency-digest";
 const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 const MAX_KEY_CHARS: usize = 255;
 /// Headers a replay must carry; the rest are per-response (request id, limits).
@@ -42,9 +53,10 @@ fn invalid_key(message: &str) -> Response {
 
 pub async fn idempotent_posts(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
+    request.headers_mut().remove(DIGEST_HEADER);
     let path = request.uri().path();
     if request.method() != Method::POST
         || !path.starts_with("/v1/")
@@ -92,7 +104,8 @@ pub async fn idempotent_posts(
     fingerprint.push(b'\n');
     fingerprint.extend_from_slice(&body);
     let hash = sha256_bytes(&fingerprint);
-    match idempotency::claim(&state.pool, &principal, &key, &hash).await {
+    let takeover_after = state.request_timeout + std::time::Duration::from_secs(1);
+    match idempotency::claim(&state.pool, &principal, &key, &hash, takeover_after).await {
         Err(error) => ApiError::from(error).into_response(),
         Ok(Claim::Mismatch) => ApiError::Invalid(vec![InvalidField {
             field: "Idempotency-Key".to_owned(),
@@ -101,19 +114,70 @@ pub async fn idempotent_posts(
         .into_response(),
         Ok(Claim::InProgress) => ApiError::IdempotencyKeyInUse.into_response(),
         Ok(Claim::Replay(stored)) => replay(stored),
-        Ok(Claim::Fresh) => {
-            let response = next.run(Request::from_parts(parts, Body::from(body))).await;
-            remember(&state, &principal, &key, response).await
+        Ok(Claim::ExecutedResponseLost(effect)) => ApiError::IdempotencyResponseLost {
+            location: effect.as_ref().and_then(resource_location),
         }
+        .into_response(),
+        Ok(Claim::Fresh) => {
+            let mut parts = parts;
+            if let Ok(digest) = HeaderValue::from_str(&idempotency::digest(&principal, &key)) {
+                parts.headers.insert(DIGEST_HEADER, digest);
+            }
+            let request = Request::from_parts(parts, Body::from(body));
+            let (task_state, task_principal, task_key) =
+                (state.clone(), principal.clone(), key.clone());
+            let deadline = state.request_timeout;
+            let task = tokio::spawn(async move {
+                // Past the deadline the key is taken over by a retry, so the
+                // request must not outlive it.
+                match tokio::time::timeout(deadline, next.run(request)).await {
+                    Ok(response) => {
+                        remember(&task_state, &task_principal, &task_key, response).await
+                    }
+                    Err(_) => {
+                        release(&task_state, &task_principal, &task_key).await;
+                        StatusCode::REQUEST_TIMEOUT.into_response()
+                    }
+                }
+            });
+            match task.await {
+                Ok(response) => response,
+                Err(panicked) => {
+                    tracing::error!(error = %panicked, "an idempotent request panicked");
+                    release(&state, &principal, &key).await;
+                    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                }
+            }
+        }
+    }
+}
+
+/// Where a command's first effect can be read, for the aggregates that
+/// have a resource of their own.
+fn resource_location(effect: &idempotency::Effect) -> Option<String> {
+    use vcintel_domain::{company, enrichment, list, note, saved_search};
+    let collection = match effect.aggregate_type.as_str() {
+        t if t == company::AGGREGATE_TYPE => "companies",
+        t if t == note::AGGREGATE_TYPE => "notes",
+        t if t == list::AGGREGATE_TYPE => "lists",
+        t if t == saved_search::AGGREGATE_TYPE => "saved-searches",
+        t if t == enrichment::AGGREGATE_TYPE => "enrichment-jobs",
+        _ => return None,
+    };
+    Some(format!("/v1/{collection}/{}", effect.aggregate_id))
+}
+
+async fn release(state: &AppState, principal: &str, key: &str) {
+    if let Err(error) = idempotency::release(&state.pool, principal, key).await {
+        // Left claimed: a retry takes it over after the request timeout.
+        tracing::warn!(%error, "could not release an idempotency key after a failure");
     }
 }
 
 async fn remember(state: &AppState, principal: &str, key: &str, response: Response) -> Response {
     let status = response.status();
     if status.is_server_error() {
-        if let Err(error) = idempotency::release(&state.pool, principal, key).await {
-            tracing::warn!(%error, "could not release an idempotency key after a failure");
-        }
+        release(state, principal, key).await;
         return response;
     }
     let (parts, body) = response.into_parts();

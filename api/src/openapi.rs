@@ -205,10 +205,31 @@ fn document_cross_cutting(spec: &mut utoipa::openapi::OpenApi) {
              to read a state that includes it.",
         ))
         .build();
+    let problem_response = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                PROBLEM_JSON,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build()
+    };
+    let unavailable = problem_response(
+        "The database cannot be reached right now (`unavailable`); nothing was changed, \
+         retry after `Retry-After` seconds",
+    );
+    let key_conflict = problem_response(
+        "This `Idempotency-Key` is in use by a request still running \
+         (`idempotency-key-in-use`, retry after `Retry-After`), or its request was executed \
+         and the response lost (`idempotency-response-lost`, the resource at `Location`)",
+    );
     let behind = ResponseBuilder::new()
         .description(
             "The read models did not reflect the requested writes (`X-Consistency-Token` \
-             or `min_version`) in time; retry after `Retry-After` seconds",
+             or `min_version`) in time (`read-model-behind`), or the database cannot be \
+             reached right now (`unavailable`); retry after `Retry-After` seconds",
         )
         .content(
             PROBLEM_JSON,
@@ -247,7 +268,10 @@ fn document_cross_cutting(spec: &mut utoipa::openapi::OpenApi) {
         .description(Some(
             "Makes a retry safe: the same key with the same request within 24 hours \
              returns the first response (`Idempotent-Replayed: true`) and changes nothing; \
-             with a different request it is 422; while the first is still running, 409.",
+             with a different request it is 422; while the first is still running, 409. \
+             A first request that died without answering is taken over after the request \
+             timeout: it runs then only if its command never ran, else 409 \
+             `idempotency-response-lost` names the resource it made.",
         ))
         .schema(Some(
             ObjectBuilder::new()
@@ -257,6 +281,16 @@ fn document_cross_cutting(spec: &mut utoipa::openapi::OpenApi) {
         ))
         .build();
     for (path, item) in spec.paths.paths.iter_mut() {
+        if path.starts_with("/admin/") {
+            let operations = [&mut item.get, &mut item.post];
+            for operation in operations.into_iter().flatten() {
+                operation
+                    .responses
+                    .responses
+                    .entry("503".to_owned())
+                    .or_insert_with(|| unavailable.clone().into());
+            }
+        }
         if !path.starts_with("/v1/") {
             continue;
         }
@@ -268,6 +302,10 @@ fn document_cross_cutting(spec: &mut utoipa::openapi::OpenApi) {
             post.parameters
                 .get_or_insert_with(Vec::new)
                 .push(idempotency_key.clone().into());
+            post.responses
+                .responses
+                .entry("409".to_owned())
+                .or_insert_with(|| key_conflict.clone().into());
         }
         if let Some(get) = item.get.as_mut() {
             get.parameters
@@ -318,6 +356,11 @@ fn document_cross_cutting(spec: &mut utoipa::openapi::OpenApi) {
                 .responses
                 .entry("429".to_owned())
                 .or_insert_with(|| too_many.clone().into());
+            operation
+                .responses
+                .responses
+                .entry("503".to_owned())
+                .or_insert_with(|| unavailable.clone().into());
         }
     }
 }

@@ -62,6 +62,12 @@ pub struct Settings {
     #[arg(long, env = "VCINTEL_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
 
+    /// Longest a request waits for a database connection before it is
+    /// answered 503 with `Retry-After` (the database is down, or every
+    /// connection is busy).
+    #[arg(long, env = "VCINTEL_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 1000)]
+    pub db_acquire_timeout_ms: u64,
+
     /// Longest a query waits for the read model to reach a requested version.
     #[arg(long, env = "VCINTEL_CONSISTENCY_WAIT_MS", default_value_t = 3000)]
     pub consistency_wait_ms: u64,

@@ -84,4 +84,7 @@ pub struct Services {
     /// SHA-256 of the operator token; `None` turns the admin API off.
     pub admin_token_digest: Option<Arc<[u8; 32]>>,
     pub trust_forwarded_for: bool,
+    /// How long a request may run: an idempotency claim older than this
+    /// that never answered is taken over.
+    pub request_timeout: Duration,
 }

@@ -14,6 +14,9 @@ pub const TRACEPARENT: &str = "traceparent";
 pub const CORRELATION_ID: &str = "correlation_id";
 /// The event that directly caused this one (for events a reactor appends).
 pub const CAUSATION_ID: &str = "causation_id";
+/// The digest of the `Idempotency-Key` the request ran under: the store
+/// marks the key executed in the same transaction as these events.
+pub const IDEMPOTENCY: &str = "idempotency";
 
 #[derive(Debug, Clone, Default)]
 pub struct CommandMetadata {
@@ -24,6 +27,8 @@ pub struct CommandMetadata {
     /// Defaults to the request id.
     pub correlation_id: Option<String>,
     pub causation_id: Option<uuid::Uuid>,
+    /// The digest of the request's `Idempotency-Key`, if it carried one.
+    pub idempotency: Option<String>,
 }
 
 impl CommandMetadata {
@@ -51,6 +56,9 @@ impl CommandMetadata {
         }
         if let Some(cause) = &self.causation_id {
             map.insert(CAUSATION_ID.to_owned(), cause.to_string());
+        }
+        if let Some(digest) = &self.idempotency {
+            map.insert(IDEMPOTENCY.to_owned(), digest.clone());
         }
         map
     }

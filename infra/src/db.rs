@@ -9,11 +9,24 @@ use std::time::Duration;
 /// Every migration under `migrations/`, compiled into the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
+/// A pool for tools and workers that would rather wait than fail (10 s
+/// for a connection).
 pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    connect_failing_after(database_url, max_connections, Duration::from_secs(10)).await
+}
+
+/// A pool whose callers give up after `acquire_timeout` without a
+/// connection: the API's, so that with the database unreachable (or the
+/// pool exhausted) a request fails fast with 503 instead of hanging.
+pub async fn connect_failing_after(
+    database_url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<PgPool, sqlx::Error> {
     let options = PgConnectOptions::from_str(database_url)?.application_name("vcintel");
     PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(acquire_timeout)
         .connect_with(options)
         .await
 }
@@ -57,4 +70,38 @@ pub async fn migrate_down_one(pool: &PgPool) -> Result<Option<i64>, sqlx::migrat
         .map_or(0, |(v, _, _)| *v);
     MIGRATOR.undo(pool, target).await?;
     Ok(Some(latest))
+}
+
+/// Whether `error` (or anything in its chain of causes) says the database
+/// cannot be reached right now, rather than that a statement is wrong: the
+/// API answers those with 503 and `Retry-After` instead of 500.
+pub fn is_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(sqlx_error) = error.downcast_ref::<sqlx::Error>() {
+            match sqlx_error {
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed => return true,
+                sqlx::Error::Database(db) => {
+                    // Class 08: connection exceptions; 57P01-03: the server
+                    // is shutting down or starting; 53300: no free slots.
+                    let code = db.code().unwrap_or_default();
+                    if code.starts_with("08")
+                        || ["57P01", "57P02", "57P03", "53300"].contains(&&*code)
+                    {
+                        return true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if error.downcast_ref::<std::io::Error>().is_some() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }

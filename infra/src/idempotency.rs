@@ -1,5 +1,13 @@
 //! Idempotency keys: the first response to each (caller, key) is kept for
 //! 24 hours and replayed to retries, so a retried POST has one effect.
+//!
+//! A key is claimed before its request runs. The command's events carry
+//! the key's [`digest`] in their metadata, and a trigger marks the key
+//! executed in the same transaction as the events, so whether the command
+//! ran is never in doubt: a claim whose request died without an answer
+//! (killed process, lost database, dropped handler) is taken over once it
+//! is older than `takeover_after` (the request timeout): an unmarked one
+//! runs again, a marked one reports its effect instead of running twice.
 
 use serde_json::Value;
 use sqlx::PgPool;
@@ -24,9 +32,32 @@ pub enum Claim {
     Replay(StoredResponse),
     /// Seen before with a different request.
     Mismatch,
-    /// The first request with this key has not finished (or never will:
-    /// its process died mid-way, and its outcome is unknown).
+    /// The first request with this key has not finished yet.
     InProgress,
+    /// The first request's command ran, but its response was lost (its
+    /// process or database went away before the response was stored).
+    ExecutedResponseLost(Option<Effect>),
+}
+
+/// What a command that ran under a key changed first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Effect {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub version: i64,
+}
+
+/// The key's digest as event metadata names it: hex of
+/// sha256(principal, newline, key).
+pub fn digest(principal: &str, key: &str) -> String {
+    digest_bytes(principal, key)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn digest_bytes(principal: &str, key: &str) -> Vec<u8> {
+    crate::accounts::sha256_bytes(format!("{principal}\n{key}").as_bytes())
 }
 
 #[derive(sqlx::FromRow)]
@@ -36,22 +67,32 @@ struct KeyRow {
     response_headers: Option<Value>,
     response_body: Option<Vec<u8>>,
     expired: bool,
+    stale: bool,
+    effect: Option<Value>,
+    executed: bool,
 }
 
+/// Claims `key` for `principal`'s request (fingerprinted by
+/// `request_hash`); an unanswered claim older than `takeover_after` whose
+/// command never ran is taken over.
 pub async fn claim(
     pool: &PgPool,
     principal: &str,
     key: &str,
     request_hash: &[u8],
+    takeover_after: std::time::Duration,
 ) -> Result<Claim, sqlx::Error> {
+    let digest = digest_bytes(principal, key);
     for _ in 0..2 {
         let inserted = sqlx::query(
-            "insert into idempotency_keys (principal, key, request_hash) values ($1, $2, $3)
+            "insert into idempotency_keys (principal, key, request_hash, digest)
+             values ($1, $2, $3, $4)
              on conflict (principal, key) do nothing",
         )
         .bind(principal)
         .bind(key)
         .bind(request_hash)
+        .bind(&digest)
         .execute(pool)
         .await?;
         if inserted.rows_affected() == 1 {
@@ -59,12 +100,15 @@ pub async fn claim(
         }
         let row: Option<KeyRow> = sqlx::query_as(
             "select request_hash, status, response_headers, response_body,
-                        created_at < now() - make_interval(hours => $3) as expired
-                 from idempotency_keys where principal = $1 and key = $2",
+                    created_at < now() - make_interval(hours => $3) as expired,
+                    created_at < now() - make_interval(secs => $4) as stale,
+                    effect, executed_at is not null as executed
+             from idempotency_keys where principal = $1 and key = $2",
         )
         .bind(principal)
         .bind(key)
         .bind(RETENTION_HOURS)
+        .bind(takeover_after.as_secs_f64())
         .fetch_optional(pool)
         .await?;
         let Some(KeyRow {
@@ -73,6 +117,9 @@ pub async fn claim(
             response_headers: headers,
             response_body: body,
             expired,
+            stale,
+            effect,
+            executed,
         }) = row
         else {
             continue; // released meanwhile: try again
@@ -94,7 +141,30 @@ pub async fn claim(
                 headers: headers.unwrap_or(Value::Null),
                 body,
             }),
-            None => Claim::InProgress,
+            None if !stale => Claim::InProgress,
+            None if executed => Claim::ExecutedResponseLost(
+                effect.and_then(|effect| serde_json::from_value(effect).ok()),
+            ),
+            None => {
+                // The first request died before its command ran: take the
+                // claim over (one taker wins) and run it now.
+                let taken = sqlx::query(
+                    "update idempotency_keys set created_at = now()
+                     where principal = $1 and key = $2 and status is null
+                       and executed_at is null
+                       and created_at < now() - make_interval(secs => $3)",
+                )
+                .bind(principal)
+                .bind(key)
+                .bind(takeover_after.as_secs_f64())
+                .execute(pool)
+                .await?;
+                if taken.rows_affected() == 1 {
+                    Claim::Fresh
+                } else {
+                    Claim::InProgress
+                }
+            }
         });
     }
     Ok(Claim::InProgress)
@@ -121,10 +191,13 @@ pub async fn complete(
     Ok(())
 }
 
-/// Forgets a key whose request failed on our side, so a retry runs again.
+/// Forgets a key whose request failed on our side before its command ran,
+/// so a retry runs it. (A key whose command ran stays claimed: a retry is
+/// told so rather than running it twice.)
 pub async fn release(pool: &PgPool, principal: &str, key: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "delete from idempotency_keys where principal = $1 and key = $2 and status is null",
+        "delete from idempotency_keys
+         where principal = $1 and key = $2 and status is null and executed_at is null",
     )
     .bind(principal)
     .bind(key)

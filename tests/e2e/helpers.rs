@@ -135,6 +135,9 @@ pub fn settings(database_url: &str, prefix: &str) -> Settings {
         relay_lease_secs: 5,
         stream_on_divergence: Default::default(),
         db_max_connections: 10,
+        // Tests run many at once on two cores: a busy pool must not fail
+        // them (the outage tests set their own).
+        db_acquire_timeout_ms: 10_000,
         consistency_wait_ms: 10_000,
         request_timeout_secs: 30,
         projector_ack_wait_secs: 2,
@@ -311,6 +314,7 @@ impl TestEnv {
             .env("VCINTEL_RATE_LIMIT_ANONYMOUS", "0")
             .env("VCINTEL_RATE_LIMIT_AUTH", "0")
             .env("VCINTEL_LOG_FORMAT", "json")
+            .env("VCINTEL_DB_ACQUIRE_TIMEOUT_MS", "10000")
             .stdin(Stdio::null());
         if std::env::var_os("TEST_LOG").is_none() {
             command.stdout(Stdio::null()).stderr(Stdio::null());
@@ -820,4 +824,155 @@ pub fn signal(pid: u32, name: &str) {
         .status()
         .expect("kill");
     assert!(status.success(), "kill -{name} {pid}");
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A PostgreSQL cluster of the test's own (initdb'd in a temporary folder,
+/// on its own port), which the test may stop, crash and restart. As root
+/// it runs as the `postgres` user, as initdb requires.
+pub struct PrivatePostgres {
+    pub port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl PrivatePostgres {
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("vcintel-pg-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("pg dir");
+        let pg = PrivatePostgres {
+            port: free_port(),
+            dir,
+        };
+        if running_as_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(&pg.dir)
+                .status()
+                .expect("chown");
+            assert!(status.success());
+        }
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                &pg.data(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ],
+        );
+        pg.start_server();
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.data_dir().display().to_string()
+    }
+
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        if let Err(failure) = self.try_run(tool, args) {
+            panic!("{failure}");
+        }
+    }
+
+    fn try_run(&self, tool: &str, args: &[&str]) -> Result<(), String> {
+        let program = match std::env::var("PG_BIN") {
+            Ok(dir) => format!("{dir}/{tool}"),
+            Err(_) => std::fs::read_dir("/usr/lib/postgresql")
+                .ok()
+                .and_then(|versions| versions.filter_map(Result::ok).map(|v| v.path()).max())
+                .map(|dir| dir.join("bin").join(tool).display().to_string())
+                .unwrap_or_else(|| tool.to_owned()),
+        };
+        let mut command = if running_as_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", &program]);
+            c
+        } else {
+            Command::new(&program)
+        };
+        let output = command.args(args).output().expect("run a PostgreSQL tool");
+        if output.status.success() {
+            return Ok(());
+        }
+        let log = std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(8).collect();
+        Err(format!(
+            "{tool} {args:?}: {}\nserver log (newest first): {tail:#?}",
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+
+    /// Starts the server; after a crash, retries while the dead server's
+    /// processes are still going away.
+    pub fn start_server(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("postgres.log").display().to_string();
+        let args = [
+            "-D",
+            &self.data(),
+            "-l",
+            &log,
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            &options,
+            "start",
+        ];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.try_run("pg_ctl", &args) {
+                Ok(()) => return,
+                Err(failure) if Instant::now() > deadline => panic!("{failure}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(300)),
+            }
+        }
+    }
+
+    /// Stops the server at once, as a crash would (no checkpoint; recovery
+    /// replays the WAL at the next start).
+    pub fn crash(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "stop"]);
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = std::panic::catch_unwind(|| {
+            self.run("pg_ctl", &["-D", &data, "-m", "immediate", "stop"])
+        });
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl TestEnv {
+    /// `vcintel serve --only <components>` in its own process on `port`
+    /// (0: none), with extra environment that overrides the defaults.
+    pub fn spawn_process_at(&self, components: &str, port: u16, env: &[(&str, &str)]) -> Child {
+        self.spawn_process_on(components, port, env)
+    }
 }

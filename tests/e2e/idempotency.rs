@@ -4,6 +4,7 @@ use crate::helpers::TestEnv;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use std::time::Duration;
 use uuid::Uuid;
 use vcintel_domain::Role;
 
@@ -154,4 +155,172 @@ async fn a_response_holding_a_secret_is_never_replayed() {
     .await
     .unwrap();
     assert_eq!(keys, 1);
+}
+
+/// Claims left behind by requests that died without answering: taken over
+/// once older than the request timeout, run again only if their command
+/// never ran (the command's events mark the key in their transaction).
+#[tokio::test]
+async fn a_claim_whose_request_died_is_taken_over_and_never_runs_its_command_twice() {
+    let mut env = TestEnv::new().await;
+    let mut settings = env.settings();
+    settings.request_timeout_secs = 1;
+    let base = env.start_all_with(settings).await;
+    let token = env.token(&env.actor(Uuid::now_v7(), Role::Member));
+    let post = |url: String, key: &'static str, body: Value| {
+        let (http, token) = (env.http.clone(), token.clone());
+        async move {
+            http.post(url)
+                .bearer_auth(token)
+                .header("idempotency-key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let companies = format!("{base}/v1/companies");
+    let added = post(
+        companies.clone(),
+        "add",
+        json!({"name": "Died", "website": "died.io"}),
+    )
+    .await;
+    assert_eq!(added.status(), StatusCode::CREATED);
+    let location = added.headers()["location"].to_str().unwrap().to_owned();
+    let executed: bool = sqlx::query_scalar(
+        "select executed_at is not null from idempotency_keys where key = 'add'",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert!(executed, "the command's events marked the key");
+
+    // The process died after the command ran, before the response was kept.
+    sqlx::query(
+        "update idempotency_keys set status = null, response_headers = null, response_body = null,
+                created_at = now() - interval '1 minute' where key = 'add'",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let retry = post(
+        companies.clone(),
+        "add",
+        json!({"name": "Died", "website": "died.io"}),
+    )
+    .await;
+    assert_eq!(retry.status(), StatusCode::CONFLICT);
+    assert_eq!(retry.headers()["location"], location.as_str());
+    let problem: Value = retry.json().await.unwrap();
+    assert_eq!(
+        problem["type"],
+        "urn:vcintel:problem:idempotency-response-lost"
+    );
+    assert_eq!(company_events(&env).await, 1, "not run twice");
+
+    // A note request whose process died before its command ran: a copy of
+    // its claim, unanswered and unmarked.
+    let notes = format!("{base}{location}/notes");
+    let note = json!({"content": "Met the founders"});
+    assert_eq!(
+        post(notes.clone(), "note-1", note.clone()).await.status(),
+        StatusCode::CREATED
+    );
+    sqlx::query(
+        "insert into idempotency_keys (principal, key, request_hash, created_at)
+         select principal, k.key, request_hash, now() - k.age from idempotency_keys,
+                (values ('note-stale', interval '1 minute'), ('note-running', interval '0')) as k(key, age)
+         where idempotency_keys.key = 'note-1'",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let running = post(notes.clone(), "note-running", note.clone()).await;
+    assert_eq!(
+        running.status(),
+        StatusCode::CONFLICT,
+        "a fresh claim is still running"
+    );
+    assert!(running.headers().contains_key("retry-after"));
+    let taken_over = post(notes.clone(), "note-stale", note.clone()).await;
+    assert_eq!(
+        taken_over.status(),
+        StatusCode::CREATED,
+        "a stale claim is taken over"
+    );
+    let replayed = post(notes, "note-stale", note).await;
+    assert_eq!(replayed.headers()["idempotent-replayed"], "true");
+    let notes_added: i64 =
+        sqlx::query_scalar("select count(*) from events where event_type = 'note.added'")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(notes_added, 2, "note-1 once, note-stale once");
+}
+
+/// A client that gives up (disconnects) does not leave its key in
+/// progress: the request finishes and its response is kept for the retry.
+#[tokio::test]
+async fn a_request_whose_client_disconnected_still_finishes_and_its_retry_is_replayed() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let token = env.token(&env.actor(Uuid::now_v7(), Role::Member));
+    // Appends wait behind this lock, so the client gives up mid-request.
+    let mut blocker: sqlx::PgConnection =
+        sqlx::Connection::connect(&env.database_url).await.unwrap();
+    sqlx::query("begin").execute(&mut blocker).await.unwrap();
+    sqlx::query("lock table events in exclusive mode")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let gave_up = env
+        .http
+        .post(format!("{base}/v1/companies"))
+        .bearer_auth(&token)
+        .header("idempotency-key", "impatient")
+        .json(&json!({"name": "Impatient", "website": "impatient.io"}))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client hung up before the answer");
+    let claimed: Option<Option<i16>> =
+        sqlx::query_scalar("select status from idempotency_keys where key = 'impatient'")
+            .fetch_optional(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        claimed,
+        Some(None),
+        "the key was claimed and is in progress"
+    );
+    sqlx::query("commit").execute(&mut blocker).await.unwrap();
+    let status: Option<i16> = crate::helpers::eventually(
+        Duration::from_secs(10),
+        "the abandoned request to finish",
+        || async {
+            sqlx::query_scalar::<_, Option<i16>>(
+                "select status from idempotency_keys where key = 'impatient'",
+            )
+            .fetch_optional(&env.pool)
+            .await
+            .unwrap()
+            .flatten()
+            .map(Some)
+        },
+    )
+    .await;
+    assert_eq!(status, Some(201));
+    let retry = env
+        .http
+        .post(format!("{base}/v1/companies"))
+        .bearer_auth(&token)
+        .header("idempotency-key", "impatient")
+        .json(&json!({"name": "Impatient", "website": "impatient.io"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(company_events(&env).await, 1);
 }

@@ -27,6 +27,7 @@ mod identity;
 mod limits;
 mod lists;
 mod notes;
+mod outage;
 mod plans;
 mod projection;
 mod rebuild;

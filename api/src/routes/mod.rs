@@ -29,6 +29,8 @@ pub fn command_metadata(headers: &HeaderMap) -> CommandMetadata {
         traceparent: crate::telemetry::current_traceparent().or_else(|| header("traceparent")),
         // A client may name the larger piece of work a request belongs to.
         correlation_id: header("x-correlation-id").filter(|c| c.len() <= 200),
+        // Set by the idempotency layer only (it removes any a client sent).
+        idempotency: header(crate::idempotency::DIGEST_HEADER),
         ..CommandMetadata::default()
     }
 }
