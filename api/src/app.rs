@@ -20,6 +20,7 @@ use vcintel_infra::enrichment::breaker::CircuitBreaker;
 use vcintel_infra::enrichment::fetch::{FetchPolicy, Fetcher};
 use vcintel_infra::enrichment::model::{ModelClient, ModelSettings};
 use vcintel_infra::enrichment::worker::{EnrichmentWorker, WorkerSettings};
+use vcintel_infra::health::{watch_consumers, Progress};
 use vcintel_infra::identity_cache::IdentityCache;
 use vcintel_infra::rate_limit::RateLimiter;
 use vcintel_infra::relay::{Relay, RelaySettings};
@@ -56,7 +57,7 @@ impl Component {
         Component::Enricher,
     ];
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Component::Api => "api",
             Component::Relay => "relay",
@@ -71,6 +72,7 @@ pub struct Application {
     settings: Settings,
     components: Vec<Component>,
     listener: Option<TcpListener>,
+    health_listener: Option<TcpListener>,
     state: AppState,
 }
 
@@ -120,6 +122,15 @@ impl Application {
             )
         } else {
             None
+        };
+        // A process without the API still answers health probes when asked to.
+        let health_listener = match (components.contains(&Component::Api), settings.health_bind) {
+            (false, Some(address)) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("binding {address} (VCINTEL_HEALTH_BIND)"))?,
+            ),
+            _ => None,
         };
         let limiter_pool = match &settings.rate_limit_database_url {
             // Lazy: the API starts even if the counter store is down, and
@@ -187,7 +198,9 @@ impl Application {
                 max_active_per_user: settings.enrich_max_active_per_user,
                 monthly_budget_micro_usd: settings.monthly_budget_micro_usd(),
             },
-            ready_max_lag: settings.ready_max_lag,
+            stall_after: Duration::from_secs(settings.stall_after_secs),
+            components: components.to_vec(),
+            progress: Progress::default(),
             access_token_ttl: settings.access_token_ttl(),
             session_ttl: settings.session_ttl(),
             dev_tokens: settings.dev_tokens,
@@ -204,6 +217,7 @@ impl Application {
             settings,
             components: components.to_vec(),
             listener,
+            health_listener,
             state,
         })
     }
@@ -212,6 +226,7 @@ impl Application {
     pub fn port(&self) -> Option<u16> {
         self.listener
             .as_ref()
+            .or(self.health_listener.as_ref())
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port())
     }
@@ -224,8 +239,20 @@ impl Application {
             settings,
             components,
             mut listener,
+            health_listener,
             state,
         } = self;
+        if let Some(health_listener) = health_listener {
+            let app = crate::routes::health::router(state.clone());
+            let token = shutdown.clone();
+            tasks.spawn(async move {
+                let result = axum::serve(health_listener, app)
+                    .with_graceful_shutdown(token.cancelled_owned())
+                    .await
+                    .map_err(anyhow::Error::from);
+                ("health", result)
+            });
+        }
         for component in components {
             let token = shutdown.clone();
             let name = component.name();
@@ -328,9 +355,46 @@ impl Application {
                             ..WorkerSettings::default()
                         },
                     );
+                    let watch = watch_consumers(
+                        state.jetstream.clone(),
+                        state.topology.clone(),
+                        vec![(
+                            "enricher".to_owned(),
+                            state
+                                .topology
+                                .durable_name(vcintel_infra::enrichment::worker::WORKER_NAME),
+                        )],
+                        state.progress.clone(),
+                        PROGRESS_EVERY,
+                        token.clone(),
+                    );
+                    tasks.spawn(async move {
+                        watch.await;
+                        ("enricher-watch", Ok(()))
+                    });
                     tasks.spawn(async move { (name, worker.run(token).await) });
                 }
                 Component::Projector => {
+                    let watch = watch_consumers(
+                        state.jetstream.clone(),
+                        state.topology.clone(),
+                        vcintel_projections::READ_MODELS
+                            .iter()
+                            .map(|m| {
+                                (
+                                    format!("projection:{}", m.name),
+                                    state.topology.durable_name(m.name),
+                                )
+                            })
+                            .collect(),
+                        state.progress.clone(),
+                        PROGRESS_EVERY,
+                        token.clone(),
+                    );
+                    tasks.spawn(async move {
+                        watch.await;
+                        ("projector-watch", Ok(()))
+                    });
                     let pool = state.pool.clone();
                     let js = state.jetstream.clone();
                     let topology = state.topology.clone();
@@ -437,6 +501,9 @@ impl Application {
         outcome
     }
 }
+
+/// How often a worker process samples its consumers' progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 /// Every minute until shutdown: drops rate-limit windows too old to count,
 /// and identity-change acknowledgements no writer waits for any more.

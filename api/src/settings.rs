@@ -54,9 +54,16 @@ pub struct Settings {
     #[arg(long, env = "VCINTEL_STREAM_ON_DIVERGENCE", default_value = "refill")]
     pub stream_on_divergence: vcintel_infra::relay::DivergencePolicy,
 
-    /// Readiness fails when the relay or a projection is further behind than this.
-    #[arg(long, env = "VCINTEL_READY_MAX_LAG", default_value_t = 1000)]
-    pub ready_max_lag: i64,
+    /// A component (the relay, a projection, the enricher) with work waiting
+    /// that has not moved for this many seconds is stalled: the process
+    /// running it reports not ready.
+    #[arg(long, env = "VCINTEL_STALL_AFTER_SECS", default_value_t = 30)]
+    pub stall_after_secs: u64,
+
+    /// Where a process without the API answers `/health` and
+    /// `/health/ready` (unset: nowhere). API processes answer on their port.
+    #[arg(long, env = "VCINTEL_HEALTH_BIND")]
+    pub health_bind: Option<std::net::SocketAddr>,
 
     /// Most Postgres connections this process opens.
     #[arg(long, env = "VCINTEL_DB_MAX_CONNECTIONS", default_value_t = 20)]

@@ -77,7 +77,13 @@ pub struct Services {
     pub asyncapi: bytes::Bytes,
     pub consistency_wait: Duration,
     pub enrichment_quota: EnrichmentQuota,
-    pub ready_max_lag: i64,
+    /// A component with work waiting that has not moved for this long is
+    /// stalled, and the process running it is not ready.
+    pub stall_after: Duration,
+    /// What this process runs (readiness judges those).
+    pub components: Vec<crate::app::Component>,
+    /// The progress this process's workers report.
+    pub progress: vcintel_infra::health::Progress,
     pub access_token_ttl: Duration,
     pub session_ttl: Duration,
     pub dev_tokens: bool,

@@ -12,6 +12,7 @@ pub mod enrichment;
 pub mod event_log;
 pub mod event_store;
 pub mod failpoint;
+pub mod health;
 pub mod idempotency;
 pub mod identity_cache;
 pub mod lease;

@@ -586,3 +586,88 @@ pub async fn request_refill(pool: &PgPool, relay_name: &str) -> Result<(), sqlx:
     .await?;
     Ok(())
 }
+
+/// The relay as readiness sees it (index reads only: it runs on every
+/// readiness probe).
+#[derive(Debug, Clone)]
+pub struct RelayHealth {
+    /// Events committed but not yet published, counted up to a cap.
+    pub lag: i64,
+    /// How long the oldest of them has waited.
+    pub oldest_waiting: Option<Duration>,
+    /// How long ago the leader last saved its checkpoint (it saves at
+    /// least once a second while it leads).
+    pub since_checkpoint: Option<Duration>,
+    pub leader: Option<String>,
+    pub epoch: i64,
+    /// Stream sequence the proof reaches.
+    pub verified_seq: i64,
+    /// Set while the relay is halted by a divergence it will not repair
+    /// by itself.
+    pub diverged: Option<String>,
+    /// The latest divergence found and what was done, and how long ago.
+    pub last_repair: Option<(String, Duration)>,
+}
+
+pub async fn relay_health(pool: &PgPool, relay_name: &str) -> anyhow::Result<RelayHealth> {
+    const LAG_CAP: i64 = 10_000;
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        last_tx: String,
+        last_position: i64,
+        since_checkpoint: f64,
+        diverged: Option<String>,
+        epoch: i64,
+        verified_seq: i64,
+        leader: Option<String>,
+        last_repair: Option<String>,
+        since_repair: Option<f64>,
+    }
+    let row: Option<Row> = sqlx::query_as(
+        "select c.last_tx_id::text as last_tx, c.last_position,
+                extract(epoch from now() - c.updated_at)::float8 as since_checkpoint,
+                c.diverged, c.epoch, c.verified_seq,
+                (select holder from leases where name = $2 and expires_at > now()) as leader,
+                r.kind || ': ' || r.detail as last_repair,
+                extract(epoch from now() - r.occurred_at)::float8 as since_repair
+         from relay_checkpoints c
+         left join lateral (select kind, detail, occurred_at from relay_repairs
+                             where relay_name = c.relay_name order by id desc limit 1) r on true
+         where c.relay_name = $1",
+    )
+    .bind(relay_name)
+    .bind(format!("relay:{relay_name}"))
+    .fetch_optional(pool)
+    .await?;
+    let cursor = match &row {
+        Some(row) => CommitCursor {
+            tx_id: row.last_tx.parse()?,
+            position: row.last_position,
+        },
+        None => CommitCursor::default(),
+    };
+    let lag = event_log::count_events_after(pool, cursor, LAG_CAP).await?;
+    let oldest: Option<DateTime<Utc>> = if lag > 0 {
+        sqlx::query_scalar(
+            "select recorded_at from events where (tx_id, position) > ($1::text::xid8, $2)
+             order by tx_id, position limit 1",
+        )
+        .bind(cursor.tx_id.to_string())
+        .bind(cursor.position)
+        .fetch_optional(pool)
+        .await?
+    } else {
+        None
+    };
+    let seconds = |s: f64| Duration::from_secs_f64(s.max(0.0));
+    Ok(RelayHealth {
+        lag,
+        oldest_waiting: oldest.map(|t| (Utc::now() - t).to_std().unwrap_or_default()),
+        since_checkpoint: row.as_ref().map(|r| seconds(r.since_checkpoint)),
+        leader: row.as_ref().and_then(|r| r.leader.clone()),
+        epoch: row.as_ref().map_or(1, |r| r.epoch),
+        verified_seq: row.as_ref().map_or(0, |r| r.verified_seq),
+        diverged: row.as_ref().and_then(|r| r.diverged.clone()),
+        last_repair: row.and_then(|r| Some((r.last_repair?, seconds(r.since_repair?)))),
+    })
+}

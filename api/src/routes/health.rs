@@ -1,11 +1,21 @@
 //! Liveness and readiness.
+//!
+//! Readiness is about this process: an API instance is ready when it can
+//! serve (its Postgres answers); a process that runs the relay, the
+//! projector or the enricher is also not ready while one of those is
+//! stalled (work waiting and nothing moving for `VCINTEL_STALL_AFTER_SECS`)
+//! or the relay is halted by a divergence. The other components' lag is
+//! reported in the details without failing this process: a read model
+//! behind must not take every API instance out of the load balancer.
 
+use crate::app::Component;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::ToSchema;
+use vcintel_infra::health::ComponentProgress;
 use vcintel_projections::READ_MODELS;
 
 pub const TAG: &str = "health";
@@ -21,15 +31,31 @@ pub struct Liveness {
 pub struct Readiness {
     /// `ready` or `not_ready`.
     pub status: String,
+    /// The components this process runs (`api`, `relay`, `projector`, `enricher`).
+    pub runs: Vec<String>,
     pub checks: Vec<Check>,
 }
 
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct Check {
-    /// `postgres`, `nats`, `relay_lag` or `projection_lag:<name>`.
+    /// `postgres`, `nats`, `relay`, `projection:<read model>`, `enricher`
+    /// or `model_circuit`.
     pub name: String,
+    /// False fails this process's readiness.
     pub ok: bool,
     pub detail: String,
+    /// Work waiting: events not yet published, messages not yet applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<i64>,
+    /// How long the oldest waiting item has waited, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_waiting_seconds: Option<f64>,
+    /// Seconds since the component last moved (or had nothing to do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds_since_progress: Option<f64>,
+    /// Work is waiting and nothing has moved for the stall limit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stalled: bool,
 }
 
 /// The process is up (no IO).
@@ -41,61 +67,48 @@ pub async fn health() -> axum::Json<Liveness> {
     })
 }
 
-/// Postgres and NATS answer, and the relay and projections are within the
-/// configured lag; 503 names the failing checks.
+/// Whether this process can do its work: Postgres answers, and none of the
+/// components it runs is stalled (the relay, each projection, the
+/// enricher); 503 names the failing checks. Every component's lag, age
+/// of its oldest waiting item and time since it last moved are in the
+/// details.
 #[utoipa::path(get, path = "/health/ready", tag = TAG, operation_id = "ready",
     responses((status = 200, description = "Ready", body = Readiness),
               (status = 503, description = "Not ready; see the failing checks", body = Readiness)))]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, axum::Json<Readiness>) {
-    let max_lag = state.ready_max_lag;
-    let postgres = check("postgres", async {
+    let runs = |component: Component| state.components.contains(&component);
+    let workers_here =
+        runs(Component::Relay) || runs(Component::Projector) || runs(Component::Enricher);
+    let postgres = check("postgres", true, async {
         sqlx::query("select 1").execute(&state.pool).await?;
-        Ok("reachable".to_owned())
+        Ok(Check::detail("reachable"))
     });
-    let nats = check("nats", async {
+    let nats = check("nats", workers_here, async {
         match state.nats.connection_state() {
-            async_nats::connection::State::Connected => Ok("connected".to_owned()),
+            async_nats::connection::State::Connected => Ok(Check::detail("connected")),
             other => anyhow::bail!("{other:?}"),
         }
     });
-    let relay = check("relay_lag", async {
-        let lag = vcintel_infra::relay::relay_lag(
-            &state.pool,
-            vcintel_infra::relay::RELAY_NAME,
-            max_lag + 1,
-        )
-        .await?;
-        lag_result(lag, max_lag, "events not yet published")
-    });
-    let projection_lag = |name: &'static str| {
-        let state = state.clone();
-        async move {
-            let label = format!("projection_lag:{name}");
-            check(&label, async {
-                let stream = state
-                    .jetstream
-                    .get_stream(state.topology.stream_name())
-                    .await?;
-                let info = stream
-                    .consumer_info(state.topology.durable_name(name))
-                    .await
-                    .map_err(|e| {
-                        anyhow::anyhow!("the projector has not created its consumer yet ({e})")
-                    })?;
-                let lag = (info.num_pending + info.num_ack_pending as u64) as i64;
-                lag_result(lag, max_lag, "messages not yet applied")
-            })
-            .await
-        }
-    };
-    let (postgres, nats, relay, projections) = tokio::join!(
-        postgres,
-        nats,
-        relay,
-        futures::future::join_all(READ_MODELS.iter().map(|m| projection_lag(m.name))),
+    let relay = check(
+        "relay",
+        runs(Component::Relay),
+        relay_check(&state, runs(Component::Relay)),
     );
+    let (postgres, nats, relay) = tokio::join!(postgres, nats, relay);
     let mut checks = vec![postgres, nats, relay];
-    checks.extend(projections);
+    for model in READ_MODELS {
+        let name = format!("projection:{}", model.name);
+        checks.push(consumer_check(&state, &name, model.name, runs(Component::Projector)).await);
+    }
+    checks.push(
+        consumer_check(
+            &state,
+            "enricher",
+            vcintel_infra::enrichment::worker::WORKER_NAME,
+            runs(Component::Enricher),
+        )
+        .await,
+    );
     // Reported, not failed: with the breaker open jobs are deferred, and
     // everything else works.
     checks.push(Check {
@@ -105,6 +118,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, axum::Json<Rea
             Some(breaker) => breaker.describe(),
             None => "no model configured: the built-in heuristic enricher serves".to_owned(),
         },
+        ..Check::default()
     });
     let all_ok = checks.iter().all(|c| c.ok);
     let status = if all_ok {
@@ -116,30 +130,149 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, axum::Json<Rea
         status,
         axum::Json(Readiness {
             status: if all_ok { "ready" } else { "not_ready" }.to_owned(),
+            runs: state
+                .components
+                .iter()
+                .map(|c| c.name().to_owned())
+                .collect(),
             checks,
         }),
     )
 }
 
-fn lag_result(lag: i64, max_lag: i64, what: &str) -> anyhow::Result<String> {
-    if lag > max_lag {
-        anyhow::bail!("more than {max_lag} {what}")
+impl Check {
+    fn detail(detail: impl Into<String>) -> Self {
+        Check {
+            detail: detail.into(),
+            ok: true,
+            ..Check::default()
+        }
     }
-    Ok(format!("{lag} {what}"))
 }
 
-async fn check(
-    name: &str,
-    probe: impl std::future::Future<Output = anyhow::Result<String>>,
-) -> Check {
-    let (ok, detail) = match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
-        Ok(Ok(detail)) => (true, detail),
-        Ok(Err(error)) => (false, format!("{error:#}")),
-        Err(_) => (false, format!("no answer within {CHECK_TIMEOUT:?}")),
+/// The relay, judged by the shared truth (its checkpoint in Postgres), so
+/// every relay process agrees: stalled while events wait and the leader
+/// has not saved its checkpoint for the stall limit (a leader saves it at
+/// least once a second), or halted by a divergence.
+async fn relay_check(state: &AppState, runs_here: bool) -> anyhow::Result<Check> {
+    let relay =
+        vcintel_infra::relay::relay_health(&state.pool, vcintel_infra::relay::RELAY_NAME).await?;
+    let since_progress = if relay.lag == 0 {
+        Some(Duration::ZERO)
+    } else {
+        relay.since_checkpoint
     };
+    let stalled = relay.lag > 0 && since_progress.is_none_or(|s| s > state.stall_after);
+    let mut detail = format!(
+        "{} event(s) not yet published; leader: {}; stream epoch {}, proven through sequence {}",
+        relay.lag,
+        relay.leader.as_deref().unwrap_or("none"),
+        relay.epoch,
+        relay.verified_seq
+    );
+    if let Some((repair, ago)) = &relay.last_repair {
+        detail.push_str(&format!("; last repair {}s ago: {repair}", ago.as_secs()));
+    }
+    if let Some(diverged) = &relay.diverged {
+        detail = format!("halted: {diverged}; run `vcintel stream refill`; {detail}");
+    } else if stalled {
+        detail = format!("stalled: {detail}");
+    }
+    let healthy = !stalled && relay.diverged.is_none();
+    Ok(Check {
+        ok: healthy || !runs_here,
+        stalled,
+        lag: Some(relay.lag),
+        oldest_waiting_seconds: relay.oldest_waiting.map(|d| d.as_secs_f64()),
+        seconds_since_progress: since_progress.map(|d| d.as_secs_f64()),
+        ..Check::detail(detail)
+    })
+}
+
+/// A durable consumer: from this process's own watch when it runs the
+/// component (and then stalls fail readiness), else its lag as NATS
+/// reports it, for information.
+async fn consumer_check(state: &AppState, name: &str, worker: &str, runs_here: bool) -> Check {
+    if runs_here {
+        let Some(progress) = state.progress.get(name) else {
+            return Check {
+                name: name.to_owned(),
+                ..Check::detail("starting: not observed yet")
+            };
+        };
+        return progress_check(name, &progress, state.stall_after);
+    }
+    check(name, false, async {
+        let stream = state
+            .jetstream
+            .get_stream(state.topology.stream_name())
+            .await?;
+        let info = stream
+            .consumer_info(state.topology.durable_name(worker))
+            .await
+            .map_err(|e| anyhow::anyhow!("its consumer does not exist yet ({e})"))?;
+        let lag = (info.num_pending + info.num_ack_pending as u64) as i64;
+        Ok(Check {
+            lag: Some(lag),
+            ..Check::detail(format!("{lag} message(s) not yet handled (runs elsewhere)"))
+        })
+    })
+    .await
+}
+
+fn progress_check(name: &str, progress: &ComponentProgress, stall_after: Duration) -> Check {
+    let stalled = progress.stalled(stall_after);
+    let mut detail = format!(
+        "{} message(s) not yet handled, at stream sequence {}",
+        progress.lag, progress.position
+    );
+    if let Some(problem) = &progress.problem {
+        detail.push_str(&format!("; {problem}"));
+    }
+    if stalled {
+        detail = format!(
+            "stalled: nothing moved for {:?}; {detail}",
+            progress.moved_at.elapsed()
+        );
+    }
     Check {
         name: name.to_owned(),
-        ok,
+        ok: !stalled,
         detail,
+        lag: Some(progress.lag as i64),
+        oldest_waiting_seconds: progress.oldest_waiting.map(|d| d.as_secs_f64()),
+        seconds_since_progress: Some(progress.moved_at.elapsed().as_secs_f64()),
+        stalled,
     }
+}
+
+/// Runs a probe within the check timeout; `required` makes its failure fail
+/// readiness, otherwise it is reported only.
+async fn check(
+    name: &str,
+    required: bool,
+    probe: impl std::future::Future<Output = anyhow::Result<Check>>,
+) -> Check {
+    let failed = |detail: String| Check {
+        name: name.to_owned(),
+        ok: !required,
+        detail,
+        ..Check::default()
+    };
+    match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
+        Ok(Ok(check)) => Check {
+            name: name.to_owned(),
+            ..check
+        },
+        Ok(Err(error)) => failed(format!("{error:#}")),
+        Err(_) => failed(format!("no answer within {CHECK_TIMEOUT:?}")),
+    }
+}
+
+/// `/health` and `/health/ready` alone, for processes without the API.
+pub fn router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/health", axum::routing::get(health))
+        .route("/health/ready", axum::routing::get(ready))
+        .with_state(state)
 }
