@@ -51,6 +51,14 @@ enum Command {
         #[command(subcommand)]
         action: ProjectionsAction,
     },
+    /// The events stream: what the relay has proven it holds, the
+    /// divergences it found and repaired, and the refill command.
+    Stream {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[command(subcommand)]
+        action: StreamAction,
+    },
     /// Sample data for trying the product.
     Demo {
         #[command(subcommand)]
@@ -130,6 +138,19 @@ enum ProjectionsAction {
         #[arg(long, env = "VCINTEL_NATS_PREFIX", default_value = "vcintel")]
         nats_prefix: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum StreamAction {
+    /// The stream's epoch, how far the relay has proven it holds the
+    /// store, the leader, the latest divergences and what was done, and the
+    /// orphaned events a restore took back.
+    Status,
+    /// Refill the stream from the event store: the leading relay purges it
+    /// and republishes every event under a new epoch (subscribers see the
+    /// epoch change and receive every event again). The way out of
+    /// `VCINTEL_STREAM_ON_DIVERGENCE=halt`.
+    Refill,
 }
 
 #[derive(Debug, Subcommand)]
@@ -231,6 +252,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await?;
             println!("republished {retried} parked events for {name}");
             Ok(())
+        }
+        Command::Stream {
+            database_url,
+            action,
+        } => {
+            let pool = db::connect(&database_url, 2).await?;
+            match action {
+                StreamAction::Status => print_stream_health(&pool).await,
+                StreamAction::Refill => {
+                    vcintel_infra::relay::request_refill(&pool, vcintel_infra::relay::RELAY_NAME)
+                        .await?;
+                    println!(
+                        "refill requested: the leading relay purges the stream and republishes \
+                         every event at its next check (within a second while one leads)"
+                    );
+                    Ok(())
+                }
+            }
         }
         Command::Demo {
             action:
@@ -400,6 +439,7 @@ async fn projections_status(
             status.name, status.delivered, status.lag, status.aggregates, status.dead_letters
         );
     }
+    print_stream_health(&pool).await?;
     for rebuild in rebuilds {
         let state = match (rebuild.state.as_str(), rebuild.active) {
             ("swapped", _) => format!("swapped in at {}", rebuild.updated_at),
@@ -417,6 +457,41 @@ async fn projections_status(
                 .map(|e| format!(", last error: {e}"))
                 .unwrap_or_default()
         );
+    }
+    Ok(())
+}
+
+/// What the relay has proven and repaired (`stream status`, and the end of
+/// `projections status`).
+async fn print_stream_health(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let health =
+        vcintel_infra::relay::stream_health(pool, vcintel_infra::relay::RELAY_NAME).await?;
+    println!(
+        "stream: epoch {}, proven through sequence {} ({} published event(s) not yet proven), \
+         checked {}, leader {}",
+        health.epoch,
+        health.verified_seq,
+        health.unverified,
+        health
+            .verified_at
+            .map_or("never".to_owned(), |at| at.to_rfc3339()),
+        health.leader.as_deref().unwrap_or("none")
+    );
+    if let Some(diverged) = &health.diverged {
+        println!("stream HALTED: {diverged}; `vcintel stream refill` refills it from the store");
+    }
+    if health.orphans > 0 {
+        println!(
+            "{} event(s) the stream held that the store does not (taken back by a restore) \
+             are kept in the stream_orphans table",
+            health.orphans
+        );
+    }
+    if health.repairs.is_empty() {
+        println!("no divergence found between the stream and the store");
+    }
+    for (at, kind, detail, republished) in &health.repairs {
+        println!("  {at} {kind}: {detail} ({republished} republished)");
     }
     Ok(())
 }

@@ -279,19 +279,23 @@ async fn jetstream_losing_its_last_acknowledged_messages_is_repaired_and_consume
     );
     let actor = env.actor(Uuid::now_v7(), Role::Member);
     env.add_companies(actor, 0..20).await;
-    let proven = || async {
-        let stream = js.get_stream(env.topology().stream_name()).await.ok()?;
-        let last = stream.cached_info().state.last_sequence;
-        let verified: i64 = sqlx::query_scalar(
-            "select verified_seq from relay_checkpoints where relay_name = 'jetstream'",
-        )
-        .fetch_one(&env.pool)
-        .await
-        .ok()?;
-        (verified == last as i64 && last > 0).then_some(last)
+    // The relay has published `through` messages and proven them all.
+    let proven = |through: u64| {
+        let (js, env) = (&js, &env);
+        move || async move {
+            let stream = js.get_stream(env.topology().stream_name()).await.ok()?;
+            let last = stream.cached_info().state.last_sequence;
+            let verified: i64 = sqlx::query_scalar(
+                "select verified_seq from relay_checkpoints where relay_name = 'jetstream'",
+            )
+            .fetch_one(&env.pool)
+            .await
+            .ok()?;
+            (verified == last as i64 && last == through).then_some(last)
+        }
     };
     assert_eq!(
-        eventually(Duration::from_secs(20), "20 proven", proven).await,
+        eventually(Duration::from_secs(20), "20 proven", proven(20)).await,
         20
     );
 
@@ -302,7 +306,7 @@ async fn jetstream_losing_its_last_acknowledged_messages_is_repaired_and_consume
     nats.restart();
     env.add_companies(actor, 20..35).await;
     assert_eq!(
-        eventually(Duration::from_secs(20), "35 proven", proven).await,
+        eventually(Duration::from_secs(20), "35 proven", proven(35)).await,
         35
     );
     nats.kill();
@@ -447,4 +451,116 @@ fn pg_tool(name: &str, args: &[&str]) {
         "{program} {args:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Runs the `vcintel` binary against the test's database; its output.
+fn vcintel(env: &TestEnv, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vcintel"))
+        .args(args)
+        .env("DATABASE_URL", &env.database_url)
+        .env("NATS_URL", crate::helpers::nats_url())
+        .env("VCINTEL_NATS_PREFIX", &env.prefix)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn under_the_halt_policy_a_stream_holding_unknown_events_stops_the_relay_until_the_operator_refills(
+) {
+    let mut env = TestEnv::new().await;
+    let mut settings = env.settings();
+    settings.stream_on_divergence = vcintel_infra::relay::DivergencePolicy::Halt;
+    settings.stall_after_secs = 2;
+    settings.health_bind = Some("127.0.0.1:0".parse().unwrap());
+    let relay = env.start_with(settings, &[Component::Relay]).await;
+    let health = relay.address.clone().unwrap();
+    let actor = env.actor(Uuid::now_v7(), Role::Member);
+    env.add_companies(actor, 0..5).await;
+    eventually(
+        Duration::from_secs(20),
+        "the relay to prove the stream",
+        || async { frontier_reaches_the_end(&env).await.then_some(()) },
+    )
+    .await;
+
+    // A message of an event this store never had (another deployment's,
+    // or one a restore took back).
+    let stranger = Uuid::new_v4();
+    let foreign = serde_json::json!({
+        "specversion": "1.0", "id": stranger, "source": "/elsewhere", "type": "vcintel.company.added.v1",
+        "subject": "x", "time": "2026-01-01T00:00:00Z", "datacontenttype": "application/json",
+        "data": {}, "workspaceid": "w", "aggregatetype": "company", "aggregateid": "x",
+        "sequence": 1, "position": 999999, "eventtype": "company.added", "eventversion": "1"
+    });
+    env.js
+        .publish(
+            env.topology().subject_for("w", "company", "company.added"),
+            serde_json::to_vec(&foreign).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    env.add_companies(actor, 5..7).await;
+    let body = eventually(Duration::from_secs(20), "the relay to halt", || async {
+        let response = env
+            .http
+            .get(format!("{health}/health/ready"))
+            .send()
+            .await
+            .ok()?;
+        let body: serde_json::Value = response.json().await.ok()?;
+        body["checks"]
+            .as_array()?
+            .iter()
+            .find(|c| {
+                c["name"] == "relay" && c["detail"].as_str().unwrap_or("").starts_with("halted")
+            })
+            .cloned()
+    })
+    .await;
+    assert_eq!(body["ok"], false, "{body}");
+    let status = vcintel(&env, &["stream", "status"]);
+    assert!(status.contains("HALTED"), "{status}");
+
+    let started = Instant::now();
+    println!("operator: vcintel stream refill");
+    vcintel(&env, &["stream", "refill"]);
+    let js = env.js.clone();
+    eventually(
+        Duration::from_secs(30),
+        "the refilled stream to hold the store",
+        || async {
+            let replayed = replay_stream(&js, &env.topology().stream_name()).await;
+            (replayed.len() == 7
+                && replayed.iter().all(|(_, _, epoch)| epoch == "2")
+                && stream_holds_the_store(&env, &js).await)
+                .then_some(())
+        },
+    )
+    .await;
+    println!("refilled in {:?}", started.elapsed());
+    let kept: Vec<Uuid> = sqlx::query_scalar("select event_id from stream_orphans")
+        .fetch_all(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        kept,
+        vec![stranger],
+        "the unknown event is kept for the operator"
+    );
+    let status = vcintel(&env, &["stream", "status"]);
+    assert!(
+        status.contains("epoch 2") && status.contains("refilled"),
+        "{status}"
+    );
+    assert!(!status.contains("HALTED"), "{status}");
+    let projections = vcintel(&env, &["projections", "status"]);
+    assert!(projections.contains("stream: epoch 2"), "{projections}");
 }

@@ -267,12 +267,32 @@ async fn load_realistic_store(env: &TestEnv) {
         &newest.aggregate_type,
         &newest.event_type,
     );
-    env.js
+    let ack = env
+        .js
         .publish(subject, serde_json::to_vec(&message).unwrap().into())
         .await
         .unwrap()
         .await
         .unwrap();
+    // As if the relay had published and proven the whole history (else it
+    // would find 100k events missing from the stream and republish them).
+    let created = env.stream().await.info().await.unwrap().created;
+    let created =
+        chrono::DateTime::from_timestamp_micros((created.unix_timestamp_nanos() / 1_000) as i64)
+            .unwrap();
+    sqlx::query(
+        "update relay_checkpoints set stream_created = $2, verified_seq = $3,
+                verified_event_id = $4, verified_tx_id = last_tx_id,
+                verified_position = last_position, first_seq_seen = 1
+         where relay_name = $1",
+    )
+    .bind(vcintel_infra::relay::RELAY_NAME)
+    .bind(created)
+    .bind(ack.sequence as i64)
+    .bind(newest.event_id)
+    .execute(&env.pool)
+    .await
+    .unwrap();
 }
 
 /// What analysts, scripts and operators do, through every kind of route.

@@ -104,12 +104,14 @@ impl Relay {
             state.epoch = state.epoch.max(epoch);
         }
         if refill_requested {
+            // Halted by a divergence: keep what the store lacks first.
+            let orphans_from = state.diverged.is_some().then_some(state.frontier.seq + 1);
             return self
                 .refill(
                     lease,
                     state,
                     &mut stream,
-                    None,
+                    orphans_from,
                     "the operator asked for a refill",
                 )
                 .await;
