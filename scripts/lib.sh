@@ -104,8 +104,8 @@ stop_private_postgres() {
 # start_private_nats DIR: a JetStream server storing in DIR on a free port;
 # sets NATS_URL. sync_interval bounds what a power loss can take from
 # JetStream to the last second of acknowledged messages (the server default
-# is 2 minutes); the relay republishes whatever the stream lost (it compares
-# the stream's newest message with its checkpoint when it takes over).
+# is 2 minutes); the relay finds whatever the stream lost and republishes
+# it from Postgres (README, "Self-healing").
 # "always" (fsync before every ack) doubled the commit-to-read-model p99 in
 # the spine benchmark. NATS_SYNC_INTERVAL overrides it.
 start_private_nats() {
