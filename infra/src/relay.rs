@@ -43,6 +43,9 @@ pub const RELAY_NAME: &str = "jetstream";
 /// Longest a busy relay goes between checkpoints.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
+/// Longest an idle leader goes between checkpoint saves.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
 /// What the relay does when the stream holds events the store does not
 /// (the store was restored from an older backup).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -104,6 +107,8 @@ pub struct Relay {
     js: jetstream::Context,
     topology: Topology,
     settings: RelaySettings,
+    /// This store's id (`store_identity`), read once.
+    store_id: tokio::sync::OnceCell<Uuid>,
 }
 
 /// Where the stream has been proven to hold every event up to `cursor`:
@@ -118,7 +123,7 @@ pub struct Frontier {
 
 /// The leader's bookkeeping, saved with the checkpoint (one row of
 /// `relay_checkpoints`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct RelayState {
     /// Published (and acknowledged) through here.
     cursor: CommitCursor,
@@ -153,6 +158,7 @@ impl Relay {
             js,
             topology,
             settings,
+            store_id: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -226,9 +232,12 @@ impl Relay {
                 lease.renew().await?;
             }
             if Instant::now() >= next_check {
+                let before = state.clone();
                 self.check(lease, &mut state).await?;
                 next_check = Instant::now() + self.settings.verify_every;
-                dirty = true;
+                // Idle, the checkpoint is saved only as a heartbeat (what
+                // readiness judges a stall by), not at every check.
+                dirty |= state != before || last_saved.elapsed() >= HEARTBEAT;
             }
             if state.diverged.is_some() {
                 // Halted by policy: nothing is published until the

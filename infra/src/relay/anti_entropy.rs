@@ -72,7 +72,7 @@ impl Relay {
             Err(error) => return Err(error.into()),
         };
         let info = stream.cached_info().clone();
-        let store_id = store_id(&self.pool).await?;
+        let store_id = self.store_id().await?;
         match info.config.metadata.get(STORE_ID_KEY) {
             Some(theirs) if *theirs != store_id.to_string() => {
                 let why = format!(
@@ -403,7 +403,7 @@ impl Relay {
         let purged = stream.purge().await?.purged;
         let epoch = state.epoch + 1;
         let info = stream.info().await?.clone();
-        self.label_stream(&info.config, epoch, &store_id(&self.pool).await?)
+        self.label_stream(&info.config, epoch, &self.store_id().await?)
             .await?;
         let info = stream.info().await?.clone();
         self.forget_marks(lease).await?;
@@ -479,7 +479,7 @@ impl Relay {
     /// event. Consumers recreate their durable consumers on the new stream.
     async fn recreate_stream(&self, lease: &Lease, state: &mut RelayState) -> anyhow::Result<()> {
         let epoch = state.epoch + 1;
-        let store_id = store_id(&self.pool).await?;
+        let store_id = self.store_id().await?;
         crate::stream::ensure_events_stream(&self.js, &self.topology, &self.settings.stream)
             .await?;
         let mut stream = self.js.get_stream(self.topology.stream_name()).await?;
@@ -586,11 +586,16 @@ fn is_stream_not_found(error: &jetstream::context::GetStreamError) -> bool {
         if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
 }
 
-/// This database's id (migration `self_healing`).
-async fn store_id(pool: &PgPool) -> Result<Uuid, sqlx::Error> {
-    sqlx::query_scalar("select store_id from store_identity")
-        .fetch_one(pool)
-        .await
+impl Relay {
+    /// This database's id (migration `self_healing`).
+    async fn store_id(&self) -> Result<Uuid, sqlx::Error> {
+        self.store_id
+            .get_or_try_init(|| {
+                sqlx::query_scalar("select store_id from store_identity").fetch_one(&self.pool)
+            })
+            .await
+            .copied()
+    }
 }
 
 /// The event id of the message at `seq`, if there is one.
