@@ -1,6 +1,8 @@
 drop table stream_orphans;
 drop table relay_repairs;
 drop table relay_stream_marks;
+drop table relay_pending_repairs;
+drop table relay_deleted_handled;
 alter table relay_checkpoints
     drop column fencing_token,
     drop column saves,
@@ -14,6 +16,7 @@ alter table relay_checkpoints
     drop column first_seq_seen,
     drop column deleted_seen,
     drop column verified_at,
+    drop column progressed_at,
     drop column diverged,
     drop column refill_requested;
 drop table leases;

@@ -45,6 +45,9 @@ alter table relay_checkpoints
     add column first_seq_seen     bigint      not null default 0,
     add column deleted_seen       bigint      not null default 0,
     add column verified_at        timestamptz,
+    -- when the checkpoint last moved (readiness: a relay with events
+    -- waiting that has not moved for a while is stalled)
+    add column progressed_at      timestamptz not null default now(),
     add column diverged           text,
     add column refill_requested   boolean     not null default false;
 
@@ -57,6 +60,25 @@ create table relay_stream_marks
     event_id   uuid   not null,
     tx_id      xid8   not null,
     position   bigint not null,
+    primary key (relay_name, seq)
+);
+
+-- events the relay republished above its frontier, checked until the
+-- frontier passes them: a repair lost again is repaired again
+create table relay_pending_repairs
+(
+    relay_name text   not null,
+    seq        bigint not null,
+    event_id   uuid   not null,
+    primary key (relay_name, seq)
+);
+
+-- deleted stream sequences the relay has already repaired (JetStream
+-- keeps reporting them)
+create table relay_deleted_handled
+(
+    relay_name text   not null,
+    seq        bigint not null,
     primary key (relay_name, seq)
 );
 

@@ -8,7 +8,10 @@ alter table idempotency_keys
     -- sha256(principal || '\n' || key), as the events' metadata names it
     add column digest      bytea,
     add column executed_at timestamptz,
-    add column effect      jsonb;
+    add column effect      jsonb,
+    -- who holds the claim: a request's late release or completion must
+    -- not touch a claim a retry has taken over since
+    add column claim_id    uuid;
 create unique index idempotency_keys_digest_key on idempotency_keys (digest);
 
 create function mark_idempotency_key_executed() returns trigger

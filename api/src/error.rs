@@ -111,7 +111,7 @@ pub enum ApiError {
     IdempotencyKeyInUse,
     #[error("the request with this Idempotency-Key was executed, but its response was lost (the service failed before storing it); read the resource at its Location instead of retrying")]
     IdempotencyResponseLost { location: Option<String> },
-    #[error("a service this request needs ({0}) cannot be reached right now; nothing was changed, retry shortly")]
+    #[error("a service this request needs ({0}) cannot be reached right now; retry shortly (a write retried with its Idempotency-Key runs at most once; without one, a write that failed mid-way may or may not have been made)")]
     Unavailable(&'static str),
     #[error("a workspace must keep at least one owner; make someone else owner first")]
     LastOwner,

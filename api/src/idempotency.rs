@@ -27,7 +27,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use vcintel_infra::accounts::sha256_bytes;
-use vcintel_infra::idempotency::{self, Claim, StoredResponse};
+use vcintel_infra::idempotency::{self, Claim, ClaimId, StoredResponse};
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// How the key's digest reaches the command's event metadata (see
@@ -118,7 +118,7 @@ pub async fn idempotent_posts(
             location: effect.as_ref().and_then(resource_location),
         }
         .into_response(),
-        Ok(Claim::Fresh) => {
+        Ok(Claim::Fresh(claim)) => {
             let mut parts = parts;
             if let Ok(digest) = HeaderValue::from_str(&idempotency::digest(&principal, &key)) {
                 parts.headers.insert(DIGEST_HEADER, digest);
@@ -132,10 +132,10 @@ pub async fn idempotent_posts(
                 // request must not outlive it.
                 match tokio::time::timeout(deadline, next.run(request)).await {
                     Ok(response) => {
-                        remember(&task_state, &task_principal, &task_key, response).await
+                        remember(&task_state, &task_principal, &task_key, claim, response).await
                     }
                     Err(_) => {
-                        release(&task_state, &task_principal, &task_key).await;
+                        release(&task_state, &task_principal, &task_key, claim).await;
                         StatusCode::REQUEST_TIMEOUT.into_response()
                     }
                 }
@@ -144,7 +144,7 @@ pub async fn idempotent_posts(
                 Ok(response) => response,
                 Err(panicked) => {
                     tracing::error!(error = %panicked, "an idempotent request panicked");
-                    release(&state, &principal, &key).await;
+                    release(&state, &principal, &key, claim).await;
                     StatusCode::INTERNAL_SERVER_ERROR.into_response()
                 }
             }
@@ -167,17 +167,23 @@ fn resource_location(effect: &idempotency::Effect) -> Option<String> {
     Some(format!("/v1/{collection}/{}", effect.aggregate_id))
 }
 
-async fn release(state: &AppState, principal: &str, key: &str) {
-    if let Err(error) = idempotency::release(&state.pool, principal, key).await {
+async fn release(state: &AppState, principal: &str, key: &str, claim: ClaimId) {
+    if let Err(error) = idempotency::release(&state.pool, principal, key, claim).await {
         // Left claimed: a retry takes it over after the request timeout.
         tracing::warn!(%error, "could not release an idempotency key after a failure");
     }
 }
 
-async fn remember(state: &AppState, principal: &str, key: &str, response: Response) -> Response {
+async fn remember(
+    state: &AppState,
+    principal: &str,
+    key: &str,
+    claim: ClaimId,
+    response: Response,
+) -> Response {
     let status = response.status();
     if status.is_server_error() {
-        release(state, principal, key).await;
+        release(state, principal, key, claim).await;
         return response;
     }
     let (parts, body) = response.into_parts();
@@ -200,7 +206,7 @@ async fn remember(state: &AppState, principal: &str, key: &str, response: Respon
         headers: Value::from(headers),
         body: (!secret).then(|| bytes.to_vec()),
     };
-    if let Err(error) = idempotency::complete(&state.pool, principal, key, &stored).await {
+    if let Err(error) = idempotency::complete(&state.pool, principal, key, claim, &stored).await {
         tracing::error!(%error, "could not store the response of an idempotent request");
     }
     Response::from_parts(parts, Body::from(bytes))

@@ -305,3 +305,16 @@ pub async fn read_visible_after(
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     read_after(db, aggregate_types, after, limit, false).await
 }
+
+/// These events (those the store has), in commit order.
+pub async fn read_by_ids(
+    db: impl PgExecutor<'_>,
+    event_ids: &[Uuid],
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from events where event_id = any($1) order by tx_id, position"
+    ))
+    .bind(event_ids)
+    .fetch_all(db)
+    .await
+}

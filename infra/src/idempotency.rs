@@ -26,8 +26,9 @@ pub struct StoredResponse {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
-    /// First use: run the request, then [`complete`] or [`release`].
-    Fresh,
+    /// First use (or a dead request's claim taken over): run the request,
+    /// then [`complete`] or [`release`] this claim.
+    Fresh(ClaimId),
     /// Seen before with the same request: answer with this.
     Replay(StoredResponse),
     /// Seen before with a different request.
@@ -38,6 +39,11 @@ pub enum Claim {
     /// process or database went away before the response was stored).
     ExecutedResponseLost(Option<Effect>),
 }
+
+/// One holder of a key's claim: completing or releasing names it, so a
+/// request that outlived its claim cannot touch its successor's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimId(pub uuid::Uuid);
 
 /// What a command that ran under a key changed first.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -84,19 +90,21 @@ pub async fn claim(
 ) -> Result<Claim, sqlx::Error> {
     let digest = digest_bytes(principal, key);
     for _ in 0..2 {
+        let claim = ClaimId(uuid::Uuid::new_v4());
         let inserted = sqlx::query(
-            "insert into idempotency_keys (principal, key, request_hash, digest)
-             values ($1, $2, $3, $4)
+            "insert into idempotency_keys (principal, key, request_hash, digest, claim_id)
+             values ($1, $2, $3, $4, $5)
              on conflict (principal, key) do nothing",
         )
         .bind(principal)
         .bind(key)
         .bind(request_hash)
         .bind(&digest)
+        .bind(claim.0)
         .execute(pool)
         .await?;
         if inserted.rows_affected() == 1 {
-            return Ok(Claim::Fresh);
+            return Ok(Claim::Fresh(claim));
         }
         let row: Option<KeyRow> = sqlx::query_as(
             "select request_hash, status, response_headers, response_body,
@@ -148,8 +156,9 @@ pub async fn claim(
             None => {
                 // The first request died before its command ran: take the
                 // claim over (one taker wins) and run it now.
+                let claim = ClaimId(uuid::Uuid::new_v4());
                 let taken = sqlx::query(
-                    "update idempotency_keys set created_at = now()
+                    "update idempotency_keys set created_at = now(), claim_id = $4
                      where principal = $1 and key = $2 and status is null
                        and executed_at is null
                        and created_at < now() - make_interval(secs => $3)",
@@ -157,10 +166,11 @@ pub async fn claim(
                 .bind(principal)
                 .bind(key)
                 .bind(takeover_after.as_secs_f64())
+                .bind(claim.0)
                 .execute(pool)
                 .await?;
                 if taken.rows_affected() == 1 {
-                    Claim::Fresh
+                    Claim::Fresh(claim)
                 } else {
                     Claim::InProgress
                 }
@@ -170,22 +180,25 @@ pub async fn claim(
     Ok(Claim::InProgress)
 }
 
+/// Keeps the response of the request holding `claim`.
 pub async fn complete(
     pool: &PgPool,
     principal: &str,
     key: &str,
+    claim: ClaimId,
     response: &StoredResponse,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update idempotency_keys
          set status = $3, response_headers = $4, response_body = $5, completed_at = now()
-         where principal = $1 and key = $2",
+         where principal = $1 and key = $2 and claim_id = $6",
     )
     .bind(principal)
     .bind(key)
     .bind(response.status as i16)
     .bind(&response.headers)
     .bind(response.body.as_deref())
+    .bind(claim.0)
     .execute(pool)
     .await?;
     Ok(())
@@ -194,13 +207,20 @@ pub async fn complete(
 /// Forgets a key whose request failed on our side before its command ran,
 /// so a retry runs it. (A key whose command ran stays claimed: a retry is
 /// told so rather than running it twice.)
-pub async fn release(pool: &PgPool, principal: &str, key: &str) -> Result<(), sqlx::Error> {
+pub async fn release(
+    pool: &PgPool,
+    principal: &str,
+    key: &str,
+    claim: ClaimId,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "delete from idempotency_keys
-         where principal = $1 and key = $2 and status is null and executed_at is null",
+         where principal = $1 and key = $2 and claim_id = $3
+           and status is null and executed_at is null",
     )
     .bind(principal)
     .bind(key)
+    .bind(claim.0)
     .execute(pool)
     .await?;
     Ok(())

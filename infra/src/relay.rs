@@ -43,6 +43,9 @@ pub const RELAY_NAME: &str = "jetstream";
 /// Longest a busy relay goes between checkpoints.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
+/// How the relay's report of a store restored into another cluster begins.
+const TRANSACTION_IDS_AHEAD: &str = "the event store's transaction ids are ahead of this cluster's";
+
 /// Longest an idle leader goes between checkpoint saves.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
@@ -134,6 +137,9 @@ struct RelayState {
     /// The highest sequence a repair republished to: marks below it could
     /// skip a repaired event when stepping back.
     repaired_up_to_seq: u64,
+    /// The highest repair above the frontier still checked on its own
+    /// (`relay_pending_repairs`); 0 when none.
+    pending_repair_max: u64,
     first_seq_seen: u64,
     deleted_seen: u64,
     diverged: Option<String>,
@@ -217,6 +223,23 @@ impl Relay {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(NOTIFY_CHANNEL).await?;
         let mut state = self.load_state().await?;
+        match self.transaction_ids_ahead().await? {
+            Some(why) => {
+                if state.diverged.as_deref() != Some(why.as_str()) {
+                    tracing::error!(relay = %self.settings.name, "{why}");
+                    self.record(lease, "transaction_ids_ahead", &why, 0).await?;
+                    state.diverged = Some(why);
+                }
+            }
+            None if state
+                .diverged
+                .as_deref()
+                .is_some_and(|d| d.starts_with(TRANSACTION_IDS_AHEAD)) =>
+            {
+                state.diverged = None;
+            }
+            None => {}
+        }
         let mut next_check = Instant::now();
         let mut dirty = true;
         let mut last_saved = Instant::now();
@@ -249,9 +272,12 @@ impl Relay {
                 }
                 continue;
             }
-            if state.frontier.cursor < state.cursor {
+            if state.unproven() {
                 self.walk_step(lease, &mut state).await?;
                 dirty = true;
+                if state.diverged.is_some() {
+                    continue; // halted by the walk: publish nothing more
+                }
             }
             let batch = event_log::read_committed_after(
                 &self.pool,
@@ -290,7 +316,7 @@ impl Relay {
                 self.save_state(lease, &mut state).await?;
                 (dirty, last_saved) = (false, Instant::now());
             }
-            if state.frontier.cursor < state.cursor {
+            if state.unproven() {
                 continue; // more to prove
             }
             // Nothing visible yet. If events exist behind an older running
@@ -389,6 +415,7 @@ impl Relay {
             deleted_seen: i64,
             diverged: Option<String>,
             last_mark_seq: Option<i64>,
+            pending_repair_max: Option<i64>,
             saves: i64,
         }
         let row: Row = sqlx::query_as(
@@ -396,7 +423,9 @@ impl Relay {
                     verified_seq, verified_event_id, verified_tx_id::text as verified_tx,
                     verified_position, repaired_up_to_seq, first_seq_seen, deleted_seen, diverged, saves,
                     (select max(seq) from relay_stream_marks m
-                      where m.relay_name = c.relay_name) as last_mark_seq
+                      where m.relay_name = c.relay_name) as last_mark_seq,
+                    (select max(seq) from relay_pending_repairs p
+                      where p.relay_name = c.relay_name) as pending_repair_max
              from relay_checkpoints c where relay_name = $1",
         )
         .bind(&self.settings.name)
@@ -418,6 +447,7 @@ impl Relay {
                 },
             },
             repaired_up_to_seq: row.repaired_up_to_seq as u64,
+            pending_repair_max: row.pending_repair_max.unwrap_or(0) as u64,
             first_seq_seen: row.first_seq_seen as u64,
             deleted_seen: row.deleted_seen as u64,
             diverged: row.diverged,
@@ -427,6 +457,33 @@ impl Relay {
         })
     }
 
+    /// The relay reads events in commit order by their writing transaction
+    /// (`tx_id`) below the current snapshot's horizon. A store restored
+    /// with pg_dump into another cluster keeps its `tx_id`s while the new
+    /// cluster counts from lower ones: its events stay invisible and new
+    /// ones sort before them. Nothing the relay can repair; the operator
+    /// must advance the cluster's transaction counter.
+    async fn transaction_ids_ahead(&self) -> anyhow::Result<Option<String>> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "select newest.tx_id::text, pg_snapshot_xmax(pg_current_snapshot())::text
+             from (select tx_id from events order by tx_id desc, position desc limit 1) newest
+             where newest.tx_id >= pg_snapshot_xmax(pg_current_snapshot())",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(newest, current)| {
+            let newest: u64 = newest.parse().unwrap_or_default();
+            format!(
+                "{TRANSACTION_IDS_AHEAD} (the newest event was written by transaction {newest}, \
+                 the cluster is at {current}): it was restored with pg_dump into another \
+                 cluster, and its events are invisible to the relay. Stop Postgres and run \
+                 `pg_resetwal -e {} -x {}` on it (or restore a physical backup instead)",
+                newest >> 32,
+                (newest & 0xffff_ffff) + 1_000
+            )
+        }))
+    }
+
     /// Saves the checkpoint and the frontier, fenced by the lease: a relay
     /// that lost its lease (it stalled, and another leads now) writes
     /// nothing and stops leading.
@@ -434,6 +491,9 @@ impl Relay {
         let token = lease.token().ok_or_else(|| lease.lost())?;
         let saved = sqlx::query(
             "update relay_checkpoints set
+                progressed_at = case
+                    when (last_tx_id, last_position) = ($2::text::xid8, $3) then progressed_at
+                    else now() end,
                 last_tx_id = $2::text::xid8, last_position = $3, updated_at = now(),
                 fencing_token = $4, stream_created = $5, epoch = $6,
                 verified_seq = $7, verified_event_id = $8,
@@ -514,6 +574,12 @@ impl Relay {
 }
 
 impl RelayState {
+    /// Whether the stream holds something not yet proven: events published
+    /// past the frontier, or repairs stored above it.
+    fn unproven(&self) -> bool {
+        self.frontier.cursor < self.cursor || self.pending_repair_max > self.frontier.seq
+    }
+
     /// Moves the frontier with a batch the stream acknowledged right after
     /// it, in order, none a duplicate: nothing needs reading back. Returns
     /// whether a fresh message took a sequence at or below the frontier
@@ -534,7 +600,9 @@ impl RelayState {
             .iter()
             .enumerate()
             .all(|(i, ack)| !ack.duplicate && ack.sequence == self.frontier.seq + 1 + i as u64);
-        if self.frontier.cursor == before && in_order {
+        // Repairs waiting above the frontier must be read back, not
+        // stepped over: their sequences could be reused.
+        if self.frontier.cursor == before && in_order && self.pending_repair_max == 0 {
             if let (Some(event), Some(ack)) = (batch.last(), acks.last()) {
                 self.frontier = Frontier {
                     seq: ack.sequence,
@@ -604,9 +672,11 @@ pub struct RelayHealth {
     pub lag: i64,
     /// How long the oldest of them has waited.
     pub oldest_waiting: Option<Duration>,
-    /// How long ago the leader last saved its checkpoint (it saves at
-    /// least once a second while it leads).
+    /// How long ago the leader last saved its checkpoint (a heartbeat at
+    /// least every 5 s while it leads).
     pub since_checkpoint: Option<Duration>,
+    /// How long ago the checkpoint last moved.
+    pub since_progress: Option<Duration>,
     pub leader: Option<String>,
     pub epoch: i64,
     /// Stream sequence the proof reaches.
@@ -625,6 +695,7 @@ pub async fn relay_health(pool: &PgPool, relay_name: &str) -> anyhow::Result<Rel
         last_tx: String,
         last_position: i64,
         since_checkpoint: f64,
+        since_progress: f64,
         diverged: Option<String>,
         epoch: i64,
         verified_seq: i64,
@@ -635,6 +706,7 @@ pub async fn relay_health(pool: &PgPool, relay_name: &str) -> anyhow::Result<Rel
     let row: Option<Row> = sqlx::query_as(
         "select c.last_tx_id::text as last_tx, c.last_position,
                 extract(epoch from now() - c.updated_at)::float8 as since_checkpoint,
+                extract(epoch from now() - c.progressed_at)::float8 as since_progress,
                 c.diverged, c.epoch, c.verified_seq,
                 (select holder from leases where name = $2 and expires_at > now()) as leader,
                 r.kind || ': ' || r.detail as last_repair,
@@ -673,6 +745,7 @@ pub async fn relay_health(pool: &PgPool, relay_name: &str) -> anyhow::Result<Rel
         lag,
         oldest_waiting: oldest.map(|t| (Utc::now() - t).to_std().unwrap_or_default()),
         since_checkpoint: row.as_ref().map(|r| seconds(r.since_checkpoint)),
+        since_progress: row.as_ref().map(|r| seconds(r.since_progress)),
         leader: row.as_ref().and_then(|r| r.leader.clone()),
         epoch: row.as_ref().map_or(1, |r| r.epoch),
         verified_seq: row.as_ref().map_or(0, |r| r.verified_seq),

@@ -22,6 +22,14 @@ async fn stream_holds_the_store(env: &TestEnv, js: &async_nats::jetstream::Conte
         .into_iter()
         .map(|(_, id, _)| id)
         .collect();
+    if std::env::var_os("TEST_LOG").is_some() && store != streamed {
+        eprintln!(
+            "stream lacks {} of the store's {} events and has {} it lacks",
+            store.difference(&streamed).count(),
+            store.len(),
+            streamed.difference(&store).count()
+        );
+    }
     store == streamed
 }
 
@@ -90,6 +98,48 @@ async fn messages_deleted_from_the_middle_of_the_stream_are_republished_and_a_la
         .await
         .unwrap();
     assert_eq!(companies, 30);
+
+    // A later deletion repairs that one message only: JetStream keeps
+    // listing the earlier deleted sequences, which were handled.
+    eventually(
+        Duration::from_secs(20),
+        "the relay to prove the stream again",
+        || async { frontier_reaches_the_end(&env).await.then_some(()) },
+    )
+    .await;
+    assert!(env.stream().await.delete_message(25).await.unwrap());
+    println!("injected: deleted stream sequence 25");
+    eventually(
+        Duration::from_secs(30),
+        "stream and read model to converge",
+        || converged(&env, &js),
+    )
+    .await;
+    let republished: i64 = repairs_of(&env, "republished").await;
+    assert_eq!(republished, 12, "11, then 1: nothing repaired twice");
+
+    // Someone purges the whole stream while nothing else happens.
+    env.stream().await.purge().await.unwrap();
+    println!("injected: purged the stream");
+    let purged = Instant::now();
+    eventually(
+        Duration::from_secs(30),
+        "the purged stream to be refilled",
+        || converged(&env, &js),
+    )
+    .await;
+    println!("refilled {:?} after the purge", purged.elapsed());
+}
+
+async fn repairs_of(env: &TestEnv, kind: &str) -> i64 {
+    sqlx::query_scalar::<_, Option<i64>>(
+        "select sum(republished)::bigint from relay_repairs where kind = $1",
+    )
+    .bind(kind)
+    .fetch_one(&env.pool)
+    .await
+    .unwrap()
+    .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -338,6 +388,82 @@ async fn jetstream_losing_its_last_acknowledged_messages_is_repaired_and_consume
             .sum::<i64>(),
         15,
         "exactly the lost events were republished: {repairs:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_repair_that_jetstream_loses_again_is_repaired_again() {
+    let mut env = TestEnv::new().await;
+    let mut nats = PrivateNats::start();
+    let mut settings = env.settings();
+    settings.nats_url = nats.url();
+    let relay = env.start_with(settings.clone(), &[Component::Relay]).await;
+    let js = async_nats::jetstream::new(
+        async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(nats.url())
+            .await
+            .unwrap(),
+    );
+    let actor = env.actor(Uuid::now_v7(), Role::Member);
+    env.add_companies(actor, 0..20).await;
+    eventually(
+        Duration::from_secs(20),
+        "20 published and proven",
+        || async {
+            let stream = js.get_stream(env.topology().stream_name()).await.ok()?;
+            let verified: i64 = sqlx::query_scalar(
+                "select verified_seq from relay_checkpoints where relay_name = 'jetstream'",
+            )
+            .fetch_one(&env.pool)
+            .await
+            .ok()?;
+            (stream.cached_info().state.last_sequence == 20 && verified == 20).then_some(())
+        },
+    )
+    .await;
+    relay.stop().await;
+    // A message vanishes; the store is copied as it is now.
+    let stream = js.get_stream(env.topology().stream_name()).await.unwrap();
+    assert!(stream.delete_message(5).await.unwrap());
+    nats.kill();
+    let snapshot = nats.dir.join("snapshot");
+    copy_dir(&nats.store(), &snapshot);
+    nats.restart();
+    // The relay repairs it at sequence 21 and proves that too ...
+    let _relay = env.start_with(settings, &[Component::Relay]).await;
+    eventually(Duration::from_secs(20), "the repair, proven", || async {
+        let stream = js.get_stream(env.topology().stream_name()).await.ok()?;
+        let verified: i64 = sqlx::query_scalar(
+            "select verified_seq from relay_checkpoints where relay_name = 'jetstream'",
+        )
+        .fetch_one(&env.pool)
+        .await
+        .ok()?;
+        (stream.cached_info().state.last_sequence == 21 && verified == 21).then_some(())
+    })
+    .await;
+    // ... and JetStream loses its tail again, the repair with it.
+    nats.kill();
+    std::fs::remove_dir_all(nats.store()).unwrap();
+    std::fs::rename(&snapshot, nats.store()).unwrap();
+    nats.restart();
+    println!("injected: message 5 deleted, repaired at 21, then the stream rolled back to 20");
+    let started = Instant::now();
+    eventually(
+        Duration::from_secs(30),
+        "the stream to hold the store",
+        || {
+            let (env, js) = (&env, &js);
+            async move { stream_holds_the_store(env, js).await.then_some(()) }
+        },
+    )
+    .await;
+    println!("repaired again in {:?}", started.elapsed());
+    assert_eq!(
+        repairs_of(&env, "republished").await,
+        2,
+        "the event was republished twice"
     );
 }
 

@@ -151,18 +151,21 @@ impl Check {
 }
 
 /// The relay, judged by the shared truth (its checkpoint in Postgres), so
-/// every relay process agrees: stalled while events wait and the leader
-/// has not saved its checkpoint for the stall limit (a leader saves it at
-/// least once a second), or halted by a divergence.
+/// every relay process agrees: stalled while an event has waited longer
+/// than the stall limit and the checkpoint has not moved for as long (a
+/// leader cut off from NATS, stuck, or held back by a transaction left
+/// open), or halted by a divergence.
 async fn relay_check(state: &AppState, runs_here: bool) -> anyhow::Result<Check> {
     let relay =
         vcintel_infra::relay::relay_health(&state.pool, vcintel_infra::relay::RELAY_NAME).await?;
     let since_progress = if relay.lag == 0 {
         Some(Duration::ZERO)
     } else {
-        relay.since_checkpoint
+        relay.since_progress
     };
-    let stalled = relay.lag > 0 && since_progress.is_none_or(|s| s > state.stall_after);
+    let stalled = relay.lag > 0
+        && relay.oldest_waiting.is_some_and(|w| w > state.stall_after)
+        && since_progress.is_none_or(|s| s > state.stall_after);
     let mut detail = format!(
         "{} event(s) not yet published; leader: {}; stream epoch {}, proven through sequence {}",
         relay.lag,

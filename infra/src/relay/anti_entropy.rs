@@ -44,6 +44,9 @@ use uuid::Uuid;
 const WINDOW: usize = 1_000;
 /// Store events compared per page.
 const STORE_PAGE: i64 = 1_000;
+/// Pages compared per step of the walk, so that one step (and the
+/// republishing it does) stays well inside the leader's lease.
+const MAX_PAGES_PER_STEP: usize = 10;
 
 /// A message read back from the stream.
 #[derive(Debug, Clone)]
@@ -57,7 +60,11 @@ struct Streamed {
 impl Relay {
     /// Looks for anything that undid the proof; steps the frontier back (or
     /// resets it, recreating or refilling the stream) when something did.
-    pub(super) async fn check(&self, lease: &Lease, state: &mut RelayState) -> anyhow::Result<()> {
+    pub(super) async fn check(
+        &self,
+        lease: &mut Lease,
+        state: &mut RelayState,
+    ) -> anyhow::Result<()> {
         let refill_requested: bool = sqlx::query_scalar(
             "select refill_requested from relay_checkpoints where relay_name = $1",
         )
@@ -129,10 +136,11 @@ impl Relay {
             // First sight of this stream (or a new one): prove it from
             // its start.
             state.stream_created = Some(created_of(&info));
-            self.forget_marks(lease).await?;
+            self.forget_stream_bookkeeping(lease).await?;
             state.frontier = Frontier::default();
             state.last_mark_seq = 0;
             state.repaired_up_to_seq = 0;
+            state.pending_repair_max = 0;
             state.first_seq_seen = info.state.first_sequence;
             state.deleted_seen = info.state.deleted_count.unwrap_or(0);
             return Ok(());
@@ -163,7 +171,7 @@ impl Relay {
                     .await;
             }
         }
-        if s.messages > 0 && s.first_sequence > state.first_seq_seen.max(1) {
+        if s.first_sequence > state.first_seq_seen.max(1) {
             let why = format!(
                 "the stream's first messages are gone (it starts at {}, not {})",
                 s.first_sequence,
@@ -173,23 +181,60 @@ impl Relay {
             return self.rewind(lease, state, &stream, 0, &why).await;
         }
         let deleted = s.deleted_count.unwrap_or(0);
+        let mut newly_deleted = Vec::new();
         if deleted != state.deleted_seen {
             let details = stream.info_builder().with_deleted(true).fetch().await?;
-            let behind_frontier = details
+            let listed: Vec<i64> = details
                 .info
                 .state
                 .deleted
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|seq| *seq <= state.frontier.seq)
-                .min();
+                .map(|seq| seq as i64)
+                .collect();
+            let handled: HashSet<i64> = sqlx::query_scalar(
+                "select seq from relay_deleted_handled where relay_name = $1 and seq = any($2)",
+            )
+            .bind(&self.settings.name)
+            .bind(&listed)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .collect();
+            newly_deleted = listed
+                .into_iter()
+                .filter(|seq| !handled.contains(seq))
+                .map(|seq| seq as u64)
+                .collect();
             state.deleted_seen = deleted;
-            if let Some(first) = behind_frontier {
-                let why = format!(
-                    "{deleted} message(s) deleted from the stream, the first at sequence {first}"
-                );
-                return self.rewind(lease, state, &stream, first - 1, &why).await;
-            }
+        }
+        self.check_pending_repairs(lease, state, &stream, s.last_sequence, &newly_deleted)
+            .await?;
+        if let Some(first) = newly_deleted
+            .iter()
+            .copied()
+            .filter(|seq| *seq <= state.frontier.seq)
+            .min()
+        {
+            let why = format!(
+                "{} message(s) newly deleted from the stream, the first at sequence {first}",
+                newly_deleted.len()
+            );
+            self.rewind(lease, state, &stream, first - 1, &why).await?;
+        }
+        if !newly_deleted.is_empty() {
+            // Remembered once the frontier stepped back before them (the
+            // walk repairs them from there), so a crash in between
+            // handles them again.
+            let seqs: Vec<i64> = newly_deleted.iter().map(|s| *s as i64).collect();
+            sqlx::query(
+                "insert into relay_deleted_handled (relay_name, seq)
+                 select $1, unnest($2::bigint[]) on conflict do nothing",
+            )
+            .bind(&self.settings.name)
+            .bind(&seqs)
+            .execute(&self.pool)
+            .await?;
         }
         Ok(())
     }
@@ -198,7 +243,7 @@ impl Relay {
     /// whose message is still in place (or to the start).
     async fn rewind(
         &self,
-        lease: &Lease,
+        lease: &mut Lease,
         state: &mut RelayState,
         stream: &Stream,
         limit_seq: u64,
@@ -232,14 +277,21 @@ impl Relay {
             to_seq = frontier.seq,
             "{why}; checking the stream again from the last proven point"
         );
-        sqlx::query("delete from relay_stream_marks where relay_name = $1 and seq > $2")
-            .bind(&self.settings.name)
-            .bind(frontier.seq as i64)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "delete from relay_stream_marks where relay_name = $1 and seq > $2
+               and exists (select 1 from leases where name = $3 and holder = $4 and token = $5)",
+        )
+        .bind(&self.settings.name)
+        .bind(frontier.seq as i64)
+        .bind(lease.name())
+        .bind(lease.holder())
+        .bind(lease.token())
+        .execute(&self.pool)
+        .await?;
         state.frontier = frontier;
         state.last_mark_seq = frontier.seq;
-        self.record(lease, "diverged", why, 0).await
+        self.record(lease, "diverged", why, 0).await?;
+        self.save_state(lease, state).await
     }
 
     /// One window of the walk: reads the stream after the frontier, compares
@@ -247,7 +299,7 @@ impl Relay {
     /// is missing and moves the frontier past the window.
     pub(super) async fn walk_step(
         &self,
-        lease: &Lease,
+        lease: &mut Lease,
         state: &mut RelayState,
     ) -> anyhow::Result<()> {
         let mut stream = match self.js.get_stream(self.topology.stream_name()).await {
@@ -285,10 +337,17 @@ impl Relay {
                 .max()
                 .unwrap_or(state.frontier.cursor)
                 .min(state.cursor)
-        };
+        }
+        // A window of repairs read back (old events) must not move the
+        // proof back.
+        .max(state.frontier.cursor);
         let mut after = state.frontier.cursor;
-        let (mut republished, mut first_missing) = (0u64, None);
-        while after < upper {
+        let (mut republished, mut first_missing, mut pages) = (0u64, None, 0);
+        while after < upper && pages < MAX_PAGES_PER_STEP {
+            pages += 1;
+            if lease.renewal_due() {
+                lease.renew().await?;
+            }
             let page = event_log::read_committed_after(&self.pool, None, after, STORE_PAGE).await?;
             let Some(last) = page.last() else { break };
             after = last.cursor().min(upper);
@@ -300,9 +359,7 @@ impl Relay {
                 continue;
             }
             first_missing.get_or_insert(missing[0].position);
-            let (count, highest) = self.republish(&stream, &missing, state.epoch).await?;
-            republished += count;
-            state.repaired_up_to_seq = state.repaired_up_to_seq.max(highest);
+            republished += self.republish(lease, state, &stream, &missing).await?;
         }
         if republished > 0 {
             let detail = format!(
@@ -315,46 +372,151 @@ impl Relay {
             self.record(lease, "republished", &detail, republished as i64)
                 .await?;
         }
+        if after < upper && pages == MAX_PAGES_PER_STEP {
+            // A long hole: what was compared so far is proven; the rest is
+            // compared with the same window next step (the leader saves and
+            // renews its lease between steps).
+            state.frontier.cursor = after;
+            return Ok(());
+        }
+        let (seq, event_id) = match window.last() {
+            Some(message) => (message.seq, message.event_id),
+            // Every message after the frontier was deleted.
+            None if start <= last_seq => (last_seq, None),
+            None => (state.frontier.seq, state.frontier.event_id),
+        };
         state.frontier = Frontier {
-            seq: window
-                .last()
-                .map_or(last_seq.max(state.frontier.seq), |m| m.seq),
-            event_id: window
-                .last()
-                .map_or(state.frontier.event_id, |m| m.event_id),
+            seq,
+            event_id,
             cursor: upper,
         };
-        Ok(())
+        self.passed_repairs(state).await
     }
 
     /// Publishes `events` again; a duplicate acknowledgement whose original
     /// is no longer in the stream (deleted within the duplicate window) is
-    /// sent once more under a repair message id. Returns how many were
-    /// stored and the highest sequence they took.
+    /// sent once more under a repair message id of its own. Returns how
+    /// many were stored.
     async fn republish(
         &self,
+        lease: &mut Lease,
+        state: &mut RelayState,
         stream: &Stream,
         events: &[StoredEvent],
-        epoch: i64,
-    ) -> anyhow::Result<(u64, u64)> {
+    ) -> anyhow::Result<u64> {
+        let epoch = state.epoch;
         let acks = self.publish(events, epoch).await?;
-        let (mut stored, mut highest) = (0u64, 0u64);
+        let mut stored: Vec<(i64, Uuid)> = Vec::new();
         let mut again = Vec::new();
         for (event, ack) in events.iter().zip(&acks) {
+            if lease.renewal_due() {
+                lease.renew().await?;
+            }
             if !ack.duplicate {
-                stored += 1;
-                highest = highest.max(ack.sequence);
+                stored.push((ack.sequence as i64, event.event_id));
             } else if message_event_id(stream, ack.sequence).await? != Some(event.event_id) {
                 again.push((event, ack.sequence));
             }
         }
-        for (event, gone_seq) in again {
-            let message_id = format!("{}:repair:{epoch}:{gone_seq}", event.event_id);
+        for (event, _gone) in again {
+            // Unique per attempt: an earlier repair's id may be remembered
+            // by the duplicate window too.
+            let message_id = format!("{}:repair:{}", event.event_id, Uuid::new_v4().simple());
             let ack = self.send(event, epoch, Some(message_id)).await?.await?;
-            stored += 1;
-            highest = highest.max(ack.sequence);
+            stored.push((ack.sequence as i64, event.event_id));
         }
-        Ok((stored, highest))
+        // Above the frontier until the walk passes them: checked at every
+        // check, and repaired again if lost again.
+        let (seqs, ids): (Vec<i64>, Vec<Uuid>) = stored.iter().copied().unzip();
+        sqlx::query(
+            "insert into relay_pending_repairs (relay_name, seq, event_id)
+             select $1, s, e from unnest($2::bigint[], $3::uuid[]) as r(s, e)
+             on conflict (relay_name, seq) do update set event_id = excluded.event_id",
+        )
+        .bind(&self.settings.name)
+        .bind(&seqs)
+        .bind(&ids)
+        .execute(&self.pool)
+        .await?;
+        if let Some(highest) = seqs.iter().max() {
+            state.repaired_up_to_seq = state.repaired_up_to_seq.max(*highest as u64);
+            state.pending_repair_max = state.pending_repair_max.max(*highest as u64);
+        }
+        Ok(stored.len() as u64)
+    }
+
+    /// Forgets the pending repairs the frontier has passed (it proves them
+    /// itself from now on).
+    async fn passed_repairs(&self, state: &mut RelayState) -> anyhow::Result<()> {
+        if state.pending_repair_max == 0 || state.pending_repair_max > state.frontier.seq {
+            return Ok(());
+        }
+        sqlx::query("delete from relay_pending_repairs where relay_name = $1 and seq <= $2")
+            .bind(&self.settings.name)
+            .bind(state.frontier.seq as i64)
+            .execute(&self.pool)
+            .await?;
+        state.pending_repair_max = 0;
+        Ok(())
+    }
+
+    /// The pending repairs are still where they were stored, or those that
+    /// are not are republished (JetStream lost them too).
+    async fn check_pending_repairs(
+        &self,
+        lease: &mut Lease,
+        state: &mut RelayState,
+        stream: &Stream,
+        last_sequence: u64,
+        deleted: &[u64],
+    ) -> anyhow::Result<()> {
+        if state.pending_repair_max == 0 {
+            return Ok(());
+        }
+        let top: Option<Uuid> = sqlx::query_scalar(
+            "select event_id from relay_pending_repairs where relay_name = $1 and seq = $2",
+        )
+        .bind(&self.settings.name)
+        .bind(state.pending_repair_max as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        let suspect = last_sequence < state.pending_repair_max
+            || deleted
+                .iter()
+                .any(|d| *d > state.frontier.seq && *d <= state.pending_repair_max)
+            || message_event_id(stream, state.pending_repair_max).await? != top;
+        if !suspect {
+            return Ok(());
+        }
+        let pending: Vec<(i64, Uuid)> = sqlx::query_as(
+            "select seq, event_id from relay_pending_repairs where relay_name = $1 and seq > $2
+             order by seq",
+        )
+        .bind(&self.settings.name)
+        .bind(state.frontier.seq as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut lost = Vec::new();
+        for (seq, event_id) in pending {
+            if lease.renewal_due() {
+                lease.renew().await?;
+            }
+            if message_event_id(stream, seq as u64).await? != Some(event_id) {
+                lost.push(event_id);
+            }
+        }
+        if lost.is_empty() {
+            return Ok(());
+        }
+        let events = event_log::read_by_ids(&self.pool, &lost).await?;
+        let republished = self.republish(lease, state, stream, &events).await?;
+        let detail = format!(
+            "{} republished event(s) were lost from the stream again; republished",
+            lost.len()
+        );
+        tracing::warn!(relay = %self.settings.name, "{detail}");
+        self.record(lease, "republished", &detail, republished as i64)
+            .await
     }
 
     /// The stream holds a message (at `first_foreign`) of an event the store
@@ -362,7 +524,7 @@ impl Relay {
     /// relay is pointed at another store's stream.
     async fn diverged(
         &self,
-        lease: &Lease,
+        lease: &mut Lease,
         state: &mut RelayState,
         stream: &mut Stream,
         first_foreign: u64,
@@ -390,7 +552,7 @@ impl Relay {
     /// republishes every stored event into it.
     async fn refill(
         &self,
-        lease: &Lease,
+        lease: &mut Lease,
         state: &mut RelayState,
         stream: &mut Stream,
         orphans_from: Option<u64>,
@@ -398,15 +560,18 @@ impl Relay {
     ) -> anyhow::Result<()> {
         let mut orphans = 0;
         if let Some(from) = orphans_from {
-            orphans = self.keep_orphans(stream, from, state.epoch).await?;
+            orphans = self.keep_orphans(lease, stream, from, state.epoch).await?;
         }
+        // Proves this relay still leads right before the one step that
+        // cannot be taken back.
+        lease.renew().await?;
         let purged = stream.purge().await?.purged;
         let epoch = state.epoch + 1;
         let info = stream.info().await?.clone();
         self.label_stream(&info.config, epoch, &self.store_id().await?)
             .await?;
         let info = stream.info().await?.clone();
-        self.forget_marks(lease).await?;
+        self.forget_stream_bookkeeping(lease).await?;
         *state = RelayState {
             cursor: CommitCursor::default(),
             stream_created: Some(created_of(&info)),
@@ -417,6 +582,7 @@ impl Relay {
                 cursor: CommitCursor::default(),
             },
             repaired_up_to_seq: 0,
+            pending_repair_max: 0,
             first_seq_seen: info.state.first_sequence,
             deleted_seen: info.state.deleted_count.unwrap_or(0),
             diverged: None,
@@ -435,10 +601,19 @@ impl Relay {
 
     /// Copies every message from `from` on whose event the store does not
     /// have into `stream_orphans`; how many.
-    async fn keep_orphans(&self, stream: &Stream, from: u64, epoch: i64) -> anyhow::Result<u64> {
+    async fn keep_orphans(
+        &self,
+        lease: &mut Lease,
+        stream: &Stream,
+        from: u64,
+        epoch: i64,
+    ) -> anyhow::Result<u64> {
         let mut next = from;
         let mut kept = 0;
         loop {
+            if lease.renewal_due() {
+                lease.renew().await?;
+            }
             let window = read_window(stream, next, WINDOW).await?;
             let Some(last) = window.last() else { break };
             next = last.seq + 1;
@@ -477,16 +652,21 @@ impl Relay {
     /// The stream is gone (its store was lost, or someone deleted it):
     /// recreate it as configured, under a new epoch, and republish every
     /// event. Consumers recreate their durable consumers on the new stream.
-    async fn recreate_stream(&self, lease: &Lease, state: &mut RelayState) -> anyhow::Result<()> {
+    async fn recreate_stream(
+        &self,
+        lease: &mut Lease,
+        state: &mut RelayState,
+    ) -> anyhow::Result<()> {
         let epoch = state.epoch + 1;
         let store_id = self.store_id().await?;
+        lease.renew().await?;
         crate::stream::ensure_events_stream(&self.js, &self.topology, &self.settings.stream)
             .await?;
         let mut stream = self.js.get_stream(self.topology.stream_name()).await?;
         let config = stream.info().await?.config.clone();
         self.label_stream(&config, epoch, &store_id).await?;
         let info = stream.info().await?.clone();
-        self.forget_marks(lease).await?;
+        self.forget_stream_bookkeeping(lease).await?;
         *state = RelayState {
             cursor: CommitCursor::default(),
             stream_created: Some(created_of(&info)),
@@ -497,6 +677,7 @@ impl Relay {
                 cursor: CommitCursor::default(),
             },
             repaired_up_to_seq: 0,
+            pending_repair_max: 0,
             first_seq_seen: info.state.first_sequence,
             deleted_seen: 0,
             diverged: None,
@@ -533,23 +714,32 @@ impl Relay {
         Ok(())
     }
 
-    async fn forget_marks(&self, lease: &Lease) -> anyhow::Result<()> {
-        sqlx::query(
-            "delete from relay_stream_marks where relay_name = $1
-               and exists (select 1 from leases where name = $2 and holder = $3 and token = $4)",
-        )
-        .bind(&self.settings.name)
-        .bind(lease.name())
-        .bind(lease.holder())
-        .bind(lease.token())
-        .execute(&self.pool)
-        .await?;
+    /// Forgets everything tied to the old stream's sequences (a new
+    /// stream, or a purged one, starts a new proof).
+    async fn forget_stream_bookkeeping(&self, lease: &Lease) -> anyhow::Result<()> {
+        for table in [
+            "relay_stream_marks",
+            "relay_pending_repairs",
+            "relay_deleted_handled",
+        ] {
+            sqlx::query(&format!(
+                "delete from {table} where relay_name = $1
+                   and exists (select 1 from leases
+                                where name = $2 and holder = $3 and token = $4)"
+            ))
+            .bind(&self.settings.name)
+            .bind(lease.name())
+            .bind(lease.holder())
+            .bind(lease.token())
+            .execute(&self.pool)
+            .await?;
+        }
         Ok(())
     }
 
     /// Remembers a divergence and what was done about it (for
     /// `vcintel stream status` and `/health/ready`).
-    async fn record(
+    pub(super) async fn record(
         &self,
         lease: &Lease,
         kind: &str,
@@ -638,12 +828,7 @@ async fn read_window(stream: &Stream, start: u64, max: usize) -> anyhow::Result<
         })
         .await?;
     let name = consumer.cached_info().name.clone();
-    let mut messages = consumer
-        .fetch()
-        .max_messages(max)
-        .expires(Duration::from_secs(2))
-        .messages()
-        .await?;
+    let mut messages = consumer.fetch().max_messages(max).messages().await?;
     let mut window = Vec::new();
     while let Some(message) = messages.next().await {
         let message = message.map_err(|e| anyhow::anyhow!("reading the stream back: {e}"))?;
