@@ -224,13 +224,12 @@ impl Relay {
         listener.listen(NOTIFY_CHANNEL).await?;
         let mut state = self.load_state().await?;
         match self.transaction_ids_ahead().await? {
-            Some(why) => {
-                if state.diverged.as_deref() != Some(why.as_str()) {
-                    tracing::error!(relay = %self.settings.name, "{why}");
-                    self.record(lease, "transaction_ids_ahead", &why, 0).await?;
-                    state.diverged = Some(why);
-                }
+            Some(why) if state.diverged.as_deref() != Some(why.as_str()) => {
+                tracing::error!(relay = %self.settings.name, "{why}");
+                self.record(lease, "transaction_ids_ahead", &why, 0).await?;
+                state.diverged = Some(why);
             }
+            Some(_) => {}
             None if state
                 .diverged
                 .as_deref()
