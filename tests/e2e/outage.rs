@@ -306,3 +306,62 @@ async fn killing_every_process_nats_and_postgres_under_load_loses_no_acknowledge
 fn pg_pid_file(pg: &PrivatePostgres) -> std::path::PathBuf {
     pg.data_dir().join("postmaster.pid")
 }
+
+#[tokio::test]
+async fn with_nats_down_commands_are_still_acknowledged_and_what_needs_nats_fails_fast() {
+    let mut env = TestEnv::new().await;
+    let mut nats = PrivateNats::start();
+    let mut settings = env.settings();
+    settings.nats_url = nats.url();
+    let base = env.start_all_with(settings).await;
+    let token = env.token(&env.actor(Uuid::now_v7(), Role::Member));
+    nats.kill();
+    println!("injected: kill -9 nats-server");
+    eventually(Duration::from_secs(10), "the API to notice", || async {
+        let sent = Instant::now();
+        let reply = env
+            .http
+            .get(format!("{base}/admin/dead-letters"))
+            .bearer_auth(crate::helpers::ADMIN_TOKEN)
+            .send()
+            .await
+            .ok()?;
+        (reply.status() == StatusCode::SERVICE_UNAVAILABLE).then(|| {
+            assert!(reply.headers().contains_key("retry-after"));
+            assert!(
+                sent.elapsed() < Duration::from_secs(2),
+                "{:?}",
+                sent.elapsed()
+            );
+        })
+    })
+    .await;
+    // Commands need only Postgres: acknowledged now, published later.
+    let (status, body) = env
+        .post_json(
+            &format!("{base}/v1/companies"),
+            &token,
+            &json!({"name": "Offline", "website": "offline.example"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    nats.restart();
+    let js = async_nats::jetstream::new(
+        async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(nats.url())
+            .await
+            .unwrap(),
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the command to reach the stream",
+        || async {
+            let replayed = replay_stream(&js, &env.topology().stream_name()).await;
+            let store: HashSet<String> = env.event_ids_in_store().await.into_iter().collect();
+            let streamed: HashSet<String> = replayed.into_iter().map(|(_, id, _)| id).collect();
+            (store == streamed).then_some(())
+        },
+    )
+    .await;
+}

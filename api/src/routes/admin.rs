@@ -145,6 +145,7 @@ pub async fn list_read_models(
     State(state): State<AppState>,
     _: Operator,
 ) -> Result<axum::Json<Vec<ReadModelStatus>>, ApiError> {
+    broker_reachable(&state)?;
     let projections =
         vcintel_projections::runner::status(&state.pool, &state.jetstream, &state.topology).await?;
     let mut rebuilds = rebuild::statuses(&state.pool)
@@ -266,6 +267,7 @@ pub async fn list_dead_letters(
     State(state): State<AppState>,
     _: Operator,
 ) -> Result<axum::Json<Vec<ParkedEvent>>, ApiError> {
+    broker_reachable(&state)?;
     let letters =
         vcintel_projections::runner::dead_letters(&state.jetstream, &state.topology, None).await?;
     Ok(axum::Json(
@@ -305,6 +307,7 @@ pub async fn retry_dead_letters(
     Path(consumer): Path<String>,
 ) -> Result<axum::Json<RetriedDeadLetters>, ApiError> {
     let name = known_consumer(&consumer)?;
+    broker_reachable(&state)?;
     let retried = vcintel_projections::runner::retry_dead_letters(
         &state.pool,
         &state.jetstream,
@@ -313,4 +316,13 @@ pub async fn retry_dead_letters(
     )
     .await?;
     Ok(axum::Json(RetriedDeadLetters { retried }))
+}
+
+/// Fails at once, rather than after NATS' request timeout, when this
+/// process is not connected to NATS.
+fn broker_reachable(state: &AppState) -> Result<(), ApiError> {
+    match state.nats.connection_state() {
+        async_nats::connection::State::Connected => Ok(()),
+        _ => Err(ApiError::Unavailable("the message broker")),
+    }
 }
