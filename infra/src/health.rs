@@ -72,6 +72,19 @@ impl Progress {
         entry.problem = problem;
     }
 
+    /// The component cannot be observed: it counts as having work waiting
+    /// and not moving, so it reads as stalled once that lasts.
+    pub fn unobservable(&self, name: &str, problem: String) {
+        let previous = self.get(name);
+        self.observe(
+            name,
+            previous.as_ref().map_or(1, |p| p.lag.max(1)),
+            previous.map_or(0, |p| p.position),
+            None,
+            Some(problem),
+        );
+    }
+
     pub fn get(&self, name: &str) -> Option<ComponentProgress> {
         let components = self.0.lock().unwrap_or_else(|p| p.into_inner());
         components.get(name).cloned()
@@ -105,29 +118,15 @@ pub async fn watch_consumers(
                             };
                             progress.observe(name, lag, floor, oldest_waiting, None);
                         }
-                        Err(error) => {
-                            let previous = progress.get(name);
-                            progress.observe(
-                                name,
-                                previous.as_ref().map_or(1, |p| p.lag.max(1)),
-                                previous.map_or(0, |p| p.position),
-                                None,
-                                Some(format!("its consumer cannot be read: {error}")),
-                            );
-                        }
+                        Err(error) => progress
+                            .unobservable(name, format!("its consumer cannot be read: {error}")),
                     }
                 }
             }
             Err(error) => {
                 for (name, _) in &consumers {
-                    let previous = progress.get(name);
-                    progress.observe(
-                        name,
-                        previous.as_ref().map_or(1, |p| p.lag.max(1)),
-                        previous.map_or(0, |p| p.position),
-                        None,
-                        Some(format!("the events stream cannot be read: {error}")),
-                    );
+                    progress
+                        .unobservable(name, format!("the events stream cannot be read: {error}"));
                 }
             }
         }

@@ -108,7 +108,16 @@ async fn consume<P: Projection>(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let consumer = consumer::<P>(js, topology, settings.ack_wait).await?;
-    let mut chunks = consumer.messages().await?.ready_chunks(settings.batch_size);
+    // Short heartbeats: a consumer deleted under us (the stream was lost
+    // and recreated) ends this stream within seconds, and the projection
+    // starts again on the new stream.
+    let mut chunks = consumer
+        .stream()
+        .expires(Duration::from_secs(10))
+        .heartbeat(Duration::from_secs(2))
+        .messages()
+        .await?
+        .ready_chunks(settings.batch_size);
     tracing::info!(projection = P::NAME, "projection consuming");
     loop {
         let chunk = tokio::select! {

@@ -5,7 +5,7 @@
 
 use crate::crash::read_model_matches_a_fresh_fold;
 use crate::helpers::{
-    copy_dir, eventually, replay_stream, signal, KillOnDrop, PrivateNats, TestEnv,
+    copy_dir, eventually, jetstream_at, replay_stream, signal, KillOnDrop, PrivateNats, TestEnv,
 };
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -129,6 +129,26 @@ async fn messages_deleted_from_the_middle_of_the_stream_are_republished_and_a_la
     )
     .await;
     println!("refilled {:?} after the purge", purged.elapsed());
+}
+
+/// Waits until the stream ends at `through` and the relay has proven it all.
+async fn proven_through(env: &TestEnv, js: &async_nats::jetstream::Context, through: u64) {
+    eventually(
+        Duration::from_secs(20),
+        &format!("{through} messages proven"),
+        || async {
+            let stream = js.get_stream(env.topology().stream_name()).await.ok()?;
+            let verified: i64 = sqlx::query_scalar(
+                "select verified_seq from relay_checkpoints where relay_name = 'jetstream'",
+            )
+            .fetch_one(&env.pool)
+            .await
+            .ok()?;
+            (stream.cached_info().state.last_sequence == through && verified == through as i64)
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 async fn repairs_of(env: &TestEnv, kind: &str) -> i64 {
@@ -320,34 +340,10 @@ async fn jetstream_losing_its_last_acknowledged_messages_is_repaired_and_consume
     let mut settings = env.settings();
     settings.nats_url = nats.url();
     let _relay = env.start_with(settings.clone(), &[Component::Relay]).await;
-    let js = async_nats::jetstream::new(
-        async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connect(nats.url())
-            .await
-            .unwrap(),
-    );
+    let js = jetstream_at(&nats.url()).await;
     let actor = env.actor(Uuid::now_v7(), Role::Member);
     env.add_companies(actor, 0..20).await;
-    // The relay has published `through` messages and proven them all.
-    let proven = |through: u64| {
-        let (js, env) = (&js, &env);
-        move || async move {
-            let stream = js.get_stream(env.topology().stream_name()).await.ok()?;
-            let last = stream.cached_info().state.last_sequence;
-            let verified: i64 = sqlx::query_scalar(
-                "select verified_seq from relay_checkpoints where relay_name = 'jetstream'",
-            )
-            .fetch_one(&env.pool)
-            .await
-            .ok()?;
-            (verified == last as i64 && last == through).then_some(last)
-        }
-    };
-    assert_eq!(
-        eventually(Duration::from_secs(20), "20 proven", proven(20)).await,
-        20
-    );
+    proven_through(&env, &js, 20).await;
 
     // The store as it was on disk "one second before the power went".
     nats.kill();
@@ -355,10 +351,7 @@ async fn jetstream_losing_its_last_acknowledged_messages_is_repaired_and_consume
     copy_dir(&nats.store(), &snapshot);
     nats.restart();
     env.add_companies(actor, 20..35).await;
-    assert_eq!(
-        eventually(Duration::from_secs(20), "35 proven", proven(35)).await,
-        35
-    );
+    proven_through(&env, &js, 35).await;
     nats.kill();
     std::fs::remove_dir_all(nats.store()).unwrap();
     std::fs::rename(&snapshot, nats.store()).unwrap();
@@ -398,30 +391,10 @@ async fn a_repair_that_jetstream_loses_again_is_repaired_again() {
     let mut settings = env.settings();
     settings.nats_url = nats.url();
     let relay = env.start_with(settings.clone(), &[Component::Relay]).await;
-    let js = async_nats::jetstream::new(
-        async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connect(nats.url())
-            .await
-            .unwrap(),
-    );
+    let js = jetstream_at(&nats.url()).await;
     let actor = env.actor(Uuid::now_v7(), Role::Member);
     env.add_companies(actor, 0..20).await;
-    eventually(
-        Duration::from_secs(20),
-        "20 published and proven",
-        || async {
-            let stream = js.get_stream(env.topology().stream_name()).await.ok()?;
-            let verified: i64 = sqlx::query_scalar(
-                "select verified_seq from relay_checkpoints where relay_name = 'jetstream'",
-            )
-            .fetch_one(&env.pool)
-            .await
-            .ok()?;
-            (stream.cached_info().state.last_sequence == 20 && verified == 20).then_some(())
-        },
-    )
-    .await;
+    proven_through(&env, &js, 20).await;
     relay.stop().await;
     // A message vanishes; the store is copied as it is now.
     let stream = js.get_stream(env.topology().stream_name()).await.unwrap();
@@ -432,17 +405,7 @@ async fn a_repair_that_jetstream_loses_again_is_repaired_again() {
     nats.restart();
     // The relay repairs it at sequence 21 and proves that too ...
     let _relay = env.start_with(settings, &[Component::Relay]).await;
-    eventually(Duration::from_secs(20), "the repair, proven", || async {
-        let stream = js.get_stream(env.topology().stream_name()).await.ok()?;
-        let verified: i64 = sqlx::query_scalar(
-            "select verified_seq from relay_checkpoints where relay_name = 'jetstream'",
-        )
-        .fetch_one(&env.pool)
-        .await
-        .ok()?;
-        (stream.cached_info().state.last_sequence == 21 && verified == 21).then_some(())
-    })
-    .await;
+    proven_through(&env, &js, 21).await;
     // ... and JetStream loses its tail again, the repair with it.
     nats.kill();
     std::fs::remove_dir_all(nats.store()).unwrap();

@@ -977,3 +977,23 @@ impl TestEnv {
         self.spawn_process_on(components, port, env)
     }
 }
+
+/// A JetStream context on `url`, waiting for the server if it is not up yet.
+pub async fn jetstream_at(url: &str) -> jetstream::Context {
+    jetstream::new(
+        async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(url)
+            .await
+            .expect("connect to NATS"),
+    )
+}
+
+/// Waits until `base` answers `/health`.
+pub async fn wait_until_answering(http: &reqwest::Client, base: &str) {
+    eventually(Duration::from_secs(30), "the API to answer", || {
+        let (http, url) = (http.clone(), format!("{base}/health"));
+        async move { http.get(url).send().await.ok().map(|_| ()) }
+    })
+    .await;
+}

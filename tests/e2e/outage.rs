@@ -6,7 +6,8 @@
 
 use crate::crash::read_model_matches_a_fresh_fold;
 use crate::helpers::{
-    eventually, free_port, replay_stream, signal, KillOnDrop, PrivateNats, PrivatePostgres, TestEnv,
+    eventually, free_port, jetstream_at, replay_stream, signal, wait_until_answering, KillOnDrop,
+    PrivateNats, PrivatePostgres, TestEnv,
 };
 use reqwest::StatusCode;
 use serde_json::json;
@@ -132,12 +133,7 @@ async fn postgres_down_longer_than_the_request_timeout_fails_fast_and_each_retri
         ],
     ));
     let base = format!("http://127.0.0.1:{port}");
-    let http = env.http.clone();
-    eventually(Duration::from_secs(30), "the API", || {
-        let (http, url) = (http.clone(), format!("{base}/health"));
-        async move { http.get(url).send().await.ok().map(|_| ()) }
-    })
-    .await;
+    wait_until_answering(&env.http, &base).await;
     let token = env.token(&env.actor(Uuid::now_v7(), Role::Member));
 
     let clients = load(&env, &base, &token, 8, Duration::from_secs(9));
@@ -220,12 +216,7 @@ async fn killing_every_process_nats_and_postgres_under_load_loses_no_acknowledge
             .map(|c| (c, spawn(c)))
             .collect();
     let base = format!("http://127.0.0.1:{port}");
-    let http = env.http.clone();
-    eventually(Duration::from_secs(30), "the API", || {
-        let (http, url) = (http.clone(), format!("{base}/health"));
-        async move { http.get(url).send().await.ok().map(|_| ()) }
-    })
-    .await;
+    wait_until_answering(&env.http, &base).await;
     let token = env.token(&env.actor(Uuid::now_v7(), Role::Member));
 
     let clients = load(&env, &base, &token, 6, Duration::from_secs(7));
@@ -274,13 +265,7 @@ async fn killing_every_process_nats_and_postgres_under_load_loses_no_acknowledge
         (answers.len() as i64, answers.len() as i64),
         "every acknowledged command is in the store, once"
     );
-    let js = async_nats::jetstream::new(
-        async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connect(nats.url())
-            .await
-            .unwrap(),
-    );
+    let js = jetstream_at(&nats.url()).await;
     let converge_from = Instant::now();
     eventually(
         Duration::from_secs(60),
@@ -346,13 +331,7 @@ async fn with_nats_down_commands_are_still_acknowledged_and_what_needs_nats_fail
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     nats.restart();
-    let js = async_nats::jetstream::new(
-        async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connect(nats.url())
-            .await
-            .unwrap(),
-    );
+    let js = jetstream_at(&nats.url()).await;
     eventually(
         Duration::from_secs(30),
         "the command to reach the stream",

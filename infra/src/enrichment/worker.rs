@@ -214,7 +214,14 @@ impl EnrichmentWorker {
                 },
             )
             .await?;
-        let mut messages = consumer.messages().await?;
+        // Short heartbeats: a consumer lost with its stream ends this
+        // stream within seconds, and the worker starts again.
+        let mut messages = consumer
+            .stream()
+            .expires(Duration::from_secs(10))
+            .heartbeat(Duration::from_secs(2))
+            .messages()
+            .await?;
         let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         tracing::info!(worker = %self.settings.worker_id, "enrichment worker consuming");
         loop {

@@ -572,24 +572,7 @@ impl Relay {
             .await?;
         let info = stream.info().await?.clone();
         self.forget_stream_bookkeeping(lease).await?;
-        *state = RelayState {
-            cursor: CommitCursor::default(),
-            stream_created: Some(created_of(&info)),
-            epoch,
-            frontier: Frontier {
-                seq: info.state.last_sequence,
-                event_id: None,
-                cursor: CommitCursor::default(),
-            },
-            repaired_up_to_seq: 0,
-            pending_repair_max: 0,
-            first_seq_seen: info.state.first_sequence,
-            deleted_seen: info.state.deleted_count.unwrap_or(0),
-            diverged: None,
-            refill_done: true,
-            last_mark_seq: 0,
-            saves: state.saves,
-        };
+        *state = RelayState::new_epoch(&info, epoch, state.saves, true);
         let detail = format!(
             "{why}: kept {orphans} message(s) the store lacks in stream_orphans, purged \
              {purged} message(s), republishing every event under epoch {epoch}"
@@ -667,24 +650,7 @@ impl Relay {
         self.label_stream(&config, epoch, &store_id).await?;
         let info = stream.info().await?.clone();
         self.forget_stream_bookkeeping(lease).await?;
-        *state = RelayState {
-            cursor: CommitCursor::default(),
-            stream_created: Some(created_of(&info)),
-            epoch,
-            frontier: Frontier {
-                seq: info.state.last_sequence,
-                event_id: None,
-                cursor: CommitCursor::default(),
-            },
-            repaired_up_to_seq: 0,
-            pending_repair_max: 0,
-            first_seq_seen: info.state.first_sequence,
-            deleted_seen: 0,
-            diverged: None,
-            refill_done: false,
-            last_mark_seq: 0,
-            saves: state.saves,
-        };
+        *state = RelayState::new_epoch(&info, epoch, state.saves, false);
         let detail = format!(
             "the stream {} was missing: recreated, republishing every event under epoch {epoch}",
             info.config.name
@@ -761,6 +727,36 @@ impl Relay {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+}
+
+impl RelayState {
+    /// A fresh proof for a stream just created or purged (`info`), under
+    /// `epoch`: every event is to be published again.
+    fn new_epoch(
+        info: &jetstream::stream::Info,
+        epoch: i64,
+        saves: i64,
+        refill_done: bool,
+    ) -> Self {
+        RelayState {
+            cursor: CommitCursor::default(),
+            stream_created: Some(created_of(info)),
+            epoch,
+            frontier: Frontier {
+                seq: info.state.last_sequence,
+                event_id: None,
+                cursor: CommitCursor::default(),
+            },
+            repaired_up_to_seq: 0,
+            pending_repair_max: 0,
+            first_seq_seen: info.state.first_sequence,
+            deleted_seen: info.state.deleted_count.unwrap_or(0),
+            diverged: None,
+            refill_done,
+            last_mark_seq: 0,
+            saves,
+        }
     }
 }
 
