@@ -94,8 +94,16 @@ pub fn document(topology: &Topology, nats_host: &str) -> Value {
             "type": "object",
             "required": ["Nats-Msg-Id"],
             "properties": {
-                "Nats-Msg-Id": {"type": "string", "format": "uuid",
-                    "description": "The event id (JetStream deduplicates publications by it)."},
+                "Nats-Msg-Id": {"type": "string",
+                    "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(:repair:[0-9a-f]{32})?$",
+                    "description": "The event id (JetStream deduplicates publications by it); \
+                        `<event id>:repair:<random>` for a message republished while the \
+                        duplicate window still remembers a lost copy."},
+                "Vcintel-Stream-Epoch": {"type": "string", "pattern": "^[0-9]+$",
+                    "description": "How many times the stream was refilled from the event store \
+                        from scratch (also the stream metadata `vcintel_epoch`). When it rises, \
+                        every event is delivered again; events you applied that do not come \
+                        again were taken back by a restore of the store."},
                 "traceparent": {"type": "string",
                     "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
                     "description": "W3C trace context of the request that caused the event."}
@@ -202,7 +210,8 @@ pub fn document(topology: &Topology, nats_host: &str) -> Value {
                 "Every event the VC Intel event store commits, in commit order, on the JetStream \
                  stream `{stream}` (subjects `{all}`). Each message is a CloudEvents 1.0 envelope \
                  (structured mode, JSON) whose `id` is the event id, also sent as the \
-                 `Nats-Msg-Id` header: deduplicate by it. Subjects are \
+                 `Nats-Msg-Id` header: deduplicate by the `id` (delivery is at least once, and \
+                 a message the stream lost is republished at its end). Subjects are \
                  `<prefix>.events.<workspace id>.<aggregate type>.<event name>`, so a wildcard \
                  takes one workspace (`{one_ws}`), one aggregate type (`{one_type}`) or one \
                  event type. Replay from the start with a durable consumer of your own and \

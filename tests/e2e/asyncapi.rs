@@ -43,8 +43,15 @@ pub fn check_against_document(doc: &Value, message: &StreamedEvent) {
         .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect();
     assert!(errors.is_empty(), "{kind}: {errors:?}\n{}", message.body);
-    let headers = json!({"Nats-Msg-Id": message.msg_id});
-    assert!(payload_validator(doc, "NatsHeaders").is_valid(&headers));
+    let epoch = message
+        .epoch
+        .clone()
+        .expect("every message carries its epoch");
+    let headers = json!({"Nats-Msg-Id": message.msg_id, "Vcintel-Stream-Epoch": epoch});
+    let headers_schema = payload_validator(doc, "NatsHeaders");
+    assert!(headers_schema.is_valid(&headers), "{headers}");
+    let bad_epoch = json!({"Nats-Msg-Id": message.msg_id, "Vcintel-Stream-Epoch": "first"});
+    assert!(!headers_schema.is_valid(&bad_epoch));
     assert_eq!(message.msg_id, message.body["id"].as_str().unwrap());
 }
 

@@ -653,3 +653,67 @@ async fn under_the_halt_policy_a_stream_holding_unknown_events_stops_the_relay_u
     let projections = vcintel(&env, &["projections", "status"]);
     assert!(projections.contains("stream: epoch 2"), "{projections}");
 }
+
+#[tokio::test]
+async fn a_store_whose_transaction_ids_are_ahead_of_its_cluster_halts_the_relay_with_the_fix() {
+    let mut env = TestEnv::new().await;
+    // As a pg_dump restored into a younger cluster leaves it: an event
+    // written by a transaction this cluster has not reached.
+    sqlx::query(
+        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                             payload, metadata, tx_id)
+         values ('probe', 'restored', 1, 'probe.happened', '1', '{\"probe.happened\": {}}',
+                 '{\"workspace_id\": \"00000000-0000-7000-8000-000000000001\"}', '4294967396'::xid8)",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let mut settings = env.settings();
+    settings.health_bind = Some("127.0.0.1:0".parse().unwrap());
+    let relay = env.start_with(settings.clone(), &[Component::Relay]).await;
+    let health = relay.address.clone().unwrap();
+    let check = eventually(Duration::from_secs(20), "the relay to halt", || async {
+        let response = env
+            .http
+            .get(format!("{health}/health/ready"))
+            .send()
+            .await
+            .ok()?;
+        let body: serde_json::Value = response.json().await.ok()?;
+        body["checks"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == "relay" && c["ok"] == false)
+            .cloned()
+    })
+    .await;
+    let detail = check["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("transaction ids are ahead") && detail.contains("pg_resetwal -e 1 -x 1100"),
+        "{detail}"
+    );
+    relay.stop().await;
+
+    // Once the cluster's counter is past the store's (here: the event is
+    // gone), the next leader carries on.
+    sqlx::query("delete from events where aggregate_id = 'restored'")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let relay = env.start_with(settings, &[Component::Relay]).await;
+    let health = relay.address.clone().unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the relay to lead again",
+        || async {
+            let response = env
+                .http
+                .get(format!("{health}/health/ready"))
+                .send()
+                .await
+                .ok()?;
+            (response.status() == reqwest::StatusCode::OK).then_some(())
+        },
+    )
+    .await;
+}

@@ -428,10 +428,15 @@ impl TestEnv {
                 .get("Nats-Msg-Id")
                 .map(|v| v.to_string())
                 .unwrap_or_default();
+            let epoch = message
+                .headers
+                .get("Vcintel-Stream-Epoch")
+                .map(|v| v.to_string());
             let body: Value = serde_json::from_slice(&message.payload).expect("json body");
             out.push(StreamedEvent {
                 subject: message.subject.to_string(),
                 msg_id,
+                epoch,
                 body,
             });
         }
@@ -459,6 +464,8 @@ impl Drop for TestEnv {
 pub struct StreamedEvent {
     pub subject: String,
     pub msg_id: String,
+    /// The `Vcintel-Stream-Epoch` header.
+    pub epoch: Option<String>,
     pub body: Value,
 }
 
