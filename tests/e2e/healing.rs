@@ -63,12 +63,7 @@ async fn messages_deleted_from_the_middle_of_the_stream_are_republished_and_a_la
     let _relay = env.start(&[Component::Relay]).await;
     let actor = env.actor(Uuid::now_v7(), Role::Member);
     env.add_companies(actor, 0..30).await;
-    eventually(
-        Duration::from_secs(20),
-        "the relay to prove the stream",
-        || async { frontier_reaches_the_end(&env).await.then_some(()) },
-    )
-    .await;
+    proven_through(&env, &env.js.clone(), 30).await;
 
     // Messages vanish from the middle while the projector has not read them.
     let stream = env.stream().await;
@@ -571,12 +566,7 @@ async fn under_the_halt_policy_a_stream_holding_unknown_events_stops_the_relay_u
     let health = relay.address.clone().unwrap();
     let actor = env.actor(Uuid::now_v7(), Role::Member);
     env.add_companies(actor, 0..5).await;
-    eventually(
-        Duration::from_secs(20),
-        "the relay to prove the stream",
-        || async { frontier_reaches_the_end(&env).await.then_some(()) },
-    )
-    .await;
+    proven_through(&env, &env.js.clone(), 5).await;
 
     // A message of an event this store never had (another deployment's,
     // or one a restore took back).
