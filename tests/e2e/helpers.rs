@@ -667,22 +667,28 @@ impl Drop for KillOnDrop {
 
 /// What a downstream subscriber replaying the stream from its start sees:
 /// `(stream sequence, CloudEvents id, epoch header)` of every message.
+/// Waits (up to 20 s) for a server that is coming back.
 pub async fn replay_stream(
     js: &jetstream::Context,
     stream_name: &str,
 ) -> Vec<(u64, String, String)> {
     use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
     use futures::StreamExt;
-    let stream = js.get_stream(stream_name).await.expect("events stream");
-    let consumer = stream
-        .create_consumer(pull::Config {
-            deliver_policy: DeliverPolicy::All,
-            ack_policy: AckPolicy::None,
-            inactive_threshold: Duration::from_secs(30),
-            ..Default::default()
-        })
-        .await
-        .expect("replay consumer");
+    let consumer = eventually(Duration::from_secs(20), "a replay consumer", || async {
+        let stream = js.get_stream(stream_name).await.ok()?;
+        stream
+            .create_consumer(pull::Config {
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::None,
+                inactive_threshold: Duration::from_secs(30),
+                ..Default::default()
+            })
+            .await
+            .ok()
+            .map(|consumer| (stream, consumer))
+    })
+    .await;
+    let (stream, consumer) = consumer;
     let name = consumer.cached_info().name.clone();
     let mut seen = Vec::new();
     loop {
