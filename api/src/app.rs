@@ -2,6 +2,7 @@
 //! (API, relay, projector) under one shutdown signal.
 
 use crate::auth::TokenKeys;
+pub use crate::component::Component;
 use crate::consistency::ConsistencyTokens;
 use crate::limits::RateLimits;
 use crate::openapi::router;
@@ -35,37 +36,6 @@ use vcintel_projections::notes::NotesProjection;
 use vcintel_projections::saved_searches::SavedSearchesProjection;
 use vcintel_projections::usage::UsageProjection;
 use vcintel_projections::{run_projection, ProjectionSettings};
-
-/// A part of the service that can run alone (`vcintel serve --only …`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Component {
-    /// The HTTP API.
-    Api,
-    /// The event store → JetStream relay.
-    Relay,
-    /// The projection workers that build read models.
-    Projector,
-    /// The enrichment worker.
-    Enricher,
-}
-
-impl Component {
-    pub const ALL: [Component; 4] = [
-        Component::Api,
-        Component::Relay,
-        Component::Projector,
-        Component::Enricher,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Component::Api => "api",
-            Component::Relay => "relay",
-            Component::Projector => "projector",
-            Component::Enricher => "enricher",
-        }
-    }
-}
 
 #[derive(Debug)]
 pub struct Application {

@@ -9,6 +9,7 @@
 pub mod app;
 pub mod asyncapi;
 pub mod auth;
+pub mod component;
 pub mod consistency;
 pub mod demo;
 pub mod error;
@@ -21,7 +22,8 @@ pub mod settings;
 pub mod state;
 pub mod telemetry;
 
-pub use app::{Application, Component};
+pub use app::Application;
+pub use component::Component;
 pub use openapi::{openapi, router};
 pub use settings::Settings;
 pub use state::AppState;

@@ -81,7 +81,7 @@ pub struct Services {
     /// stalled, and the process running it is not ready.
     pub stall_after: Duration,
     /// What this process runs (readiness judges those).
-    pub components: Vec<crate::app::Component>,
+    pub components: Vec<crate::component::Component>,
     /// The progress this process's workers report.
     pub progress: vcintel_infra::health::Progress,
     pub access_token_ttl: Duration,

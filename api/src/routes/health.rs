@@ -8,7 +8,7 @@
 //! reported in the details without failing this process: a read model
 //! behind must not take every API instance out of the load balancer.
 
-use crate::app::Component;
+use crate::component::Component;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
