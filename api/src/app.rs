@@ -2,7 +2,7 @@
 //! (API, relay, projector) under one shutdown signal.
 
 use crate::auth::TokenKeys;
-pub use crate::component::Component;
+use crate::component::Component;
 use crate::consistency::ConsistencyTokens;
 use crate::limits::RateLimits;
 use crate::openapi::router;
