@@ -39,7 +39,12 @@ impl Lease {
     /// `holder` names this process in `leases` (host, pid and a random
     /// suffix, so two processes never share it).
     pub fn new(pool: PgPool, name: impl Into<String>, ttl: Duration) -> Self {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".to_owned());
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .map(|h| h.trim().replace(':', "-"))
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "host".to_owned());
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         Self {
             pool,
