@@ -1,5 +1,6 @@
 drop table stream_orphans;
 drop table relay_repairs;
+drop table projection_gap_fills;
 drop table relay_stream_marks;
 drop table relay_pending_repairs;
 drop table relay_deleted_handled;

@@ -82,6 +82,18 @@ create table relay_deleted_handled
     primary key (relay_name, seq)
 );
 
+-- versions a projection found missing from the stream and filled from the
+-- store (a hole it met before the relay repaired it, or a redelivery out
+-- of order), for `vcintel projections status`
+create table projection_gap_fills
+(
+    projection     text primary key,
+    fills          bigint      not null,
+    events         bigint      not null,
+    last_aggregate text        not null,
+    last_at        timestamptz not null
+);
+
 -- every divergence the relay found and what it did about it
 create table relay_repairs
 (

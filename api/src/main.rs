@@ -438,6 +438,13 @@ async fn projections_status(
             "{:<16} {:>10} {:>8} {:>10} {:>6}  {failure}",
             status.name, status.delivered, status.lag, status.aggregates, status.dead_letters
         );
+        if let Some((fills, events, aggregate, at)) = &status.gap_fills {
+            println!(
+                "{:<16} filled {events} version(s) missing from the stream from the store, \
+                 {fills} time(s), the last for {aggregate} at {at}",
+                ""
+            );
+        }
     }
     print_stream_health(&pool).await?;
     for rebuild in rebuilds {

@@ -336,6 +336,19 @@ pub async fn plan_in_order<P: Projection>(
             to = event.sequence,
             "versions missing from the stream; filled from the event store"
         );
+        sqlx::query(
+            "insert into projection_gap_fills (projection, fills, events, last_aggregate, last_at)
+             values ($1, 1, $2, $3, now())
+             on conflict (projection) do update set
+               fills = projection_gap_fills.fills + 1,
+               events = projection_gap_fills.events + excluded.events,
+               last_aggregate = excluded.last_aggregate, last_at = now()",
+        )
+        .bind(P::NAME)
+        .bind((filled.len() - 1) as i64)
+        .bind(format!("{}/{}", event.aggregatetype, event.aggregateid))
+        .execute(&mut *tx)
+        .await?;
         filled
     };
     match changes
@@ -398,6 +411,9 @@ pub struct ProjectionStatus {
     pub last_error: Option<(String, String, i64, chrono::DateTime<chrono::Utc>)>,
     /// Events parked because it kept failing on them.
     pub dead_letters: u64,
+    /// Versions it found missing from the stream and filled from the
+    /// store: how many times, how many events, the last aggregate, when.
+    pub gap_fills: Option<(i64, i64, String, chrono::DateTime<chrono::Utc>)>,
 }
 
 /// Every read model's position, lag and last failure.
@@ -432,7 +448,15 @@ pub async fn status(
         .bind(model.name)
         .fetch_optional(pool)
         .await?;
+        let gap_fills = sqlx::query_as(
+            "select fills, events, last_aggregate, last_at from projection_gap_fills
+             where projection = $1",
+        )
+        .bind(model.name)
+        .fetch_optional(pool)
+        .await?;
         all.push(ProjectionStatus {
+            gap_fills,
             name: model.name,
             delivered,
             lag,

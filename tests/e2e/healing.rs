@@ -707,3 +707,42 @@ async fn a_store_whose_transaction_ids_are_ahead_of_its_cluster_halts_the_relay_
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_projector_meeting_a_hole_fills_it_from_the_store_and_status_says_so() {
+    let mut env = TestEnv::new().await;
+    let actor = env.actor(Uuid::now_v7(), Role::Member);
+    let ids = env.add_companies(actor, 0..3).await;
+    env.company_commands()
+        .update_details(
+            actor,
+            ids[1],
+            vcintel_domain::company::CompanyChanges {
+                name: Some("Renamed".into()),
+                ..Default::default()
+            },
+            None,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let relay = env.start(&[Component::Relay]).await;
+    let js = env.js.clone();
+    proven_through(&env, &js, 4).await;
+    relay.stop().await;
+    // The second company's first version vanishes before any projector
+    // read it, and no relay runs to repair it.
+    assert!(env.stream().await.delete_message(2).await.unwrap());
+    let _projector = env.start(&[Component::Projector]).await;
+    eventually(
+        Duration::from_secs(20),
+        "the read model to match the store",
+        || async { read_model_matches_a_fresh_fold(&env).await.ok() },
+    )
+    .await;
+    let status = vcintel(&env, &["projections", "status"]);
+    assert!(
+        status.contains("filled 1 version(s) missing from the stream from the store, 1 time(s)"),
+        "{status}"
+    );
+}

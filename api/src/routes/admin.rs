@@ -73,7 +73,22 @@ pub struct ReadModelStatus {
     /// failing.
     pub dead_letters: u64,
     pub last_failure: Option<ProjectionFailure>,
+    /// Versions the projection found missing from the stream (a hole met
+    /// before the relay repaired it) and filled from the event store.
+    pub gap_fills: Option<GapFills>,
     pub rebuild: Option<RebuildProgress>,
+}
+
+/// What a projection filled from the event store.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct GapFills {
+    /// How many times it met a hole.
+    pub times: i64,
+    /// Events filled in all.
+    pub events: i64,
+    /// `aggregate type/aggregate id` of the last one.
+    pub last_aggregate: String,
+    pub last_at: DateTime<Utc>,
 }
 
 /// The latest event a projection failed to apply.
@@ -177,6 +192,14 @@ pub async fn list_read_models(
                         error,
                         failures,
                         at,
+                    }),
+                gap_fills: p
+                    .gap_fills
+                    .map(|(times, events, last_aggregate, last_at)| GapFills {
+                        times,
+                        events,
+                        last_aggregate,
+                        last_at,
                     }),
                 rebuild,
             }
