@@ -28,14 +28,7 @@ use vcintel_infra::relay::{Relay, RelaySettings};
 use vcintel_infra::stream::{ensure_events_stream, StreamSettings};
 use vcintel_infra::wire::Topology;
 use vcintel_infra::{db, event_store, CancellationToken};
-use vcintel_projections::companies::CompaniesProjection;
-use vcintel_projections::enrichment_jobs::EnrichmentJobsProjection;
-use vcintel_projections::identity::{UsersProjection, WorkspacesProjection};
-use vcintel_projections::lists::ListsProjection;
-use vcintel_projections::notes::NotesProjection;
-use vcintel_projections::saved_searches::SavedSearchesProjection;
-use vcintel_projections::usage::UsageProjection;
-use vcintel_projections::{run_projection, ProjectionSettings};
+use vcintel_projections::ProjectionSettings;
 
 #[derive(Debug)]
 pub struct Application {
@@ -374,65 +367,14 @@ impl Application {
                         ..Default::default()
                     };
                     tasks.spawn(async move {
-                        let result = tokio::try_join!(
-                            run_projection::<CompaniesProjection>(
-                                pool.clone(),
-                                js.clone(),
-                                topology.clone(),
-                                projection_settings.clone(),
-                                token.clone(),
-                            ),
-                            run_projection::<WorkspacesProjection>(
-                                pool.clone(),
-                                js.clone(),
-                                topology.clone(),
-                                projection_settings.clone(),
-                                token.clone(),
-                            ),
-                            run_projection::<UsersProjection>(
-                                pool.clone(),
-                                js.clone(),
-                                topology.clone(),
-                                projection_settings.clone(),
-                                token.clone(),
-                            ),
-                            run_projection::<NotesProjection>(
-                                pool.clone(),
-                                js.clone(),
-                                topology.clone(),
-                                projection_settings.clone(),
-                                token.clone(),
-                            ),
-                            run_projection::<ListsProjection>(
-                                pool.clone(),
-                                js.clone(),
-                                topology.clone(),
-                                projection_settings.clone(),
-                                token.clone(),
-                            ),
-                            run_projection::<SavedSearchesProjection>(
-                                pool.clone(),
-                                js.clone(),
-                                topology.clone(),
-                                projection_settings.clone(),
-                                token.clone(),
-                            ),
-                            run_projection::<EnrichmentJobsProjection>(
-                                pool.clone(),
-                                js.clone(),
-                                topology.clone(),
-                                projection_settings.clone(),
-                                token.clone(),
-                            ),
-                            run_projection::<UsageProjection>(
-                                pool,
-                                js,
-                                topology,
-                                projection_settings,
-                                token,
-                            ),
+                        let result = vcintel_projections::run_all(
+                            pool,
+                            js,
+                            topology,
+                            projection_settings,
+                            token,
                         )
-                        .map(|_| ());
+                        .await;
                         (name, result)
                     });
                 }

@@ -58,17 +58,65 @@ pub enum Reflects {
     Only(Vec<&'static str>),
 }
 
-/// Every read model the projector maintains.
-pub const READ_MODELS: [ReadModel; 8] = [
-    ReadModel::of::<companies::CompaniesProjection>(),
-    ReadModel::of::<identity::WorkspacesProjection>(),
-    ReadModel::of::<identity::UsersProjection>(),
-    ReadModel::of::<notes::NotesProjection>(),
-    ReadModel::of::<lists::ListsProjection>(),
-    ReadModel::of::<saved_searches::SavedSearchesProjection>(),
-    ReadModel::of::<enrichment_jobs::EnrichmentJobsProjection>(),
-    ReadModel::of::<usage::UsageProjection>(),
-];
+/// Something done with one read model's projection type, chosen by the
+/// read model's name at run time (see [`with_read_model`]).
+pub trait ReadModelTask {
+    type Output;
+    fn run<P: Projection>(self) -> impl std::future::Future<Output = Self::Output> + Send;
+}
+
+/// Declares the set of read models once; the list of them, the dispatch by
+/// name (rebuilds) and the projector's workers are all derived from it, so
+/// a read model cannot be rebuilt but never run, or run but not listed.
+macro_rules! read_models {
+    ($($projection:ty),+ $(,)?) => {
+        /// Every read model the projector maintains.
+        pub const READ_MODELS: &[ReadModel] = &[$(ReadModel::of::<$projection>()),+];
+
+        /// Runs `task` with the projection type of the read model named
+        /// `name`; `None` when no read model has that name.
+        pub async fn with_read_model<T: ReadModelTask>(name: &str, task: T) -> Option<T::Output> {
+            $(
+                if name == <$projection as Projection>::NAME {
+                    return Some(task.run::<$projection>().await);
+                }
+            )+
+            None
+        }
+
+        /// Runs every read model's projection until `shutdown`; the first
+        /// one to fail ends them all.
+        pub async fn run_all(
+            pool: sqlx::PgPool,
+            js: async_nats::jetstream::Context,
+            topology: vcintel_infra::wire::Topology,
+            settings: ProjectionSettings,
+            shutdown: vcintel_infra::CancellationToken,
+        ) -> anyhow::Result<()> {
+            tokio::try_join!($(
+                run_projection::<$projection>(
+                    pool.clone(),
+                    js.clone(),
+                    topology.clone(),
+                    settings.clone(),
+                    shutdown.clone(),
+                )
+            ),+)?;
+            Ok(())
+        }
+    };
+}
+
+read_models!(
+    companies::CompaniesProjection,
+    identity::WorkspacesProjection,
+    identity::UsersProjection,
+    notes::NotesProjection,
+    lists::ListsProjection,
+    saved_searches::SavedSearchesProjection,
+    enrichment_jobs::EnrichmentJobsProjection,
+    usage::UsageProjection,
+);
 
 /// The read models an aggregate type's events feed, and what of them each
 /// reflects.

@@ -87,28 +87,6 @@ pub struct RebuildStatus {
     pub last_error: Option<String>,
 }
 
-/// Calls `f` with the projection type of the read model named `name`.
-macro_rules! with_projection {
-    ($name:expr, $f:ident ( $($arg:expr),* )) => {{
-        use crate::{companies, enrichment_jobs, identity, lists, notes, saved_searches, usage};
-        match $name {
-            companies::CompaniesProjection::NAME => $f::<companies::CompaniesProjection>($($arg),*).await,
-            identity::WorkspacesProjection::NAME => $f::<identity::WorkspacesProjection>($($arg),*).await,
-            identity::UsersProjection::NAME => $f::<identity::UsersProjection>($($arg),*).await,
-            notes::NotesProjection::NAME => $f::<notes::NotesProjection>($($arg),*).await,
-            lists::ListsProjection::NAME => $f::<lists::ListsProjection>($($arg),*).await,
-            saved_searches::SavedSearchesProjection::NAME => {
-                $f::<saved_searches::SavedSearchesProjection>($($arg),*).await
-            }
-            enrichment_jobs::EnrichmentJobsProjection::NAME => {
-                $f::<enrichment_jobs::EnrichmentJobsProjection>($($arg),*).await
-            }
-            usage::UsageProjection::NAME => $f::<usage::UsageProjection>($($arg),*).await,
-            other => Err(unknown_read_model(other)),
-        }
-    }};
-}
-
 fn unknown_read_model(name: &str) -> ProjectionError {
     ProjectionError::UnknownReadModel {
         name: name.to_owned(),
@@ -180,10 +158,32 @@ pub async fn run_claimed(
     options: &RebuildOptions,
     on_progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<Rebuilt, ProjectionError> {
-    with_projection!(
-        claim.read_model,
-        rebuild_with(pool, claim, options, on_progress)
-    )
+    let read_model = claim.read_model;
+    let rebuild = Rebuild {
+        pool,
+        claim,
+        options,
+        on_progress,
+    };
+    crate::with_read_model(read_model, rebuild)
+        .await
+        .unwrap_or_else(|| Err(unknown_read_model(read_model)))
+}
+
+/// A rebuild, waiting for its read model's projection type.
+struct Rebuild<'a> {
+    pool: &'a PgPool,
+    claim: RebuildClaim,
+    options: &'a RebuildOptions,
+    on_progress: &'a (dyn Fn(u64, u64) + Send + Sync),
+}
+
+impl crate::ReadModelTask for Rebuild<'_> {
+    type Output = Result<Rebuilt, ProjectionError>;
+
+    fn run<P: Projection>(self) -> impl std::future::Future<Output = Self::Output> + Send {
+        rebuild_with::<P>(self.pool, self.claim, self.options, self.on_progress)
+    }
 }
 
 /// Every rebuild on record, running, interrupted or finished.
