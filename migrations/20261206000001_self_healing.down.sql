@@ -20,5 +20,6 @@ alter table relay_checkpoints
     drop column progressed_at,
     drop column diverged,
     drop column refill_requested;
+drop function lease_held(text, text, bigint);
 drop table leases;
 drop table store_identity;

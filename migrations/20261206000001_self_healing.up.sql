@@ -26,6 +26,18 @@ create table leases
     renewed_at timestamptz not null default now()
 );
 
+-- the fence every leader's write names: true while `holder` still holds
+-- lease `name` under `token` (nobody has taken it over since)
+create function lease_held(name text, holder text, token bigint) returns boolean
+    language sql
+    stable
+as
+$$
+select exists (select 1 from leases l
+               where l.name = lease_held.name and l.holder = lease_held.holder
+                 and l.token = lease_held.token)
+$$;
+
 -- the verified frontier: every event up to (verified_tx_id,
 -- verified_position) is in the stream instance created at stream_created,
 -- which the relay has read (or seen acknowledged) through verified_seq,

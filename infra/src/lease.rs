@@ -8,8 +8,9 @@
 //! same loop that does the work, so a leader that stops making progress
 //! stops renewing. Each acquisition raises the lease's fencing token; every
 //! write a leader makes names its token and is refused once another holder
-//! has taken the lease, so a stale leader that wakes up cannot move
-//! anything. Expiry is judged by Postgres' clock alone.
+//! has taken the lease (`where lease_held(name, holder, token)`, one SQL
+//! function for every fenced statement), so a stale leader that wakes up
+//! cannot move anything. Expiry is judged by Postgres' clock alone.
 
 use sqlx::PgPool;
 use std::time::{Duration, Instant};

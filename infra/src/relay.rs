@@ -501,8 +501,7 @@ impl Relay {
                 diverged = $14, verified_at = now(),
                 refill_requested = refill_requested and not $15, saves = saves + 1
              where relay_name = $1 and fencing_token <= $4 and saves = $18
-               and exists (select 1 from leases
-                            where name = $16 and holder = $17 and token = $4)",
+               and lease_held($16, $17, $4)",
         )
         .bind(&self.settings.name)
         .bind(state.cursor.tx_id.to_string())
@@ -554,7 +553,7 @@ impl Relay {
         sqlx::query(
             "insert into relay_stream_marks (relay_name, seq, event_id, tx_id, position)
              select $1, $2, $3, $4::text::xid8, $5
-             where exists (select 1 from leases where name = $6 and holder = $7 and token = $8)
+             where lease_held($6, $7, $8)
              on conflict do nothing",
         )
         .bind(&self.settings.name)

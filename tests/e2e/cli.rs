@@ -365,21 +365,7 @@ async fn projections_status_shows_failures_and_a_parked_event_is_retried_after_a
     .execute(&env.pool)
     .await
     .unwrap();
-    let status = || {
-        let output = Command::new(env!("CARGO_BIN_EXE_vcintel"))
-            .args(["projections", "status"])
-            .env("DATABASE_URL", &env.database_url)
-            .env("NATS_URL", crate::helpers::nats_url())
-            .env("VCINTEL_NATS_PREFIX", &env.prefix)
-            .output()
-            .expect("run vcintel");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
+    let status = || env.vcintel(&["projections", "status"]);
     let report =
         crate::helpers::eventually(Duration::from_secs(20), "the failure recorded", || async {
             let report = status();

@@ -537,23 +537,6 @@ fn pg_tool(name: &str, args: &[&str]) {
     );
 }
 
-/// Runs the `vcintel` binary against the test's database; its output.
-fn vcintel(env: &TestEnv, args: &[&str]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vcintel"))
-        .args(args)
-        .env("DATABASE_URL", &env.database_url)
-        .env("NATS_URL", crate::helpers::nats_url())
-        .env("VCINTEL_NATS_PREFIX", &env.prefix)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
 #[tokio::test]
 async fn under_the_halt_policy_a_stream_holding_unknown_events_stops_the_relay_until_the_operator_refills(
 ) {
@@ -605,12 +588,12 @@ async fn under_the_halt_policy_a_stream_holding_unknown_events_stops_the_relay_u
     })
     .await;
     assert_eq!(body["ok"], false, "{body}");
-    let status = vcintel(&env, &["stream", "status"]);
+    let status = env.vcintel(&["stream", "status"]);
     assert!(status.contains("HALTED"), "{status}");
 
     let started = Instant::now();
     println!("operator: vcintel stream refill");
-    vcintel(&env, &["stream", "refill"]);
+    env.vcintel(&["stream", "refill"]);
     let js = env.js.clone();
     eventually(
         Duration::from_secs(30),
@@ -634,13 +617,13 @@ async fn under_the_halt_policy_a_stream_holding_unknown_events_stops_the_relay_u
         vec![stranger],
         "the unknown event is kept for the operator"
     );
-    let status = vcintel(&env, &["stream", "status"]);
+    let status = env.vcintel(&["stream", "status"]);
     assert!(
         status.contains("epoch 2") && status.contains("refilled"),
         "{status}"
     );
     assert!(!status.contains("HALTED"), "{status}");
-    let projections = vcintel(&env, &["projections", "status"]);
+    let projections = env.vcintel(&["projections", "status"]);
     assert!(projections.contains("stream: epoch 2"), "{projections}");
 }
 
@@ -740,7 +723,7 @@ async fn a_projector_meeting_a_hole_fills_it_from_the_store_and_status_says_so()
         || async { read_model_matches_a_fresh_fold(&env).await.ok() },
     )
     .await;
-    let status = vcintel(&env, &["projections", "status"]);
+    let status = env.vcintel(&["projections", "status"]);
     assert!(
         status.contains("filled 1 version(s) missing from the stream from the store, 1 time(s)"),
         "{status}"

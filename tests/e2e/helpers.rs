@@ -984,6 +984,25 @@ impl Drop for PrivatePostgres {
 }
 
 impl TestEnv {
+    /// Runs the `vcintel` binary against this test's database and stream
+    /// prefix; its standard output (it must succeed).
+    pub fn vcintel(&self, args: &[&str]) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_vcintel"))
+            .args(args)
+            .env("DATABASE_URL", &self.database_url)
+            .env("NATS_URL", nats_url())
+            .env("VCINTEL_NATS_PREFIX", &self.prefix)
+            .env("VCINTEL_JWT_SECRET", JWT_SECRET)
+            .output()
+            .expect("run vcintel");
+        assert!(
+            output.status.success(),
+            "vcintel {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// `vcintel serve --only <components>` in its own process on `port`
     /// (0: none), with extra environment that overrides the defaults.
     pub fn spawn_process_at(&self, components: &str, port: u16, env: &[(&str, &str)]) -> Child {

@@ -324,3 +324,51 @@ async fn a_request_whose_client_disconnected_still_finishes_and_its_retry_is_rep
     assert_eq!(retry.headers()["idempotent-replayed"], "true");
     assert_eq!(company_events(&env).await, 1);
 }
+
+/// A request that outlived its claim (taken over by a retry) can neither
+/// release nor complete the retry's claim.
+#[tokio::test]
+async fn a_request_that_outlived_its_claim_cannot_touch_its_successors() {
+    use vcintel_infra::idempotency::{self, Claim, StoredResponse};
+    let env = TestEnv::new().await;
+    let takeover = Duration::from_secs(1);
+    let claim = || idempotency::claim(&env.pool, "user:u", "key", b"request", takeover);
+    let Claim::Fresh(first) = claim().await.unwrap() else {
+        panic!("a new key is fresh")
+    };
+    assert_eq!(claim().await.unwrap(), Claim::InProgress);
+    sqlx::query("update idempotency_keys set created_at = now() - interval '1 minute'")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let Claim::Fresh(second) = claim().await.unwrap() else {
+        panic!("a stale claim whose command never ran is taken over")
+    };
+    assert_ne!(first, second);
+    // The first request wakes up and fails: its release changes nothing.
+    idempotency::release(&env.pool, "user:u", "key", first)
+        .await
+        .unwrap();
+    assert_eq!(
+        claim().await.unwrap(),
+        Claim::InProgress,
+        "still the retry's"
+    );
+    let response = StoredResponse {
+        status: 201,
+        headers: Value::Null,
+        body: Some(b"{}".to_vec()),
+    };
+    idempotency::complete(&env.pool, "user:u", "key", first, &response)
+        .await
+        .unwrap();
+    assert_eq!(
+        claim().await.unwrap(),
+        Claim::InProgress,
+        "nor its completion"
+    );
+    idempotency::complete(&env.pool, "user:u", "key", second, &response)
+        .await
+        .unwrap();
+    assert_eq!(claim().await.unwrap(), Claim::Replay(response));
+}

@@ -279,7 +279,7 @@ impl Relay {
         );
         sqlx::query(
             "delete from relay_stream_marks where relay_name = $1 and seq > $2
-               and exists (select 1 from leases where name = $3 and holder = $4 and token = $5)",
+               and lease_held($3, $4, $5)",
         )
         .bind(&self.settings.name)
         .bind(frontier.seq as i64)
@@ -309,7 +309,7 @@ impl Relay {
             }
             Err(error) => return Err(error.into()),
         };
-        let last_seq = stream.info().await?.state.last_sequence;
+        let last_seq = stream.cached_info().state.last_sequence;
         let start = state.frontier.seq + 1;
         let window = if start <= last_seq {
             read_window(&stream, start, WINDOW).await?
@@ -567,10 +567,10 @@ impl Relay {
         lease.renew().await?;
         let purged = stream.purge().await?.purged;
         let epoch = state.epoch + 1;
-        let info = stream.info().await?.clone();
-        self.label_stream(&info.config, epoch, &self.store_id().await?)
+        let store_id = self.store_id().await?;
+        let info = self
+            .label_stream(&stream.cached_info().config, epoch, &store_id)
             .await?;
-        let info = stream.info().await?.clone();
         self.forget_stream_bookkeeping(lease).await?;
         *state = RelayState::new_epoch(&info, epoch, state.saves, true);
         let detail = format!(
@@ -645,10 +645,10 @@ impl Relay {
         lease.renew().await?;
         crate::stream::ensure_events_stream(&self.js, &self.topology, &self.settings.stream)
             .await?;
-        let mut stream = self.js.get_stream(self.topology.stream_name()).await?;
-        let config = stream.info().await?.config.clone();
-        self.label_stream(&config, epoch, &store_id).await?;
-        let info = stream.info().await?.clone();
+        let stream = self.js.get_stream(self.topology.stream_name()).await?;
+        let info = self
+            .label_stream(&stream.cached_info().config, epoch, &store_id)
+            .await?;
         self.forget_stream_bookkeeping(lease).await?;
         *state = RelayState::new_epoch(&info, epoch, state.saves, false);
         let detail = format!(
@@ -660,24 +660,25 @@ impl Relay {
         self.save_state(lease, state).await
     }
 
-    /// Writes the store id and the epoch into the stream's metadata.
+    /// Writes the store id and the epoch into the stream's metadata; the
+    /// stream as it is then.
     async fn label_stream(
         &self,
         config: &jetstream::stream::Config,
         epoch: i64,
         store_id: &Uuid,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<jetstream::stream::Info> {
         let mut metadata = config.metadata.clone();
         metadata.insert(STORE_ID_KEY.to_owned(), store_id.to_string());
         metadata.insert(EPOCH_KEY.to_owned(), epoch.to_string());
-        self.js
+        Ok(self
+            .js
             .update_stream(events_stream_config(
                 &self.topology,
                 &self.settings.stream,
                 metadata,
             ))
-            .await?;
-        Ok(())
+            .await?)
     }
 
     /// Forgets everything tied to the old stream's sequences (a new
@@ -690,8 +691,7 @@ impl Relay {
         ] {
             sqlx::query(&format!(
                 "delete from {table} where relay_name = $1
-                   and exists (select 1 from leases
-                                where name = $2 and holder = $3 and token = $4)"
+                   and lease_held($2, $3, $4)"
             ))
             .bind(&self.settings.name)
             .bind(lease.name())
@@ -715,7 +715,7 @@ impl Relay {
         sqlx::query(
             "insert into relay_repairs (relay_name, kind, detail, republished)
              select $1, $2, $3, $4
-             where exists (select 1 from leases where name = $5 and holder = $6 and token = $7)",
+             where lease_held($5, $6, $7)",
         )
         .bind(&self.settings.name)
         .bind(kind)
