@@ -64,38 +64,49 @@ wait_for_port() {
 }
 
 # start_private_postgres DIR: a cluster in DIR (created if new) on a free
-# port; sets DATABASE_URL. initdb refuses to run as root, so the cluster
-# belongs to the postgres user when we are root.
+# port; sets DATABASE_URL. initdb refuses to run as root, so as root the
+# cluster belongs to the postgres user. That user cannot enter a clone
+# under root's home (mode 0700) or any other folder closed to it, so the
+# cluster then lives in a folder of its own under /var/lib/vcintel, named
+# after DIR, and DIR/cluster says where.
 start_private_postgres() {
-    local dir="$1" port owner=""
+    local dir="$1" port owner="" home
     mkdir -p "$dir"
+    home="$dir"
     if [ "$(id -u)" = 0 ]; then
-        id postgres >/dev/null 2>&1 || useradd --system --home "$dir" postgres
+        id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
         owner=postgres
-        chown -R postgres "$dir"
+        if ! (cd / && runuser -u postgres -- test -x "$dir") 2>/dev/null; then
+            home="/var/lib/vcintel/clusters/$(printf '%s' "$(cd "$dir" && pwd -P)" | sha256sum | cut -c1-16)"
+            mkdir -p "$home"
+            chmod 0755 /var/lib/vcintel /var/lib/vcintel/clusters
+            echo "$home" > "$dir/cluster"
+        fi
+        chown -R postgres "$home"
     fi
-    run_pg() { if [ -n "$owner" ]; then runuser -u "$owner" -- "$@"; else "$@"; fi; }
-    if [ ! -f "$dir/data/PG_VERSION" ]; then
-        run_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-instructions >/dev/null
+    # From /, which every user may enter: the caller's folder may be closed.
+    run_pg() { if [ -n "$owner" ]; then (cd / && runuser -u "$owner" -- "$@"); else "$@"; fi; }
+    if [ ! -f "$home/data/PG_VERSION" ]; then
+        run_pg "$PG_BIN/initdb" -D "$home/data" -U postgres --auth=trust -E UTF8 --no-instructions >/dev/null
     fi
-    if [ -f "$dir/port" ] && run_pg "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
-        port="$(cat "$dir/port")"
+    if [ -f "$home/port" ] && run_pg "$PG_BIN/pg_ctl" -D "$home/data" status >/dev/null 2>&1; then
+        port="$(cat "$home/port")"
     else
         port="$(free_port)"
-        echo "$port" > "$dir/port"
-        [ -n "$owner" ] && chown "$owner" "$dir/port"
-        run_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-            -o "-p $port -c listen_addresses=127.0.0.1 -k $dir -c max_connections=400 -c shared_buffers=256MB" \
+        echo "$port" > "$home/port"
+        [ -n "$owner" ] && chown "$owner" "$home/port"
+        run_pg "$PG_BIN/pg_ctl" -D "$home/data" -l "$home/postgres.log" -w -t 60 \
+            -o "-p $port -c listen_addresses=127.0.0.1 -k $home -c max_connections=400 -c shared_buffers=256MB" \
             start >/dev/null
     fi
     export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
-    PRIVATE_PG_DIR="$dir"
+    PRIVATE_PG_DIR="$home"
 }
 
 stop_private_postgres() {
     [ -n "${PRIVATE_PG_DIR:-}" ] || return 0
     if [ "$(id -u)" = 0 ]; then
-        runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PRIVATE_PG_DIR/data" -m fast stop >/dev/null 2>&1 || true
+        (cd / && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PRIVATE_PG_DIR/data" -m fast stop >/dev/null 2>&1) || true
     else
         "$PG_BIN/pg_ctl" -D "$PRIVATE_PG_DIR/data" -m fast stop >/dev/null 2>&1 || true
     fi
@@ -105,7 +116,7 @@ stop_private_postgres() {
 # sets NATS_URL. sync_interval bounds what a power loss can take from
 # JetStream to the last second of acknowledged messages (the server default
 # is 2 minutes); the relay finds whatever the stream lost and republishes
-# it from Postgres (README, "Self-healing").
+# it from Postgres (docs/self-healing.md).
 # "always" (fsync before every ack) doubled the commit-to-read-model p99 in
 # the spine benchmark. NATS_SYNC_INTERVAL overrides it.
 start_private_nats() {
@@ -138,6 +149,13 @@ stop_private_nats() {
     fi
 }
 
+# remove_run_dir DIR: removes DIR and the cluster folder it points to.
+remove_run_dir() {
+    local dir="$1"
+    if [ -f "$dir/pg/cluster" ]; then rm -rf "$(cat "$dir/pg/cluster")"; fi
+    rm -rf "$dir"
+}
+
 # start_throwaway_services NAME: installs what is missing and, unless
 # DATABASE_URL / NATS_URL are given, starts a fresh Postgres and nats-server
 # under .data/NAME that are stopped when the calling script exits. Exports
@@ -148,7 +166,7 @@ start_throwaway_services() {
     ensure_postgres_binaries
     ensure_nats_server
     trap 'stop_private_nats; stop_private_postgres' EXIT
-    if [ -z "${DATABASE_URL:-}" ] || [ -z "${NATS_URL:-}" ]; then rm -rf "$run_dir"; fi
+    if [ -z "${DATABASE_URL:-}" ] || [ -z "${NATS_URL:-}" ]; then remove_run_dir "$run_dir"; fi
     [ -n "${DATABASE_URL:-}" ] || start_private_postgres "$run_dir/pg"
     [ -n "${NATS_URL:-}" ] || start_private_nats "$run_dir/nats"
     log "Postgres: $DATABASE_URL"
