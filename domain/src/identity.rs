@@ -40,7 +40,7 @@ pub enum Role {
 }
 
 /// Something a member may do in a workspace. [`Role::allows`] is the one
-/// permission table; the README reproduces it.
+/// permission table; docs/identity-and-abuse.md reproduces it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Permission {
     /// Read companies, notes, lists, searches, members and the workspace.

@@ -26,7 +26,7 @@ impl Default for StreamSettings {
 /// never repairs a stream that another store filled).
 pub const STORE_ID_KEY: &str = "vcintel_store_id";
 /// Stream metadata: how many times the stream was refilled from the store
-/// from scratch (see README, "Self-healing"). Every message also carries it
+/// from scratch (see docs/self-healing.md). Every message also carries it
 /// in the [`EPOCH_HEADER`] header.
 pub const EPOCH_KEY: &str = "vcintel_epoch";
 pub const EPOCH_HEADER: &str = "Vcintel-Stream-Epoch";
