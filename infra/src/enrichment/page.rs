@@ -1,11 +1,17 @@
 //! Visible text of an HTML page, for enrichment.
 //!
-//! Pages are untrusted. Only text a visitor would see is kept: script,
-//! style, template, noscript, svg, head (except the title and the meta
-//! description), comments, and elements hidden with the `hidden`
-//! attribute, `aria-hidden="true"` or an inline `display:none` /
-//! `visibility:hidden` are dropped, which removes the usual hiding places
-//! of prompt injections (the model still treats what remains as data).
+//! Pages are untrusted. They are parsed by html5ever (through `scraper`) as
+//! a browser would parse them, so attribute values, entities and broken
+//! markup cannot make text look visible when it is not. Only text a visitor
+//! would see is kept: script, style, template, noscript, svg, iframe,
+//! object, head (except the title and the meta description), comments, and
+//! elements hidden with the `hidden` attribute, `aria-hidden="true"` or an
+//! inline style that hides them are dropped, which removes the usual hiding
+//! places of prompt injections (the model still treats what remains as
+//! data).
+
+use ego_tree::iter::Edge;
+use scraper::{node::Element, Html, Node};
 
 /// What a page says, as plain text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,124 +29,78 @@ const INVISIBLE: [&str; 8] = [
 
 /// Extracts the visible text of `html`, keeping at most `max_chars` of body.
 pub fn visible_text(html: &str, max_chars: usize) -> PageText {
+    let document = Html::parse_document(html);
     let mut page = PageText::default();
+    let mut title = String::new();
     let mut body = String::new();
-    // Open elements whose content is being skipped, innermost last.
-    let mut skipping: Vec<String> = Vec::new();
-    let mut in_title = false;
-    let mut rest = html;
-    while !rest.is_empty() {
+    // The element whose subtree is being skipped, and whether it is the
+    // head (whose title and meta description are still read).
+    let mut skipped: Option<(ego_tree::NodeId, bool)> = None;
+    let mut title_open: Option<ego_tree::NodeId> = None;
+    for edge in document.tree.root().traverse() {
         if body.len() > max_chars * 4 {
             break;
         }
-        let Some(lt) = rest.find('<') else {
-            push_text(
-                &mut body,
-                &mut page.title,
-                in_title,
-                skipping.is_empty(),
-                rest,
-            );
-            break;
-        };
-        push_text(
-            &mut body,
-            &mut page.title,
-            in_title,
-            skipping.is_empty(),
-            &rest[..lt],
-        );
-        rest = &rest[lt..];
-        if let Some(after) = rest.strip_prefix("<!--") {
-            rest = after.find("-->").map_or("", |end| &after[end + 3..]);
-            continue;
-        }
-        let Some(gt) = rest.find('>') else { break };
-        let tag = &rest[1..gt];
-        rest = &rest[gt + 1..];
-        let closing = tag.starts_with('/');
-        let name: String = tag
-            .trim_start_matches('/')
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric())
-            .collect::<String>()
-            .to_ascii_lowercase();
-        if name.is_empty() {
-            continue;
-        }
-        let self_closing = tag.ends_with('/') || is_void(&name);
-        if closing {
-            if skipping.last() == Some(&name) {
-                skipping.pop();
-            } else if let Some(at) = skipping.iter().rposition(|n| *n == name) {
-                skipping.truncate(at);
-            }
-            if name == "title" {
-                in_title = false;
-            }
-            if is_block(&name) {
-                body.push(' ');
-            }
-            continue;
-        }
-        if name == "meta" && page.description.is_empty() {
-            let attributes = tag.to_ascii_lowercase();
-            if attributes.contains("name=\"description\"")
-                || attributes.contains("name='description'")
-                || attributes.contains("property=\"og:description\"")
-            {
-                if let Some(content) = attribute(tag, "content") {
-                    page.description = collapse(&decode_entities(&content));
+        match edge {
+            Edge::Open(node) => match node.value() {
+                Node::Element(element) => {
+                    let name = element.name();
+                    let in_head_only = skipped.is_none_or(|(_, head)| head);
+                    if name == "title" && in_head_only && title.is_empty() {
+                        title_open = Some(node.id());
+                    }
+                    if name == "meta" && in_head_only && page.description.is_empty() {
+                        if let Some(content) = description(element) {
+                            page.description = collapse(content);
+                        }
+                    }
+                    if skipped.is_none() {
+                        if INVISIBLE.contains(&name) || is_hidden(element) {
+                            skipped = Some((node.id(), name == "head"));
+                        } else if is_block(name) || name == "br" {
+                            body.push(' ');
+                        }
+                    }
+                }
+                Node::Text(text) if title_open.is_some() => title.push_str(text),
+                Node::Text(text) if skipped.is_none() => body.push_str(text),
+                _ => {}
+            },
+            Edge::Close(node) => {
+                if title_open == Some(node.id()) {
+                    title_open = None;
+                }
+                if skipped.is_some_and(|(id, _)| id == node.id()) {
+                    skipped = None;
+                } else if skipped.is_none()
+                    && node
+                        .value()
+                        .as_element()
+                        .is_some_and(|e| is_block(e.name()))
+                {
+                    body.push(' ');
                 }
             }
-            continue;
-        }
-        if name == "title" {
-            in_title = true;
-            continue;
-        }
-        // Inside skipped content every element is tracked, so its own end
-        // tags cannot end the skipping early.
-        if !self_closing
-            && (!skipping.is_empty() || INVISIBLE.contains(&name.as_str()) || is_hidden(tag))
-        {
-            skipping.push(name);
-            continue;
-        }
-        if is_block(&name) || name == "br" {
-            body.push(' ');
         }
     }
-    page.title = collapse(&decode_entities(&page.title));
-    page.body = truncate_chars(&collapse(&decode_entities(&body)), max_chars);
+    page.title = collapse(&title);
+    page.body = truncate_chars(&collapse(&body), max_chars);
     page
 }
 
-fn push_text(body: &mut String, title: &mut String, in_title: bool, visible: bool, text: &str) {
-    if in_title {
-        title.push_str(text);
-    } else if visible {
-        body.push_str(text);
+/// The content of a `<meta name="description">` or `og:description`.
+fn description(meta: &Element) -> Option<&str> {
+    let named = meta
+        .attr("name")
+        .is_some_and(|name| name.eq_ignore_ascii_case("description"));
+    let property = meta
+        .attr("property")
+        .is_some_and(|property| property.eq_ignore_ascii_case("og:description"));
+    if named || property {
+        meta.attr("content")
+    } else {
+        None
     }
-}
-
-fn is_void(name: &str) -> bool {
-    matches!(
-        name,
-        "area"
-            | "base"
-            | "br"
-            | "col"
-            | "embed"
-            | "hr"
-            | "img"
-            | "input"
-            | "link"
-            | "meta"
-            | "source"
-            | "track"
-            | "wbr"
-    )
 }
 
 fn is_block(name: &str) -> bool {
@@ -176,93 +136,28 @@ fn is_block(name: &str) -> bool {
     )
 }
 
-fn is_hidden(tag: &str) -> bool {
-    let lower = tag.to_ascii_lowercase();
-    let compact: String = lower.chars().filter(|c| !c.is_whitespace()).collect();
-    let has_hidden_attribute = lower
-        .split(|c: char| c.is_whitespace() || c == '/')
-        .any(|word| word == "hidden" || word.starts_with("hidden="));
-    has_hidden_attribute
-        || compact.contains("aria-hidden=\"true\"")
-        || compact.contains("aria-hidden='true'")
-        || compact.contains("display:none")
-        || compact.contains("visibility:hidden")
-        || compact.contains("font-size:0")
-        || compact.contains("opacity:0;")
-        || compact.contains("opacity:0\"")
-}
-
-/// The value of `name="…"` (or '…') in a start tag.
-fn attribute(tag: &str, name: &str) -> Option<String> {
-    let lower = tag.to_ascii_lowercase();
-    let mut from = 0;
-    while let Some(at) = lower[from..].find(name) {
-        let start = from + at;
-        from = start + name.len();
-        let preceded_ok = start == 0 || lower.as_bytes()[start - 1].is_ascii_whitespace();
-        let after = lower[from..].trim_start();
-        if !preceded_ok || !after.starts_with('=') {
-            continue;
-        }
-        let value_start = tag.len() - after.len() + 1;
-        let value = tag[value_start..].trim_start();
-        let quote = value.chars().next()?;
-        if quote == '"' || quote == '\'' {
-            let inner = &value[1..];
-            return inner.find(quote).map(|end| inner[..end].to_owned());
-        }
-        return Some(
-            value
-                .split(|c: char| c.is_whitespace() || c == '>')
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
-        );
+fn is_hidden(element: &Element) -> bool {
+    if element.attr("hidden").is_some()
+        || element
+            .attr("aria-hidden")
+            .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"))
+    {
+        return true;
     }
-    None
-}
-
-fn decode_entities(text: &str) -> String {
-    if !text.contains('&') {
-        return text.to_owned();
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('&') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        let end = rest.find(';').filter(|end| *end <= 10);
-        let decoded = end.and_then(|end| {
-            let entity = &rest[1..end];
-            let c = match entity {
-                "amp" => Some('&'),
-                "lt" => Some('<'),
-                "gt" => Some('>'),
-                "quot" => Some('"'),
-                "apos" | "#39" => Some('\''),
-                "nbsp" => Some(' '),
-                _ => entity
-                    .strip_prefix("#x")
-                    .or_else(|| entity.strip_prefix("#X"))
-                    .and_then(|hex| u32::from_str_radix(hex, 16).ok())
-                    .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
-                    .and_then(char::from_u32),
-            }?;
-            Some((c, end))
-        });
-        match decoded {
-            Some((c, end)) => {
-                out.push(c);
-                rest = &rest[end + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+    let Some(style) = element.attr("style") else {
+        return false;
+    };
+    let style: String = style
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    style.split(';').any(|declaration| {
+        matches!(
+            declaration.trim_end_matches("!important"),
+            "display:none" | "visibility:hidden" | "font-size:0" | "font-size:0px" | "opacity:0"
+        )
+    })
 }
 
 fn collapse(text: &str) -> String {
@@ -311,6 +206,23 @@ mod tests {
     fn nested_hidden_content_and_unclosed_tags_do_not_leak_or_swallow() {
         let html = "<div style='visibility:hidden'><div>inner</div>still hidden</div><p>shown<br>line</p><img src=x alt=\"alt text\"><p>end";
         assert_eq!(visible_text(html, 100).body, "shown line end");
+    }
+
+    #[test]
+    fn markup_inside_attribute_values_does_not_end_a_tag() {
+        let html = r#"<p>shown</p><div title="a>b" hidden>secret one</div>
+            <div data-x='>' style="color: red; display : none !important">secret two</div>
+            <p title="<b>">also shown</p>"#;
+        assert_eq!(visible_text(html, 100).body, "shown also shown");
+    }
+
+    #[test]
+    fn svg_titles_and_body_meta_are_not_the_page_title_or_description() {
+        let html = r#"<html><head><title>Real</title></head><body>
+            <svg><title>Icon</title></svg><p>text</p></body></html>"#;
+        let page = visible_text(html, 100);
+        assert_eq!(page.title, "Real");
+        assert_eq!(page.body, "text");
     }
 
     #[test]
