@@ -9,6 +9,7 @@
 pub mod app;
 pub mod asyncapi;
 pub mod auth;
+pub mod cli;
 pub mod component;
 pub mod consistency;
 pub mod demo;

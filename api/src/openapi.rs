@@ -610,22 +610,13 @@ async fn problem_details(request: Request, next: Next) -> Response {
 mod tests {
     use super::*;
 
-    const SNAPSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.snapshot.json");
-
-    /// Every contract change shows up as a reviewed diff of the snapshot.
-    /// After an intended change: `UPDATE_SNAPSHOTS=1 cargo test -p vcintel_api openapi`.
+    /// Every contract change shows up as a reviewed diff of the snapshot
+    /// (`api/src/snapshots/`). After an intended change:
+    /// `INSTA_UPDATE=always cargo test -p vcintel_api --lib openapi` (or
+    /// `cargo insta review`), then review the diff in git.
     #[test]
     fn the_openapi_document_matches_the_reviewed_snapshot() {
-        let actual = serde_json::to_string_pretty(&openapi()).expect("serialize spec") + "\n";
-        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-            std::fs::write(SNAPSHOT, &actual).expect("write snapshot");
-            return;
-        }
-        let expected = std::fs::read_to_string(SNAPSHOT).unwrap_or_default();
-        assert!(
-            expected == actual,
-            "the OpenAPI document changed; review it and rerun with UPDATE_SNAPSHOTS=1"
-        );
+        insta::assert_json_snapshot!("openapi", openapi());
     }
 
     #[test]

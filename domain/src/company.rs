@@ -29,9 +29,10 @@ impl std::fmt::Display for CompanyId {
 }
 
 /// Funding stage, as analysts filter by it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Stage {
     PreSeed,
     Seed,
@@ -44,15 +45,7 @@ pub enum Stage {
 
 impl Stage {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::PreSeed => "pre_seed",
-            Stage::Seed => "seed",
-            Stage::SeriesA => "series_a",
-            Stage::SeriesB => "series_b",
-            Stage::SeriesC => "series_c",
-            Stage::Growth => "growth",
-            Stage::Public => "public",
-        }
+        self.into()
     }
 }
 

@@ -184,6 +184,29 @@ pub async fn count_events_after(
     .await
 }
 
+/// The commit cursor of the event at a global position, if there is one.
+pub async fn cursor_at(
+    db: impl PgExecutor<'_>,
+    position: i64,
+) -> Result<Option<CommitCursor>, sqlx::Error> {
+    let tx: Option<String> =
+        sqlx::query_scalar("select tx_id::text from events where position = $1")
+            .bind(position)
+            .fetch_optional(db)
+            .await?;
+    Ok(tx
+        .and_then(|tx| tx.parse().ok())
+        .map(|tx_id| CommitCursor { tx_id, position }))
+}
+
+/// How many events the store holds. It counts them all: for operator
+/// commands that then read them all (an export), never for a request path.
+pub async fn count_all(db: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("select count(*) from events")
+        .fetch_one(db)
+        .await
+}
+
 /// One aggregate's events with `after_sequence < sequence <= up_to_sequence`.
 pub async fn read_aggregate(
     db: impl PgExecutor<'_>,

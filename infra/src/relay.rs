@@ -51,7 +51,8 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// What the relay does when the stream holds events the store does not
 /// (the store was restored from an older backup).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum DivergencePolicy {
     /// Keep the stream's extra events in `stream_orphans`, purge the
     /// stream, and republish the store into it under a new epoch.
@@ -60,18 +61,6 @@ pub enum DivergencePolicy {
     /// Stop publishing and report the divergence until an operator runs
     /// `vcintel stream refill`.
     Halt,
-}
-
-impl std::str::FromStr for DivergencePolicy {
-    type Err = String;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value {
-            "refill" => Ok(Self::Refill),
-            "halt" => Ok(Self::Halt),
-            other => Err(format!("`{other}` is not a policy: refill or halt")),
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

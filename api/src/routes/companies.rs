@@ -24,47 +24,6 @@ pub const TAG: &str = "companies";
 const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_PAGE_SIZE: u32 = 200;
 
-/// Funding stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CompanyStage {
-    PreSeed,
-    Seed,
-    SeriesA,
-    SeriesB,
-    SeriesC,
-    Growth,
-    Public,
-}
-
-impl From<Stage> for CompanyStage {
-    fn from(s: Stage) -> Self {
-        match s {
-            Stage::PreSeed => CompanyStage::PreSeed,
-            Stage::Seed => CompanyStage::Seed,
-            Stage::SeriesA => CompanyStage::SeriesA,
-            Stage::SeriesB => CompanyStage::SeriesB,
-            Stage::SeriesC => CompanyStage::SeriesC,
-            Stage::Growth => CompanyStage::Growth,
-            Stage::Public => CompanyStage::Public,
-        }
-    }
-}
-
-impl From<CompanyStage> for Stage {
-    fn from(s: CompanyStage) -> Self {
-        match s {
-            CompanyStage::PreSeed => Stage::PreSeed,
-            CompanyStage::Seed => Stage::Seed,
-            CompanyStage::SeriesA => Stage::SeriesA,
-            CompanyStage::SeriesB => Stage::SeriesB,
-            CompanyStage::SeriesC => Stage::SeriesC,
-            CompanyStage::Growth => Stage::Growth,
-            CompanyStage::Public => Stage::Public,
-        }
-    }
-}
-
 /// A company to add to the caller's workspace.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -78,7 +37,7 @@ pub struct AddCompanyRequest {
     #[serde(default)]
     pub sector: Option<String>,
     #[serde(default)]
-    pub stage: Option<CompanyStage>,
+    pub stage: Option<Stage>,
     /// Headquarters location, up to 200 characters.
     #[serde(default)]
     pub location: Option<String>,
@@ -97,8 +56,8 @@ pub struct UpdateCompanyRequest {
     #[schema(value_type = Option<String>)]
     pub sector: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<CompanyStage>)]
-    pub stage: Option<Option<CompanyStage>>,
+    #[schema(value_type = Option<Stage>)]
+    pub stage: Option<Option<Stage>>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub location: Option<Option<String>>,
@@ -131,7 +90,7 @@ pub struct Company {
     /// Address to visit.
     pub url: String,
     pub sector: Option<String>,
-    #[schema(value_type = Option<CompanyStage>)]
+    #[schema(value_type = Option<Stage>)]
     pub stage: Option<String>,
     pub location: Option<String>,
     /// User who added it.
@@ -253,7 +212,7 @@ pub struct ListCompaniesParams {
     /// Only this sector (case-insensitive).
     pub sector: Option<String>,
     /// Only this stage.
-    pub stage: Option<CompanyStage>,
+    pub stage: Option<Stage>,
     /// Only this location (case-insensitive).
     pub location: Option<String>,
     /// Only companies with at least this fit score (0–100).
@@ -324,7 +283,7 @@ pub async fn add_company(
         name: body.name,
         website: body.website,
         sector: body.sector,
-        stage: body.stage.map(Into::into),
+        stage: body.stage,
         location: body.location,
     };
     let committed = state
@@ -367,7 +326,7 @@ pub async fn update_company(
         name: body.name,
         website: body.website,
         sector: body.sector,
-        stage: body.stage.map(|s| s.map(Into::into)),
+        stage: body.stage,
         location: body.location,
     };
     let committed = state
@@ -607,7 +566,7 @@ pub async fn list_companies(
     }
     let filter = CompanyFilter {
         sector: non_blank(params.sector),
-        stage: params.stage.map(|s| Stage::from(s).as_str().to_owned()),
+        stage: params.stage.map(|s| s.as_str().to_owned()),
         location: non_blank(params.location),
         min_score: params.min_score,
         text: non_blank(params.q),

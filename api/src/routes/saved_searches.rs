@@ -5,7 +5,7 @@ use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::routes::companies::{
     accepted, created, decode_cursor, encode_cursor, if_match_version, next_cursor, page_limit,
-    representation, search_page, CommandAccepted, CompanyPage, CompanySort, CompanyStage,
+    representation, search_page, CommandAccepted, CompanyPage, CompanySort,
 };
 use crate::state::AppState;
 use axum::extract::State;
@@ -30,7 +30,7 @@ pub struct Filters {
     #[serde(default)]
     pub sector: Option<String>,
     #[serde(default)]
-    pub stage: Option<CompanyStage>,
+    pub stage: Option<vcintel_domain::company::Stage>,
     /// Location (case-insensitive).
     #[serde(default)]
     pub location: Option<String>,
@@ -46,7 +46,7 @@ impl From<Filters> for SearchFilters {
     fn from(f: Filters) -> Self {
         SearchFilters {
             sector: f.sector,
-            stage: f.stage.map(Into::into),
+            stage: f.stage,
             location: f.location,
             min_score: f.min_score,
             text: f.text,
@@ -58,7 +58,7 @@ impl From<SearchFilters> for Filters {
     fn from(f: SearchFilters) -> Self {
         Filters {
             sector: f.sector,
-            stage: f.stage.map(CompanyStage::from),
+            stage: f.stage,
             location: f.location,
             min_score: f.min_score,
             text: f.text,

@@ -7,7 +7,7 @@ use crate::consistency::answering;
 use crate::error::{ApiError, InvalidField, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::routes::command_metadata;
-use crate::routes::companies::{accepted, next_cursor, page_limit, CommandAccepted, CompanyStage};
+use crate::routes::companies::{accepted, next_cursor, page_limit, CommandAccepted};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -26,41 +26,8 @@ use vcintel_projections::identity;
 
 pub const TAG: &str = "workspaces";
 
-/// A member's role: owner > admin > member > viewer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum MemberRole {
-    Owner,
-    Admin,
-    Member,
-    Viewer,
-}
-
-impl From<MemberRole> for Role {
-    fn from(r: MemberRole) -> Self {
-        match r {
-            MemberRole::Owner => Role::Owner,
-            MemberRole::Admin => Role::Admin,
-            MemberRole::Member => Role::Member,
-            MemberRole::Viewer => Role::Viewer,
-        }
-    }
-}
-
-impl From<Role> for MemberRole {
-    fn from(r: Role) -> Self {
-        match r {
-            Role::Owner => MemberRole::Owner,
-            Role::Admin => MemberRole::Admin,
-            Role::Member => MemberRole::Member,
-            Role::Viewer => MemberRole::Viewer,
-        }
-    }
-}
-
-fn parse_role(text: &str) -> MemberRole {
-    text.parse::<Role>()
-        .map_or(MemberRole::Viewer, MemberRole::from)
+fn parse_role(text: &str) -> Role {
+    text.parse().unwrap_or(Role::Viewer)
 }
 
 /// A workspace the caller belongs to.
@@ -70,7 +37,7 @@ pub struct Membership {
     pub name: String,
     /// Created for the user at sign-up.
     pub personal: bool,
-    pub role: MemberRole,
+    pub role: Role,
 }
 
 impl From<identity::MembershipRow> for Membership {
@@ -112,7 +79,7 @@ pub struct WorkspaceInfo {
     pub name: String,
     pub personal: bool,
     /// The caller's role here.
-    pub role: MemberRole,
+    pub role: Role,
     pub member_count: usize,
     /// The workspace aggregate's version.
     pub version: u64,
@@ -122,7 +89,7 @@ pub struct WorkspaceInfo {
 pub struct Member {
     pub user_id: Uuid,
     pub email: String,
-    pub role: MemberRole,
+    pub role: Role,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -137,7 +104,7 @@ pub struct MemberList {
 #[schema(example = json!({"email": "bob@fund.example", "role": "member"}))]
 pub struct AddMemberRequest {
     pub email: String,
-    pub role: MemberRole,
+    pub role: Role,
 }
 
 /// Whether the person was added or invited.
@@ -166,7 +133,7 @@ pub struct MemberAddition {
 pub struct InvitationSummary {
     pub id: Uuid,
     pub email: String,
-    pub role: MemberRole,
+    pub role: Role,
     pub invited_by: Uuid,
 }
 
@@ -179,7 +146,7 @@ pub struct InvitationList {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"role": "admin"}))]
 pub struct ChangeRoleRequest {
-    pub role: MemberRole,
+    pub role: Role,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -190,7 +157,7 @@ pub struct CreateApiKeyRequest {
     pub name: String,
     /// No higher than your own role; default: your role.
     #[serde(default)]
-    pub role: Option<MemberRole>,
+    pub role: Option<Role>,
 }
 
 /// A new API key. `key` is shown only in this response; store it now.
@@ -201,7 +168,7 @@ pub struct CreatedApiKey {
     pub key: String,
     pub prefix: String,
     pub name: String,
-    pub role: MemberRole,
+    pub role: Role,
     /// The workspace aggregate's version after the change.
     pub version: u64,
 }
@@ -212,7 +179,7 @@ pub struct ApiKeySummary {
     pub id: Uuid,
     pub name: String,
     pub prefix: String,
-    pub role: MemberRole,
+    pub role: Role,
     pub created_by: Uuid,
     pub revoked: bool,
 }
@@ -396,7 +363,7 @@ pub async fn get_current_workspace(
         id: ws.id.0,
         name: ws.name,
         personal: ws.personal,
-        role: caller.actor.role.into(),
+        role: caller.actor.role,
         member_count: ws.members.len(),
         version,
     }))
@@ -425,7 +392,7 @@ pub async fn list_members(
             .map(|(user, m)| Member {
                 user_id: user.0,
                 email: m.email.to_string(),
-                role: m.role.into(),
+                role: m.role,
             })
             .collect(),
     }))
@@ -470,7 +437,7 @@ pub async fn add_member(
                 actor: caller.actor,
                 user_id: user,
                 email,
-                role: body.role.into(),
+                role: body.role,
             };
             let committed = state
                 .workspaces
@@ -490,7 +457,7 @@ pub async fn add_member(
                 actor: caller.actor,
                 invitation_id,
                 email: email.clone(),
-                role: body.role.into(),
+                role: body.role,
             };
             let committed = state
                 .workspaces
@@ -538,7 +505,7 @@ pub async fn list_invitations(
             .map(|(email, i)| InvitationSummary {
                 id: i.id,
                 email: email.to_string(),
-                role: i.role.into(),
+                role: i.role,
                 invited_by: i.invited_by.0,
             })
             .collect(),
@@ -578,7 +545,7 @@ pub async fn cancel_invitation(
 /// Change a member's role (owners and admins; only owners touch owners; the
 /// last owner stays owner).
 #[utoipa::path(
-    patch, path = "/v1/workspace/members/{user_id}", tag = TAG, operation_id = "changeMemberRole",
+    patch, path = "/v1/workspace/members/{user_id}", tag = TAG, operation_id = "changeRole",
     params(("user_id" = Uuid, Path, description = "The member's user id")),
     request_body = ChangeRoleRequest,
     responses(
@@ -601,7 +568,7 @@ pub async fn change_member_role(
     let command = WorkspaceCommand::ChangeRole {
         actor: caller.actor,
         user_id: UserId(user_id),
-        role: body.role.into(),
+        role: body.role,
     };
     let committed = state
         .workspaces
@@ -692,7 +659,7 @@ pub async fn list_api_keys(
                 id,
                 name: k.name,
                 prefix: k.prefix,
-                role: k.role.into(),
+                role: k.role,
                 created_by: k.created_by.0,
                 revoked: k.revoked,
             })
@@ -745,7 +712,7 @@ pub async fn create_api_key(
             key: key.key,
             prefix: key.display_prefix,
             name,
-            role: role.into(),
+            role,
             version: committed.version,
         }),
     )
@@ -866,7 +833,7 @@ pub struct Thesis {
     #[serde(default)]
     pub sectors: Vec<String>,
     #[serde(default)]
-    pub stages: Vec<CompanyStage>,
+    pub stages: Vec<vcintel_domain::company::Stage>,
     /// At most 20, each 1–60 characters.
     #[serde(default)]
     pub locations: Vec<String>,
@@ -915,7 +882,7 @@ pub async fn get_thesis(
     let (_, ws) = current_state(&state, caller.actor.workspace_id).await?;
     Ok(axum::Json(Thesis {
         sectors: ws.thesis.sectors,
-        stages: ws.thesis.stages.into_iter().map(Into::into).collect(),
+        stages: ws.thesis.stages.into_iter().collect(),
         locations: ws.thesis.locations,
     }))
 }
@@ -955,7 +922,6 @@ pub async fn set_thesis(
     }
     let mut stages: Vec<vcintel_domain::company::Stage> = Vec::new();
     for stage in body.stages {
-        let stage = stage.into();
         if !stages.contains(&stage) {
             stages.push(stage);
         }

@@ -1,0 +1,67 @@
+//! `vcintel demo`: sample data for trying the product.
+
+use clap::Subcommand;
+use vcintel_infra::db;
+
+#[derive(Debug, Subcommand)]
+pub enum DemoAction {
+    /// Fill the demo account's personal workspace with a few hundred
+    /// companies across sectors and stages, notes, lists and saved searches
+    /// (creating the account if needed). Safe to re-run.
+    Seed {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long, default_value = "demo@vcintel.dev")]
+        email: String,
+        /// Creates the account with this password if it does not exist.
+        #[arg(long, env = "VCINTEL_DEMO_PASSWORD", hide_env_values = true)]
+        password: Option<secrecy::SecretString>,
+        #[arg(long, default_value_t = 300)]
+        companies: usize,
+    },
+}
+
+async fn seed(
+    database_url: &str,
+    email: &str,
+    password: Option<secrecy::SecretString>,
+    companies: usize,
+) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    let email = vcintel_domain::user::Email::parse(email)
+        .map_err(|reason| anyhow::anyhow!("--email {reason}"))?;
+    let pool = db::connect(database_url, 8).await?;
+    db::MIGRATOR.run(&pool).await?;
+    let passwords = vcintel_infra::accounts::Passwords::new(Default::default())?;
+    let commands = vcintel_infra::event_store::command_services(pool.clone());
+    let options = crate::demo::DemoOptions {
+        email: email.clone(),
+        password: password.map(|p| p.expose_secret().to_owned()),
+        companies,
+    };
+    let report = crate::demo::seed(&pool, &passwords, &commands, &options).await?;
+    println!(
+        "demo workspace {} of {email}{}: {} companies added ({} already there), {} notes, {} lists ({} memberships), {} saved searches",
+        report.workspace.map(|w| w.to_string()).unwrap_or_default(),
+        if report.account_created { " (account created)" } else { "" },
+        report.companies_added,
+        report.companies_already_there,
+        report.notes_added,
+        report.lists_created,
+        report.list_memberships,
+        report.saved_searches_created,
+    );
+    println!("sign in with POST /v1/auth/login as {email}; the running relay and projector publish and project the sample");
+    Ok(())
+}
+
+pub async fn run(action: DemoAction) -> anyhow::Result<()> {
+    match action {
+        DemoAction::Seed {
+            database_url,
+            email,
+            password,
+            companies,
+        } => seed(&database_url, &email, password, companies).await,
+    }
+}

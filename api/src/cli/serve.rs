@@ -1,0 +1,49 @@
+//! `vcintel serve`: the API, relay and workers under one shutdown signal.
+
+use crate::{Application, Component, Settings};
+use vcintel_infra::CancellationToken;
+
+pub async fn run(settings: Settings, only: Vec<Component>) -> anyhow::Result<()> {
+    let components = if only.is_empty() {
+        Component::ALL.to_vec()
+    } else {
+        only
+    };
+    let app = Application::build(settings, &components).await?;
+    if let Some(port) = app.port() {
+        tracing::info!(port, components = ?components, "vcintel serving");
+    } else {
+        tracing::info!(components = ?components, "vcintel running");
+    }
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received");
+        signal.cancel();
+    });
+    app.run(shutdown).await
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
