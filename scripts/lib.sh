@@ -46,6 +46,27 @@ ensure_nats_server() {
     export NATS_SERVER
 }
 
+CARGO_DENY_VERSION="0.20.2"
+
+# check_dependencies: cargo deny over deny.toml. Licences, bans and sources
+# need only crates.io. Advisories need the RustSec database from GitHub:
+# checked when it can be fetched or a copy is already on the machine
+# (~/.cargo/advisory-dbs), and reported as not checked otherwise.
+check_dependencies() {
+    if ! cargo deny --version 2>/dev/null | grep -q "$CARGO_DENY_VERSION"; then
+        log "installing cargo-deny $CARGO_DENY_VERSION (cargo install, a few minutes once)"
+        cargo install --quiet --locked cargo-deny --version "$CARGO_DENY_VERSION"
+    fi
+    cargo deny --locked check licenses bans sources
+    timeout 60 cargo deny fetch db >/dev/null 2>&1 \
+        || log "RustSec database unreachable: using the copy on this machine, if any"
+    if ls -d "$HOME"/.cargo/advisory-dbs/advisory-db-* >/dev/null 2>&1; then
+        cargo deny --offline check advisories
+    else
+        log "no RustSec database on this machine: advisories NOT checked"
+    fi
+}
+
 ensure_rust() {
     command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (rustup) first"
 }
