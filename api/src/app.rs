@@ -5,7 +5,7 @@ use crate::auth::TokenKeys;
 use crate::component::Component;
 use crate::consistency::ConsistencyTokens;
 use crate::limits::RateLimits;
-use crate::openapi::router;
+use crate::router::router;
 use crate::settings::Settings;
 use crate::state::{AppState, EnrichmentQuota, Services};
 use anyhow::Context;

@@ -1,6 +1,8 @@
 //! The API's one error type and its RFC 9457 problem+json rendering.
 
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -268,6 +270,7 @@ impl ApiError {
             existing_id,
             errors,
         }
+        .about_this_request()
     }
 }
 
@@ -306,7 +309,7 @@ impl IntoResponse for ApiError {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
             }
             ApiError::RateLimited(decision) => {
-                return crate::limits::with_rate_limit_headers(response, decision);
+                return crate::http::headers::with_rate_limit_headers(response, decision);
             }
             ApiError::WebsiteTaken(existing) => {
                 if let Ok(location) = HeaderValue::from_str(&format!("/v1/companies/{existing}")) {
@@ -317,6 +320,93 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The request a problem is about: its path and id, known to every error
+/// rendered while [`problem_details`] runs the request.
+#[derive(Debug, Clone)]
+pub struct RequestFacts {
+    path: String,
+    request_id: Option<String>,
+}
+
+tokio::task_local! {
+    static REQUEST: RequestFacts;
+}
+
+impl RequestFacts {
+    /// The facts of the request the current task serves, if any; a task
+    /// spawned for a request carries them on with [`RequestFacts::scope`].
+    pub fn current() -> Option<RequestFacts> {
+        REQUEST.try_with(RequestFacts::clone).ok()
+    }
+
+    pub async fn scope<F: std::future::Future>(facts: Option<RequestFacts>, work: F) -> F::Output {
+        match facts {
+            Some(facts) => REQUEST.scope(facts, work).await,
+            None => work.await,
+        }
+    }
+}
+
+impl Problem {
+    /// Names the request being served (`instance`, `request_id`).
+    fn about_this_request(mut self) -> Self {
+        if let Some(facts) = RequestFacts::current() {
+            self.instance = Some(facts.path);
+            self.request_id = facts.request_id;
+        }
+        self
+    }
+}
+
+/// Makes every error response problem+json naming its request. Errors the
+/// application raised are rendered once, by [`ApiError`], knowing the
+/// request from the task; bare statuses from layers (timeouts, body limits,
+/// panics) and routing are rendered here.
+pub async fn problem_details(request: Request, next: Next) -> Response {
+    let facts = RequestFacts {
+        path: request.uri().path().to_owned(),
+        request_id: request
+            .headers()
+            .get(crate::router::REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    };
+    let response = REQUEST.scope(facts.clone(), next.run(request)).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    // A problem already, or a handler's own JSON error document (readiness).
+    let structured = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| {
+            v.as_bytes() == PROBLEM_JSON.as_bytes() || v.as_bytes().starts_with(b"application/json")
+        });
+    if structured {
+        return response;
+    }
+    let problem = Problem {
+        problem_type: "about:blank".to_owned(),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail: status.is_server_error().then(|| {
+            "An unexpected error occurred. Quote the request id when reporting it.".to_owned()
+        }),
+        instance: Some(facts.path),
+        request_id: facts.request_id,
+        existing_id: None,
+        errors: vec![],
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let rendered = problem_response(status, &problem);
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    Response::from_parts(parts, rendered.into_body())
 }
 
 pub fn problem_response(status: StatusCode, problem: &Problem) -> Response {

@@ -127,7 +127,8 @@ pub async fn idempotent_posts(
             let (task_state, task_principal, task_key) =
                 (state.clone(), principal.clone(), key.clone());
             let deadline = state.request_timeout;
-            let task = tokio::spawn(async move {
+            let facts = crate::error::RequestFacts::current();
+            let task = tokio::spawn(crate::error::RequestFacts::scope(facts, async move {
                 // Past the deadline the key is taken over by a retry, so the
                 // request must not outlive it.
                 match tokio::time::timeout(deadline, next.run(request)).await {
@@ -139,7 +140,7 @@ pub async fn idempotent_posts(
                         StatusCode::REQUEST_TIMEOUT.into_response()
                     }
                 }
-            });
+            }));
             match task.await {
                 Ok(response) => response,
                 Err(panicked) => {

@@ -14,9 +14,10 @@
 
 use crate::auth::{authenticate, Authentication};
 use crate::error::ApiError;
+use crate::http::headers::with_rate_limit_headers;
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -30,10 +31,6 @@ use vcintel_infra::rate_limit::{Decision, Limit, RateLimiter};
 
 pub const LOGIN_PATH: &str = "/v1/auth/login";
 pub const REGISTER_PATH: &str = "/v1/auth/register";
-
-const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
-const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
-const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
 /// The configured budgets; a `max` of 0 switches a budget off.
 #[derive(Debug, Clone)]
@@ -263,56 +260,6 @@ pub async fn log_security_event(state: &AppState, event: SecurityEvent) {
     if let Err(error) = accounts::record_security_event(&state.pool, &event).await {
         tracing::error!(%error, kind = event.kind, "could not write the security log");
     }
-}
-
-pub fn with_rate_limit_headers(mut response: Response, decision: &Decision) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(decision.limit));
-    headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
-    headers.insert(X_RATELIMIT_RESET, HeaderValue::from(decision.reset_secs));
-    if !decision.allowed {
-        headers.insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(decision.retry_after_secs),
-        );
-    }
-    response
-}
-
-const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
-/// Swagger UI needs its own scripts, styles and inline styles, and data: images.
-const DOCS_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; \
-     style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
-     frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
-
-/// Sets the security headers on every response.
-pub async fn security_headers(request: Request, next: Next) -> Response {
-    let docs = request.uri().path().starts_with("/docs");
-    let auth = request.uri().path().starts_with("/v1/auth/");
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::STRICT_TRANSPORT_SECURITY,
-        HeaderValue::from_static("max-age=63072000; includeSubDomains"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(if docs { DOCS_CSP } else { API_CSP }),
-    );
-    if auth {
-        // Tokens must never sit in a cache.
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    response
 }
 
 /// The client's IP as [`client_ip`] sees it.

@@ -1,36 +1,14 @@
-//! The router and the OpenAPI document it is generated with: routes are
-//! registered through utoipa-axum, so the spec cannot drift from them.
+//! The OpenAPI document: its head (info, tags, security schemes, shared
+//! components), what every `/v1` operation shares, and the finished
+//! document. The operations come from the route table
+//! ([`crate::routes::table`]), so the document cannot drift from the router.
 
-use crate::auth::WORKSPACE_HEADER;
-use crate::consistency::{read_your_writes, CONSISTENCY_TOKEN};
-use crate::error::{problem_response, ApiError, Problem, PROBLEM_JSON};
-use crate::idempotency::idempotent_posts;
-use crate::limits::{authenticate_and_limit, security_headers};
-use crate::routes::{
-    admin, audit, auth, companies, enrichments, health, lists, notes, saved_searches, workspaces,
-};
+use crate::error::{Problem, PROBLEM_JSON};
+use crate::routes;
 use crate::state::AppState;
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
-use axum::response::Response;
 use axum::Router;
-use std::time::Duration;
-use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
-use utoipa_swagger_ui::SwaggerUi;
-
-pub const REQUEST_ID: &str = "x-request-id";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -94,81 +72,6 @@ impl Modify for BearerAuth {
             ),
         );
     }
-}
-
-fn api_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(auth::register))
-        .routes(routes!(auth::login))
-        .routes(routes!(auth::refresh))
-        .routes(routes!(auth::logout))
-        .routes(routes!(auth::revoke_all))
-        .routes(routes!(workspaces::get_me))
-        .routes(routes!(
-            workspaces::list_my_workspaces,
-            workspaces::create_workspace
-        ))
-        .routes(routes!(workspaces::get_current_workspace))
-        .routes(routes!(workspaces::list_members, workspaces::add_member))
-        .routes(routes!(workspaces::list_invitations))
-        .routes(routes!(workspaces::cancel_invitation))
-        .routes(routes!(
-            workspaces::change_member_role,
-            workspaces::remove_member
-        ))
-        .routes(routes!(workspaces::leave_workspace))
-        .routes(routes!(
-            workspaces::list_api_keys,
-            workspaces::create_api_key
-        ))
-        .routes(routes!(workspaces::revoke_api_key))
-        .routes(routes!(workspaces::list_security_events))
-        .routes(routes!(companies::add_company, companies::list_companies))
-        .routes(routes!(
-            companies::get_company,
-            companies::update_company,
-            companies::delete_company
-        ))
-        .routes(routes!(enrichments::request_enrichment))
-        .routes(routes!(enrichments::get_enrichment_job))
-        .routes(routes!(enrichments::stream_enrichment_job))
-        .routes(routes!(enrichments::get_usage))
-        .routes(routes!(audit::list_events))
-        .routes(routes!(audit::company_history))
-        .routes(routes!(admin::list_read_models))
-        .routes(routes!(admin::start_rebuild))
-        .routes(routes!(admin::list_dead_letters))
-        .routes(routes!(admin::retry_dead_letters))
-        .routes(routes!(workspaces::get_thesis, workspaces::set_thesis))
-        .routes(routes!(notes::add_note, notes::list_notes))
-        .routes(routes!(
-            notes::get_note,
-            notes::edit_note,
-            notes::delete_note
-        ))
-        .routes(routes!(lists::create_list, lists::list_lists))
-        .routes(routes!(
-            lists::get_list,
-            lists::rename_list,
-            lists::delete_list
-        ))
-        .routes(routes!(lists::list_list_companies))
-        .routes(routes!(
-            lists::add_company_to_list,
-            lists::remove_company_from_list
-        ))
-        .routes(routes!(
-            saved_searches::create_saved_search,
-            saved_searches::list_saved_searches
-        ))
-        .routes(routes!(
-            saved_searches::get_saved_search,
-            saved_searches::rename_saved_search,
-            saved_searches::delete_saved_search
-        ))
-        .routes(routes!(saved_searches::run_saved_search))
-        .routes(routes!(health::health))
-        .routes(routes!(health::ready))
 }
 
 /// Routes that are about the caller's account rather than one workspace's
@@ -365,8 +268,9 @@ fn document_cross_cutting(spec: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let (api, mut spec) = api_router().split_for_parts();
+/// The router of every route and the finished document describing it.
+pub fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (api, mut spec) = routes::table(ApiDoc::openapi()).split_for_parts();
     document_cross_cutting(&mut spec);
     (api, spec)
 }
@@ -374,236 +278,6 @@ fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// The OpenAPI document the API serves at `/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     split().1
-}
-
-/// The whole HTTP surface, with its middleware. `cors_origins` lists the
-/// browser origins allowed to call the API (none: no CORS headers at all).
-pub fn router(
-    state: AppState,
-    request_timeout: Duration,
-    max_body_bytes: usize,
-    cors_origins: &[String],
-) -> anyhow::Result<Router> {
-    let (api, spec) = split();
-    let request_id = HeaderName::from_static(REQUEST_ID);
-    let cors = cors_layer(cors_origins, &request_id)?;
-    Ok(api
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
-        .route(
-            "/asyncapi.json",
-            axum::routing::get(|State(state): State<AppState>| async move {
-                (
-                    [(header::CONTENT_TYPE, "application/json")],
-                    state.asyncapi.clone(),
-                )
-            }),
-        )
-        .fallback(|| async { ApiError::RouteNotFound })
-        .method_not_allowed_fallback(method_not_allowed)
-        // Innermost: replays of idempotent POSTs keep the token it adds.
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            read_your_writes,
-        ))
-        // Inner to authentication: keys are scoped to the authenticated caller.
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            idempotent_posts,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            authenticate_and_limit,
-        ))
-        .with_state(state)
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(request_span)
-                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
-                )
-                .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(axum::middleware::from_fn(security_headers))
-                .option_layer(cors)
-                .layer(axum::middleware::from_fn(problem_details))
-                .layer(CatchPanicLayer::new())
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    request_timeout,
-                ))
-                .layer(RequestBodyLimitLayer::new(max_body_bytes)),
-        ))
-}
-
-/// 405 with the `Allow` header RFC 9110 asks for, read from the served
-/// document's operations for the path (the one list of routes there is).
-async fn method_not_allowed(uri: axum::http::Uri) -> Response {
-    use axum::response::IntoResponse;
-    static ROUTES: std::sync::OnceLock<Vec<(Vec<String>, Vec<&'static str>)>> =
-        std::sync::OnceLock::new();
-    let routes = ROUTES.get_or_init(|| {
-        openapi()
-            .paths
-            .paths
-            .iter()
-            .map(|(path, item)| {
-                let segments = path.split('/').map(str::to_owned).collect();
-                let methods = [
-                    ("GET", item.get.is_some()),
-                    ("POST", item.post.is_some()),
-                    ("PUT", item.put.is_some()),
-                    ("PATCH", item.patch.is_some()),
-                    ("DELETE", item.delete.is_some()),
-                ]
-                .into_iter()
-                .filter_map(|(method, present)| present.then_some(method))
-                .collect();
-                (segments, methods)
-            })
-            .collect()
-    });
-    let requested: Vec<&str> = uri.path().split('/').collect();
-    let allowed = routes.iter().find_map(|(segments, methods)| {
-        let matches = segments.len() == requested.len()
-            && segments
-                .iter()
-                .zip(&requested)
-                .all(|(template, actual)| template.starts_with('{') || template == actual);
-        matches.then(|| methods.join(", "))
-    });
-    let mut response = ApiError::MethodNotAllowed.into_response();
-    if let Some(value) = allowed.and_then(|a| HeaderValue::from_str(&a).ok()) {
-        response.headers_mut().insert(header::ALLOW, value);
-    }
-    response
-}
-
-fn cors_layer(origins: &[String], request_id: &HeaderName) -> anyhow::Result<Option<CorsLayer>> {
-    let origins: Vec<HeaderValue> = origins
-        .iter()
-        .map(|o| o.trim())
-        .filter(|o| !o.is_empty())
-        .map(|o| HeaderValue::from_str(o).map_err(|_| anyhow::anyhow!("invalid CORS origin `{o}`")))
-        .collect::<Result<_, _>>()?;
-    if origins.is_empty() {
-        return Ok(None);
-    }
-    let allowed_headers = [
-        header::AUTHORIZATION,
-        header::CONTENT_TYPE,
-        header::IF_MATCH,
-        header::IF_NONE_MATCH,
-        HeaderName::from_static(WORKSPACE_HEADER),
-        HeaderName::from_static("idempotency-key"),
-        CONSISTENCY_TOKEN,
-        request_id.clone(),
-    ];
-    let exposed_headers = [
-        header::ETAG,
-        header::LOCATION,
-        header::RETRY_AFTER,
-        CONSISTENCY_TOKEN,
-        request_id.clone(),
-        HeaderName::from_static("x-ratelimit-limit"),
-        HeaderName::from_static("x-ratelimit-remaining"),
-        HeaderName::from_static("x-ratelimit-reset"),
-    ];
-    Ok(Some(
-        CorsLayer::new()
-            .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([
-                Method::GET,
-                Method::POST,
-                Method::PUT,
-                Method::PATCH,
-                Method::DELETE,
-            ])
-            .allow_headers(allowed_headers)
-            .expose_headers(exposed_headers)
-            .max_age(Duration::from_secs(600)),
-    ))
-}
-
-fn request_span(request: &Request) -> tracing::Span {
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let span = tracing::info_span!(
-        "request",
-        method = %request.method(),
-        path = %request.uri().path(),
-        request_id = %request_id,
-        workspace_id = tracing::field::Empty,
-        user_id = tracing::field::Empty,
-    );
-    crate::telemetry::continue_trace(
-        &span,
-        request
-            .headers()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok()),
-    );
-    span
-}
-
-/// Makes every error response problem+json with `instance` and `request_id`,
-/// including bare statuses from layers (timeouts, body limits, panics).
-async fn problem_details(request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let response = next.run(request).await;
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
-    let content_type = response.headers().get(header::CONTENT_TYPE);
-    let is_problem = content_type.is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
-    // A handler's own JSON error document (readiness) is already structured.
-    if content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/json")) {
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    let problem = if is_problem {
-        match axum::body::to_bytes(body, 1024 * 1024).await {
-            Ok(bytes) => serde_json::from_slice::<Problem>(&bytes).ok(),
-            Err(_) => None,
-        }
-    } else {
-        None
-    };
-    let mut problem = problem.unwrap_or_else(|| Problem {
-        problem_type: "about:blank".to_owned(),
-        title: status.canonical_reason().unwrap_or("Error").to_owned(),
-        status: status.as_u16(),
-        detail: None,
-        instance: None,
-        request_id: None,
-        existing_id: None,
-        errors: vec![],
-    });
-    if status.is_server_error() && !is_problem {
-        problem.detail = Some(
-            "An unexpected error occurred. Quote the request id when reporting it.".to_owned(),
-        );
-    }
-    problem.instance = Some(path);
-    problem.request_id = request_id;
-    let rebuilt = problem_response(status, &problem);
-    let mut response = Response::from_parts(parts, Body::empty());
-    *response.body_mut() = rebuilt.into_body();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static(PROBLEM_JSON),
-    );
-    response.headers_mut().remove(header::CONTENT_LENGTH);
-    response
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! setting the admin API is off.
 
 use crate::error::{ApiError, Problem};
-use crate::extract::Path;
+use crate::http::extract::Path;
 use crate::state::AppState;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;

@@ -3,12 +3,10 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
-use crate::extract::{Path, Query};
-use crate::routes::companies::page_limit;
+use crate::http::extract::{Path, Query};
+use crate::http::pagination::{decode_cursor, encode_cursor, page_limit};
 use crate::state::AppState;
 use axum::extract::State;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -104,24 +102,6 @@ pub struct FeedParams {
     pub cursor: Option<String>,
 }
 
-fn encode_cursor(cursor: CommitCursor) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}:{}", cursor.tx_id, cursor.position))
-}
-
-fn decode_cursor(text: &str) -> Result<CommitCursor, ApiError> {
-    let bad = || ApiError::BadRequest {
-        detail: "not a cursor this API returned".to_owned(),
-        field: Some("cursor".to_owned()),
-    };
-    let raw =
-        String::from_utf8(URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?).map_err(|_| bad())?;
-    let (tx, position) = raw.split_once(':').ok_or_else(bad)?;
-    Ok(CommitCursor {
-        tx_id: tx.parse().map_err(|_| bad())?,
-        position: position.parse().map_err(|_| bad())?,
-    })
-}
-
 fn require_auditor(caller: &Caller) -> Result<(), ApiError> {
     if caller.actor.role.allows(Permission::ReadSecurityEvents) {
         Ok(())
@@ -154,8 +134,9 @@ pub async fn list_events(
     let after = params
         .cursor
         .as_deref()
-        .map(decode_cursor)
+        .map(decode_cursor::<(u64, i64)>)
         .transpose()?
+        .map(|(tx_id, position)| CommitCursor { tx_id, position })
         .unwrap_or_default();
     let filter = FeedFilter {
         aggregate_type: params.aggregate_type,
@@ -175,7 +156,12 @@ pub async fn list_events(
     // A short page means the committed feed is exhausted for now; a full
     // one hands out where to go on.
     let next_cursor = (events.len() == limit as usize)
-        .then(|| events.last().map(|e| encode_cursor(e.cursor())))
+        .then(|| {
+            events.last().map(|e| {
+                let at = e.cursor();
+                encode_cursor(&(at.tx_id, at.position))
+            })
+        })
         .flatten();
     Ok(axum::Json(AuditEventPage {
         items: events.into_iter().map(AuditEvent::from).collect(),

@@ -2,11 +2,9 @@
 
 use crate::auth::SignedIn;
 use crate::error::{ApiError, InvalidField, Problem};
-use crate::extract::Json;
-use crate::limits::{
-    charge_auth_attempt, log_security_event, with_rate_limit_headers, ClientIp, LOGIN_PATH,
-    REGISTER_PATH,
-};
+use crate::http::extract::Json;
+use crate::http::headers::with_rate_limit_headers;
+use crate::limits::{charge_auth_attempt, log_security_event, ClientIp, LOGIN_PATH, REGISTER_PATH};
 use crate::routes::command_metadata;
 use crate::state::AppState;
 use axum::extract::State;

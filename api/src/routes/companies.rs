@@ -1,28 +1,26 @@
 //! `/v1/companies`: add, update, delete, read and list companies.
 
 use crate::auth::Caller;
-use crate::consistency::{answering, wait_until_reflected, Written};
+use crate::consistency::{wait_until_reflected, Written};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Json, Path, Query};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::pagination::{decode_cursor, next_cursor, page_limit};
+use crate::http::preconditions::{conditional, if_match_version};
+use crate::http::respond::{accepted, created, tag, CommandAccepted};
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-use vcintel_commands::Committed;
 use vcintel_domain::company::{CompanyChanges, CompanyId, CompanyInput, Stage};
 use vcintel_projections::companies::{
     self as read_model, After, CompanyFilter, CompanyRow, SortKey,
 };
 
 pub const TAG: &str = "companies";
-const DEFAULT_PAGE_SIZE: u32 = 50;
-const MAX_PAGE_SIZE: u32 = 200;
 
 /// A company to add to the caller's workspace.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -68,16 +66,6 @@ fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
-}
-
-/// A command was applied.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CommandAccepted {
-    /// The company's id.
-    pub id: Uuid,
-    /// The company's version after the command. Pass it as `If-Match` to
-    /// update safely, or as `min_version` to read your own write.
-    pub version: u64,
 }
 
 /// A company as analysts see it.
@@ -606,12 +594,10 @@ pub(crate) async fn search_page(
         i64::from(limit) + 1,
     )
     .await?;
-    let next_cursor = next_cursor(&mut rows, limit, |(row, value)| {
-        encode_search_cursor(&SearchCursor {
-            sort,
-            value: value.clone(),
-            id: row.id,
-        })
+    let next_cursor = next_cursor(&mut rows, limit, |(row, value)| SearchCursor {
+        sort,
+        value: value.clone(),
+        id: row.id,
     });
     Ok(CompanyPage {
         items: rows
@@ -626,143 +612,16 @@ fn non_blank(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
-fn encode_search_cursor(cursor: &SearchCursor) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(cursor).unwrap_or_default())
-}
-
 fn decode_search_cursor(cursor: &str, sort: CompanySort) -> Result<After, ApiError> {
-    let bad = |detail: &str| ApiError::BadRequest {
-        detail: detail.to_owned(),
-        field: Some("cursor".to_owned()),
-    };
-    let decoded: SearchCursor = URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or_else(|| bad("is not a cursor this API returned"))?;
+    let decoded: SearchCursor = decode_cursor(cursor)?;
     if decoded.sort != sort {
-        return Err(bad("belongs to a listing with another sort order"));
+        return Err(ApiError::BadRequest {
+            detail: "belongs to a listing with another sort order".to_owned(),
+            field: Some("cursor".to_owned()),
+        });
     }
     Ok(After {
         value: decoded.value,
         id: decoded.id,
     })
-}
-
-/// 201 for a command that created `collection/<id>`: its id and version,
-/// `ETag` and `Location`.
-pub(crate) fn created(committed: &Committed, collection: &str) -> Result<Response, ApiError> {
-    let id: Uuid = committed
-        .aggregate_id
-        .parse()
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
-    let mut response = accepted(id, committed);
-    *response.status_mut() = StatusCode::CREATED;
-    if let Ok(location) = HeaderValue::from_str(&format!("{collection}/{id}")) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
-}
-
-/// A single resource at `version`: `ETag`, or 304 when `If-None-Match` names it.
-pub(crate) fn representation<T: Serialize>(headers: &HeaderMap, version: u64, body: T) -> Response {
-    conditional(headers, etag(version), axum::Json(body))
-}
-
-/// `body` tagged `tag`, or 304 when `If-None-Match` names the tag.
-fn conditional(headers: &HeaderMap, tag: HeaderValue, body: impl IntoResponse) -> Response {
-    let named = headers.get_all(header::IF_NONE_MATCH).iter().any(|value| {
-        value.to_str().is_ok_and(|list| {
-            list.split(',')
-                .map(str::trim)
-                .any(|t| t == "*" || t.trim_start_matches("W/").as_bytes() == tag.as_bytes())
-        })
-    });
-    if named {
-        return (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response();
-    }
-    ([(header::ETAG, tag)], body).into_response()
-}
-
-/// The page size asked for, 1–200 (default 50).
-pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
-    if (1..=MAX_PAGE_SIZE).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(ApiError::BadRequest {
-            detail: format!("must be between 1 and {MAX_PAGE_SIZE}"),
-            field: Some("limit".to_owned()),
-        })
-    }
-}
-
-/// Pages fetch `limit + 1` rows: an extra row means there is a next page,
-/// which starts after the last row kept.
-pub(crate) fn next_cursor<T>(
-    rows: &mut Vec<T>,
-    limit: u32,
-    cursor_of: impl Fn(&T) -> String,
-) -> Option<String> {
-    if rows.len() <= limit as usize {
-        return None;
-    }
-    rows.truncate(limit as usize);
-    rows.last().map(cursor_of)
-}
-
-/// A command's answer: the id it acted on (which a member change names by
-/// the member, not the workspace), the version, `ETag`, and the write the
-/// consistency token will name.
-pub(crate) fn accepted(id: Uuid, committed: &Committed) -> Response {
-    let version = committed.version;
-    let response = (
-        [(header::ETAG, etag(version))],
-        axum::Json(CommandAccepted { id, version }),
-    )
-        .into_response();
-    answering(response, committed)
-}
-
-pub(crate) fn etag(version: u64) -> HeaderValue {
-    tag(&version.to_string())
-}
-
-/// A strong entity tag; `opaque` is digits, hex and `-` only.
-fn tag(opaque: &str) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{opaque}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
-}
-
-/// `If-Match: "3"` (or `3`, or a company detail's `"3-<digest>"`, whose
-/// leading number is the version) → Some(3); absent → None.
-pub(crate) fn if_match_version(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
-    let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let bad = || ApiError::BadRequest {
-        detail: "must be a strong ETag holding a version, e.g. \"3\"".to_owned(),
-        field: Some("If-Match".to_owned()),
-    };
-    let text = value.to_str().map_err(|_| bad())?.trim();
-    let unquoted = text
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(text);
-    let version = unquoted.split_once('-').map_or(unquoted, |(v, _)| v);
-    version.parse().map(Some).map_err(|_| bad())
-}
-
-pub(crate) fn encode_cursor(id: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(id.as_bytes())
-}
-
-pub(crate) fn decode_cursor(cursor: &str) -> Result<Uuid, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| Uuid::from_slice(&bytes).ok())
-        .ok_or(ApiError::BadRequest {
-            detail: "is not a cursor this API returned".to_owned(),
-            field: Some("cursor".to_owned()),
-        })
 }

@@ -5,8 +5,8 @@
 use crate::auth::Caller;
 use crate::consistency::answering;
 use crate::error::{ApiError, Problem};
-use crate::extract::Path;
-use crate::limits::with_rate_limit_headers;
+use crate::http::extract::Path;
+use crate::http::headers::with_rate_limit_headers;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -507,7 +507,7 @@ pub struct UsageReport {
 pub async fn get_usage(
     State(state): State<AppState>,
     caller: Caller,
-    crate::extract::Query(params): crate::extract::Query<UsageParams>,
+    crate::http::extract::Query(params): crate::http::extract::Query<UsageParams>,
 ) -> Result<axum::Json<UsageReport>, ApiError> {
     let month = match &params.month {
         None => vcintel_projections::usage::month_of(Utc::now()),

@@ -3,11 +3,10 @@
 use crate::auth::Caller;
 use crate::consistency::{wait_until_reflected, Written};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Json, Path, Query};
-use crate::routes::companies::{
-    accepted, created, decode_cursor, encode_cursor, if_match_version, next_cursor, page_limit,
-    representation, CommandAccepted,
-};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::pagination::{decode_cursor, next_cursor, page_limit};
+use crate::http::preconditions::if_match_version;
+use crate::http::respond::{accepted, created, representation, CommandAccepted};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -155,7 +154,7 @@ pub async fn list_lists(
         i64::from(limit) + 1,
     )
     .await?;
-    let next_cursor = next_cursor(&mut rows, limit, |r| encode_cursor(r.id));
+    let next_cursor = next_cursor(&mut rows, limit, |r| r.id);
     Ok(axum::Json(ListPage {
         items: rows.into_iter().map(CompanyList::from).collect(),
         next_cursor,
@@ -236,7 +235,7 @@ pub async fn list_list_companies(
     let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
     let mut rows =
         read_model::items(&state.pool, workspace, list_id, after, i64::from(limit) + 1).await?;
-    let next_cursor = next_cursor(&mut rows, limit, |r| encode_cursor(r.company_id));
+    let next_cursor = next_cursor(&mut rows, limit, |r| r.company_id);
     Ok(axum::Json(ListCompaniesPage {
         items: rows.into_iter().map(ListedCompany::from).collect(),
         next_cursor,

@@ -1,4 +1,4 @@
-//! HTTP handlers, one module per resource.
+//! HTTP handlers, one module per resource, and the route table.
 
 pub mod admin;
 pub mod audit;
@@ -11,7 +11,10 @@ pub mod notes;
 pub mod saved_searches;
 pub mod workspaces;
 
+use crate::state::AppState;
 use axum::http::HeaderMap;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vcintel_commands::CommandMetadata;
 
 /// Request facts recorded with every event a command appends.
@@ -33,4 +36,82 @@ pub fn command_metadata(headers: &HeaderMap) -> CommandMetadata {
         idempotency: header(crate::idempotency::DIGEST_HEADER),
         ..CommandMetadata::default()
     }
+}
+
+/// Every route, registered with its OpenAPI operation (utoipa-axum), so the
+/// document cannot drift from the router. `document` is the document's
+/// head: info, tags, shared components.
+pub fn table(document: utoipa::openapi::OpenApi) -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(document)
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::revoke_all))
+        .routes(routes!(workspaces::get_me))
+        .routes(routes!(
+            workspaces::list_my_workspaces,
+            workspaces::create_workspace
+        ))
+        .routes(routes!(workspaces::get_current_workspace))
+        .routes(routes!(workspaces::list_members, workspaces::add_member))
+        .routes(routes!(workspaces::list_invitations))
+        .routes(routes!(workspaces::cancel_invitation))
+        .routes(routes!(
+            workspaces::change_member_role,
+            workspaces::remove_member
+        ))
+        .routes(routes!(workspaces::leave_workspace))
+        .routes(routes!(
+            workspaces::list_api_keys,
+            workspaces::create_api_key
+        ))
+        .routes(routes!(workspaces::revoke_api_key))
+        .routes(routes!(workspaces::list_security_events))
+        .routes(routes!(companies::add_company, companies::list_companies))
+        .routes(routes!(
+            companies::get_company,
+            companies::update_company,
+            companies::delete_company
+        ))
+        .routes(routes!(enrichments::request_enrichment))
+        .routes(routes!(enrichments::get_enrichment_job))
+        .routes(routes!(enrichments::stream_enrichment_job))
+        .routes(routes!(enrichments::get_usage))
+        .routes(routes!(audit::list_events))
+        .routes(routes!(audit::company_history))
+        .routes(routes!(admin::list_read_models))
+        .routes(routes!(admin::start_rebuild))
+        .routes(routes!(admin::list_dead_letters))
+        .routes(routes!(admin::retry_dead_letters))
+        .routes(routes!(workspaces::get_thesis, workspaces::set_thesis))
+        .routes(routes!(notes::add_note, notes::list_notes))
+        .routes(routes!(
+            notes::get_note,
+            notes::edit_note,
+            notes::delete_note
+        ))
+        .routes(routes!(lists::create_list, lists::list_lists))
+        .routes(routes!(
+            lists::get_list,
+            lists::rename_list,
+            lists::delete_list
+        ))
+        .routes(routes!(lists::list_list_companies))
+        .routes(routes!(
+            lists::add_company_to_list,
+            lists::remove_company_from_list
+        ))
+        .routes(routes!(
+            saved_searches::create_saved_search,
+            saved_searches::list_saved_searches
+        ))
+        .routes(routes!(
+            saved_searches::get_saved_search,
+            saved_searches::rename_saved_search,
+            saved_searches::delete_saved_search
+        ))
+        .routes(routes!(saved_searches::run_saved_search))
+        .routes(routes!(health::health))
+        .routes(routes!(health::ready))
 }

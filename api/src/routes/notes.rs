@@ -3,11 +3,10 @@
 use crate::auth::Caller;
 use crate::consistency::{wait_until_reflected, Written};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Json, Path, Query};
-use crate::routes::companies::{
-    accepted, created, decode_cursor, encode_cursor, if_match_version, next_cursor, page_limit,
-    representation, CommandAccepted,
-};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::pagination::{decode_cursor, next_cursor, page_limit};
+use crate::http::preconditions::if_match_version;
+use crate::http::respond::{accepted, created, representation, CommandAccepted};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -152,7 +151,7 @@ pub async fn list_notes(
         i64::from(limit) + 1,
     )
     .await?;
-    let next_cursor = next_cursor(&mut rows, limit, |r| encode_cursor(r.id));
+    let next_cursor = next_cursor(&mut rows, limit, |r| r.id);
     Ok(axum::Json(NotePage {
         items: rows.into_iter().map(Note::from).collect(),
         next_cursor,

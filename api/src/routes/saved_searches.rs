@@ -2,11 +2,11 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
-use crate::extract::{Json, Path, Query};
-use crate::routes::companies::{
-    accepted, created, decode_cursor, encode_cursor, if_match_version, next_cursor, page_limit,
-    representation, search_page, CommandAccepted, CompanyPage, CompanySort,
-};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::pagination::{decode_cursor, next_cursor, page_limit};
+use crate::http::preconditions::if_match_version;
+use crate::http::respond::{accepted, created, representation, CommandAccepted};
+use crate::routes::companies::{search_page, CompanyPage, CompanySort};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -183,7 +183,7 @@ pub async fn list_saved_searches(
         i64::from(limit) + 1,
     )
     .await?;
-    let next_cursor = next_cursor(&mut rows, limit, |r| encode_cursor(r.id));
+    let next_cursor = next_cursor(&mut rows, limit, |r| r.id);
     Ok(axum::Json(SavedSearchPage {
         items: rows.into_iter().map(SavedSearchView::from).collect(),
         next_cursor,

@@ -5,15 +5,14 @@
 use crate::auth::{Caller, SignedIn};
 use crate::consistency::answering;
 use crate::error::{ApiError, InvalidField, Problem};
-use crate::extract::{Json, Path, Query};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::pagination::{decode_cursor, next_cursor, page_limit};
+use crate::http::respond::{accepted, CommandAccepted};
 use crate::routes::command_metadata;
-use crate::routes::companies::{accepted, next_cursor, page_limit, CommandAccepted};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -776,7 +775,11 @@ pub async fn list_security_events(
         "read the security log",
     )?;
     let limit = page_limit(params.limit)?;
-    let before = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let before = params
+        .cursor
+        .as_deref()
+        .map(decode_cursor::<(DateTime<Utc>, Uuid)>)
+        .transpose()?;
     let mut rows = accounts::security_log(
         &state.pool,
         caller.actor.workspace_id,
@@ -784,7 +787,7 @@ pub async fn list_security_events(
         i64::from(limit) + 1,
     )
     .await?;
-    let next_cursor = next_cursor(&mut rows, limit, |r| encode_cursor(r.occurred_at, r.id));
+    let next_cursor = next_cursor(&mut rows, limit, |r| (r.occurred_at, r.id));
     Ok(axum::Json(SecurityEventPage {
         items: rows
             .into_iter()
@@ -800,27 +803,6 @@ pub async fn list_security_events(
             .collect(),
         next_cursor,
     }))
-}
-
-fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
-    let mut bytes = at.timestamp_micros().to_be_bytes().to_vec();
-    bytes.extend_from_slice(id.as_bytes());
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
-    let bad = || ApiError::BadRequest {
-        detail: "is not a cursor this API returned".to_owned(),
-        field: Some("cursor".to_owned()),
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    if bytes.len() != 24 {
-        return Err(bad());
-    }
-    let micros = i64::from_be_bytes(bytes[..8].try_into().map_err(|_| bad())?);
-    let at = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
-    let id = Uuid::from_slice(&bytes[8..]).map_err(|_| bad())?;
-    Ok((at, id))
 }
 
 /// What the workspace invests in; enrichment's fit score weighs companies

@@ -1,0 +1,9 @@
+//! HTTP plumbing every route shares: extractors that answer problem+json,
+//! the shapes of command answers and representations (ETags, `Location`),
+//! preconditions, pagination, and the headers set on every response.
+
+pub mod extract;
+pub mod headers;
+pub mod pagination;
+pub mod preconditions;
+pub mod respond;
