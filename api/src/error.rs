@@ -369,7 +369,7 @@ pub async fn problem_details(request: Request, next: Next) -> Response {
         path: request.uri().path().to_owned(),
         request_id: request
             .headers()
-            .get(crate::router::REQUEST_ID)
+            .get(crate::http::headers::REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     };

@@ -19,6 +19,7 @@
 
 use crate::auth::Authentication;
 use crate::error::{ApiError, InvalidField};
+use crate::http::headers::IDEMPOTENCY_DIGEST;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -30,9 +31,6 @@ use vcintel_infra::accounts::sha256_bytes;
 use vcintel_infra::idempotency::{self, Claim, ClaimId, StoredResponse};
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
-/// How the key's digest reaches the command's event metadata (see
-/// `routes::command_metadata`); one a client sends is removed.
-pub const DIGEST_HEADER: &str = "x-vcintel-idempotency-digest";
 const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 const MAX_KEY_CHARS: usize = 255;
 /// Headers a replay must carry; the rest are per-response (request id, limits).
@@ -56,7 +54,7 @@ pub async fn idempotent_posts(
     mut request: Request,
     next: Next,
 ) -> Response {
-    request.headers_mut().remove(DIGEST_HEADER);
+    request.headers_mut().remove(IDEMPOTENCY_DIGEST);
     let path = request.uri().path();
     if request.method() != Method::POST
         || !path.starts_with("/v1/")
@@ -121,7 +119,7 @@ pub async fn idempotent_posts(
         Ok(Claim::Fresh(claim)) => {
             let mut parts = parts;
             if let Ok(digest) = HeaderValue::from_str(&idempotency::digest(&principal, &key)) {
-                parts.headers.insert(DIGEST_HEADER, digest);
+                parts.headers.insert(IDEMPOTENCY_DIGEST, digest);
             }
             let request = Request::from_parts(parts, Body::from(body));
             let (task_state, task_principal, task_key) =

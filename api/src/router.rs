@@ -5,7 +5,7 @@
 use crate::auth::WORKSPACE_HEADER;
 use crate::consistency::{read_your_writes, CONSISTENCY_TOKEN};
 use crate::error::{problem_details, ApiError};
-use crate::http::headers::security_headers;
+use crate::http::headers::{security_headers, REQUEST_ID};
 use crate::idempotency::idempotent_posts;
 use crate::limits::authenticate_and_limit;
 use crate::openapi::{openapi, split};
@@ -23,8 +23,6 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa_swagger_ui::SwaggerUi;
-
-pub const REQUEST_ID: &str = "x-request-id";
 
 /// The whole HTTP surface, with its middleware. `cors_origins` lists the
 /// browser origins allowed to call the API (none: no CORS headers at all).

@@ -1,8 +1,8 @@
 //! What every handler can reach, built once in the bootstrap.
 
-use crate::auth::TokenKeys;
-use crate::consistency::ConsistencyTokens;
-use crate::limits::RateLimits;
+use crate::auth::token::TokenKeys;
+use crate::consistency::token::ConsistencyTokens;
+use crate::limits::budgets::RateLimits;
 use async_nats::jetstream;
 use sqlx::PgPool;
 use std::sync::Arc;

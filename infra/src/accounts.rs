@@ -8,6 +8,7 @@
 //! for high-entropy secrets and cheap enough to check on every request.
 
 use crate::event_log;
+pub use crate::identity_cache::CurrentWorkspace;
 use crate::identity_cache::IdentityCache;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -23,7 +24,7 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 use vcintel_commands::aggregate::EMAIL_SCOPE;
 use vcintel_domain::user::{Email, UserEvent, UserRegistered, AGGREGATE_TYPE as USER_TYPE};
-use vcintel_domain::workspace::{Workspace, WorkspaceEvent, AGGREGATE_TYPE as WORKSPACE_TYPE};
+use vcintel_domain::workspace::{WorkspaceEvent, AGGREGATE_TYPE as WORKSPACE_TYPE};
 use vcintel_domain::{UserId, WorkspaceId};
 
 /// argon2id cost. The defaults are OWASP's first recommendation
@@ -584,13 +585,6 @@ pub async fn security_log(
 pub struct WorkspaceDirectory {
     pool: PgPool,
     cache: IdentityCache,
-}
-
-/// A workspace folded up to `version`.
-#[derive(Debug, Clone)]
-pub struct CurrentWorkspace {
-    pub version: i64,
-    pub workspace: Workspace,
 }
 
 impl WorkspaceDirectory {

@@ -34,6 +34,13 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 use vcintel_domain::{UserId, WorkspaceId};
 
+/// A workspace folded up to `version`.
+#[derive(Debug, Clone)]
+pub struct CurrentWorkspace {
+    pub version: i64,
+    pub workspace: vcintel_domain::workspace::Workspace,
+}
+
 /// The channel the identity triggers notify (see migration `flat_cost`).
 pub const IDENTITY_CHANNEL: &str = "vcintel_identity_changed";
 
@@ -84,7 +91,7 @@ struct Inner {
     generation: AtomicU64,
     sessions: Mutex<HashMap<Uuid, Session>>,
     api_keys: Mutex<HashMap<Uuid, (WorkspaceId, Vec<u8>)>>,
-    workspaces: Mutex<HashMap<WorkspaceId, Remembered<Arc<crate::accounts::CurrentWorkspace>>>>,
+    workspaces: Mutex<HashMap<WorkspaceId, Remembered<Arc<CurrentWorkspace>>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -343,10 +350,7 @@ impl IdentityCache {
 
     /// A remembered workspace: trusted, or stale (the caller reads the
     /// events after its version).
-    pub fn workspace(
-        &self,
-        id: WorkspaceId,
-    ) -> Option<(bool, Arc<crate::accounts::CurrentWorkspace>)> {
+    pub fn workspace(&self, id: WorkspaceId) -> Option<(bool, Arc<CurrentWorkspace>)> {
         let listening = self.is_listening();
         lock(&self.inner.workspaces)
             .get(&id)
@@ -358,7 +362,7 @@ impl IdentityCache {
     pub fn remember_workspace(
         &self,
         id: WorkspaceId,
-        folded: Arc<crate::accounts::CurrentWorkspace>,
+        folded: Arc<CurrentWorkspace>,
         generation: u64,
     ) {
         let mut workspaces = lock(&self.inner.workspaces);
@@ -448,7 +452,7 @@ mod tests {
         let cache = listening();
         let (id, ws) = (Uuid::now_v7(), WorkspaceId(Uuid::now_v7()));
         cache.remember_session(id, UserId(Uuid::now_v7()), later(), cache.generation());
-        let folded = Arc::new(crate::accounts::CurrentWorkspace {
+        let folded = Arc::new(CurrentWorkspace {
             version: 3,
             workspace: Default::default(),
         });
@@ -466,7 +470,7 @@ mod tests {
         let cache = listening();
         let ws = WorkspaceId(Uuid::now_v7());
         let at = |version| {
-            Arc::new(crate::accounts::CurrentWorkspace {
+            Arc::new(CurrentWorkspace {
                 version,
                 workspace: Default::default(),
             })

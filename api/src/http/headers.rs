@@ -7,6 +7,14 @@ use axum::middleware::Next;
 use axum::response::Response;
 use vcintel_infra::rate_limit::Decision;
 
+/// The request id every response carries (and every event records).
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The digest of the idempotency key a command runs under: set by the
+/// idempotency layer only (one a client sends is removed), recorded with
+/// the events the command appends.
+pub const IDEMPOTENCY_DIGEST: &str = "x-vcintel-idempotency-digest";
+
 pub const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 pub const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 pub const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");

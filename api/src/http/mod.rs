@@ -4,6 +4,7 @@
 
 pub mod extract;
 pub mod headers;
+pub mod metadata;
 pub mod pagination;
 pub mod preconditions;
 pub mod respond;

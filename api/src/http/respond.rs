@@ -2,7 +2,7 @@
 //! `Location`, the consistency token) and a tagged representation.
 
 use super::preconditions::conditional;
-use crate::consistency::answering;
+use crate::consistency::token::answering;
 use crate::error::ApiError;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

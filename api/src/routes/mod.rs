@@ -12,31 +12,8 @@ pub mod saved_searches;
 pub mod workspaces;
 
 use crate::state::AppState;
-use axum::http::HeaderMap;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use vcintel_commands::CommandMetadata;
-
-/// Request facts recorded with every event a command appends.
-pub fn command_metadata(headers: &HeaderMap) -> CommandMetadata {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    CommandMetadata {
-        request_id: header("x-request-id"),
-        // Our request span's trace when spans are exported (it continues
-        // the caller's), else the caller's header as it came.
-        traceparent: crate::telemetry::current_traceparent().or_else(|| header("traceparent")),
-        // A client may name the larger piece of work a request belongs to.
-        correlation_id: header("x-correlation-id").filter(|c| c.len() <= 200),
-        // Set by the idempotency layer only (it removes any a client sent).
-        idempotency: header(crate::idempotency::DIGEST_HEADER),
-        ..CommandMetadata::default()
-    }
-}
 
 /// Every route, registered with its OpenAPI operation (utoipa-axum), so the
 /// document cannot drift from the router. `document` is the document's

@@ -12,6 +12,10 @@
 //! a warning in the log: an outage of the limiter should not become an
 //! outage of the product).
 
+pub mod budgets;
+
+pub use budgets::RateLimits;
+
 use crate::auth::{authenticate, Authentication};
 use crate::error::ApiError;
 use crate::http::headers::with_rate_limit_headers;
@@ -21,62 +25,13 @@ use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use vcintel_domain::user::Email;
 use vcintel_infra::accounts::{self, security_kind, SecurityEvent};
-use vcintel_infra::rate_limit::{Decision, Limit, RateLimiter};
+use vcintel_infra::rate_limit::Decision;
 
 pub const LOGIN_PATH: &str = "/v1/auth/login";
 pub const REGISTER_PATH: &str = "/v1/auth/register";
-
-/// The configured budgets; a `max` of 0 switches a budget off.
-#[derive(Debug, Clone)]
-pub struct RateLimits {
-    pub limiter: RateLimiter,
-    pub per_user: Limit,
-    pub anonymous: Limit,
-    pub auth: Limit,
-    /// Buckets already logged as limited in their current window, so a
-    /// flood of refused requests writes one security-log entry per window
-    /// and instance rather than one per request.
-    logged: Arc<Mutex<HashSet<(String, u64)>>>,
-}
-
-impl RateLimits {
-    pub fn new(limiter: RateLimiter, per_user: u32, anonymous: u32, auth: u32) -> Self {
-        let minute = Duration::from_secs(60);
-        Self {
-            limiter,
-            per_user: Limit {
-                max: per_user,
-                window: minute,
-            },
-            anonymous: Limit {
-                max: anonymous,
-                window: minute,
-            },
-            auth: Limit {
-                max: auth,
-                window: Duration::from_secs(15 * 60),
-            },
-            logged: Arc::default(),
-        }
-    }
-
-    fn first_refusal_in_window(&self, bucket: &str, decision: &Decision) -> bool {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let window_end = now + decision.reset_secs;
-        let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
-        logged.retain(|(_, end)| *end > now);
-        logged.insert((bucket.to_owned(), window_end))
-    }
-}
 
 /// The client's IP: the socket peer, or with `trust_forwarded_for` the
 /// last `X-Forwarded-For` entry (the one our proxy appended).
