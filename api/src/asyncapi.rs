@@ -10,8 +10,8 @@
 //! AsyncAPI 3.0 schema and every streamed message against it.
 
 use serde_json::{json, Map, Value};
-use utoipa::ToSchema;
 use vcintel_domain as domain;
+use vcintel_domain::events::{EventFamily, FamilyVisitor};
 use vcintel_infra::stream::DeadLetter;
 use vcintel_infra::upcast::current_version;
 use vcintel_infra::wire::{EventMessage, Topology};
@@ -23,16 +23,22 @@ struct Family {
     referenced: Vec<(String, Value)>,
 }
 
-fn family<E: ToSchema>(aggregate_type: &'static str) -> Family {
-    let mut referenced = Vec::new();
-    E::schemas(&mut referenced);
-    Family {
-        aggregate_type,
-        schema: to_json(E::schema()),
-        referenced: referenced
-            .into_iter()
-            .map(|(name, schema)| (name, to_json(schema)))
-            .collect(),
+/// Collects each family's schemas.
+struct Families(Vec<Family>);
+
+impl FamilyVisitor for Families {
+    type Output = ();
+    fn visit<E: EventFamily>(&mut self) {
+        let mut referenced = Vec::new();
+        E::schemas(&mut referenced);
+        self.0.push(Family {
+            aggregate_type: E::AGGREGATE_TYPE,
+            schema: to_json(E::schema()),
+            referenced: referenced
+                .into_iter()
+                .map(|(name, schema)| (name, to_json(schema)))
+                .collect(),
+        });
     }
 }
 
@@ -41,16 +47,9 @@ fn to_json(schema: impl serde::Serialize) -> Value {
 }
 
 fn families() -> Vec<Family> {
-    vec![
-        family::<domain::company::CompanyEvent>(domain::company::AGGREGATE_TYPE),
-        family::<domain::user::UserEvent>(domain::user::AGGREGATE_TYPE),
-        family::<domain::workspace::WorkspaceEvent>(domain::workspace::AGGREGATE_TYPE),
-        family::<domain::note::NoteEvent>(domain::note::AGGREGATE_TYPE),
-        family::<domain::list::ListEvent>(domain::list::AGGREGATE_TYPE),
-        family::<domain::saved_search::SavedSearchEvent>(domain::saved_search::AGGREGATE_TYPE),
-        family::<domain::enrichment::EnrichmentEvent>(domain::enrichment::AGGREGATE_TYPE),
-        family::<domain::budget::BudgetEvent>(domain::budget::AGGREGATE_TYPE),
-    ]
+    let mut families = Families(Vec::new());
+    domain::events::for_each_family(&mut families);
+    families.0
 }
 
 /// `(event type, data schema)` for each variant of an externally tagged
@@ -255,7 +254,14 @@ mod tests {
     #[test]
     fn every_event_type_in_the_catalogue_has_a_message_with_its_data_schema() {
         let doc = document(&Topology::new("vcintel"), "localhost:4222");
-        for (aggregate, event_type, version) in vcintel_infra::verify::EVENT_TYPES {
+        for (
+            aggregate,
+            domain::events::EventType {
+                name: event_type,
+                version,
+            },
+        ) in domain::events::event_types()
+        {
             let name = format!("{event_type}.v{version}");
             let message = &doc["components"]["messages"][&name];
             assert!(message.is_object(), "no message for {name}");
@@ -264,9 +270,9 @@ mod tests {
             assert!(data.is_object(), "{name}: {payload}");
             assert_eq!(
                 payload["allOf"][1]["properties"]["aggregatetype"]["const"],
-                *aggregate
+                aggregate
             );
-            let address = doc["channels"][*event_type]["address"].as_str().unwrap();
+            let address = doc["channels"][event_type]["address"].as_str().unwrap();
             assert!(
                 address.starts_with("vcintel.events.{workspaceId}."),
                 "{address}"

@@ -17,20 +17,8 @@ use utoipa::{Modify, OpenApi};
         description = "Source and judge companies. Sign up or sign in under `/v1/auth` and send `Authorization: Bearer <access token or API key>` to every other `/v1` route. Workspace routes act in the workspace named by the `X-Workspace-Id` header (default: your personal workspace; an API key always acts in its own). A workspace you do not belong to answers 404. Errors are RFC 9457 problem+json. `/v1` routes are rate-limited (429 with `Retry-After`; `X-RateLimit-*` headers on every response). Commands return the aggregate version: send it back as `If-Match` for safe updates, or as `min_version` to read your own write.",
         license(name = "MIT")
     ),
-    modifiers(&BearerAuth),
-    // The events' data, from the same derive the AsyncAPI document uses:
-    // the audit feed's and histories' `data` is one of these variants.
-    components(schemas(
-        Problem,
-        vcintel_domain::company::CompanyEvent,
-        vcintel_domain::user::UserEvent,
-        vcintel_domain::workspace::WorkspaceEvent,
-        vcintel_domain::note::NoteEvent,
-        vcintel_domain::list::ListEvent,
-        vcintel_domain::saved_search::SavedSearchEvent,
-        vcintel_domain::enrichment::EnrichmentEvent,
-        vcintel_domain::budget::BudgetEvent,
-    )),
+    modifiers(&BearerAuth, &EventSchemas),
+    components(schemas(Problem)),
     tags(
         (name = "auth", description = "Sign up, sign in, sessions"),
         (name = "workspaces", description = "Your account, workspaces, members, API keys and the security log"),
@@ -47,6 +35,29 @@ use utoipa::{Modify, OpenApi};
 struct ApiDoc;
 
 struct BearerAuth;
+
+/// The events' data, from the same derive the AsyncAPI document uses: the
+/// audit feed's and histories' `data` is one of these variants. Every
+/// family of the event catalogue is there.
+struct EventSchemas;
+
+impl Modify for EventSchemas {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use vcintel_domain::events::{for_each_family, EventFamily, FamilyVisitor};
+        struct Add<'a>(&'a mut utoipa::openapi::Components);
+        impl FamilyVisitor for Add<'_> {
+            type Output = ();
+            fn visit<F: EventFamily>(&mut self) {
+                let mut referenced = Vec::new();
+                F::schemas(&mut referenced);
+                self.0.schemas.insert(F::name().into_owned(), F::schema());
+                self.0.schemas.extend(referenced);
+            }
+        }
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for_each_family(&mut Add(components));
+    }
+}
 
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

@@ -30,11 +30,12 @@ pub enum BudgetCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
-pub enum BudgetEvent {
-    #[serde(rename = "budget.threshold_reached")]
-    ThresholdReached(BudgetThresholdReached),
+crate::events::event_family! {
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+    pub enum BudgetEvent of AGGREGATE_TYPE {
+        ThresholdReached(BudgetThresholdReached) = "budget.threshold_reached" v "1",
+    }
 }
 
 /// Downstream alerting subscribes to these (`…events.<workspace>.budget.threshold_reached`).
@@ -47,16 +48,6 @@ pub struct BudgetThresholdReached {
     pub percent: u8,
     pub spent_micro_usd: u64,
     pub budget_micro_usd: u64,
-}
-
-impl BudgetEvent {
-    pub fn event_type(&self) -> &'static str {
-        "budget.threshold_reached"
-    }
-
-    pub fn event_version(&self) -> &'static str {
-        "1"
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

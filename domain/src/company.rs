@@ -101,17 +101,16 @@ pub enum CompanyCommand {
 /// react to (a deleted company leaves every note and list).
 pub const DELETED_EVENT_TYPE: &str = "company.deleted";
 
-/// Everything that can happen to a company. Serialized names are the stable
-/// event types; a change to a payload's shape gets a new version and an upcaster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
-pub enum CompanyEvent {
-    #[serde(rename = "company.added")]
-    Added(CompanyAdded),
-    #[serde(rename = "company.details_updated")]
-    DetailsUpdated(CompanyDetailsUpdated),
-    #[serde(rename = "company.deleted")]
-    Deleted(CompanyDeleted),
+crate::events::event_family! {
+    /// Everything that can happen to a company. Serialized names are the stable
+    /// event types; a change to a payload's shape gets a new version and an upcaster.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+    pub enum CompanyEvent of AGGREGATE_TYPE {
+        Added(CompanyAdded) = "company.added" v "1",
+        DetailsUpdated(CompanyDetailsUpdated) = "company.details_updated" v "1",
+        Deleted(CompanyDeleted) = "company.deleted" v "1",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,20 +143,6 @@ pub struct CompanyDeleted {
 }
 
 impl CompanyEvent {
-    /// The stable type name stored with the event and used in subjects.
-    pub fn event_type(&self) -> &'static str {
-        match self {
-            CompanyEvent::Added(_) => "company.added",
-            CompanyEvent::DetailsUpdated(_) => "company.details_updated",
-            CompanyEvent::Deleted(_) => DELETED_EVENT_TYPE,
-        }
-    }
-
-    /// The payload schema version of this event type.
-    pub fn event_version(&self) -> &'static str {
-        "1"
-    }
-
     pub fn workspace_id(&self) -> WorkspaceId {
         match self {
             CompanyEvent::Added(e) => e.workspace_id,

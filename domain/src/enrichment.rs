@@ -375,21 +375,17 @@ pub enum EnrichmentCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
-pub enum EnrichmentEvent {
-    #[serde(rename = "enrichment.requested")]
-    Requested(EnrichmentRequested),
-    #[serde(rename = "enrichment.started")]
-    Started(EnrichmentStarted),
-    #[serde(rename = "enrichment.attempt_failed")]
-    AttemptFailed(EnrichmentAttemptFailed),
-    #[serde(rename = "enrichment.deferred")]
-    Deferred(EnrichmentDeferred),
-    #[serde(rename = "enrichment.succeeded")]
-    Succeeded(EnrichmentSucceeded),
-    #[serde(rename = "enrichment.given_up")]
-    GivenUp(EnrichmentGivenUp),
+crate::events::event_family! {
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+    pub enum EnrichmentEvent of AGGREGATE_TYPE {
+        Requested(EnrichmentRequested) = "enrichment.requested" v "1",
+        Started(EnrichmentStarted) = "enrichment.started" v "1",
+        AttemptFailed(EnrichmentAttemptFailed) = "enrichment.attempt_failed" v "1",
+        Deferred(EnrichmentDeferred) = "enrichment.deferred" v "1",
+        Succeeded(EnrichmentSucceeded) = "enrichment.succeeded" v "1",
+        GivenUp(EnrichmentGivenUp) = "enrichment.given_up" v "1",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -454,21 +450,6 @@ pub struct EnrichmentGivenUp {
 }
 
 impl EnrichmentEvent {
-    pub fn event_type(&self) -> &'static str {
-        match self {
-            EnrichmentEvent::Requested(_) => "enrichment.requested",
-            EnrichmentEvent::Started(_) => "enrichment.started",
-            EnrichmentEvent::AttemptFailed(_) => "enrichment.attempt_failed",
-            EnrichmentEvent::Deferred(_) => "enrichment.deferred",
-            EnrichmentEvent::Succeeded(_) => SUCCEEDED_EVENT_TYPE,
-            EnrichmentEvent::GivenUp(_) => "enrichment.given_up",
-        }
-    }
-
-    pub fn event_version(&self) -> &'static str {
-        "1"
-    }
-
     pub fn workspace_id(&self) -> WorkspaceId {
         match self {
             EnrichmentEvent::Requested(e) => e.workspace_id,

@@ -8,6 +8,8 @@
 //! store, the message bus and HTTP live in the outer crates, which adapt these
 //! types to cqrs-es.
 
+pub mod events;
+
 pub mod budget;
 pub mod company;
 pub mod enrichment;

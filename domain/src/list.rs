@@ -52,19 +52,16 @@ pub enum ListCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
-pub enum ListEvent {
-    #[serde(rename = "list.created")]
-    Created(ListCreated),
-    #[serde(rename = "list.renamed")]
-    Renamed(ListRenamed),
-    #[serde(rename = "list.deleted")]
-    Deleted(ListDeleted),
-    #[serde(rename = "list.company_added")]
-    CompanyAdded(ListCompanyAdded),
-    #[serde(rename = "list.company_removed")]
-    CompanyRemoved(ListCompanyRemoved),
+crate::events::event_family! {
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+    pub enum ListEvent of AGGREGATE_TYPE {
+        Created(ListCreated) = "list.created" v "1",
+        Renamed(ListRenamed) = "list.renamed" v "1",
+        Deleted(ListDeleted) = "list.deleted" v "1",
+        CompanyAdded(ListCompanyAdded) = "list.company_added" v "1",
+        CompanyRemoved(ListCompanyRemoved) = "list.company_removed" v "1",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,20 +105,6 @@ pub struct ListCompanyRemoved {
 }
 
 impl ListEvent {
-    pub fn event_type(&self) -> &'static str {
-        match self {
-            ListEvent::Created(_) => "list.created",
-            ListEvent::Renamed(_) => "list.renamed",
-            ListEvent::Deleted(_) => "list.deleted",
-            ListEvent::CompanyAdded(_) => "list.company_added",
-            ListEvent::CompanyRemoved(_) => "list.company_removed",
-        }
-    }
-
-    pub fn event_version(&self) -> &'static str {
-        "1"
-    }
-
     pub fn workspace_id(&self) -> WorkspaceId {
         match self {
             ListEvent::Created(e) => e.workspace_id,

@@ -43,15 +43,14 @@ pub enum NoteCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
-pub enum NoteEvent {
-    #[serde(rename = "note.added")]
-    Added(NoteAdded),
-    #[serde(rename = "note.edited")]
-    Edited(NoteEdited),
-    #[serde(rename = "note.deleted")]
-    Deleted(NoteDeleted),
+crate::events::event_family! {
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+    pub enum NoteEvent of AGGREGATE_TYPE {
+        Added(NoteAdded) = "note.added" v "1",
+        Edited(NoteEdited) = "note.edited" v "1",
+        Deleted(NoteDeleted) = "note.deleted" v "1",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,18 +79,6 @@ pub struct NoteDeleted {
 }
 
 impl NoteEvent {
-    pub fn event_type(&self) -> &'static str {
-        match self {
-            NoteEvent::Added(_) => "note.added",
-            NoteEvent::Edited(_) => "note.edited",
-            NoteEvent::Deleted(_) => "note.deleted",
-        }
-    }
-
-    pub fn event_version(&self) -> &'static str {
-        "1"
-    }
-
     pub fn workspace_id(&self) -> WorkspaceId {
         match self {
             NoteEvent::Added(e) => e.workspace_id,

@@ -85,15 +85,14 @@ pub enum SavedSearchCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
-pub enum SavedSearchEvent {
-    #[serde(rename = "saved_search.created")]
-    Created(SavedSearchCreated),
-    #[serde(rename = "saved_search.renamed")]
-    Renamed(SavedSearchRenamed),
-    #[serde(rename = "saved_search.deleted")]
-    Deleted(SavedSearchDeleted),
+crate::events::event_family! {
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+    pub enum SavedSearchEvent of AGGREGATE_TYPE {
+        Created(SavedSearchCreated) = "saved_search.created" v "1",
+        Renamed(SavedSearchRenamed) = "saved_search.renamed" v "1",
+        Deleted(SavedSearchDeleted) = "saved_search.deleted" v "1",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,18 +121,6 @@ pub struct SavedSearchDeleted {
 }
 
 impl SavedSearchEvent {
-    pub fn event_type(&self) -> &'static str {
-        match self {
-            SavedSearchEvent::Created(_) => "saved_search.created",
-            SavedSearchEvent::Renamed(_) => "saved_search.renamed",
-            SavedSearchEvent::Deleted(_) => "saved_search.deleted",
-        }
-    }
-
-    pub fn event_version(&self) -> &'static str {
-        "1"
-    }
-
     pub fn workspace_id(&self) -> WorkspaceId {
         match self {
             SavedSearchEvent::Created(e) => e.workspace_id,

@@ -132,11 +132,12 @@ pub enum UserCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
-pub enum UserEvent {
-    #[serde(rename = "user.registered")]
-    Registered(UserRegistered),
+crate::events::event_family! {
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+    pub enum UserEvent of AGGREGATE_TYPE {
+        Registered(UserRegistered) = "user.registered" v "1",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,16 +152,6 @@ pub struct UserRegistered {
 }
 
 impl UserEvent {
-    pub fn event_type(&self) -> &'static str {
-        match self {
-            UserEvent::Registered(_) => "user.registered",
-        }
-    }
-
-    pub fn event_version(&self) -> &'static str {
-        "1"
-    }
-
     /// Users are not inside a workspace; their events are filed under the
     /// personal workspace created with them.
     pub fn workspace_id(&self) -> WorkspaceId {

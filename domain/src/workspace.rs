@@ -83,27 +83,20 @@ pub enum WorkspaceCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
-pub enum WorkspaceEvent {
-    #[serde(rename = "workspace.created")]
-    Created(WorkspaceCreated),
-    #[serde(rename = "workspace.member_added")]
-    MemberAdded(MemberAdded),
-    #[serde(rename = "workspace.member_invited")]
-    MemberInvited(MemberInvited),
-    #[serde(rename = "workspace.invitation_cancelled")]
-    InvitationCancelled(InvitationCancelled),
-    #[serde(rename = "workspace.member_role_changed")]
-    MemberRoleChanged(MemberRoleChanged),
-    #[serde(rename = "workspace.member_removed")]
-    MemberRemoved(MemberRemoved),
-    #[serde(rename = "workspace.api_key_created")]
-    ApiKeyCreated(ApiKeyCreated),
-    #[serde(rename = "workspace.api_key_revoked")]
-    ApiKeyRevoked(ApiKeyRevoked),
-    #[serde(rename = "workspace.thesis_set")]
-    ThesisSet(ThesisSet),
+crate::events::event_family! {
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+    pub enum WorkspaceEvent of AGGREGATE_TYPE {
+        Created(WorkspaceCreated) = "workspace.created" v "1",
+        MemberAdded(MemberAdded) = "workspace.member_added" v "1",
+        MemberInvited(MemberInvited) = "workspace.member_invited" v "1",
+        InvitationCancelled(InvitationCancelled) = "workspace.invitation_cancelled" v "1",
+        MemberRoleChanged(MemberRoleChanged) = "workspace.member_role_changed" v "1",
+        MemberRemoved(MemberRemoved) = "workspace.member_removed" v "1",
+        ApiKeyCreated(ApiKeyCreated) = "workspace.api_key_created" v "1",
+        ApiKeyRevoked(ApiKeyRevoked) = "workspace.api_key_revoked" v "1",
+        ThesisSet(ThesisSet) = "workspace.thesis_set" v "1",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,24 +188,6 @@ pub struct ApiKeyRevoked {
 }
 
 impl WorkspaceEvent {
-    pub fn event_type(&self) -> &'static str {
-        match self {
-            WorkspaceEvent::Created(_) => "workspace.created",
-            WorkspaceEvent::MemberAdded(_) => "workspace.member_added",
-            WorkspaceEvent::MemberInvited(_) => "workspace.member_invited",
-            WorkspaceEvent::InvitationCancelled(_) => "workspace.invitation_cancelled",
-            WorkspaceEvent::MemberRoleChanged(_) => "workspace.member_role_changed",
-            WorkspaceEvent::MemberRemoved(_) => "workspace.member_removed",
-            WorkspaceEvent::ApiKeyCreated(_) => "workspace.api_key_created",
-            WorkspaceEvent::ApiKeyRevoked(_) => "workspace.api_key_revoked",
-            WorkspaceEvent::ThesisSet(_) => "workspace.thesis_set",
-        }
-    }
-
-    pub fn event_version(&self) -> &'static str {
-        "1"
-    }
-
     pub fn workspace_id(&self) -> WorkspaceId {
         match self {
             WorkspaceEvent::Created(e) => e.workspace_id,

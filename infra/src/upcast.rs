@@ -4,7 +4,7 @@
 //! An event's shape never changes in place. A change makes a new version
 //! (the domain's `event_version`), adds a step here that turns the previous
 //! version's data into the new one, raises the version in
-//! [`crate::verify::EVENT_TYPES`], and adds a fixture for the new version
+//! the event catalogue (`vcintel_domain::events`), and adds a fixture for the new version
 //! next to the old ones in `tests/fixtures/events` (which are never edited).
 //! Every reader goes through [`upcast`]: the aggregates that command
 //! services load (through cqrs-es' upcaster hook), the relay, projections,
@@ -14,7 +14,6 @@
 //! No event type has needed a second version yet, so [`UPCASTERS`] is
 //! empty; the chain itself is tested below with steps of its own.
 
-use crate::verify::EVENT_TYPES;
 use serde_json::Value;
 
 /// Turns the data of `event_type` at version `from` into version `from + 1`.
@@ -46,10 +45,17 @@ pub enum UpcastError {
 
 /// Today's version of `event_type`.
 pub fn current_version(event_type: &str) -> Option<u32> {
-    EVENT_TYPES
-        .iter()
-        .find(|(_, t, _)| *t == event_type)
-        .and_then(|(_, _, version)| version.parse().ok())
+    static CURRENT: std::sync::OnceLock<std::collections::HashMap<&'static str, u32>> =
+        std::sync::OnceLock::new();
+    CURRENT
+        .get_or_init(|| {
+            vcintel_domain::events::event_types()
+                .into_iter()
+                .filter_map(|(_, t)| Some((t.name, t.version.parse().ok()?)))
+                .collect()
+        })
+        .get(event_type)
+        .copied()
 }
 
 /// Whether `version` of `event_type` is older than today's.

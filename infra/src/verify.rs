@@ -4,9 +4,9 @@
 //! needs an upcaster).
 
 use crate::event_log::{self, CommitCursor, StoredEvent};
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sqlx::PgPool;
+use vcintel_domain::events::{self, EventFamily, FamilyVisitor};
 
 /// What a verification found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -27,48 +27,6 @@ impl Verification {
     }
 }
 
-fn decodes<E: DeserializeOwned>(payload: &serde_json::Value) -> Result<(), String> {
-    serde_json::from_value::<E>(payload.clone())
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
-/// Every event type the product writes, with its aggregate type and
-/// current version: the catalogue `tests/fixtures/events` must cover.
-pub const EVENT_TYPES: &[(&str, &str, &str)] = &[
-    ("company", "company.added", "1"),
-    ("company", "company.details_updated", "1"),
-    ("company", "company.deleted", "1"),
-    ("user", "user.registered", "1"),
-    ("workspace", "workspace.created", "1"),
-    ("workspace", "workspace.member_added", "1"),
-    ("workspace", "workspace.member_invited", "1"),
-    ("workspace", "workspace.invitation_cancelled", "1"),
-    ("workspace", "workspace.member_role_changed", "1"),
-    ("workspace", "workspace.member_removed", "1"),
-    ("workspace", "workspace.api_key_created", "1"),
-    ("workspace", "workspace.api_key_revoked", "1"),
-    ("workspace", "workspace.thesis_set", "1"),
-    ("note", "note.added", "1"),
-    ("note", "note.edited", "1"),
-    ("note", "note.deleted", "1"),
-    ("list", "list.created", "1"),
-    ("list", "list.renamed", "1"),
-    ("list", "list.deleted", "1"),
-    ("list", "list.company_added", "1"),
-    ("list", "list.company_removed", "1"),
-    ("saved_search", "saved_search.created", "1"),
-    ("saved_search", "saved_search.renamed", "1"),
-    ("saved_search", "saved_search.deleted", "1"),
-    ("enrichment_job", "enrichment.requested", "1"),
-    ("enrichment_job", "enrichment.started", "1"),
-    ("enrichment_job", "enrichment.attempt_failed", "1"),
-    ("enrichment_job", "enrichment.deferred", "1"),
-    ("enrichment_job", "enrichment.succeeded", "1"),
-    ("enrichment_job", "enrichment.given_up", "1"),
-    ("budget", "budget.threshold_reached", "1"),
-];
-
 /// Whether `event` (read through the upcasters) is today's version of its
 /// type and decodes into today's event type for its aggregate.
 pub fn decode_with_todays_code(event: &StoredEvent) -> Result<(), String> {
@@ -83,18 +41,17 @@ pub fn decode_with_todays_code(event: &StoredEvent) -> Result<(), String> {
 /// Whether a stored payload (`{"<event type>": data}`) of `aggregate_type`
 /// decodes into today's event type.
 pub fn decode_payload(aggregate_type: &str, payload: &serde_json::Value) -> Result<(), String> {
-    use vcintel_domain::*;
-    match aggregate_type {
-        company::AGGREGATE_TYPE => decodes::<company::CompanyEvent>(payload),
-        user::AGGREGATE_TYPE => decodes::<user::UserEvent>(payload),
-        workspace::AGGREGATE_TYPE => decodes::<workspace::WorkspaceEvent>(payload),
-        note::AGGREGATE_TYPE => decodes::<note::NoteEvent>(payload),
-        list::AGGREGATE_TYPE => decodes::<list::ListEvent>(payload),
-        saved_search::AGGREGATE_TYPE => decodes::<saved_search::SavedSearchEvent>(payload),
-        enrichment::AGGREGATE_TYPE => decodes::<enrichment::EnrichmentEvent>(payload),
-        budget::AGGREGATE_TYPE => decodes::<budget::BudgetEvent>(payload),
-        other => Err(format!("unknown aggregate type `{other}`")),
+    struct Decodes<'a>(&'a serde_json::Value);
+    impl FamilyVisitor for Decodes<'_> {
+        type Output = Result<(), String>;
+        fn visit<F: EventFamily>(&mut self) -> Self::Output {
+            F::deserialize(self.0)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
     }
+    events::visit_family(aggregate_type, &mut Decodes(payload))
+        .unwrap_or_else(|| Err(format!("unknown aggregate type `{aggregate_type}`")))
 }
 
 /// Reads the whole store once, in commit order, `batch` events at a time;
@@ -172,9 +129,7 @@ mod tests {
     fn every_event_version_ever_written_still_decodes() {
         let fixtures = fixtures();
         for (event_type, version, payload) in &fixtures {
-            let (aggregate, _, _) = EVENT_TYPES
-                .iter()
-                .find(|(_, t, _)| t == event_type)
+            let (aggregate, _) = events::event_type_named(event_type)
                 .unwrap_or_else(|| panic!("{event_type} is not in the catalogue"));
             assert!(
                 payload.get(event_type).is_some(),
@@ -190,7 +145,14 @@ mod tests {
             .iter()
             .map(|(t, v, _)| (t.clone(), v.clone()))
             .collect();
-        for (_, event_type, version) in EVENT_TYPES {
+        for (
+            _,
+            events::EventType {
+                name: event_type,
+                version,
+            },
+        ) in events::event_types()
+        {
             assert!(
                 covered.contains(&(event_type.to_string(), version.to_string())),
                 "no fixture for {event_type} v{version}: add tests/fixtures/events/{event_type}.v{version}.json"
