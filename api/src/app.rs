@@ -7,7 +7,7 @@ use crate::consistency::ConsistencyTokens;
 use crate::limits::RateLimits;
 use crate::router::router;
 use crate::settings::Settings;
-use crate::state::{AppState, EnrichmentQuota, Services};
+use crate::state::{AppState, Services};
 use anyhow::Context;
 use async_nats::jetstream;
 use sqlx::postgres::PgPoolOptions;
@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use vcintel_commands::admission::{AdmissionPolicy, TierLimits};
 use vcintel_infra::accounts::{PasswordCost, Passwords, WorkspaceDirectory};
+use vcintel_infra::enrichment::admission::PgAdmission;
 use vcintel_infra::enrichment::breaker::CircuitBreaker;
 use vcintel_infra::enrichment::fetch::{FetchPolicy, Fetcher};
 use vcintel_infra::enrichment::model::{ModelClient, ModelSettings};
@@ -28,6 +30,7 @@ use vcintel_infra::relay::{Relay, RelaySettings};
 use vcintel_infra::stream::{ensure_events_stream, StreamSettings};
 use vcintel_infra::wire::Topology;
 use vcintel_infra::{db, event_store, CancellationToken};
+use vcintel_projections::usage::MonthlySpending;
 use vcintel_projections::ProjectionSettings;
 
 #[derive(Debug)]
@@ -134,6 +137,8 @@ impl Application {
                 ))
             }),
             directory: WorkspaceDirectory::new(pool.clone(), identity.clone()),
+            admission: PgAdmission::new(pool.clone()),
+            spending: Arc::new(MonthlySpending::new(pool.clone())),
             identity,
             passwords,
             pool,
@@ -154,12 +159,18 @@ impl Application {
             .into(),
             topology,
             consistency_wait: settings.consistency_wait(),
-            enrichment_quota: EnrichmentQuota {
-                per_hour_free: settings.enrich_per_hour_free,
-                per_hour_pro: settings.enrich_per_hour_pro,
-                per_hour_enterprise: settings.enrich_per_hour_enterprise,
+            admission_policy: AdmissionPolicy {
                 max_active_per_user: settings.enrich_max_active_per_user,
-                monthly_budget_micro_usd: settings.monthly_budget_micro_usd(),
+                monthly_budget_micro_usd: if settings.llm_base_url.is_some() {
+                    settings.monthly_budget_micro_usd()
+                } else {
+                    0
+                },
+                per_hour: TierLimits {
+                    free: settings.enrich_per_hour_free,
+                    pro: settings.enrich_per_hour_pro,
+                    enterprise: settings.enrich_per_hour_enterprise,
+                },
             },
             stall_after: Duration::from_secs(settings.stall_after_secs),
             components: components.to_vec(),
@@ -304,6 +315,7 @@ impl Application {
                         state.pool.clone(),
                         state.enrichments.clone(),
                         state.budgets.clone(),
+                        state.spending.clone(),
                         fetcher,
                         model,
                         breaker,

@@ -6,6 +6,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
+use vcintel_commands::admission::Refusal;
 use vcintel_commands::CommandError;
 use vcintel_domain::company::CompanyError;
 use vcintel_domain::enrichment::EnrichmentError;
@@ -500,6 +501,19 @@ impl From<CommandError> for ApiError {
                 ApiError::PreconditionFailed { expected, actual }
             }
             CommandError::Conflict => ApiError::Conflict(error.to_string()),
+            CommandError::Refused(Refusal::BudgetExhausted {
+                spent_micro_usd,
+                budget_micro_usd,
+            }) => ApiError::BudgetExhausted {
+                spent: spent_micro_usd as f64 / 1e6,
+                budget: budget_micro_usd as f64 / 1e6,
+            },
+            CommandError::Refused(Refusal::TooManyActiveJobs(cap)) => {
+                ApiError::TooManyActiveJobs(cap)
+            }
+            CommandError::Refused(Refusal::RateLimited(decision)) => {
+                ApiError::RateLimited(decision)
+            }
             CommandError::Store(_) => ApiError::Internal(anyhow::Error::new(error)),
         }
     }

@@ -16,17 +16,6 @@ use vcintel_infra::event_store::{
 use vcintel_infra::identity_cache::IdentityCache;
 use vcintel_infra::wire::Topology;
 
-/// Per-tier hourly enrichments (0: unlimited) and the active-job cap.
-#[derive(Clone, Copy, Debug)]
-pub struct EnrichmentQuota {
-    pub per_hour_free: u32,
-    pub per_hour_pro: u32,
-    pub per_hour_enterprise: u32,
-    pub max_active_per_user: u32,
-    /// Zero: no budget.
-    pub monthly_budget_micro_usd: u64,
-}
-
 /// What handlers and middleware share, behind one `Arc`: axum clones the
 /// state for every middleware and extractor of every request, and a clone
 /// of the fields themselves (a NATS client, pools, strings) cost about 5 %
@@ -76,7 +65,13 @@ pub struct Services {
     /// The stream's AsyncAPI document, built once for this deployment.
     pub asyncapi: bytes::Bytes,
     pub consistency_wait: Duration,
-    pub enrichment_quota: EnrichmentQuota,
+    /// The quotas enrichment requests are admitted against (no monthly
+    /// budget when no model is configured: the built-in enricher is free).
+    pub admission_policy: vcintel_commands::admission::AdmissionPolicy,
+    /// Where admission reads and locks.
+    pub admission: vcintel_infra::enrichment::admission::PgAdmission,
+    /// This month's spending per workspace (the usage read model).
+    pub spending: Arc<vcintel_projections::usage::MonthlySpending>,
     /// A component with work waiting that has not moved for this long is
     /// stalled, and the process running it is not ready.
     pub stall_after: Duration,

@@ -37,6 +37,9 @@ pub enum CommandError {
     /// Another writer appended to the same aggregate between load and commit.
     #[error("a concurrent change to the same aggregate won; retry with the new version")]
     Conflict,
+    /// An admission quota refused the request.
+    #[error(transparent)]
+    Refused(#[from] crate::admission::Refusal),
     #[error("event store failure: {0}")]
     Store(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

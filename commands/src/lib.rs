@@ -7,11 +7,13 @@
 //! never on a database driver, NATS or HTTP: nothing here talks to the message
 //! bus, so a command can never dual-write.
 
+pub mod admission;
 pub mod aggregate;
 pub mod company;
 pub mod enrichment;
 pub mod error;
 pub mod execute;
+pub mod limits;
 pub mod list;
 pub mod metadata;
 pub mod note;

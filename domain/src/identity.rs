@@ -54,7 +54,7 @@ pub enum Role {
 
 /// Something a member may do in a workspace. [`Role::allows`] is the one
 /// permission table; docs/identity-and-abuse.md reproduces it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::VariantArray)]
 pub enum Permission {
     /// Read companies, notes, lists, searches, members and the workspace.
     ReadData,
@@ -68,17 +68,27 @@ pub enum Permission {
     ManageMembers,
     /// Read the workspace's security log.
     ReadSecurityEvents,
+    /// Read the workspace's event feed and aggregates' histories, and read
+    /// past states (time travel).
+    ReadAudit,
+    /// See every member's enrichment usage and cost, not only one's own.
+    ReadWorkspaceUsage,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 6] = [
-        Permission::ReadData,
-        Permission::WriteData,
-        Permission::CreateApiKeys,
-        Permission::ManageApiKeys,
-        Permission::ManageMembers,
-        Permission::ReadSecurityEvents,
-    ];
+    /// What the permission lets a member do, for "the role `x` may not …".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Permission::ReadData => "read the workspace's data",
+            Permission::WriteData => "change the workspace's data",
+            Permission::CreateApiKeys => "create API keys",
+            Permission::ManageApiKeys => "manage other members' API keys",
+            Permission::ManageMembers => "manage members",
+            Permission::ReadSecurityEvents => "read the security log",
+            Permission::ReadAudit => "read the workspace's events and past states",
+            Permission::ReadWorkspaceUsage => "see every member's usage",
+        }
+    }
 }
 
 impl Role {
@@ -140,10 +150,11 @@ impl Actor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strum::VariantArray;
 
     #[test]
     fn viewers_only_read() {
-        for permission in Permission::ALL {
+        for &permission in Permission::VARIANTS {
             assert_eq!(
                 Role::Viewer.allows(permission),
                 permission == Permission::ReadData
@@ -158,11 +169,13 @@ mod tests {
         assert!(!Role::Member.allows(Permission::ManageMembers));
         assert!(!Role::Member.allows(Permission::ManageApiKeys));
         assert!(!Role::Member.allows(Permission::ReadSecurityEvents));
+        assert!(!Role::Member.allows(Permission::ReadAudit));
+        assert!(!Role::Member.allows(Permission::ReadWorkspaceUsage));
     }
 
     #[test]
     fn owners_and_admins_may_do_everything_the_table_names() {
-        for permission in Permission::ALL {
+        for &permission in Permission::VARIANTS {
             assert!(Role::Owner.allows(permission));
             assert!(Role::Admin.allows(permission));
         }

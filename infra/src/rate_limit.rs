@@ -24,30 +24,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// At most `max` requests per sliding `window`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limit {
-    pub max: u32,
-    pub window: Duration,
-}
+use vcintel_commands::limits::RateLimiting;
+pub use vcintel_commands::limits::{Decision, Limit};
+use vcintel_commands::CommandError;
 
-impl Limit {
-    /// The most requests one lease may reserve.
-    fn lease_cap(self) -> u32 {
-        (self.max / 50).clamp(1, MAX_LEASE)
-    }
-}
-
-/// The outcome of one check, with what the `X-RateLimit-*` headers report.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Decision {
-    pub allowed: bool,
-    pub limit: u32,
-    pub remaining: u32,
-    /// Seconds until the current fixed window ends and counts start to fall.
-    pub reset_secs: u64,
-    /// For a refused request: seconds until one would be allowed.
-    pub retry_after_secs: u64,
+/// The most requests one lease may reserve.
+fn lease_cap(limit: Limit) -> u32 {
+    (limit.max / 50).clamp(1, MAX_LEASE)
 }
 
 /// The largest lease, whatever the limit.
@@ -116,6 +99,15 @@ impl Window {
     }
 }
 
+#[async_trait::async_trait]
+impl RateLimiting for RateLimiter {
+    async fn check(&self, bucket: &str, limit: Limit) -> Result<Decision, CommandError> {
+        RateLimiter::check(self, bucket, limit)
+            .await
+            .map_err(|e| CommandError::Store(Box::new(e)))
+    }
+}
+
 impl RateLimiter {
     pub fn new(pool: PgPool) -> Self {
         Self {
@@ -147,7 +139,7 @@ impl RateLimiter {
                     return Ok(refused(limit, window, now, lease.refused_until_ms));
                 }
                 Some(lease) if lease.reserved_at.elapsed() < LEASE_PACE => {
-                    (lease.size * 2).min(limit.lease_cap())
+                    (lease.size * 2).min(lease_cap(limit))
                 }
                 Some(lease) => (lease.size / 2).max(1),
                 None => 1,

@@ -77,6 +77,39 @@ pub struct UsageRow {
     pub cost_micro_usd: i64,
 }
 
+/// What a workspace's model calls cost this calendar month (UTC), from this
+/// read model: the one definition of the month's spending, which admission
+/// and the worker's budget alerts share.
+#[derive(Debug, Clone)]
+pub struct MonthlySpending {
+    pool: sqlx::PgPool,
+}
+
+impl MonthlySpending {
+    pub fn new(pool: sqlx::PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait::async_trait]
+impl vcintel_commands::admission::Spending for MonthlySpending {
+    async fn spent_this_month(
+        &self,
+        workspace: WorkspaceId,
+    ) -> Result<u64, vcintel_commands::CommandError> {
+        let spent: i64 = sqlx::query_scalar(
+            "select coalesce(sum(cost_micro_usd), 0)::bigint from enrichment_usage
+             where workspace_id = $1 and month = $2",
+        )
+        .bind(workspace.0)
+        .bind(month_of(Utc::now()))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| vcintel_commands::CommandError::Store(Box::new(e)))?;
+        Ok(spent.max(0) as u64)
+    }
+}
+
 /// Each user's usage in `workspace` for `month`.
 pub async fn by_user(
     db: impl PgExecutor<'_>,

@@ -203,6 +203,26 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Refuses (403) a caller whose role lacks `permission`: the one way
+    /// handlers check a permission the domain does not check itself.
+    pub fn require(&self, permission: vcintel_domain::Permission) -> Result<(), ApiError> {
+        if self.may(permission) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "the role `{}` may not {}",
+                self.actor.role.as_str(),
+                permission.describe()
+            )))
+        }
+    }
+
+    /// Whether the caller's role has `permission` (for answers that show
+    /// more to some roles).
+    pub fn may(&self, permission: vcintel_domain::Permission) -> bool {
+        self.actor.may(permission)
+    }
+
     /// Event metadata for a command this caller causes.
     pub fn metadata(&self, headers: &HeaderMap) -> CommandMetadata {
         CommandMetadata {

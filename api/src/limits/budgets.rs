@@ -3,16 +3,18 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use vcintel_infra::rate_limit::{Decision, Limit, RateLimiter};
+use vcintel_commands::limits::{Limit, LimitedAction};
+use vcintel_infra::rate_limit::{Decision, RateLimiter};
 
-/// The configured budgets; a `max` of 0 switches a budget off.
+/// The configured budgets of the request-level actions; a `max` of 0
+/// switches a budget off. (Enrichment's hourly budget depends on the tier:
+/// it is part of the admission policy.)
 #[derive(Debug, Clone)]
 pub struct RateLimits {
     pub limiter: RateLimiter,
-    pub per_user: Limit,
-    pub anonymous: Limit,
-    pub auth: Limit,
+    per_user: u32,
+    anonymous: u32,
+    auth: u32,
     /// Buckets already logged as limited in their current window, so a
     /// flood of refused requests writes one security-log entry per window
     /// and instance rather than one per request.
@@ -21,23 +23,24 @@ pub struct RateLimits {
 
 impl RateLimits {
     pub fn new(limiter: RateLimiter, per_user: u32, anonymous: u32, auth: u32) -> Self {
-        let minute = Duration::from_secs(60);
         Self {
             limiter,
-            per_user: Limit {
-                max: per_user,
-                window: minute,
-            },
-            anonymous: Limit {
-                max: anonymous,
-                window: minute,
-            },
-            auth: Limit {
-                max: auth,
-                window: Duration::from_secs(15 * 60),
-            },
+            per_user,
+            anonymous,
+            auth,
             logged: Arc::default(),
         }
+    }
+
+    /// The configured limit of a request-level action.
+    pub fn limit(&self, action: LimitedAction) -> Limit {
+        action.limit(match action {
+            LimitedAction::Request => self.per_user,
+            LimitedAction::AnonymousRequest => self.anonymous,
+            LimitedAction::AuthAttemptByIp | LimitedAction::AuthAttemptByEmail => self.auth,
+            // Per tier, in the admission policy; never charged here.
+            LimitedAction::Enrichment => 0,
+        })
     }
 
     pub(super) fn first_refusal_in_window(&self, bucket: &str, decision: &Decision) -> bool {

@@ -26,6 +26,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::net::SocketAddr;
+use vcintel_commands::limits::LimitedAction;
 use vcintel_domain::user::Email;
 use vcintel_infra::accounts::{self, security_kind, SecurityEvent};
 use vcintel_infra::rate_limit::Decision;
@@ -76,9 +77,14 @@ pub async fn authenticate_and_limit(
     let ip = client_ip(&state, request.headers(), peer(&request));
     let (bucket, limit, principal) = match authentication {
         Authentication::Authenticated(p) => {
-            (budget_of(&state, p).await, state.limits.per_user, Some(p))
+            let action = LimitedAction::Request;
+            let bucket = action.bucket(&budget_of(&state, p).await);
+            (bucket, state.limits.limit(action), Some(p))
         }
-        _ => (format!("ip:{ip}"), state.limits.anonymous, None),
+        _ => {
+            let action = LimitedAction::AnonymousRequest;
+            (action.bucket(&ip), state.limits.limit(action), None)
+        }
     };
     request.extensions_mut().insert(authentication);
     let decision = if limit.max == 0 {
@@ -157,16 +163,18 @@ pub async fn charge_auth_attempt(
     email: Option<&Email>,
     path: &str,
 ) -> Result<Option<Decision>, ApiError> {
-    let limit = state.limits.auth;
+    let limit = state.limits.limit(LimitedAction::AuthAttemptByIp);
     if limit.max == 0 {
         return Ok(None);
     }
-    let mut buckets = vec![format!("auth-ip:{ip}")];
+    let mut buckets = vec![(LimitedAction::AuthAttemptByIp, ip.to_owned())];
     if let Some(email) = email {
-        buckets.push(format!("auth-email:{email}"));
+        buckets.push((LimitedAction::AuthAttemptByEmail, email.to_string()));
     }
     let mut tightest: Option<Decision> = None;
-    for bucket in &buckets {
+    for (action, subject) in &buckets {
+        let by_email = *action == LimitedAction::AuthAttemptByEmail;
+        let bucket = &action.bucket(subject);
         let decision = state
             .limits
             .limiter
@@ -179,12 +187,10 @@ pub async fn charge_auth_attempt(
         if !decision.allowed {
             if state.limits.first_refusal_in_window(bucket, &decision) {
                 let user_id = match email {
-                    Some(email) if bucket.starts_with("auth-email:") => {
-                        accounts::user_by_email(&state.pool, email).await?
-                    }
+                    Some(email) if by_email => accounts::user_by_email(&state.pool, email).await?,
                     _ => None,
                 };
-                let kind = if path == LOGIN_PATH && bucket.starts_with("auth-email:") {
+                let kind = if path == LOGIN_PATH && by_email {
                     security_kind::LOGIN_LOCKED_OUT
                 } else {
                     security_kind::RATE_LIMITED

@@ -102,16 +102,6 @@ pub struct FeedParams {
     pub cursor: Option<String>,
 }
 
-fn require_auditor(caller: &Caller) -> Result<(), ApiError> {
-    if caller.actor.role.allows(Permission::ReadSecurityEvents) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "only owners and admins read the workspace's events".to_owned(),
-        ))
-    }
-}
-
 /// The workspace's events in commit order: who changed what, when.
 #[utoipa::path(
     get, path = "/v1/events", tag = TAG, operation_id = "listEvents",
@@ -129,7 +119,7 @@ pub async fn list_events(
     caller: Caller,
     Query(params): Query<FeedParams>,
 ) -> Result<axum::Json<AuditEventPage>, ApiError> {
-    require_auditor(&caller)?;
+    caller.require(Permission::ReadAudit)?;
     let limit = page_limit(params.limit)?;
     let after = params
         .cursor
@@ -187,7 +177,7 @@ pub async fn company_history(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<AuditEventPage>, ApiError> {
-    require_auditor(&caller)?;
+    caller.require(Permission::ReadAudit)?;
     let events = event_log::read_aggregate(
         &state.pool,
         vcintel_domain::company::AGGREGATE_TYPE,

@@ -452,15 +452,7 @@ async fn historical_company(
             field: Some("as_of".to_owned()),
         });
     }
-    if !caller
-        .actor
-        .role
-        .allows(vcintel_domain::Permission::ReadSecurityEvents)
-    {
-        return Err(ApiError::Forbidden(
-            "only owners and admins read past states".to_owned(),
-        ));
-    }
+    caller.require(vcintel_domain::Permission::ReadAudit)?;
     let up_to = params.as_of_version.map_or(i64::MAX, |v| v as i64);
     let stored = vcintel_infra::event_log::read_aggregate(
         &state.pool,

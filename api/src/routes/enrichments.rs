@@ -19,13 +19,9 @@ use std::convert::Infallible;
 use std::time::{Duration, Instant};
 use utoipa::ToSchema;
 use uuid::Uuid;
-use vcintel_commands::enrichment::RequestedJob;
+use vcintel_commands::admission::AdmissionPorts;
 use vcintel_domain::company::CompanyId;
 use vcintel_domain::enrichment::{EnrichmentResult, EnrichmentSource};
-use vcintel_domain::user::Tier;
-use vcintel_infra::accounts;
-use vcintel_infra::enrichment::{active_job_of, active_jobs_of_user};
-use vcintel_infra::rate_limit::Limit;
 use vcintel_projections::enrichment_jobs::{self as read_model, JobRow};
 
 pub const TAG: &str = "enrichment";
@@ -209,114 +205,21 @@ pub async fn request_enrichment(
     Path(company_id): Path<Uuid>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let company = CompanyId(company_id);
-    let metadata = caller.metadata(&headers);
-    // Checked here too, because an existing job is answered without a command.
-    if !caller
-        .actor
-        .role
-        .allows(vcintel_domain::Permission::WriteData)
-    {
-        state
-            .enrichments
-            .live_company(caller.actor, company)
-            .await?;
-        return Err(ApiError::Forbidden(
-            "your role may not request enrichments".to_owned(),
-        ));
-    }
-    // A job already under way is the answer, whatever the quotas say.
-    let mut decision = None;
-    let requested = match active_job_of(&state.pool, company).await? {
-        Some(job_id) => {
-            state
-                .enrichments
-                .live_company(caller.actor, company)
-                .await?;
-            RequestedJob {
-                job_id,
-                existing: true,
-                committed: None,
-            }
-        }
-        None => {
-            // One user's requests are admitted one at a time (a transaction
-            // lock, released however the request ends) and counted from the
-            // index each request's own append writes, so the cap holds across
-            // API instances without waiting for any projection.
-            let mut admission = state.pool.begin().await?;
-            sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(format!("enrichment-admission:{}", caller.actor.user_id))
-                .execute(&mut *admission)
-                .await?;
-            let quota = state.enrichment_quota;
-            // The built-in enricher costs nothing: the budget guards models.
-            if state.model_breaker.is_some() && quota.monthly_budget_micro_usd > 0 {
-                let month = vcintel_projections::usage::month_of(Utc::now());
-                let spent: u64 = vcintel_projections::usage::by_user(
-                    &mut *admission,
-                    caller.actor.workspace_id,
-                    month,
-                )
-                .await?
-                .iter()
-                .map(|row| row.cost_micro_usd.max(0) as u64)
-                .sum();
-                if spent >= quota.monthly_budget_micro_usd {
-                    return Err(ApiError::BudgetExhausted {
-                        spent: spent as f64 / 1e6,
-                        budget: quota.monthly_budget_micro_usd as f64 / 1e6,
-                    });
-                }
-            }
-            let active = active_jobs_of_user(&mut *admission, caller.actor.user_id).await?;
-            if active >= i64::from(quota.max_active_per_user) {
-                return Err(ApiError::TooManyActiveJobs(quota.max_active_per_user));
-            }
-            // The tier costs a read of the user's events: only when a tier
-            // is limited at all.
-            let limited = [
-                quota.per_hour_free,
-                quota.per_hour_pro,
-                quota.per_hour_enterprise,
-            ]
-            .iter()
-            .any(|n| *n > 0);
-            let tier = if limited {
-                accounts::registered_user(&state.pool, caller.actor.user_id)
-                    .await?
-                    .map(|user| user.tier)
-            } else {
-                None
-            };
-            let per_hour = match tier {
-                Some(Tier::Pro) => quota.per_hour_pro,
-                Some(Tier::Enterprise) => quota.per_hour_enterprise,
-                _ => quota.per_hour_free,
-            };
-            if per_hour > 0 {
-                let limit = Limit {
-                    max: per_hour,
-                    window: Duration::from_secs(3600),
-                };
-                let charged = state
-                    .limits
-                    .limiter
-                    .check(&format!("enrich:{}", caller.actor.user_id), limit)
-                    .await?;
-                if !charged.allowed {
-                    return Err(ApiError::RateLimited(charged));
-                }
-                decision = Some(charged);
-            }
-            let requested = state
-                .enrichments
-                .request(caller.actor, company, &metadata)
-                .await?;
-            admission.commit().await?;
-            requested
-        }
+    let ports = AdmissionPorts {
+        store: &state.admission,
+        spending: state.spending.as_ref(),
+        limiter: &state.limits.limiter,
     };
+    let requested = state
+        .enrichments
+        .admit(
+            ports,
+            &state.admission_policy,
+            caller.actor,
+            CompanyId(company_id),
+            &caller.metadata(&headers),
+        )
+        .await?;
     let job_state = if requested.existing {
         let (job, _) = state.enrichments.load(requested.job_id).await?;
         job.state().map_or("queued", |s| s.as_str())
@@ -342,7 +245,7 @@ pub async fn request_enrichment(
     if let Ok(location) = HeaderValue::from_str(&status_url) {
         response.headers_mut().insert(header::LOCATION, location);
     }
-    if let Some(decision) = &decision {
+    if let Some(decision) = &requested.decision {
         response = with_rate_limit_headers(response, decision);
     }
     Ok(match &requested.committed {
@@ -523,10 +426,7 @@ pub async fn get_usage(
     for row in rows.iter().filter(|r| r.user_id == caller.actor.user_id.0) {
         mine.add(row);
     }
-    let manager = caller
-        .actor
-        .role
-        .allows(vcintel_domain::Permission::ManageMembers);
+    let manager = caller.may(vcintel_domain::Permission::ReadWorkspaceUsage);
     let workspace = manager.then(|| {
         let mut totals = UsageTotals::default();
         let by_user = rows

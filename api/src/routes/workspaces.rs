@@ -238,17 +238,6 @@ async fn current_state(
     Ok((current.version as u64, ws))
 }
 
-fn require(caller: &Caller, permission: Permission, why: &str) -> Result<(), ApiError> {
-    if caller.actor.may(permission) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "the role `{}` may not {why}",
-            caller.actor.role.as_str()
-        )))
-    }
-}
-
 /// The signed-in user and the workspaces they belong to.
 #[utoipa::path(
     get, path = "/v1/me", tag = TAG, operation_id = "getMe",
@@ -382,7 +371,7 @@ pub async fn list_members(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<axum::Json<MemberList>, ApiError> {
-    require(&caller, Permission::ReadData, "read members")?;
+    caller.require(Permission::ReadData)?;
     let (_, ws) = current_state(&state, caller.actor.workspace_id).await?;
     Ok(axum::Json(MemberList {
         items: ws
@@ -422,7 +411,7 @@ pub async fn add_member(
     Json(body): Json<AddMemberRequest>,
 ) -> Result<Response, ApiError> {
     // Checked before the lookup, so non-managers learn nothing about emails.
-    require(&caller, Permission::ManageMembers, "add members")?;
+    caller.require(Permission::ManageMembers)?;
     let email = Email::parse(&body.email).map_err(|message| {
         ApiError::Invalid(vec![InvalidField {
             field: "email".to_owned(),
@@ -495,7 +484,7 @@ pub async fn list_invitations(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<axum::Json<InvitationList>, ApiError> {
-    require(&caller, Permission::ManageMembers, "see invitations")?;
+    caller.require(Permission::ManageMembers)?;
     let (_, ws) = current_state(&state, caller.actor.workspace_id).await?;
     Ok(axum::Json(InvitationList {
         items: ws
@@ -648,7 +637,7 @@ pub async fn list_api_keys(
     caller: Caller,
 ) -> Result<axum::Json<ApiKeyList>, ApiError> {
     let (_, ws) = current_state(&state, caller.actor.workspace_id).await?;
-    let see_all = caller.actor.may(Permission::ManageApiKeys);
+    let see_all = caller.may(Permission::ManageApiKeys);
     Ok(axum::Json(ApiKeyList {
         items: ws
             .api_keys
@@ -686,7 +675,7 @@ pub async fn create_api_key(
     headers: HeaderMap,
     Json(body): Json<CreateApiKeyRequest>,
 ) -> Result<Response, ApiError> {
-    require(&caller, Permission::CreateApiKeys, "create API keys")?;
+    caller.require(Permission::CreateApiKeys)?;
     let role: Role = body.role.map_or(caller.actor.role, Into::into);
     let key = accounts::new_api_key();
     // The secret first: should the command fail, a hash no workspace knows
@@ -769,11 +758,7 @@ pub async fn list_security_events(
     caller: Caller,
     Query(params): Query<SecurityEventParams>,
 ) -> Result<axum::Json<SecurityEventPage>, ApiError> {
-    require(
-        &caller,
-        Permission::ReadSecurityEvents,
-        "read the security log",
-    )?;
+    caller.require(Permission::ReadSecurityEvents)?;
     let limit = page_limit(params.limit)?;
     let before = params
         .cursor

@@ -25,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+use vcintel_commands::admission::Spending;
 use vcintel_commands::{CommandError, CommandMetadata};
 use vcintel_domain::company::CompanyDetails;
 use vcintel_domain::enrichment::{
@@ -92,6 +93,9 @@ pub struct EnrichmentWorker {
     directory: crate::accounts::WorkspaceDirectory,
     commands: Arc<PgEnrichmentCommands>,
     budgets: Arc<PgBudgetCommands>,
+    /// The month's spending, from the usage read model (a port: infra does
+    /// not read projection tables).
+    spending: Arc<dyn Spending>,
     fetcher: Fetcher,
     /// `None`: the built-in heuristic enricher serves.
     model: Option<ModelClient>,
@@ -148,6 +152,7 @@ impl EnrichmentWorker {
         pool: sqlx::PgPool,
         commands: Arc<PgEnrichmentCommands>,
         budgets: Arc<PgBudgetCommands>,
+        spending: Arc<dyn Spending>,
         fetcher: Fetcher,
         model: Option<ModelClient>,
         breaker: Arc<CircuitBreaker>,
@@ -163,6 +168,7 @@ impl EnrichmentWorker {
             pool,
             commands,
             budgets,
+            spending,
             fetcher,
             model,
             breaker,
@@ -560,22 +566,17 @@ impl EnrichmentWorker {
         }
     }
 
-    /// What the workspace's model calls cost this month, per the usage read
-    /// model (`None` when there is no budget to compare with).
+    /// What the workspace's model calls cost this month (`None` when there
+    /// is no budget to compare with).
     async fn month_spending(&self, workspace: vcintel_domain::WorkspaceId) -> Option<u64> {
         if self.settings.monthly_budget_micro_usd == 0 {
             return None;
         }
-        let spent: Option<i64> = sqlx::query_scalar(
-            "select coalesce(sum(cost_micro_usd), 0)::bigint from enrichment_usage
-             where workspace_id = $1 and month = date_trunc('month', now() at time zone 'utc')::date",
-        )
-        .bind(workspace.0)
-        .fetch_one(&self.pool)
-        .await
-        .inspect_err(|error| tracing::warn!(%error, "could not read the month's spending"))
-        .ok();
-        spent.map(|s| s.max(0) as u64)
+        self.spending
+            .spent_this_month(workspace)
+            .await
+            .inspect_err(|error| tracing::warn!(%error, "could not read the month's spending"))
+            .ok()
     }
 
     /// Raises the budget's threshold alerts (80 %, 100 %) once per month;
