@@ -316,6 +316,9 @@ impl Application {
                         state.enrichments.clone(),
                         state.budgets.clone(),
                         state.spending.clone(),
+                        Arc::new(vcintel_projections::enrichment_jobs::PgRecentResults::new(
+                            state.pool.clone(),
+                        )),
                         fetcher,
                         model,
                         breaker,

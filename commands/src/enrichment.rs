@@ -11,7 +11,8 @@ use vcintel_domain::company::{CompanyDetails, CompanyError, CompanyId};
 use vcintel_domain::enrichment::{
     EnrichmentCommand, EnrichmentError, EnrichmentJob, EnrichmentJobId,
 };
-use vcintel_domain::{Actor, UserId};
+use vcintel_domain::enrichment::{EnrichmentResult, EnrichmentSource};
+use vcintel_domain::{Actor, UserId, WorkspaceId};
 
 pub struct EnrichmentCommands<J, C> {
     jobs: J,
@@ -22,6 +23,22 @@ impl<J, C> std::fmt::Debug for EnrichmentCommands<J, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("EnrichmentCommands")
     }
+}
+
+/// Results of earlier enrichments, so an unchanged page is not paid for
+/// twice. The enrichment jobs' read model implements it (projections).
+#[async_trait::async_trait]
+pub trait RecentResults: Send + Sync + std::fmt::Debug {
+    /// The workspace's newest result for the same website, page content and
+    /// producer, finished within `max_age`.
+    async fn recent_result(
+        &self,
+        workspace: WorkspaceId,
+        website: &str,
+        content_hash: &str,
+        producer: &EnrichmentSource,
+        max_age: std::time::Duration,
+    ) -> Result<Option<EnrichmentResult>, CommandError>;
 }
 
 /// The job a request is answered with.

@@ -5,8 +5,10 @@ use crate::aggregate::WorkspaceAggregate;
 use crate::execute::{execute, Load, LoadedAggregate};
 use crate::{CommandError, CommandMetadata, Committed};
 use cqrs_es::EventStore;
+use vcintel_domain::company::Stage;
+use vcintel_domain::enrichment::Thesis;
 use vcintel_domain::user::Email;
-use vcintel_domain::workspace::WorkspaceCommand;
+use vcintel_domain::workspace::{WorkspaceCommand, WorkspaceError};
 use vcintel_domain::{Actor, UserId, WorkspaceId};
 
 pub struct WorkspaceCommands<S> {
@@ -45,6 +47,25 @@ where
             metadata.for_actor(actor),
         )
         .await
+    }
+
+    /// Sets the workspace's investment thesis from what a client wrote
+    /// (validated and normalised by the domain).
+    #[tracing::instrument(skip_all, fields(workspace_id = %actor.workspace_id, user_id = %actor.user_id))]
+    pub async fn set_thesis(
+        &self,
+        actor: &Actor,
+        sectors: Vec<String>,
+        stages: Vec<Stage>,
+        locations: Vec<String>,
+        metadata: &CommandMetadata,
+    ) -> Result<Committed, CommandError> {
+        let thesis = Thesis::parse(sectors, stages, locations).map_err(WorkspaceError::Invalid)?;
+        let command = WorkspaceCommand::SetThesis {
+            actor: *actor,
+            thesis,
+        };
+        self.run(actor, command, metadata).await
     }
 
     /// Lets a newly signed-up (or signed-in) user join a workspace that

@@ -285,6 +285,71 @@ pub struct Thesis {
     pub locations: Vec<String>,
 }
 
+/// Entries a thesis list may hold.
+pub const MAX_THESIS_ENTRIES: usize = 20;
+/// Characters a thesis entry may have.
+pub const MAX_THESIS_ENTRY_CHARS: usize = 60;
+
+impl Thesis {
+    /// A thesis as a client wrote it, validated (every fault named, by
+    /// field and index) and normalised: entries trimmed, repeats dropped
+    /// (case-insensitively for text).
+    pub fn parse(
+        sectors: Vec<String>,
+        stages: Vec<Stage>,
+        locations: Vec<String>,
+    ) -> Result<Thesis, crate::ValidationErrors> {
+        let mut errors = crate::ValidationErrors::default();
+        let sectors = thesis_list(&mut errors, "sectors", sectors);
+        let locations = thesis_list(&mut errors, "locations", locations);
+        if stages.len() > MAX_THESIS_ENTRIES {
+            errors.add(
+                "stages",
+                format!("must have at most {MAX_THESIS_ENTRIES} entries"),
+            );
+        }
+        errors.into_result()?;
+        let mut unique_stages: Vec<Stage> = Vec::new();
+        for stage in stages {
+            if !unique_stages.contains(&stage) {
+                unique_stages.push(stage);
+            }
+        }
+        Ok(Thesis {
+            sectors,
+            stages: unique_stages,
+            locations,
+        })
+    }
+}
+
+fn thesis_list(
+    errors: &mut crate::ValidationErrors,
+    field: &str,
+    values: Vec<String>,
+) -> Vec<String> {
+    if values.len() > MAX_THESIS_ENTRIES {
+        errors.add(
+            field,
+            format!("must have at most {MAX_THESIS_ENTRIES} entries"),
+        );
+    }
+    let mut kept: Vec<String> = Vec::new();
+    for (i, value) in values.into_iter().enumerate() {
+        let value = value.trim().to_owned();
+        let count = value.chars().count();
+        if count == 0 || count > MAX_THESIS_ENTRY_CHARS || value.chars().any(char::is_control) {
+            errors.add(
+                format!("{field}[{i}]"),
+                format!("must be 1–{MAX_THESIS_ENTRY_CHARS} characters of text"),
+            );
+        } else if !kept.iter().any(|k| k.eq_ignore_ascii_case(&value)) {
+            kept.push(value);
+        }
+    }
+    kept
+}
+
 /// The facts about a company the score weighs besides the signals.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompanyFacts {

@@ -175,3 +175,49 @@ pub async fn get(
     .fetch_optional(db)
     .await
 }
+
+/// Earlier results from this read model, for the worker's cache.
+#[derive(Debug, Clone)]
+pub struct PgRecentResults {
+    pool: sqlx::PgPool,
+}
+
+impl PgRecentResults {
+    pub fn new(pool: sqlx::PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait::async_trait]
+impl vcintel_commands::enrichment::RecentResults for PgRecentResults {
+    async fn recent_result(
+        &self,
+        workspace: WorkspaceId,
+        website: &str,
+        content_hash: &str,
+        producer: &vcintel_domain::enrichment::EnrichmentSource,
+        max_age: std::time::Duration,
+    ) -> Result<Option<vcintel_domain::enrichment::EnrichmentResult>, vcintel_commands::CommandError>
+    {
+        let store = |e: sqlx::Error| vcintel_commands::CommandError::Store(Box::new(e));
+        let producer = serde_json::to_value(producer)
+            .map_err(|e| vcintel_commands::CommandError::Store(Box::new(e)))?;
+        let row: Option<(sqlx::types::Json<vcintel_domain::enrichment::EnrichmentResult>,)> =
+            sqlx::query_as(
+                "select result from enrichment_jobs
+                 where workspace_id = $1 and website = $2 and state = 'succeeded'
+                   and finished_at > now() - make_interval(secs => $3)
+                   and result->>'content_hash' = $4 and result->'source' = $5
+                 order by finished_at desc limit 1",
+            )
+            .bind(workspace.0)
+            .bind(website)
+            .bind(max_age.as_secs_f64())
+            .bind(content_hash)
+            .bind(sqlx::types::Json(producer))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store)?;
+        Ok(row.map(|(json,)| json.0))
+    }
+}

@@ -806,32 +806,6 @@ pub struct Thesis {
     pub locations: Vec<String>,
 }
 
-const MAX_THESIS_ENTRIES: usize = 20;
-const MAX_THESIS_ENTRY_CHARS: usize = 60;
-
-fn thesis_list(errors: &mut Vec<InvalidField>, field: &str, values: Vec<String>) -> Vec<String> {
-    if values.len() > MAX_THESIS_ENTRIES {
-        errors.push(InvalidField {
-            field: field.to_owned(),
-            message: format!("must have at most {MAX_THESIS_ENTRIES} entries"),
-        });
-    }
-    let mut kept: Vec<String> = Vec::new();
-    for (i, value) in values.into_iter().enumerate() {
-        let value = value.trim().to_owned();
-        let count = value.chars().count();
-        if count == 0 || count > MAX_THESIS_ENTRY_CHARS || value.chars().any(char::is_control) {
-            errors.push(InvalidField {
-                field: format!("{field}[{i}]"),
-                message: format!("must be 1–{MAX_THESIS_ENTRY_CHARS} characters of text"),
-            });
-        } else if !kept.iter().any(|k| k.eq_ignore_ascii_case(&value)) {
-            kept.push(value);
-        }
-    }
-    kept
-}
-
 /// The workspace's investment thesis.
 #[utoipa::path(
     get, path = "/v1/workspace/thesis", tag = TAG, operation_id = "getThesis",
@@ -875,35 +849,15 @@ pub async fn set_thesis(
     headers: HeaderMap,
     Json(body): Json<Thesis>,
 ) -> Result<Response, ApiError> {
-    let mut errors = Vec::new();
-    let sectors = thesis_list(&mut errors, "sectors", body.sectors);
-    let locations = thesis_list(&mut errors, "locations", body.locations);
-    if body.stages.len() > MAX_THESIS_ENTRIES {
-        errors.push(InvalidField {
-            field: "stages".to_owned(),
-            message: format!("must have at most {MAX_THESIS_ENTRIES} entries"),
-        });
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Invalid(errors));
-    }
-    let mut stages: Vec<vcintel_domain::company::Stage> = Vec::new();
-    for stage in body.stages {
-        if !stages.contains(&stage) {
-            stages.push(stage);
-        }
-    }
-    let command = WorkspaceCommand::SetThesis {
-        actor: caller.actor,
-        thesis: vcintel_domain::enrichment::Thesis {
-            sectors,
-            stages,
-            locations,
-        },
-    };
     let committed = state
         .workspaces
-        .run(&caller.actor, command, &caller.metadata(&headers))
+        .set_thesis(
+            &caller.actor,
+            body.sectors,
+            body.stages,
+            body.locations,
+            &caller.metadata(&headers),
+        )
         .await?;
     Ok(accepted(caller.actor.workspace_id.0, &committed))
 }

@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use vcintel_commands::admission::Spending;
+use vcintel_commands::enrichment::RecentResults;
 use vcintel_commands::{CommandError, CommandMetadata};
 use vcintel_domain::company::CompanyDetails;
 use vcintel_domain::enrichment::{
@@ -88,7 +89,6 @@ impl Default for WorkerSettings {
 
 #[derive(Debug, Clone)]
 pub struct EnrichmentWorker {
-    pool: sqlx::PgPool,
     /// The workspaces' current state (their thesis), from their events.
     directory: crate::accounts::WorkspaceDirectory,
     commands: Arc<PgEnrichmentCommands>,
@@ -96,6 +96,8 @@ pub struct EnrichmentWorker {
     /// The month's spending, from the usage read model (a port: infra does
     /// not read projection tables).
     spending: Arc<dyn Spending>,
+    /// Earlier results, from the enrichment jobs' read model (a port).
+    recent_results: Arc<dyn RecentResults>,
     fetcher: Fetcher,
     /// `None`: the built-in heuristic enricher serves.
     model: Option<ModelClient>,
@@ -153,6 +155,7 @@ impl EnrichmentWorker {
         commands: Arc<PgEnrichmentCommands>,
         budgets: Arc<PgBudgetCommands>,
         spending: Arc<dyn Spending>,
+        recent_results: Arc<dyn RecentResults>,
         fetcher: Fetcher,
         model: Option<ModelClient>,
         breaker: Arc<CircuitBreaker>,
@@ -162,13 +165,13 @@ impl EnrichmentWorker {
     ) -> Self {
         Self {
             directory: crate::accounts::WorkspaceDirectory::new(
-                pool.clone(),
+                pool,
                 crate::identity_cache::IdentityCache::new(),
             ),
-            pool,
             commands,
             budgets,
             spending,
+            recent_results,
             fetcher,
             model,
             breaker,
@@ -617,24 +620,18 @@ impl EnrichmentWorker {
         if self.settings.cache_max_age.is_zero() {
             return None;
         }
-        let producer = serde_json::to_value(producer).ok()?;
-        let row: Option<(sqlx::types::Json<EnrichmentResult>,)> = sqlx::query_as(
-            "select result from enrichment_jobs
-             where workspace_id = $1 and website = $2 and state = 'succeeded'
-               and finished_at > now() - make_interval(secs => $3)
-               and result->>'content_hash' = $4 and result->'source' = $5
-             order by finished_at desc limit 1",
-        )
-        .bind(workspace.0)
-        .bind(website)
-        .bind(self.settings.cache_max_age.as_secs_f64())
-        .bind(content_hash)
-        .bind(sqlx::types::Json(producer))
-        .fetch_optional(&self.pool)
-        .await
-        .inspect_err(|error| tracing::warn!(%error, "enrichment cache lookup failed"))
-        .ok()?;
-        row.map(|(json,)| json.0)
+        self.recent_results
+            .recent_result(
+                workspace,
+                website,
+                content_hash,
+                producer,
+                self.settings.cache_max_age,
+            )
+            .await
+            .inspect_err(|error| tracing::warn!(%error, "enrichment cache lookup failed"))
+            .ok()
+            .flatten()
     }
 }
 
