@@ -137,6 +137,7 @@ impl Application {
                 ))
             }),
             directory: WorkspaceDirectory::new(pool.clone(), identity.clone()),
+            account_lookup: vcintel_infra::accounts::PgAccounts::new(pool.clone()),
             admission: PgAdmission::new(pool.clone()),
             spending: Arc::new(MonthlySpending::new(pool.clone())),
             identity,

@@ -53,6 +53,8 @@ pub struct Services {
     /// process's enrichment worker).
     pub model_breaker: Option<Arc<CircuitBreaker>>,
     pub directory: WorkspaceDirectory,
+    /// Accounts by e-mail and API key secrets, for the workspace use cases.
+    pub account_lookup: vcintel_infra::accounts::PgAccounts,
     /// Sessions, API keys and workspaces remembered between requests.
     pub identity: IdentityCache,
     pub passwords: Passwords,

@@ -1,15 +1,56 @@
-//! Workspace use cases: membership, roles and API keys. The rules are the
-//! domain's; this runs them against the event store.
+//! Workspace use cases: membership, roles, API keys and the thesis. The
+//! rules are the domain's; this runs them against the event store, with
+//! the accounts and key secrets behind small ports (Postgres, in infra).
 
 use crate::aggregate::WorkspaceAggregate;
 use crate::execute::{execute, Load, LoadedAggregate};
 use crate::{CommandError, CommandMetadata, Committed};
 use cqrs_es::EventStore;
+use uuid::Uuid;
 use vcintel_domain::company::Stage;
 use vcintel_domain::enrichment::Thesis;
 use vcintel_domain::user::Email;
 use vcintel_domain::workspace::{WorkspaceCommand, WorkspaceError};
-use vcintel_domain::{Actor, UserId, WorkspaceId};
+use vcintel_domain::{Actor, Permission, Role, UserId, WorkspaceId};
+
+/// Accounts by e-mail address (the unique-value index sign-up writes).
+#[async_trait::async_trait]
+pub trait AccountLookup: Send + Sync {
+    async fn user_by_email(&self, email: &Email) -> Result<Option<UserId>, CommandError>;
+}
+
+/// A new API key: shown to its creator once, kept only as a hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedApiKey {
+    pub key_id: Uuid,
+    /// The secret the client sends.
+    pub secret: String,
+    /// Shown in listings to recognise the key; reveals nothing of the secret.
+    pub display_prefix: String,
+}
+
+/// Where API key secrets are minted and kept (as hashes).
+#[async_trait::async_trait]
+pub trait ApiKeySecrets: Send + Sync {
+    fn issue(&self) -> IssuedApiKey;
+    async fn store(&self, key: &IssuedApiKey, workspace: WorkspaceId) -> Result<(), CommandError>;
+}
+
+/// What adding a member by e-mail did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberAddition {
+    /// The address has an account, now a member.
+    Added {
+        user_id: UserId,
+        committed: Committed,
+    },
+    /// The address has no account yet: it was invited (a repeated
+    /// invitation keeps its first id).
+    Invited {
+        invitation_id: Uuid,
+        committed: Committed,
+    },
+}
 
 pub struct WorkspaceCommands<S> {
     store: S,
@@ -47,6 +88,95 @@ where
             metadata.for_actor(actor),
         )
         .await
+    }
+
+    /// Adds the account with `email` to the actor's workspace, or invites
+    /// the address when it has no account yet.
+    #[tracing::instrument(skip_all, fields(workspace_id = %actor.workspace_id, user_id = %actor.user_id))]
+    pub async fn add_or_invite(
+        &self,
+        accounts: &dyn AccountLookup,
+        actor: &Actor,
+        email: Email,
+        role: Role,
+        metadata: &CommandMetadata,
+    ) -> Result<MemberAddition, CommandError> {
+        // Checked before the lookup, so non-managers learn nothing about
+        // which addresses have accounts.
+        if !actor.may(Permission::ManageMembers) {
+            return Err(CommandError::Forbidden {
+                role: actor.role.as_str(),
+                action: "add members",
+            });
+        }
+        match accounts.user_by_email(&email).await? {
+            Some(user_id) => {
+                let command = WorkspaceCommand::AddMember {
+                    actor: *actor,
+                    user_id,
+                    email,
+                    role,
+                };
+                let committed = self.run(actor, command, metadata).await?;
+                Ok(MemberAddition::Added { user_id, committed })
+            }
+            None => {
+                let command = WorkspaceCommand::Invite {
+                    actor: *actor,
+                    invitation_id: Uuid::now_v7(),
+                    email: email.clone(),
+                    role,
+                };
+                let committed = self.run(actor, command, metadata).await?;
+                let mut workspace = self
+                    .store
+                    .load_aggregate(&actor.workspace_id.to_string())
+                    .await?;
+                let invitation_id = workspace
+                    .state()
+                    .0
+                    .state()
+                    .and_then(|ws| ws.invitations.get(&email))
+                    .map(|invitation| invitation.id)
+                    .ok_or(CommandError::Conflict)?;
+                Ok(MemberAddition::Invited {
+                    invitation_id,
+                    committed,
+                })
+            }
+        }
+    }
+
+    /// Creates an API key acting in the actor's workspace with `role`
+    /// (default: the actor's own); the domain caps it at the actor's role.
+    #[tracing::instrument(skip_all, fields(workspace_id = %actor.workspace_id, user_id = %actor.user_id))]
+    pub async fn create_api_key(
+        &self,
+        secrets: &dyn ApiKeySecrets,
+        actor: &Actor,
+        name: &str,
+        role: Option<Role>,
+        metadata: &CommandMetadata,
+    ) -> Result<(IssuedApiKey, Committed), CommandError> {
+        if !actor.may(Permission::CreateApiKeys) {
+            return Err(CommandError::Forbidden {
+                role: actor.role.as_str(),
+                action: "create API keys",
+            });
+        }
+        let key = secrets.issue();
+        // The secret first: should the command fail, a hash no workspace
+        // knows authenticates nothing.
+        secrets.store(&key, actor.workspace_id).await?;
+        let command = WorkspaceCommand::CreateApiKey {
+            actor: *actor,
+            key_id: key.key_id,
+            name: name.trim().to_owned(),
+            role: role.unwrap_or(actor.role),
+            prefix: key.display_prefix.clone(),
+        };
+        let committed = self.run(actor, command, metadata).await?;
+        Ok((key, committed))
     }
 
     /// Sets the workspace's investment thesis from what a client wrote

@@ -23,6 +23,8 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 use vcintel_commands::aggregate::EMAIL_SCOPE;
+use vcintel_commands::workspace::{AccountLookup, ApiKeySecrets, IssuedApiKey};
+use vcintel_commands::CommandError;
 use vcintel_domain::user::{Email, UserEvent, UserRegistered, AGGREGATE_TYPE as USER_TYPE};
 use vcintel_domain::workspace::{WorkspaceEvent, AGGREGATE_TYPE as WORKSPACE_TYPE};
 use vcintel_domain::{UserId, WorkspaceId};
@@ -395,22 +397,14 @@ pub const API_KEY_PREFIX: &str = "vci_";
 
 /// A new API key: `vci_<key id>_<secret>`. The id part finds the stored
 /// hash with one indexed read; the secret part is what proves possession.
-#[derive(Debug, Clone)]
-pub struct NewApiKey {
-    pub key_id: Uuid,
-    pub key: String,
-    /// Shown in listings to recognise the key; reveals nothing of the secret.
-    pub display_prefix: String,
-}
-
-pub fn new_api_key() -> NewApiKey {
+pub fn new_api_key() -> IssuedApiKey {
     let key_id = Uuid::now_v7();
     let id_part = key_id.simple().to_string();
-    let key = new_secret(&format!("{API_KEY_PREFIX}{id_part}_"));
-    NewApiKey {
+    let secret = new_secret(&format!("{API_KEY_PREFIX}{id_part}_"));
+    IssuedApiKey {
         key_id,
         display_prefix: format!("{API_KEY_PREFIX}{}…{}", &id_part[..8], &id_part[28..]),
-        key,
+        secret,
     }
 }
 
@@ -426,7 +420,7 @@ pub fn api_key_id(presented: &str) -> Option<Uuid> {
 
 pub async fn store_api_key_secret(
     db: impl PgExecutor<'_>,
-    key: &NewApiKey,
+    key: &IssuedApiKey,
     workspace: WorkspaceId,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -434,10 +428,46 @@ pub async fn store_api_key_secret(
     )
     .bind(key.key_id)
     .bind(workspace.0)
-    .bind(sha256(&key.key))
+    .bind(sha256(&key.secret))
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// The accounts and key secrets the workspace use cases look up and keep.
+#[derive(Debug, Clone)]
+pub struct PgAccounts {
+    pool: PgPool,
+}
+
+impl PgAccounts {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+fn store_error(error: sqlx::Error) -> CommandError {
+    CommandError::Store(Box::new(error))
+}
+
+#[async_trait::async_trait]
+impl AccountLookup for PgAccounts {
+    async fn user_by_email(&self, email: &Email) -> Result<Option<UserId>, CommandError> {
+        user_by_email(&self.pool, email).await.map_err(store_error)
+    }
+}
+
+#[async_trait::async_trait]
+impl ApiKeySecrets for PgAccounts {
+    fn issue(&self) -> IssuedApiKey {
+        new_api_key()
+    }
+
+    async fn store(&self, key: &IssuedApiKey, workspace: WorkspaceId) -> Result<(), CommandError> {
+        store_api_key_secret(&self.pool, key, workspace)
+            .await
+            .map_err(store_error)
+    }
 }
 
 /// The workspace of the API key `presented`, if its secret matches. A key's
@@ -643,8 +673,8 @@ mod tests {
     #[test]
     fn an_api_key_names_its_id_and_hides_its_secret_in_the_display_prefix() {
         let key = new_api_key();
-        assert_eq!(api_key_id(&key.key), Some(key.key_id));
-        assert!(!key.display_prefix.contains(&key.key[40..]));
+        assert_eq!(api_key_id(&key.secret), Some(key.key_id));
+        assert!(!key.display_prefix.contains(&key.secret[40..]));
         assert_eq!(api_key_id("vci_nonsense"), None);
         assert_eq!(
             api_key_id(&format!("vci_{}_short", key.key_id.simple())),

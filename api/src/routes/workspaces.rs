@@ -411,57 +411,46 @@ pub async fn add_member(
     Json(body): Json<AddMemberRequest>,
 ) -> Result<Response, ApiError> {
     // Checked before the lookup, so non-managers learn nothing about emails.
-    caller.require(Permission::ManageMembers)?;
     let email = Email::parse(&body.email).map_err(|message| {
         ApiError::Invalid(vec![InvalidField {
             field: "email".to_owned(),
             message,
         }])
     })?;
-    let metadata = caller.metadata(&headers);
-    let (status, addition, committed) = match accounts::user_by_email(&state.pool, &email).await? {
-        Some(user) => {
-            let command = WorkspaceCommand::AddMember {
-                actor: caller.actor,
-                user_id: user,
-                email,
-                role: body.role,
-            };
-            let committed = state
-                .workspaces
-                .run(&caller.actor, command, &metadata)
-                .await?;
-            let addition = MemberAddition {
+    let addition = state
+        .workspaces
+        .add_or_invite(
+            &state.account_lookup,
+            &caller.actor,
+            email,
+            body.role,
+            &caller.metadata(&headers),
+        )
+        .await?;
+    let (status, addition, committed) = match addition {
+        vcintel_commands::workspace::MemberAddition::Added { user_id, committed } => (
+            StatusCode::CREATED,
+            MemberAddition {
                 status: AdditionStatus::Added,
-                user_id: Some(user.0),
+                user_id: Some(user_id.0),
                 invitation_id: None,
                 version: committed.version,
-            };
-            (StatusCode::CREATED, addition, committed)
-        }
-        None => {
-            let invitation_id = Uuid::now_v7();
-            let command = WorkspaceCommand::Invite {
-                actor: caller.actor,
-                invitation_id,
-                email: email.clone(),
-                role: body.role,
-            };
-            let committed = state
-                .workspaces
-                .run(&caller.actor, command, &metadata)
-                .await?;
-            // A repeated invitation keeps its first id.
-            let (_, ws) = current_state(&state, caller.actor.workspace_id).await?;
-            let invitation_id = ws.invitations.get(&email).map_or(invitation_id, |i| i.id);
-            let addition = MemberAddition {
+            },
+            committed,
+        ),
+        vcintel_commands::workspace::MemberAddition::Invited {
+            invitation_id,
+            committed,
+        } => (
+            StatusCode::ACCEPTED,
+            MemberAddition {
                 status: AdditionStatus::Invited,
                 user_id: None,
                 invitation_id: Some(invitation_id),
                 version: committed.version,
-            };
-            (StatusCode::ACCEPTED, addition, committed)
-        }
+            },
+            committed,
+        ),
     };
     Ok(answering(
         (status, axum::Json(addition)).into_response(),
@@ -675,29 +664,23 @@ pub async fn create_api_key(
     headers: HeaderMap,
     Json(body): Json<CreateApiKeyRequest>,
 ) -> Result<Response, ApiError> {
-    caller.require(Permission::CreateApiKeys)?;
-    let role: Role = body.role.map_or(caller.actor.role, Into::into);
-    let key = accounts::new_api_key();
-    // The secret first: should the command fail, a hash no workspace knows
-    // authenticates nothing.
-    accounts::store_api_key_secret(&state.pool, &key, caller.actor.workspace_id).await?;
     let name = body.name.trim().to_owned();
-    let command = WorkspaceCommand::CreateApiKey {
-        actor: caller.actor,
-        key_id: key.key_id,
-        name: name.clone(),
-        role,
-        prefix: key.display_prefix.clone(),
-    };
-    let committed = state
+    let (key, committed) = state
         .workspaces
-        .run(&caller.actor, command, &caller.metadata(&headers))
+        .create_api_key(
+            &state.account_lookup,
+            &caller.actor,
+            &name,
+            body.role,
+            &caller.metadata(&headers),
+        )
         .await?;
+    let role = body.role.unwrap_or(caller.actor.role);
     let mut response = (
         StatusCode::CREATED,
         axum::Json(CreatedApiKey {
             id: key.key_id,
-            key: key.key,
+            key: key.secret,
             prefix: key.display_prefix,
             name,
             role,
