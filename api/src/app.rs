@@ -138,6 +138,20 @@ impl Application {
             }),
             directory: WorkspaceDirectory::new(pool.clone(), identity.clone()),
             account_lookup: vcintel_infra::accounts::PgAccounts::new(pool.clone()),
+            credentials: vcintel_infra::accounts::PgCredentials::new(
+                pool.clone(),
+                passwords.clone(),
+            ),
+            sessions: vcintel_infra::accounts::PgSessions::new(
+                pool.clone(),
+                identity.clone(),
+                settings.session_ttl(),
+            ),
+            security_log: vcintel_infra::accounts::PgSecurityLog::new(pool.clone()),
+            identity_workspaces: vcintel_projections::identity::IdentityWorkspaces::new(
+                pool.clone(),
+                WorkspaceDirectory::new(pool.clone(), identity.clone()),
+            ),
             admission: PgAdmission::new(pool.clone()),
             spending: Arc::new(MonthlySpending::new(pool.clone())),
             identity,

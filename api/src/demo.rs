@@ -9,7 +9,6 @@
 //! saved searches are created only by a run that added companies, so
 //! re-running a finished seed changes nothing.
 
-use crate::routes::auth::sign_up;
 use futures::{StreamExt, TryStreamExt};
 use sqlx::PgPool;
 use vcintel_commands::{CommandError, CommandMetadata};
@@ -197,17 +196,18 @@ pub async fn seed(
             {
                 anyhow::bail!("demo password {reason}");
             }
-            let created = sign_up(
-                pool,
-                passwords,
-                &commands.accounts,
-                &options.email,
-                "Demo analyst".to_owned(),
-                password,
-                &metadata,
-            )
-            .await
-            .map_err(anyhow::Error::new)?;
+            let credentials =
+                vcintel_infra::accounts::PgCredentials::new(pool.clone(), passwords.clone());
+            let created = commands
+                .accounts
+                .create_account(
+                    &credentials,
+                    &options.email,
+                    "Demo analyst".to_owned(),
+                    password,
+                    &metadata,
+                )
+                .await?;
             report.account_created = true;
             created
         }

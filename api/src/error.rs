@@ -501,6 +501,7 @@ impl From<CommandError> for ApiError {
                 ApiError::PreconditionFailed { expected, actual }
             }
             CommandError::Conflict => ApiError::Conflict(error.to_string()),
+            CommandError::Unauthenticated(why) => ApiError::Unauthenticated(why),
             CommandError::Refused(Refusal::BudgetExhausted {
                 spent_micro_usd,
                 budget_micro_usd,

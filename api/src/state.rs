@@ -29,6 +29,18 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// The ports of the sign-up, sign-in and refresh use cases.
+    pub fn session_ports(&self) -> vcintel_commands::sessions::SessionPorts<'_> {
+        vcintel_commands::sessions::SessionPorts {
+            credentials: &self.credentials,
+            sessions: &self.sessions,
+            workspaces: &self.identity_workspaces,
+            security_log: &self.security_log,
+        }
+    }
+}
+
 impl std::ops::Deref for AppState {
     type Target = Services;
 
@@ -53,6 +65,11 @@ pub struct Services {
     /// process's enrichment worker).
     pub model_breaker: Option<Arc<CircuitBreaker>>,
     pub directory: WorkspaceDirectory,
+    /// What the session use cases run against.
+    pub credentials: vcintel_infra::accounts::PgCredentials,
+    pub sessions: vcintel_infra::accounts::PgSessions,
+    pub security_log: vcintel_infra::accounts::PgSecurityLog,
+    pub identity_workspaces: vcintel_projections::identity::IdentityWorkspaces,
     /// Accounts by e-mail and API key secrets, for the workspace use cases.
     pub account_lookup: vcintel_infra::accounts::PgAccounts,
     /// Sessions, API keys and workspaces remembered between requests.

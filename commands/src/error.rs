@@ -37,6 +37,9 @@ pub enum CommandError {
     /// Another writer appended to the same aggregate between load and commit.
     #[error("a concurrent change to the same aggregate won; retry with the new version")]
     Conflict,
+    /// The credentials or the refresh token were not accepted.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
     /// An admission quota refused the request.
     #[error(transparent)]
     Refused(#[from] crate::admission::Refusal),

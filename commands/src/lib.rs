@@ -18,6 +18,7 @@ pub mod list;
 pub mod metadata;
 pub mod note;
 pub mod saved_search;
+pub mod sessions;
 pub mod unique;
 pub mod user;
 pub mod workspace;

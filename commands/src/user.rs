@@ -110,4 +110,28 @@ where
             other => other,
         }
     }
+
+    /// Lets a newly signed-up (or signed-in) user join a workspace that
+    /// invited their email.
+    #[tracing::instrument(skip_all, fields(workspace_id = %workspace, user_id = %user))]
+    pub async fn accept_invitation(
+        &self,
+        workspace: WorkspaceId,
+        user: UserId,
+        email: Email,
+        metadata: &CommandMetadata,
+    ) -> Result<Committed, CommandError> {
+        execute(
+            &self.workspaces,
+            workspace.to_string(),
+            Load::Stored,
+            WorkspaceCommand::AcceptInvitation {
+                user_id: user,
+                email,
+            },
+            |_, _| Ok(()),
+            metadata.for_user(workspace, user),
+        )
+        .await
+    }
 }

@@ -211,19 +211,7 @@ pub async fn password_hash(
 
 // ---------------------------------------------------------------- sessions
 
-/// Where a request came from, for sessions and the security log.
-#[derive(Debug, Clone, Default)]
-pub struct ClientInfo {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewSession {
-    pub session_id: Uuid,
-    pub refresh_token: String,
-    pub expires_at: DateTime<Utc>,
-}
+pub use vcintel_commands::sessions::{ClientInfo, NewSession, Refresh};
 
 pub const REFRESH_TOKEN_PREFIX: &str = "vcr_";
 
@@ -258,17 +246,6 @@ pub async fn create_session(
         refresh_token,
         expires_at,
     })
-}
-
-#[derive(Debug, Clone)]
-pub enum Refresh {
-    /// The token was current: here is its successor.
-    Rotated { user: UserId, session: NewSession },
-    /// The token had already been used: someone holds a copy. The whole
-    /// session (every token of the family) has been revoked.
-    ReuseDetected { user: UserId, session_id: Uuid },
-    /// Unknown, expired or revoked.
-    Invalid,
 }
 
 /// Exchanges a refresh token for a new one in the same session, once.
@@ -470,6 +447,115 @@ impl ApiKeySecrets for PgAccounts {
     }
 }
 
+/// Passwords and the accounts they belong to, for the session use cases.
+#[derive(Debug, Clone)]
+pub struct PgCredentials {
+    pool: PgPool,
+    passwords: Passwords,
+}
+
+impl PgCredentials {
+    pub fn new(pool: PgPool, passwords: Passwords) -> Self {
+        Self { pool, passwords }
+    }
+}
+
+fn hashing_error(error: anyhow::Error) -> CommandError {
+    CommandError::Store(error.into())
+}
+
+#[async_trait::async_trait]
+impl vcintel_commands::sessions::Credentials for PgCredentials {
+    async fn hash(&self, password: &str) -> Result<String, CommandError> {
+        self.passwords.hash(password).await.map_err(hashing_error)
+    }
+
+    async fn store_hash(&self, user: UserId, hash: &str) -> Result<(), CommandError> {
+        store_password_hash(&self.pool, user, hash)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn credentials_of(
+        &self,
+        email: &Email,
+    ) -> Result<Option<(UserId, Option<String>)>, CommandError> {
+        login_credentials(&self.pool, email)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn verify(&self, password: &str, stored: Option<String>) -> Result<bool, CommandError> {
+        self.passwords
+            .verify(password, stored)
+            .await
+            .map_err(hashing_error)
+    }
+
+    async fn registration(&self, user: UserId) -> Result<Option<UserRegistered>, CommandError> {
+        registered_user(&self.pool, user).await.map_err(store_error)
+    }
+}
+
+/// Login sessions in Postgres; an ended session is forgotten by this
+/// process's identity cache at once.
+#[derive(Debug, Clone)]
+pub struct PgSessions {
+    pool: PgPool,
+    cache: IdentityCache,
+    lifetime: Duration,
+}
+
+impl PgSessions {
+    pub fn new(pool: PgPool, cache: IdentityCache, lifetime: Duration) -> Self {
+        Self {
+            pool,
+            cache,
+            lifetime,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl vcintel_commands::sessions::Sessions for PgSessions {
+    async fn start(&self, user: UserId, client: &ClientInfo) -> Result<NewSession, CommandError> {
+        create_session(&self.pool, user, self.lifetime, client)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn rotate(&self, refresh_token: &str) -> Result<Refresh, CommandError> {
+        rotate_refresh_token(&self.pool, refresh_token)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn ended(&self, sessions: &[Uuid]) {
+        self.cache.sessions_ended(&self.pool, sessions).await;
+    }
+}
+
+/// The security log in Postgres.
+#[derive(Debug, Clone)]
+pub struct PgSecurityLog {
+    pool: PgPool,
+}
+
+impl PgSecurityLog {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait::async_trait]
+impl vcintel_commands::sessions::SecurityLog for PgSecurityLog {
+    async fn record(&self, event: SecurityEvent) {
+        if let Err(error) = record_security_event(&self.pool, &event).await {
+            tracing::error!(%error, kind = event.kind, "could not write the security log");
+        }
+    }
+}
+
 /// The workspace of the API key `presented`, if its secret matches. A key's
 /// hash never changes, so `cache` keeps those of keys presented correctly.
 pub async fn verify_api_key(
@@ -505,31 +591,7 @@ pub async fn verify_api_key(
 
 // ---------------------------------------------------------------- security log
 
-/// Kinds of entries in the security log.
-pub mod security_kind {
-    pub const LOGIN_SUCCEEDED: &str = "login.succeeded";
-    pub const LOGIN_FAILED: &str = "login.failed";
-    pub const LOGIN_LOCKED_OUT: &str = "login.locked_out";
-    pub const REFRESH_TOKEN_REUSED: &str = "session.refresh_token_reused";
-    pub const SESSIONS_REVOKED: &str = "session.revoked_all";
-    pub const RATE_LIMITED: &str = "rate_limit.exceeded";
-    pub const API_KEY_CREATED: &str = "api_key.created";
-    pub const API_KEY_REVOKED: &str = "api_key.revoked";
-    pub const MEMBER_ADDED: &str = "member.added";
-    pub const MEMBER_INVITED: &str = "member.invited";
-    pub const MEMBER_ROLE_CHANGED: &str = "member.role_changed";
-    pub const MEMBER_REMOVED: &str = "member.removed";
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct SecurityEvent {
-    pub id: Option<Uuid>,
-    pub kind: &'static str,
-    pub workspace_id: Option<WorkspaceId>,
-    pub user_id: Option<UserId>,
-    pub ip: Option<String>,
-    pub detail: Value,
-}
+pub use vcintel_commands::sessions::{security_kind, SecurityEvent};
 
 /// Appends to the security log; with an `id`, at most once.
 pub async fn record_security_event(

@@ -325,3 +325,42 @@ pub async fn invitations_for(
     .await?;
     Ok(ids.into_iter().map(WorkspaceId).collect())
 }
+
+/// Workspaces as the session use cases see them: the invitations waiting
+/// for an address (this read model) and the authorisation directory.
+#[derive(Debug, Clone)]
+pub struct IdentityWorkspaces {
+    pool: sqlx::PgPool,
+    directory: vcintel_infra::accounts::WorkspaceDirectory,
+}
+
+impl IdentityWorkspaces {
+    pub fn new(pool: sqlx::PgPool, directory: vcintel_infra::accounts::WorkspaceDirectory) -> Self {
+        Self { pool, directory }
+    }
+}
+
+#[async_trait::async_trait]
+impl vcintel_commands::sessions::Workspaces for IdentityWorkspaces {
+    async fn invitations_for(
+        &self,
+        email: &vcintel_domain::user::Email,
+    ) -> Result<Vec<WorkspaceId>, vcintel_commands::CommandError> {
+        invitations_for(&self.pool, email)
+            .await
+            .map_err(|e| vcintel_commands::CommandError::Store(Box::new(e)))
+    }
+
+    async fn exists(&self, workspace: WorkspaceId) -> Result<bool, vcintel_commands::CommandError> {
+        Ok(self
+            .directory
+            .current(workspace)
+            .await
+            .map_err(|e| vcintel_commands::CommandError::Store(Box::new(e)))?
+            .is_some())
+    }
+
+    async fn changed(&self, workspace: WorkspaceId, version: u64) {
+        self.directory.changed(workspace, version).await;
+    }
+}

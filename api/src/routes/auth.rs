@@ -15,13 +15,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
+use vcintel_commands::sessions::SignedIn as SignedInUser;
 use vcintel_commands::CommandError;
 use vcintel_domain::user::{check_password_policy, Email, MAX_USER_NAME_CHARS};
 use vcintel_domain::validation::required_text;
-use vcintel_domain::workspace::WorkspaceError;
-use vcintel_domain::{UserId, ValidationErrors, WorkspaceId};
-use vcintel_infra::accounts::{self, security_kind, ClientInfo, Refresh, SecurityEvent};
-use vcintel_projections::identity;
+use vcintel_domain::ValidationErrors;
+use vcintel_infra::accounts::{self, security_kind, ClientInfo, SecurityEvent};
 
 pub const TAG: &str = "auth";
 
@@ -90,22 +89,13 @@ fn client_info(ip: &ClientIp, headers: &HeaderMap) -> ClientInfo {
     }
 }
 
-async fn start_session(
-    state: &AppState,
-    user: UserId,
-    default_workspace: WorkspaceId,
-    client: &ClientInfo,
-) -> Result<SessionTokens, ApiError> {
-    let session = accounts::create_session(&state.pool, user, state.session_ttl, client).await?;
-    tokens_for(state, user, default_workspace, session)
-}
-
-fn tokens_for(
-    state: &AppState,
-    user: UserId,
-    default_workspace: WorkspaceId,
-    session: accounts::NewSession,
-) -> Result<SessionTokens, ApiError> {
+/// The bearer tokens of a signed-in session.
+fn tokens_for(state: &AppState, signed_in: SignedInUser) -> Result<SessionTokens, ApiError> {
+    let SignedInUser {
+        user,
+        default_workspace,
+        session,
+    } = signed_in;
     let access_token = state
         .tokens
         .issue_access(
@@ -124,68 +114,6 @@ fn tokens_for(
         user_id: user.0,
         default_workspace_id: default_workspace.0,
     })
-}
-
-/// Joins every workspace that invited `email`. Runs at sign-up and at each
-/// sign-in, so an invitation the read model had not yet shown at sign-up is
-/// taken up at the next sign-in.
-async fn accept_invitations(
-    state: &AppState,
-    user: UserId,
-    email: &Email,
-    metadata: &vcintel_commands::CommandMetadata,
-) -> Result<(), ApiError> {
-    for workspace in identity::invitations_for(&state.pool, email).await? {
-        match state
-            .workspaces
-            .accept_invitation(workspace, user, email.clone(), metadata)
-            .await
-        {
-            Ok(joined) => state.directory.changed(workspace, joined.version).await,
-            // Cancelled or taken up in the meantime.
-            Err(CommandError::Workspace(WorkspaceError::InvitationNotFound)) => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Ok(())
-}
-
-/// Creates an account (email, name, password) and its personal workspace;
-/// the one way accounts come to be, for the API and the demo seeder.
-pub async fn sign_up(
-    pool: &sqlx::PgPool,
-    passwords: &vcintel_infra::accounts::Passwords,
-    commands: &vcintel_infra::event_store::PgAccountCommands,
-    email: &Email,
-    name: String,
-    password: &str,
-    metadata: &vcintel_commands::CommandMetadata,
-) -> Result<(UserId, WorkspaceId), ApiError> {
-    let user = UserId(Uuid::now_v7());
-    let workspace = WorkspaceId(Uuid::now_v7());
-    // The hash first: if the sign-up then fails, an orphan hash that no
-    // email points to is harmless; the reverse would be an account that can
-    // never sign in.
-    let hash = passwords.hash(password).await?;
-    accounts::store_password_hash(pool, user, &hash).await?;
-    commands
-        .register(user, email.to_string(), name, workspace, metadata)
-        .await?;
-    commands
-        .create_workspace(
-            workspace,
-            "Personal".to_owned(),
-            user,
-            email.clone(),
-            true,
-            metadata,
-        )
-        .await?;
-    Ok((user, workspace))
-}
-
-fn invalid_credentials() -> ApiError {
-    ApiError::Unauthenticated("invalid email or password")
 }
 
 /// Create an account and its personal workspace (you are its owner), and sign in.
@@ -227,19 +155,18 @@ pub async fn register(
             message: "is required".to_owned(),
         }]));
     };
-    let metadata = command_metadata(&headers);
-    let (user, workspace) = sign_up(
-        &state.pool,
-        &state.passwords,
-        &state.accounts,
-        &email,
-        name,
-        &body.password,
-        &metadata,
-    )
-    .await?;
-    accept_invitations(&state, user, &email, &metadata).await?;
-    let tokens = start_session(&state, user, workspace, &client_info(&ip, &headers)).await?;
+    let signed_in = state
+        .accounts
+        .sign_up(
+            state.session_ports(),
+            &email,
+            name,
+            &body.password,
+            &client_info(&ip, &headers),
+            &command_metadata(&headers),
+        )
+        .await?;
+    let tokens = tokens_for(&state, signed_in)?;
     let mut response = (StatusCode::CREATED, axum::Json(tokens)).into_response();
     response
         .headers_mut()
@@ -277,67 +204,22 @@ pub async fn login(
         }])
     })?;
     let decision = charge_auth_attempt(&state, &ip.0, Some(&email), LOGIN_PATH).await?;
-    let found = accounts::login_credentials(&state.pool, &email).await?;
-    let user = found.as_ref().map(|(user, _)| *user);
-    let stored = found.and_then(|(_, hash)| hash);
-    let verified = state.passwords.verify(&body.password, stored).await?;
-    let registration = match user {
-        Some(user) if verified => accounts::registered_user(&state.pool, user).await?,
-        _ => None,
-    };
-    let Some(registration) = registration else {
-        log_security_event(
-            &state,
-            SecurityEvent {
-                kind: security_kind::LOGIN_FAILED,
-                user_id: user,
-                ip: Some(ip.0.clone()),
-                detail: json!({"reason": "invalid email or password"}),
-                ..Default::default()
-            },
+    let signed_in = state
+        .accounts
+        .sign_in(
+            state.session_ports(),
+            &email,
+            &body.password,
+            &client_info(&ip, &headers),
+            &command_metadata(&headers),
         )
         .await;
-        let response = invalid_credentials().into_response();
-        return Ok(match decision {
-            Some(d) => with_rate_limit_headers(response, &d),
-            None => response,
-        });
+    let response = match signed_in {
+        Ok(signed_in) => axum::Json(tokens_for(&state, signed_in)?).into_response(),
+        // Refused sign-ins still show what is left of the budget.
+        Err(CommandError::Unauthenticated(why)) => ApiError::Unauthenticated(why).into_response(),
+        Err(error) => return Err(error.into()),
     };
-    let user = registration.user_id;
-    let workspace = registration.personal_workspace_id;
-    // Completes a sign-up that stopped between the account and its workspace.
-    if state.directory.current(workspace).await?.is_none() {
-        state
-            .accounts
-            .create_workspace(
-                workspace,
-                "Personal".to_owned(),
-                user,
-                registration.email.clone(),
-                true,
-                &command_metadata(&headers),
-            )
-            .await?;
-    }
-    accept_invitations(
-        &state,
-        user,
-        &registration.email,
-        &command_metadata(&headers),
-    )
-    .await?;
-    let tokens = start_session(&state, user, workspace, &client_info(&ip, &headers)).await?;
-    log_security_event(
-        &state,
-        SecurityEvent {
-            kind: security_kind::LOGIN_SUCCEEDED,
-            user_id: Some(user),
-            ip: Some(ip.0),
-            ..Default::default()
-        },
-    )
-    .await;
-    let response = axum::Json(tokens).into_response();
     Ok(match decision {
         Some(d) => with_rate_limit_headers(response, &d),
         None => response,
@@ -362,38 +244,15 @@ pub async fn refresh(
     ip: ClientIp,
     Json(body): Json<RefreshRequest>,
 ) -> Result<Response, ApiError> {
-    match accounts::rotate_refresh_token(&state.pool, body.refresh_token.trim()).await? {
-        Refresh::Rotated { user, session } => {
-            let registration = accounts::registered_user(&state.pool, user)
-                .await?
-                .ok_or(ApiError::Unauthenticated("the account no longer exists"))?;
-            let tokens = tokens_for(&state, user, registration.personal_workspace_id, session)?;
-            Ok(axum::Json(tokens).into_response())
-        }
-        Refresh::ReuseDetected { user, session_id } => {
-            state
-                .identity
-                .sessions_ended(&state.pool, &[session_id])
-                .await;
-            log_security_event(
-                &state,
-                SecurityEvent {
-                    kind: security_kind::REFRESH_TOKEN_REUSED,
-                    user_id: Some(user),
-                    ip: Some(ip.0),
-                    detail: json!({"session_id": session_id}),
-                    ..Default::default()
-                },
-            )
-            .await;
-            Err(ApiError::Unauthenticated(
-                "this refresh token was already used; the session has been ended",
-            ))
-        }
-        Refresh::Invalid => Err(ApiError::Unauthenticated(
-            "unknown, expired or revoked refresh token",
-        )),
-    }
+    let client = ClientInfo {
+        ip: Some(ip.0),
+        user_agent: None,
+    };
+    let signed_in = state
+        .accounts
+        .refresh(state.session_ports(), &body.refresh_token, &client)
+        .await?;
+    Ok(axum::Json(tokens_for(&state, signed_in)?).into_response())
 }
 
 /// End the current session: its access and refresh tokens stop working.
