@@ -31,20 +31,23 @@ pub fn table(document: utoipa::openapi::OpenApi) -> OpenApiRouter<AppState> {
             workspaces::create_workspace
         ))
         .routes(routes!(workspaces::get_current_workspace))
-        .routes(routes!(workspaces::list_members, workspaces::add_member))
-        .routes(routes!(workspaces::list_invitations))
-        .routes(routes!(workspaces::cancel_invitation))
         .routes(routes!(
-            workspaces::change_member_role,
-            workspaces::remove_member
+            workspaces::members::list_members,
+            workspaces::members::add_member
         ))
-        .routes(routes!(workspaces::leave_workspace))
+        .routes(routes!(workspaces::invitations::list_invitations))
+        .routes(routes!(workspaces::invitations::cancel_invitation))
         .routes(routes!(
-            workspaces::list_api_keys,
-            workspaces::create_api_key
+            workspaces::members::change_member_role,
+            workspaces::members::remove_member
         ))
-        .routes(routes!(workspaces::revoke_api_key))
-        .routes(routes!(workspaces::list_security_events))
+        .routes(routes!(workspaces::members::leave_workspace))
+        .routes(routes!(
+            workspaces::api_keys::list_api_keys,
+            workspaces::api_keys::create_api_key
+        ))
+        .routes(routes!(workspaces::api_keys::revoke_api_key))
+        .routes(routes!(workspaces::security_log::list_security_events))
         .routes(routes!(companies::add_company, companies::list_companies))
         .routes(routes!(
             companies::get_company,
@@ -61,7 +64,10 @@ pub fn table(document: utoipa::openapi::OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(admin::start_rebuild))
         .routes(routes!(admin::list_dead_letters))
         .routes(routes!(admin::retry_dead_letters))
-        .routes(routes!(workspaces::get_thesis, workspaces::set_thesis))
+        .routes(routes!(
+            workspaces::thesis::get_thesis,
+            workspaces::thesis::set_thesis
+        ))
         .routes(routes!(notes::add_note, notes::list_notes))
         .routes(routes!(
             notes::get_note,

@@ -1,0 +1,98 @@
+//! `/v1/workspace/security-events`: the workspace's security log.
+
+use super::TAG;
+use crate::auth::Caller;
+use crate::error::{ApiError, Problem};
+use crate::http::extract::Query;
+use crate::http::pagination::{decode_cursor, next_cursor, page_limit};
+use crate::state::AppState;
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use vcintel_domain::Permission;
+use vcintel_infra::accounts;
+
+/// One entry of the security log.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SecurityEventEntry {
+    pub id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    /// e.g. `login.failed`, `login.locked_out`, `session.revoked_all`,
+    /// `api_key.created`, `api_key.revoked`, `member.role_changed`,
+    /// `rate_limit.exceeded`.
+    pub kind: String,
+    pub workspace_id: Option<Uuid>,
+    /// The user it concerns or who acted.
+    pub user_id: Option<Uuid>,
+    pub ip: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SecurityEventPage {
+    pub items: Vec<SecurityEventEntry>,
+    /// Pass as `cursor` for older entries; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SecurityEventParams {
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u32>,
+    /// Opaque cursor from a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+/// The workspace's security log, newest first (owners and admins).
+#[utoipa::path(
+    get, path = "/v1/workspace/security-events", tag = TAG, operation_id = "listSecurityEvents",
+    params(SecurityEventParams),
+    responses(
+        (status = 200, description = "A page of entries", body = SecurityEventPage),
+        (status = 400, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only owners and admins read the security log", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such workspace, or you are not a member", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_security_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<SecurityEventParams>,
+) -> Result<axum::Json<SecurityEventPage>, ApiError> {
+    caller.require(Permission::ReadSecurityEvents)?;
+    let limit = page_limit(params.limit)?;
+    let before = params
+        .cursor
+        .as_deref()
+        .map(decode_cursor::<(DateTime<Utc>, Uuid)>)
+        .transpose()?;
+    let mut rows = accounts::security_log(
+        &state.pool,
+        caller.actor.workspace_id,
+        before,
+        i64::from(limit) + 1,
+    )
+    .await?;
+    let next_cursor = next_cursor(&mut rows, limit, |r| (r.occurred_at, r.id));
+    Ok(axum::Json(SecurityEventPage {
+        items: rows
+            .into_iter()
+            .map(|r| SecurityEventEntry {
+                id: r.id,
+                occurred_at: r.occurred_at,
+                kind: r.kind,
+                workspace_id: r.workspace_id,
+                user_id: r.user_id,
+                ip: r.ip,
+                detail: r.detail,
+            })
+            .collect(),
+        next_cursor,
+    }))
+}
