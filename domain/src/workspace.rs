@@ -312,24 +312,7 @@ impl Workspace {
             if self.state.is_some() {
                 return Err(WorkspaceError::AlreadyExists);
             }
-            let mut errors = ValidationErrors::default();
-            let name = required_text(&mut errors, "name", &name, MAX_WORKSPACE_NAME_CHARS);
-            errors.into_result().map_err(WorkspaceError::Invalid)?;
-            return Ok(vec![
-                WorkspaceEvent::Created(WorkspaceCreated {
-                    workspace_id,
-                    name,
-                    created_by,
-                    personal,
-                }),
-                WorkspaceEvent::MemberAdded(MemberAdded {
-                    workspace_id,
-                    user_id: created_by,
-                    email: creator_email,
-                    role: Role::Owner,
-                    added_by: created_by,
-                }),
-            ]);
+            return create(workspace_id, name, created_by, creator_email, personal);
         }
         let state = self.state.as_ref().ok_or(WorkspaceError::NotFound)?;
         match command {
@@ -339,226 +322,38 @@ impl Workspace {
                 user_id,
                 email,
                 role,
-            } => {
-                let acting = state.acting_role(&actor)?;
-                require(
-                    acting,
-                    Permission::ManageMembers,
-                    "only owners and admins add members",
-                )?;
-                if role == Role::Owner && acting != Role::Owner {
-                    return Err(WorkspaceError::Forbidden(
-                        "only owners may make someone an owner",
-                    ));
-                }
-                if state.members.contains_key(&user_id) {
-                    return Err(WorkspaceError::AlreadyMember);
-                }
-                Ok(vec![WorkspaceEvent::MemberAdded(MemberAdded {
-                    workspace_id: state.id,
-                    user_id,
-                    email,
-                    role,
-                    added_by: actor.user_id,
-                })])
-            }
+            } => state.add_member(actor, user_id, email, role),
             WorkspaceCommand::Invite {
                 actor,
                 invitation_id,
                 email,
                 role,
-            } => {
-                let acting = state.acting_role(&actor)?;
-                require(
-                    acting,
-                    Permission::ManageMembers,
-                    "only owners and admins invite members",
-                )?;
-                if role == Role::Owner && acting != Role::Owner {
-                    return Err(WorkspaceError::Forbidden(
-                        "only owners may make someone an owner",
-                    ));
-                }
-                if state.members.values().any(|m| m.email == email) {
-                    return Err(WorkspaceError::AlreadyMember);
-                }
-                // A re-invitation keeps the id, so links to it stay valid.
-                let invitation_id = state
-                    .invitations
-                    .get(&email)
-                    .map_or(invitation_id, |i| i.id);
-                Ok(vec![WorkspaceEvent::MemberInvited(MemberInvited {
-                    workspace_id: state.id,
-                    invitation_id,
-                    email,
-                    role,
-                    invited_by: actor.user_id,
-                })])
-            }
+            } => state.invite(actor, invitation_id, email, role),
             WorkspaceCommand::CancelInvitation {
                 actor,
                 invitation_id,
-            } => {
-                let acting = state.acting_role(&actor)?;
-                require(
-                    acting,
-                    Permission::ManageMembers,
-                    "only owners and admins cancel invitations",
-                )?;
-                let email = state
-                    .invitations
-                    .iter()
-                    .find(|(_, i)| i.id == invitation_id)
-                    .map(|(email, _)| email.clone())
-                    .ok_or(WorkspaceError::InvitationNotFound)?;
-                Ok(vec![WorkspaceEvent::InvitationCancelled(
-                    InvitationCancelled {
-                        workspace_id: state.id,
-                        invitation_id,
-                        email,
-                        cancelled_by: actor.user_id,
-                    },
-                )])
-            }
+            } => state.cancel_invitation(actor, invitation_id),
             WorkspaceCommand::AcceptInvitation { user_id, email } => {
-                let invitation = state
-                    .invitations
-                    .get(&email)
-                    .ok_or(WorkspaceError::InvitationNotFound)?;
-                if state.members.contains_key(&user_id) {
-                    return Ok(vec![]);
-                }
-                Ok(vec![WorkspaceEvent::MemberAdded(MemberAdded {
-                    workspace_id: state.id,
-                    user_id,
-                    email,
-                    role: invitation.role,
-                    added_by: invitation.invited_by,
-                })])
+                state.accept_invitation(user_id, email)
             }
             WorkspaceCommand::ChangeRole {
                 actor,
                 user_id,
                 role,
-            } => {
-                let acting = state.acting_role(&actor)?;
-                require(
-                    acting,
-                    Permission::ManageMembers,
-                    "only owners and admins change roles",
-                )?;
-                let current = state.member_role(user_id)?;
-                if current == role {
-                    return Ok(vec![]);
-                }
-                if (current == Role::Owner || role == Role::Owner) && acting != Role::Owner {
-                    return Err(WorkspaceError::Forbidden(
-                        "only owners may grant or take the owner role",
-                    ));
-                }
-                if current == Role::Owner && state.owner_count() == 1 {
-                    return Err(WorkspaceError::LastOwner);
-                }
-                Ok(vec![WorkspaceEvent::MemberRoleChanged(MemberRoleChanged {
-                    workspace_id: state.id,
-                    user_id,
-                    previous_role: current,
-                    role,
-                    changed_by: actor.user_id,
-                })])
-            }
+            } => state.change_role(actor, user_id, role),
             WorkspaceCommand::RemoveMember { actor, user_id } => {
-                let acting = state.acting_role(&actor)?;
-                let current = state.member_role(user_id)?;
-                if user_id != actor.user_id {
-                    require(
-                        acting,
-                        Permission::ManageMembers,
-                        "only owners and admins remove members",
-                    )?;
-                    if current == Role::Owner && acting != Role::Owner {
-                        return Err(WorkspaceError::Forbidden("only owners may remove an owner"));
-                    }
-                }
-                state.removal(user_id, current, actor.user_id)
+                state.remove_member(actor, user_id)
             }
-            WorkspaceCommand::Leave { actor } => {
-                state.acting_role(&actor)?;
-                let current = state.member_role(actor.user_id)?;
-                state.removal(actor.user_id, current, actor.user_id)
-            }
+            WorkspaceCommand::Leave { actor } => state.leave(actor),
             WorkspaceCommand::CreateApiKey {
                 actor,
                 key_id,
                 name,
                 role,
                 prefix,
-            } => {
-                let acting = state.acting_role(&actor)?;
-                require(
-                    acting,
-                    Permission::CreateApiKeys,
-                    "viewers may not create API keys",
-                )?;
-                if role.rank() > acting.rank() {
-                    let mut errors = ValidationErrors::default();
-                    errors.add(
-                        "role",
-                        format!("must be no higher than your own role ({})", acting.as_str()),
-                    );
-                    return Err(WorkspaceError::Invalid(errors));
-                }
-                let mut errors = ValidationErrors::default();
-                let name = required_text(&mut errors, "name", &name, MAX_API_KEY_NAME_CHARS);
-                errors.into_result().map_err(WorkspaceError::Invalid)?;
-                if state.api_keys.contains_key(&key_id) {
-                    return Err(WorkspaceError::AlreadyExists);
-                }
-                Ok(vec![WorkspaceEvent::ApiKeyCreated(ApiKeyCreated {
-                    workspace_id: state.id,
-                    key_id,
-                    name,
-                    prefix,
-                    role,
-                    created_by: actor.user_id,
-                })])
-            }
-            WorkspaceCommand::SetThesis { actor, thesis } => {
-                let acting = state.acting_role(&actor)?;
-                require(
-                    acting,
-                    Permission::ManageMembers,
-                    "only owners and admins set the workspace's thesis",
-                )?;
-                if thesis == state.thesis {
-                    return Ok(vec![]);
-                }
-                Ok(vec![WorkspaceEvent::ThesisSet(ThesisSet {
-                    workspace_id: state.id,
-                    thesis,
-                    set_by: actor.user_id,
-                })])
-            }
-            WorkspaceCommand::RevokeApiKey { actor, key_id } => {
-                let acting = state.acting_role(&actor)?;
-                let key = state
-                    .api_keys
-                    .get(&key_id)
-                    .ok_or(WorkspaceError::ApiKeyNotFound)?;
-                let own = key.created_by == actor.user_id;
-                if !own && !acting.allows(Permission::ManageApiKeys) {
-                    // Someone else's key is invisible to a plain member.
-                    return Err(WorkspaceError::ApiKeyNotFound);
-                }
-                if key.revoked {
-                    return Ok(vec![]);
-                }
-                Ok(vec![WorkspaceEvent::ApiKeyRevoked(ApiKeyRevoked {
-                    workspace_id: state.id,
-                    key_id,
-                    revoked_by: actor.user_id,
-                })])
-            }
+            } => state.create_api_key(actor, key_id, name, role, prefix),
+            WorkspaceCommand::SetThesis { actor, thesis } => state.set_thesis(actor, thesis),
+            WorkspaceCommand::RevokeApiKey { actor, key_id } => state.revoke_api_key(actor, key_id),
         }
     }
 
@@ -642,7 +437,290 @@ fn require(role: Role, permission: Permission, why: &'static str) -> Result<(), 
     }
 }
 
+/// A new workspace with its creator as the only owner.
+fn create(
+    workspace_id: WorkspaceId,
+    name: String,
+    created_by: UserId,
+    creator_email: Email,
+    personal: bool,
+) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+    let mut errors = ValidationErrors::default();
+    let name = required_text(&mut errors, "name", &name, MAX_WORKSPACE_NAME_CHARS);
+    errors.into_result().map_err(WorkspaceError::Invalid)?;
+    Ok(vec![
+        WorkspaceEvent::Created(WorkspaceCreated {
+            workspace_id,
+            name,
+            created_by,
+            personal,
+        }),
+        WorkspaceEvent::MemberAdded(MemberAdded {
+            workspace_id,
+            user_id: created_by,
+            email: creator_email,
+            role: Role::Owner,
+            added_by: created_by,
+        }),
+    ])
+}
+
 impl WorkspaceState {
+    // One decision per command; `Workspace::decide` dispatches.
+
+    fn add_member(
+        &self,
+        actor: Actor,
+        user_id: UserId,
+        email: Email,
+        role: Role,
+    ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+        let acting = self.acting_role(&actor)?;
+        require(
+            acting,
+            Permission::ManageMembers,
+            "only owners and admins add members",
+        )?;
+        if role == Role::Owner && acting != Role::Owner {
+            return Err(WorkspaceError::Forbidden(
+                "only owners may make someone an owner",
+            ));
+        }
+        if self.members.contains_key(&user_id) {
+            return Err(WorkspaceError::AlreadyMember);
+        }
+        Ok(vec![WorkspaceEvent::MemberAdded(MemberAdded {
+            workspace_id: self.id,
+            user_id,
+            email,
+            role,
+            added_by: actor.user_id,
+        })])
+    }
+
+    fn invite(
+        &self,
+        actor: Actor,
+        invitation_id: Uuid,
+        email: Email,
+        role: Role,
+    ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+        let acting = self.acting_role(&actor)?;
+        require(
+            acting,
+            Permission::ManageMembers,
+            "only owners and admins invite members",
+        )?;
+        if role == Role::Owner && acting != Role::Owner {
+            return Err(WorkspaceError::Forbidden(
+                "only owners may make someone an owner",
+            ));
+        }
+        if self.members.values().any(|m| m.email == email) {
+            return Err(WorkspaceError::AlreadyMember);
+        }
+        // A re-invitation keeps the id, so links to it stay valid.
+        let invitation_id = self.invitations.get(&email).map_or(invitation_id, |i| i.id);
+        Ok(vec![WorkspaceEvent::MemberInvited(MemberInvited {
+            workspace_id: self.id,
+            invitation_id,
+            email,
+            role,
+            invited_by: actor.user_id,
+        })])
+    }
+
+    fn cancel_invitation(
+        &self,
+        actor: Actor,
+        invitation_id: Uuid,
+    ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+        let acting = self.acting_role(&actor)?;
+        require(
+            acting,
+            Permission::ManageMembers,
+            "only owners and admins cancel invitations",
+        )?;
+        let email = self
+            .invitations
+            .iter()
+            .find(|(_, i)| i.id == invitation_id)
+            .map(|(email, _)| email.clone())
+            .ok_or(WorkspaceError::InvitationNotFound)?;
+        Ok(vec![WorkspaceEvent::InvitationCancelled(
+            InvitationCancelled {
+                workspace_id: self.id,
+                invitation_id,
+                email,
+                cancelled_by: actor.user_id,
+            },
+        )])
+    }
+
+    fn accept_invitation(
+        &self,
+        user_id: UserId,
+        email: Email,
+    ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+        let invitation = self
+            .invitations
+            .get(&email)
+            .ok_or(WorkspaceError::InvitationNotFound)?;
+        if self.members.contains_key(&user_id) {
+            return Ok(vec![]);
+        }
+        Ok(vec![WorkspaceEvent::MemberAdded(MemberAdded {
+            workspace_id: self.id,
+            user_id,
+            email,
+            role: invitation.role,
+            added_by: invitation.invited_by,
+        })])
+    }
+
+    fn change_role(
+        &self,
+        actor: Actor,
+        user_id: UserId,
+        role: Role,
+    ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+        let acting = self.acting_role(&actor)?;
+        require(
+            acting,
+            Permission::ManageMembers,
+            "only owners and admins change roles",
+        )?;
+        let current = self.member_role(user_id)?;
+        if current == role {
+            return Ok(vec![]);
+        }
+        if (current == Role::Owner || role == Role::Owner) && acting != Role::Owner {
+            return Err(WorkspaceError::Forbidden(
+                "only owners may grant or take the owner role",
+            ));
+        }
+        if current == Role::Owner && self.owner_count() == 1 {
+            return Err(WorkspaceError::LastOwner);
+        }
+        Ok(vec![WorkspaceEvent::MemberRoleChanged(MemberRoleChanged {
+            workspace_id: self.id,
+            user_id,
+            previous_role: current,
+            role,
+            changed_by: actor.user_id,
+        })])
+    }
+
+    fn remove_member(
+        &self,
+        actor: Actor,
+        user_id: UserId,
+    ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+        let acting = self.acting_role(&actor)?;
+        let current = self.member_role(user_id)?;
+        if user_id != actor.user_id {
+            require(
+                acting,
+                Permission::ManageMembers,
+                "only owners and admins remove members",
+            )?;
+            if current == Role::Owner && acting != Role::Owner {
+                return Err(WorkspaceError::Forbidden("only owners may remove an owner"));
+            }
+        }
+        self.removal(user_id, current, actor.user_id)
+    }
+
+    fn leave(&self, actor: Actor) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+        self.acting_role(&actor)?;
+        let current = self.member_role(actor.user_id)?;
+        self.removal(actor.user_id, current, actor.user_id)
+    }
+
+    fn create_api_key(
+        &self,
+        actor: Actor,
+        key_id: Uuid,
+        name: String,
+        role: Role,
+        prefix: String,
+    ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+        let acting = self.acting_role(&actor)?;
+        require(
+            acting,
+            Permission::CreateApiKeys,
+            "viewers may not create API keys",
+        )?;
+        if role.rank() > acting.rank() {
+            let mut errors = ValidationErrors::default();
+            errors.add(
+                "role",
+                format!("must be no higher than your own role ({})", acting.as_str()),
+            );
+            return Err(WorkspaceError::Invalid(errors));
+        }
+        let mut errors = ValidationErrors::default();
+        let name = required_text(&mut errors, "name", &name, MAX_API_KEY_NAME_CHARS);
+        errors.into_result().map_err(WorkspaceError::Invalid)?;
+        if self.api_keys.contains_key(&key_id) {
+            return Err(WorkspaceError::AlreadyExists);
+        }
+        Ok(vec![WorkspaceEvent::ApiKeyCreated(ApiKeyCreated {
+            workspace_id: self.id,
+            key_id,
+            name,
+            prefix,
+            role,
+            created_by: actor.user_id,
+        })])
+    }
+
+    fn set_thesis(
+        &self,
+        actor: Actor,
+        thesis: crate::enrichment::Thesis,
+    ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+        let acting = self.acting_role(&actor)?;
+        require(
+            acting,
+            Permission::ManageMembers,
+            "only owners and admins set the workspace's thesis",
+        )?;
+        if thesis == self.thesis {
+            return Ok(vec![]);
+        }
+        Ok(vec![WorkspaceEvent::ThesisSet(ThesisSet {
+            workspace_id: self.id,
+            thesis,
+            set_by: actor.user_id,
+        })])
+    }
+
+    fn revoke_api_key(
+        &self,
+        actor: Actor,
+        key_id: Uuid,
+    ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+        let acting = self.acting_role(&actor)?;
+        let key = self
+            .api_keys
+            .get(&key_id)
+            .ok_or(WorkspaceError::ApiKeyNotFound)?;
+        let own = key.created_by == actor.user_id;
+        if !own && !acting.allows(Permission::ManageApiKeys) {
+            // Someone else's key is invisible to a plain member.
+            return Err(WorkspaceError::ApiKeyNotFound);
+        }
+        if key.revoked {
+            return Ok(vec![]);
+        }
+        Ok(vec![WorkspaceEvent::ApiKeyRevoked(ApiKeyRevoked {
+            workspace_id: self.id,
+            key_id,
+            revoked_by: actor.user_id,
+        })])
+    }
+
     /// The role the actor acts with: the one they were authenticated with
     /// (an API key's may be lower) but never more than their membership's.
     fn acting_role(&self, actor: &Actor) -> Result<Role, WorkspaceError> {
