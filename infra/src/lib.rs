@@ -19,6 +19,7 @@ pub mod lease;
 pub mod rate_limit;
 pub mod relay;
 pub mod stream;
+pub mod supervise;
 pub mod upcast;
 pub mod verify;
 pub mod wire;

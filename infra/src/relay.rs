@@ -159,20 +159,7 @@ impl Relay {
 
     /// Runs until `shutdown` is cancelled; errors are retried with backoff.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut backoff = Duration::from_millis(100);
-        while !shutdown.is_cancelled() {
-            match self.lead(&shutdown).await {
-                Ok(()) => return Ok(()),
-                Err(error) => {
-                    tracing::error!(error = format!("{error:#}"), "relay failed; restarting");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.cancelled() => return Ok(()),
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+        crate::supervise::restarting("relay", &shutdown, || self.lead(&shutdown)).await;
         Ok(())
     }
 

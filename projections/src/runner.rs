@@ -7,6 +7,7 @@ use futures::StreamExt;
 use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use std::time::Duration;
+use vcintel_infra::supervise::restarting;
 use vcintel_infra::wire::{EventMessage, Topology};
 use vcintel_infra::{event_log, failpoint, CancellationToken};
 
@@ -39,24 +40,10 @@ pub async fn run_projection<P: Projection>(
     settings: ProjectionSettings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut backoff = Duration::from_millis(100);
-    while !shutdown.is_cancelled() {
-        match consume::<P>(&pool, &js, &topology, &settings, &shutdown).await {
-            Ok(()) => return Ok(()),
-            Err(error) => {
-                tracing::error!(
-                    projection = P::NAME,
-                    error = format!("{error:#}"),
-                    "projection failed; restarting"
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.cancelled() => return Ok(()),
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
+    restarting(P::NAME, &shutdown, || {
+        consume::<P>(&pool, &js, &topology, &settings, &shutdown)
+    })
+    .await;
     Ok(())
 }
 

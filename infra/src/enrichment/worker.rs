@@ -184,23 +184,8 @@ impl EnrichmentWorker {
     /// Runs until `shutdown`, reconnecting with backoff on errors.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let worker = Arc::new(self);
-        let mut backoff = Duration::from_millis(100);
-        while !shutdown.is_cancelled() {
-            match worker.clone().consume(&shutdown).await {
-                Ok(()) => return Ok(()),
-                Err(error) => {
-                    tracing::error!(
-                        error = format!("{error:#}"),
-                        "enrichment worker failed; restarting"
-                    );
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.cancelled() => return Ok(()),
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+        crate::supervise::restarting(WORKER_NAME, &shutdown, || worker.clone().consume(&shutdown))
+            .await;
         Ok(())
     }
 
