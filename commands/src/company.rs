@@ -1,7 +1,7 @@
 //! Company use cases: add, update details, delete.
 
 use crate::aggregate::CompanyAggregate;
-use crate::execute::{execute, Load, LoadedAggregate};
+use crate::execute::{execute, owned_at_version, Load, LoadedAggregate};
 use crate::{CommandError, CommandMetadata, Committed};
 use cqrs_es::EventStore;
 use uuid::Uuid;
@@ -102,25 +102,13 @@ where
         metadata: &CommandMetadata,
     ) -> Result<Committed, CommandError> {
         let workspace = actor.workspace_id;
-        let precondition = |aggregate: &CompanyAggregate, current: u64| {
-            let Some(expected) = expected_version else {
-                return Ok(());
-            };
-            // Tenancy before preconditions: a foreign or missing company must
-            // answer "not found" whatever version the caller guessed.
-            let company = &aggregate.0;
-            let visible = company.details().is_some() && company.workspace_id() == Some(workspace);
-            if !visible {
-                return Err(CompanyError::NotFound.into());
-            }
-            if expected != current {
-                return Err(CommandError::VersionMismatch {
-                    expected,
-                    actual: current,
-                });
-            }
-            Ok(())
-        };
+        let precondition = owned_at_version(
+            expected_version,
+            |aggregate: &CompanyAggregate| {
+                aggregate.0.details().is_some() && aggregate.0.workspace_id() == Some(workspace)
+            },
+            || CompanyError::NotFound.into(),
+        );
         execute(
             &self.store,
             company_id.to_string(),

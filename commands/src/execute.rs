@@ -61,6 +61,32 @@ pub(crate) enum Load {
     Fresh,
 }
 
+/// The precondition of a change to an aggregate a workspace owns: tenancy
+/// first (a foreign or missing aggregate is "not found" whatever version
+/// the caller guessed), then `If-Match` (`expected_version`). Without an
+/// expected version the decision itself checks tenancy.
+pub(crate) fn owned_at_version<A>(
+    expected_version: Option<u64>,
+    visible: impl FnOnce(&A) -> bool,
+    not_found: impl FnOnce() -> CommandError,
+) -> impl FnOnce(&A, u64) -> Result<(), CommandError> {
+    move |aggregate, current| {
+        let Some(expected) = expected_version else {
+            return Ok(());
+        };
+        if !visible(aggregate) {
+            return Err(not_found());
+        }
+        if expected != current {
+            return Err(CommandError::VersionMismatch {
+                expected,
+                actual: current,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Runs `command` on the aggregate `aggregate_id`. `precondition` sees the
 /// loaded state and version before the decision (tenancy, `If-Match`).
 pub(crate) async fn execute<A, S>(

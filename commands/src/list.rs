@@ -1,7 +1,7 @@
 //! List use cases: create, rename, delete, and put companies in and out.
 
 use crate::aggregate::{CompanyAggregate, ListAggregate};
-use crate::execute::{execute, Load, LoadedAggregate};
+use crate::execute::{execute, owned_at_version, Load, LoadedAggregate};
 use crate::{CommandError, CommandMetadata, Committed};
 use cqrs_es::EventStore;
 use uuid::Uuid;
@@ -166,22 +166,11 @@ where
         metadata: &CommandMetadata,
     ) -> Result<Committed, CommandError> {
         let workspace = actor.workspace_id;
-        let precondition = |list: &ListAggregate, current: u64| {
-            let Some(expected) = expected_version else {
-                return Ok(());
-            };
-            // Tenancy first: a foreign list is "not found" whatever version was guessed.
-            if !list.0.is_visible_in(workspace) {
-                return Err(ListError::NotFound.into());
-            }
-            if expected != current {
-                return Err(CommandError::VersionMismatch {
-                    expected,
-                    actual: current,
-                });
-            }
-            Ok(())
-        };
+        let precondition = owned_at_version(
+            expected_version,
+            |list: &ListAggregate| list.0.is_visible_in(workspace),
+            || ListError::NotFound.into(),
+        );
         execute(
             &self.lists,
             list_id.to_string(),

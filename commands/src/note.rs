@@ -2,7 +2,7 @@
 //! edit it, delete it.
 
 use crate::aggregate::{CompanyAggregate, NoteAggregate};
-use crate::execute::{execute, Load, LoadedAggregate};
+use crate::execute::{execute, owned_at_version, Load, LoadedAggregate};
 use crate::{CommandError, CommandMetadata, Committed};
 use cqrs_es::EventStore;
 use uuid::Uuid;
@@ -104,26 +104,16 @@ where
         expected_version: Option<u64>,
         metadata: &CommandMetadata,
     ) -> Result<Committed, CommandError> {
-        let precondition = |note: &NoteAggregate, current: u64| {
-            let Some(expected) = expected_version else {
-                return Ok(());
-            };
-            // Tenancy first: a foreign note is "not found" whatever version was guessed.
-            if note
-                .0
-                .decide(NoteCommand::Delete { actor })
-                .is_err_and(|e| e == NoteError::NotFound)
-            {
-                return Err(NoteError::NotFound.into());
-            }
-            if expected != current {
-                return Err(CommandError::VersionMismatch {
-                    expected,
-                    actual: current,
-                });
-            }
-            Ok(())
-        };
+        let precondition = owned_at_version(
+            expected_version,
+            |note: &NoteAggregate| {
+                !note
+                    .0
+                    .decide(NoteCommand::Delete { actor })
+                    .is_err_and(|e| e == NoteError::NotFound)
+            },
+            || NoteError::NotFound.into(),
+        );
         execute(
             &self.notes,
             note_id.to_string(),

@@ -1,7 +1,7 @@
 //! Saved-search use cases: create, rename, delete.
 
 use crate::aggregate::SavedSearchAggregate;
-use crate::execute::{execute, Load, LoadedAggregate};
+use crate::execute::{execute, owned_at_version, Load, LoadedAggregate};
 use crate::{CommandError, CommandMetadata, Committed};
 use cqrs_es::EventStore;
 use uuid::Uuid;
@@ -65,22 +65,11 @@ where
         metadata: &CommandMetadata,
     ) -> Result<Committed, CommandError> {
         let workspace = actor.workspace_id;
-        let precondition = |search: &SavedSearchAggregate, current: u64| {
-            let Some(expected) = expected_version else {
-                return Ok(());
-            };
-            // Tenancy first: a foreign search is "not found" whatever version was guessed.
-            if !search.0.is_visible_in(workspace) {
-                return Err(SavedSearchError::NotFound.into());
-            }
-            if expected != current {
-                return Err(CommandError::VersionMismatch {
-                    expected,
-                    actual: current,
-                });
-            }
-            Ok(())
-        };
+        let precondition = owned_at_version(
+            expected_version,
+            |search: &SavedSearchAggregate| search.0.is_visible_in(workspace),
+            || SavedSearchError::NotFound.into(),
+        );
         execute(
             &self.store,
             id.to_string(),

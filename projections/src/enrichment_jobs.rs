@@ -5,8 +5,8 @@
 //! that raced the deletion from bringing one back.
 
 use crate::{
-    aggregate_uuid, decode_event, forget_deleted_company, AggregateChanges, Projection,
-    ProjectionError, COMPANY_DELETED,
+    aggregate_uuid, apply_of_companies, AggregateChanges, OfCompanies, Projection, ProjectionError,
+    COMPANY_DELETED,
 };
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor};
@@ -28,22 +28,21 @@ impl Projection for EnrichmentJobsProjection {
         tx: &mut PgConnection,
         changes: &[AggregateChanges],
     ) -> Result<(), ProjectionError> {
-        for change in changes {
-            for event in &change.events {
-                if change.aggregate_type == vcintel_domain::company::AGGREGATE_TYPE {
-                    forget_deleted_company(
-                        tx,
-                        Self::NAME,
-                        event,
-                        "delete from enrichment_jobs where workspace_id = $4 and company_id = $1",
-                    )
-                    .await?;
-                    continue;
-                }
-                apply_job_event(tx, event, decode_event(event)?).await?;
-            }
-        }
-        Ok(())
+        apply_of_companies::<Self>(tx, changes).await
+    }
+}
+
+impl OfCompanies for EnrichmentJobsProjection {
+    type Event = EnrichmentEvent;
+    const FORGET_COMPANY: &'static str =
+        "delete from enrichment_jobs where workspace_id = $4 and company_id = $1";
+
+    async fn apply_event(
+        tx: &mut PgConnection,
+        message: &EventMessage,
+        event: EnrichmentEvent,
+    ) -> Result<(), ProjectionError> {
+        apply_job_event(tx, message, event).await
     }
 }
 

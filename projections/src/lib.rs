@@ -235,6 +235,42 @@ pub(crate) const COMPANY_DELETED: (&str, &str) = (
     vcintel_domain::company::DELETED_EVENT_TYPE,
 );
 
+/// A read model of things that belong to companies (notes, list items,
+/// enrichment jobs): it follows its own aggregate's events, and a company's
+/// deletion removes that company's rows.
+pub(crate) trait OfCompanies: Projection {
+    /// The events of the aggregate it follows.
+    type Event: serde::de::DeserializeOwned + Send;
+    /// Removes a deleted company's rows: `$1` is the company id, `$4` its
+    /// workspace (see [`forget_deleted_company`]).
+    const FORGET_COMPANY: &'static str;
+
+    /// Writes one of its own aggregate's events.
+    fn apply_event(
+        tx: &mut sqlx::PgConnection,
+        message: &vcintel_infra::wire::EventMessage,
+        event: Self::Event,
+    ) -> impl std::future::Future<Output = Result<(), ProjectionError>> + Send;
+}
+
+/// The `apply_batch` of every [`OfCompanies`] read model: a company's
+/// deletion forgets its rows, anything else is the read model's own event.
+pub(crate) async fn apply_of_companies<P: OfCompanies>(
+    tx: &mut sqlx::PgConnection,
+    changes: &[AggregateChanges],
+) -> Result<(), ProjectionError> {
+    for change in changes {
+        for event in &change.events {
+            if change.aggregate_type == vcintel_domain::company::AGGREGATE_TYPE {
+                forget_deleted_company(tx, P::NAME, event, P::FORGET_COMPANY).await?;
+            } else {
+                P::apply_event(tx, event, decode_event(event)?).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// For projections that react to company deletions: when `event` deletes
 /// a company, `delete_rows` (`$1` = the company id, `$4` its workspace, to
 /// keep to the read model's indexes) removes its rows from

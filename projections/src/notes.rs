@@ -4,8 +4,8 @@
 //! deletion, whatever order the two were applied in and on every rebuild.
 
 use crate::{
-    aggregate_uuid, decode_event, forget_deleted_company, AggregateChanges, Projection,
-    ProjectionError, COMPANY_DELETED,
+    aggregate_uuid, apply_of_companies, AggregateChanges, OfCompanies, Projection, ProjectionError,
+    COMPANY_DELETED,
 };
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor};
@@ -27,22 +27,21 @@ impl Projection for NotesProjection {
         tx: &mut PgConnection,
         changes: &[AggregateChanges],
     ) -> Result<(), ProjectionError> {
-        for change in changes {
-            for event in &change.events {
-                if change.aggregate_type == vcintel_domain::company::AGGREGATE_TYPE {
-                    forget_deleted_company(
-                        tx,
-                        Self::NAME,
-                        event,
-                        "delete from notes where workspace_id = $4 and company_id = $1",
-                    )
-                    .await?;
-                    continue;
-                }
-                apply_note_event(tx, event, decode_event(event)?).await?;
-            }
-        }
-        Ok(())
+        apply_of_companies::<Self>(tx, changes).await
+    }
+}
+
+impl OfCompanies for NotesProjection {
+    type Event = NoteEvent;
+    const FORGET_COMPANY: &'static str =
+        "delete from notes where workspace_id = $4 and company_id = $1";
+
+    async fn apply_event(
+        tx: &mut PgConnection,
+        message: &EventMessage,
+        event: NoteEvent,
+    ) -> Result<(), ProjectionError> {
+        apply_note_event(tx, message, event).await
     }
 }
 

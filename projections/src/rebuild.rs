@@ -67,13 +67,16 @@ pub struct Rebuilt {
     pub swap_took: Duration,
 }
 
-/// A rebuild's progress as recorded in `projection_rebuilds`.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+/// A blue/green rebuild of a read model.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = RebuildProgress))]
 pub struct RebuildStatus {
     pub read_model: String,
-    /// `running` (or interrupted: see `active`) or `swapped`.
+    /// `running` (fresh tables being filled; live ones serve) or `swapped`.
     pub state: String,
-    /// Whether a process is running it right now.
+    /// Whether a process is working on it now; a `running` rebuild nobody
+    /// works on was interrupted and resumes when started again.
     pub active: bool,
     pub replayed: i64,
     /// Events that feed the read model (counted at the start, raised as

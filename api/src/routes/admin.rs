@@ -76,7 +76,7 @@ pub struct ReadModelStatus {
     /// Versions the projection found missing from the stream (a hole met
     /// before the relay repaired it) and filled from the event store.
     pub gap_fills: Option<GapFills>,
-    pub rebuild: Option<RebuildProgress>,
+    pub rebuild: Option<RebuildStatus>,
 }
 
 /// What a projection filled from the event store.
@@ -100,40 +100,6 @@ pub struct ProjectionFailure {
     /// Consecutive failures on that event.
     pub failures: i64,
     pub at: DateTime<Utc>,
-}
-
-/// A blue/green rebuild of a read model.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct RebuildProgress {
-    /// `running` (fresh tables being filled; live ones serve) or `swapped`.
-    pub state: String,
-    /// Whether a process is working on it now; a `running` rebuild nobody
-    /// works on was interrupted and resumes when started again.
-    pub active: bool,
-    pub replayed: i64,
-    pub total: i64,
-    /// Runs so far; above 1 when it was resumed.
-    pub runs: i32,
-    pub started_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-}
-
-impl From<RebuildStatus> for RebuildProgress {
-    fn from(s: RebuildStatus) -> Self {
-        RebuildProgress {
-            state: s.state,
-            active: s.active,
-            replayed: s.replayed,
-            total: s.total,
-            runs: s.runs,
-            started_at: s.started_at,
-            updated_at: s.updated_at,
-            finished_at: s.finished_at,
-            last_error: s.last_error,
-        }
-    }
 }
 
 /// How many dead letters were republished.
@@ -175,7 +141,7 @@ pub async fn list_read_models(
             let rebuild = rebuilds
                 .iter()
                 .position(|r| r.read_model == p.name)
-                .map(|i| rebuilds.swap_remove(i).into());
+                .map(|i| rebuilds.swap_remove(i));
             ReadModelStatus {
                 name: p.name.to_owned(),
                 aggregate_types: model
