@@ -4,6 +4,8 @@
 use crate::auth::TokenKeys;
 use crate::component::Component;
 use crate::consistency::ConsistencyTokens;
+use crate::consistency::ReadYourWrites;
+use crate::idempotency::Idempotency;
 use crate::limits::RateLimits;
 use crate::router::router;
 use crate::settings::Settings;
@@ -121,6 +123,16 @@ impl Application {
             tracing::warn!("VCINTEL_DEV_TOKENS is on: development tokens are accepted; never do this in production");
         }
         let identity = IdentityCache::new();
+        let read_your_writes = Arc::new(ReadYourWrites {
+            tokens: ConsistencyTokens::new(settings.jwt_secret_bytes()),
+            pool: pool.clone(),
+            wait: settings.consistency_wait(),
+            directory: WorkspaceDirectory::new(pool.clone(), identity.clone()),
+        });
+        let idempotency = Arc::new(Idempotency {
+            pool: pool.clone(),
+            request_timeout: Duration::from_secs(settings.request_timeout_secs),
+        });
         let state = AppState::new(Services {
             companies: Arc::new(services.companies),
             accounts: Arc::new(services.accounts),
@@ -158,7 +170,8 @@ impl Application {
             passwords,
             pool,
             tokens: Arc::new(TokenKeys::new(settings.jwt_secret_bytes())),
-            consistency: ConsistencyTokens::new(settings.jwt_secret_bytes()),
+            read_your_writes,
+            idempotency,
             limits: RateLimits::new(
                 RateLimiter::new(limiter_pool),
                 settings.rate_limit_per_user,
@@ -173,7 +186,6 @@ impl Application {
             ))?
             .into(),
             topology,
-            consistency_wait: settings.consistency_wait(),
             admission_policy: AdmissionPolicy {
                 max_active_per_user: settings.enrich_max_active_per_user,
                 monthly_budget_micro_usd: if settings.llm_base_url.is_some() {

@@ -17,16 +17,16 @@
 //! command never did; otherwise the retry is told the command ran (409
 //! `idempotency-response-lost`, with the resource's `Location`).
 
-use crate::auth::Authentication;
+use crate::auth::principal::Authentication;
 use crate::error::{ApiError, InvalidField};
 use crate::http::headers::IDEMPOTENCY_DIGEST;
-use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+use std::sync::Arc;
 use vcintel_infra::accounts::sha256_bytes;
 use vcintel_infra::idempotency::{self, Claim, ClaimId, StoredResponse};
 
@@ -49,8 +49,17 @@ fn invalid_key(message: &str) -> Response {
     .into_response()
 }
 
+/// What the idempotency layer needs of the shared state (axum `FromRef`).
+#[derive(Debug)]
+pub struct Idempotency {
+    pub pool: sqlx::PgPool,
+    /// How long a request may run: a claim older than this that never
+    /// answered is taken over.
+    pub request_timeout: std::time::Duration,
+}
+
 pub async fn idempotent_posts(
-    State(state): State<AppState>,
+    State(state): State<Arc<Idempotency>>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -92,7 +101,7 @@ pub async fn idempotent_posts(
     for name in [
         header::CONTENT_TYPE,
         header::IF_MATCH,
-        HeaderName::from_static(crate::auth::WORKSPACE_HEADER),
+        HeaderName::from_static(crate::auth::principal::WORKSPACE_HEADER),
     ] {
         fingerprint.push(b'\n');
         if let Some(value) = parts.headers.get(&name) {
@@ -166,7 +175,7 @@ fn resource_location(effect: &idempotency::Effect) -> Option<String> {
     Some(format!("/v1/{collection}/{}", effect.aggregate_id))
 }
 
-async fn release(state: &AppState, principal: &str, key: &str, claim: ClaimId) {
+async fn release(state: &Idempotency, principal: &str, key: &str, claim: ClaimId) {
     if let Err(error) = idempotency::release(&state.pool, principal, key, claim).await {
         // Left claimed: a retry takes it over after the request timeout.
         tracing::warn!(%error, "could not release an idempotency key after a failure");
@@ -174,7 +183,7 @@ async fn release(state: &AppState, principal: &str, key: &str, claim: ClaimId) {
 }
 
 async fn remember(
-    state: &AppState,
+    state: &Idempotency,
     principal: &str,
     key: &str,
     claim: ClaimId,

@@ -1,9 +1,11 @@
 //! What every handler can reach, built once in the bootstrap.
 
 use crate::auth::token::TokenKeys;
-use crate::consistency::token::ConsistencyTokens;
+use crate::consistency::ReadYourWrites;
+use crate::idempotency::Idempotency;
 use crate::limits::budgets::RateLimits;
 use async_nats::jetstream;
+use axum::extract::FromRef;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +28,18 @@ pub struct AppState(Arc<Services>);
 impl AppState {
     pub fn new(services: Services) -> Self {
         Self(Arc::new(services))
+    }
+}
+
+impl FromRef<AppState> for Arc<ReadYourWrites> {
+    fn from_ref(state: &AppState) -> Self {
+        state.read_your_writes.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Idempotency> {
+    fn from_ref(state: &AppState) -> Self {
+        state.idempotency.clone()
     }
 }
 
@@ -76,14 +90,16 @@ pub struct Services {
     pub identity: IdentityCache,
     pub passwords: Passwords,
     pub tokens: Arc<TokenKeys>,
-    pub consistency: ConsistencyTokens,
+    /// Read-your-writes: the token key, the wait, and what it reads.
+    pub read_your_writes: Arc<ReadYourWrites>,
+    /// What the idempotency layer needs.
+    pub idempotency: Arc<Idempotency>,
     pub limits: RateLimits,
     pub nats: async_nats::Client,
     pub jetstream: jetstream::Context,
     pub topology: Topology,
     /// The stream's AsyncAPI document, built once for this deployment.
     pub asyncapi: bytes::Bytes,
-    pub consistency_wait: Duration,
     /// The quotas enrichment requests are admitted against (no monthly
     /// budget when no model is configured: the built-in enricher is free).
     pub admission_policy: vcintel_commands::admission::AdmissionPolicy,

@@ -101,7 +101,7 @@ pub enum CompanyCommand {
 /// react to (a deleted company leaves every note and list).
 pub const DELETED_EVENT_TYPE: &str = "company.deleted";
 
-crate::events::event_family! {
+crate::event_family::event_family! {
     /// Everything that can happen to a company. Serialized names are the stable
     /// event types; a change to a payload's shape gets a new version and an upcaster.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

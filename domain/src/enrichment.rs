@@ -440,7 +440,7 @@ pub enum EnrichmentCommand {
     },
 }
 
-crate::events::event_family! {
+crate::event_family::event_family! {
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
     pub enum EnrichmentEvent of AGGREGATE_TYPE {

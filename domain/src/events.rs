@@ -1,88 +1,10 @@
-//! The event catalogue. Each aggregate's events are declared once, with
-//! [`event_family!`]: the enum, the stable type name every variant is
-//! stored and published under, and its payload version. The families are
-//! listed once, in [`for_each_family`]; the store's checker, the upcasters,
-//! the AsyncAPI document and the fixtures test read them from here.
+//! The event catalogue: every event family, listed once in
+//! [`for_each_family`]. The store's checker, the upcasters, the AsyncAPI
+//! document and the fixtures test read the families from here; each family
+//! is declared where its aggregate lives, with
+//! [`event_family!`](crate::event_family::event_family).
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-
-/// One event type: its stable name and its payload's current version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventType {
-    pub name: &'static str,
-    pub version: &'static str,
-}
-
-/// The events' JSON schema, for the API's documents, when the `schema`
-/// feature is on; nothing otherwise.
-#[cfg(feature = "schema")]
-pub trait Schema: utoipa::ToSchema {}
-#[cfg(feature = "schema")]
-impl<T: utoipa::ToSchema> Schema for T {}
-/// The events' JSON schema, for the API's documents, when the `schema`
-/// feature is on; nothing otherwise.
-#[cfg(not(feature = "schema"))]
-pub trait Schema {}
-#[cfg(not(feature = "schema"))]
-impl<T> Schema for T {}
-
-/// An aggregate's events.
-pub trait EventFamily: Serialize + DeserializeOwned + Schema + Send + Sync + 'static {
-    /// The aggregate type the events belong to.
-    const AGGREGATE_TYPE: &'static str;
-    /// Every event type of the family.
-    const EVENT_TYPES: &'static [EventType];
-}
-
-/// Something done with one event family; the families are types, so they
-/// are visited rather than iterated.
-pub trait FamilyVisitor {
-    type Output;
-    fn visit<F: EventFamily>(&mut self) -> Self::Output;
-}
-
-/// Declares an aggregate's event enum: each variant with the type name it
-/// is serialized and stored under, and its payload version. The names are
-/// taken as token trees, not literals, so derives that read the serde
-/// attribute (utoipa's schema) see a plain string literal.
-macro_rules! event_family {
-    (
-        $(#[$meta:meta])*
-        pub enum $family:ident of $aggregate:path {
-            $( $(#[$variant_meta:meta])* $variant:ident($data:ty) = $name:tt v $version:tt, )+
-        }
-    ) => {
-        $(#[$meta])*
-        pub enum $family {
-            $( $(#[$variant_meta])* #[serde(rename = $name)] $variant($data), )+
-        }
-
-        impl $family {
-            /// The stable type name stored with the event and used in subjects.
-            pub fn event_type(&self) -> &'static str {
-                match self {
-                    $( $family::$variant(_) => $name, )+
-                }
-            }
-
-            /// The payload schema version of this event type.
-            pub fn event_version(&self) -> &'static str {
-                match self {
-                    $( $family::$variant(_) => $version, )+
-                }
-            }
-        }
-
-        impl $crate::events::EventFamily for $family {
-            const AGGREGATE_TYPE: &'static str = $aggregate;
-            const EVENT_TYPES: &'static [$crate::events::EventType] = &[
-                $( $crate::events::EventType { name: $name, version: $version }, )+
-            ];
-        }
-    };
-}
-pub(crate) use event_family;
+pub use crate::event_family::{EventFamily, EventType, FamilyVisitor, Schema};
 
 /// Every event family, in the order their aggregates were introduced.
 macro_rules! families {

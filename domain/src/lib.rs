@@ -8,6 +8,7 @@
 //! store, the message bus and HTTP live in the outer crates, which adapt these
 //! types to cqrs-es.
 
+pub mod event_family;
 pub mod events;
 
 pub mod budget;

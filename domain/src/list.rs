@@ -52,7 +52,7 @@ pub enum ListCommand {
     },
 }
 
-crate::events::event_family! {
+crate::event_family::event_family! {
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
     pub enum ListEvent of AGGREGATE_TYPE {

@@ -43,7 +43,7 @@ pub enum NoteCommand {
     },
 }
 
-crate::events::event_family! {
+crate::event_family::event_family! {
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
     pub enum NoteEvent of AGGREGATE_TYPE {

@@ -85,7 +85,7 @@ pub enum SavedSearchCommand {
     },
 }
 
-crate::events::event_family! {
+crate::event_family::event_family! {
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
     pub enum SavedSearchEvent of AGGREGATE_TYPE {

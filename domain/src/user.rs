@@ -132,7 +132,7 @@ pub enum UserCommand {
     },
 }
 
-crate::events::event_family! {
+crate::event_family::event_family! {
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
     pub enum UserEvent of AGGREGATE_TYPE {

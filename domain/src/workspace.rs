@@ -83,7 +83,7 @@ pub enum WorkspaceCommand {
     },
 }
 
-crate::events::event_family! {
+crate::event_family::event_family! {
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
     pub enum WorkspaceEvent of AGGREGATE_TYPE {

@@ -14,26 +14,37 @@ pub mod token;
 pub use token::{answering, ConsistencyTokens, Written, CONSISTENCY_TOKEN};
 
 use crate::error::ApiError;
-use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vcintel_projections::Reflects;
 
 /// More tokens than this in one request is a client bug, not a need.
 const MAX_TOKENS_PER_REQUEST: usize = 16;
 
+/// What read-your-writes needs of the shared state (axum `FromRef`).
+#[derive(Debug)]
+pub struct ReadYourWrites {
+    pub tokens: ConsistencyTokens,
+    pub pool: sqlx::PgPool,
+    /// How long a read waits for the read models before 503.
+    pub wait: Duration,
+    /// Told of workspace changes, so authorisation sees them at once.
+    pub directory: vcintel_infra::accounts::WorkspaceDirectory,
+}
+
 /// The `/v1` middleware: GETs wait for the tokens they carry; command
 /// responses that recorded a [`Written`] get their token.
 pub async fn read_your_writes(
-    State(state): State<AppState>,
+    State(state): State<Arc<ReadYourWrites>>,
     request: Request,
     next: Next,
 ) -> Response {
     if request.method() == Method::GET {
-        match tokens_of(&state.consistency, &request) {
+        match tokens_of(&state.tokens, &request) {
             Ok(writes) => {
                 for written in &writes {
                     if let Err(error) = wait_until_reflected(&state, written).await {
@@ -57,7 +68,7 @@ pub async fn read_your_writes(
                     .await;
             }
         }
-        if let Ok(value) = HeaderValue::from_str(&state.consistency.issue(&written)) {
+        if let Ok(value) = HeaderValue::from_str(&state.tokens.issue(&written)) {
             response.headers_mut().insert(CONSISTENCY_TOKEN, value);
         }
     }
@@ -96,7 +107,10 @@ fn tokens_of(tokens: &ConsistencyTokens, request: &Request) -> Result<Vec<Writte
 /// at least its version, for at most the configured consistency wait. A
 /// read model that only reacts to some of the aggregate's event types must
 /// reflect the latest of those up to that version, if there is one.
-pub async fn wait_until_reflected(state: &AppState, written: &Written) -> Result<(), ApiError> {
+pub async fn wait_until_reflected(
+    state: &ReadYourWrites,
+    written: &Written,
+) -> Result<(), ApiError> {
     if written.version == 0 {
         return Ok(());
     }
@@ -142,7 +156,7 @@ pub async fn wait_until_reflected(state: &AppState, written: &Written) -> Result
     if projections.is_empty() {
         return Ok(());
     }
-    let deadline = Instant::now() + state.consistency_wait;
+    let deadline = Instant::now() + state.wait;
     let mut pause = Duration::from_millis(2);
     loop {
         let behind = vcintel_projections::versions::projections_behind(

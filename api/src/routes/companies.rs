@@ -390,7 +390,7 @@ pub async fn get_company(
 ) -> Result<Response, ApiError> {
     if let Some(min_version) = params.min_version {
         wait_until_reflected(
-            &state,
+            &state.read_your_writes,
             &Written::at(vcintel_domain::company::AGGREGATE_TYPE, id, min_version),
         )
         .await?;

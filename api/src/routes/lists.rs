@@ -186,7 +186,7 @@ pub async fn get_list(
 ) -> Result<Response, ApiError> {
     if let Some(min_version) = params.min_version {
         wait_until_reflected(
-            &state,
+            &state.read_your_writes,
             &Written::at(vcintel_domain::list::AGGREGATE_TYPE, list_id, min_version),
         )
         .await?;
@@ -222,7 +222,7 @@ pub async fn list_list_companies(
 ) -> Result<axum::Json<ListCompaniesPage>, ApiError> {
     if let Some(min_version) = params.min_version {
         wait_until_reflected(
-            &state,
+            &state.read_your_writes,
             &Written::at(vcintel_domain::list::AGGREGATE_TYPE, list_id, min_version),
         )
         .await?;

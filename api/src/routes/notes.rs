@@ -183,7 +183,7 @@ pub async fn get_note(
 ) -> Result<Response, ApiError> {
     if let Some(min_version) = params.min_version {
         wait_until_reflected(
-            &state,
+            &state.read_your_writes,
             &Written::at(vcintel_domain::note::AGGREGATE_TYPE, note_id, min_version),
         )
         .await?;
