@@ -67,6 +67,23 @@ check_dependencies() {
     fi
 }
 
+SQLX_CLI_VERSION="0.8.6"
+
+# check_query_data: the committed .sqlx data (what sqlx::query! checks
+# against at build time) matches the queries and the migrated schema.
+check_query_data() {
+    if ! cargo sqlx --version 2>/dev/null | grep -q "$SQLX_CLI_VERSION"; then
+        log "installing sqlx-cli $SQLX_CLI_VERSION (cargo install, a few minutes once)"
+        cargo install --quiet --locked sqlx-cli --version "$SQLX_CLI_VERSION" \
+            --no-default-features --features postgres,rustls
+    fi
+    start_throwaway_services sqlx-check
+    local db="${DATABASE_URL%/*}/sqlx_check"
+    PGOPTIONS=--client-min-messages=warning psql "$DATABASE_URL" -qc "drop database if exists sqlx_check" -c "create database sqlx_check" >/dev/null
+    sqlx migrate run --source "$ROOT/migrations" --database-url "$db" >/dev/null
+    DATABASE_URL="$db" cargo sqlx prepare --workspace --check
+}
+
 ensure_rust() {
     command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (rustup) first"
 }

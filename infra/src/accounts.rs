@@ -139,11 +139,11 @@ pub async fn user_by_email(
     db: impl PgExecutor<'_>,
     email: &Email,
 ) -> Result<Option<UserId>, sqlx::Error> {
-    let id: Option<String> = sqlx::query_scalar(
+    let id = sqlx::query_scalar!(
         "select aggregate_id from unique_values where scope = $1 and value = $2",
+        EMAIL_SCOPE,
+        email.as_str(),
     )
-    .bind(EMAIL_SCOPE)
-    .bind(email.as_str())
     .fetch_optional(db)
     .await?;
     Ok(id.and_then(|id| id.parse().ok()).map(UserId))
@@ -171,16 +171,16 @@ pub async fn login_credentials(
     db: impl PgExecutor<'_>,
     email: &Email,
 ) -> Result<Option<(UserId, Option<String>)>, sqlx::Error> {
-    let row: Option<(Uuid, Option<String>)> = sqlx::query_as(
-        "select u.aggregate_id::uuid, c.password_hash
-         from unique_values u left join user_credentials c on c.user_id = u.aggregate_id::uuid
-         where u.scope = $1 and u.value = $2",
+    let row = sqlx::query!(
+        r#"select u.aggregate_id::uuid as "user_id!", c.password_hash as "password_hash?"
+           from unique_values u left join user_credentials c on c.user_id = u.aggregate_id::uuid
+           where u.scope = $1 and u.value = $2"#,
+        EMAIL_SCOPE,
+        email.as_str(),
     )
-    .bind(EMAIL_SCOPE)
-    .bind(email.as_str())
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|(user, hash)| (UserId(user), hash)))
+    Ok(row.map(|row| (UserId(row.user_id), row.password_hash)))
 }
 
 pub async fn store_password_hash(
@@ -188,12 +188,12 @@ pub async fn store_password_hash(
     user: UserId,
     hash: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "insert into user_credentials (user_id, password_hash) values ($1, $2)
          on conflict (user_id) do update set password_hash = excluded.password_hash, updated_at = now()",
+        user.0,
+        hash,
     )
-    .bind(user.0)
-    .bind(hash)
     .execute(db)
     .await?;
     Ok(())
@@ -203,10 +203,12 @@ pub async fn password_hash(
     db: impl PgExecutor<'_>,
     user: UserId,
 ) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("select password_hash from user_credentials where user_id = $1")
-        .bind(user.0)
-        .fetch_optional(db)
-        .await
+    sqlx::query_scalar!(
+        "select password_hash from user_credentials where user_id = $1",
+        user.0
+    )
+    .fetch_optional(db)
+    .await
 }
 
 // ---------------------------------------------------------------- sessions

@@ -72,7 +72,7 @@ impl Lease {
 
     /// Takes the lease if it is free or expired; whether this holder leads.
     pub async fn try_acquire(&mut self) -> Result<bool, LeaseError> {
-        let token: Option<i64> = sqlx::query_scalar(
+        let token = sqlx::query_scalar!(
             "insert into leases (name, holder, token, expires_at)
              values ($1, $2, 1, now() + make_interval(secs => $3))
              on conflict (name) do update
@@ -80,10 +80,10 @@ impl Lease {
                    expires_at = excluded.expires_at, renewed_at = now()
                where leases.expires_at < now()
              returning token",
+            self.name,
+            self.holder,
+            self.ttl.as_secs_f64(),
         )
-        .bind(&self.name)
-        .bind(&self.holder)
-        .bind(self.ttl.as_secs_f64())
         .fetch_optional(&self.pool)
         .await?;
         self.token = token;
@@ -101,14 +101,14 @@ impl Lease {
         let Some(token) = self.token else {
             return Err(self.lost());
         };
-        let renewed = sqlx::query(
+        let renewed = sqlx::query!(
             "update leases set expires_at = now() + make_interval(secs => $4), renewed_at = now()
              where name = $1 and holder = $2 and token = $3",
+            self.name,
+            self.holder,
+            token,
+            self.ttl.as_secs_f64(),
         )
-        .bind(&self.name)
-        .bind(&self.holder)
-        .bind(token)
-        .bind(self.ttl.as_secs_f64())
         .execute(&self.pool)
         .await?;
         if renewed.rows_affected() == 0 {
@@ -123,12 +123,12 @@ impl Lease {
     /// wait for it to expire.
     pub async fn release(&mut self) {
         if let Some(token) = self.token.take() {
-            let released = sqlx::query(
+            let released = sqlx::query!(
                 "update leases set expires_at = now() where name = $1 and holder = $2 and token = $3",
+                self.name,
+                self.holder,
+                token,
             )
-            .bind(&self.name)
-            .bind(&self.holder)
-            .bind(token)
             .execute(&self.pool)
             .await;
             if let Err(error) = released {
@@ -149,8 +149,11 @@ pub async fn current_holder(
     pool: &PgPool,
     name: &str,
 ) -> Result<Option<(String, i64)>, sqlx::Error> {
-    sqlx::query_as("select holder, token from leases where name = $1 and expires_at > now()")
-        .bind(name)
-        .fetch_optional(pool)
-        .await
+    let row = sqlx::query!(
+        "select holder, token from leases where name = $1 and expires_at > now()",
+        name
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|row| (row.holder, row.token)))
 }

@@ -97,12 +97,12 @@ impl vcintel_commands::admission::Spending for MonthlySpending {
         &self,
         workspace: WorkspaceId,
     ) -> Result<u64, vcintel_commands::CommandError> {
-        let spent: i64 = sqlx::query_scalar(
-            "select coalesce(sum(cost_micro_usd), 0)::bigint from enrichment_usage
-             where workspace_id = $1 and month = $2",
+        let spent = sqlx::query_scalar!(
+            r#"select coalesce(sum(cost_micro_usd), 0)::bigint as "spent!" from enrichment_usage
+               where workspace_id = $1 and month = $2"#,
+            workspace.0,
+            month_of(Utc::now()),
         )
-        .bind(workspace.0)
-        .bind(month_of(Utc::now()))
         .fetch_one(&self.pool)
         .await
         .map_err(|e| vcintel_commands::CommandError::Store(Box::new(e)))?;

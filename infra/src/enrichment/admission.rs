@@ -33,10 +33,10 @@ impl AdmissionStore for PgAdmission {
         &self,
         company: CompanyId,
     ) -> Result<Option<EnrichmentJobId>, CommandError> {
-        let holder: Option<String> = sqlx::query_scalar(
+        let holder = sqlx::query_scalar!(
             "select aggregate_id from unique_values where scope = $1 and value = 'active'",
+            active_enrichment_scope(company),
         )
-        .bind(active_enrichment_scope(company))
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;
@@ -69,11 +69,13 @@ struct PgAdmissionLock {
 #[async_trait::async_trait]
 impl AdmissionLock for PgAdmissionLock {
     async fn active_jobs(&mut self, user: UserId) -> Result<i64, CommandError> {
-        sqlx::query_scalar("select count(*) from unique_values where scope = $1")
-            .bind(user_enrichments_scope(user))
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(store_error)
+        sqlx::query_scalar!(
+            r#"select count(*) as "count!" from unique_values where scope = $1"#,
+            user_enrichments_scope(user),
+        )
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(store_error)
     }
 
     async fn release(self: Box<Self>) -> Result<(), CommandError> {
