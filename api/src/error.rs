@@ -123,6 +123,14 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// 422 naming one field at fault.
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> ApiError {
+        ApiError::Invalid(vec![InvalidField {
+            field: field.to_owned(),
+            message: message.into(),
+        }])
+    }
+
     pub fn invalid(errors: &vcintel_domain::ValidationErrors) -> Self {
         ApiError::Invalid(errors.fields().iter().map(InvalidField::from).collect())
     }
@@ -456,10 +464,7 @@ impl From<CommandError> for ApiError {
             CommandError::Note(NoteError::NotFound) => ApiError::NotFound,
             CommandError::Note(NoteError::Forbidden(why)) => ApiError::Forbidden(why.to_owned()),
             CommandError::Note(NoteError::InvalidContent(message)) => {
-                ApiError::Invalid(vec![InvalidField {
-                    field: "content".to_owned(),
-                    message,
-                }])
+                ApiError::invalid_field("content", message)
             }
             CommandError::Note(NoteError::AlreadyExists) => {
                 ApiError::Conflict("the note already exists".to_owned())
@@ -467,10 +472,9 @@ impl From<CommandError> for ApiError {
             CommandError::List(ListError::NotFound) => ApiError::NotFound,
             CommandError::List(ListError::Forbidden) => ApiError::Forbidden(error.to_string()),
             CommandError::List(ListError::Invalid(errors)) => ApiError::invalid(&errors),
-            CommandError::List(ListError::Full) => ApiError::Invalid(vec![InvalidField {
-                field: "list_id".to_owned(),
-                message: error.to_string(),
-            }]),
+            CommandError::List(ListError::Full) => {
+                ApiError::invalid_field("list_id", error.to_string())
+            }
             CommandError::List(ListError::AlreadyExists) => {
                 ApiError::Conflict("the list already exists".to_owned())
             }

@@ -18,7 +18,7 @@
 //! `idempotency-response-lost`, with the resource's `Location`).
 
 use crate::auth::principal::Authentication;
-use crate::error::{ApiError, InvalidField};
+use crate::error::ApiError;
 use crate::http::headers::IDEMPOTENCY_DIGEST;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -114,10 +114,10 @@ pub async fn idempotent_posts(
     let takeover_after = state.request_timeout + std::time::Duration::from_secs(1);
     match idempotency::claim(&state.pool, &principal, &key, &hash, takeover_after).await {
         Err(error) => ApiError::from(error).into_response(),
-        Ok(Claim::Mismatch) => ApiError::Invalid(vec![InvalidField {
-            field: "Idempotency-Key".to_owned(),
-            message: "was already used with a different request; use a new key".to_owned(),
-        }])
+        Ok(Claim::Mismatch) => ApiError::invalid_field(
+            "Idempotency-Key",
+            "was already used with a different request; use a new key".to_owned(),
+        )
         .into_response(),
         Ok(Claim::InProgress) => ApiError::IdempotencyKeyInUse.into_response(),
         Ok(Claim::Replay(stored)) => replay(stored),

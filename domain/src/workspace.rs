@@ -468,6 +468,24 @@ fn create(
 impl WorkspaceState {
     // One decision per command; `Workspace::decide` dispatches.
 
+    /// The actor's role, if it may bring someone in with `role`: managers
+    /// only, and only owners make owners.
+    fn granting(
+        &self,
+        actor: &Actor,
+        role: Role,
+        why: &'static str,
+    ) -> Result<Role, WorkspaceError> {
+        let acting = self.acting_role(actor)?;
+        require(acting, Permission::ManageMembers, why)?;
+        if role == Role::Owner && acting != Role::Owner {
+            return Err(WorkspaceError::Forbidden(
+                "only owners may make someone an owner",
+            ));
+        }
+        Ok(acting)
+    }
+
     fn add_member(
         &self,
         actor: Actor,
@@ -475,17 +493,7 @@ impl WorkspaceState {
         email: Email,
         role: Role,
     ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
-        let acting = self.acting_role(&actor)?;
-        require(
-            acting,
-            Permission::ManageMembers,
-            "only owners and admins add members",
-        )?;
-        if role == Role::Owner && acting != Role::Owner {
-            return Err(WorkspaceError::Forbidden(
-                "only owners may make someone an owner",
-            ));
-        }
+        self.granting(&actor, role, "only owners and admins add members")?;
         if self.members.contains_key(&user_id) {
             return Err(WorkspaceError::AlreadyMember);
         }
@@ -505,17 +513,7 @@ impl WorkspaceState {
         email: Email,
         role: Role,
     ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
-        let acting = self.acting_role(&actor)?;
-        require(
-            acting,
-            Permission::ManageMembers,
-            "only owners and admins invite members",
-        )?;
-        if role == Role::Owner && acting != Role::Owner {
-            return Err(WorkspaceError::Forbidden(
-                "only owners may make someone an owner",
-            ));
-        }
+        self.granting(&actor, role, "only owners and admins invite members")?;
         if self.members.values().any(|m| m.email == email) {
             return Err(WorkspaceError::AlreadyMember);
         }

@@ -1,7 +1,7 @@
 //! `/v1/auth`: sign up, sign in, refresh, sign out, and "sign out everywhere".
 
 use crate::auth::SignedIn;
-use crate::error::{ApiError, InvalidField, Problem};
+use crate::error::{ApiError, Problem};
 use crate::http::extract::Json;
 use crate::http::headers::with_rate_limit_headers;
 use crate::http::metadata::command_metadata;
@@ -150,10 +150,7 @@ pub async fn register(
     let decision = charge_auth_attempt(&state, &ip.0, email.as_ref(), REGISTER_PATH).await?;
     errors.into_result().map_err(|e| ApiError::invalid(&e))?;
     let Some(email) = email else {
-        return Err(ApiError::Invalid(vec![InvalidField {
-            field: "email".to_owned(),
-            message: "is required".to_owned(),
-        }]));
+        return Err(ApiError::invalid_field("email", "is required"));
     };
     let signed_in = state
         .accounts
@@ -197,12 +194,8 @@ pub async fn login(
     headers: HeaderMap,
     Json(body): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let email = Email::parse(&body.email).map_err(|message| {
-        ApiError::Invalid(vec![InvalidField {
-            field: "email".to_owned(),
-            message,
-        }])
-    })?;
+    let email =
+        Email::parse(&body.email).map_err(|message| ApiError::invalid_field("email", message))?;
     let decision = charge_auth_attempt(&state, &ip.0, Some(&email), LOGIN_PATH).await?;
     let signed_in = state
         .accounts

@@ -4,7 +4,7 @@
 use super::{current_state, TAG};
 use crate::auth::Caller;
 use crate::consistency::answering;
-use crate::error::{ApiError, InvalidField, Problem};
+use crate::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path};
 use crate::http::respond::{accepted, CommandAccepted};
 use crate::state::AppState;
@@ -121,13 +121,8 @@ pub async fn add_member(
     headers: HeaderMap,
     Json(body): Json<AddMemberRequest>,
 ) -> Result<Response, ApiError> {
-    // Checked before the lookup, so non-managers learn nothing about emails.
-    let email = Email::parse(&body.email).map_err(|message| {
-        ApiError::Invalid(vec![InvalidField {
-            field: "email".to_owned(),
-            message,
-        }])
-    })?;
+    let email =
+        Email::parse(&body.email).map_err(|message| ApiError::invalid_field("email", message))?;
     let addition = state
         .workspaces
         .add_or_invite(
