@@ -20,7 +20,7 @@ use vcintel_domain::workspace::{Workspace, WorkspaceCommand, WorkspaceError, Wor
 
 /// Wraps a domain aggregate (`decide`/`apply`) and its event enum for cqrs-es.
 macro_rules! cqrs_adapter {
-    ($aggregate:ident, $record:ident, $domain:ty, $command:ty, $event:ty, $error:ty, $type_name:path) => {
+    ($aggregate:ident, $record:ident, $domain:ty, $command:ty, $event:ty, $error:ty) => {
         #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $aggregate(pub $domain);
@@ -40,7 +40,8 @@ macro_rules! cqrs_adapter {
         }
 
         impl Aggregate for $aggregate {
-            const TYPE: &'static str = $type_name;
+            const TYPE: &'static str =
+                <$event as vcintel_domain::events::EventFamily>::AGGREGATE_TYPE;
             type Command = $command;
             type Event = $record;
             type Error = $error;
@@ -65,42 +66,85 @@ macro_rules! cqrs_adapter {
     };
 }
 
-cqrs_adapter!(
-    CompanyAggregate,
-    CompanyEventRecord,
-    Company,
-    CompanyCommand,
-    CompanyEvent,
-    CompanyError,
-    vcintel_domain::company::AGGREGATE_TYPE
-);
-cqrs_adapter!(
-    UserAggregate,
-    UserEventRecord,
-    User,
-    UserCommand,
-    UserEvent,
-    UserError,
-    vcintel_domain::user::AGGREGATE_TYPE
-);
-cqrs_adapter!(
-    WorkspaceAggregate,
-    WorkspaceEventRecord,
-    Workspace,
-    WorkspaceCommand,
-    WorkspaceEvent,
-    WorkspaceError,
-    vcintel_domain::workspace::AGGREGATE_TYPE
-);
+/// Every aggregate's adapter, declared once; its aggregate type is its
+/// event family's.
+macro_rules! cqrs_adapters {
+    ($(($aggregate:ident, $record:ident, $domain:ty, $command:ty, $event:ty, $error:ty)),+ $(,)?) => {
+        $(cqrs_adapter!($aggregate, $record, $domain, $command, $event, $error);)+
 
-cqrs_adapter!(
-    NoteAggregate,
-    NoteEventRecord,
-    Note,
-    NoteCommand,
-    NoteEvent,
-    NoteError,
-    vcintel_domain::note::AGGREGATE_TYPE
+        /// The aggregate types with an adapter (a test checks every event
+        /// family has one).
+        pub const ADAPTED_AGGREGATE_TYPES: &[&str] = &[
+            $(<$event as vcintel_domain::events::EventFamily>::AGGREGATE_TYPE),+
+        ];
+    };
+}
+
+cqrs_adapters!(
+    (
+        CompanyAggregate,
+        CompanyEventRecord,
+        Company,
+        CompanyCommand,
+        CompanyEvent,
+        CompanyError
+    ),
+    (
+        UserAggregate,
+        UserEventRecord,
+        User,
+        UserCommand,
+        UserEvent,
+        UserError
+    ),
+    (
+        WorkspaceAggregate,
+        WorkspaceEventRecord,
+        Workspace,
+        WorkspaceCommand,
+        WorkspaceEvent,
+        WorkspaceError
+    ),
+    (
+        NoteAggregate,
+        NoteEventRecord,
+        Note,
+        NoteCommand,
+        NoteEvent,
+        NoteError
+    ),
+    (
+        ListAggregate,
+        ListEventRecord,
+        List,
+        ListCommand,
+        ListEvent,
+        ListError
+    ),
+    (
+        SavedSearchAggregate,
+        SavedSearchEventRecord,
+        SavedSearch,
+        SavedSearchCommand,
+        SavedSearchEvent,
+        SavedSearchError
+    ),
+    (
+        EnrichmentJobAggregate,
+        EnrichmentEventRecord,
+        EnrichmentJob,
+        EnrichmentCommand,
+        EnrichmentEvent,
+        EnrichmentError
+    ),
+    (
+        BudgetAggregate,
+        BudgetEventRecord,
+        Budget,
+        BudgetCommand,
+        BudgetEvent,
+        BudgetError
+    ),
 );
 
 impl UniqueValues for NoteAggregate {
@@ -109,31 +153,11 @@ impl UniqueValues for NoteAggregate {
     }
 }
 
-cqrs_adapter!(
-    ListAggregate,
-    ListEventRecord,
-    List,
-    ListCommand,
-    ListEvent,
-    ListError,
-    vcintel_domain::list::AGGREGATE_TYPE
-);
-
 impl UniqueValues for ListAggregate {
     fn taken(_value: &UniqueValue, _holder: &str) -> ListError {
         ListError::AlreadyExists
     }
 }
-
-cqrs_adapter!(
-    SavedSearchAggregate,
-    SavedSearchEventRecord,
-    SavedSearch,
-    SavedSearchCommand,
-    SavedSearchEvent,
-    SavedSearchError,
-    vcintel_domain::saved_search::AGGREGATE_TYPE
-);
 
 impl UniqueValues for SavedSearchAggregate {
     fn taken(_value: &UniqueValue, _holder: &str) -> SavedSearchError {
@@ -204,16 +228,6 @@ impl UniqueValues for WorkspaceAggregate {
     }
 }
 
-cqrs_adapter!(
-    EnrichmentJobAggregate,
-    EnrichmentEventRecord,
-    EnrichmentJob,
-    EnrichmentCommand,
-    EnrichmentEvent,
-    EnrichmentError,
-    vcintel_domain::enrichment::AGGREGATE_TYPE
-);
-
 /// The scope holding a company's one active enrichment job.
 pub fn active_enrichment_scope(company: vcintel_domain::company::CompanyId) -> String {
     format!("enrichment-active:{company}")
@@ -260,18 +274,24 @@ impl UniqueValues for EnrichmentJobAggregate {
     }
 }
 
-cqrs_adapter!(
-    BudgetAggregate,
-    BudgetEventRecord,
-    Budget,
-    BudgetCommand,
-    BudgetEvent,
-    BudgetError,
-    vcintel_domain::budget::AGGREGATE_TYPE
-);
-
 impl UniqueValues for BudgetAggregate {
     fn taken(_value: &UniqueValue, _holder: &str) -> BudgetError {
         BudgetError::NoBudget
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ADAPTED_AGGREGATE_TYPES;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn every_event_family_has_a_cqrs_adapter() {
+        let families: BTreeSet<&str> = vcintel_domain::events::event_types()
+            .into_iter()
+            .map(|(aggregate, _)| aggregate)
+            .collect();
+        let adapted: BTreeSet<&str> = ADAPTED_AGGREGATE_TYPES.iter().copied().collect();
+        assert_eq!(adapted, families);
     }
 }
