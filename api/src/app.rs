@@ -1,6 +1,7 @@
 //! Bootstrap: builds every dependency once and runs the chosen components
 //! (API, relay, projector) under one shutdown signal.
 
+use crate::auth::gate::Gate;
 use crate::auth::TokenKeys;
 use crate::component::Component;
 use crate::consistency::ConsistencyTokens;
@@ -129,6 +130,20 @@ impl Application {
             wait: settings.consistency_wait(),
             directory: WorkspaceDirectory::new(pool.clone(), identity.clone()),
         });
+        let gate = Arc::new(Gate {
+            pool: pool.clone(),
+            tokens: TokenKeys::new(settings.jwt_secret_bytes()),
+            identity: identity.clone(),
+            directory: WorkspaceDirectory::new(pool.clone(), identity.clone()),
+            limits: RateLimits::new(
+                RateLimiter::new(limiter_pool),
+                settings.rate_limit_per_user,
+                settings.rate_limit_anonymous,
+                settings.rate_limit_auth,
+            ),
+            dev_tokens: settings.dev_tokens,
+            trust_forwarded_for: settings.trust_forwarded_for,
+        });
         let idempotency = Arc::new(Idempotency {
             pool: pool.clone(),
             request_timeout: Duration::from_secs(settings.request_timeout_secs),
@@ -148,7 +163,7 @@ impl Application {
                     Duration::from_millis(settings.llm_breaker_cooldown_ms),
                 ))
             }),
-            directory: WorkspaceDirectory::new(pool.clone(), identity.clone()),
+            gate,
             account_lookup: vcintel_infra::accounts::PgAccounts::new(pool.clone()),
             credentials: vcintel_infra::accounts::PgCredentials::new(
                 pool.clone(),
@@ -166,18 +181,10 @@ impl Application {
             ),
             admission: PgAdmission::new(pool.clone()),
             spending: Arc::new(MonthlySpending::new(pool.clone())),
-            identity,
             passwords,
             pool,
-            tokens: Arc::new(TokenKeys::new(settings.jwt_secret_bytes())),
             read_your_writes,
             idempotency,
-            limits: RateLimits::new(
-                RateLimiter::new(limiter_pool),
-                settings.rate_limit_per_user,
-                settings.rate_limit_anonymous,
-                settings.rate_limit_auth,
-            ),
             nats,
             jetstream: js,
             asyncapi: serde_json::to_vec(&crate::asyncapi::document(
@@ -204,14 +211,12 @@ impl Application {
             progress: Progress::default(),
             access_token_ttl: settings.access_token_ttl(),
             session_ttl: settings.session_ttl(),
-            dev_tokens: settings.dev_tokens,
             admin_token_digest: settings.admin_token.as_ref().map(|token| {
                 use secrecy::ExposeSecret;
                 Arc::new(crate::routes::admin::admin_token_digest(
                     token.expose_secret(),
                 ))
             }),
-            trust_forwarded_for: settings.trust_forwarded_for,
             request_timeout: Duration::from_secs(settings.request_timeout_secs),
         });
         Ok(Self {
@@ -275,7 +280,7 @@ impl Application {
                         ("idempotency-sweeper", Ok(()))
                     });
                     let (limiter, pool, sweeper) = (
-                        state.limits.limiter.clone(),
+                        state.gate.limits.limiter.clone(),
                         state.pool.clone(),
                         token.clone(),
                     );
@@ -283,8 +288,11 @@ impl Application {
                         sweep_every_minute(limiter, pool, sweeper).await;
                         ("sweeper", Ok(()))
                     });
-                    let (identity, pool, listener_stop) =
-                        (state.identity.clone(), state.pool.clone(), token.clone());
+                    let (identity, pool, listener_stop) = (
+                        state.gate.identity.clone(),
+                        state.pool.clone(),
+                        token.clone(),
+                    );
                     tasks.spawn(async move {
                         identity.listen(pool, listener_stop).await;
                         ("identity-listener", Ok(()))

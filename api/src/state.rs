@@ -1,21 +1,19 @@
 //! What every handler can reach, built once in the bootstrap.
 
-use crate::auth::token::TokenKeys;
+use crate::auth::gate::Gate;
 use crate::consistency::ReadYourWrites;
 use crate::idempotency::Idempotency;
-use crate::limits::budgets::RateLimits;
 use async_nats::jetstream;
 use axum::extract::FromRef;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
-use vcintel_infra::accounts::{Passwords, WorkspaceDirectory};
+use vcintel_infra::accounts::Passwords;
 use vcintel_infra::enrichment::breaker::CircuitBreaker;
 use vcintel_infra::event_store::{
     PgAccountCommands, PgBudgetCommands, PgCompanyCommands, PgEnrichmentCommands, PgListCommands,
     PgNoteCommands, PgSavedSearchCommands, PgWorkspaceCommands,
 };
-use vcintel_infra::identity_cache::IdentityCache;
 use vcintel_infra::wire::Topology;
 
 /// What handlers and middleware share, behind one `Arc`: axum clones the
@@ -34,6 +32,12 @@ impl AppState {
 impl FromRef<AppState> for Arc<ReadYourWrites> {
     fn from_ref(state: &AppState) -> Self {
         state.read_your_writes.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Gate> {
+    fn from_ref(state: &AppState) -> Self {
+        state.gate.clone()
     }
 }
 
@@ -78,7 +82,9 @@ pub struct Services {
     /// The model breaker, when a model is configured (shared with this
     /// process's enrichment worker).
     pub model_breaker: Option<Arc<CircuitBreaker>>,
-    pub directory: WorkspaceDirectory,
+    /// Authentication and rate limiting: tokens, the identity cache, the
+    /// workspace directory and the request budgets.
+    pub gate: Arc<Gate>,
     /// What the session use cases run against.
     pub credentials: vcintel_infra::accounts::PgCredentials,
     pub sessions: vcintel_infra::accounts::PgSessions,
@@ -86,15 +92,11 @@ pub struct Services {
     pub identity_workspaces: vcintel_projections::identity::IdentityWorkspaces,
     /// Accounts by e-mail and API key secrets, for the workspace use cases.
     pub account_lookup: vcintel_infra::accounts::PgAccounts,
-    /// Sessions, API keys and workspaces remembered between requests.
-    pub identity: IdentityCache,
     pub passwords: Passwords,
-    pub tokens: Arc<TokenKeys>,
     /// Read-your-writes: the token key, the wait, and what it reads.
     pub read_your_writes: Arc<ReadYourWrites>,
     /// What the idempotency layer needs.
     pub idempotency: Arc<Idempotency>,
-    pub limits: RateLimits,
     pub nats: async_nats::Client,
     pub jetstream: jetstream::Context,
     pub topology: Topology,
@@ -116,10 +118,8 @@ pub struct Services {
     pub progress: vcintel_infra::health::Progress,
     pub access_token_ttl: Duration,
     pub session_ttl: Duration,
-    pub dev_tokens: bool,
     /// SHA-256 of the operator token; `None` turns the admin API off.
     pub admin_token_digest: Option<Arc<[u8; 32]>>,
-    pub trust_forwarded_for: bool,
     /// How long a request may run: an idempotency claim older than this
     /// that never answered is taken over.
     pub request_timeout: Duration,

@@ -619,54 +619,6 @@ pub async fn record_security_event(
     Ok(())
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct SecurityLogEntry {
-    pub id: Uuid,
-    pub occurred_at: DateTime<Utc>,
-    pub kind: String,
-    pub workspace_id: Option<Uuid>,
-    pub user_id: Option<Uuid>,
-    pub ip: Option<String>,
-    pub detail: Value,
-}
-
-/// The workspace's security log, newest first: entries filed under it, and
-/// account-level entries (failed logins, revoked sessions) of its members.
-pub async fn security_log(
-    db: impl PgExecutor<'_>,
-    workspace: WorkspaceId,
-    before: Option<(DateTime<Utc>, Uuid)>,
-    limit: i64,
-) -> Result<Vec<SecurityLogEntry>, sqlx::Error> {
-    // Two index reads merged, not one OR (which can only be planned as a
-    // scan of the whole log): the workspace's entries, and each member's
-    // account-level ones, newest first from the cursor.
-    sqlx::query_as(
-        "select id, occurred_at, kind, workspace_id, user_id, ip, detail from (
-             (select * from security_events
-              where workspace_id = $1
-                and ($2::timestamptz is null or (occurred_at, id) < ($2, $3))
-              order by occurred_at desc, id desc limit $4)
-             union all
-             (select e.* from workspace_members m
-              cross join lateral (
-                  select * from security_events
-                  where user_id = m.user_id and workspace_id is null
-                    and ($2::timestamptz is null or (occurred_at, id) < ($2, $3))
-                  order by occurred_at desc, id desc limit $4) e
-              where m.workspace_id = $1)
-         ) entries
-         order by occurred_at desc, id desc
-         limit $4",
-    )
-    .bind(workspace.0)
-    .bind(before.map(|b| b.0))
-    .bind(before.map(|b| b.1))
-    .bind(limit)
-    .fetch_all(db)
-    .await
-}
-
 // ---------------------------------------------------------------- workspaces
 
 /// Current workspace state for authorisation, folded from the event store.

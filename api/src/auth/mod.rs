@@ -9,6 +9,7 @@
 //! ([`Caller`]: the workspace chosen by `X-Workspace-Id` and the caller's
 //! current role in it, read from the workspace's events).
 
+pub mod gate;
 pub mod principal;
 pub mod token;
 
@@ -16,11 +17,13 @@ pub use principal::{Authentication, Principal, WORKSPACE_HEADER};
 pub use token::{Claims, TokenKeys, ISSUER};
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use axum::extract::FromRef;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
+use gate::Gate;
+use std::sync::Arc;
 use uuid::Uuid;
 use vcintel_commands::CommandMetadata;
 use vcintel_domain::{Actor, UserId, WorkspaceId};
@@ -28,10 +31,7 @@ use vcintel_infra::accounts;
 
 /// Checks the `Authorization` header: signature and expiry of a token and
 /// that its session is live, or an API key's secret.
-pub async fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<Authentication, ApiError> {
+pub async fn authenticate(state: &Gate, headers: &HeaderMap) -> Result<Authentication, ApiError> {
     let Some(header) = headers.get(AUTHORIZATION) else {
         return Ok(Authentication::Anonymous);
     };
@@ -116,10 +116,10 @@ pub struct SignedIn {
     pub default_workspace: WorkspaceId,
 }
 
-impl FromRequestParts<AppState> for SignedIn {
+impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let signed_in = match principal(parts)? {
             Principal::User {
                 user_id,
@@ -200,10 +200,15 @@ fn requested_workspace(parts: &Parts) -> Result<Option<WorkspaceId>, ApiError> {
         })
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    Arc<Gate>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let state = Arc::<Gate>::from_ref(state);
         let requested = requested_workspace(parts)?;
         let caller = match principal(parts)? {
             Principal::Dev(actor) => {

@@ -16,16 +16,18 @@ pub mod budgets;
 
 pub use budgets::RateLimits;
 
+use crate::auth::gate::Gate;
 use crate::auth::{authenticate, Authentication};
 use crate::error::ApiError;
 use crate::http::headers::with_rate_limit_headers;
-use crate::state::AppState;
+use axum::extract::FromRef;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use vcintel_commands::limits::LimitedAction;
 use vcintel_domain::user::Email;
 use vcintel_infra::accounts::{self, security_kind, SecurityEvent};
@@ -36,7 +38,7 @@ pub const REGISTER_PATH: &str = "/v1/auth/register";
 
 /// The client's IP: the socket peer, or with `trust_forwarded_for` the
 /// last `X-Forwarded-For` entry (the one our proxy appended).
-pub fn client_ip(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
+pub fn client_ip(state: &Gate, headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
     if state.trust_forwarded_for {
         if let Some(ip) = headers
             .get("x-forwarded-for")
@@ -60,7 +62,7 @@ fn peer(request: &Request) -> Option<SocketAddr> {
 
 /// Authenticates each `/v1` request and charges it to its budget.
 pub async fn authenticate_and_limit(
-    State(state): State<AppState>,
+    State(state): State<Arc<Gate>>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -134,7 +136,7 @@ pub async fn authenticate_and_limit(
 /// as its creator), so keys do not multiply a user's budget. A key that no
 /// longer acts (revoked, creator gone) keeps a budget of its own until its
 /// request is refused.
-async fn budget_of(state: &AppState, principal: crate::auth::Principal) -> String {
+async fn budget_of(state: &Gate, principal: crate::auth::Principal) -> String {
     if let crate::auth::Principal::ApiKey {
         key_id,
         workspace_id,
@@ -158,7 +160,7 @@ async fn budget_of(state: &AppState, principal: crate::auth::Principal) -> Strin
 /// Charges one sign-in or sign-up attempt to the IP's and the email's
 /// budgets; fails closed if the counters are unreachable.
 pub async fn charge_auth_attempt(
-    state: &AppState,
+    state: &Gate,
     ip: &str,
     email: Option<&Email>,
     path: &str,
@@ -217,7 +219,7 @@ pub async fn charge_auth_attempt(
 }
 
 /// Writes to the security log; a failure is logged, never shown to the client.
-pub async fn log_security_event(state: &AppState, event: SecurityEvent) {
+pub async fn log_security_event(state: &Gate, event: SecurityEvent) {
     if let Err(error) = accounts::record_security_event(&state.pool, &event).await {
         tracing::error!(%error, kind = event.kind, "could not write the security log");
     }
@@ -227,17 +229,22 @@ pub async fn log_security_event(state: &AppState, event: SecurityEvent) {
 #[derive(Debug, Clone)]
 pub struct ClientIp(pub String);
 
-impl axum::extract::FromRequestParts<AppState> for ClientIp {
+impl<S> axum::extract::FromRequestParts<S> for ClientIp
+where
+    S: Send + Sync,
+    Arc<Gate>: FromRef<S>,
+{
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        state: &AppState,
+        state: &S,
     ) -> Result<Self, Self::Rejection> {
+        let state = Arc::<Gate>::from_ref(state);
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0);
-        Ok(ClientIp(client_ip(state, &parts.headers, peer)))
+        Ok(ClientIp(client_ip(&state, &parts.headers, peer)))
     }
 }

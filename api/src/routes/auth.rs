@@ -97,6 +97,7 @@ fn tokens_for(state: &AppState, signed_in: SignedInUser) -> Result<SessionTokens
         session,
     } = signed_in;
     let access_token = state
+        .gate
         .tokens
         .issue_access(
             user,
@@ -147,7 +148,7 @@ pub async fn register(
         errors.add("password", message);
     }
     let name = required_text(&mut errors, "name", &body.name, MAX_USER_NAME_CHARS);
-    let decision = charge_auth_attempt(&state, &ip.0, email.as_ref(), REGISTER_PATH).await?;
+    let decision = charge_auth_attempt(&state.gate, &ip.0, email.as_ref(), REGISTER_PATH).await?;
     errors.into_result().map_err(|e| ApiError::invalid(&e))?;
     let Some(email) = email else {
         return Err(ApiError::invalid_field("email", "is required"));
@@ -196,7 +197,7 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     let email =
         Email::parse(&body.email).map_err(|message| ApiError::invalid_field("email", message))?;
-    let decision = charge_auth_attempt(&state, &ip.0, Some(&email), LOGIN_PATH).await?;
+    let decision = charge_auth_attempt(&state.gate, &ip.0, Some(&email), LOGIN_PATH).await?;
     let signed_in = state
         .accounts
         .sign_in(
@@ -264,7 +265,11 @@ pub async fn logout(
 ) -> Result<StatusCode, ApiError> {
     if let Some(session) = caller.session_id {
         if accounts::revoke_session(&state.pool, session, "logout").await? {
-            state.identity.sessions_ended(&state.pool, &[session]).await;
+            state
+                .gate
+                .identity
+                .sessions_ended(&state.pool, &[session])
+                .await;
         }
     }
     Ok(StatusCode::NO_CONTENT)
@@ -287,10 +292,14 @@ pub async fn revoke_all(
     caller: SignedIn,
 ) -> Result<axum::Json<SessionsRevoked>, ApiError> {
     let ended = accounts::revoke_all_sessions(&state.pool, caller.user_id, "revoke_all").await?;
-    state.identity.sessions_ended(&state.pool, &ended).await;
+    state
+        .gate
+        .identity
+        .sessions_ended(&state.pool, &ended)
+        .await;
     let revoked = ended.len() as u64;
     log_security_event(
-        &state,
+        &state.gate,
         SecurityEvent {
             kind: security_kind::SESSIONS_REVOKED,
             user_id: Some(caller.user_id),

@@ -208,7 +208,7 @@ pub async fn request_enrichment(
     let ports = AdmissionPorts {
         store: &state.admission,
         spending: state.spending.as_ref(),
-        limiter: &state.limits.limiter,
+        limiter: &state.gate.limits.limiter,
     };
     let requested = state
         .enrichments

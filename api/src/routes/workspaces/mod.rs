@@ -91,6 +91,7 @@ async fn current_state(
     workspace: WorkspaceId,
 ) -> Result<(u64, WorkspaceState), ApiError> {
     let current = state
+        .gate
         .directory
         .current(workspace)
         .await?

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use vcintel_domain::Permission;
-use vcintel_infra::accounts;
 
 /// One entry of the security log.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -72,7 +71,7 @@ pub async fn list_security_events(
         .as_deref()
         .map(decode_cursor::<(DateTime<Utc>, Uuid)>)
         .transpose()?;
-    let mut rows = accounts::security_log(
+    let mut rows = vcintel_projections::identity::security_log(
         &state.pool,
         caller.actor.workspace_id,
         before,
