@@ -3,9 +3,12 @@
 //!
 //! Adapts the pure domain aggregates to cqrs-es and runs each use case
 //! against any cqrs-es `EventStore` (the Postgres one in production, the
-//! in-memory one in unit tests). May depend on `domain`, cqrs-es and tracing;
-//! never on a database driver, NATS or HTTP: nothing here talks to the message
-//! bus, so a command can never dual-write.
+//! in-memory one in unit tests). A use case that needs more than the event
+//! store (passwords, sessions, a read model, the rate limiter) declares a
+//! small port beside it, which infra or projections implement. May depend
+//! on `domain`, cqrs-es, tracing and data-only crates; never on a database
+//! driver, NATS or HTTP: nothing here talks to the message bus, so a
+//! command can never dual-write.
 
 pub mod admission;
 pub mod aggregate;
