@@ -181,7 +181,6 @@ impl Application {
             ),
             admission: PgAdmission::new(pool.clone()),
             spending: Arc::new(MonthlySpending::new(pool.clone())),
-            passwords,
             pool,
             read_your_writes,
             idempotency,
@@ -210,7 +209,6 @@ impl Application {
             components: components.to_vec(),
             progress: Progress::default(),
             access_token_ttl: settings.access_token_ttl(),
-            session_ttl: settings.session_ttl(),
             admin_token_digest: settings.admin_token.as_ref().map(|token| {
                 use secrecy::ExposeSecret;
                 Arc::new(crate::routes::admin::admin_token_digest(

@@ -8,7 +8,6 @@ use axum::extract::FromRef;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
-use vcintel_infra::accounts::Passwords;
 use vcintel_infra::enrichment::breaker::CircuitBreaker;
 use vcintel_infra::event_store::{
     PgAccountCommands, PgBudgetCommands, PgCompanyCommands, PgEnrichmentCommands, PgListCommands,
@@ -92,7 +91,6 @@ pub struct Services {
     pub identity_workspaces: vcintel_projections::identity::IdentityWorkspaces,
     /// Accounts by e-mail and API key secrets, for the workspace use cases.
     pub account_lookup: vcintel_infra::accounts::PgAccounts,
-    pub passwords: Passwords,
     /// Read-your-writes: the token key, the wait, and what it reads.
     pub read_your_writes: Arc<ReadYourWrites>,
     /// What the idempotency layer needs.
@@ -117,7 +115,6 @@ pub struct Services {
     /// The progress this process's workers report.
     pub progress: vcintel_infra::health::Progress,
     pub access_token_ttl: Duration,
-    pub session_ttl: Duration,
     /// SHA-256 of the operator token; `None` turns the admin API off.
     pub admin_token_digest: Option<Arc<[u8; 32]>>,
     /// How long a request may run: an idempotency claim older than this

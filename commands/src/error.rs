@@ -47,6 +47,13 @@ pub enum CommandError {
     Store(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+impl CommandError {
+    /// A failure of the store a port reads or writes.
+    pub fn store(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        CommandError::Store(Box::new(error))
+    }
+}
+
 impl<E> From<AggregateError<E>> for CommandError
 where
     E: std::error::Error + Into<CommandError>,

@@ -1,5 +1,5 @@
-//! Signing up, signing in and refreshing a session: the one implementation
-//! the API and the demo seeder share. Passwords, sessions, invitations, the
+//! Signing up, signing in and refreshing a session, and creating an account
+//! (which the demo seeder also uses): one implementation for every caller. Passwords, sessions, invitations, the
 //! workspace directory and the security log sit behind small ports
 //! (Postgres in infra, the invitations read model in projections); issuing
 //! the bearer token is the API's.

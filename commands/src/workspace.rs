@@ -11,7 +11,7 @@ use vcintel_domain::company::Stage;
 use vcintel_domain::enrichment::Thesis;
 use vcintel_domain::user::Email;
 use vcintel_domain::workspace::{WorkspaceCommand, WorkspaceError};
-use vcintel_domain::{Actor, Permission, Role, UserId, WorkspaceId};
+use vcintel_domain::{Actor, Permission, Role, UserId, ValidationErrors, WorkspaceId};
 
 /// Accounts by e-mail address (the unique-value index sign-up writes).
 #[async_trait::async_trait]
@@ -97,7 +97,7 @@ where
         &self,
         accounts: &dyn AccountLookup,
         actor: &Actor,
-        email: Email,
+        email: &str,
         role: Role,
         metadata: &CommandMetadata,
     ) -> Result<MemberAddition, CommandError> {
@@ -109,6 +109,11 @@ where
                 action: "add members",
             });
         }
+        let email = Email::parse(email).map_err(|message| {
+            let mut errors = ValidationErrors::default();
+            errors.add("email", message);
+            WorkspaceError::Invalid(errors)
+        })?;
         match accounts.user_by_email(&email).await? {
             Some(user_id) => {
                 let command = WorkspaceCommand::AddMember {
@@ -121,9 +126,10 @@ where
                 Ok(MemberAddition::Added { user_id, committed })
             }
             None => {
+                let invitation_id = Uuid::now_v7();
                 let command = WorkspaceCommand::Invite {
                     actor: *actor,
-                    invitation_id: Uuid::now_v7(),
+                    invitation_id,
                     email: email.clone(),
                     role,
                 };
@@ -132,13 +138,14 @@ where
                     .store
                     .load_aggregate(&actor.workspace_id.to_string())
                     .await?;
+                // A repeated invitation keeps its first id; one taken up or
+                // cancelled meanwhile is answered with the id just minted.
                 let invitation_id = workspace
                     .state()
                     .0
                     .state()
                     .and_then(|ws| ws.invitations.get(&email))
-                    .map(|invitation| invitation.id)
-                    .ok_or(CommandError::Conflict)?;
+                    .map_or(invitation_id, |invitation| invitation.id);
                 Ok(MemberAddition::Invited {
                     invitation_id,
                     committed,

@@ -199,18 +199,6 @@ pub async fn store_password_hash(
     Ok(())
 }
 
-pub async fn password_hash(
-    db: impl PgExecutor<'_>,
-    user: UserId,
-) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "select password_hash from user_credentials where user_id = $1",
-        user.0
-    )
-    .fetch_optional(db)
-    .await
-}
-
 // ---------------------------------------------------------------- sessions
 
 pub use vcintel_commands::sessions::{ClientInfo, NewSession, Refresh};
@@ -425,14 +413,12 @@ impl PgAccounts {
     }
 }
 
-fn store_error(error: sqlx::Error) -> CommandError {
-    CommandError::Store(Box::new(error))
-}
-
 #[async_trait::async_trait]
 impl AccountLookup for PgAccounts {
     async fn user_by_email(&self, email: &Email) -> Result<Option<UserId>, CommandError> {
-        user_by_email(&self.pool, email).await.map_err(store_error)
+        user_by_email(&self.pool, email)
+            .await
+            .map_err(CommandError::store)
     }
 }
 
@@ -445,7 +431,7 @@ impl ApiKeySecrets for PgAccounts {
     async fn store(&self, key: &IssuedApiKey, workspace: WorkspaceId) -> Result<(), CommandError> {
         store_api_key_secret(&self.pool, key, workspace)
             .await
-            .map_err(store_error)
+            .map_err(CommandError::store)
     }
 }
 
@@ -475,7 +461,7 @@ impl vcintel_commands::sessions::Credentials for PgCredentials {
     async fn store_hash(&self, user: UserId, hash: &str) -> Result<(), CommandError> {
         store_password_hash(&self.pool, user, hash)
             .await
-            .map_err(store_error)
+            .map_err(CommandError::store)
     }
 
     async fn credentials_of(
@@ -484,7 +470,7 @@ impl vcintel_commands::sessions::Credentials for PgCredentials {
     ) -> Result<Option<(UserId, Option<String>)>, CommandError> {
         login_credentials(&self.pool, email)
             .await
-            .map_err(store_error)
+            .map_err(CommandError::store)
     }
 
     async fn verify(&self, password: &str, stored: Option<String>) -> Result<bool, CommandError> {
@@ -495,7 +481,9 @@ impl vcintel_commands::sessions::Credentials for PgCredentials {
     }
 
     async fn registration(&self, user: UserId) -> Result<Option<UserRegistered>, CommandError> {
-        registered_user(&self.pool, user).await.map_err(store_error)
+        registered_user(&self.pool, user)
+            .await
+            .map_err(CommandError::store)
     }
 }
 
@@ -523,13 +511,13 @@ impl vcintel_commands::sessions::Sessions for PgSessions {
     async fn start(&self, user: UserId, client: &ClientInfo) -> Result<NewSession, CommandError> {
         create_session(&self.pool, user, self.lifetime, client)
             .await
-            .map_err(store_error)
+            .map_err(CommandError::store)
     }
 
     async fn rotate(&self, refresh_token: &str) -> Result<Refresh, CommandError> {
         rotate_refresh_token(&self.pool, refresh_token)
             .await
-            .map_err(store_error)
+            .map_err(CommandError::store)
     }
 
     async fn ended(&self, sessions: &[Uuid]) {

@@ -104,7 +104,7 @@ impl RateLimiting for RateLimiter {
     async fn check(&self, bucket: &str, limit: Limit) -> Result<Decision, CommandError> {
         RateLimiter::check(self, bucket, limit)
             .await
-            .map_err(|e| CommandError::Store(Box::new(e)))
+            .map_err(CommandError::store)
     }
 }
 

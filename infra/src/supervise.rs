@@ -23,11 +23,7 @@ where
         match work().await {
             Ok(()) => return,
             Err(error) => {
-                tracing::error!(
-                    worker = what,
-                    error = format!("{error:#}"),
-                    "failed; restarting"
-                );
+                tracing::error!(error = format!("{error:#}"), "{what} failed; restarting");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.cancelled() => return,

@@ -198,9 +198,8 @@ impl vcintel_commands::enrichment::RecentResults for PgRecentResults {
         max_age: std::time::Duration,
     ) -> Result<Option<vcintel_domain::enrichment::EnrichmentResult>, vcintel_commands::CommandError>
     {
-        let store = |e: sqlx::Error| vcintel_commands::CommandError::Store(Box::new(e));
-        let producer = serde_json::to_value(producer)
-            .map_err(|e| vcintel_commands::CommandError::Store(Box::new(e)))?;
+        let producer =
+            serde_json::to_value(producer).map_err(vcintel_commands::CommandError::store)?;
         let row: Option<(sqlx::types::Json<vcintel_domain::enrichment::EnrichmentResult>,)> =
             sqlx::query_as(
                 "select result from enrichment_jobs
@@ -216,7 +215,7 @@ impl vcintel_commands::enrichment::RecentResults for PgRecentResults {
             .bind(sqlx::types::Json(producer))
             .fetch_optional(&self.pool)
             .await
-            .map_err(store)?;
+            .map_err(vcintel_commands::CommandError::store)?;
         Ok(row.map(|(json,)| json.0))
     }
 }

@@ -348,7 +348,7 @@ impl vcintel_commands::sessions::Workspaces for IdentityWorkspaces {
     ) -> Result<Vec<WorkspaceId>, vcintel_commands::CommandError> {
         invitations_for(&self.pool, email)
             .await
-            .map_err(|e| vcintel_commands::CommandError::Store(Box::new(e)))
+            .map_err(vcintel_commands::CommandError::store)
     }
 
     async fn exists(&self, workspace: WorkspaceId) -> Result<bool, vcintel_commands::CommandError> {
@@ -356,7 +356,7 @@ impl vcintel_commands::sessions::Workspaces for IdentityWorkspaces {
             .directory
             .current(workspace)
             .await
-            .map_err(|e| vcintel_commands::CommandError::Store(Box::new(e)))?
+            .map_err(vcintel_commands::CommandError::store)?
             .is_some())
     }
 

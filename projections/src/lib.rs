@@ -5,8 +5,10 @@
 //! gaps are filled from the event store, never guessed), and records the
 //! version it reflects in the same transaction as the read-model change, so
 //! a worker killed at any point converges after restart. Also holds the
-//! queries over those read models. May depend on `domain`, `infra`, sqlx and
-//! async-nats; never on the API.
+//! queries over those read models, and the `commands` ports that read them
+//! (the month's spending, recent enrichment results, invitations). May
+//! depend on `domain`, `commands`, `infra`, sqlx and async-nats; never on
+//! the API.
 
 pub mod companies;
 pub mod enrichment_jobs;

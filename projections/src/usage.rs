@@ -105,7 +105,7 @@ impl vcintel_commands::admission::Spending for MonthlySpending {
         )
         .fetch_one(&self.pool)
         .await
-        .map_err(|e| vcintel_commands::CommandError::Store(Box::new(e)))?;
+        .map_err(vcintel_commands::CommandError::store)?;
         Ok(spent.max(0) as u64)
     }
 }

@@ -1,8 +1,8 @@
 //! Abuse protection: authentication and rate limiting of every `/v1`
-//! request, and the security headers on every response.
+//! request (the actions and their windows: `commands::limits`).
 //!
 //! Budgets (configurable, see `Settings`): each user 1,200 requests/min,
-//! shared by their sessions and API keys; each IP without valid credentials 10/min; sign-in and
+//! shared by their sessions and API keys; each IP without valid credentials 60/min; sign-in and
 //! sign-up 5 attempts per 15 min per IP and per email. Counters live in
 //! Postgres and are shared by all API instances.
 //!

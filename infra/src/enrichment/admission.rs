@@ -23,10 +23,6 @@ impl PgAdmission {
     }
 }
 
-fn store_error(error: sqlx::Error) -> CommandError {
-    CommandError::Store(Box::new(error))
-}
-
 #[async_trait::async_trait]
 impl AdmissionStore for PgAdmission {
     async fn active_job_of(
@@ -39,24 +35,24 @@ impl AdmissionStore for PgAdmission {
         )
         .fetch_optional(&self.pool)
         .await
-        .map_err(store_error)?;
+        .map_err(CommandError::store)?;
         Ok(holder.and_then(|id| id.parse().ok()).map(EnrichmentJobId))
     }
 
     async fn lock_user(&self, user: UserId) -> Result<Box<dyn AdmissionLock>, CommandError> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut tx = self.pool.begin().await.map_err(CommandError::store)?;
         sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind(format!("enrichment-admission:{user}"))
             .execute(&mut *tx)
             .await
-            .map_err(store_error)?;
+            .map_err(CommandError::store)?;
         Ok(Box::new(PgAdmissionLock { tx }))
     }
 
     async fn tier(&self, user: UserId) -> Result<Option<Tier>, CommandError> {
         Ok(accounts::registered_user(&self.pool, user)
             .await
-            .map_err(store_error)?
+            .map_err(CommandError::store)?
             .map(|user| user.tier))
     }
 }
@@ -75,10 +71,10 @@ impl AdmissionLock for PgAdmissionLock {
         )
         .fetch_one(&mut *self.tx)
         .await
-        .map_err(store_error)
+        .map_err(CommandError::store)
     }
 
     async fn release(self: Box<Self>) -> Result<(), CommandError> {
-        self.tx.commit().await.map_err(store_error)
+        self.tx.commit().await.map_err(CommandError::store)
     }
 }

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
-use vcintel_domain::user::Email;
 use vcintel_domain::workspace::WorkspaceCommand;
 use vcintel_domain::{Permission, Role, UserId};
 
@@ -121,14 +120,12 @@ pub async fn add_member(
     headers: HeaderMap,
     Json(body): Json<AddMemberRequest>,
 ) -> Result<Response, ApiError> {
-    let email =
-        Email::parse(&body.email).map_err(|message| ApiError::invalid_field("email", message))?;
     let addition = state
         .workspaces
         .add_or_invite(
             &state.account_lookup,
             &caller.actor,
-            email,
+            &body.email,
             body.role,
             &caller.metadata(&headers),
         )
@@ -167,7 +164,7 @@ pub async fn add_member(
 /// Change a member's role (owners and admins; only owners touch owners; the
 /// last owner stays owner).
 #[utoipa::path(
-    patch, path = "/v1/workspace/members/{user_id}", tag = TAG, operation_id = "changeRole",
+    patch, path = "/v1/workspace/members/{user_id}", tag = TAG, operation_id = "changeMemberRole",
     params(("user_id" = Uuid, Path, description = "The member's user id")),
     request_body = ChangeRoleRequest,
     responses(
