@@ -14,7 +14,7 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::{DateTime, Utc};
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::{PgExecutor, PgPool};
@@ -213,22 +213,22 @@ pub async fn create_session(
 ) -> Result<NewSession, sqlx::Error> {
     let session_id = Uuid::now_v7();
     let refresh_token = new_secret(REFRESH_TOKEN_PREFIX);
-    let expires_at: DateTime<Utc> = sqlx::query_scalar(
-        "with session as (
+    let expires_at = sqlx::query_scalar!(
+        r#"with session as (
              insert into auth_sessions (id, user_id, expires_at, ip, user_agent)
              values ($1, $2, now() + make_interval(secs => $3), $4, $5)
              returning id, expires_at
          ), token as (
              insert into refresh_tokens (token_hash, session_id) select $6, id from session
          )
-         select expires_at from session",
+         select expires_at as "expires_at!" from session"#,
+        session_id,
+        user.0,
+        lifetime.as_secs_f64(),
+        client.ip.as_deref(),
+        client.user_agent.as_deref(),
+        sha256(&refresh_token),
     )
-    .bind(session_id)
-    .bind(user.0)
-    .bind(lifetime.as_secs_f64())
-    .bind(client.ip.as_deref())
-    .bind(client.user_agent.as_deref())
-    .bind(sha256(&refresh_token))
     .fetch_one(pool)
     .await?;
     Ok(NewSession {
@@ -244,26 +244,27 @@ pub async fn rotate_refresh_token(pool: &PgPool, token: &str) -> Result<Refresh,
     let mut tx = pool.begin().await?;
     // Locks the token row: two concurrent refreshes with one token cannot
     // both see it unused.
-    let row: Option<(Uuid, Uuid, bool, bool)> = sqlx::query_as(
-        "select s.id, s.user_id, t.used_at is not null,
-                s.revoked_at is null and s.expires_at > now()
-         from refresh_tokens t join auth_sessions s on s.id = t.session_id
-         where t.token_hash = $1
-         for update of t",
+    let row = sqlx::query!(
+        r#"select s.id as session_id, s.user_id, t.used_at is not null as "used!",
+                  s.revoked_at is null and s.expires_at > now() as "live!"
+           from refresh_tokens t join auth_sessions s on s.id = t.session_id
+           where t.token_hash = $1
+           for update of t"#,
+        hash,
     )
-    .bind(&hash)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((session_id, user_id, used, live)) = row else {
+    let Some(row) = row else {
         return Ok(Refresh::Invalid);
     };
+    let (session_id, user_id, used, live) = (row.session_id, row.user_id, row.used, row.live);
     let user = UserId(user_id);
     if used {
-        sqlx::query(
+        sqlx::query!(
             "update auth_sessions set revoked_at = now(), revoked_reason = 'refresh_token_reuse'
              where id = $1 and revoked_at is null",
+            session_id,
         )
-        .bind(session_id)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -277,17 +278,17 @@ pub async fn rotate_refresh_token(pool: &PgPool, token: &str) -> Result<Refresh,
         return Ok(Refresh::Invalid);
     }
     let refresh_token = new_secret(REFRESH_TOKEN_PREFIX);
-    let expires_at: DateTime<Utc> = sqlx::query_scalar(
+    let expires_at = sqlx::query_scalar!(
         "with used as (
              update refresh_tokens set used_at = now() where token_hash = $1
          ), fresh as (
              insert into refresh_tokens (token_hash, session_id) values ($2, $3)
          )
          update auth_sessions set last_refreshed_at = now() where id = $3 returning expires_at",
+        hash,
+        sha256(&refresh_token),
+        session_id,
     )
-    .bind(&hash)
-    .bind(sha256(&refresh_token))
-    .bind(session_id)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -312,16 +313,17 @@ pub async fn live_session(
         return Ok(Some(user));
     }
     let generation = cache.generation();
-    let row: Option<(Uuid, DateTime<Utc>)> = sqlx::query_as(
+    let row = sqlx::query!(
         "select user_id, expires_at from auth_sessions
          where id = $1 and revoked_at is null and expires_at > now()",
+        session_id,
     )
-    .bind(session_id)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|(user, expires_at)| {
-        cache.remember_session(session_id, UserId(user), expires_at, generation);
-        UserId(user)
+    Ok(row.map(|row| {
+        let user = UserId(row.user_id);
+        cache.remember_session(session_id, user, row.expires_at, generation);
+        user
     }))
 }
 
@@ -330,12 +332,12 @@ pub async fn revoke_session(
     session_id: Uuid,
     reason: &str,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update auth_sessions set revoked_at = now(), revoked_reason = $2
          where id = $1 and revoked_at is null",
+        session_id,
+        reason,
     )
-    .bind(session_id)
-    .bind(reason)
     .execute(db)
     .await?;
     Ok(done.rows_affected() > 0)
@@ -347,13 +349,13 @@ pub async fn revoke_all_sessions(
     user: UserId,
     reason: &str,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "update auth_sessions set revoked_at = now(), revoked_reason = $2
          where user_id = $1 and revoked_at is null
          returning id",
+        user.0,
+        reason,
     )
-    .bind(user.0)
-    .bind(reason)
     .fetch_all(db)
     .await
 }
@@ -390,12 +392,12 @@ pub async fn store_api_key_secret(
     key: &IssuedApiKey,
     workspace: WorkspaceId,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "insert into api_key_secrets (key_id, workspace_id, secret_hash) values ($1, $2, $3)",
+        key.key_id,
+        workspace.0,
+        sha256(&key.secret),
     )
-    .bind(key.key_id)
-    .bind(workspace.0)
-    .bind(sha256(&key.secret))
     .execute(db)
     .await?;
     Ok(())
@@ -561,13 +563,13 @@ pub async fn verify_api_key(
     let stored = match cache.api_key(key_id) {
         Some(known) => Some(known),
         None => {
-            let row: Option<(Uuid, Vec<u8>)> = sqlx::query_as(
+            let row = sqlx::query!(
                 "select workspace_id, secret_hash from api_key_secrets where key_id = $1",
+                key_id,
             )
-            .bind(key_id)
             .fetch_optional(pool)
             .await?;
-            row.map(|(workspace, hash)| (WorkspaceId(workspace), hash))
+            row.map(|row| (WorkspaceId(row.workspace_id), row.secret_hash))
         }
     };
     Ok(stored.and_then(|(workspace, stored)| {
@@ -588,20 +590,21 @@ pub async fn record_security_event(
     db: impl PgExecutor<'_>,
     event: &SecurityEvent,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "insert into security_events (id, kind, workspace_id, user_id, ip, detail)
-         values ($1, $2, $3, $4, $5, $6) on conflict (id) do nothing",
-    )
-    .bind(event.id.unwrap_or_else(Uuid::now_v7))
-    .bind(event.kind)
-    .bind(event.workspace_id.map(|w| w.0))
-    .bind(event.user_id.map(|u| u.0))
-    .bind(event.ip.as_deref())
-    .bind(if event.detail.is_null() {
+    let detail = if event.detail.is_null() {
         Value::Object(Default::default())
     } else {
         event.detail.clone()
-    })
+    };
+    sqlx::query!(
+        "insert into security_events (id, kind, workspace_id, user_id, ip, detail)
+         values ($1, $2, $3, $4, $5, $6) on conflict (id) do nothing",
+        event.id.unwrap_or_else(Uuid::now_v7),
+        event.kind,
+        event.workspace_id.map(|w| w.0),
+        event.user_id.map(|u| u.0),
+        event.ip.as_deref(),
+        detail,
+    )
     .execute(db)
     .await?;
     Ok(())

@@ -91,16 +91,16 @@ pub async fn claim(
     let digest = digest_bytes(principal, key);
     for _ in 0..2 {
         let claim = ClaimId(uuid::Uuid::new_v4());
-        let inserted = sqlx::query(
+        let inserted = sqlx::query!(
             "insert into idempotency_keys (principal, key, request_hash, digest, claim_id)
              values ($1, $2, $3, $4, $5)
              on conflict (principal, key) do nothing",
+            principal,
+            key,
+            request_hash,
+            digest,
+            claim.0,
         )
-        .bind(principal)
-        .bind(key)
-        .bind(request_hash)
-        .bind(&digest)
-        .bind(claim.0)
         .execute(pool)
         .await?;
         if inserted.rows_affected() == 1 {
@@ -133,11 +133,13 @@ pub async fn claim(
             continue; // released meanwhile: try again
         };
         if expired {
-            sqlx::query("delete from idempotency_keys where principal = $1 and key = $2")
-                .bind(principal)
-                .bind(key)
-                .execute(pool)
-                .await?;
+            sqlx::query!(
+                "delete from idempotency_keys where principal = $1 and key = $2",
+                principal,
+                key,
+            )
+            .execute(pool)
+            .await?;
             continue;
         }
         if hash != request_hash {
@@ -157,16 +159,16 @@ pub async fn claim(
                 // The first request died before its command ran: take the
                 // claim over (one taker wins) and run it now.
                 let claim = ClaimId(uuid::Uuid::new_v4());
-                let taken = sqlx::query(
+                let taken = sqlx::query!(
                     "update idempotency_keys set created_at = now(), claim_id = $4
                      where principal = $1 and key = $2 and status is null
                        and executed_at is null
                        and created_at < now() - make_interval(secs => $3)",
+                    principal,
+                    key,
+                    takeover_after.as_secs_f64(),
+                    claim.0,
                 )
-                .bind(principal)
-                .bind(key)
-                .bind(takeover_after.as_secs_f64())
-                .bind(claim.0)
                 .execute(pool)
                 .await?;
                 if taken.rows_affected() == 1 {
@@ -188,17 +190,17 @@ pub async fn complete(
     claim: ClaimId,
     response: &StoredResponse,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update idempotency_keys
          set status = $3, response_headers = $4, response_body = $5, completed_at = now()
          where principal = $1 and key = $2 and claim_id = $6",
+        principal,
+        key,
+        response.status as i16,
+        response.headers,
+        response.body.as_deref(),
+        claim.0,
     )
-    .bind(principal)
-    .bind(key)
-    .bind(response.status as i16)
-    .bind(&response.headers)
-    .bind(response.body.as_deref())
-    .bind(claim.0)
     .execute(pool)
     .await?;
     Ok(())
@@ -213,14 +215,14 @@ pub async fn release(
     key: &str,
     claim: ClaimId,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "delete from idempotency_keys
          where principal = $1 and key = $2 and claim_id = $3
            and status is null and executed_at is null",
+        principal,
+        key,
+        claim.0,
     )
-    .bind(principal)
-    .bind(key)
-    .bind(claim.0)
     .execute(pool)
     .await?;
     Ok(())
@@ -228,10 +230,10 @@ pub async fn release(
 
 /// Drops keys past their retention.
 pub async fn sweep(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "delete from idempotency_keys where created_at < now() - make_interval(hours => $1)",
+        RETENTION_HOURS,
     )
-    .bind(RETENTION_HOURS)
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
