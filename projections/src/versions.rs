@@ -14,18 +14,21 @@ pub async fn lock_versions(
     let mut ids: Vec<&str> = aggregate_ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
-    let rows: Vec<(String, i64)> = sqlx::query_as(
+    let rows = sqlx::query!(
         "insert into projection_versions (projection, aggregate_id, version)
          select $1, id, 0 from unnest($2::text[]) as id order by id
          on conflict (projection, aggregate_id)
            do update set version = projection_versions.version
          returning aggregate_id, version",
+        projection,
+        &ids as &[&str],
     )
-    .bind(projection)
-    .bind(&ids)
     .fetch_all(&mut *tx)
     .await?;
-    Ok(rows.into_iter().collect())
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.aggregate_id, row.version))
+        .collect())
 }
 
 /// Records the versions a transaction brought its aggregates to: rows
@@ -46,17 +49,17 @@ pub async fn store_versions(
     // In id order, like every writer of these rows, so none deadlock.
     rows.sort_unstable();
     let (ids, values): (Vec<&str>, Vec<i64>) = rows.into_iter().unzip();
-    sqlx::query(
+    sqlx::query!(
         "insert into projection_versions (projection, aggregate_id, version)
          select $1, v.aggregate_id, v.version
          from unnest($2::text[], $3::bigint[]) as v(aggregate_id, version)
          order by v.aggregate_id
          on conflict (projection, aggregate_id) do update
            set version = greatest(projection_versions.version, excluded.version)",
+        projection,
+        &ids as &[&str],
+        &values,
     )
-    .bind(projection)
-    .bind(&ids)
-    .bind(&values)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -68,11 +71,11 @@ pub async fn applied_version(
     projection: &str,
     aggregate_id: &str,
 ) -> Result<i64, sqlx::Error> {
-    let version: Option<i64> = sqlx::query_scalar(
+    let version = sqlx::query_scalar!(
         "select version from projection_versions where projection = $1 and aggregate_id = $2",
+        projection,
+        aggregate_id,
     )
-    .bind(projection)
-    .bind(aggregate_id)
     .fetch_optional(db)
     .await?;
     Ok(version.unwrap_or(0))
@@ -87,15 +90,15 @@ pub async fn projections_behind(
     aggregate_id: &str,
 ) -> Result<i64, sqlx::Error> {
     let (names, versions): (Vec<&str>, Vec<i64>) = projections.iter().copied().unzip();
-    sqlx::query_scalar(
-        "select count(*) from unnest($1::text[], $2::bigint[]) as p(projection, version)
-         where not exists (
-           select 1 from projection_versions v
-           where v.projection = p.projection and v.aggregate_id = $3 and v.version >= p.version)",
+    sqlx::query_scalar!(
+        r#"select count(*) as "behind!" from unnest($1::text[], $2::bigint[]) as p(projection, version)
+           where not exists (
+             select 1 from projection_versions v
+             where v.projection = p.projection and v.aggregate_id = $3 and v.version >= p.version)"#,
+        &names as &[&str],
+        &versions,
+        aggregate_id,
     )
-    .bind(&names)
-    .bind(&versions)
-    .bind(aggregate_id)
     .fetch_one(db)
     .await
 }
