@@ -206,10 +206,12 @@ impl RateLimiter {
     /// run in the background, never on a request.
     pub async fn sweep(&self) -> Result<u64, sqlx::Error> {
         let horizon = now_ms() - Duration::from_secs(24 * 3600).as_millis() as i64;
-        let done = sqlx::query("delete from rate_limit_windows where window_start < $1")
-            .bind(horizon)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query!(
+            "delete from rate_limit_windows where window_start < $1",
+            horizon
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 }

@@ -368,11 +368,11 @@ impl Relay {
     }
 
     async fn load_state(&self) -> anyhow::Result<RelayState> {
-        sqlx::query(
+        sqlx::query!(
             "insert into relay_checkpoints (relay_name, last_tx_id, last_position)
              values ($1, '0', 0) on conflict (relay_name) do nothing",
+            self.settings.name,
         )
-        .bind(&self.settings.name)
         .execute(&self.pool)
         .await?;
         #[derive(sqlx::FromRow)]
@@ -439,14 +439,16 @@ impl Relay {
     /// ones sort before them. Nothing the relay can repair; the operator
     /// must advance the cluster's transaction counter.
     async fn transaction_ids_ahead(&self) -> anyhow::Result<Option<String>> {
-        let row: Option<(String, String)> = sqlx::query_as(
-            "select newest.tx_id::text, pg_snapshot_xmax(pg_current_snapshot())::text
-             from (select tx_id from events order by tx_id desc, position desc limit 1) newest
-             where newest.tx_id >= pg_snapshot_xmax(pg_current_snapshot())",
+        let row = sqlx::query!(
+            r#"select newest.tx_id::text as "newest!",
+                      pg_snapshot_xmax(pg_current_snapshot())::text as "current!"
+               from (select tx_id from events order by tx_id desc, position desc limit 1) newest
+               where newest.tx_id >= pg_snapshot_xmax(pg_current_snapshot())"#,
         )
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(newest, current)| {
+        Ok(row.map(|row| {
+            let (newest, current) = (row.newest, row.current);
             let newest: u64 = newest.parse().unwrap_or_default();
             format!(
                 "{TRANSACTION_IDS_AHEAD} (the newest event was written by transaction {newest}, \
@@ -603,16 +605,20 @@ fn drain(listener: &mut PgListener) -> bool {
 
 /// Where the named relay has published up to (the start if it never ran).
 pub async fn load_checkpoint(pool: &PgPool, relay_name: &str) -> Result<CommitCursor, sqlx::Error> {
-    let row: Option<(String, i64)> = sqlx::query_as(
-        "select last_tx_id::text, last_position from relay_checkpoints where relay_name = $1",
+    let row = sqlx::query!(
+        r#"select last_tx_id::text as "tx!", last_position from relay_checkpoints
+           where relay_name = $1"#,
+        relay_name,
     )
-    .bind(relay_name)
     .fetch_optional(pool)
     .await?;
     Ok(match row {
-        Some((tx, position)) => CommitCursor {
-            tx_id: tx.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-            position,
+        Some(row) => CommitCursor {
+            tx_id: row
+                .tx
+                .parse()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            position: row.last_position,
         },
         None => CommitCursor::default(),
     })
@@ -627,12 +633,12 @@ pub async fn relay_lag(pool: &PgPool, relay_name: &str, cap: i64) -> Result<i64,
 /// Asks the leading relay to refill the stream from the store (purge it,
 /// republish everything under a new epoch) at its next check.
 pub async fn request_refill(pool: &PgPool, relay_name: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "insert into relay_checkpoints (relay_name, last_tx_id, last_position, refill_requested)
          values ($1, '0', 0, true)
          on conflict (relay_name) do update set refill_requested = true",
+        relay_name,
     )
-    .bind(relay_name)
     .execute(pool)
     .await?;
     Ok(())
