@@ -138,11 +138,11 @@ impl RelayNudge {
                 // A notifying transaction is given a transaction id, so its
                 // commit is flushed to the WAL like a write; a nudge needs
                 // no durability, so it does not wait for the flush.
-                if let Err(error) = sqlx::query(
+                if let Err(error) = sqlx::query!(
                     "select set_config('synchronous_commit', 'off', true), pg_notify($1, '')",
+                    NOTIFY_CHANNEL,
                 )
-                .bind(NOTIFY_CHANNEL)
-                .execute(&pool)
+                .fetch_one(&pool)
                 .await
                 {
                     tracing::warn!(%error, "could not notify the relay; it will poll");
@@ -469,11 +469,11 @@ impl PgEventRepository {
     /// meantime reads as a plain conflict, so the caller retries.
     async fn value_taken(&self, claimed: &[UniqueValue]) -> PersistenceError {
         for value in claimed {
-            let holder: Result<Option<String>, sqlx::Error> = sqlx::query_scalar(
+            let holder = sqlx::query_scalar!(
                 "select aggregate_id from unique_values where scope = $1 and value = $2",
+                value.scope,
+                value.value,
             )
-            .bind(&value.scope)
-            .bind(&value.value)
             .fetch_optional(&self.pool)
             .await;
             match holder {
@@ -551,21 +551,23 @@ impl PersistedEventRepository for PgEventRepository {
         }
         // The events' primary key has already refused a concurrent writer,
         // so the aggregate's one snapshot row can simply be replaced.
-        sqlx::query("delete from snapshots where aggregate_type = $1 and aggregate_id = $2")
-            .bind(A::TYPE)
-            .bind(&aggregate_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(persistence_error)?;
-        sqlx::query(
+        sqlx::query!(
+            "delete from snapshots where aggregate_type = $1 and aggregate_id = $2",
+            A::TYPE,
+            aggregate_id,
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(persistence_error)?;
+        sqlx::query!(
             "insert into snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload)
              values ($1, $2, $3, $4, $5)",
+            A::TYPE,
+            aggregate_id,
+            snapshot_at as i64,
+            snapshot_number as i64,
+            serde_json::json!({"format": SNAPSHOT_FORMAT, "state": state}),
         )
-        .bind(A::TYPE)
-        .bind(&aggregate_id)
-        .bind(snapshot_at as i64)
-        .bind(snapshot_number as i64)
-        .bind(sqlx::types::Json(serde_json::json!({"format": SNAPSHOT_FORMAT, "state": state})))
         .execute(&mut *tx)
         .await
         .map_err(persistence_error)?;
