@@ -124,17 +124,20 @@ impl Application {
             tracing::warn!("VCINTEL_DEV_TOKENS is on: development tokens are accepted; never do this in production");
         }
         let identity = IdentityCache::new();
+        // One directory (its cache is shared anyway) for every part that
+        // authorises against workspaces.
+        let directory = WorkspaceDirectory::new(pool.clone(), identity.clone());
         let read_your_writes = Arc::new(ReadYourWrites {
             tokens: ConsistencyTokens::new(settings.jwt_secret_bytes()),
             pool: pool.clone(),
             wait: settings.consistency_wait(),
-            directory: WorkspaceDirectory::new(pool.clone(), identity.clone()),
+            directory: directory.clone(),
         });
         let gate = Arc::new(Gate {
             pool: pool.clone(),
             tokens: TokenKeys::new(settings.jwt_secret_bytes()),
             identity: identity.clone(),
-            directory: WorkspaceDirectory::new(pool.clone(), identity.clone()),
+            directory: directory.clone(),
             limits: RateLimits::new(
                 RateLimiter::new(limiter_pool),
                 settings.rate_limit_per_user,
@@ -177,7 +180,7 @@ impl Application {
             security_log: vcintel_infra::accounts::PgSecurityLog::new(pool.clone()),
             identity_workspaces: vcintel_projections::identity::IdentityWorkspaces::new(
                 pool.clone(),
-                WorkspaceDirectory::new(pool.clone(), identity.clone()),
+                directory,
             ),
             admission: PgAdmission::new(pool.clone()),
             spending: Arc::new(MonthlySpending::new(pool.clone())),

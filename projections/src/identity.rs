@@ -366,12 +366,18 @@ impl vcintel_commands::sessions::Workspaces for IdentityWorkspaces {
 }
 
 /// One entry of the security log.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = SecurityEventEntry))]
 pub struct SecurityLogEntry {
     pub id: Uuid,
     pub occurred_at: DateTime<Utc>,
+    /// e.g. `login.failed`, `login.locked_out`, `session.revoked_all`,
+    /// `api_key.created`, `api_key.revoked`, `member.role_changed`,
+    /// `rate_limit.exceeded`.
     pub kind: String,
     pub workspace_id: Option<Uuid>,
+    /// The user it concerns or who acted.
     pub user_id: Option<Uuid>,
     pub ip: Option<String>,
     pub detail: serde_json::Value,

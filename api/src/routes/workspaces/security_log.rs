@@ -12,26 +12,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use vcintel_domain::Permission;
-
-/// One entry of the security log.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SecurityEventEntry {
-    pub id: Uuid,
-    pub occurred_at: DateTime<Utc>,
-    /// e.g. `login.failed`, `login.locked_out`, `session.revoked_all`,
-    /// `api_key.created`, `api_key.revoked`, `member.role_changed`,
-    /// `rate_limit.exceeded`.
-    pub kind: String,
-    pub workspace_id: Option<Uuid>,
-    /// The user it concerns or who acted.
-    pub user_id: Option<Uuid>,
-    pub ip: Option<String>,
-    pub detail: serde_json::Value,
-}
+use vcintel_projections::identity::SecurityLogEntry;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SecurityEventPage {
-    pub items: Vec<SecurityEventEntry>,
+    pub items: Vec<SecurityLogEntry>,
     /// Pass as `cursor` for older entries; absent on the last page.
     pub next_cursor: Option<String>,
 }
@@ -80,18 +65,7 @@ pub async fn list_security_events(
     .await?;
     let next_cursor = next_cursor(&mut rows, limit, |r| (r.occurred_at, r.id));
     Ok(axum::Json(SecurityEventPage {
-        items: rows
-            .into_iter()
-            .map(|r| SecurityEventEntry {
-                id: r.id,
-                occurred_at: r.occurred_at,
-                kind: r.kind,
-                workspace_id: r.workspace_id,
-                user_id: r.user_id,
-                ip: r.ip,
-                detail: r.detail,
-            })
-            .collect(),
+        items: rows,
         next_cursor,
     }))
 }
