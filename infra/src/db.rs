@@ -33,8 +33,8 @@ pub async fn connect_failing_after(
 
 /// One line per known migration: version, name, and whether it is applied.
 pub async fn migration_status(pool: &PgPool) -> Result<Vec<(i64, String, bool)>, sqlx::Error> {
-    let applied: Vec<i64> = match sqlx::query_scalar(
-        "select version from _sqlx_migrations where success order by version",
+    let applied: Vec<i64> = match sqlx::query_scalar!(
+        "select version from _sqlx_migrations where success order by version"
     )
     .fetch_all(pool)
     .await

@@ -155,12 +155,12 @@ pub async fn has_events_after(
     db: impl PgExecutor<'_>,
     after: CommitCursor,
 ) -> Result<bool, sqlx::Error> {
-    let next: Option<i64> = sqlx::query_scalar(
+    let next: Option<i64> = sqlx::query_scalar!(
         "select position from events where (tx_id, position) > ($1::text::xid8, $2)
          order by tx_id, position limit 1",
+        after.tx_id.to_string(),
+        after.position
     )
-    .bind(after.tx_id.to_string())
-    .bind(after.position)
     .fetch_optional(db)
     .await?;
     Ok(next.is_some())
@@ -172,14 +172,14 @@ pub async fn count_events_after(
     after: CommitCursor,
     cap: i64,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "select count(*) from (select 1 from events
+    sqlx::query_scalar!(
+        r#"select count(*) as "count!" from (select 1 from events
           where (tx_id, position) > ($1::text::xid8, $2)
-          order by tx_id, position limit $3) pending",
+          order by tx_id, position limit $3) pending"#,
+        after.tx_id.to_string(),
+        after.position,
+        cap
     )
-    .bind(after.tx_id.to_string())
-    .bind(after.position)
-    .bind(cap)
     .fetch_one(db)
     .await
 }
@@ -189,11 +189,12 @@ pub async fn cursor_at(
     db: impl PgExecutor<'_>,
     position: i64,
 ) -> Result<Option<CommitCursor>, sqlx::Error> {
-    let tx: Option<String> =
-        sqlx::query_scalar("select tx_id::text from events where position = $1")
-            .bind(position)
-            .fetch_optional(db)
-            .await?;
+    let tx: Option<String> = sqlx::query_scalar!(
+        r#"select tx_id::text as "tx_id!" from events where position = $1"#,
+        position
+    )
+    .fetch_optional(db)
+    .await?;
     Ok(tx
         .and_then(|tx| tx.parse().ok())
         .map(|tx_id| CommitCursor { tx_id, position }))
@@ -202,7 +203,7 @@ pub async fn cursor_at(
 /// How many events the store holds. It counts them all: for operator
 /// commands that then read them all (an export), never for a request path.
 pub async fn count_all(db: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("select count(*) from events")
+    sqlx::query_scalar!(r#"select count(*) as "count!" from events"#)
         .fetch_one(db)
         .await
 }
@@ -239,18 +240,22 @@ pub async fn latest_of_types(
     up_to: i64,
     event_types: &[&str],
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "select event_type, max(sequence) from events
+    let latest = sqlx::query!(
+        r#"select event_type, max(sequence) as "sequence!" from events
          where aggregate_type = $1 and aggregate_id = $2 and sequence <= $3
            and event_type = any($4)
-         group by event_type",
+         group by event_type"#,
+        aggregate_type,
+        aggregate_id,
+        up_to,
+        event_types as &[&str]
     )
-    .bind(aggregate_type)
-    .bind(aggregate_id)
-    .bind(up_to)
-    .bind(event_types)
     .fetch_all(db)
-    .await
+    .await?;
+    Ok(latest
+        .into_iter()
+        .map(|row| (row.event_type, row.sequence))
+        .collect())
 }
 
 /// Every event of one aggregate type, by aggregate then sequence (for folds

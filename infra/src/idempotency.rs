@@ -66,7 +66,6 @@ fn digest_bytes(principal: &str, key: &str) -> Vec<u8> {
     crate::accounts::sha256_bytes(format!("{principal}\n{key}").as_bytes())
 }
 
-#[derive(sqlx::FromRow)]
 struct KeyRow {
     request_hash: Vec<u8>,
     status: Option<i16>,
@@ -106,17 +105,18 @@ pub async fn claim(
         if inserted.rows_affected() == 1 {
             return Ok(Claim::Fresh(claim));
         }
-        let row: Option<KeyRow> = sqlx::query_as(
-            "select request_hash, status, response_headers, response_body,
-                    created_at < now() - make_interval(hours => $3) as expired,
-                    created_at < now() - make_interval(secs => $4) as stale,
-                    effect, executed_at is not null as executed
-             from idempotency_keys where principal = $1 and key = $2",
+        let row = sqlx::query_as!(
+            KeyRow,
+            r#"select request_hash, status, response_headers, response_body,
+                    created_at < now() - make_interval(hours => $3) as "expired!",
+                    created_at < now() - make_interval(secs => $4) as "stale!",
+                    effect, executed_at is not null as "executed!"
+             from idempotency_keys where principal = $1 and key = $2"#,
+            principal,
+            key,
+            RETENTION_HOURS,
+            takeover_after.as_secs_f64()
         )
-        .bind(principal)
-        .bind(key)
-        .bind(RETENTION_HOURS)
-        .bind(takeover_after.as_secs_f64())
         .fetch_optional(pool)
         .await?;
         let Some(KeyRow {

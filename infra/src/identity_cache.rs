@@ -151,11 +151,11 @@ impl IdentityCache {
         listener.eager_reconnect(false);
         listener.listen(IDENTITY_CHANNEL).await?;
         let me = Uuid::new_v4();
-        sqlx::query(
+        sqlx::query!(
             "insert into identity_listeners (id, backend_pid, backend_start)
              select $1, pid, backend_start from pg_stat_activity where pid = pg_backend_pid()",
+            me
         )
-        .bind(me)
         .execute(&mut listener)
         .await?;
         // Whatever changed before we listened was never heard: start afresh.
@@ -176,12 +176,12 @@ impl IdentityCache {
             };
             self.changed(notification.payload());
             // Applied; now the writer may answer.
-            sqlx::query(
+            sqlx::query!(
                 "insert into identity_change_acks (change, listener) values ($1, $2)
                  on conflict do nothing",
+                notification.payload(),
+                me
             )
-            .bind(notification.payload())
-            .bind(me)
             .execute(&mut listener)
             .await?;
         }
@@ -224,22 +224,22 @@ impl IdentityCache {
         let mut cut: Option<DateTime<Utc>> = None;
         let mut pause = Duration::from_micros(500);
         loop {
-            let polled: Result<(i64, DateTime<Utc>), sqlx::Error> = sqlx::query_as(
-                "select count(*), clock_timestamp() from identity_listeners l
+            let polled = sqlx::query!(
+                r#"select count(*) as "behind!", clock_timestamp() as "now!" from identity_listeners l
                  where l.registered_at < coalesce($2, clock_timestamp())
                    and exists (select 1 from pg_stat_activity a
                                where a.pid = l.backend_pid and a.backend_start = l.backend_start)
                    and (select count(*) from identity_change_acks k
-                        where k.listener = l.id and k.change = any($1)) < cardinality($1)",
+                        where k.listener = l.id and k.change = any($1)) < cardinality($1)"#,
+                changes,
+                cut
             )
-            .bind(changes)
-            .bind(cut)
             .fetch_one(pool)
             .await;
             match polled {
-                Ok((0, _)) => return,
-                Ok((_, now)) => {
-                    cut.get_or_insert(now);
+                Ok(polled) if polled.behind == 0 => return,
+                Ok(polled) => {
+                    cut.get_or_insert(polled.now);
                 }
                 Err(error) => {
                     tracing::warn!(%error, "could not check that every instance applied an identity change");
@@ -261,15 +261,15 @@ impl IdentityCache {
     /// Drops acknowledgements old enough that no writer waits for them, and
     /// listeners whose session has ended.
     pub async fn sweep(pool: &PgPool) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "delete from identity_change_acks where acked_at < now() - interval '10 minutes'",
+        sqlx::query!(
+            "delete from identity_change_acks where acked_at < now() - interval '10 minutes'"
         )
         .execute(pool)
         .await?;
-        sqlx::query(
+        sqlx::query!(
             "delete from identity_listeners l
              where not exists (select 1 from pg_stat_activity a
-                               where a.pid = l.backend_pid and a.backend_start = l.backend_start)",
+                               where a.pid = l.backend_pid and a.backend_start = l.backend_start)"
         )
         .execute(pool)
         .await?;

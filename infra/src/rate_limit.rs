@@ -145,16 +145,19 @@ impl RateLimiter {
                 None => 1,
             }
         };
-        let (granted, previous, current): (i32, i32, i32) =
-            sqlx::query_as("select * from rate_limit_take($1, $2, $3, $4, $5, $6)")
-                .bind(bucket)
-                .bind(window.start)
-                .bind(window.start - window.length)
-                .bind(window.previous_weight())
-                .bind(f64::from(limit.max))
-                .bind(want as i32)
-                .fetch_one(&self.pool)
-                .await?;
+        let taken = sqlx::query!(
+            r#"select granted as "granted!", previous_hits as "previous!", current_hits as "current!"
+             from rate_limit_take($1, $2, $3, $4, $5, $6)"#,
+            bucket,
+            window.start,
+            window.start - window.length,
+            window.previous_weight(),
+            f64::from(limit.max),
+            want as i32
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let (granted, previous, current) = (taken.granted, taken.previous, taken.current);
         let mut lease = Lease {
             window_start: window.start,
             left: 0,

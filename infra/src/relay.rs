@@ -375,7 +375,6 @@ impl Relay {
         )
         .execute(&self.pool)
         .await?;
-        #[derive(sqlx::FromRow)]
         struct Row {
             last_tx: String,
             last_position: i64,
@@ -393,17 +392,19 @@ impl Relay {
             pending_repair_max: Option<i64>,
             saves: i64,
         }
-        let row: Row = sqlx::query_as(
-            "select last_tx_id::text as last_tx, last_position, stream_created, epoch,
-                    verified_seq, verified_event_id, verified_tx_id::text as verified_tx,
-                    verified_position, repaired_up_to_seq, first_seq_seen, deleted_seen, diverged, saves,
+        let row = sqlx::query_as!(
+            Row,
+            r#"select last_tx_id::text as "last_tx!", last_position, stream_created, epoch,
+                    verified_seq, verified_event_id, verified_tx_id::text as "verified_tx!",
+                    verified_position, repaired_up_to_seq, first_seq_seen, deleted_seen, diverged,
+                    saves,
                     (select max(seq) from relay_stream_marks m
-                      where m.relay_name = c.relay_name) as last_mark_seq,
+                      where m.relay_name = c.relay_name) as "last_mark_seq?",
                     (select max(seq) from relay_pending_repairs p
-                      where p.relay_name = c.relay_name) as pending_repair_max
-             from relay_checkpoints c where relay_name = $1",
+                      where p.relay_name = c.relay_name) as "pending_repair_max?"
+             from relay_checkpoints c where relay_name = $1"#,
+            &self.settings.name
         )
-        .bind(&self.settings.name)
         .fetch_one(&self.pool)
         .await?;
         Ok(RelayState {
@@ -466,7 +467,7 @@ impl Relay {
     /// nothing and stops leading.
     async fn save_state(&self, lease: &Lease, state: &mut RelayState) -> anyhow::Result<()> {
         let token = lease.token().ok_or_else(|| lease.lost())?;
-        let saved = sqlx::query(
+        let saved = sqlx::query!(
             "update relay_checkpoints set
                 progressed_at = case
                     when (last_tx_id, last_position) = ($2::text::xid8, $3) then progressed_at
@@ -480,25 +481,25 @@ impl Relay {
                 refill_requested = refill_requested and not $15, saves = saves + 1
              where relay_name = $1 and fencing_token <= $4 and saves = $18
                and lease_held($16, $17, $4)",
+            &self.settings.name,
+            state.cursor.tx_id.to_string(),
+            state.cursor.position,
+            token,
+            state.stream_created,
+            state.epoch,
+            state.frontier.seq as i64,
+            state.frontier.event_id,
+            state.frontier.cursor.tx_id.to_string(),
+            state.frontier.cursor.position,
+            state.repaired_up_to_seq as i64,
+            state.first_seq_seen as i64,
+            state.deleted_seen as i64,
+            state.diverged.as_deref(),
+            state.refill_done,
+            lease.name(),
+            lease.holder(),
+            state.saves
         )
-        .bind(&self.settings.name)
-        .bind(state.cursor.tx_id.to_string())
-        .bind(state.cursor.position)
-        .bind(token)
-        .bind(state.stream_created)
-        .bind(state.epoch)
-        .bind(state.frontier.seq as i64)
-        .bind(state.frontier.event_id)
-        .bind(state.frontier.cursor.tx_id.to_string())
-        .bind(state.frontier.cursor.position)
-        .bind(state.repaired_up_to_seq as i64)
-        .bind(state.first_seq_seen as i64)
-        .bind(state.deleted_seen as i64)
-        .bind(&state.diverged)
-        .bind(state.refill_done)
-        .bind(lease.name())
-        .bind(lease.holder())
-        .bind(state.saves)
         .execute(&self.pool)
         .await?;
         if saved.rows_affected() == 0 {
@@ -528,20 +529,20 @@ impl Relay {
         {
             return Ok(());
         }
-        sqlx::query(
+        sqlx::query!(
             "insert into relay_stream_marks (relay_name, seq, event_id, tx_id, position)
              select $1, $2, $3, $4::text::xid8, $5
              where lease_held($6, $7, $8)
              on conflict do nothing",
+            &self.settings.name,
+            frontier.seq as i64,
+            event_id,
+            frontier.cursor.tx_id.to_string(),
+            frontier.cursor.position,
+            lease.name(),
+            lease.holder(),
+            lease.token()
         )
-        .bind(&self.settings.name)
-        .bind(frontier.seq as i64)
-        .bind(event_id)
-        .bind(frontier.cursor.tx_id.to_string())
-        .bind(frontier.cursor.position)
-        .bind(lease.name())
-        .bind(lease.holder())
-        .bind(lease.token())
         .execute(&self.pool)
         .await?;
         state.last_mark_seq = frontier.seq;
@@ -670,7 +671,6 @@ pub struct RelayHealth {
 
 pub async fn relay_health(pool: &PgPool, relay_name: &str) -> anyhow::Result<RelayHealth> {
     const LAG_CAP: i64 = 10_000;
-    #[derive(sqlx::FromRow)]
     struct Row {
         last_tx: String,
         last_position: i64,
@@ -683,21 +683,22 @@ pub async fn relay_health(pool: &PgPool, relay_name: &str) -> anyhow::Result<Rel
         last_repair: Option<String>,
         since_repair: Option<f64>,
     }
-    let row: Option<Row> = sqlx::query_as(
-        "select c.last_tx_id::text as last_tx, c.last_position,
-                extract(epoch from now() - c.updated_at)::float8 as since_checkpoint,
-                extract(epoch from now() - c.progressed_at)::float8 as since_progress,
+    let row = sqlx::query_as!(
+        Row,
+        r#"select c.last_tx_id::text as "last_tx!", c.last_position,
+                extract(epoch from now() - c.updated_at)::float8 as "since_checkpoint!",
+                extract(epoch from now() - c.progressed_at)::float8 as "since_progress!",
                 c.diverged, c.epoch, c.verified_seq,
-                (select holder from leases where name = $2 and expires_at > now()) as leader,
-                r.kind || ': ' || r.detail as last_repair,
-                extract(epoch from now() - r.occurred_at)::float8 as since_repair
+                (select holder from leases where name = $2 and expires_at > now()) as "leader?",
+                r.kind || ': ' || r.detail as "last_repair?",
+                extract(epoch from now() - r.occurred_at)::float8 as "since_repair?"
          from relay_checkpoints c
          left join lateral (select kind, detail, occurred_at from relay_repairs
                              where relay_name = c.relay_name order by id desc limit 1) r on true
-         where c.relay_name = $1",
+         where c.relay_name = $1"#,
+        relay_name,
+        format!("relay:{relay_name}")
     )
-    .bind(relay_name)
-    .bind(format!("relay:{relay_name}"))
     .fetch_optional(pool)
     .await?;
     let cursor = match &row {
@@ -709,12 +710,12 @@ pub async fn relay_health(pool: &PgPool, relay_name: &str) -> anyhow::Result<Rel
     };
     let lag = event_log::count_events_after(pool, cursor, LAG_CAP).await?;
     let oldest: Option<DateTime<Utc>> = if lag > 0 {
-        sqlx::query_scalar(
+        sqlx::query_scalar!(
             "select recorded_at from events where (tx_id, position) > ($1::text::xid8, $2)
              order by tx_id, position limit 1",
+            cursor.tx_id.to_string(),
+            cursor.position
         )
-        .bind(cursor.tx_id.to_string())
-        .bind(cursor.position)
         .fetch_optional(pool)
         .await?
     } else {

@@ -62,20 +62,23 @@ pub async fn verify(
     mut progress: impl FnMut(u64),
 ) -> Result<Verification, sqlx::Error> {
     let mut result = Verification::default();
-    let gaps: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
-        "select aggregate_type, aggregate_id, count(*), min(sequence), max(sequence)
+    let gaps = sqlx::query!(
+        r#"select aggregate_type, aggregate_id, count(*) as "count!",
+                  min(sequence) as "min!", max(sequence) as "max!"
          from events group by 1, 2
-         having min(sequence) <> 1 or max(sequence) <> count(*)",
+         having min(sequence) <> 1 or max(sequence) <> count(*)"#
     )
     .fetch_all(pool)
     .await?;
-    for (kind, id, count, min, max) in gaps {
+    for gap in gaps {
         result.problem(format!(
-            "{kind}/{id}: sequences {min}..{max} but {count} events (a gap)"
+            "{}/{}: sequences {}..{} but {} events (a gap)",
+            gap.aggregate_type, gap.aggregate_id, gap.min, gap.max, gap.count
         ));
     }
-    result.aggregates = sqlx::query_scalar::<_, i64>(
-        "select count(*) from (select 1 from events group by aggregate_type, aggregate_id) a",
+    result.aggregates = sqlx::query_scalar!(
+        r#"select count(*) as "count!"
+         from (select 1 from events group by aggregate_type, aggregate_id) a"#
     )
     .fetch_one(pool)
     .await? as u64;

@@ -3,10 +3,11 @@
 use crate::{decode_event, AggregateChanges, Projection, ProjectionError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgExecutor};
 use uuid::Uuid;
 use vcintel_domain::company::{CompanyDetails, CompanyEvent, AGGREGATE_TYPE};
-use vcintel_domain::enrichment::{EnrichmentEvent, EnrichmentSucceeded};
+use vcintel_domain::enrichment::{EnrichmentEvent, EnrichmentResult, EnrichmentSucceeded};
 use vcintel_domain::WorkspaceId;
 use vcintel_infra::wire::EventMessage;
 
@@ -63,19 +64,19 @@ async fn write_enrichment(
     // A company's jobs succeed one after another (one active job per
     // company), so the latest recorded result is the current one; an older
     // one delivered again never overwrites it.
-    sqlx::query(
+    sqlx::query!(
         "update companies set summary = $2, what_it_does = $3, keywords = $4, enrichment = $5,
                 enriched_at = $6, enrichment_text = $7, score = $8, projected_at = clock_timestamp()
          where id = $1 and (enriched_at is null or enriched_at <= $6)",
+        succeeded.company_id.0,
+        &extraction.summary,
+        &extraction.what_it_does,
+        &extraction.keywords,
+        Json(result) as _,
+        at,
+        text,
+        i32::from(result.score)
     )
-    .bind(succeeded.company_id.0)
-    .bind(&extraction.summary)
-    .bind(&extraction.what_it_does)
-    .bind(&extraction.keywords)
-    .bind(sqlx::types::Json(result))
-    .bind(at)
-    .bind(text)
-    .bind(i32::from(result.score))
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -94,8 +95,8 @@ async fn write_companies(
         .collect::<Result<Vec<_>, _>>()?;
     // One statement for the whole batch: rows are inserted, updated or
     // deleted according to each aggregate's folded outcome.
-    sqlx::query(
-        "with input as (
+    sqlx::query!(
+        r#"with input as (
                  select * from jsonb_to_recordset($1::jsonb) as x(
                      op text, id uuid, workspace_id uuid, name text, website text, sector text,
                      stage text, location text, added_by uuid, added_at timestamptz,
@@ -119,10 +120,10 @@ async fn write_companies(
                  where i.op = 'delete' and c.id = i.id
                  returning 1
              )
-             select 1",
+             select 1 as "done!""#,
+        Json(&writes) as _
     )
-    .bind(sqlx::types::Json(&writes))
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
     Ok(())
 }
@@ -223,7 +224,7 @@ pub struct CompanyRow {
     pub score: Option<i32>,
     pub summary: Option<String>,
     /// The latest accepted enrichment (an `EnrichmentResult`).
-    pub enrichment: Option<sqlx::types::Json<vcintel_domain::enrichment::EnrichmentResult>>,
+    pub enrichment: Option<Json<EnrichmentResult>>,
     pub enriched_at: Option<DateTime<Utc>>,
 }
 
@@ -235,11 +236,16 @@ pub async fn get(
     workspace: WorkspaceId,
     id: Uuid,
 ) -> Result<Option<CompanyRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from companies where workspace_id = $1 and id = $2"
-    ))
-    .bind(workspace.0)
-    .bind(id)
+    sqlx::query_as!(
+        CompanyRow,
+        r#"select id, workspace_id, name, website, sector, stage, location, added_by, added_at,
+                  updated_at, version, score, summary,
+                  enrichment as "enrichment: Json<EnrichmentResult>",
+                  enriched_at
+         from companies where workspace_id = $1 and id = $2"#,
+        workspace.0,
+        id
+    )
     .fetch_optional(db)
     .await
 }
@@ -250,9 +256,9 @@ pub async fn get(
 pub struct CompanyDetailRow {
     #[sqlx(flatten)]
     pub company: CompanyRow,
-    pub notes: sqlx::types::Json<Vec<crate::notes::NoteRow>>,
+    pub notes: Json<Vec<crate::notes::NoteRow>>,
     pub note_count: i64,
-    pub lists: sqlx::types::Json<Vec<ListRef>>,
+    pub lists: Json<Vec<ListRef>>,
 }
 
 /// A list, as a company's detail names it.
@@ -456,15 +462,15 @@ async fn text_matches_are_few(
     workspace: WorkspaceId,
     text: &str,
 ) -> Result<bool, sqlx::Error> {
-    let matches: i64 = sqlx::query_scalar(
-        "select count(*) from (
+    let matches: i64 = sqlx::query_scalar!(
+        r#"select count(*) as "count!" from (
              select 1 from companies
              where workspace_id = $1 and search @@ websearch_to_tsquery('simple', $2)
-             limit $3) m",
+             limit $3) m"#,
+        workspace.0,
+        text,
+        FEW_TEXT_MATCHES
     )
-    .bind(workspace.0)
-    .bind(text)
-    .bind(FEW_TEXT_MATCHES)
     .persistent(false)
     .fetch_one(db)
     .await?;

@@ -9,9 +9,10 @@ use crate::{
     COMPANY_DELETED,
 };
 use chrono::{DateTime, Utc};
+use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgExecutor};
 use uuid::Uuid;
-use vcintel_domain::enrichment::{EnrichmentEvent, JobState};
+use vcintel_domain::enrichment::{EnrichmentEvent, EnrichmentResult, JobState};
 use vcintel_domain::WorkspaceId;
 use vcintel_infra::wire::EventMessage;
 
@@ -52,81 +53,84 @@ async fn apply_job_event(
     event: EnrichmentEvent,
 ) -> Result<(), ProjectionError> {
     let id = aggregate_uuid(message)?;
-    let update = |sql: &'static str| {
-        sqlx::query(sql)
-            .bind(id)
-            .bind(message.time)
-            .bind(message.sequence)
-    };
     match event {
         EnrichmentEvent::Requested(e) => {
-            sqlx::query(
+            sqlx::query!(
                 "insert into enrichment_jobs (id, workspace_id, company_id, requested_by, state,
                                               requested_at, updated_at, version, website)
                  select $1, $2, $3, $4, 'queued', $5, $5, $6, $8
                  where not exists (select 1 from company_tombstones
                                    where projection = $7 and company_id = $3)
                  on conflict (id) do nothing",
+                id,
+                e.workspace_id.0,
+                e.company_id.0,
+                e.requested_by.0,
+                message.time,
+                message.sequence,
+                EnrichmentJobsProjection::NAME,
+                &e.website
             )
-            .bind(id)
-            .bind(e.workspace_id.0)
-            .bind(e.company_id.0)
-            .bind(e.requested_by.0)
-            .bind(message.time)
-            .bind(message.sequence)
-            .bind(EnrichmentJobsProjection::NAME)
-            .bind(&e.website)
             .execute(&mut *tx)
             .await?;
         }
         EnrichmentEvent::Started(e) => {
-            update(
+            sqlx::query!(
                 "update enrichment_jobs set state = 'running', attempts = $4, error = null,
                         retry_in_ms = null, started_at = coalesce(started_at, $2),
                         updated_at = $2, version = $3
                  where id = $1",
+                id,
+                message.time,
+                message.sequence,
+                e.attempt as i32
             )
-            .bind(e.attempt as i32)
             .execute(&mut *tx)
             .await?;
         }
         EnrichmentEvent::AttemptFailed(e) => {
-            update(
+            sqlx::query!(
                 "update enrichment_jobs set state = 'queued', error = $4, retry_in_ms = $5,
                         updated_at = $2, version = $3
                  where id = $1",
+                id,
+                message.time,
+                message.sequence,
+                &e.error,
+                e.retry_in_ms.map(|ms| ms as i64)
             )
-            .bind(&e.error)
-            .bind(e.retry_in_ms.map(|ms| ms as i64))
             .execute(&mut *tx)
             .await?;
         }
         EnrichmentEvent::Deferred(e) => {
-            update(
-                "update enrichment_jobs set state = 'deferred', error = $4, updated_at = $2, version = $3
-                 where id = $1",
-            )
-            .bind(&e.reason)
+            sqlx::query!("update enrichment_jobs set state = 'deferred', error = $4, updated_at = $2, version = $3
+                 where id = $1", id, message.time, message.sequence, &e.reason)
             .execute(&mut *tx)
             .await?;
         }
         EnrichmentEvent::Succeeded(e) => {
-            update(
+            sqlx::query!(
                 "update enrichment_jobs set state = 'succeeded', error = null, retry_in_ms = null,
                         result = $4, finished_at = $2, updated_at = $2, version = $3
                  where id = $1",
+                id,
+                message.time,
+                message.sequence,
+                Json(&e.result) as _
             )
-            .bind(sqlx::types::Json(&e.result))
             .execute(&mut *tx)
             .await?;
         }
         EnrichmentEvent::GivenUp(e) => {
-            update(
+            sqlx::query!(
                 "update enrichment_jobs set state = 'failed', error = $4, retry_in_ms = null,
                         finished_at = $2, updated_at = $2, version = $3
                  where id = $1",
+                id,
+                message.time,
+                message.sequence,
+                &e.error
             )
-            .bind(&e.error)
             .execute(&mut *tx)
             .await?;
         }
@@ -143,7 +147,7 @@ pub struct JobRow {
     pub attempts: i32,
     pub error: Option<String>,
     pub retry_in_ms: Option<i64>,
-    pub result: Option<sqlx::types::Json<serde_json::Value>>,
+    pub result: Option<Json<serde_json::Value>>,
     pub requested_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -164,13 +168,15 @@ pub async fn get(
     workspace: WorkspaceId,
     id: Uuid,
 ) -> Result<Option<JobRow>, sqlx::Error> {
-    sqlx::query_as(
-        "select id, company_id, requested_by, state, attempts, error, retry_in_ms, result,
+    sqlx::query_as!(
+        JobRow,
+        r#"select id, company_id, requested_by, state, attempts, error, retry_in_ms,
+                result as "result: Json<serde_json::Value>",
                 requested_at, started_at, finished_at, updated_at, version
-         from enrichment_jobs where workspace_id = $1 and id = $2",
+         from enrichment_jobs where workspace_id = $1 and id = $2"#,
+        workspace.0,
+        id
     )
-    .bind(workspace.0)
-    .bind(id)
     .fetch_optional(db)
     .await
 }
@@ -200,22 +206,22 @@ impl vcintel_commands::enrichment::RecentResults for PgRecentResults {
     {
         let producer =
             serde_json::to_value(producer).map_err(vcintel_commands::CommandError::store)?;
-        let row: Option<(sqlx::types::Json<vcintel_domain::enrichment::EnrichmentResult>,)> =
-            sqlx::query_as(
-                "select result from enrichment_jobs
+        let result = sqlx::query_scalar!(
+            r#"select result as "result!: Json<EnrichmentResult>"
+                 from enrichment_jobs
                  where workspace_id = $1 and website = $2 and state = 'succeeded'
                    and finished_at > now() - make_interval(secs => $3)
                    and result->>'content_hash' = $4 and result->'source' = $5
-                 order by finished_at desc limit 1",
-            )
-            .bind(workspace.0)
-            .bind(website)
-            .bind(max_age.as_secs_f64())
-            .bind(content_hash)
-            .bind(sqlx::types::Json(producer))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(vcintel_commands::CommandError::store)?;
-        Ok(row.map(|(json,)| json.0))
+                 order by finished_at desc limit 1"#,
+            workspace.0,
+            website,
+            max_age.as_secs_f64(),
+            content_hash,
+            producer
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(vcintel_commands::CommandError::store)?;
+        Ok(result.map(|json| json.0))
     }
 }

@@ -32,19 +32,20 @@ impl Projection for UsersProjection {
             for event in &change.events {
                 match decode_event::<UserEvent>(event)? {
                     UserEvent::Registered(e) => {
-                        sqlx::query(
+                        let tier = serde_json::to_value(e.tier)?;
+                        sqlx::query!(
                             "insert into users (id, email, name, tier, registered_at, version)
                              values ($1, $2, $3, $4, $5, $6)
                              on conflict (id) do update set email = excluded.email,
                                  name = excluded.name, tier = excluded.tier,
                                  version = excluded.version",
+                            e.user_id.0,
+                            e.email.as_str(),
+                            &e.name,
+                            tier.as_str().unwrap_or("free"),
+                            event.time,
+                            event.sequence
                         )
-                        .bind(e.user_id.0)
-                        .bind(e.email.as_str())
-                        .bind(&e.name)
-                        .bind(serde_json::to_value(e.tier)?.as_str().unwrap_or("free"))
-                        .bind(event.time)
-                        .bind(event.sequence)
                         .execute(&mut *tx)
                         .await?;
                     }
@@ -99,33 +100,33 @@ async fn apply_workspace_event(
     };
     match event {
         WorkspaceEvent::Created(e) => {
-            sqlx::query(
+            sqlx::query!(
                 "insert into workspaces (id, name, personal, created_by, created_at, version)
                  values ($1, $2, $3, $4, $5, $6) on conflict (id) do nothing",
+                ws.0,
+                &e.name,
+                e.personal,
+                e.created_by.0,
+                message.time,
+                message.sequence
             )
-            .bind(ws.0)
-            .bind(&e.name)
-            .bind(e.personal)
-            .bind(e.created_by.0)
-            .bind(message.time)
-            .bind(message.sequence)
             .execute(&mut *tx)
             .await?;
         }
         WorkspaceEvent::MemberInvited(e) => {
-            sqlx::query(
+            sqlx::query!(
                 "insert into workspace_invitations
                      (id, workspace_id, email, role, invited_by, invited_at)
                  values ($1, $2, $3, $4, $5, $6)
                  on conflict (workspace_id, email) do update set role = excluded.role,
                      invited_by = excluded.invited_by, invited_at = excluded.invited_at",
+                e.invitation_id,
+                ws.0,
+                e.email.as_str(),
+                e.role.as_str(),
+                e.invited_by.0,
+                message.time
             )
-            .bind(e.invitation_id)
-            .bind(ws.0)
-            .bind(e.email.as_str())
-            .bind(e.role.as_str())
-            .bind(e.invited_by.0)
-            .bind(message.time)
             .execute(&mut *tx)
             .await?;
             let detail = json!({"email": e.email, "role": e.role});
@@ -136,27 +137,31 @@ async fn apply_workspace_event(
             .await?;
         }
         WorkspaceEvent::InvitationCancelled(e) => {
-            sqlx::query("delete from workspace_invitations where id = $1")
-                .bind(e.invitation_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query!(
+                "delete from workspace_invitations where id = $1",
+                e.invitation_id
+            )
+            .execute(&mut *tx)
+            .await?;
         }
         WorkspaceEvent::MemberAdded(e) => {
-            sqlx::query("delete from workspace_invitations where workspace_id = $1 and email = $2")
-                .bind(ws.0)
-                .bind(e.email.as_str())
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
+            sqlx::query!(
+                "delete from workspace_invitations where workspace_id = $1 and email = $2",
+                ws.0,
+                e.email.as_str()
+            )
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query!(
                 "insert into workspace_members (workspace_id, user_id, email, role, joined_at)
                  values ($1, $2, $3, $4, $5)
                  on conflict (workspace_id, user_id) do update set role = excluded.role",
+                ws.0,
+                e.user_id.0,
+                e.email.as_str(),
+                e.role.as_str(),
+                message.time
             )
-            .bind(ws.0)
-            .bind(e.user_id.0)
-            .bind(e.email.as_str())
-            .bind(e.role.as_str())
-            .bind(message.time)
             .execute(&mut *tx)
             .await?;
             let detail = json!({"member": e.user_id, "role": e.role});
@@ -167,12 +172,12 @@ async fn apply_workspace_event(
             .await?;
         }
         WorkspaceEvent::MemberRoleChanged(e) => {
-            sqlx::query(
+            sqlx::query!(
                 "update workspace_members set role = $3 where workspace_id = $1 and user_id = $2",
+                ws.0,
+                e.user_id.0,
+                e.role.as_str()
             )
-            .bind(ws.0)
-            .bind(e.user_id.0)
-            .bind(e.role.as_str())
             .execute(&mut *tx)
             .await?;
             let detail =
@@ -184,11 +189,13 @@ async fn apply_workspace_event(
             .await?;
         }
         WorkspaceEvent::MemberRemoved(e) => {
-            sqlx::query("delete from workspace_members where workspace_id = $1 and user_id = $2")
-                .bind(ws.0)
-                .bind(e.user_id.0)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query!(
+                "delete from workspace_members where workspace_id = $1 and user_id = $2",
+                ws.0,
+                e.user_id.0
+            )
+            .execute(&mut *tx)
+            .await?;
             let detail = json!({"member": e.user_id, "left": e.user_id == e.removed_by});
             record_security_event(
                 &mut *tx,
@@ -197,17 +204,8 @@ async fn apply_workspace_event(
             .await?;
         }
         WorkspaceEvent::ApiKeyCreated(e) => {
-            sqlx::query(
-                "insert into api_keys (id, workspace_id, name, prefix, role, created_by, created_at)
-                 values ($1, $2, $3, $4, $5, $6, $7) on conflict (id) do nothing",
-            )
-            .bind(e.key_id)
-            .bind(ws.0)
-            .bind(&e.name)
-            .bind(&e.prefix)
-            .bind(e.role.as_str())
-            .bind(e.created_by.0)
-            .bind(message.time)
+            sqlx::query!("insert into api_keys (id, workspace_id, name, prefix, role, created_by, created_at)
+                 values ($1, $2, $3, $4, $5, $6, $7) on conflict (id) do nothing", e.key_id, ws.0, &e.name, &e.prefix, e.role.as_str(), e.created_by.0, message.time)
             .execute(&mut *tx)
             .await?;
             let detail = json!({"key_id": e.key_id, "name": e.name, "role": e.role});
@@ -218,11 +216,13 @@ async fn apply_workspace_event(
             .await?;
         }
         WorkspaceEvent::ApiKeyRevoked(e) => {
-            sqlx::query("update api_keys set revoked_at = $2 where id = $1")
-                .bind(e.key_id)
-                .bind(message.time)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query!(
+                "update api_keys set revoked_at = $2 where id = $1",
+                e.key_id,
+                message.time
+            )
+            .execute(&mut *tx)
+            .await?;
             let detail = json!({"key_id": e.key_id});
             record_security_event(
                 &mut *tx,
@@ -250,12 +250,13 @@ pub async fn workspaces_of(
     db: impl PgExecutor<'_>,
     user: UserId,
 ) -> Result<Vec<MembershipRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        MembershipRow,
         "select w.id as workspace_id, w.name, w.personal, m.role, m.joined_at
          from workspace_members m join workspaces w on w.id = m.workspace_id
          where m.user_id = $1 order by m.joined_at, w.id",
+        user.0
     )
-    .bind(user.0)
     .fetch_all(db)
     .await
 }
@@ -273,12 +274,13 @@ pub async fn members(
     db: impl PgExecutor<'_>,
     workspace: WorkspaceId,
 ) -> Result<Vec<MemberRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        MemberRow,
         "select m.user_id, m.email, u.name, m.role, m.joined_at
          from workspace_members m left join users u on u.id = m.user_id
          where m.workspace_id = $1 order by m.joined_at, m.user_id",
+        workspace.0
     )
-    .bind(workspace.0)
     .fetch_all(db)
     .await
 }
@@ -300,14 +302,15 @@ pub async fn api_keys(
     workspace: WorkspaceId,
     created_by: Option<UserId>,
 ) -> Result<Vec<ApiKeyRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        ApiKeyRow,
         "select id, name, prefix, role, created_by, created_at, revoked_at
          from api_keys
          where workspace_id = $1 and ($2::uuid is null or created_by = $2)
          order by created_at, id",
+        workspace.0,
+        created_by.map(|u| u.0)
     )
-    .bind(workspace.0)
-    .bind(created_by.map(|u| u.0))
     .fetch_all(db)
     .await
 }
@@ -317,10 +320,10 @@ pub async fn invitations_for(
     db: impl PgExecutor<'_>,
     email: &vcintel_domain::user::Email,
 ) -> Result<Vec<WorkspaceId>, sqlx::Error> {
-    let ids: Vec<Uuid> = sqlx::query_scalar(
+    let ids: Vec<Uuid> = sqlx::query_scalar!(
         "select workspace_id from workspace_invitations where email = $1 order by invited_at",
+        email.as_str()
     )
-    .bind(email.as_str())
     .fetch_all(db)
     .await?;
     Ok(ids.into_iter().map(WorkspaceId).collect())
@@ -396,8 +399,11 @@ pub async fn security_log(
     // Two index reads merged, not one OR (which can only be planned as a
     // scan of the whole log): the workspace's entries, and each member's
     // account-level ones, newest first from the cursor.
-    sqlx::query_as(
-        "select id, occurred_at, kind, workspace_id, user_id, ip, detail from (
+    sqlx::query_as!(
+        SecurityLogEntry,
+        r#"select id as "id!", occurred_at as "occurred_at!", kind as "kind!", workspace_id,
+                  user_id, ip, detail as "detail!"
+         from (
              (select * from security_events
               where workspace_id = $1
                 and ($2::timestamptz is null or (occurred_at, id) < ($2, $3))
@@ -412,12 +418,12 @@ pub async fn security_log(
               where m.workspace_id = $1)
          ) entries
          order by occurred_at desc, id desc
-         limit $4",
+         limit $4"#,
+        workspace.0,
+        before.map(|b| b.0),
+        before.map(|b| b.1),
+        limit
     )
-    .bind(workspace.0)
-    .bind(before.map(|b| b.0))
-    .bind(before.map(|b| b.1))
-    .bind(limit)
     .fetch_all(db)
     .await
 }

@@ -52,68 +52,62 @@ async fn apply_list_event(
     let id = aggregate_uuid(message)?;
     match event {
         ListEvent::Created(e) => {
-            sqlx::query(
-                "insert into lists (id, workspace_id, name, created_by, created_at, updated_at, version)
-                 values ($1, $2, $3, $4, $5, $5, $6) on conflict (id) do nothing",
-            )
-            .bind(id)
-            .bind(e.workspace_id.0)
-            .bind(&e.name)
-            .bind(e.created_by.0)
-            .bind(message.time)
-            .bind(message.sequence)
+            sqlx::query!("insert into lists (id, workspace_id, name, created_by, created_at, updated_at, version)
+                 values ($1, $2, $3, $4, $5, $5, $6) on conflict (id) do nothing", id, e.workspace_id.0, &e.name, e.created_by.0, message.time, message.sequence)
             .execute(&mut *tx)
             .await?;
             return Ok(());
         }
         ListEvent::Renamed(e) => {
-            sqlx::query("update lists set name = $2 where id = $1")
-                .bind(id)
-                .bind(&e.name)
+            sqlx::query!("update lists set name = $2 where id = $1", id, &e.name)
                 .execute(&mut *tx)
                 .await?;
         }
         ListEvent::Deleted(_) => {
-            sqlx::query(
+            sqlx::query!(
                 "with items as (delete from list_items where list_id = $1)
                  delete from lists where id = $1",
+                id
             )
-            .bind(id)
             .execute(&mut *tx)
             .await?;
             return Ok(());
         }
         ListEvent::CompanyAdded(e) => {
-            sqlx::query(
+            sqlx::query!(
                 "insert into list_items (list_id, company_id, workspace_id, added_by, added_at)
                  select $1, $2, $3, $4, $5
                  where not exists (select 1 from company_tombstones
                                    where projection = $6 and company_id = $2)
                  on conflict do nothing",
+                id,
+                e.company_id.0,
+                e.workspace_id.0,
+                e.added_by.0,
+                message.time,
+                ListsProjection::NAME
             )
-            .bind(id)
-            .bind(e.company_id.0)
-            .bind(e.workspace_id.0)
-            .bind(e.added_by.0)
-            .bind(message.time)
-            .bind(ListsProjection::NAME)
             .execute(&mut *tx)
             .await?;
         }
         ListEvent::CompanyRemoved(e) => {
-            sqlx::query("delete from list_items where list_id = $1 and company_id = $2")
-                .bind(id)
-                .bind(e.company_id.0)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query!(
+                "delete from list_items where list_id = $1 and company_id = $2",
+                id,
+                e.company_id.0
+            )
+            .execute(&mut *tx)
+            .await?;
         }
     }
-    sqlx::query("update lists set updated_at = $2, version = $3 where id = $1")
-        .bind(id)
-        .bind(message.time)
-        .bind(message.sequence)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "update lists set updated_at = $2, version = $3 where id = $1",
+        id,
+        message.time,
+        message.sequence
+    )
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
@@ -128,19 +122,19 @@ pub struct ListRow {
     pub company_count: i64,
 }
 
-const COLUMNS: &str = "l.id, l.name, l.created_by, l.created_at, l.updated_at, l.version,
-     (select count(*) from list_items i where i.list_id = l.id) as company_count";
-
 pub async fn get(
     db: impl PgExecutor<'_>,
     workspace: WorkspaceId,
     id: Uuid,
 ) -> Result<Option<ListRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from lists l where l.workspace_id = $1 and l.id = $2"
-    ))
-    .bind(workspace.0)
-    .bind(id)
+    sqlx::query_as!(
+        ListRow,
+        r#"select l.id, l.name, l.created_by, l.created_at, l.updated_at, l.version,
+                  (select count(*) from list_items i where i.list_id = l.id) as "company_count!"
+         from lists l where l.workspace_id = $1 and l.id = $2"#,
+        workspace.0,
+        id
+    )
     .fetch_optional(db)
     .await
 }
@@ -152,14 +146,17 @@ pub async fn list(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<ListRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from lists l
+    sqlx::query_as!(
+        ListRow,
+        r#"select l.id, l.name, l.created_by, l.created_at, l.updated_at, l.version,
+                  (select count(*) from list_items i where i.list_id = l.id) as "company_count!"
+         from lists l
          where l.workspace_id = $1 and ($2::uuid is null or l.id > $2)
-         order by l.id limit $3"
-    ))
-    .bind(workspace.0)
-    .bind(after)
-    .bind(limit)
+         order by l.id limit $3"#,
+        workspace.0,
+        after,
+        limit
+    )
     .fetch_all(db)
     .await
 }
@@ -183,16 +180,10 @@ pub async fn items(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<ListItemRow>, sqlx::Error> {
-    sqlx::query_as(
-        "select i.company_id, c.name, c.website, i.added_by, i.added_at
+    sqlx::query_as!(ListItemRow, "select i.company_id, c.name, c.website, i.added_by, i.added_at
          from list_items i join companies c on c.id = i.company_id and c.workspace_id = i.workspace_id
          where i.workspace_id = $1 and i.list_id = $2 and ($3::uuid is null or i.company_id > $3)
-         order by i.company_id limit $4",
-    )
-    .bind(workspace.0)
-    .bind(list)
-    .bind(after)
-    .bind(limit)
+         order by i.company_id limit $4", workspace.0, list, after, limit)
     .fetch_all(db)
     .await
 }

@@ -53,39 +53,38 @@ async fn apply_note_event(
     let id = aggregate_uuid(message)?;
     match event {
         NoteEvent::Added(e) => {
-            sqlx::query(
+            sqlx::query!(
                 "insert into notes (id, workspace_id, company_id, content, added_by, added_at,
                                     updated_at, version)
                  select $1, $2, $3, $4, $5, $6, $6, $7
                  where not exists (select 1 from company_tombstones
                                    where projection = $8 and company_id = $3)
                  on conflict (id) do nothing",
+                id,
+                e.workspace_id.0,
+                e.company_id.0,
+                &e.content,
+                e.added_by.0,
+                message.time,
+                message.sequence,
+                NotesProjection::NAME
             )
-            .bind(id)
-            .bind(e.workspace_id.0)
-            .bind(e.company_id.0)
-            .bind(&e.content)
-            .bind(e.added_by.0)
-            .bind(message.time)
-            .bind(message.sequence)
-            .bind(NotesProjection::NAME)
             .execute(&mut *tx)
             .await?;
         }
         NoteEvent::Edited(e) => {
-            sqlx::query(
+            sqlx::query!(
                 "update notes set content = $2, updated_at = $3, version = $4 where id = $1",
+                id,
+                &e.content,
+                message.time,
+                message.sequence
             )
-            .bind(id)
-            .bind(&e.content)
-            .bind(message.time)
-            .bind(message.sequence)
             .execute(&mut *tx)
             .await?;
         }
         NoteEvent::Deleted(_) => {
-            sqlx::query("delete from notes where id = $1")
-                .bind(id)
+            sqlx::query!("delete from notes where id = $1", id)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -111,11 +110,13 @@ pub async fn get(
     workspace: WorkspaceId,
     id: Uuid,
 ) -> Result<Option<NoteRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from notes where workspace_id = $1 and id = $2"
-    ))
-    .bind(workspace.0)
-    .bind(id)
+    sqlx::query_as!(
+        NoteRow,
+        "select id, company_id, content, added_by, added_at, updated_at, version
+         from notes where workspace_id = $1 and id = $2",
+        workspace.0,
+        id
+    )
     .fetch_optional(db)
     .await
 }
@@ -128,15 +129,17 @@ pub async fn of_company(
     before: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<NoteRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from notes
+    sqlx::query_as!(
+        NoteRow,
+        "select id, company_id, content, added_by, added_at, updated_at, version
+         from notes
          where workspace_id = $1 and company_id = $2 and ($3::uuid is null or id < $3)
-         order by id desc limit $4"
-    ))
-    .bind(workspace.0)
-    .bind(company)
-    .bind(before)
-    .bind(limit)
+         order by id desc limit $4",
+        workspace.0,
+        company,
+        before,
+        limit
+    )
     .fetch_all(db)
     .await
 }

@@ -199,11 +199,13 @@ async fn apply_in_one_transaction<P: Projection>(
     let mut tx = pool.begin().await?;
     // Shared: projector transactions run side by side, but not while a
     // rebuild of this read model holds the lock exclusively.
-    sqlx::query("select pg_advisory_xact_lock_shared($1, hashtext($2))")
-        .bind(REBUILD_LOCK_CLASS)
-        .bind(P::NAME)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "select pg_advisory_xact_lock_shared($1, hashtext($2))",
+        REBUILD_LOCK_CLASS,
+        P::NAME
+    )
+    .execute(&mut *tx)
+    .await?;
     apply_events::<P>(&mut tx, events).await?;
     tx.commit().await?;
     Ok(())
@@ -323,17 +325,17 @@ pub async fn plan_in_order<P: Projection>(
             to = event.sequence,
             "versions missing from the stream; filled from the event store"
         );
-        sqlx::query(
+        sqlx::query!(
             "insert into projection_gap_fills (projection, fills, events, last_aggregate, last_at)
              values ($1, 1, $2, $3, now())
              on conflict (projection) do update set
                fills = projection_gap_fills.fills + 1,
                events = projection_gap_fills.events + excluded.events,
                last_aggregate = excluded.last_aggregate, last_at = now()",
+            P::NAME,
+            (filled.len() - 1) as i64,
+            format!("{}/{}", event.aggregatetype, event.aggregateid)
         )
-        .bind(P::NAME)
-        .bind((filled.len() - 1) as i64)
-        .bind(format!("{}/{}", event.aggregatetype, event.aggregateid))
         .execute(&mut *tx)
         .await?;
         filled
@@ -361,7 +363,7 @@ pub async fn plan_in_order<P: Projection>(
 /// fixed; `vcintel projections retry-dead-letters` then republishes them.
 /// Remembers the projection's latest failure for operators; best effort.
 async fn record_failure(pool: &PgPool, projection: &str, event: &EventMessage, error: &str) {
-    let result = sqlx::query(
+    let result = sqlx::query!(
         "insert into projection_errors (projection, event_id, aggregate, error)
          values ($1, $2, $3, $4)
          on conflict (projection) do update set
@@ -369,14 +371,14 @@ async fn record_failure(pool: &PgPool, projection: &str, event: &EventMessage, e
                            then projection_errors.failures + 1 else 1 end,
            event_id = excluded.event_id, aggregate = excluded.aggregate,
            error = excluded.error, occurred_at = now()",
+        projection,
+        event.id,
+        format!(
+            "{}/{} v{}",
+            event.aggregatetype, event.aggregateid, event.sequence
+        ),
+        error.chars().take(500).collect::<String>()
     )
-    .bind(projection)
-    .bind(event.id)
-    .bind(format!(
-        "{}/{} v{}",
-        event.aggregatetype, event.aggregateid, event.sequence
-    ))
-    .bind(error.chars().take(500).collect::<String>())
     .execute(pool)
     .await;
     if let Err(failure) = result {
@@ -424,24 +426,28 @@ pub async fn status(
             // Not created yet: nothing delivered, everything pending.
             Err(_) => (0, stream.cached_info().state.messages),
         };
-        let aggregates: i64 =
-            sqlx::query_scalar("select count(*) from projection_versions where projection = $1")
-                .bind(model.name)
-                .fetch_one(pool)
-                .await?;
-        let last_error = sqlx::query_as(
-            "select aggregate, error, failures, occurred_at from projection_errors where projection = $1",
+        let aggregates: i64 = sqlx::query_scalar!(
+            r#"select count(*) as "count!" from projection_versions where projection = $1"#,
+            model.name
         )
-        .bind(model.name)
-        .fetch_optional(pool)
+        .fetch_one(pool)
         .await?;
-        let gap_fills = sqlx::query_as(
+        let last_error = sqlx::query!(
+            "select aggregate, error, failures, occurred_at from projection_errors
+             where projection = $1",
+            model.name
+        )
+        .fetch_optional(pool)
+        .await?
+        .map(|e| (e.aggregate, e.error, e.failures, e.occurred_at));
+        let gap_fills = sqlx::query!(
             "select fills, events, last_aggregate, last_at from projection_gap_fills
              where projection = $1",
+            model.name
         )
-        .bind(model.name)
         .fetch_optional(pool)
-        .await?;
+        .await?
+        .map(|g| (g.fills, g.events, g.last_aggregate, g.last_at));
         all.push(ProjectionStatus {
             gap_fills,
             name: model.name,

@@ -26,36 +26,26 @@ impl Projection for SavedSearchesProjection {
                 let id = aggregate_uuid(event)?;
                 match decode_event::<SavedSearchEvent>(event)? {
                     SavedSearchEvent::Created(e) => {
-                        sqlx::query(
-                            "insert into saved_searches (id, workspace_id, name, filters, created_by,
+                        sqlx::query!("insert into saved_searches (id, workspace_id, name, filters, created_by,
                                                          created_at, updated_at, version)
-                             values ($1, $2, $3, $4, $5, $6, $6, $7) on conflict (id) do nothing",
-                        )
-                        .bind(id)
-                        .bind(e.workspace_id.0)
-                        .bind(&e.name)
-                        .bind(Json(&e.filters))
-                        .bind(e.created_by.0)
-                        .bind(event.time)
-                        .bind(event.sequence)
+                             values ($1, $2, $3, $4, $5, $6, $6, $7) on conflict (id) do nothing", id, e.workspace_id.0, &e.name, Json(&e.filters) as _, e.created_by.0, event.time, event.sequence)
                         .execute(&mut *tx)
                         .await?;
                     }
                     SavedSearchEvent::Renamed(e) => {
-                        sqlx::query(
+                        sqlx::query!(
                             "update saved_searches set name = $2, updated_at = $3, version = $4
                              where id = $1",
+                            id,
+                            &e.name,
+                            event.time,
+                            event.sequence
                         )
-                        .bind(id)
-                        .bind(&e.name)
-                        .bind(event.time)
-                        .bind(event.sequence)
                         .execute(&mut *tx)
                         .await?;
                     }
                     SavedSearchEvent::Deleted(_) => {
-                        sqlx::query("delete from saved_searches where id = $1")
-                            .bind(id)
+                        sqlx::query!("delete from saved_searches where id = $1", id)
                             .execute(&mut *tx)
                             .await?;
                     }
@@ -77,18 +67,19 @@ pub struct SavedSearchRow {
     pub version: i64,
 }
 
-const COLUMNS: &str = "id, name, filters, created_by, created_at, updated_at, version";
-
 pub async fn get(
     db: impl PgExecutor<'_>,
     workspace: WorkspaceId,
     id: Uuid,
 ) -> Result<Option<SavedSearchRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from saved_searches where workspace_id = $1 and id = $2"
-    ))
-    .bind(workspace.0)
-    .bind(id)
+    sqlx::query_as!(
+        SavedSearchRow,
+        r#"select id, name, filters as "filters: Json<SearchFilters>", created_by, created_at,
+                  updated_at, version
+         from saved_searches where workspace_id = $1 and id = $2"#,
+        workspace.0,
+        id
+    )
     .fetch_optional(db)
     .await
 }
@@ -99,14 +90,17 @@ pub async fn list(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<SavedSearchRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from saved_searches
+    sqlx::query_as!(
+        SavedSearchRow,
+        r#"select id, name, filters as "filters: Json<SearchFilters>", created_by, created_at,
+                  updated_at, version
+         from saved_searches
          where workspace_id = $1 and ($2::uuid is null or id > $2)
-         order by id limit $3"
-    ))
-    .bind(workspace.0)
-    .bind(after)
-    .bind(limit)
+         order by id limit $3"#,
+        workspace.0,
+        after,
+        limit
+    )
     .fetch_all(db)
     .await
 }

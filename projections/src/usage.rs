@@ -35,8 +35,7 @@ impl Projection for UsageProjection {
                         }
                         _ => continue,
                     };
-                sqlx::query(
-                    "insert into enrichment_usage (workspace_id, user_id, month, enrichments,
+                sqlx::query!("insert into enrichment_usage (workspace_id, user_id, month, enrichments,
                                                    model_calls, tokens_in, tokens_out, cost_micro_usd)
                      values ($1, $2, $3, $4, $5, $6, $7, $8)
                      on conflict (workspace_id, month, user_id) do update set
@@ -44,16 +43,7 @@ impl Projection for UsageProjection {
                        model_calls = enrichment_usage.model_calls + excluded.model_calls,
                        tokens_in = enrichment_usage.tokens_in + excluded.tokens_in,
                        tokens_out = enrichment_usage.tokens_out + excluded.tokens_out,
-                       cost_micro_usd = enrichment_usage.cost_micro_usd + excluded.cost_micro_usd",
-                )
-                .bind(workspace.0)
-                .bind(user.0)
-                .bind(month_of(event.time))
-                .bind(enrichments as i64)
-                .bind(i64::from(model_call))
-                .bind(usage.tokens_in as i64)
-                .bind(usage.tokens_out as i64)
-                .bind(usage.cost_micro_usd as i64)
+                       cost_micro_usd = enrichment_usage.cost_micro_usd + excluded.cost_micro_usd", workspace.0, user.0, month_of(event.time), enrichments as i64, i64::from(model_call), usage.tokens_in as i64, usage.tokens_out as i64, usage.cost_micro_usd as i64)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -116,12 +106,13 @@ pub async fn by_user(
     workspace: WorkspaceId,
     month: NaiveDate,
 ) -> Result<Vec<UsageRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        UsageRow,
         "select user_id, enrichments, model_calls, tokens_in, tokens_out, cost_micro_usd
          from enrichment_usage where workspace_id = $1 and month = $2 order by user_id",
+        workspace.0,
+        month
     )
-    .bind(workspace.0)
-    .bind(month)
     .fetch_all(db)
     .await
 }

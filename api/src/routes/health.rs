@@ -80,7 +80,9 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, axum::Json<Rea
     let workers_here =
         runs(Component::Relay) || runs(Component::Projector) || runs(Component::Enricher);
     let postgres = check("postgres", true, async {
-        sqlx::query("select 1").execute(&state.pool).await?;
+        sqlx::query_scalar!(r#"select 1 as "one!""#)
+            .fetch_one(&state.pool)
+            .await?;
         Ok(Check::detail("reachable"))
     });
     let nats = check("nats", workers_here, async {

@@ -41,11 +41,13 @@ impl AdmissionStore for PgAdmission {
 
     async fn lock_user(&self, user: UserId) -> Result<Box<dyn AdmissionLock>, CommandError> {
         let mut tx = self.pool.begin().await.map_err(CommandError::store)?;
-        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(format!("enrichment-admission:{user}"))
-            .execute(&mut *tx)
-            .await
-            .map_err(CommandError::store)?;
+        sqlx::query!(
+            "select pg_advisory_xact_lock(hashtextextended($1, 0))",
+            format!("enrichment-admission:{user}")
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(CommandError::store)?;
         Ok(Box::new(PgAdmissionLock { tx }))
     }
 

@@ -65,10 +65,10 @@ impl Relay {
         lease: &mut Lease,
         state: &mut RelayState,
     ) -> anyhow::Result<()> {
-        let refill_requested: bool = sqlx::query_scalar(
+        let refill_requested: bool = sqlx::query_scalar!(
             "select refill_requested from relay_checkpoints where relay_name = $1",
+            &self.settings.name
         )
-        .bind(&self.settings.name)
         .fetch_one(&self.pool)
         .await?;
         let mut stream = match self.js.get_stream(self.topology.stream_name()).await {
@@ -192,11 +192,11 @@ impl Relay {
                 .into_iter()
                 .map(|seq| seq as i64)
                 .collect();
-            let handled: HashSet<i64> = sqlx::query_scalar(
+            let handled: HashSet<i64> = sqlx::query_scalar!(
                 "select seq from relay_deleted_handled where relay_name = $1 and seq = any($2)",
+                &self.settings.name,
+                &listed
             )
-            .bind(&self.settings.name)
-            .bind(&listed)
             .fetch_all(&self.pool)
             .await?
             .into_iter()
@@ -227,12 +227,12 @@ impl Relay {
             // walk repairs them from there), so a crash in between
             // handles them again.
             let seqs: Vec<i64> = newly_deleted.iter().map(|s| *s as i64).collect();
-            sqlx::query(
+            sqlx::query!(
                 "insert into relay_deleted_handled (relay_name, seq)
                  select $1, unnest($2::bigint[]) on conflict do nothing",
+                &self.settings.name,
+                &seqs
             )
-            .bind(&self.settings.name)
-            .bind(&seqs)
             .execute(&self.pool)
             .await?;
         }
@@ -249,23 +249,23 @@ impl Relay {
         limit_seq: u64,
         why: &str,
     ) -> anyhow::Result<()> {
-        let marks: Vec<(i64, Uuid, String, i64)> = sqlx::query_as(
-            "select seq, event_id, tx_id::text, position from relay_stream_marks
-             where relay_name = $1 and seq <= $2 order by seq desc limit 64",
+        let marks = sqlx::query!(
+            r#"select seq, event_id, tx_id::text as "tx_id!", position from relay_stream_marks
+             where relay_name = $1 and seq <= $2 order by seq desc limit 64"#,
+            &self.settings.name,
+            limit_seq as i64
         )
-        .bind(&self.settings.name)
-        .bind(limit_seq as i64)
         .fetch_all(&self.pool)
         .await?;
         let mut frontier = Frontier::default();
-        for (seq, event_id, tx_id, position) in marks {
-            if message_event_id(stream, seq as u64).await? == Some(event_id) {
+        for mark in marks {
+            if message_event_id(stream, mark.seq as u64).await? == Some(mark.event_id) {
                 frontier = Frontier {
-                    seq: seq as u64,
-                    event_id: Some(event_id),
+                    seq: mark.seq as u64,
+                    event_id: Some(mark.event_id),
                     cursor: CommitCursor {
-                        tx_id: tx_id.parse()?,
-                        position,
+                        tx_id: mark.tx_id.parse()?,
+                        position: mark.position,
                     },
                 };
                 break;
@@ -277,15 +277,15 @@ impl Relay {
             to_seq = frontier.seq,
             "{why}; checking the stream again from the last proven point"
         );
-        sqlx::query(
+        sqlx::query!(
             "delete from relay_stream_marks where relay_name = $1 and seq > $2
                and lease_held($3, $4, $5)",
+            &self.settings.name,
+            frontier.seq as i64,
+            lease.name(),
+            lease.holder(),
+            lease.token()
         )
-        .bind(&self.settings.name)
-        .bind(frontier.seq as i64)
-        .bind(lease.name())
-        .bind(lease.holder())
-        .bind(lease.token())
         .execute(&self.pool)
         .await?;
         state.frontier = frontier;
@@ -428,14 +428,14 @@ impl Relay {
         // Above the frontier until the walk passes them: checked at every
         // check, and repaired again if lost again.
         let (seqs, ids): (Vec<i64>, Vec<Uuid>) = stored.iter().copied().unzip();
-        sqlx::query(
+        sqlx::query!(
             "insert into relay_pending_repairs (relay_name, seq, event_id)
              select $1, s, e from unnest($2::bigint[], $3::uuid[]) as r(s, e)
              on conflict (relay_name, seq) do update set event_id = excluded.event_id",
+            &self.settings.name,
+            &seqs,
+            &ids
         )
-        .bind(&self.settings.name)
-        .bind(&seqs)
-        .bind(&ids)
         .execute(&self.pool)
         .await?;
         if let Some(highest) = seqs.iter().max() {
@@ -451,11 +451,13 @@ impl Relay {
         if state.pending_repair_max == 0 || state.pending_repair_max > state.frontier.seq {
             return Ok(());
         }
-        sqlx::query("delete from relay_pending_repairs where relay_name = $1 and seq <= $2")
-            .bind(&self.settings.name)
-            .bind(state.frontier.seq as i64)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query!(
+            "delete from relay_pending_repairs where relay_name = $1 and seq <= $2",
+            &self.settings.name,
+            state.frontier.seq as i64
+        )
+        .execute(&self.pool)
+        .await?;
         state.pending_repair_max = 0;
         Ok(())
     }
@@ -473,11 +475,11 @@ impl Relay {
         if state.pending_repair_max == 0 {
             return Ok(());
         }
-        let top: Option<Uuid> = sqlx::query_scalar(
+        let top: Option<Uuid> = sqlx::query_scalar!(
             "select event_id from relay_pending_repairs where relay_name = $1 and seq = $2",
+            &self.settings.name,
+            state.pending_repair_max as i64
         )
-        .bind(&self.settings.name)
-        .bind(state.pending_repair_max as i64)
         .fetch_optional(&self.pool)
         .await?;
         let suspect = last_sequence < state.pending_repair_max
@@ -488,21 +490,21 @@ impl Relay {
         if !suspect {
             return Ok(());
         }
-        let pending: Vec<(i64, Uuid)> = sqlx::query_as(
+        let pending = sqlx::query!(
             "select seq, event_id from relay_pending_repairs where relay_name = $1 and seq > $2
              order by seq",
+            &self.settings.name,
+            state.frontier.seq as i64
         )
-        .bind(&self.settings.name)
-        .bind(state.frontier.seq as i64)
         .fetch_all(&self.pool)
         .await?;
         let mut lost = Vec::new();
-        for (seq, event_id) in pending {
+        for repair in pending {
             if lease.renewal_due() {
                 lease.renew().await?;
             }
-            if message_event_id(stream, seq as u64).await? != Some(event_id) {
-                lost.push(event_id);
+            if message_event_id(stream, repair.seq as u64).await? != Some(repair.event_id) {
+                lost.push(repair.event_id);
             }
         }
         if lost.is_empty() {
@@ -612,15 +614,15 @@ impl Relay {
                             String::from_utf8_lossy(&message.payload).into_owned(),
                         )
                     });
-                sqlx::query(
+                sqlx::query!(
                     "insert into stream_orphans (epoch, stream_seq, event_id, subject, message)
                      values ($1, $2, $3, $4, $5) on conflict do nothing",
+                    epoch,
+                    message.seq as i64,
+                    message.event_id.unwrap_or_default(),
+                    &message.subject,
+                    body
                 )
-                .bind(epoch)
-                .bind(message.seq as i64)
-                .bind(message.event_id.unwrap_or_default())
-                .bind(&message.subject)
-                .bind(body)
                 .execute(&self.pool)
                 .await?;
                 kept += 1;
@@ -712,18 +714,18 @@ impl Relay {
         detail: &str,
         republished: i64,
     ) -> anyhow::Result<()> {
-        sqlx::query(
+        sqlx::query!(
             "insert into relay_repairs (relay_name, kind, detail, republished)
              select $1, $2, $3, $4
              where lease_held($5, $6, $7)",
+            &self.settings.name,
+            kind,
+            detail,
+            republished,
+            lease.name(),
+            lease.holder(),
+            lease.token()
         )
-        .bind(&self.settings.name)
-        .bind(kind)
-        .bind(detail)
-        .bind(republished)
-        .bind(lease.name())
-        .bind(lease.holder())
-        .bind(lease.token())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -777,7 +779,7 @@ impl Relay {
     async fn store_id(&self) -> Result<Uuid, sqlx::Error> {
         self.store_id
             .get_or_try_init(|| {
-                sqlx::query_scalar("select store_id from store_identity").fetch_one(&self.pool)
+                sqlx::query_scalar!("select store_id from store_identity").fetch_one(&self.pool)
             })
             .await
             .copied()
@@ -857,19 +859,19 @@ async fn cursors_of(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<(Uuid, String, i64)> = sqlx::query_as(
-        "select event_id, tx_id::text, position from events where event_id = any($1)",
+    let rows = sqlx::query!(
+        r#"select event_id, tx_id::text as "tx_id!", position from events where event_id = any($1)"#,
+        ids
     )
-    .bind(ids)
     .fetch_all(pool)
     .await?;
     rows.into_iter()
-        .map(|(id, tx, position)| {
+        .map(|row| {
             Ok((
-                id,
+                row.event_id,
                 CommitCursor {
-                    tx_id: tx.parse()?,
-                    position,
+                    tx_id: row.tx_id.parse()?,
+                    position: row.position,
                 },
             ))
         })
@@ -897,24 +899,13 @@ pub struct StreamHealth {
 
 /// The relay's proof and repairs, as stored.
 pub async fn stream_health(pool: &PgPool, relay_name: &str) -> anyhow::Result<StreamHealth> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        epoch: i64,
-        verified_seq: i64,
-        verified_at: Option<chrono::DateTime<chrono::Utc>>,
-        diverged: Option<String>,
-        last_tx: String,
-        last_position: i64,
-        verified_tx: String,
-        verified_position: i64,
-    }
-    let row: Option<Row> = sqlx::query_as(
-        "select epoch, verified_seq, verified_at, diverged,
-                last_tx_id::text as last_tx, last_position,
-                verified_tx_id::text as verified_tx, verified_position
-         from relay_checkpoints where relay_name = $1",
+    let row = sqlx::query!(
+        r#"select epoch, verified_seq, verified_at, diverged,
+                last_tx_id::text as "last_tx!", last_position,
+                verified_tx_id::text as "verified_tx!", verified_position
+         from relay_checkpoints where relay_name = $1"#,
+        relay_name
     )
-    .bind(relay_name)
     .fetch_optional(pool)
     .await?;
     let (epoch, verified_seq, verified_at, diverged, unverified) = match row {
@@ -944,14 +935,17 @@ pub async fn stream_health(pool: &PgPool, relay_name: &str) -> anyhow::Result<St
         }
         None => (1, 0, None, None, 0),
     };
-    let repairs = sqlx::query_as(
+    let repairs = sqlx::query!(
         "select occurred_at, kind, detail, republished from relay_repairs
          where relay_name = $1 order by id desc limit 10",
+        relay_name
     )
-    .bind(relay_name)
     .fetch_all(pool)
-    .await?;
-    let orphans: i64 = sqlx::query_scalar("select count(*) from stream_orphans")
+    .await?
+    .into_iter()
+    .map(|r| (r.occurred_at, r.kind, r.detail, r.republished))
+    .collect();
+    let orphans: i64 = sqlx::query_scalar!(r#"select count(*) as "count!" from stream_orphans"#)
         .fetch_one(pool)
         .await?;
     let leader = crate::lease::current_holder(pool, &format!("relay:{relay_name}"))
