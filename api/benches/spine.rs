@@ -868,6 +868,7 @@ mod baseline {
                                     workspace_id: vcintel_domain::WorkspaceId(claims.ws),
                                     user_id: vcintel_domain::UserId(claims.sub),
                                     role: vcintel_domain::Role::Member,
+                                    api_key: None,
                                 },
                                 company_id: vcintel_domain::company::CompanyId(id),
                                 input: vcintel_domain::company::CompanyInput {

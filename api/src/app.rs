@@ -185,6 +185,7 @@ impl Application {
             admission: PgAdmission::new(pool.clone()),
             spending: Arc::new(MonthlySpending::new(pool.clone())),
             pool,
+            cursors: crate::http::pagination::Cursors::new(settings.jwt_secret_bytes()),
             read_your_writes,
             idempotency,
             nats,

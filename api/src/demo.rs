@@ -218,6 +218,7 @@ pub async fn seed(
         workspace_id: workspace,
         user_id: user,
         role: Role::Owner,
+        api_key: None,
     };
 
     let proposed = sample_companies(options.companies.min(NAME_STEMS.len() * NAME_ENDINGS.len()));

@@ -18,7 +18,9 @@ use utoipa::{Modify, OpenApi};
         license(name = "MIT")
     ),
     modifiers(&BearerAuth, &EventSchemas),
-    components(schemas(Problem)),
+    // Schemas only query parameters name (utoipa collects bodies' and
+    // responses' schemas by itself).
+    components(schemas(Problem, routes::companies::CompanySort)),
     tags(
         (name = "auth", description = "Sign up, sign in, sessions"),
         (name = "workspaces", description = "Your account, workspaces, members, API keys and the security log"),
@@ -88,7 +90,7 @@ impl Modify for BearerAuth {
 /// Routes that are about the caller's account rather than one workspace's
 /// resources: they ignore `X-Workspace-Id`.
 fn is_account_route(path: &str) -> bool {
-    path.starts_with("/v1/auth/") || path == "/v1/me" || path == "/v1/workspaces"
+    path.starts_with("/v1/auth/") || path.starts_with("/v1/me") || path == "/v1/workspaces"
 }
 
 /// What every `/v1` operation shares, added to the generated document so
@@ -302,6 +304,42 @@ mod tests {
     #[test]
     fn the_openapi_document_matches_the_reviewed_snapshot() {
         insta::assert_json_snapshot!("openapi", openapi());
+    }
+
+    /// utoipa collects the schemas bodies and responses name, not those
+    /// query parameters name: a dangling `$ref` makes validators reject the
+    /// document and generated clients drop the operations using it.
+    #[test]
+    fn every_schema_reference_resolves() {
+        fn references(value: &serde_json::Value, found: &mut Vec<String>) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    if let Some(serde_json::Value::String(target)) = map.get("$ref") {
+                        found.push(target.clone());
+                    }
+                    map.values().for_each(|v| references(v, found));
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|v| references(v, found)),
+                _ => {}
+            }
+        }
+        let spec = serde_json::to_value(openapi()).expect("serialize spec");
+        let mut found = Vec::new();
+        references(&spec, &mut found);
+        assert!(
+            !found.is_empty(),
+            "the document references no schema at all"
+        );
+        let schemas = spec["components"]["schemas"].as_object().expect("schemas");
+        let dangling: Vec<_> = found
+            .iter()
+            .filter(|target| {
+                target
+                    .strip_prefix("#/components/schemas/")
+                    .is_none_or(|name| !schemas.contains_key(name))
+            })
+            .collect();
+        assert!(dangling.is_empty(), "references to nothing: {dangling:?}");
     }
 
     #[test]

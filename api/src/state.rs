@@ -91,6 +91,8 @@ pub struct Services {
     pub identity_workspaces: vcintel_projections::identity::IdentityWorkspaces,
     /// Accounts by e-mail and API key secrets, for the workspace use cases.
     pub account_lookup: vcintel_infra::accounts::PgAccounts,
+    /// Seals and opens the page cursors listings hand out.
+    pub cursors: crate::http::pagination::Cursors,
     /// Read-your-writes: the token key, the wait, and what it reads.
     pub read_your_writes: Arc<ReadYourWrites>,
     /// What the idempotency layer needs.

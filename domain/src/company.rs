@@ -411,6 +411,7 @@ mod tests {
             workspace_id: WorkspaceId(Uuid::from_u128(1)),
             user_id: UserId(Uuid::from_u128(10)),
             role: Role::Member,
+            api_key: None,
         }
     }
 
@@ -419,6 +420,7 @@ mod tests {
             workspace_id: WorkspaceId(Uuid::from_u128(2)),
             user_id: UserId(Uuid::from_u128(20)),
             role: Role::Owner,
+            api_key: None,
         }
     }
 

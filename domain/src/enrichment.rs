@@ -338,7 +338,10 @@ fn thesis_list(
     for (i, value) in values.into_iter().enumerate() {
         let value = value.trim().to_owned();
         let count = value.chars().count();
-        if count == 0 || count > MAX_THESIS_ENTRY_CHARS || value.chars().any(char::is_control) {
+        if count == 0
+            || count > MAX_THESIS_ENTRY_CHARS
+            || value.chars().any(crate::validation::is_deceptive)
+        {
             errors.add(
                 format!("{field}[{i}]"),
                 format!("must be 1–{MAX_THESIS_ENTRY_CHARS} characters of text"),
@@ -764,6 +767,7 @@ mod tests {
             workspace_id: WorkspaceId(Uuid::from_u128(1)),
             user_id: UserId(Uuid::from_u128(2)),
             role,
+            api_key: None,
         }
     }
 

@@ -138,7 +138,12 @@ impl Role {
 pub struct Actor {
     pub workspace_id: WorkspaceId,
     pub user_id: UserId,
+    /// For an API key, its own role capped by its creator's.
     pub role: Role,
+    /// The API key acting for `user_id`, if one is: a key is capped by its
+    /// role everywhere, including what a member may do for themselves
+    /// (revoking their keys, leaving).
+    pub api_key: Option<uuid::Uuid>,
 }
 
 impl Actor {

@@ -298,6 +298,7 @@ mod tests {
             workspace_id: WS,
             user_id: UserId(Uuid::from_u128(2)),
             role,
+            api_key: None,
         }
     }
 

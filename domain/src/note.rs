@@ -118,7 +118,8 @@ pub struct Note {
 }
 
 /// Trims surrounding whitespace and checks the length and characters;
-/// newlines and tabs are kept, other control characters refused.
+/// newlines and tabs are kept, other control characters and deceptive
+/// ones refused (see [`crate::validation::is_deceptive`]).
 pub fn validate_content(content: &str) -> Result<String, NoteError> {
     let trimmed = content.trim();
     if trimmed.is_empty() {
@@ -131,10 +132,10 @@ pub fn validate_content(content: &str) -> Result<String, NoteError> {
     }
     if trimmed
         .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+        .any(|c| crate::validation::is_deceptive(c) && !matches!(c, '\n' | '\t' | '\r'))
     {
         return Err(NoteError::InvalidContent(
-            "must not contain control characters".to_owned(),
+            "must not contain control, bidi-override or invisible characters".to_owned(),
         ));
     }
     Ok(trimmed.to_owned())
@@ -245,6 +246,7 @@ mod tests {
             workspace_id: WS,
             user_id: UserId(Uuid::from_u128(n)),
             role,
+            api_key: None,
         }
     }
 

@@ -264,6 +264,7 @@ mod tests {
             workspace_id: WorkspaceId(Uuid::from_u128(1)),
             user_id: UserId(Uuid::from_u128(2)),
             role,
+            api_key: None,
         }
     }
 

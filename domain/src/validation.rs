@@ -54,6 +54,26 @@ impl std::fmt::Display for ValidationErrors {
 
 impl std::error::Error for ValidationErrors {}
 
+/// Characters no text a person types needs and that make text read
+/// differently than it is: control characters, bidi embeddings, overrides
+/// and isolates (U+202E turns `txt.exe` around), zero-width spaces and
+/// word joiners, the byte-order mark and Unicode tag characters (invisible
+/// text). Zero-width (non-)joiners stay: scripts and emoji need them.
+pub fn is_deceptive(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200B}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
+                | '\u{E0000}'..='\u{E007F}'
+        )
+}
+
+const DECEPTIVE: &str = "must not contain control, bidi-override or invisible characters";
+
 /// Trims a required free-text field and checks its length in characters.
 pub fn required_text(
     errors: &mut ValidationErrors,
@@ -66,8 +86,8 @@ pub fn required_text(
         errors.add(field, "must not be empty");
     } else if trimmed.chars().count() > max_chars {
         errors.add(field, format!("must be at most {max_chars} characters"));
-    } else if trimmed.chars().any(char::is_control) {
-        errors.add(field, "must not contain control characters");
+    } else if trimmed.chars().any(is_deceptive) {
+        errors.add(field, DECEPTIVE);
     }
     trimmed.to_owned()
 }
@@ -85,8 +105,8 @@ pub fn optional_text(
     }
     if trimmed.chars().count() > max_chars {
         errors.add(field, format!("must be at most {max_chars} characters"));
-    } else if trimmed.chars().any(char::is_control) {
-        errors.add(field, "must not contain control characters");
+    } else if trimmed.chars().any(is_deceptive) {
+        errors.add(field, DECEPTIVE);
     }
     Some(trimmed.to_owned())
 }

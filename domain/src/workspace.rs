@@ -616,7 +616,7 @@ impl WorkspaceState {
     ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
         let acting = self.acting_role(&actor)?;
         let current = self.member_role(user_id)?;
-        if user_id != actor.user_id {
+        if user_id != actor.user_id || actor.api_key.is_some() {
             require(
                 acting,
                 Permission::ManageMembers,
@@ -630,7 +630,16 @@ impl WorkspaceState {
     }
 
     fn leave(&self, actor: Actor) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
-        self.acting_role(&actor)?;
+        let acting = self.acting_role(&actor)?;
+        if actor.api_key.is_some() {
+            // A key acts for its creator but is not them: taking them out
+            // of the workspace is managing membership.
+            require(
+                acting,
+                Permission::ManageMembers,
+                "an API key may not remove its creator unless its role manages members",
+            )?;
+        }
         let current = self.member_role(actor.user_id)?;
         self.removal(actor.user_id, current, actor.user_id)
     }
@@ -649,6 +658,13 @@ impl WorkspaceState {
             Permission::CreateApiKeys,
             "viewers may not create API keys",
         )?;
+        if actor.api_key.is_some() {
+            require(
+                acting,
+                Permission::ManageApiKeys,
+                "an API key may not create keys unless its role manages keys",
+            )?;
+        }
         if role.rank() > acting.rank() {
             let mut errors = ValidationErrors::default();
             errors.add(
@@ -705,9 +721,19 @@ impl WorkspaceState {
             .get(&key_id)
             .ok_or(WorkspaceError::ApiKeyNotFound)?;
         let own = key.created_by == actor.user_id;
-        if !own && !acting.allows(Permission::ManageApiKeys) {
-            // Someone else's key is invisible to a plain member.
-            return Err(WorkspaceError::ApiKeyNotFound);
+        // A key may revoke itself (a leaked key's holder can kill it), but
+        // not its creator's other keys unless its role manages keys.
+        let through_other_key = actor.api_key.is_some_and(|k| k != key_id);
+        if !acting.allows(Permission::ManageApiKeys) {
+            if !own {
+                // Someone else's key is invisible to a plain member.
+                return Err(WorkspaceError::ApiKeyNotFound);
+            }
+            if through_other_key {
+                return Err(WorkspaceError::Forbidden(
+                    "an API key may not revoke other keys unless its role manages keys",
+                ));
+            }
         }
         if key.revoked {
             return Ok(vec![]);
@@ -755,11 +781,26 @@ impl WorkspaceState {
         if current == Role::Owner && self.owner_count() == 1 {
             return Err(WorkspaceError::LastOwner);
         }
-        Ok(vec![WorkspaceEvent::MemberRemoved(MemberRemoved {
-            workspace_id: self.id,
-            user_id,
-            removed_by,
-        })])
+        // Their keys die with the membership, for good: re-adding the
+        // member later must not bring them back.
+        let revoked = self
+            .api_keys
+            .iter()
+            .filter(|(_, key)| key.created_by == user_id && !key.revoked)
+            .map(|(key_id, _)| {
+                WorkspaceEvent::ApiKeyRevoked(ApiKeyRevoked {
+                    workspace_id: self.id,
+                    key_id: *key_id,
+                    revoked_by: removed_by,
+                })
+            });
+        Ok(revoked
+            .chain([WorkspaceEvent::MemberRemoved(MemberRemoved {
+                workspace_id: self.id,
+                user_id,
+                removed_by,
+            })])
+            .collect())
     }
 }
 
@@ -782,6 +823,7 @@ mod tests {
             workspace_id: WS,
             user_id: user(n),
             role,
+            api_key: None,
         }
     }
 
@@ -1182,5 +1224,135 @@ mod tests {
             Err(WorkspaceError::ApiKeyNotFound)
         );
         assert!(when(&ws, revoke(2, Role::Admin)).is_ok());
+    }
+
+    /// User 2 (an admin) holds an admin key (502) and acts through a
+    /// viewer key (602) they also made.
+    fn admin_with_a_viewer_key() -> (Workspace, Actor) {
+        let mut ws = team();
+        let viewer_key = Uuid::from_u128(602);
+        for command in [
+            create_key(2, Role::Admin, Role::Admin),
+            WorkspaceCommand::CreateApiKey {
+                actor: actor(2, Role::Admin),
+                key_id: viewer_key,
+                name: "read-only".into(),
+                role: Role::Viewer,
+                prefix: "vci_def".into(),
+            },
+        ] {
+            for e in ws.decide(command).unwrap() {
+                ws.apply(e);
+            }
+        }
+        let (user_id, role) = ws.api_key_access(viewer_key).unwrap();
+        let through_key = Actor {
+            user_id,
+            role,
+            api_key: Some(viewer_key),
+            ..actor(2, Role::Admin)
+        };
+        (ws, through_key)
+    }
+
+    #[test]
+    fn a_key_is_capped_by_its_role_even_for_what_its_creator_may_do_alone() {
+        let (ws, viewer_key) = admin_with_a_viewer_key();
+        let forbidden = |result: Result<Vec<WorkspaceEvent>, WorkspaceError>| {
+            assert!(
+                matches!(result, Err(WorkspaceError::Forbidden(_))),
+                "{result:?}"
+            );
+        };
+        forbidden(when(
+            &ws,
+            WorkspaceCommand::RevokeApiKey {
+                actor: viewer_key,
+                key_id: Uuid::from_u128(502),
+            },
+        ));
+        forbidden(when(&ws, WorkspaceCommand::Leave { actor: viewer_key }));
+        forbidden(when(
+            &ws,
+            WorkspaceCommand::RemoveMember {
+                actor: viewer_key,
+                user_id: user(2),
+            },
+        ));
+        // It may still revoke itself, and its creator keeps every right.
+        assert!(when(
+            &ws,
+            WorkspaceCommand::RevokeApiKey {
+                actor: viewer_key,
+                key_id: Uuid::from_u128(602),
+            },
+        )
+        .is_ok());
+        assert!(when(
+            &ws,
+            WorkspaceCommand::Leave {
+                actor: actor(2, Role::Admin)
+            }
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn a_key_makes_keys_only_when_its_role_manages_keys() {
+        let (ws, viewer_key) = admin_with_a_viewer_key();
+        let minting = |actor| WorkspaceCommand::CreateApiKey {
+            actor,
+            key_id: Uuid::from_u128(700),
+            name: "minted".into(),
+            role: Role::Viewer,
+            prefix: "vci_ghi".into(),
+        };
+        assert!(matches!(
+            when(&ws, minting(viewer_key)),
+            Err(WorkspaceError::Forbidden(_))
+        ));
+        let admin_key = Actor {
+            role: Role::Admin,
+            api_key: Some(Uuid::from_u128(502)),
+            ..viewer_key
+        };
+        assert!(when(&ws, minting(admin_key)).is_ok());
+    }
+
+    #[test]
+    fn removing_a_member_revokes_their_keys_for_good() {
+        let (mut ws, _) = admin_with_a_viewer_key();
+        let removed = when(
+            &ws,
+            WorkspaceCommand::RemoveMember {
+                actor: actor(1, Role::Owner),
+                user_id: user(2),
+            },
+        )
+        .unwrap();
+        let revoked: Vec<Uuid> = removed
+            .iter()
+            .filter_map(|e| match e {
+                WorkspaceEvent::ApiKeyRevoked(r) => Some(r.key_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(revoked, vec![Uuid::from_u128(502), Uuid::from_u128(602)]);
+        for e in removed {
+            ws.apply(e);
+        }
+        for e in ws
+            .decide(WorkspaceCommand::AddMember {
+                actor: actor(1, Role::Owner),
+                user_id: user(2),
+                email: email(2),
+                role: Role::Admin,
+            })
+            .unwrap()
+        {
+            ws.apply(e);
+        }
+        assert_eq!(ws.api_key_access(Uuid::from_u128(502)), None);
+        assert_eq!(ws.api_key_access(Uuid::from_u128(602)), None);
     }
 }

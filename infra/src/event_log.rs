@@ -258,6 +258,25 @@ pub async fn latest_of_types(
         .collect())
 }
 
+/// The version one aggregate of `workspace` has reached, or `None` when
+/// the workspace holds no such aggregate (an index read of its rows).
+pub async fn version_in_workspace(
+    db: impl PgExecutor<'_>,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    workspace: Uuid,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "select max(sequence) from events
+         where aggregate_type = $1 and aggregate_id = $2 and workspace_id = $3",
+        aggregate_type,
+        aggregate_id,
+        workspace
+    )
+    .fetch_one(db)
+    .await
+}
+
 /// Every event of one aggregate type, by aggregate then sequence (for folds
 /// that check read models against the events).
 pub async fn read_all_of_type(

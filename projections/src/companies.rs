@@ -318,6 +318,18 @@ pub struct CompanyFilter {
     pub text: Option<String>,
 }
 
+impl From<vcintel_domain::saved_search::SearchFilters> for CompanyFilter {
+    fn from(filters: vcintel_domain::saved_search::SearchFilters) -> Self {
+        CompanyFilter {
+            sector: filters.sector,
+            stage: filters.stage.map(|s| s.as_str().to_owned()),
+            location: filters.location,
+            min_score: filters.min_score.map(i32::from),
+            text: filters.text,
+        }
+    }
+}
+
 /// The order of a company search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortKey {

@@ -368,6 +368,32 @@ impl vcintel_commands::sessions::Workspaces for IdentityWorkspaces {
     }
 }
 
+/// The account holder's own entries of the security log, newest first:
+/// sign-ins and their failures, lockouts, sessions revoked (entries filed
+/// under no workspace).
+pub async fn account_security_log(
+    db: impl PgExecutor<'_>,
+    user: UserId,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<SecurityLogEntry>, sqlx::Error> {
+    sqlx::query_as!(
+        SecurityLogEntry,
+        "select id, occurred_at, kind, workspace_id, user_id, ip, detail
+         from security_events
+         where user_id = $1 and workspace_id is null
+           and ($2::timestamptz is null or (occurred_at, id) < ($2, $3))
+         order by occurred_at desc, id desc
+         limit $4",
+        user.0,
+        before.map(|b| b.0),
+        before.map(|b| b.1),
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
 /// One entry of the security log.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
@@ -386,39 +412,26 @@ pub struct SecurityLogEntry {
     pub detail: serde_json::Value,
 }
 
-/// The workspace's security log, newest first: entries filed under it, and
-/// account-level entries (failed logins, revoked sessions) of its members
-/// (from this read model's `workspace_members`). The security log itself
-/// is written by infra (`accounts::record_security_event`).
+/// The workspace's security log, newest first: the entries filed under it
+/// (membership, roles, keys, its rate-limit refusals). Account-level
+/// entries (sign-ins, lockouts, sessions) are the account holder's alone:
+/// a workspace that adds someone must not read their sign-in history.
+/// The security log itself is written by infra
+/// (`accounts::record_security_event`).
 pub async fn security_log(
     db: impl PgExecutor<'_>,
     workspace: WorkspaceId,
     before: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> Result<Vec<SecurityLogEntry>, sqlx::Error> {
-    // Two index reads merged, not one OR (which can only be planned as a
-    // scan of the whole log): the workspace's entries, and each member's
-    // account-level ones, newest first from the cursor.
     sqlx::query_as!(
         SecurityLogEntry,
-        r#"select id as "id!", occurred_at as "occurred_at!", kind as "kind!", workspace_id,
-                  user_id, ip, detail as "detail!"
-         from (
-             (select * from security_events
-              where workspace_id = $1
-                and ($2::timestamptz is null or (occurred_at, id) < ($2, $3))
-              order by occurred_at desc, id desc limit $4)
-             union all
-             (select e.* from workspace_members m
-              cross join lateral (
-                  select * from security_events
-                  where user_id = m.user_id and workspace_id is null
-                    and ($2::timestamptz is null or (occurred_at, id) < ($2, $3))
-                  order by occurred_at desc, id desc limit $4) e
-              where m.workspace_id = $1)
-         ) entries
+        "select id, occurred_at, kind, workspace_id, user_id, ip, detail
+         from security_events
+         where workspace_id = $1
+           and ($2::timestamptz is null or (occurred_at, id) < ($2, $3))
          order by occurred_at desc, id desc
-         limit $4"#,
+         limit $4",
         workspace.0,
         before.map(|b| b.0),
         before.map(|b| b.1),

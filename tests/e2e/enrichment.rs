@@ -640,6 +640,7 @@ async fn repeated_provider_failures_open_the_breaker_defer_jobs_and_a_probe_resu
         .env
         .http
         .get(format!("{}/health/ready", w.base))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
         .send()
         .await
         .unwrap();
@@ -801,6 +802,7 @@ async fn enrichments_are_limited_per_tier_per_hour_and_to_five_active_jobs_per_u
         workspace_id: vcintel_domain::WorkspaceId(workspace),
         user_id: vcintel_domain::UserId(pro_user),
         role: Role::Member,
+        api_key: None,
     });
     for company in &companies[2..6] {
         let ok = enrich(pro.clone(), company.clone()).await;
@@ -817,6 +819,7 @@ async fn enrichments_are_limited_per_tier_per_hour_and_to_five_active_jobs_per_u
         workspace_id: vcintel_domain::WorkspaceId(workspace),
         user_id: vcintel_domain::UserId(big_user),
         role: Role::Member,
+        api_key: None,
     });
     let mut others = Vec::new();
     for i in 0..6 {

@@ -14,6 +14,7 @@ async fn readiness(env: &TestEnv, base: &str) -> (StatusCode, Value) {
     let response = env
         .http
         .get(format!("{base}/health/ready"))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
         .send()
         .await
         .unwrap();

@@ -331,6 +331,7 @@ impl TestEnv {
             workspace_id: WorkspaceId(workspace),
             user_id: UserId(Uuid::now_v7()),
             role,
+            api_key: None,
         }
     }
 
@@ -1028,4 +1029,28 @@ pub async fn wait_until_answering(http: &reqwest::Client, base: &str) {
         async move { http.get(url).send().await.ok().map(|_| ()) }
     })
     .await;
+}
+
+/// Makes the account behind `joiner_token` (`email`) a member of
+/// `workspace` with `role`, the way the product does it.
+pub async fn join(
+    env: &TestEnv,
+    base: &str,
+    owner_token: &str,
+    workspace: &str,
+    joiner_token: &str,
+    email: &str,
+    role: &str,
+) {
+    let _ = joiner_token;
+    let added = env
+        .call(
+            reqwest::Method::POST,
+            &format!("{base}/v1/workspace/members"),
+            Some(owner_token),
+            Some(workspace),
+            Some(&serde_json::json!({"email": email, "role": role})),
+        )
+        .await;
+    assert_eq!(added.status, reqwest::StatusCode::CREATED, "{}", added.body);
 }

@@ -157,11 +157,11 @@ async fn sign_up_sign_in_refresh_rotation_reuse_detection_and_revoke_all() {
         StatusCode::OK
     );
 
-    // The owner reads all of it in the security log.
+    // The account holder reads all of it in their own security log.
     let log = env
         .call(
             Method::GET,
-            &format!("{base}/v1/workspace/security-events?limit=200"),
+            &format!("{base}/v1/me/security-events?limit=200"),
             Some(&s(&f, "access_token")),
             None,
             None,
@@ -182,7 +182,7 @@ async fn sign_up_sign_in_refresh_rotation_reuse_detection_and_revoke_all() {
     ] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
-    // The unknown email's failure is not tied to anyone in this workspace.
+    // The unknown email's failure is not tied to this account.
     assert_eq!(kinds.iter().filter(|k| **k == "login.failed").count(), 1);
 }
 

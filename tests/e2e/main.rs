@@ -37,3 +37,4 @@ mod search;
 mod snapshots;
 mod telemetry;
 mod tenancy;
+mod trust;

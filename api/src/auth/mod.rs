@@ -80,6 +80,7 @@ pub async fn authenticate(state: &Gate, headers: &HeaderMap) -> Result<Authentic
                 workspace_id: WorkspaceId(ws),
                 user_id,
                 role,
+                api_key: None,
             })))
         }
         _ => Ok(Authentication::Rejected("invalid or expired token")),
@@ -150,9 +151,9 @@ impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
 /// role. A workspace the caller does not belong to is "not found".
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
+    /// Who acts; `actor.api_key` is set when an API key made the request
+    /// (and is recorded with its events).
     pub actor: Actor,
-    /// Set when an API key made the request (recorded with its events).
-    pub api_key_id: Option<Uuid>,
 }
 
 impl Caller {
@@ -179,7 +180,7 @@ impl Caller {
     /// Event metadata for a command this caller causes.
     pub fn metadata(&self, headers: &HeaderMap) -> CommandMetadata {
         CommandMetadata {
-            api_key_id: self.api_key_id,
+            api_key_id: self.actor.api_key,
             ..crate::http::metadata::command_metadata(headers)
         }
     }
@@ -215,10 +216,7 @@ where
                 if requested.is_some_and(|ws| ws != actor.workspace_id) {
                     return Err(ApiError::NotFound);
                 }
-                Caller {
-                    actor,
-                    api_key_id: None,
-                }
+                Caller { actor }
             }
             Principal::User {
                 user_id,
@@ -235,8 +233,8 @@ where
                         workspace_id,
                         user_id,
                         role,
+                        api_key: None,
                     },
-                    api_key_id: None,
                 }
             }
             Principal::ApiKey {
@@ -257,8 +255,8 @@ where
                         workspace_id,
                         user_id: creator,
                         role,
+                        api_key: Some(key_id),
                     },
-                    api_key_id: Some(key_id),
                 }
             }
         };

@@ -26,6 +26,9 @@ pub struct Claims {
     pub role: Option<Role>,
     pub iss: String,
     pub iat: u64,
+    /// Not valid before (honoured when present; issued equal to `iat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     pub exp: u64,
 }
 
@@ -57,6 +60,7 @@ impl TokenKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        validation.validate_nbf = true;
         validation.leeway = 5;
         Self {
             encoding: EncodingKey::from_secret(secret),
@@ -86,6 +90,7 @@ impl TokenKeys {
             role: None,
             iss: ISSUER.to_owned(),
             iat: now,
+            nbf: Some(now),
             exp: now + ttl.as_secs(),
         })
     }
@@ -106,6 +111,7 @@ impl TokenKeys {
             role: Some(actor.role),
             iss: ISSUER.to_owned(),
             iat: now,
+            nbf: Some(now),
             exp: now + ttl.as_secs(),
         })
     }

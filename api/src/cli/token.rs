@@ -48,6 +48,7 @@ pub fn run(action: TokenAction) -> anyhow::Result<()> {
                 workspace_id: WorkspaceId(workspace),
                 user_id: UserId(user),
                 role,
+                api_key: None,
             };
             println!("{}", keys.issue(&actor, Duration::from_secs(ttl_secs))?);
             Ok(())

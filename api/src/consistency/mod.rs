@@ -103,6 +103,35 @@ fn tokens_of(tokens: &ConsistencyTokens, request: &Request) -> Result<Vec<Writte
     Ok(writes)
 }
 
+/// `min_version` on a read of one resource. An id the caller's workspace
+/// does not hold is 404 at once, whether another workspace holds it or
+/// nobody does (no oracle, and nothing to wait for); a version the resource
+/// has not reached is the client's mistake (400), never a wait that can
+/// only time out. Otherwise the same bounded wait as a token's.
+pub async fn wait_for_version(
+    state: &ReadYourWrites,
+    workspace: vcintel_domain::WorkspaceId,
+    aggregate_type: &str,
+    id: uuid::Uuid,
+    min_version: u64,
+) -> Result<(), ApiError> {
+    let stored = vcintel_infra::event_log::version_in_workspace(
+        &state.pool,
+        aggregate_type,
+        &id.to_string(),
+        workspace.0,
+    )
+    .await?
+    .ok_or(ApiError::NotFound)?;
+    if u64::try_from(stored).is_ok_and(|stored| stored < min_version) {
+        return Err(ApiError::BadRequest {
+            detail: format!("is beyond the resource's latest version, {stored}"),
+            field: Some("min_version".to_owned()),
+        });
+    }
+    wait_until_reflected(state, &Written::at(aggregate_type, id, min_version)).await
+}
+
 /// Waits until every read model fed by `written`'s aggregate type reflects
 /// at least its version, for at most the configured consistency wait. A
 /// read model that only reacts to some of the aggregate's event types must

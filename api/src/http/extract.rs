@@ -48,6 +48,15 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every body is an object: serde would otherwise fill a struct from an
+    // array by position (`["ann@…", "pw"]` as a sign-in).
+    let starts_with_object = bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    if !starts_with_object && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+        return Err(ApiError::invalid_field("body", "must be a JSON object"));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -113,19 +122,35 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
+        // No parameter is meant to carry control characters, and a NUL
+        // cannot even reach Postgres.
+        if let Some((name, _)) = form_urlencoded::parse(query.as_bytes())
+            .find(|(name, value)| name.chars().chain(value.chars()).any(char::is_control))
+        {
+            return Err(ApiError::BadRequest {
+                detail: "must not contain control characters".to_owned(),
+                field: Some(name.chars().filter(|c| !c.is_control()).collect()),
+            });
+        }
         let deserializer =
             serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer)
             .map(Query)
             .map_err(|error| {
-                let field = error.path().to_string();
+                let path = error.path().to_string();
+                let detail = error.into_inner().to_string();
+                // serde names an unknown parameter only in its message.
+                let unknown = detail
+                    .strip_prefix("unknown field `")
+                    .and_then(|rest| rest.split_once('`'))
+                    .map(|(name, _)| name.to_owned());
                 ApiError::BadRequest {
-                    detail: error.into_inner().to_string(),
-                    field: Some(if field == "." {
-                        "query".to_owned()
-                    } else {
-                        field
+                    field: Some(match (path.as_str(), unknown) {
+                        (".", Some(name)) => name,
+                        (".", None) => "query".to_owned(),
+                        _ => path,
                     }),
+                    detail,
                 }
             })
     }

@@ -11,7 +11,7 @@ use crate::http::extract::Path;
 use crate::state::AppState;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -36,13 +36,19 @@ impl FromRequestParts<AppState> for Operator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Operator::presented(state, &parts.headers)
+    }
+}
+
+impl Operator {
+    /// Whether `headers` carry the operator token.
+    pub fn presented(state: &AppState, headers: &HeaderMap) -> Result<Self, ApiError> {
         let Some(expected) = &state.admin_token_digest else {
             return Err(ApiError::Forbidden(
                 "the admin API is off: set VCINTEL_ADMIN_TOKEN to turn it on".to_owned(),
             ));
         };
-        let presented = parts
-            .headers
+        let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))

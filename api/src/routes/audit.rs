@@ -4,7 +4,7 @@
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{Path, Query};
-use crate::http::pagination::{decode_cursor, encode_cursor, page_limit};
+use crate::http::pagination::page_limit;
 use crate::state::AppState;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
@@ -124,7 +124,7 @@ pub async fn list_events(
     let after = params
         .cursor
         .as_deref()
-        .map(decode_cursor::<(u64, i64)>)
+        .map(|c| state.cursors.decode::<(u64, i64)>(c))
         .transpose()?
         .map(|(tx_id, position)| CommitCursor { tx_id, position })
         .unwrap_or_default();
@@ -149,7 +149,7 @@ pub async fn list_events(
         .then(|| {
             events.last().map(|e| {
                 let at = e.cursor();
-                encode_cursor(&(at.tx_id, at.position))
+                state.cursors.encode(&(at.tx_id, at.position))
             })
         })
         .flatten();

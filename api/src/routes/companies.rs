@@ -1,10 +1,10 @@
 //! `/v1/companies`: add, update, delete, read and list companies.
 
 use crate::auth::Caller;
-use crate::consistency::{wait_until_reflected, Written};
+use crate::consistency::wait_for_version;
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query};
-use crate::http::pagination::{decode_cursor, next_cursor, page_limit};
+use crate::http::pagination::{page_limit, Cursors};
 use crate::http::preconditions::{conditional, if_match_version};
 use crate::http::respond::{accepted, created, tag, CommandAccepted};
 use crate::state::AppState;
@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use vcintel_domain::company::{CompanyChanges, CompanyId, CompanyInput, Stage};
+use vcintel_domain::saved_search::SearchFilters;
 use vcintel_projections::companies::{
     self as read_model, After, CompanyFilter, CompanyRow, SortKey,
 };
@@ -389,9 +390,12 @@ pub async fn get_company(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if let Some(min_version) = params.min_version {
-        wait_until_reflected(
+        wait_for_version(
             &state.read_your_writes,
-            &Written::at(vcintel_domain::company::AGGREGATE_TYPE, id, min_version),
+            caller.actor.workspace_id,
+            vcintel_domain::company::AGGREGATE_TYPE,
+            id,
+            min_version,
         )
         .await?;
     }
@@ -538,19 +542,28 @@ pub async fn list_companies(
     Query(params): Query<ListCompaniesParams>,
 ) -> Result<axum::Json<CompanyPage>, ApiError> {
     let limit = page_limit(params.limit)?;
-    if params.min_score.is_some_and(|s| !(0..=100).contains(&s)) {
+    // The rules a saved search's filters follow (lengths, characters, the
+    // score's range), reported under the query parameters' names.
+    let mut errors = vcintel_domain::ValidationErrors::default();
+    let filters = SearchFilters {
+        sector: params.sector,
+        stage: params.stage,
+        location: params.location,
+        min_score: params.min_score.map(|s| u8::try_from(s).unwrap_or(u8::MAX)),
+        text: params.q,
+    }
+    .validated(&mut errors);
+    if let Some(error) = errors.fields().first() {
+        let field = match error.field.trim_start_matches("filters.") {
+            "text" => "q",
+            other => other,
+        };
         return Err(ApiError::BadRequest {
-            detail: "must be between 0 and 100".to_owned(),
-            field: Some("min_score".to_owned()),
+            detail: error.message.clone(),
+            field: Some(field.to_owned()),
         });
     }
-    let filter = CompanyFilter {
-        sector: non_blank(params.sector),
-        stage: params.stage.map(|s| s.as_str().to_owned()),
-        location: non_blank(params.location),
-        min_score: params.min_score,
-        text: non_blank(params.q),
-    };
+    let filter = CompanyFilter::from(filters);
     let page = search_page(
         &state,
         caller.actor.workspace_id,
@@ -573,7 +586,9 @@ pub(crate) async fn search_page(
     cursor: Option<&str>,
     limit: u32,
 ) -> Result<CompanyPage, ApiError> {
-    let after = cursor.map(|c| decode_search_cursor(c, sort)).transpose()?;
+    let after = cursor
+        .map(|c| decode_search_cursor(&state.cursors, c, sort))
+        .transpose()?;
     let (key, descending) = sort.key();
     let mut conn = state.pool.acquire().await?;
     let mut rows = read_model::search(
@@ -586,11 +601,13 @@ pub(crate) async fn search_page(
         i64::from(limit) + 1,
     )
     .await?;
-    let next_cursor = next_cursor(&mut rows, limit, |(row, value)| SearchCursor {
-        sort,
-        value: value.clone(),
-        id: row.id,
-    });
+    let next_cursor = state
+        .cursors
+        .next(&mut rows, limit, |(row, value)| SearchCursor {
+            sort,
+            value: value.clone(),
+            id: row.id,
+        });
     Ok(CompanyPage {
         items: rows
             .into_iter()
@@ -600,12 +617,12 @@ pub(crate) async fn search_page(
     })
 }
 
-fn non_blank(value: Option<String>) -> Option<String> {
-    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
-}
-
-fn decode_search_cursor(cursor: &str, sort: CompanySort) -> Result<After, ApiError> {
-    let decoded: SearchCursor = decode_cursor(cursor)?;
+fn decode_search_cursor(
+    cursors: &Cursors,
+    cursor: &str,
+    sort: CompanySort,
+) -> Result<After, ApiError> {
+    let decoded: SearchCursor = cursors.decode(cursor)?;
     if decoded.sort != sort {
         return Err(ApiError::BadRequest {
             detail: "belongs to a listing with another sort order".to_owned(),

@@ -9,9 +9,10 @@
 //! behind must not take every API instance out of the load balancer.
 
 use crate::component::Component;
+use crate::routes::admin::Operator;
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::ToSchema;
@@ -31,7 +32,9 @@ pub struct Liveness {
 pub struct Readiness {
     /// `ready` or `not_ready`.
     pub status: String,
-    /// The components this process runs (`api`, `relay`, `projector`, `enricher`).
+    /// The components this process runs (`api`, `relay`, `projector`,
+    /// `enricher`; operators only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<String>,
     pub checks: Vec<Check>,
 }
@@ -43,6 +46,8 @@ pub struct Check {
     pub name: String,
     /// False fails this process's readiness.
     pub ok: bool,
+    /// What the check found (operators only).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
     /// Work waiting: events not yet published, messages not yet applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,13 +74,41 @@ pub async fn health() -> axum::Json<Liveness> {
 
 /// Whether this process can do its work: Postgres answers, and none of the
 /// components it runs is stalled (the relay, each projection, the
-/// enricher); 503 names the failing checks. Every component's lag, age
-/// of its oldest waiting item and time since it last moved are in the
-/// details.
+/// enricher); 503 names the failing checks. Anyone sees up or down per
+/// check; with the operator token (`Authorization: Bearer`) every
+/// component's detail, lag, age of its oldest waiting item and time since
+/// it last moved are there too.
 #[utoipa::path(get, path = "/health/ready", tag = TAG, operation_id = "ready",
+    params(("Authorization" = Option<String>, Header, description = "`Bearer <operator token>` for the details")),
     responses((status = 200, description = "Ready", body = Readiness),
               (status = 503, description = "Not ready; see the failing checks", body = Readiness)))]
-pub async fn ready(State(state): State<AppState>) -> (StatusCode, axum::Json<Readiness>) {
+pub async fn ready(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> (StatusCode, axum::Json<Readiness>) {
+    let (status, mut readiness) = readiness(&state).await;
+    // Internals (hosts, leaders, errors, backlogs) are the operators'.
+    if Operator::presented(&state, &headers).is_err() {
+        readiness.runs.clear();
+        for check in &mut readiness.checks {
+            *check = Check {
+                name: std::mem::take(&mut check.name),
+                ok: check.ok,
+                ..Check::default()
+            };
+        }
+    }
+    (status, axum::Json(readiness))
+}
+
+/// Readiness in full, for the probe port of a process without the API
+/// (`VCINTEL_HEALTH_BIND`, bound where only the orchestrator reaches).
+async fn ready_in_full(State(state): State<AppState>) -> (StatusCode, axum::Json<Readiness>) {
+    let (status, readiness) = readiness(&state).await;
+    (status, axum::Json(readiness))
+}
+
+async fn readiness(state: &AppState) -> (StatusCode, Readiness) {
     let runs = |component: Component| state.components.contains(&component);
     let workers_here =
         runs(Component::Relay) || runs(Component::Projector) || runs(Component::Enricher);
@@ -94,17 +127,17 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, axum::Json<Rea
     let relay = check(
         "relay",
         runs(Component::Relay),
-        relay_check(&state, runs(Component::Relay)),
+        relay_check(state, runs(Component::Relay)),
     );
     let (postgres, nats, relay) = tokio::join!(postgres, nats, relay);
     let mut checks = vec![postgres, nats, relay];
     for model in READ_MODELS {
         let name = format!("projection:{}", model.name);
-        checks.push(consumer_check(&state, &name, model.name, runs(Component::Projector)).await);
+        checks.push(consumer_check(state, &name, model.name, runs(Component::Projector)).await);
     }
     checks.push(
         consumer_check(
-            &state,
+            state,
             "enricher",
             vcintel_infra::enrichment::worker::WORKER_NAME,
             runs(Component::Enricher),
@@ -130,7 +163,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, axum::Json<Rea
     };
     (
         status,
-        axum::Json(Readiness {
+        Readiness {
             status: if all_ok { "ready" } else { "not_ready" }.to_owned(),
             runs: state
                 .components
@@ -138,7 +171,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, axum::Json<Rea
                 .map(|c| c.name().to_owned())
                 .collect(),
             checks,
-        }),
+        },
     )
 }
 
@@ -278,6 +311,6 @@ async fn check(
 pub fn router(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/health", axum::routing::get(health))
-        .route("/health/ready", axum::routing::get(ready))
+        .route("/health/ready", axum::routing::get(ready_in_full))
         .with_state(state)
 }

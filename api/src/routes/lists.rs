@@ -1,10 +1,10 @@
 //! Lists of companies: `/v1/lists` and `/v1/lists/{list_id}/companies/{id}`.
 
 use crate::auth::Caller;
-use crate::consistency::{wait_until_reflected, Written};
+use crate::consistency::wait_for_version;
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query};
-use crate::http::pagination::{decode_cursor, next_cursor, page_limit};
+use crate::http::pagination::page_limit;
 use crate::http::preconditions::if_match_version;
 use crate::http::respond::{accepted, created, representation, CommandAccepted};
 use crate::state::AppState;
@@ -89,10 +89,32 @@ pub struct ListCompaniesPage {
     pub next_cursor: Option<String>,
 }
 
+/// A page of the workspace's lists.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct PageParams {
+pub struct ListsPageParams {
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u32>,
+    /// Opaque cursor from a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+/// Reading one list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GetListParams {
+    /// Read your own write: wait (bounded) until the list reflects at least
+    /// this version; 503 with `Retry-After` if it does not in time.
+    pub min_version: Option<u64>,
+}
+
+/// A page of one list's companies.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListItemsParams {
     /// Page size, 1–200 (default 50).
     pub limit: Option<u32>,
     /// Opaque cursor from a previous page's `next_cursor`.
@@ -132,7 +154,7 @@ pub async fn create_list(
 /// The workspace's lists, oldest first.
 #[utoipa::path(
     get, path = "/v1/lists", tag = TAG, operation_id = "listLists",
-    params(PageParams),
+    params(ListsPageParams),
     responses(
         (status = 200, description = "A page of lists", body = ListPage),
         (status = 400, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
@@ -143,10 +165,14 @@ pub async fn create_list(
 pub async fn list_lists(
     State(state): State<AppState>,
     caller: Caller,
-    Query(params): Query<PageParams>,
+    Query(params): Query<ListsPageParams>,
 ) -> Result<axum::Json<ListPage>, ApiError> {
     let limit = page_limit(params.limit)?;
-    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let after = params
+        .cursor
+        .as_deref()
+        .map(|c| state.cursors.decode(c))
+        .transpose()?;
     let mut rows = read_model::list(
         &state.pool,
         caller.actor.workspace_id,
@@ -154,7 +180,7 @@ pub async fn list_lists(
         i64::from(limit) + 1,
     )
     .await?;
-    let next_cursor = next_cursor(&mut rows, limit, |r| r.id);
+    let next_cursor = state.cursors.next(&mut rows, limit, |r| r.id);
     Ok(axum::Json(ListPage {
         items: rows.into_iter().map(CompanyList::from).collect(),
         next_cursor,
@@ -164,7 +190,7 @@ pub async fn list_lists(
 /// One list.
 #[utoipa::path(
     get, path = "/v1/lists/{list_id}", tag = TAG, operation_id = "getList",
-    params(("list_id" = Uuid, Path, description = "List id"), PageParams,
+    params(("list_id" = Uuid, Path, description = "List id"), GetListParams,
            ("If-None-Match" = Option<String>, Header, description = "A previously returned ETag")),
     responses(
         (status = 200, description = "The list", body = CompanyList,
@@ -181,13 +207,16 @@ pub async fn get_list(
     State(state): State<AppState>,
     caller: Caller,
     Path(list_id): Path<Uuid>,
-    Query(params): Query<PageParams>,
+    Query(params): Query<GetListParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if let Some(min_version) = params.min_version {
-        wait_until_reflected(
+        wait_for_version(
             &state.read_your_writes,
-            &Written::at(vcintel_domain::list::AGGREGATE_TYPE, list_id, min_version),
+            caller.actor.workspace_id,
+            vcintel_domain::list::AGGREGATE_TYPE,
+            list_id,
+            min_version,
         )
         .await?;
     }
@@ -204,7 +233,7 @@ pub async fn get_list(
 /// The companies in a list.
 #[utoipa::path(
     get, path = "/v1/lists/{list_id}/companies", tag = TAG, operation_id = "listListCompanies",
-    params(("list_id" = Uuid, Path, description = "List id"), PageParams),
+    params(("list_id" = Uuid, Path, description = "List id"), ListItemsParams),
     responses(
         (status = 200, description = "A page of the list's companies", body = ListCompaniesPage),
         (status = 400, description = "Malformed id or parameter", body = Problem, content_type = "application/problem+json"),
@@ -218,12 +247,15 @@ pub async fn list_list_companies(
     State(state): State<AppState>,
     caller: Caller,
     Path(list_id): Path<Uuid>,
-    Query(params): Query<PageParams>,
+    Query(params): Query<ListItemsParams>,
 ) -> Result<axum::Json<ListCompaniesPage>, ApiError> {
     if let Some(min_version) = params.min_version {
-        wait_until_reflected(
+        wait_for_version(
             &state.read_your_writes,
-            &Written::at(vcintel_domain::list::AGGREGATE_TYPE, list_id, min_version),
+            caller.actor.workspace_id,
+            vcintel_domain::list::AGGREGATE_TYPE,
+            list_id,
+            min_version,
         )
         .await?;
     }
@@ -232,10 +264,14 @@ pub async fn list_list_companies(
         .await?
         .ok_or(ApiError::NotFound)?;
     let limit = page_limit(params.limit)?;
-    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let after = params
+        .cursor
+        .as_deref()
+        .map(|c| state.cursors.decode(c))
+        .transpose()?;
     let mut rows =
         read_model::items(&state.pool, workspace, list_id, after, i64::from(limit) + 1).await?;
-    let next_cursor = next_cursor(&mut rows, limit, |r| r.company_id);
+    let next_cursor = state.cursors.next(&mut rows, limit, |r| r.company_id);
     Ok(axum::Json(ListCompaniesPage {
         items: rows.into_iter().map(ListedCompany::from).collect(),
         next_cursor,

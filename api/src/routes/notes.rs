@@ -1,10 +1,10 @@
 //! Notes on companies: `/v1/companies/{id}/notes` and `/v1/notes/{note_id}`.
 
 use crate::auth::Caller;
-use crate::consistency::{wait_until_reflected, Written};
+use crate::consistency::wait_for_version;
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query};
-use crate::http::pagination::{decode_cursor, next_cursor, page_limit};
+use crate::http::pagination::page_limit;
 use crate::http::preconditions::if_match_version;
 use crate::http::respond::{accepted, created, representation, CommandAccepted};
 use crate::state::AppState;
@@ -142,7 +142,11 @@ pub async fn list_notes(
         .await?
         .ok_or(ApiError::NotFound)?;
     let limit = page_limit(params.limit)?;
-    let before = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let before = params
+        .cursor
+        .as_deref()
+        .map(|c| state.cursors.decode(c))
+        .transpose()?;
     let mut rows = read_model::of_company(
         &state.pool,
         workspace,
@@ -151,7 +155,7 @@ pub async fn list_notes(
         i64::from(limit) + 1,
     )
     .await?;
-    let next_cursor = next_cursor(&mut rows, limit, |r| r.id);
+    let next_cursor = state.cursors.next(&mut rows, limit, |r| r.id);
     Ok(axum::Json(NotePage {
         items: rows.into_iter().map(Note::from).collect(),
         next_cursor,
@@ -182,9 +186,12 @@ pub async fn get_note(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if let Some(min_version) = params.min_version {
-        wait_until_reflected(
+        wait_for_version(
             &state.read_your_writes,
-            &Written::at(vcintel_domain::note::AGGREGATE_TYPE, note_id, min_version),
+            caller.actor.workspace_id,
+            vcintel_domain::note::AGGREGATE_TYPE,
+            note_id,
+            min_version,
         )
         .await?;
     }

@@ -3,7 +3,7 @@
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query};
-use crate::http::pagination::{decode_cursor, next_cursor, page_limit};
+use crate::http::pagination::page_limit;
 use crate::http::preconditions::if_match_version;
 use crate::http::respond::{accepted, created, representation, CommandAccepted};
 use crate::routes::companies::{search_page, CompanyPage, CompanySort};
@@ -15,7 +15,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-use vcintel_domain::company::Stage;
 use vcintel_domain::saved_search::{SavedSearchCommand, SavedSearchId, SearchFilters};
 use vcintel_projections::companies::CompanyFilter;
 use vcintel_projections::saved_searches::{self as read_model, SavedSearchRow};
@@ -175,7 +174,11 @@ pub async fn list_saved_searches(
     Query(params): Query<SearchPageParams>,
 ) -> Result<axum::Json<SavedSearchPage>, ApiError> {
     let limit = page_limit(params.limit)?;
-    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let after = params
+        .cursor
+        .as_deref()
+        .map(|c| state.cursors.decode(c))
+        .transpose()?;
     let mut rows = read_model::list(
         &state.pool,
         caller.actor.workspace_id,
@@ -183,7 +186,7 @@ pub async fn list_saved_searches(
         i64::from(limit) + 1,
     )
     .await?;
-    let next_cursor = next_cursor(&mut rows, limit, |r| r.id);
+    let next_cursor = state.cursors.next(&mut rows, limit, |r| r.id);
     Ok(axum::Json(SavedSearchPage {
         items: rows.into_iter().map(SavedSearchView::from).collect(),
         next_cursor,
@@ -243,14 +246,7 @@ pub async fn run_saved_search(
     let search = read_model::get(&state.pool, workspace, search_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let filters = search.filters.0;
-    let filter = CompanyFilter {
-        sector: filters.sector,
-        stage: filters.stage.map(|s: Stage| s.as_str().to_owned()),
-        location: filters.location,
-        min_score: filters.min_score.map(i32::from),
-        text: filters.text,
-    };
+    let filter = CompanyFilter::from(search.filters.0);
     let page = search_page(
         &state,
         workspace,

@@ -1,10 +1,11 @@
-//! `/v1/workspace/security-events`: the workspace's security log.
+//! The security log: a workspace's (`/v1/workspace/security-events`) and
+//! an account's own (`/v1/me/security-events`).
 
 use super::TAG;
-use crate::auth::Caller;
+use crate::auth::{Caller, SignedIn};
 use crate::error::{ApiError, Problem};
 use crate::http::extract::Query;
-use crate::http::pagination::{decode_cursor, next_cursor, page_limit};
+use crate::http::pagination::page_limit;
 use crate::state::AppState;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
@@ -54,7 +55,7 @@ pub async fn list_security_events(
     let before = params
         .cursor
         .as_deref()
-        .map(decode_cursor::<(DateTime<Utc>, Uuid)>)
+        .map(|c| state.cursors.decode::<(DateTime<Utc>, Uuid)>(c))
         .transpose()?;
     let mut rows = vcintel_projections::identity::security_log(
         &state.pool,
@@ -63,7 +64,49 @@ pub async fn list_security_events(
         i64::from(limit) + 1,
     )
     .await?;
-    let next_cursor = next_cursor(&mut rows, limit, |r| (r.occurred_at, r.id));
+    let next_cursor = state
+        .cursors
+        .next(&mut rows, limit, |r| (r.occurred_at, r.id));
+    Ok(axum::Json(SecurityEventPage {
+        items: rows,
+        next_cursor,
+    }))
+}
+
+/// Your account's own security log, newest first: sign-ins and their
+/// failures, lockouts, sessions revoked. No workspace sees these.
+#[utoipa::path(
+    get, path = "/v1/me/security-events", tag = TAG, operation_id = "listMySecurityEvents",
+    params(SecurityEventParams),
+    responses(
+        (status = 200, description = "A page of entries", body = SecurityEventPage),
+        (status = 400, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "API keys act on workspaces, not accounts", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_my_security_events(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Query(params): Query<SecurityEventParams>,
+) -> Result<axum::Json<SecurityEventPage>, ApiError> {
+    let limit = page_limit(params.limit)?;
+    let before = params
+        .cursor
+        .as_deref()
+        .map(|c| state.cursors.decode::<(DateTime<Utc>, Uuid)>(c))
+        .transpose()?;
+    let mut rows = vcintel_projections::identity::account_security_log(
+        &state.pool,
+        signed_in.user_id,
+        before,
+        i64::from(limit) + 1,
+    )
+    .await?;
+    let next_cursor = state
+        .cursors
+        .next(&mut rows, limit, |r| (r.occurred_at, r.id));
     Ok(axum::Json(SecurityEventPage {
         items: rows,
         next_cursor,

@@ -1,0 +1,644 @@
+//! What attackers and generated clients found (the trust-and-contract
+//! review): each test asserts the fixed behaviour through the running API,
+//! on a real Postgres and nats-server.
+
+use crate::helpers::{Reply, TestEnv};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// A signed-up user's access token.
+struct User {
+    token: String,
+}
+
+async fn sign_up(env: &TestEnv, base: &str, email: &str) -> User {
+    let session = env.register(base, email, "Trust Tester").await;
+    User {
+        token: session["access_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+async fn get(env: &TestEnv, url: &str, user: &User) -> Reply {
+    env.call(Method::GET, url, Some(&user.token), None, None)
+        .await
+}
+
+async fn add_company(env: &TestEnv, base: &str, user: &User, name: &str, site: &str) -> Value {
+    let reply = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/companies"),
+            Some(&user.token),
+            None,
+            Some(&json!({"name": name, "website": site})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    reply.body
+}
+
+fn assert_bad_parameter(reply: &Reply, field: &str) {
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert_eq!(reply.body["errors"][0]["field"], field, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn an_edited_or_hand_made_cursor_is_refused_as_such() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let user = sign_up(&env, &base, "cursor@trust.example").await;
+    for (name, site) in [("Alpha", "alpha.example"), ("Beta", "beta.example")] {
+        add_company(&env, &base, &user, name, site).await;
+    }
+    let first = crate::helpers::eventually(Duration::from_secs(10), "two companies listed", || {
+        let env = &env;
+        let user = &user;
+        let url = format!("{base}/v1/companies?limit=1&sort=-score");
+        async move {
+            let reply = get(env, &url, user).await;
+            reply.body["next_cursor"].as_str().map(str::to_owned)
+        }
+    })
+    .await;
+    let next = get(
+        &env,
+        &format!("{base}/v1/companies?limit=1&sort=-score&cursor={first}"),
+        &user,
+    )
+    .await;
+    assert_eq!(next.status, StatusCode::OK, "{}", next.body);
+
+    // The review's forgery: a score cursor whose value is not a number
+    // (a 500 from Postgres before), edited under the real tag...
+    let (_, tag) = first.split_once('.').expect("a sealed cursor");
+    let forged = URL_SAFE_NO_PAD.encode(
+        json!({"sort": "-score", "value": "not a number", "id": uuid::Uuid::nil()}).to_string(),
+    );
+    let edited = get(
+        &env,
+        &format!("{base}/v1/companies?limit=1&sort=-score&cursor={forged}.{tag}"),
+        &user,
+    )
+    .await;
+    assert_bad_parameter(&edited, "cursor");
+    // ...and hand-made, as a first-wave cursor looked.
+    let hand_made = get(
+        &env,
+        &format!("{base}/v1/companies?limit=1&sort=-score&cursor={forged}"),
+        &user,
+    )
+    .await;
+    assert_bad_parameter(&hand_made, "cursor");
+}
+
+#[tokio::test]
+async fn control_characters_and_oversized_searches_are_400_naming_the_parameter() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let user = sign_up(&env, &base, "input@trust.example").await;
+    for (query, field) in [
+        ("q=acme%00", "q"),
+        ("sector=fin%00tech", "sector"),
+        ("location=%00", "location"),
+        ("q=ok&sort=name&cursor=%00", "cursor"),
+    ] {
+        let reply = get(&env, &format!("{base}/v1/companies?{query}"), &user).await;
+        assert_bad_parameter(&reply, field);
+    }
+    // 20,000 terms exhausted Postgres's stack depth (a 500).
+    let terms = vec!["a"; 20_000].join("+");
+    let reply = get(&env, &format!("{base}/v1/companies?q={terms}"), &user).await;
+    assert_bad_parameter(&reply, "q");
+    // A bidi override in a search reads one way and matches another.
+    let reply = get(&env, &format!("{base}/v1/companies?q=%E2%80%AEacme"), &user).await;
+    assert_bad_parameter(&reply, "q");
+    let reply = get(&env, &format!("{base}/v1/companies?min_score=300"), &user).await;
+    assert_bad_parameter(&reply, "min_score");
+    // The same searches still work without the bad characters.
+    let reply = get(
+        &env,
+        &format!("{base}/v1/companies?q=acme&sector=fintech"),
+        &user,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn names_with_bidi_overrides_or_invisible_characters_are_refused() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let user = sign_up(&env, &base, "names@trust.example").await;
+    for name in [
+        "Acme\u{202E}gnp.exe",
+        "Ac\u{200B}me",
+        "Acme\u{E0041}\u{E0042}",
+    ] {
+        let reply = env
+            .call(
+                Method::POST,
+                &format!("{base}/v1/companies"),
+                Some(&user.token),
+                None,
+                Some(&json!({"name": name, "website": "deceptive.example"})),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{name:?}: {}",
+            reply.body
+        );
+        assert_eq!(reply.body["errors"][0]["field"], "name", "{}", reply.body);
+    }
+    // Scripts that need joiners keep them.
+    add_company(&env, &base, &user, "می\u{200C}خواهم", "joiner.example").await;
+}
+
+#[tokio::test]
+async fn a_json_array_is_not_taken_for_an_object() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let user = sign_up(&env, &base, "arrays@trust.example").await;
+    let sign_in = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/auth/login"),
+            None,
+            None,
+            Some(&json!(["arrays@trust.example", crate::helpers::PASSWORD])),
+        )
+        .await;
+    assert_eq!(
+        sign_in.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        sign_in.body
+    );
+    assert_eq!(sign_in.body["errors"][0]["field"], "body");
+    let create = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/companies"),
+            Some(&user.token),
+            None,
+            Some(&json!(["Array Co", "array-co.example"])),
+        )
+        .await;
+    assert_eq!(
+        create.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        create.body
+    );
+    assert_eq!(create.body["errors"][0]["field"], "body");
+    let listed = get(&env, &format!("{base}/v1/companies"), &user).await;
+    assert_eq!(listed.body["items"], json!([]), "nothing was created");
+}
+
+#[tokio::test]
+async fn min_version_answers_a_foreign_id_and_an_unknown_id_alike_at_once() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let owner = sign_up(&env, &base, "owner@trust.example").await;
+    let stranger = sign_up(&env, &base, "stranger@trust.example").await;
+    let company = add_company(&env, &base, &owner, "Owned", "owned.example").await;
+    let company_id = company["id"].as_str().unwrap();
+    let unknown = uuid::Uuid::now_v7();
+    for id in [company_id.to_owned(), unknown.to_string()] {
+        let started = Instant::now();
+        let reply = get(
+            &env,
+            &format!("{base}/v1/companies/{id}?min_version=1"),
+            &stranger,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{id}: {}", reply.body);
+        assert_eq!(reply.header("retry-after"), None);
+        // The consistency wait is seconds long; 404 must not wait for it.
+        assert!(started.elapsed() < Duration::from_secs(2), "{id} waited");
+    }
+    // The owner's own read waits for its write; a version never written
+    // is the client's mistake, and 2^63 no longer wraps around.
+    let own = get(
+        &env,
+        &format!("{base}/v1/companies/{company_id}?min_version=1"),
+        &owner,
+    )
+    .await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+    for version in ["2", "9223372036854775808", "18446744073709551615"] {
+        let reply = get(
+            &env,
+            &format!("{base}/v1/companies/{company_id}?min_version={version}"),
+            &owner,
+        )
+        .await;
+        assert_bad_parameter(&reply, "min_version");
+    }
+}
+
+#[tokio::test]
+async fn the_lists_listing_takes_only_the_parameters_it_documents() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let user = sign_up(&env, &base, "lists@trust.example").await;
+    let reply = get(&env, &format!("{base}/v1/lists?min_version=3"), &user).await;
+    assert_bad_parameter(&reply, "min_version");
+    let spec: Value = env
+        .http
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = spec["paths"]["/v1/lists"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(!names.contains(&"min_version"), "{names:?}");
+    assert!(names.contains(&"cursor"), "{names:?}");
+}
+
+/// A team workspace owned by one user, with a second user as its admin
+/// (added the way the product adds members), each signed in.
+struct Team {
+    workspace: String,
+    owner: User,
+    admin: User,
+    admin_id: String,
+}
+
+async fn team(env: &TestEnv, base: &str, tag: &str) -> Team {
+    let owner = sign_up(env, base, &format!("owner-{tag}@trust.example")).await;
+    let created = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/workspaces"),
+            Some(&owner.token),
+            None,
+            Some(&json!({"name": format!("Fund {tag}")})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let workspace = created.body["id"].as_str().unwrap().to_owned();
+    let admin_email = format!("admin-{tag}@trust.example");
+    let admin_session = env.register(base, &admin_email, "Admin").await;
+    let admin = User {
+        token: admin_session["access_token"].as_str().unwrap().to_owned(),
+    };
+    let admin_id = admin_session["user_id"].as_str().unwrap().to_owned();
+    crate::helpers::join(
+        env,
+        base,
+        &owner.token,
+        &workspace,
+        &admin.token,
+        &admin_email,
+        "admin",
+    )
+    .await;
+    Team {
+        workspace,
+        owner,
+        admin,
+        admin_id,
+    }
+}
+
+async fn create_key(
+    env: &TestEnv,
+    base: &str,
+    user: &User,
+    workspace: &str,
+    role: &str,
+) -> (String, String) {
+    let reply = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/workspace/api-keys"),
+            Some(&user.token),
+            Some(workspace),
+            Some(&json!({"name": format!("{role} key"), "role": role})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    (
+        reply.body["id"].as_str().unwrap().to_owned(),
+        reply.body["key"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_viewer_key_cannot_revoke_its_creators_keys_or_remove_its_creator() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let t = team(&env, &base, "keys").await;
+    let (admin_key_id, admin_key) = create_key(&env, &base, &t.admin, &t.workspace, "admin").await;
+    let (viewer_key_id, viewer_key) =
+        create_key(&env, &base, &t.admin, &t.workspace, "viewer").await;
+    let through_viewer_key = |method: Method, path: String, body: Option<Value>| {
+        let env = &env;
+        let url = format!("{base}{path}");
+        let key = viewer_key.clone();
+        async move {
+            env.call(method, &url, Some(&key), None, body.as_ref())
+                .await
+        }
+    };
+    for (method, path) in [
+        (
+            Method::DELETE,
+            format!("/v1/workspace/api-keys/{admin_key_id}"),
+        ),
+        (Method::POST, "/v1/workspace/leave".to_owned()),
+        (
+            Method::DELETE,
+            format!("/v1/workspace/members/{}", t.admin_id),
+        ),
+    ] {
+        let reply = through_viewer_key(method.clone(), path.clone(), None).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "{method} {path}: {}",
+            reply.body
+        );
+    }
+    let minted = through_viewer_key(
+        Method::POST,
+        "/v1/workspace/api-keys".to_owned(),
+        Some(json!({"name": "minted", "role": "viewer"})),
+    )
+    .await;
+    assert_eq!(minted.status, StatusCode::FORBIDDEN, "{}", minted.body);
+    // Nothing changed: the admin key still works, the admin is still in.
+    let still = env
+        .call(
+            Method::GET,
+            &format!("{base}/v1/workspace/members"),
+            Some(&admin_key),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(still.status, StatusCode::OK, "{}", still.body);
+    assert!(still.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["user_id"] == t.admin_id.as_str()));
+    // A key may still revoke itself.
+    let revoked = through_viewer_key(
+        Method::DELETE,
+        format!("/v1/workspace/api-keys/{viewer_key_id}"),
+        None,
+    )
+    .await;
+    assert!(revoked.status.is_success(), "{}", revoked.body);
+}
+
+#[tokio::test]
+async fn a_removed_members_keys_stay_revoked_when_they_are_added_again() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let t = team(&env, &base, "removal").await;
+    let (key_id, key) = create_key(&env, &base, &t.admin, &t.workspace, "member").await;
+    let removed = env
+        .call(
+            Method::DELETE,
+            &format!("{base}/v1/workspace/members/{}", t.admin_id),
+            Some(&t.owner.token),
+            Some(&t.workspace),
+            None,
+        )
+        .await;
+    assert!(removed.status.is_success(), "{}", removed.body);
+    crate::helpers::join(
+        &env,
+        &base,
+        &t.owner.token,
+        &t.workspace,
+        &t.admin.token,
+        "admin-removal@trust.example",
+        "admin",
+    )
+    .await;
+    let with_key = env
+        .call(
+            Method::GET,
+            &format!("{base}/v1/companies"),
+            Some(&key),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        with_key.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        with_key.body
+    );
+    let keys =
+        crate::helpers::eventually(Duration::from_secs(10), "the key listed as revoked", || {
+            let env = &env;
+            let t = &t;
+            let url = format!("{base}/v1/workspace/api-keys");
+            let key_id = key_id.clone();
+            async move {
+                let reply = env
+                    .call(
+                        Method::GET,
+                        &url,
+                        Some(&t.owner.token),
+                        Some(&t.workspace),
+                        None,
+                    )
+                    .await;
+                let key = reply.body["items"]
+                    .as_array()?
+                    .iter()
+                    .find(|k| k["id"] == key_id.as_str())?
+                    .clone();
+                (key["revoked"] == true).then_some(key)
+            }
+        })
+        .await;
+    assert_eq!(keys["revoked"], true);
+}
+
+#[tokio::test]
+async fn a_workspace_security_log_shows_no_members_account_events() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let t = team(&env, &base, "log").await;
+    for _ in 0..2 {
+        let failed = env
+            .login(&base, "admin-log@trust.example", "not the password")
+            .await;
+        assert_eq!(failed.status, StatusCode::UNAUTHORIZED);
+    }
+    let log = crate::helpers::eventually(
+        Duration::from_secs(10),
+        "the member's joining logged",
+        || {
+            let env = &env;
+            let t = &t;
+            let url = format!("{base}/v1/workspace/security-events");
+            async move {
+                let reply = env
+                    .call(
+                        Method::GET,
+                        &url,
+                        Some(&t.owner.token),
+                        Some(&t.workspace),
+                        None,
+                    )
+                    .await;
+                let items = reply.body["items"].as_array()?.clone();
+                items
+                    .iter()
+                    .any(|e| e["kind"] == "member.added")
+                    .then_some(items)
+            }
+        },
+    )
+    .await;
+    for entry in &log {
+        assert_eq!(entry["workspace_id"], t.workspace.as_str(), "{entry}");
+        let kind = entry["kind"].as_str().unwrap();
+        assert!(
+            !kind.starts_with("login.") && !kind.starts_with("session."),
+            "{entry}"
+        );
+    }
+    // The account holder still sees their own.
+    let own = env
+        .call(
+            Method::GET,
+            &format!("{base}/v1/me/security-events"),
+            Some(&t.admin.token),
+            None,
+            None,
+        )
+        .await;
+    let failures = own.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "login.failed")
+        .count();
+    assert_eq!(failures, 2, "{}", own.body);
+}
+
+#[tokio::test]
+async fn readiness_shows_strangers_only_up_or_down() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let anonymous: Value = env
+        .http
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(anonymous.get("runs").is_none(), "{anonymous}");
+    for check in anonymous["checks"].as_array().unwrap() {
+        let keys: Vec<&str> = check
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["name", "ok"], "{check}");
+    }
+    let operator: Value = env
+        .http
+        .get(format!("{base}/health/ready"))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(operator["checks"][0]["detail"].is_string(), "{operator}");
+}
+
+#[tokio::test]
+async fn a_token_that_is_not_valid_yet_is_refused() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let session = env.register(&base, "nbf@trust.example", "Early").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = vcintel_api::auth::token::Claims {
+        sub: session["user_id"].as_str().unwrap().parse().unwrap(),
+        sid: None,
+        dws: None,
+        ws: Some(
+            session["default_workspace_id"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
+        ),
+        role: Some(vcintel_domain::Role::Owner),
+        iss: vcintel_api::auth::token::ISSUER.to_owned(),
+        iat: now,
+        nbf: Some(now + 3_600),
+        exp: now + 7_200,
+    };
+    let early = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(env.settings().jwt_secret_bytes()),
+    )
+    .unwrap();
+    let reply = env
+        .call(
+            Method::GET,
+            &format!("{base}/v1/companies"),
+            Some(&early),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    // The same token without `nbf` is accepted (test servers take
+    // development tokens), so `nbf` alone refused it.
+    let now_valid = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &vcintel_api::auth::token::Claims {
+            nbf: None,
+            ..claims
+        },
+        &jsonwebtoken::EncodingKey::from_secret(env.settings().jwt_secret_bytes()),
+    )
+    .unwrap();
+    let reply = env
+        .call(
+            Method::GET,
+            &format!("{base}/v1/companies"),
+            Some(&now_valid),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+}
