@@ -167,7 +167,7 @@ impl Application {
                 ))
             }),
             gate,
-            account_lookup: vcintel_infra::accounts::PgAccounts::new(pool.clone()),
+            api_key_secrets: vcintel_infra::accounts::PgAccounts::new(pool.clone()),
             credentials: vcintel_infra::accounts::PgCredentials::new(
                 pool.clone(),
                 passwords.clone(),

@@ -89,8 +89,8 @@ pub struct Services {
     pub sessions: vcintel_infra::accounts::PgSessions,
     pub security_log: vcintel_infra::accounts::PgSecurityLog,
     pub identity_workspaces: vcintel_projections::identity::IdentityWorkspaces,
-    /// Accounts by e-mail and API key secrets, for the workspace use cases.
-    pub account_lookup: vcintel_infra::accounts::PgAccounts,
+    /// Where API key secrets are minted and kept (as hashes).
+    pub api_key_secrets: vcintel_infra::accounts::PgAccounts,
     /// Seals and opens the page cursors listings hand out.
     pub cursors: crate::http::pagination::Cursors,
     /// Read-your-writes: the token key, the wait, and what it reads.

@@ -13,7 +13,7 @@ use cqrs_es::EventStore;
 use serde_json::{json, Value};
 use uuid::Uuid;
 use vcintel_domain::user::{Email, UserRegistered};
-use vcintel_domain::workspace::WorkspaceError;
+use vcintel_domain::workspace::{WorkspaceCommand, WorkspaceError};
 use vcintel_domain::{UserId, WorkspaceId};
 
 /// Where a request came from, for sessions and the security log.
@@ -55,6 +55,7 @@ pub mod security_kind {
     pub const API_KEY_REVOKED: &str = "api_key.revoked";
     pub const MEMBER_ADDED: &str = "member.added";
     pub const MEMBER_INVITED: &str = "member.invited";
+    pub const INVITATION_DECLINED: &str = "member.invitation_declined";
     pub const MEMBER_ROLE_CHANGED: &str = "member.role_changed";
     pub const MEMBER_REMOVED: &str = "member.removed";
 }
@@ -95,11 +96,16 @@ pub trait Sessions: Send + Sync {
     async fn ended(&self, sessions: &[Uuid]);
 }
 
-/// Workspaces as identity sees them: the invitations waiting for an
-/// address, and the directory requests are authorised against.
+/// Workspaces as identity sees them: where an invitation addressed to an
+/// e-mail waits, and the directory requests are authorised against.
 #[async_trait::async_trait]
 pub trait Workspaces: Send + Sync {
-    async fn invitations_for(&self, email: &Email) -> Result<Vec<WorkspaceId>, CommandError>;
+    /// The workspace holding this invitation, if it is addressed to `email`.
+    async fn invitation_workspace(
+        &self,
+        invitation_id: Uuid,
+        email: &Email,
+    ) -> Result<Option<WorkspaceId>, CommandError>;
     async fn exists(&self, workspace: WorkspaceId) -> Result<bool, CommandError>;
     /// A membership changed: this process's authorisation sees it before
     /// the next request.
@@ -125,6 +131,13 @@ impl std::fmt::Debug for SessionPorts<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SessionPorts")
     }
+}
+
+/// What the addressee of an invitation does with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvitationAnswer {
+    Accept,
+    Decline,
 }
 
 /// A signed-in user: who, the workspace a request names by default, and
@@ -173,8 +186,8 @@ where
         Ok((user, workspace))
     }
 
-    /// Creates the account, takes up the invitations waiting for its
-    /// address, and starts a session.
+    /// Creates the account and starts a session. Invitations waiting for
+    /// the address are not taken up: their addressee accepts each.
     #[tracing::instrument(skip_all)]
     pub async fn sign_up(
         &self,
@@ -187,8 +200,6 @@ where
     ) -> Result<SignedIn, CommandError> {
         let (user, workspace) = self
             .create_account(ports.credentials, email, name, password, metadata)
-            .await?;
-        self.accept_invitations(ports, user, email, metadata)
             .await?;
         let session = ports.sessions.start(user, client).await?;
         Ok(SignedIn {
@@ -244,8 +255,6 @@ where
             )
             .await?;
         }
-        self.accept_invitations(ports, user, &registration.email, metadata)
-            .await?;
         let session = ports.sessions.start(user, client).await?;
         ports
             .security_log
@@ -305,27 +314,48 @@ where
         }
     }
 
-    /// Joins every workspace that invited `email`. Runs at sign-up and at
-    /// each sign-in, so an invitation the read model had not yet shown at
-    /// sign-up is taken up at the next sign-in.
-    async fn accept_invitations(
+    /// The signed-in `user` accepts (joins with the invitation's role) or
+    /// declines an invitation addressed to their e-mail. Anyone else's
+    /// invitation, or one that no longer waits, is not found.
+    #[tracing::instrument(skip_all, fields(user_id = %user, invitation_id = %invitation_id))]
+    pub async fn answer_invitation(
         &self,
         ports: SessionPorts<'_>,
         user: UserId,
-        email: &Email,
+        invitation_id: Uuid,
+        answer: InvitationAnswer,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
-        for workspace in ports.workspaces.invitations_for(email).await? {
-            match self
-                .accept_invitation(workspace, user, email.clone(), metadata)
-                .await
-            {
-                Ok(joined) => ports.workspaces.changed(workspace, joined.version).await,
-                // Cancelled or taken up in the meantime.
-                Err(CommandError::Workspace(WorkspaceError::InvitationNotFound)) => {}
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(())
+    ) -> Result<(WorkspaceId, crate::Committed), CommandError> {
+        let registration =
+            ports
+                .credentials
+                .registration(user)
+                .await?
+                .ok_or(CommandError::Unauthenticated(
+                    "this account no longer exists",
+                ))?;
+        let email = registration.email;
+        let workspace = ports
+            .workspaces
+            .invitation_workspace(invitation_id, &email)
+            .await?
+            .ok_or(WorkspaceError::InvitationNotFound)?;
+        let command = match answer {
+            InvitationAnswer::Accept => WorkspaceCommand::AcceptInvitation {
+                invitation_id,
+                user_id: user,
+                email,
+            },
+            InvitationAnswer::Decline => WorkspaceCommand::DeclineInvitation {
+                invitation_id,
+                user_id: user,
+                email,
+            },
+        };
+        let committed = self
+            .run_for_user(workspace, user, command, metadata)
+            .await?;
+        ports.workspaces.changed(workspace, committed.version).await;
+        Ok((workspace, committed))
     }
 }

@@ -111,24 +111,21 @@ where
         }
     }
 
-    /// Lets a newly signed-up (or signed-in) user join a workspace that
-    /// invited their email.
+    /// Runs a workspace command a user gives for themselves, outside any
+    /// membership (answering an invitation).
     #[tracing::instrument(skip_all, fields(workspace_id = %workspace, user_id = %user))]
-    pub async fn accept_invitation(
+    pub(crate) async fn run_for_user(
         &self,
         workspace: WorkspaceId,
         user: UserId,
-        email: Email,
+        command: WorkspaceCommand,
         metadata: &CommandMetadata,
     ) -> Result<Committed, CommandError> {
         execute(
             &self.workspaces,
             workspace.to_string(),
             Load::Stored,
-            WorkspaceCommand::AcceptInvitation {
-                user_id: user,
-                email,
-            },
+            command,
             |_, _| Ok(()),
             metadata.for_user(workspace, user),
         )

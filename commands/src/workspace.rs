@@ -11,13 +11,7 @@ use vcintel_domain::company::Stage;
 use vcintel_domain::enrichment::Thesis;
 use vcintel_domain::user::Email;
 use vcintel_domain::workspace::{WorkspaceCommand, WorkspaceError};
-use vcintel_domain::{Actor, Permission, Role, UserId, ValidationErrors, WorkspaceId};
-
-/// Accounts by e-mail address (the unique-value index sign-up writes).
-#[async_trait::async_trait]
-pub trait AccountLookup: Send + Sync {
-    async fn user_by_email(&self, email: &Email) -> Result<Option<UserId>, CommandError>;
-}
+use vcintel_domain::{Actor, Permission, Role, ValidationErrors, WorkspaceId};
 
 /// A new API key: shown to its creator once, kept only as a hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,20 +30,11 @@ pub trait ApiKeySecrets: Send + Sync {
     async fn store(&self, key: &IssuedApiKey, workspace: WorkspaceId) -> Result<(), CommandError>;
 }
 
-/// What adding a member by e-mail did.
+/// An invitation just recorded (a repeated one keeps its first id).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MemberAddition {
-    /// The address has an account, now a member.
-    Added {
-        user_id: UserId,
-        committed: Committed,
-    },
-    /// The address has no account yet: it was invited (a repeated
-    /// invitation keeps its first id).
-    Invited {
-        invitation_id: Uuid,
-        committed: Committed,
-    },
+pub struct MemberInvitation {
+    pub invitation_id: Uuid,
+    pub committed: Committed,
 }
 
 pub struct WorkspaceCommands<S> {
@@ -90,23 +75,23 @@ where
         .await
     }
 
-    /// Adds the account with `email` to the actor's workspace, or invites
-    /// the address when it has no account yet.
+    /// Invites `email` to the actor's workspace with `role`. The answer is
+    /// the same whether or not the address has an account (no oracle), and
+    /// nobody joins without accepting.
     #[tracing::instrument(skip_all, fields(workspace_id = %actor.workspace_id, user_id = %actor.user_id))]
-    pub async fn add_or_invite(
+    pub async fn invite(
         &self,
-        accounts: &dyn AccountLookup,
         actor: &Actor,
         email: &str,
         role: Role,
         metadata: &CommandMetadata,
-    ) -> Result<MemberAddition, CommandError> {
-        // Checked before the lookup, so non-managers learn nothing about
-        // which addresses have accounts.
+    ) -> Result<MemberInvitation, CommandError> {
+        // Checked before the address is even parsed, so non-managers learn
+        // nothing from the answer.
         if !actor.may(Permission::ManageMembers) {
             return Err(CommandError::Forbidden {
                 role: actor.role.as_str(),
-                action: "add members",
+                action: "invite members",
             });
         }
         let email = Email::parse(email).map_err(|message| {
@@ -114,44 +99,30 @@ where
             errors.add("email", message);
             WorkspaceError::Invalid(errors)
         })?;
-        match accounts.user_by_email(&email).await? {
-            Some(user_id) => {
-                let command = WorkspaceCommand::AddMember {
-                    actor: *actor,
-                    user_id,
-                    email,
-                    role,
-                };
-                let committed = self.run(actor, command, metadata).await?;
-                Ok(MemberAddition::Added { user_id, committed })
-            }
-            None => {
-                let invitation_id = Uuid::now_v7();
-                let command = WorkspaceCommand::Invite {
-                    actor: *actor,
-                    invitation_id,
-                    email: email.clone(),
-                    role,
-                };
-                let committed = self.run(actor, command, metadata).await?;
-                let mut workspace = self
-                    .store
-                    .load_aggregate(&actor.workspace_id.to_string())
-                    .await?;
-                // A repeated invitation keeps its first id; one taken up or
-                // cancelled meanwhile is answered with the id just minted.
-                let invitation_id = workspace
-                    .state()
-                    .0
-                    .state()
-                    .and_then(|ws| ws.invitations.get(&email))
-                    .map_or(invitation_id, |invitation| invitation.id);
-                Ok(MemberAddition::Invited {
-                    invitation_id,
-                    committed,
-                })
-            }
-        }
+        let invitation_id = Uuid::now_v7();
+        let command = WorkspaceCommand::Invite {
+            actor: *actor,
+            invitation_id,
+            email: email.clone(),
+            role,
+        };
+        let committed = self.run(actor, command, metadata).await?;
+        let mut workspace = self
+            .store
+            .load_aggregate(&actor.workspace_id.to_string())
+            .await?;
+        // A repeated invitation keeps its first id; one taken up or
+        // cancelled meanwhile is answered with the id just minted.
+        let invitation_id = workspace
+            .state()
+            .0
+            .state()
+            .and_then(|ws| ws.invitations.get(&email))
+            .map_or(invitation_id, |invitation| invitation.id);
+        Ok(MemberInvitation {
+            invitation_id,
+            committed,
+        })
     }
 
     /// Creates an API key acting in the actor's workspace with `role`

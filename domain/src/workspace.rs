@@ -29,14 +29,9 @@ pub enum WorkspaceCommand {
         creator_email: Email,
         personal: bool,
     },
-    AddMember {
-        actor: Actor,
-        user_id: UserId,
-        email: Email,
-        role: Role,
-    },
-    /// Invites someone who has no account yet; they join when they sign
-    /// up (or sign in) with this email. Inviting again replaces the role.
+    /// Invites an e-mail address, whether or not it has an account (the
+    /// inviter learns nothing about that); its holder joins only by
+    /// accepting. Inviting again replaces the role and keeps the id.
     Invite {
         actor: Actor,
         invitation_id: Uuid,
@@ -47,8 +42,16 @@ pub enum WorkspaceCommand {
         actor: Actor,
         invitation_id: Uuid,
     },
-    /// The invited person, now signed up as `user_id`, joins.
+    /// The invitation's addressee, signed in as `user_id` with its
+    /// (verified) `email`, joins.
     AcceptInvitation {
+        invitation_id: Uuid,
+        user_id: UserId,
+        email: Email,
+    },
+    /// The addressee turns the invitation down.
+    DeclineInvitation {
+        invitation_id: Uuid,
         user_id: UserId,
         email: Email,
     },
@@ -91,6 +94,7 @@ crate::event_family::event_family! {
         MemberAdded(MemberAdded) = "workspace.member_added" v "1",
         MemberInvited(MemberInvited) = "workspace.member_invited" v "1",
         InvitationCancelled(InvitationCancelled) = "workspace.invitation_cancelled" v "1",
+        InvitationDeclined(InvitationDeclined) = "workspace.invitation_declined" v "1",
         MemberRoleChanged(MemberRoleChanged) = "workspace.member_role_changed" v "1",
         MemberRemoved(MemberRemoved) = "workspace.member_removed" v "1",
         ApiKeyCreated(ApiKeyCreated) = "workspace.api_key_created" v "1",
@@ -127,8 +131,8 @@ pub struct MemberAdded {
     pub added_by: UserId,
 }
 
-/// An invitation for an email with no account yet. Accepting it is a
-/// `member_added` with the same email, which ends the invitation.
+/// An invitation for an e-mail address. Accepting it is a `member_added`
+/// with the same email, which ends the invitation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct MemberInvited {
@@ -146,6 +150,16 @@ pub struct InvitationCancelled {
     pub invitation_id: Uuid,
     pub email: Email,
     pub cancelled_by: UserId,
+}
+
+/// The addressee turned the invitation down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct InvitationDeclined {
+    pub workspace_id: WorkspaceId,
+    pub invitation_id: Uuid,
+    pub email: Email,
+    pub declined_by: UserId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,6 +208,7 @@ impl WorkspaceEvent {
             WorkspaceEvent::MemberAdded(e) => e.workspace_id,
             WorkspaceEvent::MemberInvited(e) => e.workspace_id,
             WorkspaceEvent::InvitationCancelled(e) => e.workspace_id,
+            WorkspaceEvent::InvitationDeclined(e) => e.workspace_id,
             WorkspaceEvent::MemberRoleChanged(e) => e.workspace_id,
             WorkspaceEvent::MemberRemoved(e) => e.workspace_id,
             WorkspaceEvent::ApiKeyCreated(e) => e.workspace_id,
@@ -317,12 +332,6 @@ impl Workspace {
         let state = self.state.as_ref().ok_or(WorkspaceError::NotFound)?;
         match command {
             WorkspaceCommand::Create { .. } => Err(WorkspaceError::AlreadyExists),
-            WorkspaceCommand::AddMember {
-                actor,
-                user_id,
-                email,
-                role,
-            } => state.add_member(actor, user_id, email, role),
             WorkspaceCommand::Invite {
                 actor,
                 invitation_id,
@@ -333,9 +342,16 @@ impl Workspace {
                 actor,
                 invitation_id,
             } => state.cancel_invitation(actor, invitation_id),
-            WorkspaceCommand::AcceptInvitation { user_id, email } => {
-                state.accept_invitation(user_id, email)
-            }
+            WorkspaceCommand::AcceptInvitation {
+                invitation_id,
+                user_id,
+                email,
+            } => state.accept_invitation(invitation_id, user_id, email),
+            WorkspaceCommand::DeclineInvitation {
+                invitation_id,
+                user_id,
+                email,
+            } => state.decline_invitation(invitation_id, user_id, email),
             WorkspaceCommand::ChangeRole {
                 actor,
                 user_id,
@@ -387,6 +403,9 @@ impl Workspace {
                 );
             }
             WorkspaceEvent::InvitationCancelled(e) => {
+                state.invitations.remove(&e.email);
+            }
+            WorkspaceEvent::InvitationDeclined(e) => {
                 state.invitations.remove(&e.email);
             }
             WorkspaceEvent::MemberAdded(e) => {
@@ -486,26 +505,6 @@ impl WorkspaceState {
         Ok(acting)
     }
 
-    fn add_member(
-        &self,
-        actor: Actor,
-        user_id: UserId,
-        email: Email,
-        role: Role,
-    ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
-        self.granting(&actor, role, "only owners and admins add members")?;
-        if self.members.contains_key(&user_id) {
-            return Err(WorkspaceError::AlreadyMember);
-        }
-        Ok(vec![WorkspaceEvent::MemberAdded(MemberAdded {
-            workspace_id: self.id,
-            user_id,
-            email,
-            role,
-            added_by: actor.user_id,
-        })])
-    }
-
     fn invite(
         &self,
         actor: Actor,
@@ -555,15 +554,43 @@ impl WorkspaceState {
         )])
     }
 
-    fn accept_invitation(
+    /// The invitation addressed to `email` with this id: an id that is
+    /// not addressed to the caller is "not found", like one that never was.
+    fn invitation_for(
         &self,
+        invitation_id: Uuid,
+        email: &Email,
+    ) -> Result<&Invitation, WorkspaceError> {
+        self.invitations
+            .get(email)
+            .filter(|i| i.id == invitation_id)
+            .ok_or(WorkspaceError::InvitationNotFound)
+    }
+
+    fn decline_invitation(
+        &self,
+        invitation_id: Uuid,
         user_id: UserId,
         email: Email,
     ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
-        let invitation = self
-            .invitations
-            .get(&email)
-            .ok_or(WorkspaceError::InvitationNotFound)?;
+        self.invitation_for(invitation_id, &email)?;
+        Ok(vec![WorkspaceEvent::InvitationDeclined(
+            InvitationDeclined {
+                workspace_id: self.id,
+                invitation_id,
+                email,
+                declined_by: user_id,
+            },
+        )])
+    }
+
+    fn accept_invitation(
+        &self,
+        invitation_id: Uuid,
+        user_id: UserId,
+        email: Email,
+    ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+        let invitation = self.invitation_for(invitation_id, &email)?;
         if self.members.contains_key(&user_id) {
             return Ok(vec![]);
         }
@@ -846,17 +873,31 @@ mod tests {
             },
         );
         for (n, role) in [(2, Role::Admin), (3, Role::Member), (4, Role::Viewer)] {
-            run(
-                &mut ws,
-                WorkspaceCommand::AddMember {
-                    actor: actor(1, Role::Owner),
-                    user_id: user(n),
-                    email: email(n),
-                    role,
-                },
-            );
+            join(&mut ws, n, role);
         }
         ws
+    }
+
+    /// User `n` is invited by the owner and accepts.
+    fn join(ws: &mut Workspace, n: u128, role: Role) {
+        let invitation_id = Uuid::from_u128(900 + n);
+        for command in [
+            WorkspaceCommand::Invite {
+                actor: actor(1, Role::Owner),
+                invitation_id,
+                email: email(n),
+                role,
+            },
+            WorkspaceCommand::AcceptInvitation {
+                invitation_id,
+                user_id: user(n),
+                email: email(n),
+            },
+        ] {
+            for event in ws.decide(command).unwrap() {
+                ws.apply(event);
+            }
+        }
     }
 
     fn when(
@@ -899,14 +940,14 @@ mod tests {
     }
 
     #[test]
-    fn members_and_viewers_may_not_add_members() {
+    fn members_and_viewers_may_not_invite_members() {
         for n in [3, 4] {
             let role = team().role_of(user(n)).unwrap();
             let result = when(
                 &team(),
-                WorkspaceCommand::AddMember {
+                WorkspaceCommand::Invite {
                     actor: actor(n, role),
-                    user_id: user(9),
+                    invitation_id: Uuid::from_u128(99),
                     email: email(9),
                     role: Role::Viewer,
                 },
@@ -916,11 +957,11 @@ mod tests {
     }
 
     #[test]
-    fn admins_add_members_but_may_not_make_owners() {
+    fn admins_invite_members_but_may_not_make_owners() {
         let ws = team();
-        let add = |role| WorkspaceCommand::AddMember {
+        let add = |role| WorkspaceCommand::Invite {
             actor: actor(2, Role::Admin),
-            user_id: user(9),
+            invitation_id: Uuid::from_u128(99),
             email: email(9),
             role,
         };
@@ -932,12 +973,12 @@ mod tests {
     }
 
     #[test]
-    fn adding_an_existing_member_is_a_conflict() {
+    fn inviting_an_existing_member_is_a_conflict() {
         let result = when(
             &team(),
-            WorkspaceCommand::AddMember {
+            WorkspaceCommand::Invite {
                 actor: actor(1, Role::Owner),
-                user_id: user(3),
+                invitation_id: Uuid::from_u128(99),
                 email: email(3),
                 role: Role::Admin,
             },
@@ -1085,6 +1126,7 @@ mod tests {
         }
         let events = ws
             .decide(WorkspaceCommand::AcceptInvitation {
+                invitation_id: Uuid::from_u128(700),
                 user_id: user(9),
                 email: newcomer.clone(),
             })
@@ -1097,6 +1139,7 @@ mod tests {
         assert!(ws.state().unwrap().invitations.is_empty());
         assert_eq!(
             ws.decide(WorkspaceCommand::AcceptInvitation {
+                invitation_id: Uuid::from_u128(700),
                 user_id: user(10),
                 email: newcomer
             }),
@@ -1136,6 +1179,7 @@ mod tests {
         }
         assert_eq!(
             ws.decide(WorkspaceCommand::AcceptInvitation {
+                invitation_id: Uuid::from_u128(800),
                 user_id: user(9),
                 email: Email::parse("x@example.com").unwrap()
             }),
@@ -1341,18 +1385,75 @@ mod tests {
         for e in removed {
             ws.apply(e);
         }
+        join(&mut ws, 2, Role::Admin);
+        assert_eq!(ws.api_key_access(Uuid::from_u128(502)), None);
+        assert_eq!(ws.api_key_access(Uuid::from_u128(602)), None);
+    }
+
+    #[test]
+    fn an_invitation_is_accepted_or_declined_only_by_its_addressee() {
+        let mut ws = team();
+        let invited = Email::parse("invited@example.com").unwrap();
         for e in ws
-            .decide(WorkspaceCommand::AddMember {
+            .decide(WorkspaceCommand::Invite {
                 actor: actor(1, Role::Owner),
-                user_id: user(2),
-                email: email(2),
-                role: Role::Admin,
+                invitation_id: Uuid::from_u128(710),
+                email: invited.clone(),
+                role: Role::Member,
             })
             .unwrap()
         {
             ws.apply(e);
         }
-        assert_eq!(ws.api_key_access(Uuid::from_u128(502)), None);
-        assert_eq!(ws.api_key_access(Uuid::from_u128(602)), None);
+        // Someone else, even holding the id, finds nothing.
+        let squatter = Email::parse("squatter@example.com").unwrap();
+        assert_eq!(
+            ws.decide(WorkspaceCommand::AcceptInvitation {
+                invitation_id: Uuid::from_u128(710),
+                user_id: user(9),
+                email: squatter.clone(),
+            }),
+            Err(WorkspaceError::InvitationNotFound)
+        );
+        assert_eq!(
+            ws.decide(WorkspaceCommand::DeclineInvitation {
+                invitation_id: Uuid::from_u128(710),
+                user_id: user(9),
+                email: squatter,
+            }),
+            Err(WorkspaceError::InvitationNotFound)
+        );
+        // A wrong id for the right address is not found either.
+        assert_eq!(
+            ws.decide(WorkspaceCommand::AcceptInvitation {
+                invitation_id: Uuid::from_u128(711),
+                user_id: user(9),
+                email: invited.clone(),
+            }),
+            Err(WorkspaceError::InvitationNotFound)
+        );
+        let declined = ws
+            .decide(WorkspaceCommand::DeclineInvitation {
+                invitation_id: Uuid::from_u128(710),
+                user_id: user(9),
+                email: invited.clone(),
+            })
+            .unwrap();
+        assert!(matches!(
+            &declined[..],
+            [WorkspaceEvent::InvitationDeclined(_)]
+        ));
+        for e in declined {
+            ws.apply(e);
+        }
+        assert_eq!(ws.role_of(user(9)), None);
+        assert_eq!(
+            ws.decide(WorkspaceCommand::AcceptInvitation {
+                invitation_id: Uuid::from_u128(710),
+                user_id: user(9),
+                email: invited,
+            }),
+            Err(WorkspaceError::InvitationNotFound)
+        );
     }
 }

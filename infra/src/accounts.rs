@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 use vcintel_commands::aggregate::EMAIL_SCOPE;
-use vcintel_commands::workspace::{AccountLookup, ApiKeySecrets, IssuedApiKey};
+use vcintel_commands::workspace::{ApiKeySecrets, IssuedApiKey};
 use vcintel_commands::CommandError;
 use vcintel_domain::user::{Email, UserEvent, UserRegistered, AGGREGATE_TYPE as USER_TYPE};
 use vcintel_domain::workspace::{WorkspaceEvent, AGGREGATE_TYPE as WORKSPACE_TYPE};
@@ -403,7 +403,7 @@ pub async fn store_api_key_secret(
     Ok(())
 }
 
-/// The accounts and key secrets the workspace use cases look up and keep.
+/// The API key secrets the workspace use cases mint and keep.
 #[derive(Debug, Clone)]
 pub struct PgAccounts {
     pool: PgPool,
@@ -412,15 +412,6 @@ pub struct PgAccounts {
 impl PgAccounts {
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
-    }
-}
-
-#[async_trait::async_trait]
-impl AccountLookup for PgAccounts {
-    async fn user_by_email(&self, email: &Email) -> Result<Option<UserId>, CommandError> {
-        user_by_email(&self.pool, email)
-            .await
-            .map_err(CommandError::store)
     }
 }
 

@@ -144,6 +144,20 @@ async fn apply_workspace_event(
             .execute(&mut *tx)
             .await?;
         }
+        WorkspaceEvent::InvitationDeclined(e) => {
+            sqlx::query!(
+                "delete from workspace_invitations where id = $1",
+                e.invitation_id
+            )
+            .execute(&mut *tx)
+            .await?;
+            let detail = json!({"invitation_id": e.invitation_id});
+            record_security_event(
+                &mut *tx,
+                &log(security_kind::INVITATION_DECLINED, e.declined_by, detail),
+            )
+            .await?;
+        }
         WorkspaceEvent::MemberAdded(e) => {
             sqlx::query!(
                 "delete from workspace_invitations where workspace_id = $1 and email = $2",
@@ -315,18 +329,48 @@ pub async fn api_keys(
     .await
 }
 
-/// Workspaces holding a pending invitation for `email`.
-pub async fn invitations_for(
+/// The workspace holding this invitation, if it is addressed to `email`.
+pub async fn invitation_workspace(
+    db: impl PgExecutor<'_>,
+    invitation_id: Uuid,
+    email: &vcintel_domain::user::Email,
+) -> Result<Option<WorkspaceId>, sqlx::Error> {
+    let workspace = sqlx::query_scalar!(
+        "select workspace_id from workspace_invitations where id = $1 and email = $2",
+        invitation_id,
+        email.as_str()
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(workspace.map(WorkspaceId))
+}
+
+/// An invitation as its addressee sees it.
+#[derive(Debug, Clone)]
+pub struct ReceivedInvitation {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub workspace_name: String,
+    pub role: String,
+    pub invited_at: DateTime<Utc>,
+}
+
+/// The invitations waiting for `email`, oldest first (at most 100).
+pub async fn invitations_addressed_to(
     db: impl PgExecutor<'_>,
     email: &vcintel_domain::user::Email,
-) -> Result<Vec<WorkspaceId>, sqlx::Error> {
-    let ids: Vec<Uuid> = sqlx::query_scalar!(
-        "select workspace_id from workspace_invitations where email = $1 order by invited_at",
+) -> Result<Vec<ReceivedInvitation>, sqlx::Error> {
+    sqlx::query_as!(
+        ReceivedInvitation,
+        "select i.id, i.workspace_id, w.name as workspace_name, i.role, i.invited_at
+         from workspace_invitations i join workspaces w on w.id = i.workspace_id
+         where i.email = $1
+         order by i.invited_at, i.id
+         limit 100",
         email.as_str()
     )
     .fetch_all(db)
-    .await?;
-    Ok(ids.into_iter().map(WorkspaceId).collect())
+    .await
 }
 
 /// Workspaces as the session use cases see them: the invitations waiting
@@ -345,11 +389,12 @@ impl IdentityWorkspaces {
 
 #[async_trait::async_trait]
 impl vcintel_commands::sessions::Workspaces for IdentityWorkspaces {
-    async fn invitations_for(
+    async fn invitation_workspace(
         &self,
+        invitation_id: Uuid,
         email: &vcintel_domain::user::Email,
-    ) -> Result<Vec<WorkspaceId>, vcintel_commands::CommandError> {
-        invitations_for(&self.pool, email)
+    ) -> Result<Option<WorkspaceId>, vcintel_commands::CommandError> {
+        invitation_workspace(&self.pool, invitation_id, email)
             .await
             .map_err(vcintel_commands::CommandError::store)
     }

@@ -1033,13 +1033,16 @@ async fn the_fit_score_follows_the_workspace_thesis() {
         .register(&w.base, "analyst@fund.example", "Analyst")
         .await;
     let member = member["access_token"].as_str().unwrap().to_owned();
-    let added = call(
-        Method::POST,
-        "/v1/workspace/members",
-        Some(json!({"email": "analyst@fund.example", "role": "member"})),
+    crate::helpers::join(
+        &w.env,
+        &w.base,
+        &owner,
+        &owner_workspace,
+        &member,
+        "analyst@fund.example",
+        "member",
     )
     .await;
-    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
     let as_member = |method: Method, body: Option<Value>| {
         let (env, url) = (&w.env, format!("{}/v1/workspace/thesis", w.base));
         let (member, workspace) = (member.clone(), owner_workspace.clone());

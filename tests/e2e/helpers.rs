@@ -1032,7 +1032,8 @@ pub async fn wait_until_answering(http: &reqwest::Client, base: &str) {
 }
 
 /// Makes the account behind `joiner_token` (`email`) a member of
-/// `workspace` with `role`, the way the product does it.
+/// `workspace` with `role`, the way the product does it: an invitation,
+/// accepted by its addressee.
 pub async fn join(
     env: &TestEnv,
     base: &str,
@@ -1042,8 +1043,7 @@ pub async fn join(
     email: &str,
     role: &str,
 ) {
-    let _ = joiner_token;
-    let added = env
+    let invited = env
         .call(
             reqwest::Method::POST,
             &format!("{base}/v1/workspace/members"),
@@ -1052,5 +1052,28 @@ pub async fn join(
             Some(&serde_json::json!({"email": email, "role": role})),
         )
         .await;
-    assert_eq!(added.status, reqwest::StatusCode::CREATED, "{}", added.body);
+    assert_eq!(
+        invited.status,
+        reqwest::StatusCode::ACCEPTED,
+        "{}",
+        invited.body
+    );
+    let invitation = invited.body["invitation_id"].as_str().unwrap().to_owned();
+    // The invitee finds it through the invitations read model.
+    let accepted = eventually(Duration::from_secs(10), "the invitation accepted", || {
+        let url = format!("{base}/v1/me/invitations/{invitation}/accept");
+        async move {
+            let reply = env
+                .call(reqwest::Method::POST, &url, Some(joiner_token), None, None)
+                .await;
+            (reply.status != reqwest::StatusCode::NOT_FOUND).then_some(reply)
+        }
+    })
+    .await;
+    assert_eq!(
+        accepted.status,
+        reqwest::StatusCode::OK,
+        "{}",
+        accepted.body
+    );
 }

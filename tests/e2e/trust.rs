@@ -642,3 +642,110 @@ async fn a_token_that_is_not_valid_yet_is_refused() {
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
 }
+
+#[tokio::test]
+async fn inviting_answers_alike_for_any_address_and_nobody_joins_without_accepting() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let t = team(&env, &base, "consent").await;
+    let victim = sign_up(&env, &base, "victim@trust.example").await;
+    let invite = |email: &'static str| {
+        let env = &env;
+        let t = &t;
+        let url = format!("{base}/v1/workspace/members");
+        async move {
+            env.call(
+                Method::POST,
+                &url,
+                Some(&t.owner.token),
+                Some(&t.workspace),
+                Some(&json!({"email": email, "role": "member"})),
+            )
+            .await
+        }
+    };
+    let existing = invite("victim@trust.example").await;
+    let unknown = invite("nobody-yet@trust.example").await;
+    // The same status and the same shape: no existence oracle.
+    assert_eq!(existing.status, StatusCode::ACCEPTED, "{}", existing.body);
+    assert_eq!(unknown.status, existing.status, "{}", unknown.body);
+    let keys = |reply: &Reply| {
+        let mut keys: Vec<String> = reply.body.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(keys(&existing), keys(&unknown));
+    assert!(existing.body.get("user_id").is_none(), "{}", existing.body);
+    // The victim is not a member: the workspace's data is not theirs, and
+    // their account shows no trace of it.
+    let reads = env
+        .call(
+            Method::GET,
+            &format!("{base}/v1/companies"),
+            Some(&victim.token),
+            Some(&t.workspace),
+            None,
+        )
+        .await;
+    assert_eq!(reads.status, StatusCode::NOT_FOUND);
+    let me = get(&env, &format!("{base}/v1/me"), &victim).await;
+    assert!(!me.body.to_string().contains(&t.workspace), "{}", me.body);
+    let members = env
+        .call(
+            Method::GET,
+            &format!("{base}/v1/workspace/members"),
+            Some(&t.owner.token),
+            Some(&t.workspace),
+            None,
+        )
+        .await;
+    assert!(
+        !members.body.to_string().contains("victim@trust.example"),
+        "{}",
+        members.body
+    );
+    // Declining ends it; the workspace sees the invitation gone.
+    let invitation = existing.body["invitation_id"].as_str().unwrap().to_owned();
+    let declined = crate::helpers::eventually(Duration::from_secs(10), "the decline", || {
+        let env = &env;
+        let url = format!("{base}/v1/me/invitations/{invitation}/decline");
+        let token = victim.token.clone();
+        async move {
+            let reply = env.call(Method::POST, &url, Some(&token), None, None).await;
+            (reply.status != StatusCode::NOT_FOUND).then_some(reply)
+        }
+    })
+    .await;
+    assert_eq!(declined.status, StatusCode::OK, "{}", declined.body);
+    let accept_after = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/me/invitations/{invitation}/accept"),
+            Some(&victim.token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        accept_after.status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        accept_after.body
+    );
+    // Someone else cannot take up another address's invitation.
+    let other = invite("nobody-yet@trust.example").await;
+    let stranger = sign_up(&env, &base, "stranger-consent@trust.example").await;
+    let taken = env
+        .call(
+            Method::POST,
+            &format!(
+                "{base}/v1/me/invitations/{}/accept",
+                other.body["invitation_id"].as_str().unwrap()
+            ),
+            Some(&stranger.token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::NOT_FOUND, "{}", taken.body);
+}

@@ -33,10 +33,13 @@ pub fn table(document: utoipa::openapi::OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(workspaces::get_current_workspace))
         .routes(routes!(
             workspaces::members::list_members,
-            workspaces::members::add_member
+            workspaces::members::invite_member
         ))
         .routes(routes!(workspaces::invitations::list_invitations))
         .routes(routes!(workspaces::invitations::cancel_invitation))
+        .routes(routes!(workspaces::invitations::list_my_invitations))
+        .routes(routes!(workspaces::invitations::accept_invitation))
+        .routes(routes!(workspaces::invitations::decline_invitation))
         .routes(routes!(
             workspaces::members::change_member_role,
             workspaces::members::remove_member

@@ -113,7 +113,7 @@ pub async fn create_api_key(
     let (key, committed) = state
         .workspaces
         .create_api_key(
-            &state.account_lookup,
+            &state.api_key_secrets,
             &caller.actor,
             &name,
             body.role,

@@ -34,28 +34,18 @@ pub struct MemberList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"email": "bob@fund.example", "role": "member"}))]
-pub struct AddMemberRequest {
+pub struct InviteMemberRequest {
     pub email: String,
     pub role: Role,
 }
 
-/// Whether the person was added or invited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AdditionStatus {
-    /// They had an account and are a member now.
-    Added,
-    /// They have no account yet; they join when they sign up with the email.
-    Invited,
-}
-
+/// An invitation recorded: the same answer whether or not the address has
+/// an account. The addressee joins by accepting it
+/// (`POST /v1/me/invitations/{invitation_id}/accept`).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct MemberAddition {
-    pub status: AdditionStatus,
-    /// The member's user id, when added.
-    pub user_id: Option<Uuid>,
-    /// The invitation's id, when invited.
-    pub invitation_id: Option<Uuid>,
+pub struct MemberInvitation {
+    /// The invitation's id (inviting the same address again keeps it).
+    pub invitation_id: Uuid,
     /// The workspace aggregate's version after the change.
     pub version: u64,
 }
@@ -96,68 +86,48 @@ pub async fn list_members(
     }))
 }
 
-/// Add a member by email (owners and admins; only owners add owners): at
-/// once if the email has an account (201), otherwise as an invitation taken
-/// up when they sign up or in with that email (202).
+/// Invite someone by e-mail (owners and admins; only owners invite owners).
+/// The answer is the same whether or not the address has an account; the
+/// addressee joins only by accepting, once their address is verified.
 #[utoipa::path(
-    post, path = "/v1/workspace/members", tag = TAG, operation_id = "addMember",
-    request_body = AddMemberRequest,
+    post, path = "/v1/workspace/members", tag = TAG, operation_id = "inviteMember",
+    request_body = InviteMemberRequest,
     responses(
-        (status = 201, description = "Added", body = MemberAddition),
-        (status = 202, description = "Invited: no account uses the email yet", body = MemberAddition),
+        (status = 202, description = "Invited", body = MemberInvitation),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Your role may not add members (or owners)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Your role may not invite members (or owners)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such workspace, or you are not a member", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already a member", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid email", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
-pub async fn add_member(
+pub async fn invite_member(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Json(body): Json<AddMemberRequest>,
+    Json(body): Json<InviteMemberRequest>,
 ) -> Result<Response, ApiError> {
-    let addition = state
+    let invitation = state
         .workspaces
-        .add_or_invite(
-            &state.account_lookup,
+        .invite(
             &caller.actor,
             &body.email,
             body.role,
             &caller.metadata(&headers),
         )
         .await?;
-    let (status, addition, committed) = match addition {
-        vcintel_commands::workspace::MemberAddition::Added { user_id, committed } => (
-            StatusCode::CREATED,
-            MemberAddition {
-                status: AdditionStatus::Added,
-                user_id: Some(user_id.0),
-                invitation_id: None,
-                version: committed.version,
-            },
-            committed,
-        ),
-        vcintel_commands::workspace::MemberAddition::Invited {
-            invitation_id,
-            committed,
-        } => (
-            StatusCode::ACCEPTED,
-            MemberAddition {
-                status: AdditionStatus::Invited,
-                user_id: None,
-                invitation_id: Some(invitation_id),
-                version: committed.version,
-            },
-            committed,
-        ),
-    };
     Ok(answering(
-        (status, axum::Json(addition)).into_response(),
-        &committed,
+        (
+            StatusCode::ACCEPTED,
+            axum::Json(MemberInvitation {
+                invitation_id: invitation.invitation_id,
+                version: invitation.committed.version,
+            }),
+        )
+            .into_response(),
+        &invitation.committed,
     ))
 }
 
