@@ -24,6 +24,9 @@ if [ -z "${VCINTEL_JWT_SECRET:-}" ]; then
     export VCINTEL_JWT_SECRET
 fi
 export VCINTEL_BIND="${VCINTEL_BIND:-127.0.0.1:8080}"
+# A local run: without VCINTEL_SMTP_URL, verification links are logged
+# (development only). Deployments set VCINTEL_ENVIRONMENT=production.
+export VCINTEL_ENVIRONMENT="${VCINTEL_ENVIRONMENT:-development}"
 
 demo=false
 if [ "${1:-}" = "--demo" ]; then

@@ -13,6 +13,9 @@
 #[path = "../../tests/e2e/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+#[path = "../../tests/e2e/mail_sink.rs"]
+#[allow(dead_code)]
+mod mail_sink;
 
 #[path = "../../tests/e2e/fixtures.rs"]
 #[allow(dead_code)]

@@ -16,6 +16,9 @@
 #[path = "../../tests/e2e/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+#[path = "../../tests/e2e/mail_sink.rs"]
+#[allow(dead_code)]
+mod mail_sink;
 
 use helpers::{TestEnv, PASSWORD};
 use reqwest::Method;

@@ -12,6 +12,9 @@
 #[path = "../../tests/e2e/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+#[path = "../../tests/e2e/mail_sink.rs"]
+#[allow(dead_code)]
+mod mail_sink;
 
 use helpers::TestEnv;
 use std::time::Instant;

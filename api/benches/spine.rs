@@ -26,6 +26,9 @@
 #[path = "../../tests/e2e/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+#[path = "../../tests/e2e/mail_sink.rs"]
+#[allow(dead_code)]
+mod mail_sink;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};

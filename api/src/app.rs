@@ -143,6 +143,7 @@ impl Application {
                 settings.rate_limit_per_user,
                 settings.rate_limit_anonymous,
                 settings.rate_limit_auth,
+                settings.rate_limit_verification_mail,
             ),
             dev_tokens: settings.dev_tokens,
             trust_forwarded_for: settings.trust_forwarded_for,
@@ -388,6 +389,40 @@ impl Application {
                         ("enricher-watch", Ok(()))
                     });
                     tasks.spawn(async move { (name, worker.run(token).await) });
+                }
+                Component::Mailer => {
+                    let mailer = vcintel_infra::mail::Mailer::new(
+                        state.pool.clone(),
+                        state.jetstream.clone(),
+                        state.topology.clone(),
+                        vcintel_infra::mail::MailSettings {
+                            smtp_url: settings.smtp_url.clone(),
+                            from: settings.mail_from.clone(),
+                            verify_url: settings.verify_url.clone(),
+                            token_ttl: Duration::from_secs(settings.verify_token_ttl_secs),
+                            development: settings.environment
+                                == crate::settings::Environment::Development,
+                            ..Default::default()
+                        },
+                    )?;
+                    let watch = watch_consumers(
+                        state.jetstream.clone(),
+                        state.topology.clone(),
+                        vec![(
+                            "mailer".to_owned(),
+                            state
+                                .topology
+                                .durable_name(vcintel_infra::mail::MAILER_NAME),
+                        )],
+                        state.progress.clone(),
+                        PROGRESS_EVERY,
+                        token.clone(),
+                    );
+                    tasks.spawn(async move {
+                        watch.await;
+                        ("mailer-watch", Ok(()))
+                    });
+                    tasks.spawn(async move { (name, mailer.run(token).await) });
                 }
                 Component::Projector => {
                     let watch = watch_consumers(

@@ -11,14 +11,17 @@ pub enum Component {
     Projector,
     /// The enrichment worker.
     Enricher,
+    /// The mailer: sends the verification mail the events ask for.
+    Mailer,
 }
 
 impl Component {
-    pub const ALL: [Component; 4] = [
+    pub const ALL: [Component; 5] = [
         Component::Api,
         Component::Relay,
         Component::Projector,
         Component::Enricher,
+        Component::Mailer,
     ];
 
     pub fn name(self) -> &'static str {
@@ -27,6 +30,7 @@ impl Component {
             Component::Relay => "relay",
             Component::Projector => "projector",
             Component::Enricher => "enricher",
+            Component::Mailer => "mailer",
         }
     }
 }

@@ -443,6 +443,17 @@ impl From<CommandError> for ApiError {
             CommandError::User(UserError::AlreadyRegistered) => {
                 ApiError::Conflict("the user is already registered".to_owned())
             }
+            CommandError::User(UserError::NotFound) => ApiError::NotFound,
+            CommandError::User(UserError::AlreadyVerified) => ApiError::Conflict(error.to_string()),
+            CommandError::User(UserError::AddressChanged) | CommandError::InvalidToken => {
+                ApiError::BadRequest {
+                    detail: error.to_string(),
+                    field: Some("token".to_owned()),
+                }
+            }
+            CommandError::Workspace(WorkspaceError::EmailUnverified) => {
+                ApiError::Forbidden(error.to_string())
+            }
             CommandError::User(UserError::Invalid(errors))
             | CommandError::Workspace(WorkspaceError::Invalid(errors)) => {
                 ApiError::invalid(&errors)

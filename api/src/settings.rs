@@ -116,6 +116,38 @@ pub struct Settings {
     #[arg(long, env = "VCINTEL_DEV_TOKENS", default_value_t = false)]
     pub dev_tokens: bool,
 
+    /// `production` (the default) or `development`. In development, with no
+    /// SMTP server, verification links are logged instead of mailed.
+    #[arg(long, env = "VCINTEL_ENVIRONMENT", value_enum, default_value_t = Environment::Production)]
+    pub environment: Environment,
+
+    /// Where verification mail goes out: `smtp://host:port` (a local relay),
+    /// `smtp://host:587?tls=required` (STARTTLS) or
+    /// `smtps://user:password@host` (TLS). Unset: no mail is sent.
+    #[arg(long, env = "VCINTEL_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<SecretString>,
+
+    /// The sender of the mail the service sends.
+    #[arg(
+        long,
+        env = "VCINTEL_MAIL_FROM",
+        default_value = "VC Intel <no-reply@vcintel.invalid>"
+    )]
+    pub mail_from: String,
+
+    /// The page a verification mail links to (`<url>?token=…`); it posts
+    /// the token to `POST /v1/auth/verify-email`.
+    #[arg(
+        long,
+        env = "VCINTEL_VERIFY_URL",
+        default_value = "http://localhost:8080/verify-email"
+    )]
+    pub verify_url: String,
+
+    /// How long a verification token stays valid, in seconds.
+    #[arg(long, env = "VCINTEL_VERIFY_TOKEN_TTL_SECS", default_value_t = 24 * 3600)]
+    pub verify_token_ttl_secs: u64,
+
     /// argon2id memory cost in KiB.
     #[arg(long, env = "VCINTEL_ARGON2_MEMORY_KIB", default_value_t = 19 * 1024)]
     pub argon2_memory_kib: u32,
@@ -139,6 +171,14 @@ pub struct Settings {
     /// Sign-in and sign-up attempts per 15 minutes, per IP and per email (0 = unlimited).
     #[arg(long, env = "VCINTEL_RATE_LIMIT_AUTH", default_value_t = 5)]
     pub rate_limit_auth: u32,
+
+    /// Verification mails a user may ask for per hour (0 = unlimited).
+    #[arg(
+        long,
+        env = "VCINTEL_RATE_LIMIT_VERIFICATION_MAIL",
+        default_value_t = 5
+    )]
+    pub rate_limit_verification_mail: u32,
 
     /// Postgres holding the shared rate-limit counters; default: DATABASE_URL.
     #[arg(long, env = "VCINTEL_RATE_LIMIT_DATABASE_URL", hide_env_values = true)]
@@ -282,4 +322,11 @@ fn parse_prefix(value: &str) -> Result<String, String> {
     } else {
         Err("must be non-empty ASCII letters, digits, '_' or '-'".to_owned())
     }
+}
+
+/// Where the service runs: it decides what may be logged for a developer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Environment {
+    Production,
+    Development,
 }

@@ -172,6 +172,7 @@ impl UniqueValues for UserAggregate {
     fn claimed(event: &UserEventRecord) -> Vec<UniqueValue> {
         match &event.0 {
             UserEvent::Registered(e) => vec![UniqueValue::new(EMAIL_SCOPE, e.email.as_str())],
+            UserEvent::VerificationRequested(_) | UserEvent::EmailVerified(_) => vec![],
         }
     }
 

@@ -40,6 +40,9 @@ pub enum CommandError {
     /// The credentials or the refresh token were not accepted.
     #[error("{0}")]
     Unauthenticated(&'static str),
+    /// A verification token unknown, already used or expired.
+    #[error("this verification token is unknown, used or expired; ask for a new mail")]
+    InvalidToken,
     /// An admission quota refused the request.
     #[error(transparent)]
     Refused(#[from] crate::admission::Refusal),

@@ -21,6 +21,9 @@ pub enum LimitedAction {
     AuthAttemptByEmail,
     /// An enrichment request, keyed by user; the budget follows the tier.
     Enrichment,
+    /// Another verification mail asked for, keyed by user: each is a mail
+    /// to someone's inbox.
+    VerificationMail,
 }
 
 impl LimitedAction {
@@ -31,7 +34,9 @@ impl LimitedAction {
             LimitedAction::AuthAttemptByIp | LimitedAction::AuthAttemptByEmail => {
                 Duration::from_secs(15 * 60)
             }
-            LimitedAction::Enrichment => Duration::from_secs(3600),
+            LimitedAction::Enrichment | LimitedAction::VerificationMail => {
+                Duration::from_secs(3600)
+            }
         }
     }
 
@@ -44,6 +49,7 @@ impl LimitedAction {
             LimitedAction::AuthAttemptByIp => format!("auth-ip:{subject}"),
             LimitedAction::AuthAttemptByEmail => format!("auth-email:{subject}"),
             LimitedAction::Enrichment => format!("enrich:{subject}"),
+            LimitedAction::VerificationMail => format!("verify-mail:{subject}"),
         }
     }
 

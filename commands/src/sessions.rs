@@ -345,6 +345,7 @@ where
                 invitation_id,
                 user_id: user,
                 email,
+                email_verified: self.email_verified(user).await?,
             },
             InvitationAnswer::Decline => WorkspaceCommand::DeclineInvitation {
                 invitation_id,

@@ -10,6 +10,14 @@ use vcintel_domain::user::{Email, UserCommand};
 use vcintel_domain::workspace::{WorkspaceCommand, WorkspaceError};
 use vcintel_domain::{UserId, WorkspaceId};
 
+/// Verification tokens: minted by the mailer, kept only as hashes.
+#[async_trait::async_trait]
+pub trait VerificationTokens: Send + Sync {
+    /// Marks the token used and names the account and address it was sent
+    /// to; `None` for a token unknown, used or expired.
+    async fn redeem(&self, token: &str) -> Result<Option<(UserId, Email)>, CommandError>;
+}
+
 pub struct AccountCommands<U, W> {
     users: U,
     workspaces: W,
@@ -109,6 +117,64 @@ where
             }
             other => other,
         }
+    }
+
+    /// Whether `user` proved they own their account's e-mail address.
+    pub async fn email_verified(&self, user: UserId) -> Result<bool, CommandError> {
+        let mut context = self.users.load_aggregate(&user.to_string()).await?;
+        Ok(context.state().0.email_verified())
+    }
+
+    /// Asks for another verification mail to the account's address (the
+    /// mailer sends it from the event).
+    #[tracing::instrument(skip_all, fields(user_id = %user))]
+    pub async fn request_verification(
+        &self,
+        user: UserId,
+        personal_workspace: WorkspaceId,
+        metadata: &CommandMetadata,
+    ) -> Result<Committed, CommandError> {
+        execute(
+            &self.users,
+            user.to_string(),
+            Load::Stored,
+            UserCommand::RequestVerification,
+            |_, _| Ok(()),
+            metadata.for_user(personal_workspace, user),
+        )
+        .await
+    }
+
+    /// Redeems a verification token: single use, unexpired, for the address
+    /// the account still has.
+    #[tracing::instrument(skip_all)]
+    pub async fn verify_email(
+        &self,
+        tokens: &dyn VerificationTokens,
+        token: &str,
+        metadata: &CommandMetadata,
+    ) -> Result<(UserId, Committed), CommandError> {
+        let (user, email) = tokens
+            .redeem(token)
+            .await?
+            .ok_or(CommandError::InvalidToken)?;
+        let mut context = self.users.load_aggregate(&user.to_string()).await?;
+        let personal_workspace = context
+            .state()
+            .0
+            .registration()
+            .map(|r| r.personal_workspace_id)
+            .ok_or(CommandError::InvalidToken)?;
+        let committed = execute(
+            &self.users,
+            user.to_string(),
+            Load::Stored,
+            UserCommand::VerifyEmail { email },
+            |_, _| Ok(()),
+            metadata.for_user(personal_workspace, user),
+        )
+        .await?;
+        Ok((user, committed))
     }
 
     /// Runs a workspace command a user gives for themselves, outside any

@@ -1,5 +1,6 @@
-//! The User aggregate: a person with an account, and the rules for the
-//! credentials they choose (email shape, password policy).
+//! The User aggregate: a person with an account, whether they proved they
+//! own its e-mail address, and the rules for the credentials they choose
+//! (email shape, password policy).
 //!
 //! Password hashes are deliberately not part of any event: events are
 //! published to every downstream subscriber, and a hash there would be an
@@ -124,12 +125,17 @@ pub enum Tier {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserCommand {
+    /// Creates the account and asks for a verification mail to its address.
     Register {
         user_id: UserId,
         email: String,
         name: String,
         personal_workspace_id: WorkspaceId,
     },
+    /// Asks for another verification mail (the last one was lost or expired).
+    RequestVerification,
+    /// `email` was proven: a verification token sent to it came back.
+    VerifyEmail { email: Email },
 }
 
 crate::event_family::event_family! {
@@ -137,7 +143,28 @@ crate::event_family::event_family! {
     #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
     pub enum UserEvent of AGGREGATE_TYPE {
         Registered(UserRegistered) = "user.registered" v "1",
+        VerificationRequested(VerificationRequested) = "user.verification_requested" v "1",
+        EmailVerified(EmailVerified) = "user.email_verified" v "1",
     }
+}
+
+/// A verification mail is owed to `email`: the outbox the mailer consumes.
+/// The token is minted and kept (hashed) by the mailer, never in an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct VerificationRequested {
+    pub user_id: UserId,
+    pub email: Email,
+    pub personal_workspace_id: WorkspaceId,
+}
+
+/// The account holder proved they receive mail at `email`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct EmailVerified {
+    pub user_id: UserId,
+    pub email: Email,
+    pub personal_workspace_id: WorkspaceId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +184,8 @@ impl UserEvent {
     pub fn workspace_id(&self) -> WorkspaceId {
         match self {
             UserEvent::Registered(e) => e.personal_workspace_id,
+            UserEvent::VerificationRequested(e) => e.personal_workspace_id,
+            UserEvent::EmailVerified(e) => e.personal_workspace_id,
         }
     }
 }
@@ -169,12 +198,21 @@ pub enum UserError {
     AlreadyRegistered,
     #[error("invalid registration: {0}")]
     Invalid(ValidationErrors),
+    #[error("no such account")]
+    NotFound,
+    #[error("this e-mail address is already verified")]
+    AlreadyVerified,
+    #[error("the token was sent to an address this account no longer has")]
+    AddressChanged,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct User {
     registered: Option<UserRegistered>,
+    /// Absent from snapshots taken before verification existed.
+    #[serde(default)]
+    email_verified: bool,
 }
 
 impl User {
@@ -202,12 +240,46 @@ impl User {
                 let Some(email) = email else {
                     return Err(UserError::Invalid(ValidationErrors::default()));
                 };
-                Ok(vec![UserEvent::Registered(UserRegistered {
-                    user_id,
+                Ok(vec![
+                    UserEvent::Registered(UserRegistered {
+                        user_id,
+                        email: email.clone(),
+                        name,
+                        tier: Tier::Free,
+                        personal_workspace_id,
+                    }),
+                    UserEvent::VerificationRequested(VerificationRequested {
+                        user_id,
+                        email,
+                        personal_workspace_id,
+                    }),
+                ])
+            }
+            UserCommand::RequestVerification => {
+                let registered = self.registered.as_ref().ok_or(UserError::NotFound)?;
+                if self.email_verified {
+                    return Err(UserError::AlreadyVerified);
+                }
+                Ok(vec![UserEvent::VerificationRequested(
+                    VerificationRequested {
+                        user_id: registered.user_id,
+                        email: registered.email.clone(),
+                        personal_workspace_id: registered.personal_workspace_id,
+                    },
+                )])
+            }
+            UserCommand::VerifyEmail { email } => {
+                let registered = self.registered.as_ref().ok_or(UserError::NotFound)?;
+                if registered.email != email {
+                    return Err(UserError::AddressChanged);
+                }
+                if self.email_verified {
+                    return Ok(vec![]);
+                }
+                Ok(vec![UserEvent::EmailVerified(EmailVerified {
+                    user_id: registered.user_id,
                     email,
-                    name,
-                    tier: Tier::Free,
-                    personal_workspace_id,
+                    personal_workspace_id: registered.personal_workspace_id,
                 })])
             }
         }
@@ -216,7 +288,14 @@ impl User {
     pub fn apply(&mut self, event: UserEvent) {
         match event {
             UserEvent::Registered(e) => self.registered = Some(e),
+            UserEvent::VerificationRequested(_) => {}
+            UserEvent::EmailVerified(_) => self.email_verified = true,
         }
+    }
+
+    /// Whether the account holder proved they own its e-mail address.
+    pub fn email_verified(&self) -> bool {
+        self.email_verified
     }
 
     pub fn registration(&self) -> Option<&UserRegistered> {
@@ -243,7 +322,9 @@ mod tests {
         let events = User::default()
             .decide(register("  Ann@Example.COM ", "Ann"))
             .unwrap();
-        let UserEvent::Registered(e) = &events[0];
+        let UserEvent::Registered(e) = &events[0] else {
+            panic!("{events:?}");
+        };
         assert_eq!(e.email.as_str(), "ann@example.com");
         assert_eq!(e.tier, Tier::Free);
     }
@@ -288,5 +369,49 @@ mod tests {
         assert!(check_password_policy("ann.smith@example.com", Some(&email)).is_err());
         assert!(check_password_policy(&"x1y2".repeat(100), None).is_err());
         assert!(check_password_policy("correct horse battery staple", Some(&email)).is_ok());
+    }
+
+    #[test]
+    fn registering_asks_for_a_verification_mail_and_a_token_back_verifies_once() {
+        let mut user = User::default();
+        let events = user.decide(register("ann@example.com", "Ann")).unwrap();
+        assert!(matches!(
+            &events[..],
+            [UserEvent::Registered(_), UserEvent::VerificationRequested(v)]
+                if v.email.as_str() == "ann@example.com"
+        ));
+        for e in events {
+            user.apply(e);
+        }
+        assert!(!user.email_verified());
+        assert!(matches!(
+            user.decide(UserCommand::RequestVerification).as_deref(),
+            Ok([UserEvent::VerificationRequested(_)])
+        ));
+        let other = Email::parse("someone@else.example").unwrap();
+        assert_eq!(
+            user.decide(UserCommand::VerifyEmail { email: other }),
+            Err(UserError::AddressChanged)
+        );
+        let own = Email::parse("ann@example.com").unwrap();
+        for e in user
+            .decide(UserCommand::VerifyEmail { email: own.clone() })
+            .unwrap()
+        {
+            user.apply(e);
+        }
+        assert!(user.email_verified());
+        assert_eq!(
+            user.decide(UserCommand::VerifyEmail { email: own }),
+            Ok(vec![])
+        );
+        assert_eq!(
+            user.decide(UserCommand::RequestVerification),
+            Err(UserError::AlreadyVerified)
+        );
+        assert_eq!(
+            User::default().decide(UserCommand::RequestVerification),
+            Err(UserError::NotFound)
+        );
     }
 }

@@ -42,12 +42,13 @@ pub enum WorkspaceCommand {
         actor: Actor,
         invitation_id: Uuid,
     },
-    /// The invitation's addressee, signed in as `user_id` with its
-    /// (verified) `email`, joins.
+    /// The invitation's addressee, signed in as `user_id` with `email`,
+    /// joins, if they proved they own that address.
     AcceptInvitation {
         invitation_id: Uuid,
         user_id: UserId,
         email: Email,
+        email_verified: bool,
     },
     /// The addressee turns the invitation down.
     DeclineInvitation {
@@ -237,6 +238,8 @@ pub enum WorkspaceError {
     ApiKeyNotFound,
     #[error("no such invitation in this workspace")]
     InvitationNotFound,
+    #[error("verify your e-mail address first: only its proven owner may join through it")]
+    EmailUnverified,
     #[error("invalid input: {0}")]
     Invalid(ValidationErrors),
 }
@@ -346,7 +349,8 @@ impl Workspace {
                 invitation_id,
                 user_id,
                 email,
-            } => state.accept_invitation(invitation_id, user_id, email),
+                email_verified,
+            } => state.accept_invitation(invitation_id, user_id, email, email_verified),
             WorkspaceCommand::DeclineInvitation {
                 invitation_id,
                 user_id,
@@ -589,8 +593,14 @@ impl WorkspaceState {
         invitation_id: Uuid,
         user_id: UserId,
         email: Email,
+        email_verified: bool,
     ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
         let invitation = self.invitation_for(invitation_id, &email)?;
+        // A squatter who registered someone else's address must not walk in
+        // when that address is invited.
+        if !email_verified {
+            return Err(WorkspaceError::EmailUnverified);
+        }
         if self.members.contains_key(&user_id) {
             return Ok(vec![]);
         }
@@ -892,6 +902,7 @@ mod tests {
                 invitation_id,
                 user_id: user(n),
                 email: email(n),
+                email_verified: true,
             },
         ] {
             for event in ws.decide(command).unwrap() {
@@ -1129,6 +1140,7 @@ mod tests {
                 invitation_id: Uuid::from_u128(700),
                 user_id: user(9),
                 email: newcomer.clone(),
+                email_verified: true,
             })
             .unwrap();
         assert!(matches!(&events[0], WorkspaceEvent::MemberAdded(e)
@@ -1141,7 +1153,8 @@ mod tests {
             ws.decide(WorkspaceCommand::AcceptInvitation {
                 invitation_id: Uuid::from_u128(700),
                 user_id: user(10),
-                email: newcomer
+                email: newcomer,
+                email_verified: true,
             }),
             Err(WorkspaceError::InvitationNotFound)
         );
@@ -1181,7 +1194,8 @@ mod tests {
             ws.decide(WorkspaceCommand::AcceptInvitation {
                 invitation_id: Uuid::from_u128(800),
                 user_id: user(9),
-                email: Email::parse("x@example.com").unwrap()
+                email: Email::parse("x@example.com").unwrap(),
+                email_verified: true,
             }),
             Err(WorkspaceError::InvitationNotFound)
         );
@@ -1412,6 +1426,7 @@ mod tests {
                 invitation_id: Uuid::from_u128(710),
                 user_id: user(9),
                 email: squatter.clone(),
+                email_verified: true,
             }),
             Err(WorkspaceError::InvitationNotFound)
         );
@@ -1429,6 +1444,7 @@ mod tests {
                 invitation_id: Uuid::from_u128(711),
                 user_id: user(9),
                 email: invited.clone(),
+                email_verified: true,
             }),
             Err(WorkspaceError::InvitationNotFound)
         );
@@ -1452,8 +1468,36 @@ mod tests {
                 invitation_id: Uuid::from_u128(710),
                 user_id: user(9),
                 email: invited,
+                email_verified: true,
             }),
             Err(WorkspaceError::InvitationNotFound)
         );
+    }
+
+    #[test]
+    fn an_unverified_address_cannot_take_up_its_invitation() {
+        let mut ws = team();
+        for e in ws
+            .decide(WorkspaceCommand::Invite {
+                actor: actor(1, Role::Owner),
+                invitation_id: Uuid::from_u128(720),
+                email: email(9),
+                role: Role::Member,
+            })
+            .unwrap()
+        {
+            ws.apply(e);
+        }
+        let accept = |email_verified| WorkspaceCommand::AcceptInvitation {
+            invitation_id: Uuid::from_u128(720),
+            user_id: user(9),
+            email: email(9),
+            email_verified,
+        };
+        assert_eq!(
+            ws.decide(accept(false)),
+            Err(WorkspaceError::EmailUnverified)
+        );
+        assert!(ws.decide(accept(true)).is_ok());
     }
 }

@@ -149,20 +149,30 @@ pub async fn user_by_email(
     Ok(id.and_then(|id| id.parse().ok()).map(UserId))
 }
 
+/// The account, folded from its events by the domain (`None` if it was
+/// never registered).
+pub async fn account(
+    db: impl PgExecutor<'_>,
+    user: UserId,
+) -> Result<Option<vcintel_domain::user::User>, sqlx::Error> {
+    let events = event_log::read_aggregate(db, USER_TYPE, &user.to_string(), 0, i64::MAX).await?;
+    let mut account = vcintel_domain::user::User::default();
+    for event in events {
+        let event = serde_json::from_value::<UserEvent>(event.payload)
+            .map_err(|error| sqlx::Error::Decode(Box::new(error)))?;
+        account.apply(event);
+    }
+    Ok(account.registration().is_some().then_some(account))
+}
+
 /// The user as registered, folded from their events.
 pub async fn registered_user(
     db: impl PgExecutor<'_>,
     user: UserId,
 ) -> Result<Option<UserRegistered>, sqlx::Error> {
-    let events = event_log::read_aggregate(db, USER_TYPE, &user.to_string(), 0, i64::MAX).await?;
-    let mut registered = None;
-    for event in events {
-        match serde_json::from_value::<UserEvent>(event.payload) {
-            Ok(UserEvent::Registered(e)) => registered = Some(e),
-            Err(error) => return Err(sqlx::Error::Decode(Box::new(error))),
-        }
-    }
-    Ok(registered)
+    Ok(account(db, user)
+        .await?
+        .and_then(|account| account.registration().cloned()))
 }
 
 /// The account and password hash for a login, in one read, so a login for
@@ -358,6 +368,84 @@ pub async fn revoke_all_sessions(
     )
     .fetch_all(db)
     .await
+}
+
+// ------------------------------------------------- e-mail verification
+
+pub const VERIFICATION_TOKEN_PREFIX: &str = "vcv_";
+
+/// Mints the token a verification mail carries for the
+/// `user.verification_requested` event `source_event`, keeping only its
+/// hash. `None` when that event's mail already went out (a redelivery);
+/// a mail that was never sent gets a fresh token, so the one unsent is
+/// never valid.
+pub async fn mint_verification_token(
+    db: &PgPool,
+    user: UserId,
+    email: &Email,
+    source_event: Uuid,
+    valid_for: std::time::Duration,
+) -> Result<Option<String>, sqlx::Error> {
+    let token = new_secret(VERIFICATION_TOKEN_PREFIX);
+    let minted = sqlx::query_scalar!(
+        r#"insert into email_verification_tokens
+               (token_hash, user_id, email, source_event, expires_at)
+           values ($1, $2, $3, $4, now() + make_interval(secs => $5))
+           on conflict (source_event) do update
+               set token_hash = excluded.token_hash, expires_at = excluded.expires_at
+               where email_verification_tokens.sent_at is null
+           returning true as "minted!""#,
+        sha256(&token),
+        user.0,
+        email.as_str(),
+        source_event,
+        valid_for.as_secs_f64()
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(minted.map(|_| token))
+}
+
+/// Records that the mail carrying `source_event`'s token went out.
+pub async fn verification_mail_sent(db: &PgPool, source_event: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "update email_verification_tokens set sent_at = now() where source_event = $1",
+        source_event
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Verification tokens as the verify use case redeems them.
+#[derive(Debug, Clone)]
+pub struct PgVerificationTokens {
+    pool: PgPool,
+}
+
+impl PgVerificationTokens {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait::async_trait]
+impl vcintel_commands::user::VerificationTokens for PgVerificationTokens {
+    async fn redeem(&self, token: &str) -> Result<Option<(UserId, Email)>, CommandError> {
+        if !token.starts_with(VERIFICATION_TOKEN_PREFIX) {
+            return Ok(None);
+        }
+        let redeemed = sqlx::query!(
+            "update email_verification_tokens set used_at = now()
+             where token_hash = $1 and used_at is null and expires_at > now()
+             returning user_id, email",
+            sha256(token)
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(CommandError::store)?;
+        Ok(redeemed.and_then(|row| Some((UserId(row.user_id), Email::parse(&row.email).ok()?))))
+    }
 }
 
 // ---------------------------------------------------------------- API keys

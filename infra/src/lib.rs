@@ -16,6 +16,7 @@ pub mod health;
 pub mod idempotency;
 pub mod identity_cache;
 pub mod lease;
+pub mod mail;
 pub mod rate_limit;
 pub mod relay;
 pub mod stream;

@@ -49,6 +49,8 @@ impl Projection for UsersProjection {
                         .execute(&mut *tx)
                         .await?;
                     }
+                    // Verification is read from the user's events.
+                    UserEvent::VerificationRequested(_) | UserEvent::EmailVerified(_) => {}
                 }
             }
         }

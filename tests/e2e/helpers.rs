@@ -177,6 +177,13 @@ pub fn settings(database_url: &str, prefix: &str) -> Settings {
         llm_timeout_secs: 10,
         llm_breaker_threshold: 5,
         llm_breaker_cooldown_ms: 30_000,
+        environment: vcintel_api::settings::Environment::Development,
+        // TestEnv points it at its own mail sink.
+        smtp_url: None,
+        mail_from: "VC Intel <no-reply@vcintel.test>".to_owned(),
+        verify_url: "http://app.vcintel.test/verify-email".to_owned(),
+        verify_token_ttl_secs: 3600,
+        rate_limit_verification_mail: 0,
     }
 }
 
@@ -189,6 +196,8 @@ pub struct TestEnv {
     pub js: jetstream::Context,
     pub http: reqwest::Client,
     pub keys: TokenKeys,
+    /// Where the service's mail goes.
+    pub mail: crate::mail_sink::MailSink,
     running: Vec<(
         CancellationToken,
         tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -225,6 +234,7 @@ impl TestEnv {
             js: jetstream::new(nats),
             http: reqwest::Client::new(),
             keys: TokenKeys::new(JWT_SECRET.as_bytes()),
+            mail: crate::mail_sink::MailSink::start().await,
             running: vec![],
         }
     }
@@ -234,7 +244,46 @@ impl TestEnv {
     }
 
     pub fn settings(&self) -> Settings {
-        settings(&self.database_url, &self.prefix)
+        Settings {
+            smtp_url: Some(SecretString::from(self.mail.url())),
+            ..settings(&self.database_url, &self.prefix)
+        }
+    }
+
+    /// The token of the latest verification mail sent to `email`, once the
+    /// mailer has sent one.
+    pub async fn verification_token(&self, email: &str) -> String {
+        eventually(Duration::from_secs(15), "a verification mail", || async {
+            let mail = self.mail.to(email).pop()?;
+            // The token's own line (the link may be wrapped by the
+            // transfer encoding).
+            mail.data
+                .lines()
+                .map(str::trim)
+                .find(|line| line.starts_with("vcv_"))
+                .map(str::to_owned)
+        })
+        .await
+    }
+
+    /// Verifies `email`'s account with the token its mail carried.
+    pub async fn verify_email(&self, base: &str, email: &str) {
+        let token = self.verification_token(email).await;
+        let verified = self
+            .call(
+                reqwest::Method::POST,
+                &format!("{base}/v1/auth/verify-email"),
+                None,
+                None,
+                Some(&serde_json::json!({"token": token})),
+            )
+            .await;
+        assert_eq!(
+            verified.status,
+            reqwest::StatusCode::OK,
+            "{}",
+            verified.body
+        );
     }
 
     /// Starts `components` in this process with `settings`.
@@ -1059,6 +1108,18 @@ pub async fn join(
         invited.body
     );
     let invitation = invited.body["invitation_id"].as_str().unwrap().to_owned();
+    let me = env
+        .call(
+            reqwest::Method::GET,
+            &format!("{base}/v1/me"),
+            Some(joiner_token),
+            None,
+            None,
+        )
+        .await;
+    if me.body["email_verified"] != true {
+        env.verify_email(base, email).await;
+    }
     // The invitee finds it through the invitations read model.
     let accepted = eventually(Duration::from_secs(10), "the invitation accepted", || {
         let url = format!("{base}/v1/me/invitations/{invitation}/accept");

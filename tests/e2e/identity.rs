@@ -945,6 +945,18 @@ async fn an_invitation_waits_for_its_addressee_to_accept_it_and_a_cancelled_one_
     assert_eq!(mine[0]["id"], invitation_id.as_str());
     assert_eq!(mine[0]["workspace_id"], t.workspace.as_str());
     assert_eq!(mine[0]["role"], "viewer");
+    // Only the proven owner of the address may take it up.
+    let accept_url = url(&format!("/v1/me/invitations/{invitation_id}/accept"));
+    let unverified = env
+        .call(Method::POST, &accept_url, Some(&newbie_token), None, None)
+        .await;
+    assert_eq!(
+        unverified.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        unverified.body
+    );
+    env.verify_email(&base, "newbie@fund.example").await;
     let accepted = env
         .call(
             Method::POST,

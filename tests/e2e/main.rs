@@ -10,6 +10,7 @@
 
 mod fixtures;
 mod helpers;
+mod mail_sink;
 
 mod admin;
 mod api;

@@ -749,3 +749,112 @@ async fn inviting_answers_alike_for_any_address_and_nobody_joins_without_accepti
         .await;
     assert_eq!(taken.status, StatusCode::NOT_FOUND, "{}", taken.body);
 }
+
+#[tokio::test]
+async fn an_address_is_verified_once_by_the_token_mailed_to_it() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let user = sign_up(&env, &base, "verify@trust.example").await;
+    let me = get(&env, &format!("{base}/v1/me"), &user).await;
+    assert_eq!(me.body["email_verified"], false, "{}", me.body);
+    // The mail went to the address over SMTP, with a link to the app.
+    let token = env.verification_token("verify@trust.example").await;
+    let mail = env.mail.to("verify@trust.example").pop().unwrap();
+    assert!(
+        mail.data.contains("Subject: Verify your e-mail address"),
+        "{}",
+        mail.data
+    );
+    assert!(
+        mail.data.contains("app.vcintel.test/verify-email"),
+        "{}",
+        mail.data
+    );
+    // The token is in no event: events reach every subscriber.
+    let leaked: i64 =
+        sqlx::query_scalar("select count(*) from events where payload::text like '%vcv_%'")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(leaked, 0);
+    let verify = |token: String| {
+        let env = &env;
+        let url = format!("{base}/v1/auth/verify-email");
+        async move {
+            env.call(
+                Method::POST,
+                &url,
+                None,
+                None,
+                Some(&json!({"token": token})),
+            )
+            .await
+        }
+    };
+    let forged = verify(format!("{token}x")).await;
+    assert_bad_parameter(&forged, "token");
+    let verified = verify(token.clone()).await;
+    assert_eq!(verified.status, StatusCode::OK, "{}", verified.body);
+    let me = get(&env, &format!("{base}/v1/me"), &user).await;
+    assert_eq!(me.body["email_verified"], true, "{}", me.body);
+    // Single use.
+    assert_bad_parameter(&verify(token).await, "token");
+    // Asking again once verified is refused.
+    let again = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/me/verification-mail"),
+            Some(&user.token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused_and_a_new_mail_brings_a_fresh_one() {
+    let mut env = TestEnv::new().await;
+    let mut settings = env.settings();
+    settings.verify_token_ttl_secs = 1;
+    let base = env.start_all_with(settings).await;
+    let user = sign_up(&env, &base, "late@trust.example").await;
+    let first = env.verification_token("late@trust.example").await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let late = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/auth/verify-email"),
+            None,
+            None,
+            Some(&json!({"token": first})),
+        )
+        .await;
+    assert_bad_parameter(&late, "token");
+    let resent = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/me/verification-mail"),
+            Some(&user.token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(resent.status, StatusCode::ACCEPTED, "{}", resent.body);
+    crate::helpers::eventually(Duration::from_secs(15), "a second mail", || async {
+        (env.mail.to("late@trust.example").len() == 2).then_some(())
+    })
+    .await;
+    let fresh = env.verification_token("late@trust.example").await;
+    assert_ne!(fresh, first);
+    let verified = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/auth/verify-email"),
+            None,
+            None,
+            Some(&json!({"token": fresh})),
+        )
+        .await;
+    assert_eq!(verified.status, StatusCode::OK, "{}", verified.body);
+}

@@ -15,6 +15,7 @@ pub struct RateLimits {
     per_user: u32,
     anonymous: u32,
     auth: u32,
+    verification_mail: u32,
     /// Buckets already logged as limited in their current window, so a
     /// flood of refused requests writes one security-log entry per window
     /// and instance rather than one per request.
@@ -22,12 +23,19 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    pub fn new(limiter: RateLimiter, per_user: u32, anonymous: u32, auth: u32) -> Self {
+    pub fn new(
+        limiter: RateLimiter,
+        per_user: u32,
+        anonymous: u32,
+        auth: u32,
+        verification_mail: u32,
+    ) -> Self {
         Self {
             limiter,
             per_user,
             anonymous,
             auth,
+            verification_mail,
             logged: Arc::default(),
         }
     }
@@ -38,6 +46,7 @@ impl RateLimits {
             LimitedAction::Request => self.per_user,
             LimitedAction::AnonymousRequest => self.anonymous,
             LimitedAction::AuthAttemptByIp | LimitedAction::AuthAttemptByEmail => self.auth,
+            LimitedAction::VerificationMail => self.verification_mail,
             // Per tier, in the admission policy; never charged here.
             LimitedAction::Enrichment => 0,
         })

@@ -218,6 +218,32 @@ pub async fn charge_auth_attempt(
     Ok(tightest)
 }
 
+/// Charges one use of a keyed action to `subject`'s budget: 429 past it.
+/// Fails open if the counters are unreachable (logged), like requests.
+pub async fn charge(
+    state: &Gate,
+    action: LimitedAction,
+    subject: &str,
+) -> Result<Option<Decision>, ApiError> {
+    let limit = state.limits.limit(action);
+    if limit.max == 0 {
+        return Ok(None);
+    }
+    match state
+        .limits
+        .limiter
+        .check(&action.bucket(subject), limit)
+        .await
+    {
+        Ok(decision) if decision.allowed => Ok(Some(decision)),
+        Ok(decision) => Err(ApiError::RateLimited(decision)),
+        Err(error) => {
+            tracing::warn!(%error, action = action.name(), "rate-limit store unreachable; serving without a budget");
+            Ok(None)
+        }
+    }
+}
+
 /// Writes to the security log; a failure is logged, never shown to the client.
 pub async fn log_security_event(state: &Gate, event: SecurityEvent) {
     if let Err(error) = accounts::record_security_event(&state.pool, &event).await {

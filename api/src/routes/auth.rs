@@ -311,3 +311,97 @@ pub async fn revoke_all(
     .await;
     Ok(axum::Json(SessionsRevoked { revoked }))
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"token": "vcv_…"}))]
+pub struct VerifyEmailRequest {
+    /// The token from the verification mail.
+    #[schema(min_length = 1, max_length = 200)]
+    pub token: String,
+}
+
+/// A verified address.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EmailVerification {
+    pub user_id: Uuid,
+    pub email_verified: bool,
+}
+
+/// Verify your e-mail address with the token a verification mail carried.
+/// Each token works once and expires (24 hours by default).
+#[utoipa::path(
+    post, path = "/v1/auth/verify-email", tag = TAG, operation_id = "verifyEmail",
+    request_body = VerifyEmailRequest,
+    responses(
+        (status = 200, description = "Verified", body = EmailVerification),
+        (status = 400, description = "Malformed JSON, or a token unknown, used or expired (`token`)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The body has the wrong shape", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn verify_email(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<VerifyEmailRequest>,
+) -> Result<Response, ApiError> {
+    // 256-bit tokens cannot be guessed; the anonymous budget per IP
+    // applies like on any route without credentials.
+    let (user, committed) = state
+        .accounts
+        .verify_email(
+            &vcintel_infra::accounts::PgVerificationTokens::new(state.pool.clone()),
+            body.token.trim(),
+            &command_metadata(&headers),
+        )
+        .await?;
+    let response = crate::consistency::answering(
+        axum::Json(EmailVerification {
+            user_id: user.0,
+            email_verified: true,
+        })
+        .into_response(),
+        &committed,
+    );
+    Ok(response)
+}
+
+/// Send another verification mail to your address (at most 5 an hour).
+#[utoipa::path(
+    post, path = "/v1/me/verification-mail", tag = "workspaces", operation_id = "requestVerificationMail",
+    responses(
+        (status = 202, description = "A mail is on its way", body = crate::http::respond::CommandAccepted),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "API keys have no account", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Your address is already verified", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many mails asked for this hour", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn request_verification_mail(
+    State(state): State<AppState>,
+    caller: SignedIn,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let decision = crate::limits::charge(
+        &state.gate,
+        vcintel_commands::limits::LimitedAction::VerificationMail,
+        &caller.user_id.to_string(),
+    )
+    .await?;
+    let committed = state
+        .accounts
+        .request_verification(
+            caller.user_id,
+            caller.default_workspace,
+            &command_metadata(&headers),
+        )
+        .await?;
+    let mut response = crate::http::respond::accepted(caller.user_id.0, &committed);
+    // The mail goes out later, from the event.
+    *response.status_mut() = StatusCode::ACCEPTED;
+    Ok(match decision {
+        Some(decision) => with_rate_limit_headers(response, &decision),
+        None => response,
+    })
+}

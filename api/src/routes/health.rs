@@ -144,6 +144,15 @@ async fn readiness(state: &AppState) -> (StatusCode, Readiness) {
         )
         .await,
     );
+    checks.push(
+        consumer_check(
+            state,
+            "mailer",
+            vcintel_infra::mail::MAILER_NAME,
+            runs(Component::Mailer),
+        )
+        .await,
+    );
     // Reported, not failed: with the breaker open jobs are deferred, and
     // everything else works.
     checks.push(Check {

@@ -38,6 +38,8 @@ pub fn table(document: utoipa::openapi::OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(workspaces::invitations::list_invitations))
         .routes(routes!(workspaces::invitations::cancel_invitation))
         .routes(routes!(workspaces::invitations::list_my_invitations))
+        .routes(routes!(auth::verify_email))
+        .routes(routes!(auth::request_verification_mail))
         .routes(routes!(workspaces::invitations::accept_invitation))
         .routes(routes!(workspaces::invitations::decline_invitation))
         .routes(routes!(

@@ -57,6 +57,9 @@ impl From<identity::MembershipRow> for Membership {
 pub struct Me {
     pub user_id: Uuid,
     pub email: String,
+    /// Whether you proved you own `email` (a verification mail's token):
+    /// until then you cannot accept invitations.
+    pub email_verified: bool,
     pub name: String,
     /// `free`, `pro` or `enterprise`.
     pub tier: String,
@@ -119,13 +122,15 @@ pub async fn get_me(
     State(state): State<AppState>,
     caller: SignedIn,
 ) -> Result<axum::Json<Me>, ApiError> {
-    let user = accounts::registered_user(&state.pool, caller.user_id)
+    let account = accounts::account(&state.pool, caller.user_id)
         .await?
         .ok_or(ApiError::NotFound)?;
+    let user = account.registration().cloned().ok_or(ApiError::NotFound)?;
     let workspaces = identity::workspaces_of(&state.pool, caller.user_id).await?;
     Ok(axum::Json(Me {
         user_id: user.user_id.0,
         email: user.email.to_string(),
+        email_verified: account.email_verified(),
         name: user.name,
         tier: serde_json::to_value(user.tier)
             .ok()
