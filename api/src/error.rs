@@ -454,6 +454,9 @@ impl From<CommandError> for ApiError {
             CommandError::Workspace(WorkspaceError::EmailUnverified) => {
                 ApiError::Forbidden(error.to_string())
             }
+            CommandError::Workspace(WorkspaceError::TooManyApiKeys) => {
+                ApiError::Conflict(error.to_string())
+            }
             CommandError::User(UserError::Invalid(errors))
             | CommandError::Workspace(WorkspaceError::Invalid(errors)) => {
                 ApiError::invalid(&errors)

@@ -80,6 +80,13 @@ pub async fn idempotent_posts(
     if key.is_empty() || key.len() > MAX_KEY_CHARS || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return invalid_key("must be 1-255 visible ASCII characters, e.g. a UUID");
     }
+    // A replay answers only a request the handler would take: headers it
+    // refuses are refused before a stored answer is served.
+    if let Err(error) = crate::auth::requested_workspace(request.headers())
+        .and_then(|_| crate::http::preconditions::if_match_version(request.headers()))
+    {
+        return error.into_response();
+    }
     // Without credentials the handler answers 401 and changes nothing.
     let Some(Authentication::Authenticated(principal)) =
         request.extensions().get::<Authentication>().copied()

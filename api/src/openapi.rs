@@ -205,6 +205,11 @@ fn document_cross_cutting(spec: &mut utoipa::openapi::OpenApi) {
                     .responses
                     .entry("503".to_owned())
                     .or_insert_with(|| unavailable.clone().into());
+                operation
+                    .responses
+                    .responses
+                    .entry("429".to_owned())
+                    .or_insert_with(|| too_many.clone().into());
             }
         }
         if !path.starts_with("/v1/") {

@@ -145,16 +145,17 @@ where
         company: CompanyId,
         metadata: &CommandMetadata,
     ) -> Result<Admitted, CommandError> {
+        // A company the caller cannot see is 404 before anything else: an
+        // unknown id and another workspace's must get the same answer, not
+        // a quota's refusal for one and 404 for the other.
+        self.live_company(actor, company).await?;
         if !actor.may(Permission::WriteData) {
-            // A company the caller cannot see is 404 before it is 403.
-            self.live_company(actor, company).await?;
             return Err(CommandError::Forbidden {
                 role: actor.role.as_str(),
                 action: "request enrichments",
             });
         }
         if let Some(job_id) = ports.store.active_job_of(company).await? {
-            self.live_company(actor, company).await?;
             return Ok(Admitted {
                 job_id,
                 existing: true,

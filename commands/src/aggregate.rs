@@ -191,12 +191,12 @@ impl UniqueValues for CompanyAggregate {
         match &event.0 {
             CompanyEvent::Added(e) => vec![UniqueValue::new(
                 website_scope(e.workspace_id),
-                e.details.website.as_str(),
+                e.details.website.identity(),
             )],
             CompanyEvent::DetailsUpdated(e) if e.changed_fields.iter().any(|f| f == "website") => {
                 vec![UniqueValue::new(
                     website_scope(e.workspace_id),
-                    e.details.website.as_str(),
+                    e.details.website.identity(),
                 )]
             }
             _ => vec![],

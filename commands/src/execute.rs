@@ -87,6 +87,29 @@ pub(crate) fn owned_at_version<A>(
     }
 }
 
+/// How often an unconditional command is decided again after losing a race.
+const CONFLICT_ATTEMPTS: usize = 8;
+
+/// Runs a command that names no expected version again when another writer
+/// appended first: it is decided afresh against the new state, so every
+/// rule still holds and ordinary concurrency is not the client's problem.
+/// (A command with `If-Match` must not be re-run: its conflict is the
+/// client's answer.)
+pub(crate) async fn rerun_on_conflict<F, Fut>(mut run: F) -> Result<Committed, CommandError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Committed, CommandError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match run().await {
+            Err(CommandError::Conflict) if attempt < CONFLICT_ATTEMPTS => continue,
+            other => return other,
+        }
+    }
+}
+
 /// Runs `command` on the aggregate `aggregate_id`. `precondition` sees the
 /// loaded state and version before the decision (tenancy, `If-Match`).
 pub(crate) async fn execute<A, S>(

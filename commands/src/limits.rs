@@ -15,6 +15,9 @@ pub enum LimitedAction {
     Request,
     /// A `/v1` request without valid credentials, keyed by IP.
     AnonymousRequest,
+    /// An `/admin` request, keyed by IP: it bounds guessing the operator
+    /// token.
+    AdminRequest,
     /// A sign-in or sign-up attempt, keyed by IP.
     AuthAttemptByIp,
     /// A sign-in or sign-up attempt, keyed by e-mail address.
@@ -30,7 +33,9 @@ impl LimitedAction {
     /// The window the action's uses are counted over.
     pub fn window(self) -> Duration {
         match self {
-            LimitedAction::Request | LimitedAction::AnonymousRequest => Duration::from_secs(60),
+            LimitedAction::Request
+            | LimitedAction::AnonymousRequest
+            | LimitedAction::AdminRequest => Duration::from_secs(60),
             LimitedAction::AuthAttemptByIp | LimitedAction::AuthAttemptByEmail => {
                 Duration::from_secs(15 * 60)
             }
@@ -46,6 +51,7 @@ impl LimitedAction {
         match self {
             LimitedAction::Request => subject.to_owned(),
             LimitedAction::AnonymousRequest => format!("ip:{subject}"),
+            LimitedAction::AdminRequest => format!("admin-ip:{subject}"),
             LimitedAction::AuthAttemptByIp => format!("auth-ip:{subject}"),
             LimitedAction::AuthAttemptByEmail => format!("auth-email:{subject}"),
             LimitedAction::Enrichment => format!("enrich:{subject}"),

@@ -1,17 +1,13 @@
 //! List use cases: create, rename, delete, and put companies in and out.
 
 use crate::aggregate::{CompanyAggregate, ListAggregate};
-use crate::execute::{execute, owned_at_version, Load, LoadedAggregate};
+use crate::execute::{execute, owned_at_version, rerun_on_conflict, Load, LoadedAggregate};
 use crate::{CommandError, CommandMetadata, Committed};
 use cqrs_es::EventStore;
 use uuid::Uuid;
 use vcintel_domain::company::{CompanyError, CompanyId};
 use vcintel_domain::list::{ListCommand, ListError, ListId};
 use vcintel_domain::Actor;
-
-/// How often a membership change is re-decided after losing a race: adding
-/// and removing commute, so a lost race is retried, not reported.
-const MEMBERSHIP_ATTEMPTS: usize = 8;
 
 pub struct ListCommands<L, C> {
     lists: L,
@@ -138,10 +134,10 @@ where
         command: ListCommand,
         metadata: &CommandMetadata,
     ) -> Result<Committed, CommandError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = execute(
+        // Adding and removing commute: a lost race is re-decided, not
+        // reported.
+        rerun_on_conflict(|| {
+            execute(
                 &self.lists,
                 list_id.to_string(),
                 Load::Stored,
@@ -149,12 +145,8 @@ where
                 |_, _| Ok(()),
                 metadata.for_actor(&actor),
             )
-            .await;
-            match result {
-                Err(CommandError::Conflict) if attempt < MEMBERSHIP_ATTEMPTS => continue,
-                other => return other,
-            }
-        }
+        })
+        .await
     }
 
     async fn change(

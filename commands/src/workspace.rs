@@ -3,7 +3,7 @@
 //! the accounts and key secrets behind small ports (Postgres, in infra).
 
 use crate::aggregate::WorkspaceAggregate;
-use crate::execute::{execute, Load, LoadedAggregate};
+use crate::execute::{execute, rerun_on_conflict, Load, LoadedAggregate};
 use crate::{CommandError, CommandMetadata, Committed};
 use cqrs_es::EventStore;
 use uuid::Uuid;
@@ -64,14 +64,18 @@ where
         command: WorkspaceCommand,
         metadata: &CommandMetadata,
     ) -> Result<Committed, CommandError> {
-        execute(
-            &self.store,
-            actor.workspace_id.to_string(),
-            Load::Stored,
-            command,
-            |_, _| Ok(()),
-            metadata.for_actor(actor),
-        )
+        // Workspace commands name no version: each is decided again on the
+        // state that won the race (ten parallel key creations all succeed).
+        rerun_on_conflict(|| {
+            execute(
+                &self.store,
+                actor.workspace_id.to_string(),
+                Load::Stored,
+                command.clone(),
+                |_, _| Ok(()),
+                metadata.for_actor(actor),
+            )
+        })
         .await
     }
 

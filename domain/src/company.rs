@@ -441,7 +441,7 @@ mod tests {
     fn acme_details() -> CompanyDetails {
         CompanyDetails {
             name: "Acme Robotics".into(),
-            website: Website::parse("acme.io").unwrap(),
+            website: Website::parse("www.acme.io").unwrap(),
             sector: Some("Robotics".into()),
             stage: Some(Stage::Seed),
             location: Some("Berlin".into()),
@@ -557,7 +557,7 @@ mod tests {
             CompanyCommand::UpdateDetails {
                 actor: analyst(),
                 changes: CompanyChanges {
-                    website: Some("http://acme.io".into()),
+                    website: Some("http://WWW.Acme.io/".into()),
                     ..Default::default()
                 },
             },
@@ -632,7 +632,7 @@ mod tests {
     #[test]
     fn events_serialize_under_their_stable_type_names() {
         let json = serde_json::to_value(acme_added()).unwrap();
-        assert_eq!(json["company.added"]["website"], "acme.io");
+        assert_eq!(json["company.added"]["website"], "www.acme.io");
         assert_eq!(json["company.added"]["stage"], "seed");
         let back: CompanyEvent = serde_json::from_value(json).unwrap();
         assert_eq!(back, acme_added());

@@ -4,10 +4,14 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use url::Url;
 
-/// The canonical form of a company website: lowercase host without `www.`,
-/// an explicit port only if non-default, and the path without a trailing
-/// slash; no scheme, query, fragment or credentials. `https://WWW.Acme.io/`,
-/// `http://acme.io` and `acme.io` are all `acme.io`.
+/// A company website as it is fetched: lowercase host as given (`www.`
+/// kept: the fetcher must ask for the host the user named), a port only if
+/// it is not a web default (80, 443), and the path without a trailing
+/// slash; no scheme, query, fragment or credentials. Its [`identity`]
+/// decides whether two spellings are one site: `https://WWW.Acme.io/`,
+/// `http://acme.io:443` and `acme.io/` are all the site `acme.io`.
+///
+/// [`identity`]: Website::identity
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(transparent)]
@@ -64,9 +68,9 @@ impl Website {
         if host.is_empty() || (!host.contains('.') && !host.starts_with('[')) {
             return Err(WebsiteError::Invalid);
         }
-        let host = host.strip_prefix("www.").unwrap_or(&host).to_owned();
         let mut canonical = host;
-        if let Some(port) = url.port() {
+        // The fetch is https; 80 and 443 name the default site either way.
+        if let Some(port) = url.port().filter(|p| !matches!(p, 80 | 443)) {
             canonical.push_str(&format!(":{port}"));
         }
         let path = url.path().trim_end_matches('/');
@@ -76,6 +80,17 @@ impl Website {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The site this website names, for "one company per site": without
+    /// `www.` and case-insensitive (paths included: `acme.io/About` and
+    /// `acme.io/about` are one site).
+    pub fn identity(&self) -> String {
+        let lower = self.0.to_lowercase();
+        match lower.strip_prefix("www.") {
+            Some(rest) => rest.to_owned(),
+            None => lower,
+        }
     }
 }
 
@@ -118,8 +133,26 @@ mod tests {
             "https://acme.io.",
         ];
         for s in spellings {
+            assert_eq!(Website::parse(s).unwrap().identity(), "acme.io", "{s}");
+        }
+    }
+
+    #[test]
+    fn default_ports_and_path_case_are_one_site_and_www_is_kept_for_fetching() {
+        for s in [
+            "http://acme.io:443",
+            "https://acme.io:443/",
+            "http://acme.io:80",
+        ] {
             assert_eq!(Website::parse(s).unwrap().as_str(), "acme.io", "{s}");
         }
+        assert_eq!(
+            Website::parse("acme.io/About").unwrap().identity(),
+            Website::parse("ACME.io/about/").unwrap().identity()
+        );
+        let www = Website::parse("https://www.Acme.io/").unwrap();
+        assert_eq!(www.as_str(), "www.acme.io");
+        assert_eq!(www.identity(), "acme.io");
     }
 
     #[test]

@@ -16,6 +16,10 @@ use uuid::Uuid;
 /// The aggregate type name in the event store. Never rename it.
 pub const AGGREGATE_TYPE: &str = "workspace";
 
+/// Live API keys one member may hold in a workspace: each is a credential
+/// to track and rotate, and a leaked account must not mint them unbounded.
+pub const MAX_LIVE_API_KEYS_PER_MEMBER: usize = 20;
+
 pub const MAX_WORKSPACE_NAME_CHARS: usize = 100;
 pub const MAX_API_KEY_NAME_CHARS: usize = 100;
 
@@ -240,6 +244,8 @@ pub enum WorkspaceError {
     InvitationNotFound,
     #[error("verify your e-mail address first: only its proven owner may join through it")]
     EmailUnverified,
+    #[error("at most {MAX_LIVE_API_KEYS_PER_MEMBER} live API keys per member; revoke one first")]
+    TooManyApiKeys,
     #[error("invalid input: {0}")]
     Invalid(ValidationErrors),
 }
@@ -715,6 +721,14 @@ impl WorkspaceState {
         errors.into_result().map_err(WorkspaceError::Invalid)?;
         if self.api_keys.contains_key(&key_id) {
             return Err(WorkspaceError::AlreadyExists);
+        }
+        let live = self
+            .api_keys
+            .values()
+            .filter(|k| k.created_by == actor.user_id && !k.revoked)
+            .count();
+        if live >= MAX_LIVE_API_KEYS_PER_MEMBER {
+            return Err(WorkspaceError::TooManyApiKeys);
         }
         Ok(vec![WorkspaceEvent::ApiKeyCreated(ApiKeyCreated {
             workspace_id: self.id,
@@ -1499,5 +1513,33 @@ mod tests {
             Err(WorkspaceError::EmailUnverified)
         );
         assert!(ws.decide(accept(true)).is_ok());
+    }
+
+    #[test]
+    fn a_member_holds_at_most_so_many_live_keys() {
+        let mut ws = team();
+        let mint = |n: u128| WorkspaceCommand::CreateApiKey {
+            actor: actor(3, Role::Member),
+            key_id: Uuid::from_u128(10_000 + n),
+            name: format!("key {n}"),
+            role: Role::Viewer,
+            prefix: "vci_abc".into(),
+        };
+        for n in 0..MAX_LIVE_API_KEYS_PER_MEMBER as u128 {
+            for e in ws.decide(mint(n)).unwrap() {
+                ws.apply(e);
+            }
+        }
+        assert_eq!(ws.decide(mint(99)), Err(WorkspaceError::TooManyApiKeys));
+        for e in ws
+            .decide(WorkspaceCommand::RevokeApiKey {
+                actor: actor(3, Role::Member),
+                key_id: Uuid::from_u128(10_000),
+            })
+            .unwrap()
+        {
+            ws.apply(e);
+        }
+        assert!(ws.decide(mint(99)).is_ok());
     }
 }

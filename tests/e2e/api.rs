@@ -65,7 +65,7 @@ async fn a_company_added_over_http_is_stored_published_and_queryable() {
     assert_eq!(message.body["aggregateid"], id);
     assert_eq!(message.body["sequence"], 1);
     assert_eq!(message.body["workspaceid"], workspace.to_string());
-    assert_eq!(message.body["data"]["website"], "acme.io");
+    assert_eq!(message.body["data"]["website"], "www.acme.io");
     assert_eq!(message.body["data"]["name"], "Acme Robotics");
 
     // In the read model, waiting for our own write.
@@ -81,8 +81,8 @@ async fn a_company_added_over_http_is_stored_published_and_queryable() {
     assert!(tag.starts_with("\"1-"), "version 1, then a digest: {tag}");
     let company: Value = response.json().await.unwrap();
     assert_eq!(company["name"], "Acme Robotics");
-    assert_eq!(company["website"], "acme.io");
-    assert_eq!(company["url"], "https://acme.io");
+    assert_eq!(company["website"], "www.acme.io");
+    assert_eq!(company["url"], "https://www.acme.io");
     assert_eq!(company["stage"], "seed");
     assert_eq!(company["added_by"], actor.user_id.to_string());
 

@@ -858,3 +858,291 @@ async fn an_expired_token_is_refused_and_a_new_mail_brings_a_fresh_one() {
         .await;
     assert_eq!(verified.status, StatusCode::OK, "{}", verified.body);
 }
+
+#[tokio::test]
+async fn one_site_is_one_company_whatever_its_port_or_path_case() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let user = sign_up(&env, &base, "sites@trust.example").await;
+    let first = add_company(&env, &base, &user, "Acme", "acme-sites.example/About").await;
+    for spelling in [
+        "http://acme-sites.example:443/about",
+        "https://www.ACME-sites.example/about/",
+        "http://acme-sites.example:80/ABOUT",
+    ] {
+        let reply = env
+            .call(
+                Method::POST,
+                &format!("{base}/v1/companies"),
+                Some(&user.token),
+                None,
+                Some(&json!({"name": "Acme again", "website": spelling})),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CONFLICT,
+            "{spelling}: {}",
+            reply.body
+        );
+        assert_eq!(reply.body["existing_id"], first["id"], "{spelling}");
+    }
+    // The host is fetched as given: `www.` stays in the website.
+    let www = add_company(
+        &env,
+        &base,
+        &user,
+        "Beta",
+        "https://www.Beta-sites.example/",
+    )
+    .await;
+    let id = www["id"].as_str().unwrap();
+    let read = crate::helpers::eventually(Duration::from_secs(10), "the company", || async {
+        let reply = get(&env, &format!("{base}/v1/companies/{id}"), &user).await;
+        (reply.status == StatusCode::OK).then_some(reply.body)
+    })
+    .await;
+    assert_eq!(read["website"], "www.beta-sites.example", "{read}");
+    assert_eq!(read["url"], "https://www.beta-sites.example", "{read}");
+}
+
+#[tokio::test]
+async fn if_match_any_is_taken_and_a_replay_is_not_served_for_bad_headers() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let user = sign_up(&env, &base, "headers@trust.example").await;
+    let company = add_company(&env, &base, &user, "Headers", "headers.example").await;
+    let id = company["id"].as_str().unwrap();
+    let patched = env
+        .http
+        .patch(format!("{base}/v1/companies/{id}"))
+        .bearer_auth(&user.token)
+        .header("if-match", "*")
+        .json(&json!({"sector": "Fintech"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), StatusCode::OK);
+    // A stored answer is not served to a request whose headers the handler
+    // would refuse.
+    let post = |workspace: &'static str| {
+        env.http
+            .post(format!("{base}/v1/lists"))
+            .bearer_auth(&user.token)
+            .header("idempotency-key", "replay-headers-1")
+            .header("x-workspace-id", workspace)
+            .json(&json!({"name": "Replayed"}))
+            .send()
+    };
+    let own = get(&env, &format!("{base}/v1/workspace"), &user).await;
+    let workspace: &'static str =
+        Box::leak(own.body["id"].as_str().unwrap().to_owned().into_boxed_str());
+    let first = post(workspace).await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let bad = post("not-a-uuid").await.unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(bad.headers().get("idempotent-replayed").is_none());
+}
+
+#[tokio::test]
+async fn ten_parallel_key_creations_all_succeed() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let user = sign_up(&env, &base, "parallel@trust.example").await;
+    let creations = (0..10).map(|i| {
+        let env = &env;
+        let url = format!("{base}/v1/workspace/api-keys");
+        let token = user.token.clone();
+        async move {
+            env.call(
+                Method::POST,
+                &url,
+                Some(&token),
+                None,
+                Some(&json!({"name": format!("key {i}"), "role": "viewer"})),
+            )
+            .await
+            .status
+        }
+    });
+    let statuses = futures::future::join_all(creations).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::CREATED),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_job_cap_answers_an_unknown_and_a_foreign_company_alike() {
+    let mut env = TestEnv::new().await;
+    let mut settings = env.settings();
+    settings.enrich_max_active_per_user = 0;
+    let base = env.start_all_with(settings).await;
+    let owner = sign_up(&env, &base, "cap-owner@trust.example").await;
+    let stranger = sign_up(&env, &base, "cap-stranger@trust.example").await;
+    let company = add_company(&env, &base, &owner, "Capped", "capped.example").await;
+    let foreign = company["id"].as_str().unwrap();
+    let unknown = uuid::Uuid::now_v7().to_string();
+    for id in [foreign, unknown.as_str()] {
+        let reply = env
+            .call(
+                Method::POST,
+                &format!("{base}/v1/companies/{id}/enrichments"),
+                Some(&stranger.token),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{id}: {}", reply.body);
+    }
+    // The cap itself still holds for the owner's own company.
+    let own = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/companies/{foreign}/enrichments"),
+            Some(&owner.token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::TOO_MANY_REQUESTS, "{}", own.body);
+}
+
+#[tokio::test]
+async fn guessing_the_operator_token_is_rate_limited() {
+    let mut env = TestEnv::new().await;
+    let mut settings = env.settings();
+    settings.rate_limit_anonymous = 3;
+    let base = env.start_all_with(settings).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let reply = env
+            .http
+            .get(format!("{base}/admin/read-models"))
+            .bearer_auth("a guess at the operator token")
+            .send()
+            .await
+            .unwrap();
+        statuses.push(reply.status());
+    }
+    assert_eq!(
+        &statuses[..3],
+        [StatusCode::UNAUTHORIZED; 3],
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[4], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn a_job_stream_ends_when_its_caller_loses_access() {
+    let mut env = TestEnv::new().await;
+    // No enricher: the job stays queued and the stream stays open.
+    let running = env
+        .start_with(
+            env.settings(),
+            &[
+                vcintel_api::Component::Api,
+                vcintel_api::Component::Relay,
+                vcintel_api::Component::Projector,
+                vcintel_api::Component::Mailer,
+            ],
+        )
+        .await;
+    let base = running.address.clone().unwrap();
+    let t = team(&env, &base, "stream").await;
+    let company = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/companies"),
+            Some(&t.owner.token),
+            Some(&t.workspace),
+            Some(&json!({"name": "Streamed", "website": "streamed.example"})),
+        )
+        .await;
+    assert_eq!(company.status, StatusCode::CREATED, "{}", company.body);
+    let id = company.body["id"].as_str().unwrap();
+    let job = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/companies/{id}/enrichments"),
+            Some(&t.admin.token),
+            Some(&t.workspace),
+            None,
+        )
+        .await;
+    assert_eq!(job.status, StatusCode::ACCEPTED, "{}", job.body);
+    let job_id = job.body["job_id"].as_str().unwrap().to_owned();
+    let events_url = format!("{base}/v1/enrichment-jobs/{job_id}/events");
+    // Wait until the job is projected, then open the stream as the admin.
+    crate::helpers::eventually(Duration::from_secs(10), "the job projected", || async {
+        let reply = env
+            .call(
+                Method::GET,
+                &format!("{base}/v1/enrichment-jobs/{job_id}"),
+                Some(&t.admin.token),
+                Some(&t.workspace),
+                None,
+            )
+            .await;
+        (reply.status == StatusCode::OK).then_some(())
+    })
+    .await;
+    let mut stream = env
+        .http
+        .get(&events_url)
+        .bearer_auth(&t.admin.token)
+        .header("x-workspace-id", &t.workspace)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.chunk())
+        .await
+        .expect("the first event")
+        .unwrap();
+    assert!(first.is_some());
+    let removed = env
+        .call(
+            Method::DELETE,
+            &format!("{base}/v1/workspace/members/{}", t.admin_id),
+            Some(&t.owner.token),
+            Some(&t.workspace),
+            None,
+        )
+        .await;
+    assert!(removed.status.is_success(), "{}", removed.body);
+    // The stream ends within seconds (it would stay open ten minutes).
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.chunk().await {
+                Ok(Some(_)) => continue,
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream outlived the membership");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_member_holds_at_most_twenty_live_keys() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let user = sign_up(&env, &base, "many-keys@trust.example").await;
+    let own = get(&env, &format!("{base}/v1/workspace"), &user).await;
+    let workspace = own.body["id"].as_str().unwrap().to_owned();
+    for _ in 0..vcintel_domain::workspace::MAX_LIVE_API_KEYS_PER_MEMBER {
+        create_key(&env, &base, &user, &workspace, "viewer").await;
+    }
+    let one_more = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/workspace/api-keys"),
+            Some(&user.token),
+            None,
+            Some(&json!({"name": "one more", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(one_more.status, StatusCode::CONFLICT, "{}", one_more.body);
+}

@@ -186,8 +186,9 @@ impl Caller {
     }
 }
 
-fn requested_workspace(parts: &Parts) -> Result<Option<WorkspaceId>, ApiError> {
-    let Some(value) = parts.headers.get(WORKSPACE_HEADER) else {
+/// The workspace `X-Workspace-Id` names, if any; a malformed one is 400.
+pub fn requested_workspace(headers: &HeaderMap) -> Result<Option<WorkspaceId>, ApiError> {
+    let Some(value) = headers.get(WORKSPACE_HEADER) else {
         return Ok(None);
     };
     value
@@ -201,17 +202,15 @@ fn requested_workspace(parts: &Parts) -> Result<Option<WorkspaceId>, ApiError> {
         })
 }
 
-impl<S> FromRequestParts<S> for Caller
-where
-    S: Send + Sync,
-    Arc<Gate>: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let state = Arc::<Gate>::from_ref(state);
-        let requested = requested_workspace(parts)?;
-        let caller = match principal(parts)? {
+impl Caller {
+    /// Who `principal` acts as in the `requested` workspace (default: its
+    /// own), as of now.
+    async fn resolve(
+        state: &Gate,
+        principal: Principal,
+        requested: Option<WorkspaceId>,
+    ) -> Result<Caller, ApiError> {
+        Ok(match principal {
             Principal::Dev(actor) => {
                 if requested.is_some_and(|ws| ws != actor.workspace_id) {
                     return Err(ApiError::NotFound);
@@ -259,7 +258,39 @@ where
                     },
                 }
             }
+        })
+    }
+
+    /// Whether the credentials of `headers` still make this caller, with a
+    /// role no lower than now, e.g. for a stream that outlives its request:
+    /// a session that ended, a key revoked or a membership removed or
+    /// lowered stops it.
+    pub async fn still_authorised(&self, state: &Gate, headers: &HeaderMap) -> bool {
+        let Ok(Authentication::Authenticated(principal)) = authenticate(state, headers).await
+        else {
+            return false;
         };
+        match Caller::resolve(state, principal, Some(self.actor.workspace_id)).await {
+            Ok(now) => {
+                now.actor.user_id == self.actor.user_id
+                    && now.actor.role.rank() >= self.actor.role.rank()
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    Arc<Gate>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let state = Arc::<Gate>::from_ref(state);
+        let requested = requested_workspace(&parts.headers)?;
+        let caller = Caller::resolve(&state, principal(parts)?, requested).await?;
         record_span(Some(caller.actor.workspace_id), Some(caller.actor.user_id));
         Ok(caller)
     }

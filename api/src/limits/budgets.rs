@@ -44,7 +44,9 @@ impl RateLimits {
     pub fn limit(&self, action: LimitedAction) -> Limit {
         action.limit(match action {
             LimitedAction::Request => self.per_user,
-            LimitedAction::AnonymousRequest => self.anonymous,
+            // The operator's tools page through read models and dead
+            // letters; the anonymous budget fits them and stops guessing.
+            LimitedAction::AnonymousRequest | LimitedAction::AdminRequest => self.anonymous,
             LimitedAction::AuthAttemptByIp | LimitedAction::AuthAttemptByEmail => self.auth,
             LimitedAction::VerificationMail => self.verification_mail,
             // Per tier, in the admission policy; never charged here.

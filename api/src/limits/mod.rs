@@ -69,26 +69,34 @@ pub async fn authenticate_and_limit(
     let path = request.uri().path().to_owned();
     // Sign-in and sign-up are charged per IP and email by their handlers,
     // which can read the email; health, docs and the spec are free.
-    if !path.starts_with("/v1/") || path == LOGIN_PATH || path == REGISTER_PATH {
+    let admin = path.starts_with("/admin/");
+    if !(path.starts_with("/v1/") || admin) || path == LOGIN_PATH || path == REGISTER_PATH {
         return next.run(request).await;
     }
-    let authentication = match authenticate(&state, request.headers()).await {
-        Ok(a) => a,
-        Err(error) => return error.into_response(),
-    };
     let ip = client_ip(&state, request.headers(), peer(&request));
-    let (bucket, limit, principal) = match authentication {
-        Authentication::Authenticated(p) => {
-            let action = LimitedAction::Request;
-            let bucket = action.bucket(&budget_of(&state, p).await);
-            (bucket, state.limits.limit(action), Some(p))
-        }
-        _ => {
-            let action = LimitedAction::AnonymousRequest;
-            (action.bucket(&ip), state.limits.limit(action), None)
+    let (bucket, limit, principal) = if admin {
+        // The operator token is checked by the admin routes; guessing it is
+        // bounded per address like any request without credentials.
+        let action = LimitedAction::AdminRequest;
+        (action.bucket(&ip), state.limits.limit(action), None)
+    } else {
+        let authentication = match authenticate(&state, request.headers()).await {
+            Ok(a) => a,
+            Err(error) => return error.into_response(),
+        };
+        request.extensions_mut().insert(authentication);
+        match authentication {
+            Authentication::Authenticated(p) => {
+                let action = LimitedAction::Request;
+                let bucket = action.bucket(&budget_of(&state, p).await);
+                (bucket, state.limits.limit(action), Some(p))
+            }
+            _ => {
+                let action = LimitedAction::AnonymousRequest;
+                (action.bucket(&ip), state.limits.limit(action), None)
+            }
         }
     };
-    request.extensions_mut().insert(authentication);
     let decision = if limit.max == 0 {
         None
     } else {

@@ -29,6 +29,8 @@ pub const TAG: &str = "enrichment";
 /// How often a job stream looks for changes, and how long it may stay open.
 const STREAM_POLL: Duration = Duration::from_millis(200);
 const STREAM_MAX: Duration = Duration::from_secs(600);
+/// How often a job stream checks that its caller may still read it.
+const STREAM_REAUTHORISE: Duration = Duration::from_secs(1);
 
 /// A queued (or already running) enrichment job.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -278,7 +280,9 @@ pub async fn get_enrichment_job(
 }
 
 /// Follow a job as server-sent events: one `job` event (the job, as
-/// `getEnrichmentJob` returns it) per change, ending after the job ends.
+/// `getEnrichmentJob` returns it) per change, ending after the job ends,
+/// or within a second of the caller losing access (a session ended, a key
+/// revoked, a membership removed).
 #[utoipa::path(
     get, path = "/v1/enrichment-jobs/{job_id}/events", tag = TAG, operation_id = "streamEnrichmentJob",
     params(("job_id" = Uuid, Path, description = "Job id")),
@@ -294,6 +298,7 @@ pub async fn stream_enrichment_job(
     State(state): State<AppState>,
     caller: Caller,
     Path(job_id): Path<Uuid>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let workspace = caller.actor.workspace_id;
     // 404 before the stream starts, like the plain GET.
@@ -305,17 +310,33 @@ pub async fn stream_enrichment_job(
         last_version: Option<i64>,
         ended: bool,
         started: Instant,
+        authorised_at: Instant,
+        /// The credentials, to check them again.
+        headers: axum::http::HeaderMap,
     }
     let follow = Follow {
         state,
         last_version: None,
         ended: false,
         started: Instant::now(),
+        authorised_at: Instant::now(),
+        headers,
     };
     let events = stream::unfold(follow, move |mut follow| async move {
         loop {
             if follow.ended || follow.started.elapsed() > STREAM_MAX {
                 return None;
+            }
+            // Access is checked for the stream's whole life: a session
+            // ended, a key revoked or a member removed stops it.
+            if follow.authorised_at.elapsed() >= STREAM_REAUTHORISE {
+                if !caller
+                    .still_authorised(&follow.state.gate, &follow.headers)
+                    .await
+                {
+                    return None;
+                }
+                follow.authorised_at = Instant::now();
             }
             let row = read_model::get(&follow.state.pool, workspace, job_id)
                 .await
