@@ -20,8 +20,13 @@ pub enum LimitedAction {
     AdminRequest,
     /// A sign-in or sign-up attempt, keyed by IP.
     AuthAttemptByIp,
-    /// A sign-in or sign-up attempt, keyed by e-mail address.
+    /// A sign-in attempt, keyed by e-mail address and client IP: guessing
+    /// one account's password from one place is bounded, and a stranger
+    /// elsewhere cannot use it up for the account's owner.
     AuthAttemptByEmail,
+    /// Sign-in attempts at one e-mail address from anywhere: a ceiling,
+    /// many times the per-client budget, on guessing from many addresses.
+    AuthAttemptEmailCeiling,
     /// An enrichment request, keyed by user; the budget follows the tier.
     Enrichment,
     /// Another verification mail asked for, keyed by user: each is a mail
@@ -36,9 +41,9 @@ impl LimitedAction {
             LimitedAction::Request
             | LimitedAction::AnonymousRequest
             | LimitedAction::AdminRequest => Duration::from_secs(60),
-            LimitedAction::AuthAttemptByIp | LimitedAction::AuthAttemptByEmail => {
-                Duration::from_secs(15 * 60)
-            }
+            LimitedAction::AuthAttemptByIp
+            | LimitedAction::AuthAttemptByEmail
+            | LimitedAction::AuthAttemptEmailCeiling => Duration::from_secs(15 * 60),
             LimitedAction::Enrichment | LimitedAction::VerificationMail => {
                 Duration::from_secs(3600)
             }
@@ -53,7 +58,8 @@ impl LimitedAction {
             LimitedAction::AnonymousRequest => format!("ip:{subject}"),
             LimitedAction::AdminRequest => format!("admin-ip:{subject}"),
             LimitedAction::AuthAttemptByIp => format!("auth-ip:{subject}"),
-            LimitedAction::AuthAttemptByEmail => format!("auth-email:{subject}"),
+            LimitedAction::AuthAttemptByEmail => format!("auth-email-client:{subject}"),
+            LimitedAction::AuthAttemptEmailCeiling => format!("auth-email:{subject}"),
             LimitedAction::Enrichment => format!("enrich:{subject}"),
             LimitedAction::VerificationMail => format!("verify-mail:{subject}"),
         }

@@ -105,7 +105,7 @@ async fn the_asyncapi_document_is_valid_and_describes_every_streamed_message() {
             "12",
         ])
         .env("DATABASE_URL", &env.database_url)
-        .env("VCINTEL_DEMO_PASSWORD", "correct horse battery staple")
+        .env("VCINTEL_DEMO_PASSWORD", "tundra-vivid-quartz-harbor-1987")
         .output()
         .await
         .unwrap();

@@ -636,7 +636,7 @@ impl TestEnv {
 }
 
 /// The password every test account uses.
-pub const PASSWORD: &str = "correct horse battery staple";
+pub const PASSWORD: &str = "tundra-vivid-quartz-harbor-1987";
 
 /// Appends `count` `company.added` events numbered from `first` (spread
 /// over 100 workspaces, each company holding its website in

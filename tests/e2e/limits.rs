@@ -240,14 +240,14 @@ async fn every_response_carries_security_headers_and_cors_follows_the_allow_list
 }
 
 #[tokio::test]
-async fn an_email_is_locked_out_after_its_budget_whatever_ip_the_attempts_come_from() {
+async fn a_client_guessing_an_emails_password_is_locked_out_but_its_owner_is_not() {
     let mut env = TestEnv::new().await;
     let mut settings = env.settings();
     settings.rate_limit_auth = 3;
     settings.trust_forwarded_for = true;
     let running = env.start_with(settings, &vcintel_api::Component::ALL).await;
     let base = running.address.clone().unwrap();
-    let login_from = |ip: &'static str, email: &'static str| {
+    let login_from = |ip: &'static str, email: &'static str, password: &'static str| {
         let env = &env;
         let url = format!("{base}/v1/auth/login");
         async move {
@@ -255,14 +255,15 @@ async fn an_email_is_locked_out_after_its_budget_whatever_ip_the_attempts_come_f
                 .http
                 .post(url)
                 .header("x-forwarded-for", format!("203.0.113.99, {ip}"))
-                .json(&json!({"email": email, "password": "a wrong password here"}))
+                .json(&json!({"email": email, "password": password}))
                 .send()
                 .await
                 .unwrap();
             (response.status(), response.headers().clone())
         }
     };
-    // The account exists (sign-up from its own IP).
+    let wrong = "a wrong password here";
+    // The account exists (sign-up from its owner's IP).
     let signed_up = env
         .http
         .post(format!("{base}/v1/auth/register"))
@@ -272,22 +273,43 @@ async fn an_email_is_locked_out_after_its_budget_whatever_ip_the_attempts_come_f
         .await
         .unwrap();
     assert_eq!(signed_up.status(), StatusCode::CREATED);
-
-    // Sign-up spent one of the email's three attempts; two more, each from a new IP.
-    assert_eq!(
-        login_from("192.0.2.1", "target@fund.example").await.0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        login_from("192.0.2.2", "target@fund.example").await.0,
-        StatusCode::UNAUTHORIZED
-    );
-    let (status, headers) = login_from("192.0.2.3", "target@fund.example").await;
+    // Sign-ups with the address, from elsewhere, spend nothing of its budget.
+    for _ in 0..2 {
+        let again = env
+            .http
+            .post(format!("{base}/v1/auth/register"))
+            .header("x-forwarded-for", "192.0.2.50")
+            .json(
+                &json!({"email": "target@fund.example", "password": PASSWORD, "name": "Squatter"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::CONFLICT);
+    }
+    // A stranger guesses from one address: three tries, then locked out.
+    for _ in 0..3 {
+        assert_eq!(
+            login_from("192.0.2.3", "target@fund.example", wrong)
+                .await
+                .0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let (status, headers) = login_from("192.0.2.3", "target@fund.example", wrong).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert!(headers.contains_key("retry-after"));
-    // Another email from a fresh IP is unaffected.
+    // The owner, from their own address, still signs in.
     assert_eq!(
-        login_from("192.0.2.4", "other@fund.example").await.0,
+        login_from("198.51.100.1", "target@fund.example", PASSWORD)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // Another email from the stranger's address is unaffected by that
+    // email's budget (the address has its own, shared by every email).
+    assert_eq!(
+        login_from("192.0.2.4", "other@fund.example", wrong).await.0,
         StatusCode::UNAUTHORIZED
     );
 

@@ -1146,3 +1146,35 @@ async fn a_member_holds_at_most_twenty_live_keys() {
         .await;
     assert_eq!(one_more.status, StatusCode::CONFLICT, "{}", one_more.body);
 }
+
+#[tokio::test]
+async fn guessable_and_published_passwords_are_refused_at_sign_up() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    for password in [
+        "Password123!",
+        "correct horse battery staple",
+        "qwertyuiop123",
+    ] {
+        let reply = env
+            .call(
+                Method::POST,
+                &format!("{base}/v1/auth/register"),
+                None,
+                None,
+                Some(&json!({"email": "weak@trust.example", "password": password, "name": "Weak"})),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{password}: {}",
+            reply.body
+        );
+        assert_eq!(
+            reply.body["errors"][0]["field"], "password",
+            "{}",
+            reply.body
+        );
+    }
+}

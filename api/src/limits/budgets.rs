@@ -6,6 +6,12 @@ use std::sync::{Arc, Mutex};
 use vcintel_commands::limits::{Limit, LimitedAction};
 use vcintel_infra::rate_limit::{Decision, RateLimiter};
 
+/// The ceiling on one e-mail's sign-in attempts from every client, as a
+/// multiple of the per-client budget: high enough that strangers cannot
+/// lock an owner out from a handful of addresses, low enough to bound
+/// guessing from many.
+const EMAIL_CEILING_FACTOR: u32 = 20;
+
 /// The configured budgets of the request-level actions; a `max` of 0
 /// switches a budget off. (Enrichment's hourly budget depends on the tier:
 /// it is part of the admission policy.)
@@ -48,6 +54,9 @@ impl RateLimits {
             // letters; the anonymous budget fits them and stops guessing.
             LimitedAction::AnonymousRequest | LimitedAction::AdminRequest => self.anonymous,
             LimitedAction::AuthAttemptByIp | LimitedAction::AuthAttemptByEmail => self.auth,
+            LimitedAction::AuthAttemptEmailCeiling => {
+                self.auth.saturating_mul(EMAIL_CEILING_FACTOR)
+            }
             LimitedAction::VerificationMail => self.verification_mail,
             // Per tier, in the admission policy; never charged here.
             LimitedAction::Enrichment => 0,

@@ -165,8 +165,10 @@ async fn budget_of(state: &Gate, principal: crate::auth::Principal) -> String {
     principal.identity_key()
 }
 
-/// Charges one sign-in or sign-up attempt to the IP's and the email's
-/// budgets; fails closed if the counters are unreachable.
+/// Charges one sign-in or sign-up attempt to the client IP's budget and,
+/// for a sign-in, to the (e-mail, client) budget and the e-mail's ceiling
+/// (sign-ups never spend an account's budgets); fails closed if the
+/// counters are unreachable.
 pub async fn charge_auth_attempt(
     state: &Gate,
     ip: &str,
@@ -177,18 +179,22 @@ pub async fn charge_auth_attempt(
     if limit.max == 0 {
         return Ok(None);
     }
-    let mut buckets = vec![(LimitedAction::AuthAttemptByIp, ip.to_owned())];
+    // The account's budgets first, so a refusal for one account is
+    // logged as that account's lockout.
+    let mut buckets = Vec::new();
     if let Some(email) = email {
-        buckets.push((LimitedAction::AuthAttemptByEmail, email.to_string()));
+        buckets.push((LimitedAction::AuthAttemptByEmail, format!("{email}|{ip}")));
+        buckets.push((LimitedAction::AuthAttemptEmailCeiling, email.to_string()));
     }
+    buckets.push((LimitedAction::AuthAttemptByIp, ip.to_owned()));
     let mut tightest: Option<Decision> = None;
     for (action, subject) in &buckets {
-        let by_email = *action == LimitedAction::AuthAttemptByEmail;
+        let by_email = *action != LimitedAction::AuthAttemptByIp;
         let bucket = &action.bucket(subject);
         let decision = state
             .limits
             .limiter
-            .check(bucket, limit)
+            .check(bucket, state.limits.limit(*action))
             .await
             .map_err(|error| {
                 tracing::error!(%error, "rate-limit store unreachable; refusing sign-in");

@@ -27,12 +27,13 @@ pub const TAG: &str = "auth";
 /// A new account.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"email": "ann@fund.example", "password": "correct horse battery staple", "name": "Ann Analyst"}))]
+#[schema(example = json!({"email": "ann@fund.example", "password": "<a long passphrase of your own>", "name": "Ann Analyst"}))]
 pub struct RegisterRequest {
     /// The sign-in email; unique across the system, compared case-insensitively.
     pub email: String,
-    /// 12 to 256 bytes, at least 4 different characters, not a well-known
-    /// password and not the email address.
+    /// 12 to 256 bytes, at least 4 different characters, not the email
+    /// address, and not guessable: common passwords, words with digits and
+    /// keyboard patterns are refused (zxcvbn score of at least 3 of 4).
     pub password: String,
     /// Display name, 1–100 characters.
     pub name: String,
@@ -40,7 +41,7 @@ pub struct RegisterRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"email": "ann@fund.example", "password": "correct horse battery staple"}))]
+#[schema(example = json!({"email": "ann@fund.example", "password": "<a long passphrase of your own>"}))]
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
@@ -148,7 +149,9 @@ pub async fn register(
         errors.add("password", message);
     }
     let name = required_text(&mut errors, "name", &body.name, MAX_USER_NAME_CHARS);
-    let decision = charge_auth_attempt(&state.gate, &ip.0, email.as_ref(), REGISTER_PATH).await?;
+    // Per client only: a sign-up must not spend the budget of an account
+    // that may hold the address.
+    let decision = charge_auth_attempt(&state.gate, &ip.0, None, REGISTER_PATH).await?;
     errors.into_result().map_err(|e| ApiError::invalid(&e))?;
     let Some(email) = email else {
         return Err(ApiError::invalid_field("email", "is required"));
