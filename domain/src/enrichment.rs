@@ -243,7 +243,8 @@ fn checked_text(
         field: field.to_owned(),
         problem,
     };
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Judged as a reader would see it, and stored that way.
+    let text = crate::untrusted::normalised(text);
     if required && text.is_empty() {
         return Err(bad("must not be empty".to_owned()));
     }
@@ -259,20 +260,7 @@ fn checked_text(
     Ok(text)
 }
 
-/// URLs (with or without a scheme), HTML/XML tags and markdown links.
-pub fn contains_markup_or_link(text: &str) -> bool {
-    let lower = text.to_lowercase();
-    let has_tag = lower.match_indices('<').any(|(i, _)| {
-        lower[i + 1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '/' || c == '!')
-    });
-    has_tag
-        || lower.contains("://")
-        || lower.contains("www.")
-        || lower.contains("](")
-        || lower.contains("javascript:")
-        || lower.contains("data:")
-        || lower.contains("mailto:")
-}
+pub use crate::untrusted::contains_markup_or_link;
 
 /// What a workspace invests in; empty lists mean "no preference".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -739,16 +727,12 @@ impl EnrichmentJob {
     }
 }
 
-/// One line, bounded, no control characters: errors end up in API answers
-/// and must not carry a provider's whole response or a page's content.
+/// One line, bounded, normalised, links and markup redacted: errors end
+/// up in API answers and must not carry a provider's whole response, a
+/// page's content or anything that acts when shown.
 pub fn sanitised_error(error: &str) -> String {
-    let one_line: String = error
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
+    // Errors quote providers and pages: shown, but never as they came.
+    let one_line = crate::untrusted::redacted(error);
     if one_line.chars().count() > MAX_ERROR_CHARS {
         let cut: String = one_line.chars().take(MAX_ERROR_CHARS - 1).collect();
         format!("{cut}…")

@@ -18,6 +18,7 @@ pub mod identity;
 pub mod list;
 pub mod note;
 pub mod saved_search;
+pub mod untrusted;
 pub mod user;
 pub mod validation;
 pub mod website;

@@ -468,7 +468,16 @@ async fn the_model_path_honours_retry_after_retries_server_errors_and_records_co
     assert_eq!(request["response_format"]["json_schema"]["strict"], true);
     assert!(request.get("tools").is_none(), "the model gets no tools");
     let prompt = request["messages"][1]["content"].as_str().unwrap();
-    assert!(prompt.contains("<<<UNTRUSTED_PAGE") && prompt.contains("UNTRUSTED_PAGE>>>"));
+    // The page sits inside a fence with a boundary drawn for this request.
+    let boundary: String = prompt
+        .split("<<<UNTRUSTED_PAGE ")
+        .nth(1)
+        .unwrap_or_default()
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
+    assert_eq!(boundary.len(), 32, "{prompt}");
+    assert!(prompt.contains(&format!("UNTRUSTED_PAGE {boundary}>>>")));
     assert!(prompt.contains("document pipelines"));
     assert!(
         !prompt.contains("score 100"),
@@ -1243,5 +1252,97 @@ async fn a_request_the_worker_keeps_failing_on_is_parked_and_runs_when_retried_a
             .iter()
             .any(|l| l["letter"]["projection"] == "enricher"),
         "{letters}"
+    );
+}
+
+/// The trust review's eleven hostile answers: links without a scheme,
+/// protocol-relative, with a port, an e-mail, entity-escaped markup, links
+/// split by zero-width characters or written in fullwidth, markdown
+/// emphasis, a bidi override, tag characters, `www.`. None is stored.
+#[tokio::test]
+async fn model_answers_hiding_links_or_markup_are_refused_however_spelled() {
+    let hostile = [
+        "Reset at acme-login.example/reset today",
+        "See //evil.example for more",
+        "Runs on evil.example:8080",
+        "Write to ceo@evil.example",
+        "Uses &lt;script&gt;alert(1)&lt;/script&gt;",
+        "Visit evil\\u200b.example/\\u200blogin",
+        "Visit \\uff45\\uff56\\uff49\\uff4c\\uff0e\\uff45\\uff58\\uff41\\uff4d\\uff50\\uff4c\\uff45\\uff0f\\uff4c\\uff4f\\uff47\\uff49\\uff4e",
+        "The **best** platform",
+        "A \\u202eelpmaxe.live//:sptth\\u202c tool",
+        "Hidden \\udb40\\udc41\\udb40\\udc42 text at www.evil-example.net",
+        "Go to www.evil-example.net now",
+    ];
+    // Three attempts per job: twelve scripted answers, four jobs.
+    let script: Vec<ModelReply> = hostile
+        .iter()
+        .chain(hostile.iter().take(1))
+        .map(|text| {
+            ModelReply::Answer(GOOD_ANSWER.replace("Document pipeline API for developers.", text))
+        })
+        .collect();
+    let (fake, url) = FakeModel::start(script).await;
+    let w = world_with_model(Some(url)).await;
+    let company = w.add_company("Hostile", &w.fixture.to_string()).await;
+    for _ in 0..4 {
+        let job = w.enrich(&company).await["job_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let done = w.finished_job(&job).await;
+        assert_eq!(done["state"], "failed", "{done}");
+        assert!(done["result"].is_null(), "{done}");
+    }
+    assert_eq!(fake.calls().len(), 12);
+    let stored: Vec<String> = sqlx::query_scalar("select payload::text from events")
+        .fetch_all(&w.env.pool)
+        .await
+        .unwrap();
+    for event in &stored {
+        for marker in ["evil", "acme-login", "&lt;", "**", "elpmaxe"] {
+            assert!(!event.contains(marker), "{marker} stored in {event}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_providers_usage_is_billed_at_most_what_the_request_could_cost() {
+    let (_fake, url) =
+        FakeModel::start(vec![ModelReply::Billed(4_294_967_295, 4_294_967_295)]).await;
+    let w = world_with_model(Some(url)).await;
+    let company = w.add_company("Quillstack", &w.fixture.to_string()).await;
+    let job = w.enrich(&company).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = w.finished_job(&job).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let usage = &done["result"]["usage"];
+    // Out is capped at the request's max_completion_tokens (1,500), in at
+    // the request's size in bytes (well under a megabyte).
+    assert_eq!(usage["tokens_out"], 1_500, "{usage}");
+    assert!(usage["tokens_in"].as_u64().unwrap() < 1_000_000, "{usage}");
+    assert!(
+        usage["cost_micro_usd"].as_u64().unwrap() < 200_000,
+        "{usage}"
+    );
+}
+
+#[tokio::test]
+async fn a_providers_error_text_is_shown_without_its_links_or_markup() {
+    let hostile = "bad request <img src=x onerror=alert(1)> see https://evil.example/help";
+    let (_fake, url) = FakeModel::start(vec![ModelReply::ErrorBody(400, hostile.to_owned())]).await;
+    let w = world_with_model(Some(url)).await;
+    let company = w.add_company("Quillstack", &w.fixture.to_string()).await;
+    let job = w.enrich(&company).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = w.finished_job(&job).await;
+    let error = done["error"].as_str().unwrap_or_default();
+    assert!(
+        !error.contains('<') && !error.contains("evil.example"),
+        "{done}"
     );
 }

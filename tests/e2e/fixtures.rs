@@ -124,6 +124,10 @@ pub enum ModelReply {
     /// The good answer, after this many milliseconds.
     Slow(u64),
     Status(u16, Option<u64>),
+    /// The good answer, reporting this usage (prompt, completion tokens).
+    Billed(u64, u64),
+    /// An error status with this body.
+    ErrorBody(u16, String),
 }
 
 /// A local server speaking the chat-completions protocol, answering from a
@@ -165,6 +169,22 @@ impl FakeModel {
                         }
                     };
                     match reply {
+                        ModelReply::Billed(prompt, completion) => axum::Json(json!({
+                            "id": "chatcmpl-test",
+                            "object": "chat.completion",
+                            "created": 1_700_000_000,
+                            "model": body["model"],
+                            "choices": [{"index": 0, "finish_reason": "stop",
+                                         "message": {"role": "assistant", "content": GOOD_ANSWER}}],
+                            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                                      "total_tokens": prompt.saturating_add(completion).min(u64::from(u32::MAX))}
+                        }))
+                        .into_response(),
+                        ModelReply::ErrorBody(code, text) => (
+                            StatusCode::from_u16(code).unwrap(),
+                            axum::Json(json!({"error": {"message": text, "type": "invalid_request_error", "param": null, "code": null}})),
+                        )
+                            .into_response(),
                         ModelReply::Status(code, retry_after) => {
                             let mut response = (
                                 StatusCode::from_u16(code).unwrap(),
