@@ -3,15 +3,23 @@
 //! Pages are untrusted. They are parsed by html5ever (through `scraper`) as
 //! a browser would parse them, so attribute values, entities and broken
 //! markup cannot make text look visible when it is not. Only text a visitor
-//! would see is kept: script, style, template, noscript, svg, iframe,
-//! object, head (except the title and the meta description), comments, and
-//! elements hidden with the `hidden` attribute, `aria-hidden="true"` or an
-//! inline style that hides them are dropped, which removes the usual hiding
-//! places of prompt injections (the model still treats what remains as
-//! data).
+//! would see is kept, as far as the page itself tells: script, style,
+//! template, noscript, svg, iframe, object, head (except the title and the
+//! meta description), comments, the closed part of a `<details>`, and
+//! elements hidden by the `hidden` attribute, `aria-hidden="true"`, or a
+//! style (inline, or a rule of the page's `<style>` elements matched with
+//! a real selector engine) that hides them: `display:none`,
+//! `visibility:hidden|collapse`, `opacity:0`, a font size under 2px, text
+//! the colour of its background or transparent, far off-screen positioning
+//! or indentation, a zero-size clip (`clip`, `clip-path`), `scale(0)`, or
+//! zero height or width with overflow hidden. The text is then normalised
+//! (invisible and tag characters removed). What cannot be known from the
+//! page is not judged: external stylesheets, scripts that hide or reveal,
+//! rules that depend on media queries or on inheritance from an ancestor's
+//! colours. The model still treats what remains as data.
 
 use ego_tree::iter::Edge;
-use scraper::{node::Element, Html, Node};
+use scraper::{node::Element, ElementRef, Html, Node, Selector};
 
 /// What a page says, as plain text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,9 +35,13 @@ const INVISIBLE: [&str; 8] = [
     "script", "style", "template", "noscript", "svg", "iframe", "object", "head",
 ];
 
+/// Rules of the page's stylesheets read at most: a page is not a site's CSS.
+const MAX_STYLE_RULES: usize = 500;
+
 /// Extracts the visible text of `html`, keeping at most `max_chars` of body.
 pub fn visible_text(html: &str, max_chars: usize) -> PageText {
     let document = Html::parse_document(html);
+    let hiding_rules = hiding_rules(&document);
     let mut page = PageText::default();
     let mut title = String::new();
     let mut body = String::new();
@@ -60,7 +72,11 @@ pub fn visible_text(html: &str, max_chars: usize) -> PageText {
                         // A browser shows one title, in the tab: any other
                         // `<title>` (in the body, a second one) is never seen.
                         let stray_title = name == "title" && !is_page_title;
-                        if INVISIBLE.contains(&name) || stray_title || is_hidden(element) {
+                        let hidden = is_hidden(element)
+                            || ElementRef::wrap(node)
+                                .is_some_and(|e| hiding_rules.iter().any(|rule| rule.matches(&e)))
+                            || in_closed_details(node);
+                        if INVISIBLE.contains(&name) || stray_title || hidden {
                             skipped = Some((node.id(), name == "head"));
                         } else if is_block(name) || name == "br" {
                             body.push(' ');
@@ -68,7 +84,9 @@ pub fn visible_text(html: &str, max_chars: usize) -> PageText {
                     }
                 }
                 Node::Text(text) if title_open.is_some() => title.push_str(text),
-                Node::Text(text) if skipped.is_none() => body.push_str(text),
+                Node::Text(text) if skipped.is_none() && !in_closed_details(node) => {
+                    body.push_str(text)
+                }
                 _ => {}
             },
             Edge::Close(node) => {
@@ -88,9 +106,89 @@ pub fn visible_text(html: &str, max_chars: usize) -> PageText {
             }
         }
     }
-    page.title = collapse(&title);
-    page.body = truncate_chars(&collapse(&body), max_chars);
+    page.title = vcintel_domain::untrusted::normalised(&title);
+    page.description = vcintel_domain::untrusted::normalised(&page.description);
+    page.body = truncate_chars(&vcintel_domain::untrusted::normalised(&body), max_chars);
     page
+}
+
+/// The selectors of the page's `<style>` rules whose declarations hide.
+/// At-rules (`@media`, `@supports`, …) are skipped: whether they apply
+/// depends on the reader's screen.
+fn hiding_rules(document: &Html) -> Vec<Selector> {
+    let Ok(styles) = Selector::parse("style") else {
+        return Vec::new();
+    };
+    let mut rules = Vec::new();
+    for style in document.select(&styles) {
+        let css = without_comments(&style.text().collect::<String>());
+        for (selectors, declarations) in top_level_rules(&css).take(MAX_STYLE_RULES) {
+            if hides(declarations) {
+                // A selector the engine does not know hides nothing.
+                if let Ok(selector) = Selector::parse(selectors) {
+                    rules.push(selector);
+                }
+            }
+        }
+    }
+    rules
+}
+
+fn without_comments(css: &str) -> String {
+    let mut out = String::with_capacity(css.len());
+    let mut rest = css;
+    while let Some(start) = rest.find("/*") {
+        out.push_str(&rest[..start]);
+        rest = rest[start + 2..]
+            .find("*/")
+            .map_or("", |end| &rest[start + 2 + end + 2..]);
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `selector { declarations }` pairs at the top level of a stylesheet;
+/// at-rules and their blocks are passed over.
+fn top_level_rules(css: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut rest = css;
+    std::iter::from_fn(move || loop {
+        let open = rest.find('{')?;
+        let prelude = rest[..open].trim();
+        // The block's end, counting nested braces (an at-rule's block).
+        let mut depth = 0usize;
+        let mut close = None;
+        for (i, c) in rest[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = Some(open + i);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let close = close?;
+        let block = &rest[open + 1..close];
+        rest = &rest[close + 1..];
+        // A statement at-rule before it (`@import …;`) ends at its `;`.
+        let prelude = prelude.rsplit(';').next().unwrap_or(prelude).trim();
+        if !prelude.is_empty() && !prelude.starts_with('@') {
+            return Some((prelude, block));
+        }
+    })
+}
+
+/// Inside a `<details>` that is not open, everything but its `<summary>`.
+fn in_closed_details(node: ego_tree::NodeRef<'_, Node>) -> bool {
+    let Some(parent) = node.parent().and_then(ElementRef::wrap) else {
+        return false;
+    };
+    parent.value().name() == "details"
+        && parent.value().attr("open").is_none()
+        && node.value().as_element().is_none_or(|e| e.name() != "summary")
 }
 
 /// The content of a `<meta name="description">` or `og:description`.
@@ -138,6 +236,8 @@ fn is_block(name: &str) -> bool {
             | "label"
             | "button"
             | "option"
+            | "details"
+            | "summary"
     )
 }
 
@@ -149,26 +249,104 @@ fn is_hidden(element: &Element) -> bool {
     {
         return true;
     }
-    let Some(style) = element.attr("style") else {
-        return false;
-    };
-    let style: String = style
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    style.split(';').any(|declaration| {
-        let declaration = declaration.trim_end_matches("!important");
+    element.attr("style").is_some_and(hides)
+}
+
+/// Whether a declaration block (an inline style or a rule's body) keeps
+/// its element's text from being seen.
+fn hides(declarations: &str) -> bool {
+    let mut properties: Vec<(String, String)> = Vec::new();
+    for declaration in declarations.split(';') {
         let Some((property, value)) = declaration.split_once(':') else {
-            return false;
+            continue;
         };
-        match property {
+        let value = value.trim().trim_end_matches("!important").trim();
+        properties.push((
+            property.trim().to_ascii_lowercase(),
+            value
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_ascii_lowercase(),
+        ));
+    }
+    let get = |name: &str| {
+        properties
+            .iter()
+            .rev()
+            .find(|(property, _)| property == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let hidden_alone = properties
+        .iter()
+        .any(|(property, value)| match property.as_str() {
             "display" => value == "none",
             "visibility" => value == "hidden" || value == "collapse",
-            "font-size" | "opacity" => is_zero(value),
+            "opacity" => is_zero(value),
+            "font-size" => length_px(value).is_some_and(|px| px < 2.0),
+            "color" => value == "transparent",
+            "text-indent" => length_px(value).is_some_and(|px| px <= -999.0),
+            "clip" => clips_to_nothing(value),
+            "clip-path" => {
+                value == "inset(50%)" || value == "inset(100%)" || value.starts_with("circle(0")
+            }
+            "transform" => {
+                value.contains("scale(0)")
+                    || value.contains("scale(0,")
+                    || value.contains("scale(0 ")
+            }
             _ => false,
-        }
-    })
+        });
+    let off_screen = matches!(get("position"), Some("absolute" | "fixed"))
+        && ["left", "top", "right", "bottom"]
+            .iter()
+            .any(|side| get(side).and_then(length_px).is_some_and(|px| px <= -999.0));
+    let collapsed = get("overflow").is_some_and(|v| v.contains("hidden"))
+        && ["height", "max-height", "width", "max-width"]
+            .iter()
+            .any(|size| get(size).is_some_and(is_zero));
+    let same_colour = match (get("color"), get("background-color").or(get("background"))) {
+        (Some(color), Some(background)) => color == background,
+        _ => false,
+    };
+    hidden_alone || off_screen || collapsed || same_colour
+}
+
+/// `rect(…)` whose every edge is within a pixel: the element shows nothing
+/// (the "visually hidden" pattern).
+fn clips_to_nothing(value: &str) -> bool {
+    let Some(inner) = value
+        .strip_prefix("rect(")
+        .and_then(|rest| rest.strip_suffix(')'))
+    else {
+        return false;
+    };
+    let edges: Vec<Option<f64>> = inner
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|part| !part.is_empty())
+        .map(length_px)
+        .collect();
+    edges.len() == 4
+        && edges
+            .iter()
+            .all(|edge| edge.is_some_and(|px| px.abs() <= 1.0))
+}
+
+/// A CSS length in pixels (px, or unitless; em/rem taken as 16px).
+fn length_px(value: &str) -> Option<f64> {
+    let value = value.trim();
+    let (number, scale) = if let Some(n) = value.strip_suffix("rem") {
+        (n, 16.0)
+    } else if let Some(n) = value.strip_suffix("em") {
+        (n, 16.0)
+    } else if let Some(n) = value.strip_suffix("px") {
+        (n, 1.0)
+    } else if let Some(n) = value.strip_suffix("pt") {
+        (n, 4.0 / 3.0)
+    } else {
+        (value, 1.0)
+    };
+    number.trim().parse::<f64>().ok().map(|n| n * scale)
 }
 
 /// A CSS length or number that is zero, whatever its unit (`0`, `0px`,
@@ -252,6 +430,44 @@ mod tests {
         let page = visible_text(html, 100);
         assert_eq!(page.title, "Real");
         assert_eq!(page.body, "text");
+    }
+
+    /// The channels through which hidden text reached the model in the
+    /// trust review; each is dropped, and text next to it is kept.
+    #[test]
+    fn text_hidden_by_style_rules_or_tricks_is_dropped() {
+        let html = r#"<html><head><style>
+              /* a comment { display: none } */
+              .ghost { display : none }
+              #away { position: absolute; left: -9999px }
+              .faint, .other { opacity: 0 }
+              @media print { .shown-on-screen { display: none } }
+              div.tiny > span { font-size: 1px }
+              .sr-only { position: absolute; width: 1px; height: 1px; clip: rect(0, 0, 0, 0) }
+            </style></head><body>
+            <p>visible one</p>
+            <p class="ghost">class hidden</p>
+            <p id="away">off screen</p>
+            <p class="faint">transparent by rule</p>
+            <p class="shown-on-screen">visible two</p>
+            <div class="tiny"><span>one pixel</span></div>
+            <span class="sr-only">screen reader only</span>
+            <p style="color:#fff;background-color:#fff">white on white</p>
+            <p style="font-size:1px">tiny inline</p>
+            <p style="clip-path: inset(50%)">clipped</p>
+            <p style="transform: scale(0)">scaled away</p>
+            <p style="visibility: collapse">collapsed</p>
+            <div style="height:0;overflow:hidden">zero height</div>
+            <p style="text-indent:-9999px">indented away</p>
+            <details><summary>visible three</summary>closed details</details>
+            <details open><summary>visible four</summary>open details</details>
+            <p>tag&#xE0041;&#xE0042;ged</p>
+            </body></html>"#;
+        let page = visible_text(html, 1_000);
+        assert_eq!(
+            page.body,
+            "visible one visible two visible three visible four open details tagged"
+        );
     }
 
     #[test]
