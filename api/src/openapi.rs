@@ -196,6 +196,17 @@ fn document_cross_cutting(spec: &mut utoipa::openapi::OpenApi) {
                 .max_length(Some(255)),
         ))
         .build();
+    let bad_request = problem_response(
+        "A malformed header (`X-Workspace-Id`, `X-Consistency-Token`, `If-Match`), \
+         parameter or JSON body; `errors[].field` names it",
+    );
+    let not_a_member = problem_response(
+        "No such resource in this workspace, or no such workspace (or you are not a member)",
+    );
+    let not_json = problem_response("The body is not `application/json`");
+    let wrong_shape = problem_response(
+        "The body has the wrong shape or invalid values; `errors[].field` names each",
+    );
     for (path, item) in spec.paths.paths.iter_mut() {
         if path.starts_with("/admin/") {
             let operations = [&mut item.get, &mut item.post];
@@ -266,15 +277,34 @@ fn document_cross_cutting(spec: &mut utoipa::openapi::OpenApi) {
             &mut item.delete,
         ];
         for operation in operations.into_iter().flatten() {
+            let responses = &mut operation.responses.responses;
             if !is_account_route(path) {
                 operation
                     .parameters
                     .get_or_insert_with(Vec::new)
                     .push(workspace_header.clone().into());
+                // Every workspace route answers these before its handler.
+                responses
+                    .entry("400".to_owned())
+                    .or_insert_with(|| bad_request.clone().into());
+                responses
+                    .entry("404".to_owned())
+                    .or_insert_with(|| not_a_member.clone().into());
             }
-            operation
-                .responses
-                .responses
+            // Every route that takes a body reads it as JSON.
+            if operation.request_body.is_some() {
+                responses
+                    .entry("400".to_owned())
+                    .or_insert_with(|| bad_request.clone().into());
+                responses
+                    .entry("415".to_owned())
+                    .or_insert_with(|| not_json.clone().into());
+                responses
+                    .entry("422".to_owned())
+                    .or_insert_with(|| wrong_shape.clone().into());
+            }
+            let responses = &mut operation.responses.responses;
+            responses
                 .entry("429".to_owned())
                 .or_insert_with(|| too_many.clone().into());
             operation

@@ -97,6 +97,7 @@ pub struct FeedParams {
     /// Recorded before (RFC 3339).
     pub until: Option<DateTime<Utc>>,
     /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,

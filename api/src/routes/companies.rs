@@ -195,6 +195,7 @@ impl CompanySort {
 #[into_params(parameter_in = Query)]
 pub struct ListCompaniesParams {
     /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// Opaque cursor from a previous page's `next_cursor` (same filters and sort).
     pub cursor: Option<String>,

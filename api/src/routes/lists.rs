@@ -95,6 +95,7 @@ pub struct ListCompaniesPage {
 #[into_params(parameter_in = Query)]
 pub struct ListsPageParams {
     /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// Opaque cursor from a previous page's `next_cursor`.
     pub cursor: Option<String>,
@@ -116,6 +117,7 @@ pub struct GetListParams {
 #[into_params(parameter_in = Query)]
 pub struct ListItemsParams {
     /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// Opaque cursor from a previous page's `next_cursor`.
     pub cursor: Option<String>,

@@ -70,6 +70,7 @@ pub struct NotePage {
 #[into_params(parameter_in = Query)]
 pub struct ListNotesParams {
     /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// Opaque cursor from a previous page's `next_cursor`.
     pub cursor: Option<String>,

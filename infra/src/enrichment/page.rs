@@ -188,7 +188,10 @@ fn in_closed_details(node: ego_tree::NodeRef<'_, Node>) -> bool {
     };
     parent.value().name() == "details"
         && parent.value().attr("open").is_none()
-        && node.value().as_element().is_none_or(|e| e.name() != "summary")
+        && node
+            .value()
+            .as_element()
+            .is_none_or(|e| e.name() != "summary")
 }
 
 /// The content of a `<meta name="description">` or `og:description`.

@@ -27,6 +27,7 @@ pub struct SecurityEventPage {
 #[into_params(parameter_in = Query)]
 pub struct SecurityEventParams {
     /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// Opaque cursor from a previous page's `next_cursor`.
     pub cursor: Option<String>,
