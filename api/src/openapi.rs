@@ -193,7 +193,8 @@ fn document_cross_cutting(spec: &mut utoipa::openapi::OpenApi) {
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .min_length(Some(1))
-                .max_length(Some(255)),
+                .max_length(Some(255))
+                .pattern(Some("^[!-~]+$")),
         ))
         .build();
     let bad_request = problem_response(

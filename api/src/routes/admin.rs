@@ -43,11 +43,7 @@ impl FromRequestParts<AppState> for Operator {
 impl Operator {
     /// Whether `headers` carry the operator token.
     pub fn presented(state: &AppState, headers: &HeaderMap) -> Result<Self, ApiError> {
-        let Some(expected) = &state.admin_token_digest else {
-            return Err(ApiError::Forbidden(
-                "the admin API is off: set VCINTEL_ADMIN_TOKEN to turn it on".to_owned(),
-            ));
-        };
+        // No credentials is 401 whether or not the admin API is on.
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -55,6 +51,11 @@ impl Operator {
             .ok_or(ApiError::Unauthenticated(
                 "send the operator token as a bearer token",
             ))?;
+        let Some(expected) = &state.admin_token_digest else {
+            return Err(ApiError::Forbidden(
+                "the admin API is off: set VCINTEL_ADMIN_TOKEN to turn it on".to_owned(),
+            ));
+        };
         if admin_token_digest(presented) == **expected {
             Ok(Operator)
         } else {
