@@ -1178,3 +1178,61 @@ async fn guessable_and_published_passwords_are_refused_at_sign_up() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_202_for_an_existing_job_carries_a_consistency_token_too() {
+    let mut env = TestEnv::new().await;
+    // No enricher: the first job stays queued.
+    let running = env
+        .start_with(
+            env.settings(),
+            &[vcintel_api::Component::Api, vcintel_api::Component::Relay],
+        )
+        .await;
+    let base = running.address.clone().unwrap();
+    let user = sign_up(&env, &base, "existing-job@trust.example").await;
+    let company = add_company(&env, &base, &user, "Queued", "queued.example").await;
+    let id = company["id"].as_str().unwrap();
+    let url = format!("{base}/v1/companies/{id}/enrichments");
+    let first = env
+        .call(Method::POST, &url, Some(&user.token), None, None)
+        .await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    let again = env
+        .call(Method::POST, &url, Some(&user.token), None, None)
+        .await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.body);
+    assert_eq!(again.body["existing"], true, "{}", again.body);
+    assert!(
+        again.header("x-consistency-token").is_some(),
+        "{:?}",
+        again.headers
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_past_state_has_its_own_etag_and_answers_if_none_match() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let user = sign_up(&env, &base, "past@trust.example").await;
+    let company = add_company(&env, &base, &user, "Past", "past.example").await;
+    let id = company["id"].as_str().unwrap();
+    let url = format!("{base}/v1/companies/{id}?as_of_version=1");
+    let past = get(&env, &url, &user).await;
+    assert_eq!(past.status, StatusCode::OK, "{}", past.body);
+    let etag = past
+        .header("etag")
+        .expect("an ETag on a past state")
+        .to_owned();
+    assert_eq!(etag, "\"1-past\"");
+    let again = env
+        .http
+        .get(&url)
+        .bearer_auth(&user.token)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+}

@@ -10,7 +10,7 @@ use crate::http::respond::{accepted, created, tag, CommandAccepted};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -374,7 +374,7 @@ pub async fn delete_company(
            ("If-None-Match" = Option<String>, Header, description = "A previously returned ETag")),
     responses(
         (status = 200, description = "The company with its newest notes and its lists", body = CompanyDetail,
-         headers(("ETag" = String, description = "Tags the whole representation (notes and lists included); its leading number is the company's version, which `If-Match` compares"))),
+         headers(("ETag" = String, description = "Tags the whole representation (notes and lists included); its leading number is the company's version, which `If-Match` compares; a past state (`as_of`, `as_of_version`) is tagged `\"<version>-past\"`"))),
         (status = 304, description = "Not modified since the given ETag"),
         (status = 400, description = "Malformed id or parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
@@ -401,7 +401,7 @@ pub async fn get_company(
         .await?;
     }
     if params.as_of_version.is_some() || params.as_of.is_some() {
-        return historical_company(&state, &caller, id, &params).await;
+        return historical_company(&state, &caller, id, &params, &headers).await;
     }
     let workspace = caller.actor.workspace_id;
     let read_model::CompanyDetailRow {
@@ -450,6 +450,7 @@ async fn historical_company(
     caller: &Caller,
     id: Uuid,
     params: &GetCompanyParams,
+    headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     if params.as_of_version.is_some() && params.as_of.is_some() {
         return Err(ApiError::BadRequest {
@@ -521,7 +522,13 @@ async fn historical_company(
             recorded_at: last.recorded_at,
         }),
     };
-    Ok(axum::Json(detail).into_response())
+    // A past state is its own representation: tagged with its version, and
+    // apart from the current detail's tags.
+    Ok(conditional(
+        headers,
+        tag(&format!("{version}-past")),
+        axum::Json(detail),
+    ))
 }
 
 /// List, filter, search and sort the workspace's companies, a page at a

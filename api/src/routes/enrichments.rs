@@ -222,11 +222,19 @@ pub async fn request_enrichment(
             &caller.metadata(&headers),
         )
         .await?;
-    let job_state = if requested.existing {
-        let (job, _) = state.enrichments.load(requested.job_id).await?;
-        job.state().map_or("queued", |s| s.as_str())
+    // The job's write to read back: the one just made, or, for a job
+    // already running, its current version (so the token is on every 202).
+    let (job_state, written) = if requested.existing {
+        let (job, version) = state.enrichments.load(requested.job_id).await?;
+        let current = vcintel_commands::Committed {
+            aggregate_type: vcintel_domain::enrichment::AGGREGATE_TYPE,
+            aggregate_id: requested.job_id.to_string(),
+            version,
+            appended: 0,
+        };
+        (job.state().map_or("queued", |s| s.as_str()), Some(current))
     } else {
-        "queued"
+        ("queued", requested.committed.clone())
     };
     let status_url = format!("/v1/enrichment-jobs/{}", requested.job_id);
     let mut response = (
@@ -250,7 +258,7 @@ pub async fn request_enrichment(
     if let Some(decision) = &requested.decision {
         response = with_rate_limit_headers(response, decision);
     }
-    Ok(match &requested.committed {
+    Ok(match &written {
         Some(committed) => answering(response, committed),
         None => response,
     })
