@@ -46,6 +46,17 @@ ensure_nats_server() {
     export NATS_SERVER
 }
 
+OPENAPI_SPEC_VALIDATOR_VERSION="0.9.0"
+
+# ensure_contract_tools: the standard validators the contract tests run.
+ensure_contract_tools() {
+    command -v python3 >/dev/null || apt_install python3 python3-pip
+    if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('openapi-spec-validator') != '$OPENAPI_SPEC_VALIDATOR_VERSION')" 2>/dev/null; then
+        log "installing openapi-spec-validator $OPENAPI_SPEC_VALIDATOR_VERSION (PyPI)"
+        python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "openapi-spec-validator==$OPENAPI_SPEC_VALIDATOR_VERSION"
+    fi
+}
+
 CARGO_DENY_VERSION="0.20.2"
 
 # check_dependencies: cargo deny over deny.toml. Licences, bans and sources

@@ -19,6 +19,7 @@ mod audit;
 mod cli;
 mod concurrency;
 mod consistency;
+mod contract;
 mod crash;
 mod enrichment;
 mod healing;
