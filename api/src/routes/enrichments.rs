@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use vcintel_commands::admission::AdmissionPorts;
 use vcintel_domain::company::CompanyId;
-use vcintel_domain::enrichment::{EnrichmentResult, EnrichmentSource};
+use vcintel_domain::enrichment::{EnrichmentResult, EnrichmentSource, JobState};
 use vcintel_projections::enrichment_jobs::{self as read_model, JobRow};
 
 pub const TAG: &str = "enrichment";
@@ -37,7 +37,7 @@ const STREAM_REAUTHORISE: Duration = Duration::from_secs(1);
 pub struct EnrichmentAccepted {
     pub job_id: Uuid,
     /// `queued`, `running` or `deferred`.
-    pub state: String,
+    pub state: JobState,
     /// Where to follow the job (`GET`, or `…/events` for server-sent events).
     pub status_url: String,
     /// True when a job for this company was already queued or running and
@@ -144,8 +144,7 @@ pub struct EnrichmentJob {
     pub id: Uuid,
     pub company_id: Uuid,
     pub requested_by: Uuid,
-    /// `queued`, `running`, `deferred`, `succeeded` or `failed`.
-    pub state: String,
+    pub state: JobState,
     /// Attempts started so far (at most 3).
     pub attempts: u32,
     /// Why the last attempt failed, or why the job is deferred.
@@ -171,7 +170,11 @@ impl From<JobRow> for EnrichmentJob {
             id: row.id,
             company_id: row.company_id,
             requested_by: row.requested_by,
-            state: row.state,
+            // The read model writes only these names.
+            state: row.state.parse().unwrap_or_else(|_| {
+                tracing::error!(state = %row.state, "unknown job state in the read model");
+                JobState::Queued
+            }),
             attempts: row.attempts.max(0) as u32,
             error: row.error,
             retry_in_ms: row.retry_in_ms,
@@ -232,16 +235,16 @@ pub async fn request_enrichment(
             version,
             appended: 0,
         };
-        (job.state().map_or("queued", |s| s.as_str()), Some(current))
+        (job.state().unwrap_or(JobState::Queued), Some(current))
     } else {
-        ("queued", requested.committed.clone())
+        (JobState::Queued, requested.committed.clone())
     };
     let status_url = format!("/v1/enrichment-jobs/{}", requested.job_id);
     let mut response = (
         StatusCode::ACCEPTED,
         axum::Json(EnrichmentAccepted {
             job_id: requested.job_id.0,
-            state: job_state.to_owned(),
+            state: job_state,
             status_url: status_url.clone(),
             existing: requested.existing,
             notice: state
