@@ -148,7 +148,7 @@ where
         // A company the caller cannot see is 404 before anything else: an
         // unknown id and another workspace's must get the same answer, not
         // a quota's refusal for one and 404 for the other.
-        self.live_company(actor, company).await?;
+        let details = self.live_company(actor, company).await?;
         if !actor.may(Permission::WriteData) {
             return Err(CommandError::Forbidden {
                 role: actor.role.as_str(),
@@ -196,7 +196,7 @@ where
                 decision = Some(charged);
             }
         }
-        let requested = self.request(actor, company, metadata).await?;
+        let requested = self.request(actor, company, &details, metadata).await?;
         lock.release().await?;
         Ok(Admitted {
             job_id: requested.job_id,

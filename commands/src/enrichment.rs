@@ -62,16 +62,17 @@ where
         Self { jobs, companies }
     }
 
-    /// Queues an enrichment of `company_id`, which must be live in the
-    /// actor's workspace, or returns the job already queued or running.
-    #[tracing::instrument(skip(self, metadata), fields(workspace_id = %actor.workspace_id, user_id = %actor.user_id))]
+    /// Queues an enrichment of `company_id`, whose `details` the caller
+    /// read with [`Self::live_company`] (so the company is loaded once), or
+    /// returns the job already queued or running.
+    #[tracing::instrument(skip(self, details, metadata), fields(workspace_id = %actor.workspace_id, user_id = %actor.user_id))]
     pub async fn request(
         &self,
         actor: Actor,
         company_id: CompanyId,
+        details: &CompanyDetails,
         metadata: &CommandMetadata,
     ) -> Result<RequestedJob, CommandError> {
-        let details = self.live_company(actor, company_id).await?;
         let job_id = EnrichmentJobId(Uuid::now_v7());
         let command = EnrichmentCommand::Request {
             actor,

@@ -259,22 +259,26 @@ pub async fn latest_of_types(
 }
 
 /// The version one aggregate of `workspace` has reached, or `None` when
-/// the workspace holds no such aggregate (an index read of its rows).
+/// the workspace holds no such aggregate: its newest row only (an
+/// aggregate never changes workspace), however long its history.
 pub async fn version_in_workspace(
     db: impl PgExecutor<'_>,
     aggregate_type: &str,
     aggregate_id: &str,
     workspace: Uuid,
 ) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "select max(sequence) from events
-         where aggregate_type = $1 and aggregate_id = $2 and workspace_id = $3",
+    let newest = sqlx::query!(
+        "select sequence, workspace_id from events
+         where aggregate_type = $1 and aggregate_id = $2
+         order by sequence desc limit 1",
         aggregate_type,
-        aggregate_id,
-        workspace
+        aggregate_id
     )
-    .fetch_one(db)
-    .await
+    .fetch_optional(db)
+    .await?;
+    Ok(newest
+        .filter(|row| row.workspace_id == Some(workspace))
+        .map(|row| row.sequence))
 }
 
 /// Every event of one aggregate type, by aggregate then sequence (for folds

@@ -429,7 +429,8 @@ pub async fn account_security_log(
         "select id, occurred_at, kind, workspace_id, user_id, ip, detail
          from security_events
          where user_id = $1 and workspace_id is null
-           and ($2::timestamptz is null or (occurred_at, id) < ($2, $3))
+           and (occurred_at, id) < (coalesce($2, 'infinity'::timestamptz),
+                                    coalesce($3, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
          order by occurred_at desc, id desc
          limit $4",
         user.0,
@@ -464,7 +465,9 @@ pub struct SecurityLogEntry {
 /// entries (sign-ins, lockouts, sessions) are the account holder's alone:
 /// a workspace that adds someone must not read their sign-in history.
 /// The security log itself is written by infra
-/// (`accounts::record_security_event`).
+/// (`accounts::record_security_event`). The cursor is one row comparison
+/// (no cursor: from +infinity) so even a generic plan seeks to it instead
+/// of filtering every newer entry.
 pub async fn security_log(
     db: impl PgExecutor<'_>,
     workspace: WorkspaceId,
@@ -476,7 +479,8 @@ pub async fn security_log(
         "select id, occurred_at, kind, workspace_id, user_id, ip, detail
          from security_events
          where workspace_id = $1
-           and ($2::timestamptz is null or (occurred_at, id) < ($2, $3))
+           and (occurred_at, id) < (coalesce($2, 'infinity'::timestamptz),
+                                    coalesce($3, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
          order by occurred_at desc, id desc
          limit $4",
         workspace.0,

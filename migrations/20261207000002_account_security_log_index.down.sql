@@ -1,0 +1,1 @@
+drop index security_events_account_idx;
