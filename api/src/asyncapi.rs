@@ -67,6 +67,15 @@ fn variants(enum_schema: &Value) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// `(event type, data schema)` of every event type in the catalogue, the
+/// data schema as the family's derive gives it (a `$ref` to the payload).
+pub(crate) fn event_data_schemas() -> Vec<(String, Value)> {
+    families()
+        .iter()
+        .flat_map(|family| variants(&family.schema))
+        .collect()
+}
+
 /// The message name of an event type at its current version.
 fn message_name(event_type: &str, version: u32) -> String {
     format!("{event_type}.v{version}")
@@ -113,6 +122,7 @@ pub fn document(topology: &Topology, nats_host: &str) -> Value {
         for (name, schema) in family.referenced {
             schemas.insert(name, schema);
         }
+        crate::string_rules::state_in_schemas(&mut schemas, false);
         for (event_type, data) in variants(&family.schema) {
             let Some(version) = current_version(&event_type) else {
                 continue;
@@ -199,6 +209,7 @@ pub fn document(topology: &Topology, nats_host: &str) -> Value {
             "messages": [{"$ref": "#/channels/deadletter/messages/deadletter"}],
         }),
     );
+    crate::string_rules::state_in_schemas(&mut schemas, false);
     let all = topology.all_events_subject();
     json!({
         "asyncapi": "3.0.0",

@@ -22,6 +22,7 @@ pub mod router;
 pub mod routes;
 pub mod settings;
 pub mod state;
+pub mod string_rules;
 pub mod telemetry;
 
 pub use app::Application;

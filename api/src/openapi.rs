@@ -317,10 +317,71 @@ fn document_cross_cutting(spec: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// The audit feed's events typed by their `type`: one schema per event type
+/// (`AuditEvent.company.added`, …) whose `data` is that type's payload,
+/// joined in a union discriminated by `type`, so a generated client reads
+/// `data` as the right class. The derived `AuditEvent` gives the metadata
+/// every event carries.
+fn type_audit_events(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{AllOfBuilder, Discriminator, ObjectBuilder, OneOfBuilder, Type};
+    use utoipa::openapi::{Ref, RefOr, Schema};
+    let schemas = &mut spec.components.get_or_insert_with(Default::default).schemas;
+    let Some(RefOr::T(Schema::Object(mut metadata))) = schemas.remove("AuditEvent") else {
+        panic!("the audit feed's AuditEvent schema is missing");
+    };
+    metadata.properties.remove("type");
+    metadata.properties.remove("data");
+    metadata
+        .required
+        .retain(|field| field != "type" && field != "data");
+    metadata.description =
+        Some("What every event in the audit feed carries besides its type and data.".to_owned());
+    schemas.insert(
+        "AuditEventMetadata".to_owned(),
+        Schema::Object(metadata).into(),
+    );
+    let mut discriminator = Discriminator::new("type");
+    let mut union = OneOfBuilder::new().description(Some(
+        "One event as the audit feed shows it: its metadata, its `type` (e.g. \
+         `company.added`) and that type's `data`, the same schema `/asyncapi.json` gives \
+         the stream's `data`.",
+    ));
+    for (event_type, data) in crate::asyncapi::event_data_schemas() {
+        let name = format!("AuditEvent.{event_type}");
+        let data: RefOr<Schema> =
+            serde_json::from_value(data).expect("an event's data schema is a schema");
+        let typed = ObjectBuilder::new()
+            .property(
+                "type",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([event_type.clone()])),
+            )
+            .required("type")
+            .property("data", data)
+            .required("data");
+        let variant = AllOfBuilder::new()
+            .description(Some(format!("A `{event_type}` event.")))
+            .item(Ref::from_schema_name("AuditEventMetadata"))
+            .item(typed);
+        schemas.insert(name.clone(), variant.into());
+        union = union.item(Ref::from_schema_name(&name));
+        discriminator
+            .mapping
+            .insert(event_type, format!("#/components/schemas/{name}"));
+    }
+    schemas.insert(
+        "AuditEvent".to_owned(),
+        union.discriminator(Some(discriminator)).into(),
+    );
+}
+
 /// The router of every route and the finished document describing it.
 pub fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (api, mut spec) = routes::table(ApiDoc::openapi()).split_for_parts();
     document_cross_cutting(&mut spec);
+    type_audit_events(&mut spec);
+    crate::string_rules::state(&mut spec);
     (api, spec)
 }
 

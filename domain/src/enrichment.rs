@@ -262,14 +262,24 @@ fn checked_text(
 
 pub use crate::untrusted::contains_markup_or_link;
 
-/// What a workspace invests in; empty lists mean "no preference".
+/// What a workspace invests in; enrichment's fit score weighs companies
+/// against it. Empty lists mean "no preference". Clients send it as it is
+/// stored; an omitted list is empty and unknown fields are refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
-// The API has a `Thesis` of its own (what a client sends).
-#[cfg_attr(feature = "schema", schema(as = ThesisRecord))]
+#[cfg_attr(feature = "schema", schema(example = json!({"sectors": ["Developer tools", "AI infrastructure"], "stages": ["seed", "series_a"], "locations": ["Berlin", "London"]})))]
+#[serde(deny_unknown_fields)]
 pub struct Thesis {
+    /// At most 20, each 1–60 characters.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schema(max_items = 20))]
     pub sectors: Vec<String>,
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schema(max_items = 20))]
     pub stages: Vec<Stage>,
+    /// At most 20, each 1–60 characters.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schema(max_items = 20))]
     pub locations: Vec<String>,
 }
 

@@ -132,7 +132,7 @@ pub fn validate_content(content: &str) -> Result<String, NoteError> {
     }
     if trimmed
         .chars()
-        .any(|c| crate::validation::is_deceptive(c) && !matches!(c, '\n' | '\t' | '\r'))
+        .any(crate::validation::is_deceptive_in_multiline_text)
     {
         return Err(NoteError::InvalidContent(
             "must not contain control, bidi-override or invisible characters".to_owned(),

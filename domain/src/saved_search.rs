@@ -25,15 +25,21 @@ impl std::fmt::Display for SavedSearchId {
 }
 
 /// What a saved search narrows companies to; every part is optional.
+/// Clients send it as it is stored: unknown fields are refused rather than
+/// silently dropped, so a misspelt filter cannot widen a search.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct SearchFilters {
+    /// Sector (case-insensitive).
     pub sector: Option<String>,
     pub stage: Option<Stage>,
+    /// Location (case-insensitive).
     pub location: Option<String>,
-    /// 0–100.
+    /// Minimum fit score, 0–100.
+    #[cfg_attr(feature = "schema", schema(maximum = 100))]
     pub min_score: Option<u8>,
-    /// Full-text query.
+    /// Full-text query (words, `"phrases"`, `-exclusions`).
     pub text: Option<String>,
 }
 

@@ -35,15 +35,27 @@ pub enum WebsiteError {
 impl Website {
     pub const MAX_CHARS: usize = 2048;
 
+    /// Checks the raw length (the schema's `maxLength`) and the shape the
+    /// schema states ([`website_pattern`]), then normalises through a real
+    /// URL parser.
     pub fn parse(input: &str) -> Result<Self, WebsiteError> {
         let trimmed = input.trim();
         if trimmed.is_empty() {
             return Err(WebsiteError::Empty);
         }
-        if trimmed.chars().count() > Self::MAX_CHARS {
+        if input.chars().count() > Self::MAX_CHARS {
             return Err(WebsiteError::TooLong {
                 max: Self::MAX_CHARS,
             });
+        }
+        if has_other_scheme(trimmed) || (!trimmed.contains("://") && has_non_http_scheme(trimmed)) {
+            return Err(WebsiteError::UnsupportedScheme);
+        }
+        if credentials_before_path(trimmed) {
+            return Err(WebsiteError::HasCredentials);
+        }
+        if !WEBSITE.is_match(input) {
+            return Err(WebsiteError::Invalid);
         }
         // A bare host ("acme.io/about") has no scheme; anything else with "://"
         // or a scheme-like prefix must be http(s).
@@ -92,6 +104,59 @@ impl Website {
             None => lower,
         }
     }
+}
+
+/// Letters a host label may hold besides ASCII ones: Latin, Cyrillic
+/// and CJK letters, each of which IDNA accepts (a test checks
+/// every one), so international names (`bücher.de`) work.
+const HOST_LETTERS: &str =
+    "\\u00C0-\\u00D6\\u00D8-\\u00F6\\u00F8-\\u024F\\u0400-\\u0481\\u048A-\\u04FF\\u4E00-\\u9FFF";
+
+/// The shape of a website the API accepts, as the schema states it: an
+/// optional `http://` or `https://`, a host name with at least one dot
+/// whose last label starts with a letter (no `localhost`) or an IPv4
+/// address in dotted decimal (other spellings of numbers and IPv6
+/// literals are refused; the fetcher refuses private addresses however
+/// they are reached), an optional port, then an optional path, query or
+/// fragment without white space or deceptive characters; white space
+/// around it ignored. Compiled here and served in the OpenAPI document,
+/// so clients and server apply one rule.
+pub fn website_pattern() -> String {
+    let space = crate::validation::white_space_class();
+    let label = format!(
+        "[A-Za-z0-9{HOST_LETTERS}](?:[A-Za-z0-9{HOST_LETTERS}-]{{0,61}}[A-Za-z0-9{HOST_LETTERS}])?"
+    );
+    let top = format!(
+        "[A-Za-z{HOST_LETTERS}](?:[A-Za-z0-9{HOST_LETTERS}-]{{0,61}}[A-Za-z0-9{HOST_LETTERS}])?"
+    );
+    let octet = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
+    let ipv4 = format!("{octet}(?:\\.{octet}){{3}}");
+    let port =
+        "(?:[0-9]{1,4}|[0-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])";
+    let rest = format!("[^{space}{}]", crate::validation::deceptive_class());
+    format!(
+        "^[{space}]*(?:[Hh][Tt][Tt][Pp][Ss]?://)?(?:(?:{label}\\.)+{top}\\.?|{ipv4})(?::{port}?)?(?:[/?#]{rest}*)?[{space}]*$"
+    )
+}
+
+static WEBSITE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(&website_pattern()).expect("the website pattern compiles")
+});
+
+/// `scheme://` with a scheme other than http(s).
+fn has_other_scheme(input: &str) -> bool {
+    input.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.eq_ignore_ascii_case("http")
+            && !scheme.eq_ignore_ascii_case("https")
+            && !scheme.contains(['/', '.'])
+    })
+}
+
+/// `user:password@host`: an `@` before the path, query or fragment.
+fn credentials_before_path(input: &str) -> bool {
+    let after_scheme = input.split_once("://").map_or(input, |(_, rest)| rest);
+    let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or("");
+    authority.contains('@')
 }
 
 fn has_non_http_scheme(input: &str) -> bool {
@@ -200,5 +265,56 @@ mod tests {
             Website::parse("bücher.de").unwrap().as_str(),
             "xn--bcher-kva.de"
         );
+    }
+
+    /// Every letter the pattern lets into a host is one IDNA (and so the
+    /// URL parser) accepts: what the schema allows, the server takes.
+    #[test]
+    fn every_host_letter_the_pattern_allows_parses() {
+        let class = regex::Regex::new(&format!("^[{HOST_LETTERS}]$")).unwrap();
+        for c in (0x80..=0xFFFF).filter_map(char::from_u32) {
+            if class.is_match(&c.to_string()) {
+                let site = format!("a{c}b.d{c}e");
+                assert!(Website::parse(&site).is_ok(), "U+{:04X} {site}", c as u32);
+            }
+        }
+    }
+
+    #[test]
+    fn the_pattern_and_the_parser_agree() {
+        let pattern = regex::Regex::new(&website_pattern()).unwrap();
+        let samples = [
+            "acme.io",
+            " https://acme.io/ ",
+            "HTTP://Acme.io:8080/x?y#z",
+            "acme.io:",
+            "acme.io:65535",
+            "acme.io:65536",
+            "1.2.3.4",
+            "[::1]",
+            "localhost",
+            "acme",
+            "acme.io/a b",
+            "acme.io/\u{202E}",
+            "a-.io",
+            "-a.io",
+            "a.io.",
+            "user@acme.io",
+            "ftp://acme.io",
+            "acme.io/@x",
+            "bücher.de",
+            "acme.io\n",
+            "acme..io",
+            "a_b.io",
+            "acme.i0",
+        ];
+        for sample in samples {
+            let parsed = Website::parse(sample);
+            assert_eq!(
+                pattern.is_match(sample),
+                parsed.is_ok(),
+                "{sample:?}: {parsed:?}"
+            );
+        }
     }
 }

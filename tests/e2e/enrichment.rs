@@ -279,15 +279,27 @@ async fn internal_addresses_are_refused_in_every_spelling_and_through_redirects(
     let w = world().await;
     let port = w.target.port();
     let fixture = w.fixture;
-    let websites = [
-        // Distinct paths: the website parser already normalises numeric
-        // spellings to 127.0.0.1, so they would be one website otherwise.
-        format!("127.0.0.1:{port}"),
+    // Other spellings of numeric hosts never become websites: refused at
+    // input, field named (the schema's pattern says so too).
+    for website in [
         format!("2130706433:{port}/decimal"),
         format!("0x7f.1:{port}/hex"),
         format!("017700000001:{port}/octal"),
         format!("http://[::1]:{port}"),
         format!("http://[::ffff:127.0.0.1]:{port}/mapped"),
+    ] {
+        let reply = w
+            .call(
+                Method::POST,
+                "/v1/companies",
+                Some(json!({"name": "Spelled", "website": website})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{website}");
+        assert_eq!(reply.body["errors"][0]["field"], "website", "{website}");
+    }
+    let websites = [
+        format!("127.0.0.1:{port}"),
         "169.254.169.254".to_owned(),
         format!("{fixture}/to-target"),
         format!("{fixture}/to-metadata"),

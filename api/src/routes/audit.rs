@@ -17,7 +17,8 @@ use vcintel_infra::event_log::{self, CommitCursor, FeedFilter, StoredEvent};
 
 pub const TAG: &str = "audit";
 
-/// One event as the audit feed shows it.
+/// One event as the audit feed shows it (in the document: a union by
+/// `type`, see [`crate::openapi`]).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuditEvent {
     pub id: Uuid,
@@ -41,9 +42,8 @@ pub struct AuditEvent {
     pub correlation_id: Option<String>,
     /// The event that caused it, for events appended by reactors.
     pub causation_id: Option<String>,
-    /// The event's data: the variant named `type` of its aggregate's event
-    /// schema (`CompanyEvent`, `NoteEvent`, … in this document), the same
-    /// schema `/asyncapi.json` gives the stream's `data`.
+    /// The event's data: in the document, each event type's schema
+    /// (`AuditEvent.company.added`, …) gives it its payload's type.
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
 }

@@ -31,7 +31,7 @@ pub const TAG: &str = "auth";
 pub struct RegisterRequest {
     /// The sign-in email; unique across the system, compared case-insensitively.
     pub email: String,
-    /// 12 to 256 bytes, at least 4 different characters, not the email
+    /// 12 to 256 characters, at least 4 different characters, not the email
     /// address, and not guessable: common passwords, words with digits and
     /// keyboard patterns are refused (zxcvbn score of at least 3 of 4).
     pub password: String,

@@ -206,6 +206,7 @@ pub struct ListCompaniesParams {
     /// Only this location (case-insensitive).
     pub location: Option<String>,
     /// Only companies with at least this fit score (0–100).
+    #[param(minimum = 0, maximum = 100)]
     pub min_score: Option<i32>,
     /// Full-text search over name, website, sector and location: words,
     /// `"quoted phrases"`, `-excluded` words.

@@ -21,7 +21,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use vcintel_commands::admission::AdmissionPorts;
 use vcintel_domain::company::CompanyId;
-use vcintel_domain::enrichment::{EnrichmentResult, EnrichmentSource, JobState};
+use vcintel_domain::enrichment::{
+    Confidence, EnrichmentResult, EnrichmentSource, JobState, Signal, Usage,
+};
 use vcintel_projections::enrichment_jobs::{self as read_model, JobRow};
 
 pub const TAG: &str = "enrichment";
@@ -48,27 +50,6 @@ pub struct EnrichmentAccepted {
     pub notice: Option<String>,
 }
 
-/// One signal the enrichment found.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct EnrichmentSignal {
-    /// `funding`, `revenue`, `enterprise_customers`, `hiring`,
-    /// `product_launch`, `partnerships`, `open_source` or `compliance`.
-    pub kind: String,
-    /// The words on the page that support it.
-    pub evidence: String,
-    /// `low`, `medium` or `high`.
-    pub confidence: String,
-}
-
-/// Token use and cost of the model calls behind a result.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct EnrichmentUsage {
-    pub tokens_in: u64,
-    pub tokens_out: u64,
-    /// Millionths of a US dollar.
-    pub cost_micro_usd: u64,
-}
-
 /// What enrichment learned about a company.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Enrichment {
@@ -77,9 +58,8 @@ pub struct Enrichment {
     pub keywords: Vec<String>,
     /// The sector the website suggests.
     pub sector: Option<String>,
-    pub signals: Vec<EnrichmentSignal>,
-    /// `low`, `medium` or `high`.
-    pub confidence: String,
+    pub signals: Vec<Signal>,
+    pub confidence: Confidence,
     /// Fit score 0–100, computed from the signals and the workspace's thesis.
     pub score: u8,
     /// `heuristic` (the built-in enricher, no model) or `model`.
@@ -89,14 +69,7 @@ pub struct Enrichment {
     pub prompt_version: Option<String>,
     /// Reused from an identical earlier request, at no cost.
     pub cached: bool,
-    pub usage: EnrichmentUsage,
-}
-
-fn name_of<T: Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+    pub usage: Usage,
 }
 
 impl From<&EnrichmentResult> for Enrichment {
@@ -114,26 +87,14 @@ impl From<&EnrichmentResult> for Enrichment {
             what_it_does: e.what_it_does.clone(),
             keywords: e.keywords.clone(),
             sector: e.sector.clone(),
-            signals: e
-                .signals
-                .iter()
-                .map(|s| EnrichmentSignal {
-                    kind: name_of(&s.kind),
-                    evidence: s.evidence.clone(),
-                    confidence: name_of(&s.confidence),
-                })
-                .collect(),
-            confidence: name_of(&e.confidence),
+            signals: e.signals.clone(),
+            confidence: e.confidence,
             score: result.score,
             source: source.to_owned(),
             produced_by,
             prompt_version,
             cached: result.cached,
-            usage: EnrichmentUsage {
-                tokens_in: result.usage.tokens_in,
-                tokens_out: result.usage.tokens_out,
-                cost_micro_usd: result.usage.cost_micro_usd,
-            },
+            usage: result.usage,
         }
     }
 }
@@ -379,7 +340,20 @@ pub async fn stream_enrichment_job(
 #[into_params(parameter_in = Query)]
 pub struct UsageParams {
     /// The calendar month, `YYYY-MM` (UTC); default: the current one.
+    #[param(pattern = "^[0-9]{4}-(?:0[1-9]|1[0-2])$")]
     pub month: Option<String>,
+}
+
+/// The first day of a `YYYY-MM` month, exactly as the parameter's pattern
+/// states it (chrono's own parsing also takes one-digit months).
+fn parse_month(text: &str) -> Option<chrono::NaiveDate> {
+    let (year, month) = text.split_once('-')?;
+    let digits =
+        |part: &str, len: usize| part.len() == len && part.bytes().all(|b| b.is_ascii_digit());
+    if !digits(year, 4) || !digits(month, 2) {
+        return None;
+    }
+    chrono::NaiveDate::from_ymd_opt(year.parse().ok()?, month.parse().ok()?, 1)
 }
 
 /// Enrichments, model calls, tokens and cost.
@@ -446,11 +420,10 @@ pub async fn get_usage(
 ) -> Result<axum::Json<UsageReport>, ApiError> {
     let month = match &params.month {
         None => vcintel_projections::usage::month_of(Utc::now()),
-        Some(text) => chrono::NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d")
-            .map_err(|_| ApiError::BadRequest {
-                detail: "must be a month like 2026-11".to_owned(),
-                field: Some("month".to_owned()),
-            })?,
+        Some(text) => parse_month(text).ok_or_else(|| ApiError::BadRequest {
+            detail: "must be a month like 2026-11".to_owned(),
+            field: Some("month".to_owned()),
+        })?,
     };
     let rows =
         vcintel_projections::usage::by_user(&state.pool, caller.actor.workspace_id, month).await?;

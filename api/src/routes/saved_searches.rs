@@ -21,50 +21,6 @@ use vcintel_projections::saved_searches::{self as read_model, SavedSearchRow};
 
 pub const TAG: &str = "saved-searches";
 
-/// The filters of a saved search; every one is optional.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Filters {
-    /// Sector (case-insensitive).
-    #[serde(default)]
-    pub sector: Option<String>,
-    #[serde(default)]
-    pub stage: Option<vcintel_domain::company::Stage>,
-    /// Location (case-insensitive).
-    #[serde(default)]
-    pub location: Option<String>,
-    /// Minimum fit score, 0–100.
-    #[serde(default)]
-    pub min_score: Option<u8>,
-    /// Full-text query (words, `"phrases"`, `-exclusions`).
-    #[serde(default)]
-    pub text: Option<String>,
-}
-
-impl From<Filters> for SearchFilters {
-    fn from(f: Filters) -> Self {
-        SearchFilters {
-            sector: f.sector,
-            stage: f.stage,
-            location: f.location,
-            min_score: f.min_score,
-            text: f.text,
-        }
-    }
-}
-
-impl From<SearchFilters> for Filters {
-    fn from(f: SearchFilters) -> Self {
-        Filters {
-            sector: f.sector,
-            stage: f.stage,
-            location: f.location,
-            min_score: f.min_score,
-            text: f.text,
-        }
-    }
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Seed robotics in Berlin", "filters": {"sector": "Robotics", "stage": "seed", "location": "Berlin", "min_score": 60}}))]
@@ -72,7 +28,7 @@ pub struct CreateSavedSearchRequest {
     /// 1–100 characters.
     pub name: String,
     #[serde(default)]
-    pub filters: Filters,
+    pub filters: SearchFilters,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -86,7 +42,7 @@ pub struct RenameSavedSearchRequest {
 pub struct SavedSearchView {
     pub id: Uuid,
     pub name: String,
-    pub filters: Filters,
+    pub filters: SearchFilters,
     pub created_by: Uuid,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -98,7 +54,7 @@ impl From<SavedSearchRow> for SavedSearchView {
         SavedSearchView {
             id: row.id,
             name: row.name,
-            filters: row.filters.0.into(),
+            filters: row.filters.0,
             created_by: row.created_by,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -151,7 +107,7 @@ pub async fn create_saved_search(
         .create(
             caller.actor,
             body.name,
-            body.filters.into(),
+            body.filters,
             &caller.metadata(&headers),
         )
         .await?;

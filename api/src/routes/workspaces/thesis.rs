@@ -10,24 +10,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
-/// What the workspace invests in; enrichment's fit score weighs companies
-/// against it. Empty lists mean "no preference".
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"sectors": ["Developer tools", "AI infrastructure"], "stages": ["seed", "series_a"], "locations": ["Berlin", "London"]}))]
-pub struct Thesis {
-    /// At most 20, each 1–60 characters.
-    #[serde(default)]
-    pub sectors: Vec<String>,
-    #[serde(default)]
-    pub stages: Vec<vcintel_domain::company::Stage>,
-    /// At most 20, each 1–60 characters.
-    #[serde(default)]
-    pub locations: Vec<String>,
-}
+use vcintel_domain::enrichment::Thesis;
 
 /// The workspace's investment thesis.
 #[utoipa::path(
@@ -44,11 +27,7 @@ pub async fn get_thesis(
     caller: Caller,
 ) -> Result<axum::Json<Thesis>, ApiError> {
     let (_, ws) = current_state(&state, caller.actor.workspace_id).await?;
-    Ok(axum::Json(Thesis {
-        sectors: ws.thesis.sectors,
-        stages: ws.thesis.stages.into_iter().collect(),
-        locations: ws.thesis.locations,
-    }))
+    Ok(axum::Json(ws.thesis))
 }
 
 /// Set the workspace's investment thesis (owners and admins). Later

@@ -1,0 +1,338 @@
+//! What the server accepts in each string a client sends, stated in the
+//! OpenAPI document as the same rule: free text as the pattern
+//! [`vcintel_domain::validation`] derives from the checks it runs, e-mail
+//! addresses and websites as the patterns their value types compile. A
+//! generated client (or Schemathesis) that follows the schema is accepted,
+//! and what the schema forbids is refused. A test finds any string a
+//! client sends that states no rule.
+
+use serde_json::{Map, Value};
+use utoipa::openapi::{OpenApi, RefOr};
+use vcintel_domain::validation::{
+    multiline_text_pattern, optional_text_pattern, required_text_pattern,
+};
+use vcintel_domain::{company, enrichment, list, note, saved_search, user, website, workspace};
+
+/// The rule for one string.
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    /// One line of text, required: 1 to N characters after trimming.
+    Line(usize),
+    /// One line of text or blank (which clears it).
+    OptionalLine(usize),
+    /// Text of several lines (tabs and line breaks allowed).
+    Lines(usize),
+    Email,
+    Website,
+    /// A new password: its length (how guessable it is the schema cannot say).
+    NewPassword,
+}
+
+impl Rule {
+    fn apply(self, schema: &mut Value) {
+        let (pattern, min_length, max_length) = match self {
+            Rule::Line(max) => (Some(required_text_pattern(max)), None, None),
+            Rule::OptionalLine(max) => (Some(optional_text_pattern(max)), None, None),
+            Rule::Lines(max) => (Some(multiline_text_pattern(max)), None, None),
+            Rule::Email => (
+                Some(user::email_pattern()),
+                None,
+                Some(user::MAX_EMAIL_CHARS),
+            ),
+            Rule::Website => (
+                Some(website::website_pattern()),
+                None,
+                Some(website::Website::MAX_CHARS),
+            ),
+            Rule::NewPassword => (
+                None,
+                Some(user::MIN_PASSWORD_CHARS),
+                Some(user::MAX_PASSWORD_CHARS),
+            ),
+        };
+        let schema = schema
+            .as_object_mut()
+            .expect("a string's schema is an object");
+        if let Some(pattern) = pattern {
+            schema.insert("pattern".to_owned(), pattern.into());
+        }
+        if let Some(min) = min_length {
+            schema.insert("minLength".to_owned(), min.into());
+        }
+        if let Some(max) = max_length {
+            schema.insert("maxLength".to_owned(), max.into());
+        }
+    }
+}
+
+/// Request-body strings: (schema, property, rule); `property[]` names the
+/// items of an array.
+const BODY_STRINGS: &[(&str, &str, Rule)] = &[
+    (
+        "AddCompanyRequest",
+        "name",
+        Rule::Line(company::MAX_NAME_CHARS),
+    ),
+    ("AddCompanyRequest", "website", Rule::Website),
+    (
+        "AddCompanyRequest",
+        "sector",
+        Rule::OptionalLine(company::MAX_SECTOR_CHARS),
+    ),
+    (
+        "AddCompanyRequest",
+        "location",
+        Rule::OptionalLine(company::MAX_LOCATION_CHARS),
+    ),
+    (
+        "UpdateCompanyRequest",
+        "name",
+        Rule::Line(company::MAX_NAME_CHARS),
+    ),
+    ("UpdateCompanyRequest", "website", Rule::Website),
+    (
+        "UpdateCompanyRequest",
+        "sector",
+        Rule::OptionalLine(company::MAX_SECTOR_CHARS),
+    ),
+    (
+        "UpdateCompanyRequest",
+        "location",
+        Rule::OptionalLine(company::MAX_LOCATION_CHARS),
+    ),
+    (
+        "CreateApiKeyRequest",
+        "name",
+        Rule::Line(workspace::MAX_API_KEY_NAME_CHARS),
+    ),
+    (
+        "CreateWorkspaceRequest",
+        "name",
+        Rule::Line(workspace::MAX_WORKSPACE_NAME_CHARS),
+    ),
+    (
+        "CreateSavedSearchRequest",
+        "name",
+        Rule::Line(saved_search::MAX_SEARCH_NAME_CHARS),
+    ),
+    (
+        "RenameSavedSearchRequest",
+        "name",
+        Rule::Line(saved_search::MAX_SEARCH_NAME_CHARS),
+    ),
+    (
+        "SearchFilters",
+        "sector",
+        Rule::OptionalLine(saved_search::MAX_FILTER_TEXT_CHARS),
+    ),
+    (
+        "SearchFilters",
+        "location",
+        Rule::OptionalLine(saved_search::MAX_FILTER_TEXT_CHARS),
+    ),
+    (
+        "SearchFilters",
+        "text",
+        Rule::OptionalLine(saved_search::MAX_FILTER_TEXT_CHARS),
+    ),
+    ("ListName", "name", Rule::Line(list::MAX_LIST_NAME_CHARS)),
+    ("NoteContent", "content", Rule::Lines(note::MAX_NOTE_CHARS)),
+    (
+        "RegisterRequest",
+        "name",
+        Rule::Line(user::MAX_USER_NAME_CHARS),
+    ),
+    ("RegisterRequest", "email", Rule::Email),
+    ("RegisterRequest", "password", Rule::NewPassword),
+    ("LoginRequest", "email", Rule::Email),
+    ("InviteMemberRequest", "email", Rule::Email),
+    (
+        "Thesis",
+        "sectors[]",
+        Rule::Line(enrichment::MAX_THESIS_ENTRY_CHARS),
+    ),
+    (
+        "Thesis",
+        "locations[]",
+        Rule::Line(enrichment::MAX_THESIS_ENTRY_CHARS),
+    ),
+];
+
+/// Query-parameter strings: (operation id, parameter, rule).
+const QUERY_STRINGS: &[(&str, &str, Rule)] = &[
+    (
+        "listCompanies",
+        "sector",
+        Rule::OptionalLine(saved_search::MAX_FILTER_TEXT_CHARS),
+    ),
+    (
+        "listCompanies",
+        "location",
+        Rule::OptionalLine(saved_search::MAX_FILTER_TEXT_CHARS),
+    ),
+    (
+        "listCompanies",
+        "q",
+        Rule::OptionalLine(saved_search::MAX_FILTER_TEXT_CHARS),
+    ),
+];
+
+/// Strings whose only rule is that the server recognises them (tokens,
+/// cursors, a password being checked): any value is well-formed input.
+#[cfg(test)]
+const OPAQUE_STRINGS: &[(&str, &str)] = &[
+    ("LoginRequest", "password"),
+    ("RefreshRequest", "refresh_token"),
+    ("*", "cursor"),
+    ("listEvents", "aggregate_type"),
+    ("listEvents", "aggregate_id"),
+    ("listEvents", "event_type"),
+];
+
+/// Writes the body rules into `schemas` (a document's
+/// `components.schemas`); `every` says all the schemas named must be there
+/// (the OpenAPI document), else those absent are skipped (the AsyncAPI
+/// document holds only the event payloads'). Returns the schemas changed.
+pub fn state_in_schemas(schemas: &mut Map<String, Value>, every: bool) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    for &(schema, property, rule) in BODY_STRINGS {
+        let Some(owner) = schemas.get_mut(schema) else {
+            assert!(!every, "no schema {schema}");
+            continue;
+        };
+        let (name, items) = match property.strip_suffix("[]") {
+            Some(name) => (name, true),
+            None => (property, false),
+        };
+        let field = &mut owner["properties"][name];
+        assert!(field.is_object(), "no property {schema}.{name}");
+        rule.apply(if items { &mut field["items"] } else { field });
+        changed.push(schema);
+    }
+    changed
+}
+
+/// Writes every rule into the OpenAPI document.
+pub fn state(spec: &mut OpenApi) {
+    let components = spec.components.get_or_insert_with(Default::default);
+    let Ok(Value::Object(mut schemas)) = serde_json::to_value(&components.schemas) else {
+        panic!("the schemas serialise to an object");
+    };
+    for name in state_in_schemas(&mut schemas, true) {
+        let stated = serde_json::from_value(schemas[name].clone()).expect("a schema");
+        components.schemas.insert(name.to_owned(), stated);
+    }
+    for item in spec.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let id = operation.operation_id.clone().unwrap_or_default();
+            for parameter in operation.parameters.iter_mut().flatten() {
+                let RefOr::T(parameter) = parameter else {
+                    continue;
+                };
+                let Some((_, _, rule)) = QUERY_STRINGS
+                    .iter()
+                    .find(|(op, name, _)| *op == id && *name == parameter.name)
+                else {
+                    continue;
+                };
+                let mut schema = serde_json::to_value(&parameter.schema).expect("a schema");
+                rule.apply(&mut schema);
+                parameter.schema = serde_json::from_value(schema).expect("a schema");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_string(schema: &Value) -> bool {
+        match &schema["type"] {
+            Value::String(t) => t == "string",
+            Value::Array(types) => types.iter().any(|t| t == "string"),
+            _ => false,
+        }
+    }
+
+    fn states_a_rule(schema: &Value) -> bool {
+        ["pattern", "enum", "format", "maxLength"]
+            .iter()
+            .any(|key| !schema[key].is_null())
+    }
+
+    fn opaque(owner: &str, name: &str) -> bool {
+        OPAQUE_STRINGS
+            .iter()
+            .any(|(o, n)| (*o == owner || *o == "*") && *n == name)
+    }
+
+    /// Strings in `schema` (following references) that state no rule.
+    fn unruled(
+        doc: &Value,
+        owner: &str,
+        schema: &Value,
+        seen: &mut Vec<String>,
+        out: &mut Vec<String>,
+    ) {
+        if let Some(target) = schema["$ref"].as_str() {
+            let name = target.trim_start_matches("#/components/schemas/");
+            if !seen.iter().any(|s| s == name) {
+                seen.push(name.to_owned());
+                unruled(doc, name, &doc["components"]["schemas"][name], seen, out);
+            }
+            return;
+        }
+        for key in ["oneOf", "anyOf", "allOf"] {
+            for part in schema[key].as_array().into_iter().flatten() {
+                unruled(doc, owner, part, seen, out);
+            }
+        }
+        for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+            let items = &property["items"];
+            if is_string(property) && !states_a_rule(property) && !opaque(owner, name) {
+                out.push(format!("{owner}.{name}"));
+            } else if is_string(items) && !states_a_rule(items) {
+                out.push(format!("{owner}.{name}[]"));
+            } else {
+                unruled(doc, owner, property, seen, out);
+                unruled(doc, owner, items, seen, out);
+            }
+        }
+    }
+
+    /// A string a client sends that states no rule is one a generated
+    /// client fills with anything and the server may refuse: every one is
+    /// ruled or named as opaque.
+    #[test]
+    fn every_string_a_client_sends_states_the_rule_the_server_applies() {
+        let doc = serde_json::to_value(crate::openapi::openapi()).unwrap();
+        let mut out = Vec::new();
+        for (path, operations) in doc["paths"].as_object().unwrap() {
+            for (_, operation) in operations.as_object().unwrap() {
+                let id = operation["operationId"].as_str().unwrap_or(path);
+                for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                    let name = parameter["name"].as_str().unwrap();
+                    let schema = &parameter["schema"];
+                    if parameter["in"] == "query"
+                        && is_string(schema)
+                        && !states_a_rule(schema)
+                        && !opaque(id, name)
+                    {
+                        out.push(format!("{id}?{name}"));
+                    }
+                }
+                let body = &operation["requestBody"]["content"]["application/json"]["schema"];
+                unruled(&doc, id, body, &mut Vec::new(), &mut out);
+            }
+        }
+        assert!(out.is_empty(), "strings without a rule: {out:?}");
+    }
+}
