@@ -46,15 +46,37 @@ ensure_nats_server() {
     export NATS_SERVER
 }
 
-OPENAPI_SPEC_VALIDATOR_VERSION="0.9.0"
+# The contract tools the suite runs against a running instance, pinned:
+# the standard OpenAPI validator, Schemathesis, the Python client
+# generator (in one virtualenv), and the official AsyncAPI parser (npm, its
+# lock file in tests/contract/asyncapi).
+CONTRACT_TOOLS="${VCINTEL_CONTRACT_TOOLS:-$HOME/.cache/vcintel-tools}"
+CONTRACT_PYTHON_TOOLS="openapi-spec-validator==0.9.0 schemathesis==4.32.5 openapi-python-client==0.29.1"
 
-# ensure_contract_tools: the standard validators the contract tests run.
+# ensure_contract_tools: installs what is missing and exports
+# VCINTEL_CONTRACT_TOOLS for the tests.
 ensure_contract_tools() {
+    local venv="$CONTRACT_TOOLS/venv" stamp
     command -v python3 >/dev/null || apt_install python3 python3-pip
-    if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('openapi-spec-validator') != '$OPENAPI_SPEC_VALIDATOR_VERSION')" 2>/dev/null; then
-        log "installing openapi-spec-validator $OPENAPI_SPEC_VALIDATOR_VERSION (PyPI)"
-        python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "openapi-spec-validator==$OPENAPI_SPEC_VALIDATOR_VERSION"
+    stamp="$venv/.installed-$(printf '%s' "$CONTRACT_PYTHON_TOOLS" | sha256sum | cut -c1-12)"
+    if [ ! -f "$stamp" ]; then
+        log "installing the contract tools ($CONTRACT_PYTHON_TOOLS) in $venv"
+        rm -rf "$venv"
+        python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
+        # shellcheck disable=SC2086
+        "$venv/bin/pip" install --quiet --disable-pip-version-check $CONTRACT_PYTHON_TOOLS
+        touch "$stamp"
     fi
+    command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+    local parser="$CONTRACT_TOOLS/asyncapi" lock="$ROOT/tests/contract/asyncapi/package-lock.json"
+    if ! cmp -s "$lock" "$parser/package-lock.json"; then
+        log "installing the AsyncAPI parser (npm, tests/contract/asyncapi)"
+        rm -rf "$parser"
+        mkdir -p "$parser"
+        cp "$ROOT/tests/contract/asyncapi/package.json" "$lock" "$parser/"
+        npm ci --prefix "$parser" --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null
+    fi
+    export VCINTEL_CONTRACT_TOOLS="$CONTRACT_TOOLS"
 }
 
 CARGO_DENY_VERSION="0.20.2"

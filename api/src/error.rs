@@ -96,6 +96,10 @@ pub enum ApiError {
     Conflict(String),
     #[error("the read models do not reflect the requested writes yet; retry shortly")]
     NotCaughtUp,
+    /// `min_version` beyond what the resource has reached: no wait could
+    /// end, and the state the client named does not exist.
+    #[error("is beyond the resource's latest version, {latest}")]
+    VersionNotReached { latest: i64 },
     #[error("at most {0} enrichment jobs may be queued or running per user; retry when one ends")]
     TooManyActiveJobs(u32),
     #[error("this workspace has used its monthly enrichment budget (${spent:.2} of ${budget:.2}); it renews next month")]
@@ -181,6 +185,11 @@ impl ApiError {
                 "concurrent-modification",
                 "Concurrent modification",
             ),
+            ApiError::VersionNotReached { .. } => (
+                StatusCode::CONFLICT,
+                "version-not-reached",
+                "Version not reached",
+            ),
             ApiError::NotCaughtUp => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "read-model-behind",
@@ -262,6 +271,10 @@ impl ApiError {
             } => vec![InvalidField {
                 field: field.clone(),
                 message: detail.clone(),
+            }],
+            ApiError::VersionNotReached { .. } => vec![InvalidField {
+                field: "min_version".to_owned(),
+                message: self.to_string(),
             }],
             _ => vec![],
         };

@@ -20,7 +20,7 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerAuth, &EventSchemas),
     // Schemas only query parameters name (utoipa collects bodies' and
     // responses' schemas by itself).
-    components(schemas(Problem, routes::companies::CompanySort)),
+    components(schemas(Problem, routes::companies::CompanySort, routes::companies::PastPoint)),
     tags(
         (name = "auth", description = "Sign up, sign in, sessions"),
         (name = "workspaces", description = "Your account, workspaces, members, API keys and the security log"),
@@ -205,6 +205,11 @@ fn document_cross_cutting(spec: &mut utoipa::openapi::OpenApi) {
         "No such resource in this workspace, or no such workspace (or you are not a member)",
     );
     let not_json = problem_response("The body is not `application/json`");
+    let bad_key =
+        problem_response("A malformed header (`Idempotency-Key`); `errors[].field` names it");
+    let key_reused = problem_response(
+        "This `Idempotency-Key` was already used with a different request; use a new key",
+    );
     let wrong_shape = problem_response(
         "The body has the wrong shape or invalid values; `errors[].field` names each",
     );
@@ -239,6 +244,14 @@ fn document_cross_cutting(spec: &mut utoipa::openapi::OpenApi) {
                 .responses
                 .entry("409".to_owned())
                 .or_insert_with(|| key_conflict.clone().into());
+            post.responses
+                .responses
+                .entry("400".to_owned())
+                .or_insert_with(|| bad_key.clone().into());
+            post.responses
+                .responses
+                .entry("422".to_owned())
+                .or_insert_with(|| key_reused.clone().into());
         }
         if let Some(get) = item.get.as_mut() {
             get.parameters

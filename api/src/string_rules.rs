@@ -9,7 +9,8 @@
 use serde_json::{Map, Value};
 use utoipa::openapi::{OpenApi, RefOr};
 use vcintel_domain::validation::{
-    multiline_text_pattern, optional_text_pattern, required_text_pattern,
+    control_class, multiline_text_pattern, optional_query_text_pattern, optional_text_pattern,
+    required_text_pattern,
 };
 use vcintel_domain::{company, enrichment, list, note, saved_search, user, website, workspace};
 
@@ -20,12 +21,22 @@ enum Rule {
     Line(usize),
     /// One line of text or blank (which clears it).
     OptionalLine(usize),
+    /// [`Rule::OptionalLine`] in a query parameter, where control
+    /// characters are refused even where trimming would drop them.
+    QueryText(usize),
+    /// Any text without control characters (what every query parameter
+    /// must be).
+    NoControls,
     /// Text of several lines (tabs and line breaks allowed).
     Lines(usize),
     Email,
     Website,
     /// A new password: its length (how guessable it is the schema cannot say).
     NewPassword,
+    /// A value only the service issues (a signed cursor) in a query: any
+    /// non-empty string without control characters is well-formed, and the
+    /// service refuses one it did not issue.
+    Issued,
 }
 
 impl Rule {
@@ -49,6 +60,9 @@ impl Rule {
                 Some(user::MIN_PASSWORD_CHARS),
                 Some(user::MAX_PASSWORD_CHARS),
             ),
+            Rule::QueryText(max) => (Some(optional_query_text_pattern(max)), None, None),
+            Rule::NoControls => (Some(no_controls()), None, None),
+            Rule::Issued => (Some(no_controls()), Some(1), None),
         };
         let schema = schema
             .as_object_mut()
@@ -63,6 +77,10 @@ impl Rule {
             schema.insert("maxLength".to_owned(), max.into());
         }
     }
+}
+
+fn no_controls() -> String {
+    format!("^[^{}]*$", control_class())
 }
 
 /// Request-body strings: (schema, property, rule); `property[]` names the
@@ -158,23 +176,28 @@ const BODY_STRINGS: &[(&str, &str, Rule)] = &[
     ),
 ];
 
-/// Query-parameter strings: (operation id, parameter, rule).
+/// Query-parameter strings: (operation id or `*` for every operation,
+/// parameter, rule).
 const QUERY_STRINGS: &[(&str, &str, Rule)] = &[
+    ("*", "cursor", Rule::Issued),
     (
         "listCompanies",
         "sector",
-        Rule::OptionalLine(saved_search::MAX_FILTER_TEXT_CHARS),
+        Rule::QueryText(saved_search::MAX_FILTER_TEXT_CHARS),
     ),
     (
         "listCompanies",
         "location",
-        Rule::OptionalLine(saved_search::MAX_FILTER_TEXT_CHARS),
+        Rule::QueryText(saved_search::MAX_FILTER_TEXT_CHARS),
     ),
     (
         "listCompanies",
         "q",
-        Rule::OptionalLine(saved_search::MAX_FILTER_TEXT_CHARS),
+        Rule::QueryText(saved_search::MAX_FILTER_TEXT_CHARS),
     ),
+    ("listEvents", "aggregate_type", Rule::NoControls),
+    ("listEvents", "aggregate_id", Rule::NoControls),
+    ("listEvents", "event_type", Rule::NoControls),
 ];
 
 /// Strings whose only rule is that the server recognises them (tokens,
@@ -183,10 +206,6 @@ const QUERY_STRINGS: &[(&str, &str, Rule)] = &[
 const OPAQUE_STRINGS: &[(&str, &str)] = &[
     ("LoginRequest", "password"),
     ("RefreshRequest", "refresh_token"),
-    ("*", "cursor"),
-    ("listEvents", "aggregate_type"),
-    ("listEvents", "aggregate_id"),
-    ("listEvents", "event_type"),
 ];
 
 /// Writes the body rules into `schemas` (a document's
@@ -238,7 +257,7 @@ pub fn state(spec: &mut OpenApi) {
                 };
                 let Some((_, _, rule)) = QUERY_STRINGS
                     .iter()
-                    .find(|(op, name, _)| *op == id && *name == parameter.name)
+                    .find(|(op, name, _)| (*op == id || *op == "*") && *name == parameter.name)
                 else {
                     continue;
                 };
@@ -263,7 +282,7 @@ mod tests {
     }
 
     fn states_a_rule(schema: &Value) -> bool {
-        ["pattern", "enum", "format", "maxLength"]
+        ["pattern", "enum", "format", "maxLength", "minLength"]
             .iter()
             .any(|key| !schema[key].is_null())
     }

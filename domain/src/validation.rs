@@ -172,6 +172,25 @@ pub fn optional_text_pattern(max_chars: usize) -> String {
     format!("^[{space}]*(?:{body}[{space}]*)?$")
 }
 
+/// [`optional_text_pattern`] for a query parameter: no parameter may
+/// carry a control character anywhere (the API refuses them before
+/// anything trims), so the white space around the text excludes them too.
+pub fn optional_query_text_pattern(max_chars: usize) -> String {
+    let controls = &DECEPTIVE_RANGES[..2];
+    let space: Vec<(char, char)> = WHITE_SPACE_RANGES
+        .iter()
+        .copied()
+        .filter(|&(low, high)| {
+            !controls
+                .iter()
+                .any(|&(c_low, c_high)| low >= c_low && high <= c_high)
+        })
+        .collect();
+    let space = class_items(&space);
+    let body = text_body(max_chars, DECEPTIVE_RANGES);
+    format!("^[{space}]*(?:{body}[{space}]*)?$")
+}
+
 /// [`required_text_pattern`] for text of several lines, where tabs and
 /// line breaks are allowed (see [`is_deceptive_in_multiline_text`]).
 pub fn multiline_text_pattern(max_chars: usize) -> String {
@@ -264,6 +283,7 @@ mod tests {
     fn the_text_patterns_accept_exactly_what_the_checks_accept() {
         let required = regex::Regex::new(&required_text_pattern(5)).unwrap();
         let optional = regex::Regex::new(&optional_text_pattern(5)).unwrap();
+        let query = regex::Regex::new(&optional_query_text_pattern(5)).unwrap();
         let multiline =
             regex::RegexBuilder::new(&multiline_text_pattern(crate::note::MAX_NOTE_CHARS))
                 .size_limit(1 << 30)
@@ -309,6 +329,8 @@ mod tests {
                 errors.is_empty(),
                 "optional {sample:?}"
             );
+            let in_query = !sample.chars().any(char::is_control) && errors.is_empty();
+            assert_eq!(query.is_match(sample), in_query, "query {sample:?}");
             let note = crate::note::validate_content(sample).is_ok();
             assert_eq!(multiline.is_match(sample), note, "note {sample:?}");
         }

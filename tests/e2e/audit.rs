@@ -291,7 +291,7 @@ async fn past_states_are_folded_from_the_events_by_version_or_time() {
     ] {
         let past = call(
             Method::GET,
-            format!("/v1/companies/{id}?as_of_version={version}"),
+            format!("/v1/companies/{id}?as_of={version}"),
             None,
         )
         .await;
@@ -311,12 +311,7 @@ async fn past_states_are_folded_from_the_events_by_version_or_time() {
     assert_eq!(by_time.status, StatusCode::OK, "{}", by_time.body);
     assert_eq!(by_time.body["name"], "Chrysalis Labs");
     // Deleted at version 4; and nothing existed before it was added.
-    let gone = call(
-        Method::GET,
-        format!("/v1/companies/{id}?as_of_version=4"),
-        None,
-    )
-    .await;
+    let gone = call(Method::GET, format!("/v1/companies/{id}?as_of=4"), None).await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
     let before = call(
         Method::GET,
@@ -325,18 +320,21 @@ async fn past_states_are_folded_from_the_events_by_version_or_time() {
     )
     .await;
     assert_eq!(before.status, StatusCode::NOT_FOUND);
-    let both = call(
-        Method::GET,
-        format!("/v1/companies/{id}?as_of_version=1&as_of=2000-01-01T00:00:00Z"),
-        None,
-    )
-    .await;
-    assert_eq!(both.status, StatusCode::BAD_REQUEST);
+    for neither in ["yesterday", "-1", "1.5", "2000-01-01"] {
+        let reply = call(
+            Method::GET,
+            format!("/v1/companies/{id}?as_of={neither}"),
+            None,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{neither}");
+        assert_eq!(reply.body["errors"][0]["field"], "as_of", "{neither}");
+    }
     let viewer = env.token(&env.actor(workspace, Role::Viewer));
     let refused = env
         .call(
             Method::GET,
-            &format!("{base}/v1/companies/{id}?as_of_version=1"),
+            &format!("{base}/v1/companies/{id}?as_of=1"),
             Some(&viewer),
             None,
             None,

@@ -226,7 +226,8 @@ async fn min_version_answers_a_foreign_id_and_an_unknown_id_alike_at_once() {
         assert!(started.elapsed() < Duration::from_secs(2), "{id} waited");
     }
     // The owner's own read waits for its write; a version never written
-    // is the client's mistake, and 2^63 no longer wraps around.
+    // conflicts with the company's state (409, naming the parameter, at
+    // once), and 2^63 no longer wraps around.
     let own = get(
         &env,
         &format!("{base}/v1/companies/{company_id}?min_version=1"),
@@ -241,7 +242,17 @@ async fn min_version_answers_a_foreign_id_and_an_unknown_id_alike_at_once() {
             &owner,
         )
         .await;
-        assert_bad_parameter(&reply, "min_version");
+        assert_eq!(
+            reply.status,
+            StatusCode::CONFLICT,
+            "{version}: {}",
+            reply.body
+        );
+        assert_eq!(
+            reply.body["type"], "urn:vcintel:problem:version-not-reached",
+            "{version}"
+        );
+        assert_eq!(reply.body["errors"][0]["field"], "min_version");
     }
 }
 
@@ -1218,7 +1229,7 @@ async fn a_past_state_has_its_own_etag_and_answers_if_none_match() {
     let user = sign_up(&env, &base, "past@trust.example").await;
     let company = add_company(&env, &base, &user, "Past", "past.example").await;
     let id = company["id"].as_str().unwrap();
-    let url = format!("{base}/v1/companies/{id}?as_of_version=1");
+    let url = format!("{base}/v1/companies/{id}?as_of=1");
     let past = get(&env, &url, &user).await;
     assert_eq!(past.status, StatusCode::OK, "{}", past.body);
     let etag = past

@@ -106,8 +106,8 @@ fn tokens_of(tokens: &ConsistencyTokens, request: &Request) -> Result<Vec<Writte
 /// `min_version` on a read of one resource. An id the caller's workspace
 /// does not hold is 404 at once, whether another workspace holds it or
 /// nobody does (no oracle, and nothing to wait for); a version the resource
-/// has not reached is the client's mistake (400), never a wait that can
-/// only time out. Otherwise the same bounded wait as a token's.
+/// has not reached conflicts with its state (409 `version-not-reached`),
+/// never a wait that can only time out. Otherwise the same bounded wait as a token's.
 pub async fn wait_for_version(
     state: &ReadYourWrites,
     workspace: vcintel_domain::WorkspaceId,
@@ -124,10 +124,7 @@ pub async fn wait_for_version(
     .await?
     .ok_or(ApiError::NotFound)?;
     if u64::try_from(stored).is_ok_and(|stored| stored < min_version) {
-        return Err(ApiError::BadRequest {
-            detail: format!("is beyond the resource's latest version, {stored}"),
-            field: Some("min_version".to_owned()),
-        });
+        return Err(ApiError::VersionNotReached { latest: stored });
     }
     wait_until_reflected(state, &Written::at(aggregate_type, id, min_version)).await
 }

@@ -111,7 +111,7 @@ pub struct CompanyDetail {
     /// The latest enrichment, once one has succeeded.
     pub enrichment: Option<crate::routes::enrichments::Enrichment>,
     pub enriched_at: Option<DateTime<Utc>>,
-    /// Set on a historical read (`as_of_version` / `as_of`): the company's
+    /// Set on a historical read (`as_of`): the company's
     /// own fields as they were then; notes, lists and enrichment are other
     /// aggregates and are left empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -231,13 +231,60 @@ pub struct GetCompanyParams {
     /// reflects at least this version. 503 with `Retry-After` if it does not
     /// in time.
     pub min_version: Option<u64>,
-    /// Time travel (owners and admins): the company as it was after this
-    /// version of it, folded from its events.
-    pub as_of_version: Option<u64>,
-    /// Time travel (owners and admins): the company as it was at this
-    /// moment (RFC 3339), folded from the events recorded up to then.
-    pub as_of: Option<DateTime<Utc>>,
+    /// Time travel (owners and admins): the company as it was after a
+    /// version of it (a number) or at a moment (an RFC 3339 time), folded
+    /// from its events.
+    #[param(value_type = Option<PastPoint>)]
+    pub as_of: Option<String>,
 }
+
+/// A point in a resource's past: a version of it, or a moment. One
+/// parameter, so "a version or a time, not both" is in the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PastPoint {
+    Version(i64),
+    Time(DateTime<Utc>),
+}
+
+impl PastPoint {
+    /// Digits are a version; anything else must be an RFC 3339 time.
+    pub fn parse(text: &str) -> Result<PastPoint, ApiError> {
+        let bad = || ApiError::BadRequest {
+            detail: "must be a version (a number) or an RFC 3339 time".to_owned(),
+            field: Some("as_of".to_owned()),
+        };
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            return text.parse().map(PastPoint::Version).map_err(|_| bad());
+        }
+        DateTime::parse_from_rfc3339(text)
+            .map(|at| PastPoint::Time(at.with_timezone(&Utc)))
+            .map_err(|_| bad())
+    }
+}
+
+impl utoipa::PartialSchema for PastPoint {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
+        };
+        OneOfBuilder::new()
+            .description(Some("A version of the resource, or a moment (RFC 3339)."))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(0)),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for PastPoint {}
 
 /// Which past state a historical read shows.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -375,11 +422,12 @@ pub async fn delete_company(
            ("If-None-Match" = Option<String>, Header, description = "A previously returned ETag")),
     responses(
         (status = 200, description = "The company with its newest notes and its lists", body = CompanyDetail,
-         headers(("ETag" = String, description = "Tags the whole representation (notes and lists included); its leading number is the company's version, which `If-Match` compares; a past state (`as_of`, `as_of_version`) is tagged `\"<version>-past\"`"))),
+         headers(("ETag" = String, description = "Tags the whole representation (notes and lists included); its leading number is the company's version, which `If-Match` compares; a past state (`as_of`) is tagged `\"<version>-past\"`"))),
         (status = 304, description = "Not modified since the given ETag"),
         (status = 400, description = "Malformed id or parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such company in this workspace", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`min_version` is beyond the resource's latest version (`version-not-reached`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The read model did not reach `min_version` in time", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -401,8 +449,9 @@ pub async fn get_company(
         )
         .await?;
     }
-    if params.as_of_version.is_some() || params.as_of.is_some() {
-        return historical_company(&state, &caller, id, &params, &headers).await;
+    if let Some(as_of) = &params.as_of {
+        let point = PastPoint::parse(as_of)?;
+        return historical_company(&state, &caller, id, point, &headers).await;
     }
     let workspace = caller.actor.workspace_id;
     let read_model::CompanyDetailRow {
@@ -450,17 +499,14 @@ async fn historical_company(
     state: &AppState,
     caller: &Caller,
     id: Uuid,
-    params: &GetCompanyParams,
+    point: PastPoint,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    if params.as_of_version.is_some() && params.as_of.is_some() {
-        return Err(ApiError::BadRequest {
-            detail: "give either as_of_version or as_of, not both".to_owned(),
-            field: Some("as_of".to_owned()),
-        });
-    }
     caller.require(vcintel_domain::Permission::ReadAudit)?;
-    let up_to = params.as_of_version.map_or(i64::MAX, |v| v as i64);
+    let (up_to, at) = match point {
+        PastPoint::Version(version) => (version, None),
+        PastPoint::Time(at) => (i64::MAX, Some(at)),
+    };
     let stored = vcintel_infra::event_log::read_aggregate(
         &state.pool,
         vcintel_domain::company::AGGREGATE_TYPE,
@@ -471,7 +517,7 @@ async fn historical_company(
     .await?;
     let stored: Vec<_> = stored
         .into_iter()
-        .filter(|e| params.as_of.is_none_or(|at| e.recorded_at <= at))
+        .filter(|e| at.is_none_or(|at| e.recorded_at <= at))
         .collect();
     let mut events = Vec::with_capacity(stored.len());
     for event in &stored {

@@ -175,6 +175,7 @@ pub async fn list_notes(
         (status = 400, description = "Malformed id or parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such note in this workspace (or its company was deleted)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`min_version` is beyond the resource's latest version (`version-not-reached`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The read model did not reach `min_version` in time", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
