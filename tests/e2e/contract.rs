@@ -1,7 +1,11 @@
-//! The served OpenAPI document, checked by the standard tool its users'
-//! generators rely on (openapi-spec-validator, which `scripts/test.sh`
-//! installs from PyPI): a dangling reference or a malformed schema there
-//! silently drops operations from generated clients.
+//! The contract as its real users meet it, with the standard tools
+//! `scripts/test.sh` installs (pinned, see `scripts/lib.sh`):
+//! openapi-spec-validator and the official AsyncAPI parser over the served
+//! documents, Schemathesis (every check, the stateful phase) against a
+//! running instance, and a client generated with openapi-python-client
+//! running a short session. A dangling reference or a malformed schema
+//! silently drops operations from generated clients; an undocumented
+//! status or a rule only in prose breaks them at run time.
 
 use crate::helpers::TestEnv;
 use reqwest::StatusCode;
@@ -148,5 +152,102 @@ async fn schemathesis_finds_nothing_against_the_running_service() {
     assert!(
         stdout.contains("passed") && !stdout.contains("No operations"),
         "{stdout}"
+    );
+}
+
+/// The official AsyncAPI parser (`@asyncapi/parser`, as the AsyncAPI
+/// tools use it) reads the served document with no error.
+#[tokio::test]
+async fn the_served_asyncapi_document_passes_the_official_parser() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let response = env
+        .http
+        .get(format!("{base}/asyncapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let path = std::env::temp_dir().join(format!("{}-asyncapi.json", env.prefix));
+    std::fs::write(&path, response.text().await.unwrap()).unwrap();
+    let parsed = std::process::Command::new("node")
+        .arg(contract_dir().join("asyncapi/validate.cjs"))
+        .arg(&path)
+        .env("NODE_PATH", contract_tools().join("asyncapi/node_modules"))
+        .output()
+        .expect("node runs (scripts/test.sh installs it)");
+    let _ = std::fs::remove_file(&path);
+    let report = String::from_utf8_lossy(&parsed.stdout);
+    assert!(
+        parsed.status.success(),
+        "the AsyncAPI parser refused the document:\n{report}{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    assert!(report.contains("parsed AsyncAPI 3.0.0"), "{report}");
+}
+
+/// A client generated with openapi-python-client from the served
+/// document builds without a warning (each warning is an operation or a
+/// schema the client lost) and a short session through it works.
+#[tokio::test]
+async fn a_generated_python_client_works_against_the_service() {
+    let mut env = TestEnv::new().await;
+    let run = signed_in(&mut env).await;
+    let document = env
+        .http
+        .get(format!("{}/openapi.json", run.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let work = std::env::temp_dir().join(format!("{}-pyclient", env.prefix));
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("openapi.json"), document).unwrap();
+    let bin = tool("python3").parent().unwrap().to_owned();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let generated = std::process::Command::new(tool("openapi-python-client"))
+        .args([
+            "generate",
+            "--meta",
+            "none",
+            "--fail-on-warning",
+            "--overwrite",
+        ])
+        .arg("--path")
+        .arg(work.join("openapi.json"))
+        .arg("--output-path")
+        .arg(work.join("vc_intel_api_client"))
+        .env("PATH", &path)
+        .output()
+        .expect("openapi-python-client runs");
+    assert!(
+        generated.status.success(),
+        "openapi-python-client warned or failed:\n{}{}",
+        String::from_utf8_lossy(&generated.stdout),
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    // Async: the service runs on this test's runtime and must keep
+    // answering while the script talks to it.
+    let session = tokio::process::Command::new(tool("python3"))
+        .arg(contract_dir().join("client_check.py"))
+        .env("PYTHONPATH", &work)
+        .env("VCINTEL_BASE_URL", &run.base)
+        .env("VCINTEL_TOKEN", &run.api_key)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("the client script runs");
+    let _ = std::fs::remove_dir_all(&work);
+    assert!(
+        session.status.success(),
+        "the generated client's session failed:\n{}{}",
+        String::from_utf8_lossy(&session.stdout),
+        String::from_utf8_lossy(&session.stderr)
     );
 }
