@@ -389,12 +389,147 @@ fn type_audit_events(spec: &mut utoipa::openapi::OpenApi) {
     );
 }
 
+/// What a create answers with and the operations it leads to: (the
+/// create's operation id, its success status, the body field holding the
+/// new id, the path parameter the others take it as, the operations).
+const CREATES: &[(&str, &str, &str, &str, &[&str])] = &[
+    (
+        "addCompany",
+        "201",
+        "id",
+        "id",
+        &[
+            "getCompany",
+            "updateCompany",
+            "deleteCompany",
+            "listNotes",
+            "addNote",
+            "requestEnrichment",
+            "getCompanyHistory",
+        ],
+    ),
+    (
+        "addNote",
+        "201",
+        "id",
+        "note_id",
+        &["getNote", "editNote", "deleteNote"],
+    ),
+    (
+        "createList",
+        "201",
+        "id",
+        "list_id",
+        &["getList", "renameList", "deleteList", "listListCompanies"],
+    ),
+    (
+        "createSavedSearch",
+        "201",
+        "id",
+        "search_id",
+        &[
+            "getSavedSearch",
+            "renameSavedSearch",
+            "deleteSavedSearch",
+            "runSavedSearch",
+        ],
+    ),
+    (
+        "requestEnrichment",
+        "202",
+        "job_id",
+        "job_id",
+        &["getEnrichmentJob", "streamEnrichmentJob"],
+    ),
+    ("createApiKey", "201", "id", "key_id", &["revokeApiKey"]),
+    (
+        "inviteMember",
+        "202",
+        "invitation_id",
+        "invitation_id",
+        &["cancelInvitation"],
+    ),
+];
+
+/// Deletes and the read that shows the resource gone: (the delete's
+/// operation id, its path parameter, the read).
+const DELETES: &[(&str, &str, &str)] = &[
+    ("deleteCompany", "id", "getCompany"),
+    ("deleteNote", "note_id", "getNote"),
+    ("deleteList", "list_id", "getList"),
+    ("deleteSavedSearch", "search_id", "getSavedSearch"),
+];
+
+/// OpenAPI links from each create to the operations on what it made, and
+/// from each delete to the read that shows it gone. A link to a read
+/// carries the write's `X-Consistency-Token`, so the read reflects the
+/// write (read-your-writes, as a client should use it).
+fn link_writes_to_reads(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::link::LinkBuilder;
+    use utoipa::openapi::RefOr;
+    let mut reads = std::collections::BTreeSet::new();
+    for item in spec.paths.paths.values() {
+        if let Some(id) = item.get.as_ref().and_then(|get| get.operation_id.clone()) {
+            reads.insert(id);
+        }
+    }
+    let token = "$response.header.X-Consistency-Token";
+    let mut links: Vec<(&str, &str, String, utoipa::openapi::link::Link)> = Vec::new();
+    for &(create, status, field, parameter, targets) in CREATES {
+        for &target in targets {
+            let mut link = LinkBuilder::new()
+                .operation_id(target)
+                .parameter(
+                    format!("path.{parameter}"),
+                    format!("$response.body#/{field}"),
+                )
+                .description(format!("The `{parameter}` of what `{create}` made"));
+            if reads.contains(target) {
+                link = link.parameter("header.X-Consistency-Token", token);
+            }
+            links.push((create, status, target.to_owned(), link.build()));
+        }
+    }
+    for &(delete, parameter, read) in DELETES {
+        let link = LinkBuilder::new()
+            .operation_id(read)
+            .parameter(
+                format!("path.{parameter}"),
+                format!("$request.path.{parameter}"),
+            )
+            .parameter("header.X-Consistency-Token", token)
+            .description("The deleted resource, which now answers 404");
+        links.push((delete, "200", read.to_owned(), link.build()));
+    }
+    for item in spec.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let id = operation.operation_id.clone().unwrap_or_default();
+            for (source, status, target, link) in links.iter().filter(|(source, ..)| *source == id)
+            {
+                let Some(RefOr::T(response)) = operation.responses.responses.get_mut(*status)
+                else {
+                    panic!("{source} has no {status} response to link from");
+                };
+                response.links.insert(target.clone(), link.clone().into());
+            }
+        }
+    }
+}
+
 /// The router of every route and the finished document describing it.
 pub fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (api, mut spec) = routes::table(ApiDoc::openapi()).split_for_parts();
     document_cross_cutting(&mut spec);
     type_audit_events(&mut spec);
     crate::string_rules::state(&mut spec);
+    link_writes_to_reads(&mut spec);
     (api, spec)
 }
 

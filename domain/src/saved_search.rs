@@ -38,6 +38,7 @@ pub struct SearchFilters {
     pub location: Option<String>,
     /// Minimum fit score, 0–100.
     #[cfg_attr(feature = "schema", schema(maximum = 100))]
+    #[serde(default, deserialize_with = "crate::validation::optional_integral")]
     pub min_score: Option<u8>,
     /// Full-text query (words, `"phrases"`, `-exclusions`).
     pub text: Option<String>,

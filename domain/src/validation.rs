@@ -1,7 +1,7 @@
 //! Field-level validation errors, reported all at once so a client can fix
 //! every field in one round trip.
 
-use serde::Serialize;
+use serde::{Deserializer, Serialize};
 
 /// One invalid input field, named as the client sent it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -53,6 +53,59 @@ impl std::fmt::Display for ValidationErrors {
 }
 
 impl std::error::Error for ValidationErrors {}
+
+/// An optional whole number as JSON Schema's `integer` admits it: `51`
+/// or `51.0` (serde's integers refuse the second). For fields a client
+/// sends; out of range or fractional values are refused.
+pub fn optional_integral<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::{Error, Visitor};
+    struct Whole;
+    impl Visitor<'_> for Whole {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a whole number")
+        }
+        fn visit_u64<E: Error>(self, n: u64) -> Result<u64, E> {
+            Ok(n)
+        }
+        fn visit_i64<E: Error>(self, n: i64) -> Result<u64, E> {
+            u64::try_from(n).map_err(|_| E::custom(format!("must not be negative, not {n}")))
+        }
+        fn visit_f64<E: Error>(self, n: f64) -> Result<u64, E> {
+            if n.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&n) {
+                Ok(n as u64)
+            } else {
+                Err(E::custom(format!("must be a whole number, not {n}")))
+            }
+        }
+    }
+    struct MaybeWhole;
+    impl<'de> Visitor<'de> for MaybeWhole {
+        type Value = Option<u64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a whole number or null")
+        }
+        fn visit_none<E: Error>(self) -> Result<Option<u64>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: Error>(self) -> Result<Option<u64>, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Option<u64>, D2::Error> {
+            d.deserialize_any(Whole).map(Some)
+        }
+    }
+    match deserializer.deserialize_option(MaybeWhole)? {
+        None => Ok(None),
+        Some(n) => T::try_from(n)
+            .map(Some)
+            .map_err(|_| D::Error::custom(format!("is out of range: {n}"))),
+    }
+}
 
 /// Characters no text a person types needs and that make text read
 /// differently than it is: control characters, bidi embeddings, overrides
@@ -333,6 +386,23 @@ mod tests {
             assert_eq!(query.is_match(sample), in_query, "query {sample:?}");
             let note = crate::note::validate_content(sample).is_ok();
             assert_eq!(multiline.is_match(sample), note, "note {sample:?}");
+        }
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_as_json_schema_integers() {
+        let parse = |json: &str| serde_json::from_str::<crate::saved_search::SearchFilters>(json);
+        assert_eq!(parse(r#"{"min_score": 51.0}"#).unwrap().min_score, Some(51));
+        assert_eq!(parse(r#"{"min_score": 51}"#).unwrap().min_score, Some(51));
+        assert_eq!(parse(r#"{"min_score": null}"#).unwrap().min_score, None);
+        assert_eq!(parse(r#"{}"#).unwrap().min_score, None);
+        for bad in [
+            r#"{"min_score": 51.5}"#,
+            r#"{"min_score": 300}"#,
+            r#"{"min_score": -1}"#,
+            r#"{"min_score": "5"}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
         }
     }
 }

@@ -72,6 +72,11 @@ fn contract_dir() -> std::path::PathBuf {
 /// one write's consistency token.
 struct SignedIn {
     base: String,
+    /// The verified user's session, for the routes about their account.
+    session: String,
+    /// Other accounts' sessions, for signing out and revoking sessions.
+    disposable_session: String,
+    revoked_session: String,
     api_key: String,
     spare_key_id: String,
     workspace_id: String,
@@ -101,7 +106,16 @@ async fn signed_in(env: &mut TestEnv) -> SignedIn {
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
         keys.push(reply.body);
     }
+    let disposable = env
+        .register(&base, "contract-sessions@vcintel.test", "Session Tester")
+        .await;
+    let revoked = env
+        .register(&base, "contract-revoked@vcintel.test", "Revoked Tester")
+        .await;
     SignedIn {
+        session: access,
+        disposable_session: disposable["access_token"].as_str().unwrap().to_owned(),
+        revoked_session: revoked["access_token"].as_str().unwrap().to_owned(),
         base,
         api_key: keys[0]["key"].as_str().unwrap().to_owned(),
         spare_key_id: keys[1]["id"].as_str().unwrap().to_owned(),
@@ -121,8 +135,8 @@ async fn schemathesis_finds_nothing_against_the_running_service() {
     let run = signed_in(&mut env).await;
     let dir = contract_dir();
     let report = std::env::temp_dir().join(format!("{}-schemathesis", env.prefix));
-    let output = tokio::process::Command::new(tool("st"))
-        .arg("--config-file")
+    let mut st = tokio::process::Command::new(tool("st"));
+    st.arg("--config-file")
         .arg(dir.join("schemathesis.toml"))
         .arg("run")
         .arg(format!("{}/openapi.json", run.base))
@@ -130,15 +144,19 @@ async fn schemathesis_finds_nothing_against_the_running_service() {
         .arg(&report)
         .env("API_BASE_URL", &run.base)
         .env("API_TOKEN", &run.api_key)
+        .env("SESSION_TOKEN", &run.session)
+        .env("DISPOSABLE_SESSION_TOKEN", &run.disposable_session)
+        .env("REVOKED_SESSION_TOKEN", &run.revoked_session)
         .env("API_WORKSPACE_ID", &run.workspace_id)
         .env("SPARE_KEY_ID", &run.spare_key_id)
         .env("ADMIN_TOKEN", crate::helpers::ADMIN_TOKEN)
         .env("ST_HOOKS", dir.join("st_hooks.py"))
         .env("NO_COLOR", "1")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("Schemathesis runs");
+        .kill_on_drop(true);
+    if let Ok(seed) = std::env::var("VCINTEL_ST_SEED") {
+        st.args(["--seed", &seed]);
+    }
+    let output = st.output().await.expect("Schemathesis runs");
     let _ = std::fs::remove_dir_all(&report);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -147,6 +165,9 @@ async fn schemathesis_finds_nothing_against_the_running_service() {
         stdout,
         String::from_utf8_lossy(&output.stderr)
     );
+    // What it covered (operations, phases, links, warnings), in the
+    // test's output.
+    println!("{stdout}");
     // A run that tested nothing also exits 0 on some versions: make sure
     // it exercised the API.
     assert!(
