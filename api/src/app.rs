@@ -408,12 +408,15 @@ impl Application {
                     let watch = watch_consumers(
                         state.jetstream.clone(),
                         state.topology.clone(),
-                        vec![(
-                            "mailer".to_owned(),
-                            state
-                                .topology
-                                .durable_name(vcintel_infra::mail::MAILER_NAME),
-                        )],
+                        vcintel_infra::mail::MAIL_CONSUMERS
+                            .iter()
+                            .map(|(consumer, ..)| {
+                                (
+                                    (*consumer).to_owned(),
+                                    state.topology.durable_name(consumer),
+                                )
+                            })
+                            .collect(),
                         state.progress.clone(),
                         PROGRESS_EVERY,
                         token.clone(),

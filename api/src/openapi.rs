@@ -20,7 +20,12 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerAuth, &EventSchemas),
     // Schemas only query parameters name (utoipa collects bodies' and
     // responses' schemas by itself).
-    components(schemas(Problem, routes::companies::CompanySort, routes::companies::PastPoint)),
+    components(schemas(
+        Problem,
+        routes::companies::CompanySort,
+        routes::companies::PastPoint,
+        routes::enrichments::EnrichmentJobStreamEvent,
+    )),
     tags(
         (name = "auth", description = "Sign up, sign in, sessions"),
         (name = "workspaces", description = "Your account, workspaces, members, API keys and the security log"),
@@ -523,6 +528,34 @@ fn link_writes_to_reads(spec: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// The job stream's events as a type: the `text/event-stream` content
+/// names the schema of each event in `x-itemSchema` (OpenAPI 3.2's
+/// `itemSchema`; generated clients for 3.1 read the body as text).
+fn type_event_streams(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::extensions::ExtensionsBuilder;
+    use utoipa::openapi::RefOr;
+    let stream = spec
+        .paths
+        .paths
+        .get_mut("/v1/enrichment-jobs/{job_id}/events")
+        .and_then(|item| item.get.as_mut())
+        .and_then(|get| get.responses.responses.get_mut("200"));
+    let Some(RefOr::T(response)) = stream else {
+        panic!("the job stream's 200 response is missing");
+    };
+    let Some(RefOr::T(content)) = response.content.get_mut("text/event-stream") else {
+        panic!("the job stream answers text/event-stream");
+    };
+    content.extensions = Some(
+        ExtensionsBuilder::new()
+            .add(
+                "x-itemSchema",
+                serde_json::json!({"$ref": "#/components/schemas/EnrichmentJobStreamEvent"}),
+            )
+            .build(),
+    );
+}
+
 /// The router of every route and the finished document describing it.
 pub fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (api, mut spec) = routes::table(ApiDoc::openapi()).split_for_parts();
@@ -530,6 +563,7 @@ pub fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     type_audit_events(&mut spec);
     crate::string_rules::state(&mut spec);
     link_writes_to_reads(&mut spec);
+    type_event_streams(&mut spec);
     (api, spec)
 }
 

@@ -406,6 +406,42 @@ pub async fn mint_verification_token(
     Ok(minted.map(|_| token))
 }
 
+/// Whether the mail for `source_event` (other than a verification
+/// request) already went out.
+pub async fn mail_sent_for(db: &PgPool, source_event: Uuid) -> Result<bool, sqlx::Error> {
+    let sent = sqlx::query_scalar!(
+        r#"select true as "sent!" from sent_mail where source_event = $1"#,
+        source_event
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(sent.is_some())
+}
+
+/// Records that the mail of `kind` for `source_event` went out.
+pub async fn record_mail_sent(
+    db: &PgPool,
+    source_event: Uuid,
+    kind: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "insert into sent_mail (source_event, kind) values ($1, $2) on conflict (source_event) do nothing",
+        source_event,
+        kind
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A workspace's name, for mail about it (from the identity read model,
+/// which holds every workspace long before anyone is invited to it).
+pub async fn workspace_name(db: &PgPool, workspace: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar!("select name from workspaces where id = $1", workspace)
+        .fetch_optional(db)
+        .await
+}
+
 /// Records that the mail carrying `source_event`'s token went out.
 pub async fn verification_mail_sent(db: &PgPool, source_event: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query!(

@@ -1,6 +1,7 @@
-//! The mailer: a JetStream consumer of `user.verification_requested`
-//! events (the outbox of mail owed) that mints each mail's verification
-//! token and sends it over SMTP (lettre).
+//! The mailer: JetStream consumers of the events that owe someone a mail
+//! (the outbox), sending it over SMTP (lettre): `user.verification_requested`
+//! (it mints the mail's verification token) and `workspace.member_invited`
+//! (the invitee learns of the invitation and how to accept it).
 //!
 //! The token exists nowhere but in the mail and, hashed, in
 //! `email_verification_tokens`: never in an event, which every subscriber
@@ -8,8 +9,13 @@
 //! whose mail did not gets a fresh token. Without an SMTP server the mail
 //! cannot go out: in development the link is logged (so a developer can
 //! verify an account), in production nothing is, and readiness says so.
+//! An invitation mail goes out once per event (`sent_mail`); one lost
+//! between sending and recording is sent again, never not at all.
 
-use crate::accounts::{mint_verification_token, verification_mail_sent};
+use crate::accounts::{
+    mail_sent_for, mint_verification_token, record_mail_sent, verification_mail_sent,
+    workspace_name,
+};
 use crate::wire::{EventMessage, Topology};
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use futures::StreamExt;
@@ -19,9 +25,27 @@ use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use vcintel_domain::user::{UserEvent, VerificationRequested};
+use vcintel_domain::workspace::{MemberInvited, WorkspaceEvent};
 
-/// The durable consumer's name.
+/// The durable consumer of verification requests.
 pub const MAILER_NAME: &str = "mailer";
+/// The durable consumer of invitations.
+pub const INVITATION_MAILER_NAME: &str = "mailer-invitations";
+
+/// What each durable consumer of the mailer reads: (name, aggregate type,
+/// event type).
+pub const MAIL_CONSUMERS: &[(&str, &str, &str)] = &[
+    (
+        MAILER_NAME,
+        vcintel_domain::user::AGGREGATE_TYPE,
+        "user.verification_requested",
+    ),
+    (
+        INVITATION_MAILER_NAME,
+        vcintel_domain::workspace::AGGREGATE_TYPE,
+        "workspace.member_invited",
+    ),
+];
 
 #[derive(Debug, Clone)]
 pub struct MailSettings {
@@ -68,7 +92,7 @@ pub struct Mailer {
 /// Why one mail did not go out.
 #[derive(Debug, thiserror::Error)]
 enum MailError {
-    #[error("the event is not a verification request: {0}")]
+    #[error("the event is not one the mailer sends mail for: {0}")]
     Undecodable(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
@@ -123,26 +147,42 @@ impl Mailer {
         }
     }
 
-    /// Runs until `shutdown`, reconnecting with backoff on errors.
+    /// Runs every consumer until `shutdown`, each reconnecting with
+    /// backoff on errors.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mailer = std::sync::Arc::new(self);
         tracing::info!(mail = mailer.describe(), "mailer starting");
-        crate::supervise::restarting(MAILER_NAME, &shutdown, || mailer.consume(&shutdown)).await;
+        let consumers = MAIL_CONSUMERS.iter().map(|&(name, aggregate, event)| {
+            let mailer = mailer.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                crate::supervise::restarting(name, &shutdown, || {
+                    mailer.consume(name, aggregate, event, &shutdown)
+                })
+                .await;
+            }
+        });
+        futures::future::join_all(consumers).await;
         Ok(())
     }
 
-    async fn consume(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    async fn consume(
+        &self,
+        name: &str,
+        aggregate_type: &str,
+        event_type: &str,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
         let stream = self.js.get_stream(self.topology.stream_name()).await?;
-        let durable = self.topology.durable_name(MAILER_NAME);
+        let durable = self.topology.durable_name(name);
         let consumer = stream
             .get_or_create_consumer(
                 &durable,
                 pull::Config {
                     durable_name: Some(durable.clone()),
-                    filter_subject: self.topology.event_subject_filter(
-                        vcintel_domain::user::AGGREGATE_TYPE,
-                        "user.verification_requested",
-                    ),
+                    filter_subject: self
+                        .topology
+                        .event_subject_filter(aggregate_type, event_type),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
                     ack_wait: Duration::from_secs(60),
                     ..Default::default()
@@ -164,13 +204,14 @@ impl Mailer {
                 anyhow::bail!("consumer stream ended");
             };
             let message = message.map_err(|e| anyhow::anyhow!("consumer stream: {e}"))?;
-            self.handle(message).await;
+            self.handle(name, message).await;
         }
     }
 
-    async fn handle(&self, message: jetstream::Message) {
+    async fn handle(&self, consumer: &str, message: jetstream::Message) {
         let event = serde_json::from_slice::<EventMessage>(&message.payload).ok();
         let outcome = match &event {
+            Some(event) if consumer == INVITATION_MAILER_NAME => self.send_invitation(event).await,
             Some(event) => self.send(event).await,
             None => Err(MailError::Undecodable("not an event message".to_owned())),
         };
@@ -184,13 +225,13 @@ impl Mailer {
             }
             Err(error) => {
                 let deliveries = message.info().map_or(1, |info| info.delivered as u64);
-                tracing::warn!(%error, deliveries, "verification mail not sent; retrying");
+                tracing::warn!(%error, deliveries, consumer, "mail not sent; retrying");
                 match &event {
                     Some(event) if deliveries >= self.settings.max_deliveries => {
                         let parked = crate::stream::park(
                             &self.js,
                             &self.topology,
-                            MAILER_NAME,
+                            consumer,
                             &message,
                             event,
                             &error.to_string(),
@@ -269,6 +310,57 @@ impl Mailer {
             }
         }
         verification_mail_sent(&self.pool, event.id).await?;
+        Ok(())
+    }
+
+    /// Tells an invitee of their invitation: which workspace, which role,
+    /// and how to take it up (sign in or up with this address, verify it,
+    /// accept). Nothing in it is a credential.
+    async fn send_invitation(&self, event: &EventMessage) -> Result<(), MailError> {
+        let invited = match serde_json::from_value::<WorkspaceEvent>(event.tagged_payload()) {
+            Ok(WorkspaceEvent::MemberInvited(invited)) => invited,
+            Ok(other) => return Err(MailError::Undecodable(format!("{other:?}"))),
+            Err(e) => return Err(MailError::Undecodable(e.to_string())),
+        };
+        if mail_sent_for(&self.pool, event.id).await? {
+            return Ok(());
+        }
+        let MemberInvited {
+            workspace_id,
+            invitation_id,
+            email,
+            role,
+            ..
+        } = invited;
+        let workspace = workspace_name(&self.pool, workspace_id.0)
+            .await?
+            .unwrap_or_else(|| "a workspace".to_owned());
+        match &self.transport {
+            Some(transport) => {
+                let mail = Message::builder()
+                    .from(self.from.clone())
+                    .to(email.as_str().parse()?)
+                    .subject(format!("You are invited to {workspace} on VC Intel"))
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(format!(
+                        "You are invited to join the workspace \"{workspace}\" on VC Intel as {role}.\n\n\
+                         To accept, sign in with this address (or sign up with it and verify it), \
+                         then find the invitation under GET /v1/me/invitations and accept it:\n\n\
+                         POST /v1/me/invitations/{invitation_id}/accept\n\n\
+                         Or decline it (.../decline). If you do not know this workspace, ignore \
+                         this mail: nobody joins a workspace without accepting.\n",
+                        role = role.as_str(),
+                    ))?;
+                transport.send(mail).await?;
+            }
+            None => {
+                tracing::info!(
+                    %invitation_id,
+                    "no SMTP server configured: invitation mail not sent (the invitee sees it under /v1/me/invitations)"
+                );
+            }
+        }
+        record_mail_sent(&self.pool, event.id, "invitation").await?;
         Ok(())
     }
 }

@@ -170,6 +170,42 @@ async fn a_website_is_enriched_in_the_background_followed_live_and_searchable() 
         .await
         .expect("the stream ends with the job")
         .unwrap();
+    // Each event is what the document says: an EnrichmentJobStreamEvent.
+    let mut doc: Value = w
+        .env
+        .http
+        .get(format!("{}/openapi.json", w.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    doc["$ref"] = json!("#/components/schemas/EnrichmentJobStreamEvent");
+    let validator = jsonschema::draft202012::new(&doc).unwrap();
+    let mut checked = 0;
+    for block in text.split("\n\n").filter(|b| b.contains("data:")) {
+        let field = |name: &str| {
+            block
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let event = json!({
+            "event": field("event"),
+            "id": field("id"),
+            "data": serde_json::from_str::<Value>(&field("data")).unwrap(),
+        });
+        let errors: Vec<String> = validator
+            .iter_errors(&event)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{event}: {errors:?}");
+        checked += 1;
+    }
+    assert!(checked > 0, "{text}");
     let states: Vec<String> = text
         .lines()
         .filter_map(|l| l.strip_prefix("data:"))

@@ -254,14 +254,16 @@ impl TestEnv {
     /// mailer has sent one.
     pub async fn verification_token(&self, email: &str) -> String {
         eventually(Duration::from_secs(15), "a verification mail", || async {
-            let mail = self.mail.to(email).pop()?;
-            // The token's own line (the link may be wrapped by the
-            // transfer encoding).
-            mail.data
-                .lines()
-                .map(str::trim)
-                .find(|line| line.starts_with("vcv_"))
-                .map(str::to_owned)
+            // The newest mail that carries a token (an invitation may
+            // have come since), on its own line (the link may be wrapped
+            // by the transfer encoding).
+            self.mail.to(email).iter().rev().find_map(|mail| {
+                mail.data
+                    .lines()
+                    .map(str::trim)
+                    .find(|line| line.starts_with("vcv_"))
+                    .map(str::to_owned)
+            })
         })
         .await
     }

@@ -715,8 +715,38 @@ async fn inviting_answers_alike_for_any_address_and_nobody_joins_without_accepti
         "{}",
         members.body
     );
-    // Declining ends it; the workspace sees the invitation gone.
+    // Each invitee, with an account or not, is told by mail, once, with
+    // the invitation to accept and nothing that is a credential.
     let invitation = existing.body["invitation_id"].as_str().unwrap().to_owned();
+    for (address, id) in [
+        ("victim@trust.example", invitation.clone()),
+        (
+            "nobody-yet@trust.example",
+            unknown.body["invitation_id"].as_str().unwrap().to_owned(),
+        ),
+    ] {
+        let mail =
+            crate::helpers::eventually(Duration::from_secs(15), "an invitation mail", || async {
+                env.mail
+                    .to(address)
+                    .into_iter()
+                    .find(|mail| mail.data.contains("invited"))
+            })
+            .await;
+        let text = mail.data.replace("=\r\n", "").replace("=\n", "");
+        assert!(text.contains(&id), "{text}");
+        assert!(text.contains("consent"), "names the workspace: {text}");
+        assert!(!text.contains("vcv_"), "{text}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let invitation_mails = env
+        .mail
+        .to("nobody-yet@trust.example")
+        .iter()
+        .filter(|mail| mail.data.contains("invited"))
+        .count();
+    assert_eq!(invitation_mails, 1, "one mail per invitation");
+    // Declining ends it; the workspace sees the invitation gone.
     let declined = crate::helpers::eventually(Duration::from_secs(10), "the decline", || {
         let env = &env;
         let url = format!("{base}/v1/me/invitations/{invitation}/decline");

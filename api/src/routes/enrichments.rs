@@ -120,6 +120,47 @@ pub struct EnrichmentJob {
     pub version: u64,
 }
 
+/// One server-sent event of a job's stream (`text/event-stream`), field by
+/// field: `event: job`, `id:` the job's version (so a client resuming
+/// with `Last-Event-ID` knows where it was), `data:` the job, as
+/// `getEnrichmentJob` returns it, on one line of JSON.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnrichmentJobStreamEvent {
+    pub event: JobStreamEventName,
+    /// The job's version, as a string.
+    pub id: String,
+    pub data: EnrichmentJob,
+}
+
+/// The name of a job stream's events.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStreamEventName {
+    Job,
+}
+
+impl EnrichmentJobStreamEvent {
+    fn of(job: EnrichmentJob) -> Self {
+        EnrichmentJobStreamEvent {
+            event: JobStreamEventName::Job,
+            id: job.version.to_string(),
+            data: job,
+        }
+    }
+
+    /// The event on the wire.
+    fn to_sse(&self) -> Event {
+        let name = match self.event {
+            JobStreamEventName::Job => "job",
+        };
+        Event::default()
+            .event(name)
+            .id(self.id.clone())
+            .json_data(&self.data)
+            .unwrap_or_else(|_| Event::default().event(name))
+    }
+}
+
 impl From<JobRow> for EnrichmentJob {
     fn from(row: JobRow) -> Self {
         let result = row
@@ -259,7 +300,7 @@ pub async fn get_enrichment_job(
     get, path = "/v1/enrichment-jobs/{job_id}/events", tag = TAG, operation_id = "streamEnrichmentJob",
     params(("job_id" = Uuid, Path, description = "Job id")),
     responses(
-        (status = 200, description = "`text/event-stream` of `job` events, each an EnrichmentJob as JSON", content_type = "text/event-stream", body = String),
+        (status = 200, description = "`text/event-stream` of `job` events: each is an `EnrichmentJobStreamEvent` (the document names it as the content's `x-itemSchema`, the field OpenAPI 3.2 calls `itemSchema`)", content_type = "text/event-stream", body = String),
         (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job in this workspace", body = Problem, content_type = "application/problem+json"),
@@ -318,13 +359,8 @@ pub async fn stream_enrichment_job(
                 Some(row) if Some(row.version) != follow.last_version => {
                     follow.last_version = Some(row.version);
                     follow.ended = row.is_final();
-                    let job = EnrichmentJob::from(row);
-                    let event = Event::default()
-                        .event("job")
-                        .id(job.version.to_string())
-                        .json_data(&job)
-                        .unwrap_or_else(|_| Event::default().event("job"));
-                    return Some((Ok(event), follow));
+                    let event = EnrichmentJobStreamEvent::of(EnrichmentJob::from(row));
+                    return Some((Ok(event.to_sse()), follow));
                 }
                 // Deleted with its company: the stream ends.
                 None => return None,

@@ -144,15 +144,9 @@ async fn readiness(state: &AppState) -> (StatusCode, Readiness) {
         )
         .await,
     );
-    checks.push(
-        consumer_check(
-            state,
-            "mailer",
-            vcintel_infra::mail::MAILER_NAME,
-            runs(Component::Mailer),
-        )
-        .await,
-    );
+    for (consumer, ..) in vcintel_infra::mail::MAIL_CONSUMERS {
+        checks.push(consumer_check(state, consumer, consumer, runs(Component::Mailer)).await);
+    }
     // Reported, not failed: with the breaker open jobs are deferred, and
     // everything else works.
     checks.push(Check {
