@@ -88,13 +88,15 @@ pub(crate) fn owned_at_version<A>(
 }
 
 /// How often an unconditional command is decided again after losing a race.
-const CONFLICT_ATTEMPTS: usize = 8;
+const CONFLICT_ATTEMPTS: u32 = 16;
 
 /// Runs a command that names no expected version again when another writer
 /// appended first: it is decided afresh against the new state, so every
 /// rule still holds and ordinary concurrency is not the client's problem.
 /// (A command with `If-Match` must not be re-run: its conflict is the
-/// client's answer.)
+/// client's answer.) Between attempts it waits a short, random, growing
+/// time, so writers racing for one aggregate spread out instead of
+/// colliding again in lockstep (ten at once lost eight times in a row).
 pub(crate) async fn rerun_on_conflict<F, Fut>(mut run: F) -> Result<Committed, CommandError>
 where
     F: FnMut() -> Fut,
@@ -104,10 +106,19 @@ where
     loop {
         attempt += 1;
         match run().await {
-            Err(CommandError::Conflict) if attempt < CONFLICT_ATTEMPTS => continue,
+            Err(CommandError::Conflict) if attempt < CONFLICT_ATTEMPTS => {
+                tokio::time::sleep(conflict_backoff(attempt)).await;
+            }
             other => return other,
         }
     }
+}
+
+/// Up to 2^attempt milliseconds (at most 64), uniformly at random.
+fn conflict_backoff(attempt: u32) -> std::time::Duration {
+    let ceiling = 1u64 << attempt.min(6);
+    let random = uuid::Uuid::new_v4().as_u128() as u64;
+    std::time::Duration::from_micros(random % (ceiling * 1000))
 }
 
 /// Runs `command` on the aggregate `aggregate_id`. `precondition` sees the

@@ -104,6 +104,18 @@ enum MailError {
     Smtp(#[from] lettre::transport::smtp::Error),
 }
 
+impl MailError {
+    /// Whether trying again cannot help: an address the mail library or
+    /// the server refuses, a mail that cannot be built, a 5xx answer.
+    fn is_permanent(&self) -> bool {
+        match self {
+            MailError::Address(_) | MailError::Build(_) => true,
+            MailError::Smtp(error) => error.is_permanent() || error.is_client(),
+            MailError::Undecodable(_) | MailError::Database(_) => false,
+        }
+    }
+}
+
 impl Mailer {
     pub fn new(
         pool: sqlx::PgPool,
@@ -225,9 +237,14 @@ impl Mailer {
             }
             Err(error) => {
                 let deliveries = message.info().map_or(1, |info| info.delivered as u64);
-                tracing::warn!(%error, deliveries, consumer, "mail not sent; retrying");
+                let permanent = error.is_permanent();
+                if permanent {
+                    tracing::warn!(%error, consumer, "mail cannot be sent; parking it");
+                } else {
+                    tracing::warn!(%error, deliveries, consumer, "mail not sent; retrying");
+                }
                 match &event {
-                    Some(event) if deliveries >= self.settings.max_deliveries => {
+                    Some(event) if permanent || deliveries >= self.settings.max_deliveries => {
                         let parked = crate::stream::park(
                             &self.js,
                             &self.topology,

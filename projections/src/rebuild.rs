@@ -541,12 +541,8 @@ async fn swap<P: Projection>(
         .execute(&mut *tx)
         .await?;
     }
+    lock_live_tables(&mut tx, P::TABLES).await?;
     for table in P::TABLES {
-        sqlx::query(&format!(
-            "lock table public.{table} in access exclusive mode"
-        ))
-        .execute(&mut *tx)
-        .await?;
         name_indexes_like_live(&mut tx, &schema, table).await?;
         grant_like_live(&mut tx, &schema, table).await?;
         sqlx::query(&format!("drop table public.{table}"))
@@ -574,6 +570,60 @@ async fn swap<P: Projection>(
     .await?;
     tx.commit().await?;
     Ok(caught_up)
+}
+
+/// Takes every live table's exclusive lock, all or none: a reader joining
+/// two of the tables takes its shared locks one after the other, so a swap
+/// holding one table while waiting for another could deadlock with it (and
+/// Postgres would end the reader with an error). Each try waits at most
+/// `LOCK_TRY` for the whole set, then lets go of what it got and tries
+/// again a moment later; the last try waits as long as it takes.
+async fn lock_live_tables(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tables: &[&str],
+) -> Result<(), sqlx::Error> {
+    const LOCK_TRIES: u32 = 50;
+    const LOCK_TRY: &str = "200ms";
+    let all = tables
+        .iter()
+        .map(|table| format!("public.{table}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let lock = format!("lock table {all} in access exclusive mode");
+    for attempt in 1..LOCK_TRIES {
+        sqlx::query("savepoint swap_locks")
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query_scalar!(
+            r#"select set_config('lock_timeout', $1, true) as "lock_timeout!""#,
+            LOCK_TRY
+        )
+        .fetch_one(&mut **tx)
+        .await?;
+        match sqlx::query(&lock).execute(&mut **tx).await {
+            Ok(_) => {
+                sqlx::query_scalar!(
+                    r#"select set_config('lock_timeout', '0', true) as "lock_timeout!""#
+                )
+                .fetch_one(&mut **tx)
+                .await?;
+                sqlx::query("release savepoint swap_locks")
+                    .execute(&mut **tx)
+                    .await?;
+                return Ok(());
+            }
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("55P03") => {
+                sqlx::query("rollback to savepoint swap_locks")
+                    .execute(&mut **tx)
+                    .await?;
+                let pause = 20 + u64::from(attempt.min(10)) * 10;
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    sqlx::query(&lock).execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// Gives the fresh table the privileges other roles hold on the live one
