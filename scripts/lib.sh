@@ -48,10 +48,11 @@ ensure_nats_server() {
 
 # The contract tools the suite runs against a running instance, pinned:
 # the standard OpenAPI validator, Schemathesis, the Python client
-# generator (in one virtualenv), and the official AsyncAPI parser (npm, its
+# generator, Prometheus' Python client (its text-format parser; in one
+# virtualenv), and the official AsyncAPI parser (npm, its
 # lock file in tests/contract/asyncapi).
 CONTRACT_TOOLS="${VCINTEL_CONTRACT_TOOLS:-$HOME/.cache/vcintel-tools}"
-CONTRACT_PYTHON_TOOLS="openapi-spec-validator==0.9.0 schemathesis==4.32.5 openapi-python-client==0.29.1"
+CONTRACT_PYTHON_TOOLS="openapi-spec-validator==0.9.0 schemathesis==4.32.5 openapi-python-client==0.29.1 prometheus-client==0.23.1"
 
 # ensure_contract_tools: installs what is missing and exports
 # VCINTEL_CONTRACT_TOOLS for the tests.

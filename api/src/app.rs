@@ -42,6 +42,7 @@ pub struct Application {
     components: Vec<Component>,
     listener: Option<TcpListener>,
     health_listener: Option<TcpListener>,
+    metrics_listener: Option<TcpListener>,
     state: AppState,
 }
 
@@ -101,6 +102,16 @@ impl Application {
             ),
             _ => None,
         };
+        let metrics_listener = match settings.metrics_bind {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("binding {address} (VCINTEL_METRICS_BIND)"))?,
+            ),
+            None => None,
+        };
+        // Installed before anything reports, so no early sample is lost.
+        crate::metrics::recorder();
         let limiter_pool = match &settings.rate_limit_database_url {
             // Lazy: the API starts even if the counter store is down, and
             // then fails open or closed per route as documented.
@@ -227,6 +238,7 @@ impl Application {
             components: components.to_vec(),
             listener,
             health_listener,
+            metrics_listener,
             state,
         })
     }
@@ -249,17 +261,22 @@ impl Application {
             components,
             mut listener,
             health_listener,
+            metrics_listener,
             state,
         } = self;
-        if let Some(health_listener) = health_listener {
+        let probes = [("health", health_listener), ("metrics", metrics_listener)];
+        for (name, probe_listener) in probes {
+            let Some(probe_listener) = probe_listener else {
+                continue;
+            };
             let app = crate::routes::health::router(state.clone());
             let token = shutdown.clone();
             tasks.spawn(async move {
-                let result = axum::serve(health_listener, app)
+                let result = axum::serve(probe_listener, app)
                     .with_graceful_shutdown(token.cancelled_owned())
                     .await
                     .map_err(anyhow::Error::from);
-                ("health", result)
+                (name, result)
             });
         }
         for component in components {

@@ -46,6 +46,15 @@ pub fn router(
                 )
             }),
         )
+        .route(
+            "/metrics",
+            axum::routing::get(
+                |State(state): State<AppState>, _operator: crate::routes::admin::Operator| async move {
+                    crate::metrics::render(&state).await
+                },
+            ),
+        )
+        .route_layer(axum::middleware::from_fn(crate::metrics::note_route))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost: replays of idempotent POSTs keep the token it adds.
@@ -65,6 +74,7 @@ pub fn router(
         .with_state(state)
         .layer(
             ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(crate::metrics::red))
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()

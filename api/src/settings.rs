@@ -65,6 +65,14 @@ pub struct Settings {
     #[arg(long, env = "VCINTEL_HEALTH_BIND")]
     pub health_bind: Option<std::net::SocketAddr>,
 
+    /// Where any process (API or worker) answers `GET /metrics` in the
+    /// Prometheus text format, with `/health` and `/health/ready`, without
+    /// credentials: an address only the scraper reaches. Unset: API
+    /// processes answer `/metrics` on their port to the operator token,
+    /// and workers on `VCINTEL_HEALTH_BIND`.
+    #[arg(long, env = "VCINTEL_METRICS_BIND")]
+    pub metrics_bind: Option<std::net::SocketAddr>,
+
     /// Most Postgres connections this process opens.
     #[arg(long, env = "VCINTEL_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,

@@ -85,6 +85,15 @@ impl Progress {
         );
     }
 
+    /// Every component's last report, by name.
+    pub fn all(&self) -> Vec<(String, ComponentProgress)> {
+        let components = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        components
+            .iter()
+            .map(|(name, progress)| (name.clone(), progress.clone()))
+            .collect()
+    }
+
     pub fn get(&self, name: &str) -> Option<ComponentProgress> {
         let components = self.0.lock().unwrap_or_else(|p| p.into_inner());
         components.get(name).cloned()

@@ -337,6 +337,15 @@ impl Relay {
         {
             acks.push(ack?);
         }
+        metrics::counter!("vcintel_relay_batches_total").increment(1);
+        for event in events {
+            metrics::counter!(
+                "vcintel_events_published_total",
+                "aggregate_type" => event.aggregate_type.clone(),
+                "event_type" => event.event_type.clone()
+            )
+            .increment(1);
+        }
         Ok(acks)
     }
 

@@ -95,6 +95,7 @@ pub async fn park(
     error: &str,
     deliveries: u64,
 ) -> anyhow::Result<()> {
+    metrics::counter!("vcintel_dead_letters_total", "consumer" => consumer.to_owned()).increment(1);
     let letter = DeadLetter {
         projection: consumer.to_owned(),
         event_id: event.id,

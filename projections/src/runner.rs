@@ -146,6 +146,8 @@ async fn apply_and_ack<P: Projection>(
     let events: Vec<&EventMessage> = batch.iter().map(|(_, e)| e).collect();
     match apply_in_one_transaction::<P>(pool, &events).await {
         Ok(()) => {
+            metrics::counter!("vcintel_projection_events_applied_total", "read_model" => P::NAME)
+                .increment(events.len() as u64);
             failpoint::hit("projector.after_commit");
             for (message, _) in &batch {
                 message
@@ -159,10 +161,17 @@ async fn apply_and_ack<P: Projection>(
             tracing::warn!(projection = P::NAME, %error, "batch failed; applying one by one");
             for (message, event) in &batch {
                 match apply_in_one_transaction::<P>(pool, &[event]).await {
-                    Ok(()) => message
-                        .ack()
-                        .await
-                        .map_err(|e| anyhow::anyhow!("ack: {e}"))?,
+                    Ok(()) => {
+                        metrics::counter!(
+                            "vcintel_projection_events_applied_total",
+                            "read_model" => P::NAME
+                        )
+                        .increment(1);
+                        message
+                            .ack()
+                            .await
+                            .map_err(|e| anyhow::anyhow!("ack: {e}"))?
+                    }
                     Err(error) => {
                         tracing::error!(projection = P::NAME, event_id = %event.id, %error, "event not applied; redelivering later");
                         record_failure(pool, P::NAME, event, &error.to_string()).await;
@@ -318,6 +327,8 @@ pub async fn plan_in_order<P: Projection>(
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        metrics::counter!("vcintel_projection_gap_fills_total", "read_model" => P::NAME)
+            .increment(1);
         tracing::warn!(
             projection = P::NAME,
             aggregate_id = %event.aggregateid,

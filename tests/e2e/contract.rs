@@ -41,7 +41,7 @@ async fn the_served_openapi_document_passes_openapi_spec_validator() {
 
 /// Where `scripts/test.sh` installs the contract tools (Schemathesis,
 /// openapi-python-client) and the AsyncAPI parser; the same default.
-fn contract_tools() -> std::path::PathBuf {
+pub fn contract_tools() -> std::path::PathBuf {
     std::env::var_os("VCINTEL_CONTRACT_TOOLS")
         .map(Into::into)
         .unwrap_or_else(|| {
@@ -62,7 +62,7 @@ fn tool(name: &str) -> std::path::PathBuf {
 
 /// The contract folder: Schemathesis' configuration and hooks, the
 /// generated client's script, the AsyncAPI parser's lock file.
-fn contract_dir() -> std::path::PathBuf {
+pub fn contract_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/contract")
 }
 

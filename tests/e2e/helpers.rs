@@ -133,6 +133,7 @@ pub fn settings(database_url: &str, prefix: &str) -> Settings {
         duplicate_window_secs: 120,
         stall_after_secs: 30,
         health_bind: None,
+        metrics_bind: None,
         relay_lease_secs: 5,
         stream_on_divergence: Default::default(),
         db_max_connections: 10,

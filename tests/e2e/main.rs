@@ -28,6 +28,7 @@ mod idempotency;
 mod identity;
 mod limits;
 mod lists;
+mod metrics;
 mod notes;
 mod outage;
 mod plans;

@@ -74,11 +74,11 @@ pub async fn authenticate_and_limit(
         return next.run(request).await;
     }
     let ip = client_ip(&state, request.headers(), peer(&request));
-    let (bucket, limit, principal) = if admin {
+    let (action, bucket, limit, principal) = if admin {
         // The operator token is checked by the admin routes; guessing it is
         // bounded per address like any request without credentials.
         let action = LimitedAction::AdminRequest;
-        (action.bucket(&ip), state.limits.limit(action), None)
+        (action, action.bucket(&ip), state.limits.limit(action), None)
     } else {
         let authentication = match authenticate(&state, request.headers()).await {
             Ok(a) => a,
@@ -89,11 +89,11 @@ pub async fn authenticate_and_limit(
             Authentication::Authenticated(p) => {
                 let action = LimitedAction::Request;
                 let bucket = action.bucket(&budget_of(&state, p).await);
-                (bucket, state.limits.limit(action), Some(p))
+                (action, bucket, state.limits.limit(action), Some(p))
             }
             _ => {
                 let action = LimitedAction::AnonymousRequest;
-                (action.bucket(&ip), state.limits.limit(action), None)
+                (action, action.bucket(&ip), state.limits.limit(action), None)
             }
         }
     };
@@ -101,7 +101,10 @@ pub async fn authenticate_and_limit(
         None
     } else {
         match state.limits.limiter.check(&bucket, limit).await {
-            Ok(decision) => Some(decision),
+            Ok(decision) => {
+                count_decision(action, &decision);
+                Some(decision)
+            }
             Err(error) => {
                 tracing::warn!(%error, "rate-limit store unreachable; serving without a budget");
                 None
@@ -200,6 +203,7 @@ pub async fn charge_auth_attempt(
                 tracing::error!(%error, "rate-limit store unreachable; refusing sign-in");
                 ApiError::LimiterUnavailable
             })?;
+        count_decision(*action, &decision);
         if !decision.allowed {
             if state.limits.first_refusal_in_window(bucket, &decision) {
                 let user_id = match email {
@@ -232,6 +236,20 @@ pub async fn charge_auth_attempt(
     Ok(tightest)
 }
 
+/// Counts a budget's decision for `/metrics`, by action and outcome.
+fn count_decision(action: LimitedAction, decision: &Decision) {
+    let outcome = if decision.allowed {
+        "allowed"
+    } else {
+        "refused"
+    };
+    metrics::counter!(
+        "vcintel_rate_limit_decisions_total",
+        "action" => action.name(), "outcome" => outcome
+    )
+    .increment(1);
+}
+
 /// Charges one use of a keyed action to `subject`'s budget: 429 past it.
 /// Fails open if the counters are unreachable (logged), like requests.
 pub async fn charge(
@@ -249,8 +267,14 @@ pub async fn charge(
         .check(&action.bucket(subject), limit)
         .await
     {
-        Ok(decision) if decision.allowed => Ok(Some(decision)),
-        Ok(decision) => Err(ApiError::RateLimited(decision)),
+        Ok(decision) => {
+            count_decision(action, &decision);
+            if decision.allowed {
+                Ok(Some(decision))
+            } else {
+                Err(ApiError::RateLimited(decision))
+            }
+        }
         Err(error) => {
             tracing::warn!(%error, action = action.name(), "rate-limit store unreachable; serving without a budget");
             Ok(None)

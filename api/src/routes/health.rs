@@ -311,9 +311,17 @@ async fn check(
 }
 
 /// `/health` and `/health/ready` alone, for processes without the API.
+/// The probe port's routes: liveness, full readiness and the metrics, all
+/// without credentials (the port is for probes and the scraper only).
 pub fn router(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/health", axum::routing::get(health))
         .route("/health/ready", axum::routing::get(ready_in_full))
+        .route(
+            "/metrics",
+            axum::routing::get(|State(state): State<AppState>| async move {
+                crate::metrics::render(&state).await
+            }),
+        )
         .with_state(state)
 }

@@ -714,6 +714,7 @@ impl Relay {
         detail: &str,
         republished: i64,
     ) -> anyhow::Result<()> {
+        metrics::counter!("vcintel_relay_repairs_total", "kind" => kind.to_owned()).increment(1);
         sqlx::query!(
             "insert into relay_repairs (relay_name, kind, detail, republished)
              select $1, $2, $3, $4

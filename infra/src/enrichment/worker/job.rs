@@ -165,6 +165,16 @@ impl EnrichmentWorker {
             } else {
                 None
             };
+            let (outcome_label, usage) = match &command {
+                EnrichmentCommand::Succeed { result } => ("succeeded", result.usage),
+                EnrichmentCommand::FailAttempt {
+                    usage,
+                    retry_in_ms: Some(_),
+                    ..
+                } => ("failed_retrying", *usage),
+                EnrichmentCommand::FailAttempt { usage, .. } => ("failed_final", *usage),
+                _ => ("other", Usage::default()),
+            };
             let retry_in = match &command {
                 EnrichmentCommand::FailAttempt {
                     retry_in_ms: Some(ms),
@@ -182,6 +192,18 @@ impl EnrichmentWorker {
                 Err(CommandError::Conflict) => return Ok(Outcome::Ended),
                 Err(error) => return Err(error.into()),
             }
+            let model = self
+                .model
+                .as_ref()
+                .map_or_else(|| "heuristic".to_owned(), |model| model.model().to_owned());
+            metrics::counter!("vcintel_enrichment_attempts_total", "outcome" => outcome_label)
+                .increment(1);
+            metrics::counter!("vcintel_model_tokens_total", "model" => model.clone(), "direction" => "in")
+                .increment(usage.tokens_in);
+            metrics::counter!("vcintel_model_tokens_total", "model" => model.clone(), "direction" => "out")
+                .increment(usage.tokens_out);
+            metrics::counter!("vcintel_model_cost_micro_usd_total", "model" => model)
+                .increment(usage.cost_micro_usd);
             if let Some(before) = spent_before {
                 self.raise_budget_alerts(workspace, before + cost, metadata)
                     .await;
