@@ -77,6 +77,8 @@ ensure_contract_tools() {
         cp "$ROOT/tests/contract/asyncapi/package.json" "$lock" "$parser/"
         npm ci --prefix "$parser" --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null
     fi
+    # promtool checks the alert rules and lints /metrics (Debian's package).
+    command -v promtool >/dev/null || apt_install prometheus
     export VCINTEL_CONTRACT_TOOLS="$CONTRACT_TOOLS"
 }
 

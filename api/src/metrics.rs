@@ -23,15 +23,163 @@ const SECONDS_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// What a series measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every series the service exports, declared once: its name, kind and
+/// help text (what `# HELP` says; the dashboard and the alert rules may
+/// use only these, which a test checks).
+pub const CATALOGUE: &[(&str, Kind, &str)] = &[
+    (
+        "vcintel_http_requests_total",
+        Kind::Counter,
+        "HTTP requests by method, route template and status class.",
+    ),
+    (
+        "vcintel_http_request_duration_seconds",
+        Kind::Histogram,
+        "HTTP request latency by method and route template.",
+    ),
+    (
+        "vcintel_db_pool_connections",
+        Kind::Gauge,
+        "Postgres pool connections by state (idle, in_use).",
+    ),
+    (
+        "vcintel_db_pool_max_connections",
+        Kind::Gauge,
+        "Most Postgres connections the pool opens.",
+    ),
+    (
+        "vcintel_database_up",
+        Kind::Gauge,
+        "1 when this process reaches Postgres within a second.",
+    ),
+    (
+        "vcintel_component_lag_events",
+        Kind::Gauge,
+        "Messages waiting for a component (a projection, the enricher, a mailer).",
+    ),
+    (
+        "vcintel_component_lag_seconds",
+        Kind::Gauge,
+        "How long the oldest message waiting for a component has waited.",
+    ),
+    (
+        "vcintel_component_stalled",
+        Kind::Gauge,
+        "1 when a component has work waiting and has not moved for the stall time.",
+    ),
+    (
+        "vcintel_relay_lag_events",
+        Kind::Gauge,
+        "Committed events not yet published (where the relay runs).",
+    ),
+    (
+        "vcintel_relay_lag_seconds",
+        Kind::Gauge,
+        "How long the oldest unpublished event has waited.",
+    ),
+    (
+        "vcintel_relay_stream_epoch",
+        Kind::Gauge,
+        "How many times the stream was refilled from the event store.",
+    ),
+    (
+        "vcintel_relay_halted",
+        Kind::Gauge,
+        "1 while the relay is halted by a divergence it will not repair by itself.",
+    ),
+    (
+        "vcintel_relay_has_leader",
+        Kind::Gauge,
+        "1 while a relay instance holds the lease.",
+    ),
+    (
+        "vcintel_relay_batches_total",
+        Kind::Counter,
+        "Batches the relay published.",
+    ),
+    (
+        "vcintel_events_published_total",
+        Kind::Counter,
+        "Events published to the stream by aggregate and event type.",
+    ),
+    (
+        "vcintel_relay_repairs_total",
+        Kind::Counter,
+        "Anti-entropy repairs of the stream by kind.",
+    ),
+    (
+        "vcintel_projection_events_applied_total",
+        Kind::Counter,
+        "Events applied to each read model.",
+    ),
+    (
+        "vcintel_projection_gap_fills_total",
+        Kind::Counter,
+        "Times a read model filled versions missing from the stream from the store.",
+    ),
+    (
+        "vcintel_dead_letters_total",
+        Kind::Counter,
+        "Messages a consumer parked as dead letters.",
+    ),
+    (
+        "vcintel_enrichment_attempts_total",
+        Kind::Counter,
+        "Enrichment attempts by outcome.",
+    ),
+    (
+        "vcintel_model_tokens_total",
+        Kind::Counter,
+        "Model tokens by model and direction (in, out).",
+    ),
+    (
+        "vcintel_model_cost_micro_usd_total",
+        Kind::Counter,
+        "Model cost in millionths of a US dollar by model.",
+    ),
+    (
+        "vcintel_model_breaker_open",
+        Kind::Gauge,
+        "1 while the model provider's circuit breaker is open.",
+    ),
+    (
+        "vcintel_budget_thresholds_reached_total",
+        Kind::Counter,
+        "Monthly model-budget thresholds workspaces crossed.",
+    ),
+    (
+        "vcintel_rate_limit_decisions_total",
+        Kind::Counter,
+        "Rate-limit decisions by action and outcome.",
+    ),
+];
+
 /// The process's recorder, installed the first time anything asks for it
-/// (one per process: the facade has one global recorder).
+/// (one per process: the facade has one global recorder), with every
+/// series in [`CATALOGUE`] described.
 pub fn recorder() -> &'static PrometheusHandle {
     RECORDER.get_or_init(|| {
-        PrometheusBuilder::new()
+        let handle = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), SECONDS_BUCKETS)
             .expect("the buckets are not empty")
             .install_recorder()
-            .expect("no other metrics recorder is installed in this process")
+            .expect("no other metrics recorder is installed in this process");
+        for &(name, kind, help) in CATALOGUE {
+            match kind {
+                Kind::Counter => metrics::describe_counter!(name, help),
+                Kind::Gauge => metrics::describe_gauge!(name, help),
+                Kind::Histogram => metrics::describe_histogram!(name, metrics::Unit::Seconds, help),
+            }
+        }
+        handle
     })
 }
 
@@ -148,9 +296,28 @@ async fn sample_relay(state: &AppState) {
     metrics::gauge!("vcintel_relay_has_leader").set(if relay.leader.is_some() { 1.0 } else { 0.0 });
 }
 
+/// Whether this process reaches Postgres (a one-second probe) and, where
+/// a model is configured, whether its circuit breaker is open.
+async fn sample_dependencies(state: &AppState) {
+    let probe = sqlx::query_scalar!(r#"select 1 as "one!""#).fetch_one(&state.pool);
+    let up = matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(1), probe).await,
+        Ok(Ok(_))
+    );
+    metrics::gauge!("vcintel_database_up").set(if up { 1.0 } else { 0.0 });
+    if let Some(breaker) = &state.model_breaker {
+        metrics::gauge!("vcintel_model_breaker_open").set(if breaker.is_open() {
+            1.0
+        } else {
+            0.0
+        });
+    }
+}
+
 /// The metrics in the Prometheus text format.
 pub async fn render(state: &AppState) -> Response {
     sample_gauges(state);
+    sample_dependencies(state).await;
     sample_relay(state).await;
     (
         [(

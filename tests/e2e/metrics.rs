@@ -234,3 +234,116 @@ async fn metrics_move_with_a_scripted_flow_and_keep_their_labels_bounded() {
     let open = parse(&open.text().await.unwrap()).await;
     assert!(total(&open, "vcintel_http_requests_total", &[]) >= 4.0);
 }
+
+/// The series names `text` mentions (histogram suffixes folded into their
+/// histogram).
+fn series_in(text: &str) -> HashSet<String> {
+    let pattern = regex::Regex::new(r"vcintel_[a-z0-9_]+").unwrap();
+    pattern
+        .find_iter(text)
+        .map(|found| {
+            let name = found.as_str();
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|base| base.ends_with("_seconds"))
+                .unwrap_or(name)
+                .to_owned()
+        })
+        .collect()
+}
+
+fn repository_file(path: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The alert rules pass `promtool check rules`, and they and the Grafana
+/// dashboard use only series the service declares and exports; the
+/// exported text passes `promtool check metrics` (Prometheus' own lint),
+/// and exports nothing the catalogue does not declare.
+#[tokio::test]
+async fn the_dashboard_and_alerts_use_only_exported_series_and_promtool_accepts_both() {
+    let declared: HashSet<String> = vcintel_api::metrics::CATALOGUE
+        .iter()
+        .map(|(name, ..)| (*name).to_owned())
+        .collect();
+    let rules_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/prometheus/vcintel-alerts.yml");
+    let rules = repository_file("deploy/prometheus/vcintel-alerts.yml");
+    let dashboard = repository_file("deploy/grafana/vcintel.json");
+    serde_json::from_str::<serde_json::Value>(&dashboard).expect("the dashboard is JSON");
+    for (what, text) in [("alert rules", &rules), ("dashboard", &dashboard)] {
+        let used = series_in(text);
+        assert!(used.len() >= 10, "{what}: {used:?}");
+        let unknown: Vec<_> = used.difference(&declared).collect();
+        assert!(
+            unknown.is_empty(),
+            "{what} uses undeclared series: {unknown:?}"
+        );
+    }
+    let checked = std::process::Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(&rules_path)
+        .output()
+        .expect("promtool runs (scripts/test.sh installs Debian's prometheus package)");
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    // What a running service exports after some traffic.
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let token = env.token(&env.actor(Uuid::now_v7(), Role::Owner));
+    let added = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/companies"),
+            Some(&token),
+            None,
+            Some(&json!({"name": "Linted", "website": "linted.example"})),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED);
+    let text = env
+        .http
+        .get(format!("{base}/metrics"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let exported = series_in(&text);
+    let undeclared: Vec<_> = exported.difference(&declared).collect();
+    assert!(
+        undeclared.is_empty(),
+        "exported but not declared: {undeclared:?}"
+    );
+    use tokio::io::AsyncWriteExt;
+    let mut lint = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("promtool runs");
+    let mut stdin = lint.stdin.take().unwrap();
+    stdin.write_all(text.as_bytes()).await.unwrap();
+    drop(stdin);
+    let linted = lint.wait_with_output().await.unwrap();
+    assert!(
+        linted.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&linted.stdout),
+        String::from_utf8_lossy(&linted.stderr)
+    );
+}

@@ -353,6 +353,8 @@ impl EnrichmentWorker {
         {
             Ok(0) => {}
             Ok(raised) => {
+                metrics::counter!("vcintel_budget_thresholds_reached_total")
+                    .increment(raised as u64);
                 tracing::warn!(%workspace, spent, budget, raised, "enrichment budget threshold reached")
             }
             // Another worker raised it at the same moment.
