@@ -176,6 +176,30 @@ async fn run() {
             lag,
         });
     }
+    // --- 3. What recording metrics costs: a second API process with
+    // `VCINTEL_METRICS=false` beside the first, same store and workers,
+    // measured back to back in this run.
+    let quiet_port = helpers::free_port();
+    let quiet_child =
+        spawn_component_with(&env, "api", quiet_port, &[("VCINTEL_METRICS", "false")]);
+    let quiet = Process::new("api (metrics off)", quiet_child.id());
+    children.push(KillOnDrop(quiet_child));
+    let quiet_base = format!("http://127.0.0.1:{quiet_port}");
+    wait_for_health(&env.http, &quiet_base).await;
+    let quiet_client = Client::new(&quiet_base, &token);
+    let mut quiet_service = vec![quiet];
+    quiet_service.extend(service[1..].iter().cloned());
+    let quiet_servers = with_engines(&quiet_service, &engines);
+    for n in 0..50 {
+        quiet_client.post(&format!("warm-off-{n}")).await;
+    }
+    wait_until_caught_up(&env).await;
+    let on_post = post_phase(&client, &servers, run_for, "metrics on").await;
+    wait_until_caught_up(&env).await;
+    let off_post = post_phase(&quiet_client, &quiet_servers, run_for, "metrics off").await;
+    wait_until_caught_up(&env).await;
+    let on_get = get_phase(&client, &servers, run_for, &on_post.ids).await;
+    let off_get = get_phase(&quiet_client, &quiet_servers, run_for, &off_post.ids).await;
     rss.extend(service.iter().cloned());
 
     println!();
@@ -262,6 +286,20 @@ async fn run() {
             first / last.posted.cpu_per_request()
         );
     }
+    println!(
+        "  metrics on / off: POST {:.0}/s {:.0} µs CPU / {:.0}/s {:.0} µs CPU (CPU ratio {:.3}) | \
+         GET {:.0}/s {:.0} µs CPU / {:.0}/s {:.0} µs CPU (CPU ratio {:.3})",
+        on_post.rate(),
+        on_post.cpu_per_request(),
+        off_post.rate(),
+        off_post.cpu_per_request(),
+        on_post.cpu_per_request() / off_post.cpu_per_request(),
+        on_get.rate(),
+        on_get.cpu_per_request(),
+        off_get.rate(),
+        off_get.cpu_per_request(),
+        on_get.cpu_per_request() / off_get.cpu_per_request(),
+    );
     println!("  goals: POST efficiency >= 0.5, GET efficiency >= 0.7 with p99 <= 1.5 x baseline, lag p99 <= 50 ms, cost at 1M within 10% of 10k");
     let peaks: Vec<String> = rss
         .iter()
@@ -329,7 +367,17 @@ fn port_of(url: &str, default: u16) -> u16 {
 }
 
 fn spawn_component(env: &TestEnv, component: &str, port: u16) -> std::process::Child {
+    spawn_component_with(env, component, port, &[])
+}
+
+fn spawn_component_with(
+    env: &TestEnv,
+    component: &str,
+    port: u16,
+    extra: &[(&str, &str)],
+) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_vcintel"))
+        .envs(extra.iter().copied())
         .args(["serve", "--only", component])
         .args(["--bind", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", &env.database_url)

@@ -111,7 +111,9 @@ impl Application {
             None => None,
         };
         // Installed before anything reports, so no early sample is lost.
-        crate::metrics::recorder();
+        if settings.metrics {
+            crate::metrics::recorder();
+        }
         let limiter_pool = match &settings.rate_limit_database_url {
             // Lazy: the API starts even if the counter store is down, and
             // then fails open or closed per route as documented.

@@ -202,6 +202,9 @@ pub async fn note_route(matched: Option<MatchedPath>, request: Request, next: Ne
 /// Outermost: requests, errors by status class and latency, per method
 /// and route template (`unmatched` for paths no route has).
 pub async fn red(request: Request, next: Next) -> Response {
+    if !enabled() {
+        return next.run(request).await;
+    }
     let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
@@ -314,8 +317,16 @@ async fn sample_dependencies(state: &AppState) {
     }
 }
 
-/// The metrics in the Prometheus text format.
+/// Whether this process records metrics (`VCINTEL_METRICS`).
+pub fn enabled() -> bool {
+    RECORDER.get().is_some()
+}
+
+/// The metrics in the Prometheus text format (404 when they are off).
 pub async fn render(state: &AppState) -> Response {
+    let Some(recorder) = RECORDER.get() else {
+        return crate::error::ApiError::RouteNotFound.into_response();
+    };
     sample_gauges(state);
     sample_dependencies(state).await;
     sample_relay(state).await;
@@ -324,7 +335,7 @@ pub async fn render(state: &AppState) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        recorder().render(),
+        recorder.render(),
     )
         .into_response()
 }

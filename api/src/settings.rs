@@ -73,6 +73,11 @@ pub struct Settings {
     #[arg(long, env = "VCINTEL_METRICS_BIND")]
     pub metrics_bind: Option<std::net::SocketAddr>,
 
+    /// Record metrics (default on). Off, `/metrics` answers 404 and no
+    /// request is measured: the benchmark compares the two.
+    #[arg(long, env = "VCINTEL_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics: bool,
+
     /// Most Postgres connections this process opens.
     #[arg(long, env = "VCINTEL_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,

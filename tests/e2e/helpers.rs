@@ -134,6 +134,7 @@ pub fn settings(database_url: &str, prefix: &str) -> Settings {
         stall_after_secs: 30,
         health_bind: None,
         metrics_bind: None,
+        metrics: true,
         relay_lease_secs: 5,
         stream_on_divergence: Default::default(),
         db_max_connections: 10,
