@@ -39,9 +39,39 @@ impl Telemetry {
     }
 }
 
+/// Libraries that log what goes over the wire at trace level (async-nats
+/// every message's payload, lettre the SMTP conversation with its mail,
+/// hyper and h2 headers and bodies): whatever `RUST_LOG` says, they log at
+/// most at debug, so no event payload, mail or credential reaches the logs
+/// at any level. `VCINTEL_LOG_WIRE=true` lifts the cap for a debugging
+/// session on data that may be logged.
+fn wire_cap() -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    const WIRE: &[&str] = &[
+        "async_nats",
+        "lettre",
+        "hyper",
+        "hyper_util",
+        "h2",
+        "reqwest",
+        "rustls",
+    ];
+    let lifted = std::env::var("VCINTEL_LOG_WIRE").is_ok_and(|v| v == "true");
+    let cap = if lifted {
+        LevelFilter::TRACE
+    } else {
+        LevelFilter::DEBUG
+    };
+    WIRE.iter().fold(
+        Targets::new().with_default(LevelFilter::TRACE),
+        |targets, wire| targets.with_target(*wire, cap),
+    )
+}
+
 pub fn init() -> Telemetry {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,async_nats=warn,tower_http=info"));
+    let wire = wire_cap();
     let format = std::env::var("VCINTEL_LOG_FORMAT").unwrap_or_default();
     let pretty = match format.as_str() {
         "json" => false,
@@ -72,6 +102,7 @@ pub fn init() -> Telemetry {
     // A second init (tests building several apps) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
         .with(filter)
+        .with(wire)
         .with(logs)
         .with(spans)
         .try_init();

@@ -107,3 +107,77 @@ async fn a_request_continues_the_callers_trace_in_exported_spans_and_in_its_even
     api.kill().unwrap();
     let _ = api.wait();
 }
+
+/// Even with every log level on (`RUST_LOG=trace`), what people wrote
+/// (a company's name, a note's text) never reaches the logs: the wire
+/// libraries' payload logging stays off unless asked for by name.
+#[tokio::test]
+async fn no_payload_reaches_the_logs_even_at_trace() {
+    let env = crate::helpers::TestEnv::new().await;
+    let port = crate::helpers::free_port();
+    let log_path = std::env::temp_dir().join(format!("{}-trace.log", env.prefix));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vcintel"))
+        .args(["serve", "--only", "api,relay,projector", "--bind"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env("DATABASE_URL", &env.database_url)
+        .env("NATS_URL", crate::helpers::nats_url())
+        .env("VCINTEL_JWT_SECRET", crate::helpers::JWT_SECRET)
+        .env("VCINTEL_NATS_PREFIX", &env.prefix)
+        .env("VCINTEL_DEV_TOKENS", "true")
+        .env("VCINTEL_LOG_FORMAT", "json")
+        .env("RUST_LOG", "trace")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn vcintel");
+    let base = format!("http://127.0.0.1:{port}");
+    crate::helpers::wait_until_answering(&env.http, &base).await;
+    let workspace = uuid::Uuid::now_v7();
+    let token = env.token(&env.actor(workspace, vcintel_domain::Role::Owner));
+    let secret_name = "Quetzalcoatl Confidential Robotics";
+    let added = env
+        .call(
+            reqwest::Method::POST,
+            &format!("{base}/v1/companies"),
+            Some(&token),
+            None,
+            Some(&serde_json::json!({"name": secret_name, "website": "quetzal-secret.example"})),
+        )
+        .await;
+    assert_eq!(added.status, reqwest::StatusCode::CREATED, "{}", added.body);
+    let written = added.header("x-consistency-token").unwrap().to_owned();
+    let read = env
+        .http
+        .get(format!(
+            "{base}/v1/companies/{}",
+            added.body["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&token)
+        .header("x-consistency-token", &written)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        read.status(),
+        reqwest::StatusCode::OK,
+        "published and projected"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    assert!(
+        logged.lines().count() > 50,
+        "trace logging was on: {} lines",
+        logged.lines().count()
+    );
+    for (i, line) in logged.lines().enumerate() {
+        assert!(
+            !line.contains("Quetzalcoatl") && !line.contains("quetzal-secret"),
+            "line {i} carries what a person wrote: {}",
+            line.chars().take(400).collect::<String>()
+        );
+    }
+}
