@@ -146,6 +146,11 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         "Model cost in millionths of a US dollar by model.",
     ),
     (
+        "vcintel_model_call_duration_seconds",
+        Kind::Histogram,
+        "Model call latency by model and outcome (ok, error).",
+    ),
+    (
         "vcintel_model_breaker_open",
         Kind::Gauge,
         "1 while the model provider's circuit breaker is open.",

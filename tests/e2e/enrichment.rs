@@ -505,6 +505,28 @@ async fn the_model_path_honours_retry_after_retries_server_errors_and_records_co
 
     let calls = fake.calls();
     assert_eq!(calls.len(), 3);
+    // Each call is timed by model and outcome on /metrics.
+    let metrics = w
+        .env
+        .http
+        .get(format!("{}/metrics", w.base))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let timed = |outcome: &str| {
+        metrics
+            .lines()
+            .filter(|line| line.starts_with("vcintel_model_call_duration_seconds_count{"))
+            .filter(|line| line.contains(&format!("outcome=\"{outcome}\"")))
+            .filter(|line| line.contains("model=\"test-model\""))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    assert_eq!((timed("error"), timed("ok")), (2.0, 1.0), "{metrics}");
     let waited = calls[1].0 - calls[0].0;
     assert!(
         waited >= Duration::from_millis(950),

@@ -150,7 +150,15 @@ impl ModelClient {
         // byte of the prompt, and the answer is capped.
         let most_in = serde_json::to_vec(&request).map_or(u64::MAX, |r| r.len() as u64);
         let most_out = u64::from(self.settings.max_output_tokens);
-        let response = client.chat().create(request).await.map_err(|error| {
+        let started = std::time::Instant::now();
+        let answered = client.chat().create(request).await;
+        metrics::histogram!(
+            "vcintel_model_call_duration_seconds",
+            "model" => self.settings.model.clone(),
+            "outcome" => if answered.is_ok() { "ok" } else { "error" }
+        )
+        .record(started.elapsed().as_secs_f64());
+        let response = answered.map_err(|error| {
             let waited = retry_after.lock().ok().and_then(|slot| *slot);
             classify(error, waited)
         })?;
