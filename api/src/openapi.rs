@@ -92,6 +92,21 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Every operation of a path, to change each the same way.
+pub(crate) fn operations_mut(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        &mut item.get,
+        &mut item.post,
+        &mut item.put,
+        &mut item.patch,
+        &mut item.delete,
+    ]
+    .into_iter()
+    .flatten()
+}
+
 /// Routes that are about the caller's account rather than one workspace's
 /// resources: they ignore `X-Workspace-Id`.
 fn is_account_route(path: &str) -> bool {
@@ -220,8 +235,7 @@ fn document_cross_cutting(spec: &mut utoipa::openapi::OpenApi) {
     );
     for (path, item) in spec.paths.paths.iter_mut() {
         if path.starts_with("/admin/") {
-            let operations = [&mut item.get, &mut item.post];
-            for operation in operations.into_iter().flatten() {
+            for operation in operations_mut(item) {
                 operation
                     .responses
                     .responses
@@ -288,14 +302,7 @@ fn document_cross_cutting(spec: &mut utoipa::openapi::OpenApi) {
                 }
             }
         }
-        let operations = [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.patch,
-            &mut item.delete,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for operation in operations_mut(item) {
             let responses = &mut operation.responses.responses;
             if !is_account_route(path) {
                 operation
@@ -507,14 +514,7 @@ fn link_writes_to_reads(spec: &mut utoipa::openapi::OpenApi) {
         links.push((delete, "200", read.to_owned(), link.build()));
     }
     for item in spec.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.patch,
-            &mut item.delete,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for operation in operations_mut(item) {
             let id = operation.operation_id.clone().unwrap_or_default();
             for (source, status, target, link) in links.iter().filter(|(source, ..)| *source == id)
             {

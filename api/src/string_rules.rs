@@ -226,7 +226,9 @@ pub fn state_in_schemas(schemas: &mut Map<String, Value>, every: bool) -> Vec<&'
         let field = &mut owner["properties"][name];
         assert!(field.is_object(), "no property {schema}.{name}");
         rule.apply(if items { &mut field["items"] } else { field });
-        changed.push(schema);
+        if !changed.contains(&schema) {
+            changed.push(schema);
+        }
     }
     changed
 }
@@ -242,14 +244,7 @@ pub fn state(spec: &mut OpenApi) {
         components.schemas.insert(name.to_owned(), stated);
     }
     for item in spec.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.patch,
-            &mut item.delete,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for operation in crate::openapi::operations_mut(item) {
             let id = operation.operation_id.clone().unwrap_or_default();
             for parameter in operation.parameters.iter_mut().flatten() {
                 let RefOr::T(parameter) = parameter else {

@@ -20,23 +20,33 @@ struct Sample {
     value: f64,
 }
 
-/// Parses the text format with the official Python client's parser
-/// (`tests/contract/parse_metrics.py`; `scripts/test.sh` installs it).
-async fn parse(text: &str) -> Vec<Sample> {
+/// Runs `command` with `text` on its standard input; its output. Async:
+/// the service under test runs on this test's runtime.
+async fn pipe(command: &mut tokio::process::Command, text: &str) -> std::process::Output {
     use tokio::io::AsyncWriteExt;
-    let tools = crate::contract::contract_tools();
-    let mut parser = tokio::process::Command::new(tools.join("venv/bin/python3"))
-        .arg(crate::contract::contract_dir().join("parse_metrics.py"))
+    let mut child = command
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("the contract tools' python3 runs (scripts/test.sh installs it)");
-    let mut stdin = parser.stdin.take().unwrap();
+        .unwrap_or_else(|e| panic!("{command:?} runs (scripts/test.sh installs it): {e}"));
+    let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(text.as_bytes()).await.unwrap();
     drop(stdin);
-    let output = parser.wait_with_output().await.unwrap();
+    child.wait_with_output().await.unwrap()
+}
+
+/// Parses the text format with the official Python client's parser
+/// (`tests/contract/parse_metrics.py`; `scripts/test.sh` installs it).
+async fn parse(text: &str) -> Vec<Sample> {
+    let python = crate::contract::contract_tools().join("venv/bin/python3");
+    let output = pipe(
+        tokio::process::Command::new(python)
+            .arg(crate::contract::contract_dir().join("parse_metrics.py")),
+        text,
+    )
+    .await;
     assert!(
         output.status.success(),
         "not the Prometheus text format: {}\n{text}",
@@ -327,19 +337,11 @@ async fn the_dashboard_and_alerts_use_only_exported_series_and_promtool_accepts_
         undeclared.is_empty(),
         "exported but not declared: {undeclared:?}"
     );
-    use tokio::io::AsyncWriteExt;
-    let mut lint = tokio::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("promtool runs");
-    let mut stdin = lint.stdin.take().unwrap();
-    stdin.write_all(text.as_bytes()).await.unwrap();
-    drop(stdin);
-    let linted = lint.wait_with_output().await.unwrap();
+    let linted = pipe(
+        tokio::process::Command::new("promtool").args(["check", "metrics"]),
+        &text,
+    )
+    .await;
     assert!(
         linted.status.success(),
         "promtool check metrics: {}{}",
