@@ -77,6 +77,16 @@ ensure_contract_tools() {
         cp "$ROOT/tests/contract/asyncapi/package.json" "$lock" "$parser/"
         npm ci --prefix "$parser" --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null
     fi
+    # The operator console is driven in Debian's chromium by playwright-core.
+    command -v chromium >/dev/null || apt_install chromium
+    local console="$CONTRACT_TOOLS/console" console_lock="$ROOT/tests/contract/console/package-lock.json"
+    if ! cmp -s "$console_lock" "$console/package-lock.json"; then
+        log "installing playwright-core (npm, tests/contract/console)"
+        rm -rf "$console"
+        mkdir -p "$console"
+        cp "$ROOT/tests/contract/console/package.json" "$console_lock" "$console/"
+        npm ci --prefix "$console" --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null
+    fi
     # promtool checks the alert rules and lints /metrics (Debian's package).
     command -v promtool >/dev/null || apt_install prometheus
     export VCINTEL_CONTRACT_TOOLS="$CONTRACT_TOOLS"

@@ -400,12 +400,15 @@ pub async fn problem_details(request: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    // A problem already, or a handler's own JSON error document (readiness).
+    // A problem already, or a handler's own error document (readiness's
+    // JSON, the console's sign-in page).
     let structured = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| {
-            v.as_bytes() == PROBLEM_JSON.as_bytes() || v.as_bytes().starts_with(b"application/json")
+            v.as_bytes() == PROBLEM_JSON.as_bytes()
+                || v.as_bytes().starts_with(b"application/json")
+                || v.as_bytes().starts_with(b"text/html")
         });
     if structured {
         return response;

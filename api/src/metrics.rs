@@ -193,8 +193,17 @@ pub fn recorder() -> &'static PrometheusHandle {
 #[derive(Debug, Clone)]
 struct RouteTemplate(String);
 
-/// Inside the router: notes which route matched.
+/// Inside the router: notes which route matched, for the metrics and as
+/// the request span's name.
 pub async fn note_route(matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
+    if let Some(matched) = &matched {
+        let span = tracing::Span::current();
+        vcintel_infra::trace_context::rename(
+            &span,
+            format!("{} {}", request.method(), matched.as_str()),
+        );
+        span.record("http.route", matched.as_str());
+    }
     let mut response = next.run(request).await;
     if let Some(matched) = matched {
         response

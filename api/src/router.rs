@@ -191,13 +191,17 @@ fn request_span(request: &Request) -> tracing::Span {
         .unwrap_or_default();
     let span = tracing::info_span!(
         "request",
+        // Named `METHOD /route/{template}` once routing matched.
+        otel.name = %request.method(),
+        otel.kind = "server",
+        http.route = tracing::field::Empty,
         method = %request.method(),
         path = %request.uri().path(),
         request_id = %request_id,
         workspace_id = tracing::field::Empty,
         user_id = tracing::field::Empty,
     );
-    crate::telemetry::continue_trace(
+    vcintel_infra::trace_context::continue_trace(
         &span,
         request
             .headers()

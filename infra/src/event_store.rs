@@ -18,6 +18,7 @@
 //! are stored.
 
 use crate::relay::NOTIFY_CHANNEL;
+use crate::trace_context::db_span;
 use cqrs_es::persist::{
     PersistedEventRepository, PersistedEventStore, PersistenceError, ReplayStream, SerializedEvent,
     SerializedSnapshot,
@@ -28,6 +29,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use std::collections::HashMap;
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 use vcintel_commands::{
     AccountCommands, BudgetAggregate, BudgetCommands, CompanyAggregate, CompanyCommands,
     EnrichmentCommands, EnrichmentJobAggregate, ListAggregate, ListCommands, NoteAggregate,
@@ -217,7 +219,10 @@ where
         &self,
         aggregate_id: &str,
     ) -> Result<Self::AC, AggregateError<A::Error>> {
-        self.inner.load_aggregate(aggregate_id).await
+        self.inner
+            .load_aggregate(aggregate_id)
+            .instrument(db_span("load aggregate"))
+            .await
     }
 
     async fn commit(
@@ -245,10 +250,14 @@ where
             && changes.released.is_empty()
             && changes.released_scopes.is_empty()
         {
-            self.inner.commit(events, context, metadata).await
+            self.inner
+                .commit(events, context, metadata)
+                .instrument(db_span("append events"))
+                .await
         } else {
             UNIQUE_CHANGES
                 .scope(changes, self.inner.commit(events, context, metadata))
+                .instrument(db_span("append events"))
                 .await
         };
         let committed = result.map_err(|error| match error {

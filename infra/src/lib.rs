@@ -7,6 +7,7 @@
 //! postgres-es, async-nats, reqwest and tokio. Never on axum or the API.
 
 pub mod accounts;
+pub mod backup;
 pub mod db;
 pub mod enrichment;
 pub mod event_log;
@@ -21,6 +22,7 @@ pub mod rate_limit;
 pub mod relay;
 pub mod stream;
 pub mod supervise;
+pub mod trace_context;
 pub mod upcast;
 pub mod verify;
 pub mod wire;

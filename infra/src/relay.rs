@@ -22,6 +22,7 @@ use crate::event_log::{self, CommitCursor, StoredEvent};
 use crate::failpoint;
 use crate::lease::Lease;
 use crate::stream::StreamSettings;
+use crate::trace_context;
 use crate::wire::{EventMessage, Topology};
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
 use async_nats::HeaderMap;
@@ -327,8 +328,12 @@ impl Relay {
         epoch: i64,
     ) -> anyhow::Result<Vec<jetstream::publish::PublishAck>> {
         let mut pending = Vec::with_capacity(events.len());
+        // Each event's span lasts until its acknowledgement.
+        let mut spans = Vec::with_capacity(events.len());
         for event in events {
-            pending.push(self.send(event, epoch, None).await?);
+            let (ack, span) = self.send(event, epoch, None).await?;
+            pending.push(ack);
+            spans.push(span);
         }
         // Publishes are pipelined on one connection, so the stream stores
         // them in commit order; the acks are awaited together.
@@ -350,13 +355,15 @@ impl Relay {
     }
 
     /// Sends one event; `message_id` overrides its `Nats-Msg-Id` (a repair
-    /// whose event id the duplicate window still remembers).
+    /// whose event id the duplicate window still remembers). The span, in
+    /// the trace of the request that appended the event, is the parent of
+    /// every consumer's span; keep it until the acknowledgement.
     async fn send(
         &self,
         event: &StoredEvent,
         epoch: i64,
         message_id: Option<String>,
-    ) -> anyhow::Result<PublishAckFuture> {
+    ) -> anyhow::Result<(PublishAckFuture, tracing::Span)> {
         let message = EventMessage::from_stored(event)?;
         let subject = self.topology.subject_for(
             &message.workspaceid,
@@ -366,14 +373,29 @@ impl Relay {
         let mut headers = HeaderMap::new();
         headers.insert("Content-Type", "application/cloudevents+json");
         headers.insert(crate::stream::EPOCH_HEADER, epoch.to_string().as_str());
-        if let Some(traceparent) = event.metadata_str(vcintel_commands::metadata::TRACEPARENT) {
-            headers.insert("traceparent", traceparent);
+        let appended_in = event.metadata_str(vcintel_commands::metadata::TRACEPARENT);
+        let span = tracing::info_span!(
+            "relay.publish",
+            otel.name = %format_args!("publish {}", event.event_type),
+            otel.kind = "producer",
+            messaging.system = "nats",
+            messaging.operation.type = "send",
+            event_type = %event.event_type,
+            position = event.position,
+        );
+        trace_context::continue_trace(&span, appended_in);
+        if let Some(traceparent) = trace_context::traceparent_of(&span)
+            .as_deref()
+            .or(appended_in)
+        {
+            trace_context::set_message_traceparent(&mut headers, traceparent);
         }
         let publish = PublishMessage::build()
             .headers(headers)
             .message_id(message_id.unwrap_or_else(|| event.event_id.to_string()))
             .payload(serde_json::to_vec(&message)?.into());
-        Ok(self.js.send_publish(subject, publish).await?)
+        let ack = self.js.send_publish(subject, publish).await?;
+        Ok((ack, span))
     }
 
     async fn load_state(&self) -> anyhow::Result<RelayState> {

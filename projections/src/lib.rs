@@ -31,6 +31,8 @@ pub struct ReadModel {
     pub aggregate_types: &'static [&'static str],
     /// Single event types of other aggregates it reacts to.
     pub reacts_to: &'static [(&'static str, &'static str)],
+    /// The tables it owns.
+    pub tables: &'static [&'static str],
 }
 
 impl ReadModel {
@@ -39,6 +41,7 @@ impl ReadModel {
             name: P::NAME,
             aggregate_types: P::AGGREGATE_TYPES,
             reacts_to: P::REACTS_TO,
+            tables: P::TABLES,
         }
     }
 

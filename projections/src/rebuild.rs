@@ -30,7 +30,7 @@ use vcintel_infra::failpoint;
 use vcintel_infra::wire::EventMessage;
 
 /// Tables every projection keeps rows in, keyed by a `projection` column.
-const SHARED_TABLES: [&str; 2] = ["projection_versions", "company_tombstones"];
+pub const SHARED_TABLES: [&str; 2] = ["projection_versions", "company_tombstones"];
 
 /// The advisory-lock class held by the one process running a rebuild of a
 /// read model (distinct from the rebuild lock the projector shares).

@@ -7,7 +7,9 @@ use futures::StreamExt;
 use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use std::time::Duration;
+use tracing::{Instrument as _, Span};
 use vcintel_infra::supervise::restarting;
+use vcintel_infra::trace_context;
 use vcintel_infra::wire::{EventMessage, Topology};
 use vcintel_infra::{event_log, failpoint, CancellationToken};
 
@@ -144,7 +146,11 @@ async fn apply_and_ack<P: Projection>(
         return Ok(());
     }
     let events: Vec<&EventMessage> = batch.iter().map(|(_, e)| e).collect();
-    match apply_in_one_transaction::<P>(pool, &events).await {
+    let (applying, write) = batch_spans::<P>(&batch);
+    match apply_in_one_transaction::<P>(pool, &events)
+        .instrument(write)
+        .await
+    {
         Ok(()) => {
             metrics::counter!("vcintel_projection_events_applied_total", "read_model" => P::NAME)
                 .increment(events.len() as u64);
@@ -159,8 +165,11 @@ async fn apply_and_ack<P: Projection>(
         Err(error) => {
             // Isolate the failing message so the others still land.
             tracing::warn!(projection = P::NAME, %error, "batch failed; applying one by one");
-            for (message, event) in &batch {
-                match apply_in_one_transaction::<P>(pool, &[event]).await {
+            for ((message, event), span) in batch.iter().zip(&applying) {
+                match apply_in_one_transaction::<P>(pool, &[event])
+                    .instrument(trace_context::db_span_under(span, "apply to read model"))
+                    .await
+                {
                     Ok(()) => {
                         metrics::counter!(
                             "vcintel_projection_events_applied_total",
@@ -199,6 +208,37 @@ async fn apply_and_ack<P: Projection>(
         }
     }
     Ok(())
+}
+
+/// One span per message, each continuing the trace its event was
+/// published in, and the span of the batch's one transaction: a child of
+/// the first message's span, linked to the others'.
+fn batch_spans<P: Projection>(batch: &[(jetstream::Message, EventMessage)]) -> (Vec<Span>, Span) {
+    let applying: Vec<Span> = batch
+        .iter()
+        .map(|(message, event)| {
+            let span = tracing::info_span!(
+                "projection.apply",
+                otel.name = %format_args!("project {} into {}", event.eventtype, P::NAME),
+                otel.kind = "consumer",
+                messaging.system = "nats",
+                messaging.operation.type = "process",
+                read_model = P::NAME,
+                event_type = %event.eventtype,
+            );
+            trace_context::continue_trace(&span, trace_context::message_traceparent(message));
+            span
+        })
+        .collect();
+    let write = match applying.split_first() {
+        Some((first, rest)) => {
+            let write = trace_context::db_span_under(first, "apply to read model");
+            trace_context::link_spans(&write, rest);
+            write
+        }
+        None => trace_context::db_span("apply to read model"),
+    };
+    (applying, write)
 }
 
 async fn apply_in_one_transaction<P: Projection>(

@@ -1,6 +1,8 @@
 //! The `enrichment_usage` read model: model calls, tokens and cost per
 //! workspace, user and month, from the enrichment jobs' events (a failed
-//! attempt whose model call answered badly still cost tokens).
+//! attempt whose model call answered badly still cost tokens), with the
+//! totals per workspace and month and per month, kept as the events come
+//! so that no reader sums rows.
 
 use crate::{decode_event, AggregateChanges, Projection, ProjectionError};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
@@ -15,7 +17,11 @@ pub struct UsageProjection;
 impl Projection for UsageProjection {
     const NAME: &'static str = "usage";
     const AGGREGATE_TYPES: &'static [&'static str] = &[vcintel_domain::enrichment::AGGREGATE_TYPE];
-    const TABLES: &'static [&'static str] = &["enrichment_usage"];
+    const TABLES: &'static [&'static str] = &[
+        "enrichment_usage",
+        "enrichment_workspace_costs",
+        "enrichment_month_costs",
+    ];
 
     async fn apply_batch(
         tx: &mut PgConnection,
@@ -44,6 +50,43 @@ impl Projection for UsageProjection {
                        tokens_in = enrichment_usage.tokens_in + excluded.tokens_in,
                        tokens_out = enrichment_usage.tokens_out + excluded.tokens_out,
                        cost_micro_usd = enrichment_usage.cost_micro_usd + excluded.cost_micro_usd", workspace.0, user.0, month_of(event.time), enrichments as i64, i64::from(model_call), usage.tokens_in as i64, usage.tokens_out as i64, usage.cost_micro_usd as i64)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query!(
+                    "insert into enrichment_workspace_costs (month, workspace_id, enrichments,
+                                                             model_calls, cost_micro_usd)
+                     values ($1, $2, $3, $4, $5)
+                     on conflict (month, workspace_id) do update set
+                       enrichments = enrichment_workspace_costs.enrichments + excluded.enrichments,
+                       model_calls = enrichment_workspace_costs.model_calls + excluded.model_calls,
+                       cost_micro_usd = enrichment_workspace_costs.cost_micro_usd
+                                        + excluded.cost_micro_usd",
+                    month_of(event.time),
+                    workspace.0,
+                    enrichments as i64,
+                    i64::from(model_call),
+                    usage.cost_micro_usd as i64
+                )
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query!(
+                    "insert into enrichment_month_costs (month, enrichments, model_calls,
+                                                         tokens_in, tokens_out, cost_micro_usd)
+                     values ($1, $2, $3, $4, $5, $6)
+                     on conflict (month) do update set
+                       enrichments = enrichment_month_costs.enrichments + excluded.enrichments,
+                       model_calls = enrichment_month_costs.model_calls + excluded.model_calls,
+                       tokens_in = enrichment_month_costs.tokens_in + excluded.tokens_in,
+                       tokens_out = enrichment_month_costs.tokens_out + excluded.tokens_out,
+                       cost_micro_usd = enrichment_month_costs.cost_micro_usd
+                                        + excluded.cost_micro_usd",
+                    month_of(event.time),
+                    enrichments as i64,
+                    i64::from(model_call),
+                    usage.tokens_in as i64,
+                    usage.tokens_out as i64,
+                    usage.cost_micro_usd as i64
+                )
                 .execute(&mut *tx)
                 .await?;
             }
@@ -88,15 +131,15 @@ impl vcintel_commands::admission::Spending for MonthlySpending {
         workspace: WorkspaceId,
     ) -> Result<u64, vcintel_commands::CommandError> {
         let spent = sqlx::query_scalar!(
-            r#"select coalesce(sum(cost_micro_usd), 0)::bigint as "spent!" from enrichment_usage
-               where workspace_id = $1 and month = $2"#,
-            workspace.0,
+            "select cost_micro_usd from enrichment_workspace_costs
+             where month = $1 and workspace_id = $2",
             month_of(Utc::now()),
+            workspace.0,
         )
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await
         .map_err(vcintel_commands::CommandError::store)?;
-        Ok(spent.max(0) as u64)
+        Ok(spent.unwrap_or(0).max(0) as u64)
     }
 }
 
@@ -112,6 +155,65 @@ pub async fn by_user(
          from enrichment_usage where workspace_id = $1 and month = $2 order by user_id",
         workspace.0,
         month
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// A month's enrichment usage across every workspace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, FromRow)]
+pub struct MonthCost {
+    pub month: NaiveDate,
+    pub enrichments: i64,
+    pub model_calls: i64,
+    pub tokens_in: i64,
+    pub tokens_out: i64,
+    pub cost_micro_usd: i64,
+}
+
+/// The `months` months up to `through`, oldest first (months without
+/// enrichments are absent).
+pub async fn month_costs(
+    db: impl PgExecutor<'_>,
+    through: NaiveDate,
+    months: i64,
+) -> Result<Vec<MonthCost>, sqlx::Error> {
+    let mut rows = sqlx::query_as!(
+        MonthCost,
+        "select month, enrichments, model_calls, tokens_in, tokens_out, cost_micro_usd
+         from enrichment_month_costs where month <= $1 order by month desc limit $2",
+        through,
+        months
+    )
+    .fetch_all(db)
+    .await?;
+    rows.reverse();
+    Ok(rows)
+}
+
+/// What one workspace's enrichments cost in a month.
+#[derive(Debug, Clone, Default, PartialEq, Eq, FromRow)]
+pub struct WorkspaceCost {
+    pub workspace_id: Uuid,
+    pub enrichments: i64,
+    pub model_calls: i64,
+    pub cost_micro_usd: i64,
+}
+
+/// The `limit` workspaces whose enrichments cost most in `month`, most
+/// first.
+pub async fn top_workspace_costs(
+    db: impl PgExecutor<'_>,
+    month: NaiveDate,
+    limit: i64,
+) -> Result<Vec<WorkspaceCost>, sqlx::Error> {
+    sqlx::query_as!(
+        WorkspaceCost,
+        "select workspace_id, enrichments, model_calls, cost_micro_usd
+         from enrichment_workspace_costs where month = $1
+         order by cost_micro_usd desc, workspace_id limit $2",
+        month,
+        limit
     )
     .fetch_all(db)
     .await

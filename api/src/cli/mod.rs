@@ -2,6 +2,7 @@
 //! service; the others are operators' tools over the same crates the
 //! service uses.
 
+mod backup;
 mod demo;
 mod events;
 mod migrate;
@@ -65,6 +66,15 @@ pub enum Command {
         #[command(subcommand)]
         action: stream::StreamAction,
     },
+    /// Consistent backups of what cannot be rebuilt, their verification,
+    /// and restores into an empty database.
+    Backup {
+        /// Needed to create and restore, not to verify.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        #[command(subcommand)]
+        action: backup::BackupAction,
+    },
     /// Sample data for trying the product.
     Demo {
         #[command(subcommand)]
@@ -109,6 +119,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             database_url,
             action,
         } => stream::run(&database_url, action).await?,
+        Command::Backup {
+            database_url,
+            action,
+        } => backup::run(database_url.as_deref(), action).await?,
         Command::Demo { action } => demo::run(action).await?,
         Command::Token { action } => token::run(action)?,
     }

@@ -24,3 +24,31 @@ pub fn events_counter(label: &str) -> ProgressBar {
     bar.set_message(label.to_owned());
     bar
 }
+
+/// A bar counting a table's rows towards `total`.
+pub fn rows_bar(label: &str, total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:<32} [{bar:30}] {pos}/{len} rows ({percent}%)")
+    {
+        bar.set_style(style.progress_chars("#-"));
+    }
+    bar.set_message(label.to_owned());
+    bar
+}
+
+/// `2.4 s`, `3 min 05 s`: how long something took, for people.
+pub fn human_duration(elapsed: std::time::Duration) -> String {
+    let seconds = elapsed.as_secs_f64();
+    if seconds < 60.0 {
+        format!("{seconds:.1} s")
+    } else {
+        let whole = elapsed.as_secs();
+        format!("{} min {:02} s", whole / 60, whole % 60)
+    }
+}
+
+/// `1.5 MiB`: a size, for people.
+pub fn human_bytes(bytes: u64) -> String {
+    indicatif::HumanBytes(bytes).to_string()
+}

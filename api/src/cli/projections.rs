@@ -89,7 +89,7 @@ async fn status(database_url: &str, nats_url: &str, nats_prefix: &str) -> anyhow
     Ok(())
 }
 
-async fn rebuild(
+pub(super) async fn rebuild(
     database_url: &str,
     names: Vec<String>,
     options: &vcintel_projections::rebuild::RebuildOptions,
@@ -124,9 +124,10 @@ async fn rebuild(
             String::new()
         };
         println!(
-            "rebuilt {} from {} events{resumed} in {elapsed:?}: {:.0} events/s, swapped in",
+            "rebuilt {} from {} events{resumed} in {}: {:.0} events/s, swapped in",
             rebuilt.read_model,
             rebuilt.events,
+            progress::human_duration(elapsed),
             fresh as f64 / elapsed.as_secs_f64().max(1e-9)
         );
     }

@@ -40,9 +40,15 @@ const DOCS_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; \
      style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
      frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
+/// The operator console: its own script and style only, reading this origin.
+const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; \
+     base-uri 'none'";
+
 /// Sets the security headers on every response.
 pub async fn security_headers(request: Request, next: Next) -> Response {
     let docs = request.uri().path().starts_with("/docs");
+    let console = request.uri().path().starts_with("/admin/console");
     let auth = request.uri().path().starts_with("/v1/auth/");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
@@ -61,7 +67,13 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
     );
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(if docs { DOCS_CSP } else { API_CSP }),
+        HeaderValue::from_static(if docs {
+            DOCS_CSP
+        } else if console {
+            CONSOLE_CSP
+        } else {
+            API_CSP
+        }),
     );
     if auth {
         // Tokens must never sit in a cache.

@@ -16,7 +16,8 @@ pub fn command_metadata(headers: &HeaderMap) -> CommandMetadata {
         request_id: header(REQUEST_ID),
         // Our request span's trace when spans are exported (it continues
         // the caller's), else the caller's header as it came.
-        traceparent: crate::telemetry::current_traceparent().or_else(|| header("traceparent")),
+        traceparent: vcintel_infra::trace_context::current_traceparent()
+            .or_else(|| header("traceparent")),
         // A client may name the larger piece of work a request belongs to.
         correlation_id: header("x-correlation-id").filter(|c| c.len() <= 200),
         // Set by the idempotency layer only (it removes any a client sent).

@@ -36,11 +36,55 @@ impl FromRequestParts<AppState> for Operator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // The console's cookie reads; it never changes anything, so a
+        // forged cross-site request cannot act with it.
+        if parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD {
+            if let Some(operator) = Operator::console_session(state, &parts.headers) {
+                return Ok(operator);
+            }
+        }
         Operator::presented(state, &parts.headers)
     }
 }
 
+/// The operator console's session cookie.
+pub const CONSOLE_COOKIE: &str = "vcintel_console";
+
+/// How long a console session lasts.
+pub const CONSOLE_SESSION: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
+/// Console sessions are sealed under the operator token's digest: one
+/// cannot be forged without the token, and changing the token ends them all.
+fn console_sealer(digest: &[u8; 32]) -> crate::http::signed::Sealer {
+    crate::http::signed::Sealer::new(digest, b"vcintel operator console session v1")
+}
+
 impl Operator {
+    /// A console session cookie value, for a caller who presented the token.
+    pub fn console_session_value(state: &AppState) -> Option<String> {
+        let digest = state.admin_token_digest.as_ref()?;
+        let expires = Utc::now().timestamp() + CONSOLE_SESSION.as_secs() as i64;
+        Some(console_sealer(digest).seal(&expires.to_be_bytes()))
+    }
+
+    /// Whether `headers` carry a console session cookie still valid.
+    pub fn console_session(state: &AppState, headers: &HeaderMap) -> Option<Self> {
+        let digest = state.admin_token_digest.as_ref()?;
+        let sealer = console_sealer(digest);
+        let expires = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(|(name, _)| *name == CONSOLE_COOKIE)
+            .find_map(|(_, value)| {
+                let payload = sealer.open(value)?;
+                Some(i64::from_be_bytes(payload.try_into().ok()?))
+            })?;
+        (Utc::now().timestamp() < expires).then_some(Operator)
+    }
+
     /// Whether `headers` carry the operator token.
     pub fn presented(state: &AppState, headers: &HeaderMap) -> Result<Self, ApiError> {
         // No credentials is 401 whether or not the admin API is on.
@@ -321,4 +365,174 @@ fn broker_reachable(state: &AppState) -> Result<(), ApiError> {
         async_nats::connection::State::Connected => Ok(()),
         _ => Err(ApiError::Unavailable("the message broker")),
     }
+}
+
+/// The relay's state: what waits to be published, who leads, and whether
+/// it is halted.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RelayStatus {
+    /// Events committed but not yet published (counted up to 10,000).
+    pub lag: i64,
+    /// How long the oldest of them has waited, in seconds.
+    pub oldest_waiting_seconds: Option<f64>,
+    /// The instance holding the relay's lease, if any.
+    pub leader: Option<String>,
+    /// How many times the stream was refilled from the event store.
+    pub epoch: i64,
+    /// The stream sequence up to which the stream is proven equal to the store.
+    pub verified_seq: i64,
+    /// Why the relay is halted, while it is.
+    pub halted: Option<String>,
+    /// The latest divergence found and what was done.
+    pub last_repair: Option<LastRepair>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LastRepair {
+    pub detail: String,
+    pub seconds_ago: f64,
+}
+
+/// The relay's lag, leader and health, read from the store wherever the
+/// relay runs.
+#[utoipa::path(
+    get, path = "/admin/relay", tag = TAG, operation_id = "getRelayStatus",
+    responses(
+        (status = 200, description = "The relay's state", body = RelayStatus),
+        (status = 401, description = "Missing or wrong operator token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is off", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("operator" = []))
+)]
+pub async fn relay_status(
+    State(state): State<AppState>,
+    _: Operator,
+) -> Result<axum::Json<RelayStatus>, ApiError> {
+    let relay =
+        vcintel_infra::relay::relay_health(&state.pool, vcintel_infra::relay::RELAY_NAME).await?;
+    Ok(axum::Json(RelayStatus {
+        lag: relay.lag,
+        oldest_waiting_seconds: relay.oldest_waiting.map(|d| d.as_secs_f64()),
+        leader: relay.leader,
+        epoch: relay.epoch,
+        verified_seq: relay.verified_seq,
+        halted: relay.diverged,
+        last_repair: relay.last_repair.map(|(detail, ago)| LastRepair {
+            detail,
+            seconds_ago: ago.as_secs_f64(),
+        }),
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CostParams {
+    /// The calendar month, `YYYY-MM` (UTC); default: the current one.
+    #[param(pattern = "^[0-9]{4}-(?:0[1-9]|1[0-2])$")]
+    pub month: Option<String>,
+    /// How many workspaces to list, most expensive first (1–100; default 10).
+    #[param(minimum = 1, maximum = 100)]
+    pub top: Option<u32>,
+}
+
+/// A month's usage across every workspace.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MonthUsage {
+    /// `YYYY-MM`.
+    pub month: String,
+    #[serde(flatten)]
+    pub usage: crate::routes::enrichments::UsageTotals,
+}
+
+/// What one workspace's enrichments cost in the month.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WorkspaceCost {
+    pub workspace_id: uuid::Uuid,
+    pub enrichments: u64,
+    pub model_calls: u64,
+    /// Millionths of a US dollar.
+    pub cost_micro_usd: u64,
+}
+
+/// Enrichment cost per month and the most expensive workspaces of one.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EnrichmentCosts {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// Up to twelve months ending with `month`, oldest first; months without
+    /// enrichments are absent.
+    pub by_month: Vec<MonthUsage>,
+    /// The workspaces whose enrichments cost most in `month`, most first.
+    pub top_workspaces: Vec<WorkspaceCost>,
+}
+
+/// What enrichment cost: per month across every workspace, and the
+/// workspaces that spent most in a month.
+#[utoipa::path(
+    get, path = "/admin/enrichment-costs", tag = TAG, operation_id = "getEnrichmentCosts",
+    params(CostParams),
+    responses(
+        (status = 200, description = "Costs per month and the top workspaces", body = EnrichmentCosts),
+        (status = 400, description = "A malformed `month` or `top`; `errors[].field` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong operator token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The admin API is off", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("operator" = []))
+)]
+pub async fn enrichment_costs(
+    State(state): State<AppState>,
+    _: Operator,
+    crate::http::extract::Query(params): crate::http::extract::Query<CostParams>,
+) -> Result<axum::Json<EnrichmentCosts>, ApiError> {
+    use vcintel_projections::usage;
+    let month = match &params.month {
+        None => usage::month_of(Utc::now()),
+        Some(text) => {
+            crate::routes::enrichments::parse_month(text).ok_or_else(|| ApiError::BadRequest {
+                detail: "must be a month like 2026-11".to_owned(),
+                field: Some("month".to_owned()),
+            })?
+        }
+    };
+    let top = match params.top {
+        None => 10,
+        Some(top @ 1..=100) => i64::from(top),
+        Some(_) => {
+            return Err(ApiError::BadRequest {
+                detail: "must be between 1 and 100".to_owned(),
+                field: Some("top".to_owned()),
+            })
+        }
+    };
+    let (months, workspaces) = tokio::try_join!(
+        usage::month_costs(&state.pool, month, 12),
+        usage::top_workspace_costs(&state.pool, month, top),
+    )?;
+    let count = |n: i64| n.max(0) as u64;
+    Ok(axum::Json(EnrichmentCosts {
+        month: month.format("%Y-%m").to_string(),
+        by_month: months
+            .into_iter()
+            .map(|m| MonthUsage {
+                month: m.month.format("%Y-%m").to_string(),
+                usage: crate::routes::enrichments::UsageTotals {
+                    enrichments: count(m.enrichments),
+                    model_calls: count(m.model_calls),
+                    tokens_in: count(m.tokens_in),
+                    tokens_out: count(m.tokens_out),
+                    cost_micro_usd: count(m.cost_micro_usd),
+                },
+            })
+            .collect(),
+        top_workspaces: workspaces
+            .into_iter()
+            .map(|w| WorkspaceCost {
+                workspace_id: w.workspace_id,
+                enrichments: count(w.enrichments),
+                model_calls: count(w.model_calls),
+                cost_micro_usd: count(w.cost_micro_usd),
+            })
+            .collect(),
+    }))
 }

@@ -382,7 +382,7 @@ pub struct UsageParams {
 
 /// The first day of a `YYYY-MM` month, exactly as the parameter's pattern
 /// states it (chrono's own parsing also takes one-digit months).
-fn parse_month(text: &str) -> Option<chrono::NaiveDate> {
+pub(crate) fn parse_month(text: &str) -> Option<chrono::NaiveDate> {
     let (year, month) = text.split_once('-')?;
     let digits =
         |part: &str, len: usize| part.len() == len && part.bytes().all(|b| b.is_ascii_digit());

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod companies;
+pub mod console;
 pub mod enrichments;
 pub mod health;
 pub mod lists;
@@ -70,6 +71,12 @@ pub fn table(document: utoipa::openapi::OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(admin::start_rebuild))
         .routes(routes!(admin::list_dead_letters))
         .routes(routes!(admin::retry_dead_letters))
+        .routes(routes!(admin::relay_status))
+        .routes(routes!(admin::enrichment_costs))
+        .routes(routes!(console::console_page))
+        .routes(routes!(console::sign_in_to_console))
+        .routes(routes!(console::console_script))
+        .routes(routes!(console::console_style))
         .routes(routes!(
             workspaces::thesis::get_thesis,
             workspaces::thesis::set_thesis

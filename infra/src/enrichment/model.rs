@@ -23,6 +23,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tracing::Instrument as _;
 use vcintel_domain::enrichment::{
     Confidence, Extraction, Signal, SignalKind, Usage, MAX_EVIDENCE_CHARS, MAX_KEYWORDS,
     MAX_KEYWORD_CHARS, MAX_SIGNALS, MAX_SUMMARY_CHARS, MAX_WHAT_IT_DOES_CHARS,
@@ -150,8 +151,23 @@ impl ModelClient {
         // byte of the prompt, and the answer is capped.
         let most_in = serde_json::to_vec(&request).map_or(u64::MAX, |r| r.len() as u64);
         let most_out = u64::from(self.settings.max_output_tokens);
+        // OpenTelemetry's GenAI conventions, so trace backends show the
+        // call's model and tokens.
+        let span = tracing::info_span!(
+            "model.call",
+            otel.name = %format_args!("chat {}", self.settings.model),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            gen_ai.operation.name = "chat",
+            gen_ai.request.model = %self.settings.model,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+        );
         let started = std::time::Instant::now();
-        let answered = client.chat().create(request).await;
+        let answered = client.chat().create(request).instrument(span.clone()).await;
+        if answered.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
         metrics::histogram!(
             "vcintel_model_call_duration_seconds",
             "model" => self.settings.model.clone(),
@@ -178,6 +194,8 @@ impl ModelClient {
                     "the model provider reported more usage than the request could have used"
                 );
             }
+            span.record("gen_ai.usage.input_tokens", tokens_in);
+            span.record("gen_ai.usage.output_tokens", tokens_out);
             Usage {
                 tokens_in,
                 tokens_out,
@@ -382,8 +400,13 @@ impl tower::Service<async_openai::middleware::HttpRequestFactory> for PlainExecu
     fn call(&mut self, factory: async_openai::middleware::HttpRequestFactory) -> Self::Future {
         let http = self.http.clone();
         let slot = self.retry_after.clone();
+        // The provider may join our trace (the model call's span).
+        let traceparent = crate::trace_context::current_traceparent();
         Box::pin(async move {
-            let request = factory.build().await?;
+            let mut request = factory.build().await?;
+            if let Some(value) = traceparent.and_then(|v| v.parse().ok()) {
+                request.headers_mut().insert("traceparent", value);
+            }
             let response = http.execute(request).await?;
             if response.status().as_u16() == 429 {
                 let seconds = response

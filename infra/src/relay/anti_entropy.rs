@@ -422,7 +422,9 @@ impl Relay {
             // Unique per attempt: an earlier repair's id may be remembered
             // by the duplicate window too.
             let message_id = format!("{}:repair:{}", event.event_id, Uuid::new_v4().simple());
-            let ack = self.send(event, epoch, Some(message_id)).await?.await?;
+            let (ack, span) = self.send(event, epoch, Some(message_id)).await?;
+            let ack = ack.await?;
+            drop(span);
             stored.push((ack.sequence as i64, event.event_id));
         }
         // Above the frontier until the walk passes them: checked at every

@@ -20,6 +20,7 @@ use super::breaker::CircuitBreaker;
 use super::fetch::Fetcher;
 use super::model::ModelClient;
 use crate::event_store::{PgBudgetCommands, PgEnrichmentCommands};
+use crate::trace_context;
 use crate::wire::{EventMessage, Topology};
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use futures::StreamExt;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use uuid::Uuid;
 use vcintel_commands::admission::Spending;
 use vcintel_commands::enrichment::RecentResults;
@@ -219,14 +221,28 @@ impl EnrichmentWorker {
         };
         // The job's events belong to the request that asked for it, and
         // were caused by its `requested` event.
+        // The job continues the trace its request was published in, and
+        // the events it appends carry the job's span on.
+        let span = tracing::info_span!(
+            "enrichment.job",
+            otel.name = "enrich company",
+            otel.kind = "consumer",
+            messaging.system = "nats",
+            messaging.operation.type = "process",
+            %job_id,
+        );
+        let requested_in = trace_context::message_traceparent(&message);
+        trace_context::continue_trace(&span, requested_in);
         let metadata = CommandMetadata {
             request_id: Some(format!("enrichment-{job_id}")),
             correlation_id: requested.as_ref().and_then(|e| e.correlationid.clone()),
             causation_id: requested.as_ref().map(|e| e.id),
+            traceparent: trace_context::traceparent_of(&span)
+                .or_else(|| requested_in.map(str::to_owned)),
             ..CommandMetadata::default()
         };
         let outcome = tokio::select! {
-            outcome = self.run_job(job_id, &metadata) => Some(outcome),
+            outcome = self.run_job(job_id, &metadata).instrument(span) => Some(outcome),
             _ = shutdown.cancelled() => None,
         };
         alive.cancel();

@@ -1,0 +1,160 @@
+//! `vcintel backup`: consistent logical backups of what cannot be rebuilt,
+//! their verification, and restores into an empty database (then read
+//! models rebuilt; the relay refills the stream when the service starts).
+//! Point-in-time recovery uses Postgres' own machinery instead: see
+//! `scripts/pitr.sh` and the README's "Backups and recovery".
+
+use super::progress;
+use clap::Subcommand;
+use indicatif::{MultiProgress, ProgressBar};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use vcintel_infra::backup::{self, Manifest};
+use vcintel_infra::db;
+
+#[derive(Debug, Subcommand)]
+pub enum BackupAction {
+    /// Copy the event store and every table no event can rebuild, in one
+    /// consistent snapshot, into a new directory with a manifest.
+    Create {
+        /// The directory to create (default: `vcintel-backup-<UTC time>`).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Check a backup against its manifest: sizes, checksums, row counts.
+    Verify { dir: PathBuf },
+    /// Restore a verified backup into an empty database, then rebuild every
+    /// read model from the restored events.
+    Restore {
+        dir: PathBuf,
+        /// Leave the read models empty (rebuild them later with
+        /// `vcintel projections rebuild`).
+        #[arg(long)]
+        skip_rebuild: bool,
+    },
+}
+
+/// One bar per table, drawn while it is copied (hidden off a terminal).
+struct TableBars {
+    all: MultiProgress,
+    bars: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl TableBars {
+    fn new() -> Self {
+        Self {
+            all: MultiProgress::new(),
+            bars: Mutex::default(),
+        }
+    }
+
+    fn report(&self, verb: &str, table: &str, done: u64, total: u64) {
+        let Ok(mut bars) = self.bars.lock() else {
+            return;
+        };
+        let bar = bars.entry(table.to_owned()).or_insert_with(|| {
+            self.all
+                .add(progress::rows_bar(&format!("{verb} {table}"), total))
+        });
+        bar.set_length(total.max(done));
+        bar.set_position(done);
+    }
+
+    fn finish(&self) {
+        if let Ok(bars) = self.bars.lock() {
+            for bar in bars.values() {
+                bar.finish();
+            }
+        }
+    }
+}
+
+fn summary(manifest: &Manifest) -> String {
+    let rows: u64 = manifest.tables.iter().map(|t| t.rows).sum();
+    let bytes: u64 = manifest.tables.iter().map(|t| t.bytes).sum();
+    format!(
+        "{} events (last position {}), {} rows in {} tables, {}, migration {}, store {}",
+        manifest.events.count,
+        manifest
+            .events
+            .last_position
+            .map_or_else(|| "none".to_owned(), |p| p.to_string()),
+        rows,
+        manifest.tables.len(),
+        progress::human_bytes(bytes),
+        manifest.migration_version,
+        manifest.store_id
+    )
+}
+
+pub async fn run(database_url: Option<&str>, action: BackupAction) -> anyhow::Result<()> {
+    let bars = TableBars::new();
+    let database_url =
+        || database_url.ok_or_else(|| anyhow::anyhow!("set DATABASE_URL (or --database-url)"));
+    match action {
+        BackupAction::Create { output } => {
+            let dir = output.unwrap_or_else(|| {
+                PathBuf::from(format!(
+                    "vcintel-backup-{}",
+                    chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+                ))
+            });
+            let pool = db::connect(database_url()?, 2).await?;
+            let started = std::time::Instant::now();
+            let manifest = backup::create(&pool, &dir, &|table, done, total| {
+                bars.report("copying", table, done, total);
+            })
+            .await?;
+            bars.finish();
+            println!(
+                "backed up into {} in {}: {}",
+                dir.display(),
+                progress::human_duration(started.elapsed()),
+                summary(&manifest)
+            );
+        }
+        BackupAction::Verify { dir } => {
+            let manifest = backup::verify(&dir, &|table, done, total| {
+                bars.report("checking", table, done, total);
+            })?;
+            bars.finish();
+            println!(
+                "{} is a sound backup: {}",
+                dir.display(),
+                summary(&manifest)
+            );
+        }
+        BackupAction::Restore { dir, skip_rebuild } => {
+            let pool = db::connect(database_url()?, 2).await?;
+            let started = std::time::Instant::now();
+            let manifest = backup::restore(&pool, &dir, &|table, done, total| {
+                bars.report("restoring", table, done, total);
+            })
+            .await?;
+            bars.finish();
+            println!(
+                "restored {} in {}: {}",
+                dir.display(),
+                progress::human_duration(started.elapsed()),
+                summary(&manifest)
+            );
+            if skip_rebuild {
+                println!("read models left empty: run `vcintel projections rebuild`");
+            } else {
+                super::projections::rebuild(
+                    database_url()?,
+                    vec![],
+                    &vcintel_projections::rebuild::RebuildOptions::default(),
+                )
+                .await?;
+            }
+            println!(
+                "start the service: the relay finds the stream unproven for this store and \
+                 refills it from the restored events (events the backup lacks are kept in \
+                 stream_orphans)"
+            );
+        }
+    }
+    Ok(())
+}

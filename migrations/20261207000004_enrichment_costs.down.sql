@@ -1,0 +1,2 @@
+drop table enrichment_month_costs;
+drop table enrichment_workspace_costs;
