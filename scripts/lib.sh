@@ -92,6 +92,16 @@ ensure_contract_tools() {
     export VCINTEL_CONTRACT_TOOLS="$CONTRACT_TOOLS"
 }
 
+NEXTEST_VERSION="0.9.151"
+
+# ensure_nextest: the test runner the suite is written for.
+ensure_nextest() {
+    if ! cargo nextest --version 2>/dev/null | grep -q "$NEXTEST_VERSION"; then
+        log "installing cargo-nextest $NEXTEST_VERSION (cargo install, a few minutes once)"
+        cargo install --quiet --locked cargo-nextest --version "$NEXTEST_VERSION"
+    fi
+}
+
 CARGO_DENY_VERSION="0.20.2"
 
 # check_dependencies: cargo deny over deny.toml. Licences, bans and sources

@@ -9,9 +9,8 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ensure_contract_tools
+ensure_nextest
 start_throwaway_services test-run
-if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --locked --no-fail-fast "$@"
-else
-    cargo test --workspace --locked --no-fail-fast "$@"
-fi
+# One process per test: tests set process-wide state (the metrics
+# recorder, failpoints), and a failing one cannot take others with it.
+cargo nextest run --workspace --locked --no-fail-fast "$@"

@@ -943,6 +943,37 @@ impl PrivatePostgres {
         pg
     }
 
+    /// A server on a new port over the data folder `dir/data` made
+    /// elsewhere (a restored base backup).
+    pub fn adopt(dir: std::path::PathBuf) -> Self {
+        let pg = PrivatePostgres {
+            port: free_port(),
+            dir,
+        };
+        if running_as_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(&pg.dir)
+                .status()
+                .expect("chown");
+            assert!(status.success());
+        }
+        pg.start_server();
+        pg
+    }
+
+    /// The folder holding the data folder, the socket and the log.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Stops the server cleanly and starts it again (settings that take
+    /// effect only at start).
+    pub fn restart(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+        self.start_server();
+    }
+
     fn data(&self) -> String {
         self.data_dir().display().to_string()
     }

@@ -33,6 +33,7 @@ mod lists;
 mod metrics;
 mod notes;
 mod outage;
+mod pitr;
 mod plans;
 mod projection;
 mod rebuild;
