@@ -165,6 +165,26 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "Rate-limit decisions by action and outcome.",
     ),
+    (
+        "vcintel_relay_publish_delay_seconds",
+        Kind::Histogram,
+        "From an event's append to its publication's acknowledgement.",
+    ),
+    (
+        "vcintel_rebuild_progress_ratio",
+        Kind::Gauge,
+        "A read model's latest rebuild: events replayed over events to replay (1 once swapped in).",
+    ),
+    (
+        "vcintel_rebuild_running",
+        Kind::Gauge,
+        "1 while a process is rebuilding the read model.",
+    ),
+    (
+        "vcintel_enrichments_requested_total",
+        Kind::Counter,
+        "Enrichment jobs started, by the requester's tier (free, pro, enterprise, none).",
+    ),
 ];
 
 /// The process's recorder, installed the first time anything asks for it
@@ -313,6 +333,43 @@ async fn sample_relay(state: &AppState) {
     metrics::gauge!("vcintel_relay_has_leader").set(if relay.leader.is_some() { 1.0 } else { 0.0 });
 }
 
+/// Rebuilds' progress, from where they record it (Postgres), by the
+/// processes that run projectors: one series per read model.
+async fn sample_rebuilds(state: &AppState) {
+    if !state.components.contains(&crate::Component::Projector) {
+        return;
+    }
+    let rebuilds = match vcintel_projections::rebuild::statuses(&state.pool).await {
+        Ok(rebuilds) => rebuilds,
+        Err(error) => {
+            tracing::warn!(%error, "rebuild state unavailable for /metrics");
+            return;
+        }
+    };
+    for rebuild in rebuilds {
+        let ratio = if rebuild.state == "swapped" {
+            1.0
+        } else {
+            rebuild.replayed as f64 / rebuild.total.max(1) as f64
+        };
+        metrics::gauge!("vcintel_rebuild_progress_ratio", "read_model" => rebuild.read_model.clone())
+            .set(ratio.min(1.0));
+        metrics::gauge!("vcintel_rebuild_running", "read_model" => rebuild.read_model)
+            .set(if rebuild.active { 1.0 } else { 0.0 });
+    }
+}
+
+/// The label of a requester's tier.
+pub fn tier_label(tier: Option<vcintel_domain::user::Tier>) -> &'static str {
+    use vcintel_domain::user::Tier;
+    match tier {
+        Some(Tier::Free) => "free",
+        Some(Tier::Pro) => "pro",
+        Some(Tier::Enterprise) => "enterprise",
+        None => "none",
+    }
+}
+
 /// Whether this process reaches Postgres (a one-second probe) and, where
 /// a model is configured, whether its circuit breaker is open.
 async fn sample_dependencies(state: &AppState) {
@@ -344,6 +401,7 @@ pub async fn render(state: &AppState) -> Response {
     sample_gauges(state);
     sample_dependencies(state).await;
     sample_relay(state).await;
+    sample_rebuilds(state).await;
     (
         [(
             header::CONTENT_TYPE,

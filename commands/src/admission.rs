@@ -124,6 +124,9 @@ pub struct Admitted {
     pub committed: Option<Committed>,
     /// The hourly budget's state, when one applies.
     pub decision: Option<Decision>,
+    /// The requester's tier (`None` for no account), for the business
+    /// metrics; read only for a new job.
+    pub tier: Option<Tier>,
 }
 
 impl<J, C> EnrichmentCommands<J, C>
@@ -161,6 +164,7 @@ where
                 existing: true,
                 committed: None,
                 decision: None,
+                tier: None,
             });
         }
         let mut lock = ports.store.lock_user(actor.user_id).await?;
@@ -178,8 +182,8 @@ where
             return Err(Refusal::TooManyActiveJobs(policy.max_active_per_user).into());
         }
         let mut decision = None;
+        let tier = ports.store.tier(actor.user_id).await?;
         if policy.per_hour.any() {
-            let tier = ports.store.tier(actor.user_id).await?;
             let per_hour = policy.per_hour.of(tier);
             if per_hour > 0 {
                 let action = LimitedAction::Enrichment;
@@ -203,6 +207,7 @@ where
             existing: requested.existing,
             committed: requested.committed,
             decision,
+            tier,
         })
     }
 }

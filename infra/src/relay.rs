@@ -343,7 +343,14 @@ impl Relay {
             acks.push(ack?);
         }
         metrics::counter!("vcintel_relay_batches_total").increment(1);
+        let acknowledged = Utc::now();
         for event in events {
+            metrics::histogram!("vcintel_relay_publish_delay_seconds").record(
+                (acknowledged - event.recorded_at)
+                    .to_std()
+                    .unwrap_or_default()
+                    .as_secs_f64(),
+            );
             metrics::counter!(
                 "vcintel_events_published_total",
                 "aggregate_type" => event.aggregate_type.clone(),

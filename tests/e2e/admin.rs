@@ -202,6 +202,23 @@ async fn operators_see_read_models_retry_dead_letters_and_rebuild_over_http() {
     .await;
     assert_eq!(rebuild["replayed"], rebuild["total"], "{rebuild}");
     assert_eq!(rebuild["replayed"], 1, "{rebuild}");
+    // /metrics shows the same progress.
+    let metrics = env
+        .http
+        .get(format!("{base}/metrics"))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "vcintel_rebuild_progress_ratio{read_model=\"companies\"} 1",
+        "vcintel_rebuild_running{read_model=\"companies\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
     let (_, body) = env
         .get_json(&format!("{base}/v1/companies/{broken}"), &reader)
         .await;

@@ -527,6 +527,14 @@ async fn the_model_path_honours_retry_after_retries_server_errors_and_records_co
             .sum::<f64>()
     };
     assert_eq!((timed("error"), timed("ok")), (2.0, 1.0), "{metrics}");
+    // The business counter: one job started, by a requester with no
+    // account (a development token) — tier `none`.
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "vcintel_enrichments_requested_total{tier=\"none\"} 1"),
+        "{metrics}"
+    );
     let waited = calls[1].0 - calls[0].0;
     assert!(
         waited >= Duration::from_millis(950),

@@ -212,6 +212,10 @@ async fn metrics_move_with_a_scripted_flow_and_keep_their_labels_bounded() {
     assert_eq!(total(&scraped, "vcintel_relay_halted", &[]), 0.0);
     assert_eq!(total(&scraped, "vcintel_relay_has_leader", &[]), 1.0);
     assert!(total(&scraped, "vcintel_relay_batches_total", &[]) >= 1.0);
+    assert!(
+        total(&scraped, "vcintel_relay_publish_delay_seconds_count", &[]) >= 1.0,
+        "commit-to-publish delay recorded per event"
+    );
     // Bounded labels: route templates only, no ids or addresses anywhere.
     let routes: HashSet<&str> = scraped
         .iter()

@@ -227,6 +227,13 @@ pub async fn request_enrichment(
             &caller.metadata(&headers),
         )
         .await?;
+    if !requested.existing {
+        metrics::counter!(
+            "vcintel_enrichments_requested_total",
+            "tier" => crate::metrics::tier_label(requested.tier)
+        )
+        .increment(1);
+    }
     // The job's write to read back: the one just made, or, for a job
     // already running, its current version (so the token is on every 202).
     let (job_state, written) = if requested.existing {
