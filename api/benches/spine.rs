@@ -193,13 +193,40 @@ async fn run() {
     for n in 0..50 {
         quiet_client.post(&format!("warm-off-{n}")).await;
     }
-    wait_until_caught_up(&env).await;
-    let on_post = post_phase(&client, &servers, run_for, "metrics on").await;
-    wait_until_caught_up(&env).await;
-    let off_post = post_phase(&quiet_client, &quiet_servers, run_for, "metrics off").await;
-    wait_until_caught_up(&env).await;
-    let on_get = get_phase(&client, &servers, run_for, &on_post.ids).await;
-    let off_get = get_phase(&quiet_client, &quiet_servers, run_for, &off_post.ids).await;
+    // Rounds alternate which goes first, so drift on a shared machine
+    // (a neighbour's load, a checkpoint) falls on both sides.
+    let mut rounds = Vec::with_capacity(METRICS_ROUNDS);
+    for round in 0..METRICS_ROUNDS {
+        let sides = [
+            (&client, &servers, "metrics on"),
+            (&quiet_client, &quiet_servers, "metrics off"),
+        ];
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        let mut posted: [Option<Phase>; 2] = [None, None];
+        let mut got: [Option<Phase>; 2] = [None, None];
+        for side in order {
+            let (client, servers, label) = sides[side];
+            wait_until_caught_up(&env).await;
+            posted[side] = Some(post_phase(client, servers, run_for, label).await);
+        }
+        for side in order {
+            let (client, servers, _) = sides[side];
+            let ids = &posted[side].as_ref().expect("posted").ids;
+            got[side] = Some(get_phase(client, servers, run_for, ids).await);
+        }
+        let [Some(on_post), Some(off_post)] = posted else {
+            unreachable!("both sides posted")
+        };
+        let [Some(on_get), Some(off_get)] = got else {
+            unreachable!("both sides read")
+        };
+        rounds.push(MetricsRound {
+            post_cpu: on_post.cpu_per_request() / off_post.cpu_per_request(),
+            post_rate: on_post.rate() / off_post.rate(),
+            get_cpu: on_get.cpu_per_request() / off_get.cpu_per_request(),
+            get_rate: on_get.rate() / off_get.rate(),
+        });
+    }
     rss.extend(service.iter().cloned());
 
     println!();
@@ -286,19 +313,30 @@ async fn run() {
             first / last.posted.cpu_per_request()
         );
     }
+    let median = |pick: fn(&MetricsRound) -> f64| {
+        let mut values: Vec<f64> = rounds.iter().map(pick).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let listed = |pick: fn(&MetricsRound) -> f64| {
+        rounds
+            .iter()
+            .map(|r| format!("{:.3}", pick(r)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     println!(
-        "  metrics on / off: POST {:.0}/s {:.0} µs CPU / {:.0}/s {:.0} µs CPU (CPU ratio {:.3}) | \
-         GET {:.0}/s {:.0} µs CPU / {:.0}/s {:.0} µs CPU (CPU ratio {:.3})",
-        on_post.rate(),
-        on_post.cpu_per_request(),
-        off_post.rate(),
-        off_post.cpu_per_request(),
-        on_post.cpu_per_request() / off_post.cpu_per_request(),
-        on_get.rate(),
-        on_get.cpu_per_request(),
-        off_get.rate(),
-        off_get.cpu_per_request(),
-        on_get.cpu_per_request() / off_get.cpu_per_request(),
+        "  metrics on / off, {METRICS_ROUNDS} interleaved rounds (median; each round): \
+         POST CPU/request {:.3} ({}), throughput {:.3} ({}) | \
+         GET CPU/request {:.3} ({}), throughput {:.3} ({})",
+        median(|r| r.post_cpu),
+        listed(|r| r.post_cpu),
+        median(|r| r.post_rate),
+        listed(|r| r.post_rate),
+        median(|r| r.get_cpu),
+        listed(|r| r.get_cpu),
+        median(|r| r.get_rate),
+        listed(|r| r.get_rate),
     );
     println!("  goals: POST efficiency >= 0.5, GET efficiency >= 0.7 with p99 <= 1.5 x baseline, lag p99 <= 50 ms, cost at 1M within 10% of 10k");
     let peaks: Vec<String> = rss
@@ -313,6 +351,17 @@ async fn run() {
         }))
         .collect();
     println!("  peak RSS: {}", peaks.join(", "));
+}
+
+/// How many times the metrics-on and metrics-off phases are repeated.
+const METRICS_ROUNDS: usize = 3;
+
+/// One round of metrics on against off: ratios on / off.
+struct MetricsRound {
+    post_cpu: f64,
+    post_rate: f64,
+    get_cpu: f64,
+    get_rate: f64,
 }
 
 struct Row {

@@ -86,6 +86,7 @@ fn no_controls() -> String {
 /// Request-body strings: (schema, property, rule); `property[]` names the
 /// items of an array.
 const BODY_STRINGS: &[(&str, &str, Rule)] = &[
+    ("ConsoleSignIn", "token", Rule::Issued),
     (
         "AddCompanyRequest",
         "name",

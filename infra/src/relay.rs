@@ -140,6 +140,12 @@ struct RelayState {
     /// How many times the row was saved: a save expecting another count
     /// finds the row changed under the leader.
     saves: i64,
+    /// The stream holds messages past the frontier that this relay did not
+    /// publish: everything it published is proven, yet the stream goes on
+    /// (a store rolled back with its checkpoint, by point-in-time recovery,
+    /// while the stream kept what came after). Seen by [`Relay::check`];
+    /// the walk then compares them with the store.
+    stream_ahead: bool,
 }
 
 impl Relay {
@@ -468,6 +474,7 @@ impl Relay {
             refill_done: false,
             last_mark_seq: row.last_mark_seq.unwrap_or(0) as u64,
             saves: row.saves,
+            stream_ahead: false,
         })
     }
 
@@ -590,9 +597,12 @@ impl Relay {
 
 impl RelayState {
     /// Whether the stream holds something not yet proven: events published
-    /// past the frontier, or repairs stored above it.
+    /// past the frontier, repairs stored above it, or messages past it that
+    /// this relay never published.
     fn unproven(&self) -> bool {
-        self.frontier.cursor < self.cursor || self.pending_repair_max > self.frontier.seq
+        self.frontier.cursor < self.cursor
+            || self.pending_repair_max > self.frontier.seq
+            || self.stream_ahead
     }
 
     /// Moves the frontier with a batch the stream acknowledged right after

@@ -60,12 +60,18 @@ pub async fn console_page(State(state): State<AppState>, headers: HeaderMap) -> 
     }
 }
 
+/// The console's sign-in form.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub struct ConsoleSignIn {
+    /// The operator token (`VCINTEL_ADMIN_TOKEN`).
+    pub token: String,
+}
+
 /// Signs the browser in with the operator token (a form field `token`),
 /// and sends it to the console.
 #[utoipa::path(
     post, path = "/admin/console/session", tag = TAG, operation_id = "signInToConsole",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
-        description = "`token=` the operator token"),
+    request_body(content = ConsoleSignIn, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Signed in; `Set-Cookie` holds the session, `Location` the console",
             headers(("Location" = String, description = "/admin/console"),

@@ -146,6 +146,9 @@ impl Relay {
             return Ok(());
         }
         let s = &info.state;
+        state.stream_ahead = s.last_sequence > state.frontier.seq
+            && state.frontier.cursor >= state.cursor
+            && state.pending_repair_max <= state.frontier.seq;
         if s.last_sequence < state.frontier.seq {
             let why = format!(
                 "the stream ends at sequence {} but had been proven through {}: JetStream lost its tail",
@@ -378,6 +381,9 @@ impl Relay {
             // renews its lease between steps).
             state.frontier.cursor = after;
             return Ok(());
+        }
+        if at_end {
+            state.stream_ahead = false;
         }
         let (seq, event_id) = match window.last() {
             Some(message) => (message.seq, message.event_id),
@@ -761,6 +767,7 @@ impl RelayState {
             refill_done,
             last_mark_seq: 0,
             saves,
+            stream_ahead: false,
         }
     }
 }
