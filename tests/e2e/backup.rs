@@ -228,6 +228,7 @@ async fn a_backup_restores_into_an_empty_database_and_the_world_converges() {
     let running = env.start_with(settings, &Component::ALL).await;
     let base = running.address.clone().unwrap();
     let store_ids: Vec<String> = backed_up.iter().map(|e| e.0.to_string()).collect();
+    let converging = std::time::Instant::now();
     eventually(
         Duration::from_secs(30),
         "the stream refilled from the restored store",
@@ -250,6 +251,10 @@ async fn a_backup_restores_into_an_empty_database_and_the_world_converges() {
         },
     )
     .await;
+    println!(
+        "stream converged {:.1} s after the service started on the restored store",
+        converging.elapsed().as_secs_f64()
+    );
     let orphans: Vec<String> =
         sqlx::query_scalar("select message->>'aggregateid' from stream_orphans")
             .fetch_all(&restored)
