@@ -295,11 +295,11 @@ impl Application {
                         settings.max_body_bytes,
                         &settings.cors_origins,
                     )?;
-                    let pool = state.pool.clone();
-                    let sweeper = token.clone();
+                    let (pool, sweeper, policy) =
+                        (state.pool.clone(), token.clone(), settings.retention());
                     tasks.spawn(async move {
-                        sweep_idempotency_keys(pool, sweeper).await;
-                        ("idempotency-sweeper", Ok(()))
+                        enforce_retention(pool, policy, sweeper).await;
+                        ("retention", Ok(()))
                     });
                     let (limiter, pool, sweeper) = (
                         state.gate.limits.limiter.clone(),
@@ -530,8 +530,12 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 /// and identity-change acknowledgements no writer waits for any more.
 async fn sweep_every_minute(limiter: RateLimiter, pool: sqlx::PgPool, shutdown: CancellationToken) {
     loop {
-        if let Err(error) = limiter.sweep().await {
-            tracing::warn!(%error, "could not sweep old rate-limit windows");
+        match limiter.sweep().await {
+            Ok(rows) => {
+                metrics::counter!("vcintel_retention_deleted_total", "table" => "rate_limit_windows")
+                    .increment(rows);
+            }
+            Err(error) => tracing::warn!(%error, "could not sweep old rate-limit windows"),
         }
         if let Err(error) = IdentityCache::sweep(&pool).await {
             tracing::warn!(%error, "could not sweep identity-change acknowledgements");
@@ -543,14 +547,37 @@ async fn sweep_every_minute(limiter: RateLimiter, pool: sqlx::PgPool, shutdown: 
     }
 }
 
-/// Drops expired idempotency keys every ten minutes until shutdown.
-async fn sweep_idempotency_keys(pool: sqlx::PgPool, shutdown: CancellationToken) {
+/// Every ten minutes until shutdown: deletes idempotency records, security
+/// log entries and ended sessions past their retention, counting each in
+/// `vcintel_retention_deleted_total`.
+async fn enforce_retention(
+    pool: sqlx::PgPool,
+    policy: vcintel_infra::retention::RetentionPolicy,
+    shutdown: CancellationToken,
+) {
+    let count = |table: &'static str, rows: u64| {
+        metrics::counter!("vcintel_retention_deleted_total", "table" => table).increment(rows);
+    };
     loop {
         match vcintel_infra::idempotency::sweep(&pool).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(keys = n, "expired idempotency keys dropped"),
+            Ok(rows) => count("idempotency_keys", rows),
             Err(error) => tracing::warn!(%error, "could not sweep idempotency keys"),
         }
+        match vcintel_infra::retention::sweep(&pool, &policy).await {
+            Ok(swept) => {
+                count("security_events", swept.security_events);
+                count("auth_sessions", swept.sessions);
+                if swept != Default::default() {
+                    tracing::info!(
+                        security_events = swept.security_events,
+                        sessions = swept.sessions,
+                        "records past their retention deleted"
+                    );
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not enforce retention"),
+        }
+        metrics::counter!("vcintel_retention_sweeps_total").increment(1);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(600)) => {}
             _ = shutdown.cancelled() => return,

@@ -181,6 +181,16 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         "1 while a process is rebuilding the read model.",
     ),
     (
+        "vcintel_retention_deleted_total",
+        Kind::Counter,
+        "Records deleted past their retention, by table.",
+    ),
+    (
+        "vcintel_retention_sweeps_total",
+        Kind::Counter,
+        "Retention sweeps run (every ten minutes where the API runs).",
+    ),
+    (
         "vcintel_enrichments_requested_total",
         Kind::Counter,
         "Enrichment jobs started, by the requester's tier (free, pro, enterprise, none).",

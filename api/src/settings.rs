@@ -193,6 +193,26 @@ pub struct Settings {
     )]
     pub rate_limit_verification_mail: u32,
 
+    /// Days the security log keeps an entry (sign-ins, failures, key and
+    /// session changes, with their IP addresses).
+    #[arg(
+        long,
+        env = "VCINTEL_RETENTION_SECURITY_EVENTS_DAYS",
+        default_value_t = 365,
+        value_parser = clap::value_parser!(u32).range(1..=36_500)
+    )]
+    pub retention_security_events_days: u32,
+
+    /// Days an ended (expired or revoked) session is kept, with its IP
+    /// address and user agent, before it is deleted.
+    #[arg(
+        long,
+        env = "VCINTEL_RETENTION_SESSIONS_DAYS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u32).range(1..=36_500)
+    )]
+    pub retention_sessions_days: u32,
+
     /// Postgres holding the shared rate-limit counters; default: DATABASE_URL.
     #[arg(long, env = "VCINTEL_RATE_LIMIT_DATABASE_URL", hide_env_values = true)]
     pub rate_limit_database_url: Option<String>,
@@ -291,6 +311,15 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// How long the security log and ended sessions are kept.
+    pub fn retention(&self) -> vcintel_infra::retention::RetentionPolicy {
+        let days = |n: u32| Duration::from_secs(u64::from(n) * 24 * 3600);
+        vcintel_infra::retention::RetentionPolicy {
+            security_events: days(self.retention_security_events_days),
+            ended_sessions: days(self.retention_sessions_days),
+        }
+    }
+
     pub fn duplicate_window(&self) -> Duration {
         Duration::from_secs(self.duplicate_window_secs)
     }

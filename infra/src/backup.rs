@@ -41,6 +41,8 @@ pub const BACKED_UP: &[&str] = &[
     "sent_mail",
     "store_identity",
     "stream_orphans",
+    "privacy_keys",
+    "privacy_erasures",
 ];
 
 /// Tables a backup leaves out besides the read models: bookkeeping a

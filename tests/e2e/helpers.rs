@@ -186,6 +186,8 @@ pub fn settings(database_url: &str, prefix: &str) -> Settings {
         verify_url: "http://app.vcintel.test/verify-email".to_owned(),
         verify_token_ttl_secs: 3600,
         rate_limit_verification_mail: 0,
+        retention_security_events_days: 365,
+        retention_sessions_days: 30,
     }
 }
 

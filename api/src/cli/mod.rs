@@ -6,6 +6,7 @@ mod backup;
 mod demo;
 mod events;
 mod migrate;
+mod privacy;
 mod progress;
 mod projections;
 mod serve;
@@ -75,6 +76,15 @@ pub enum Command {
         #[command(subcommand)]
         action: backup::BackupAction,
     },
+    /// Crypto-shredding keys: rotate the master key.
+    Privacy {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[command(flatten)]
+        keys: privacy::MasterKeys,
+        #[command(subcommand)]
+        action: privacy::PrivacyAction,
+    },
     /// Sample data for trying the product.
     Demo {
         #[command(subcommand)]
@@ -123,6 +133,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             database_url,
             action,
         } => backup::run(database_url.as_deref(), action).await?,
+        Command::Privacy {
+            database_url,
+            keys,
+            action,
+        } => privacy::run(&database_url, &keys, action).await?,
         Command::Demo { action } => demo::run(action).await?,
         Command::Token { action } => token::run(action)?,
     }

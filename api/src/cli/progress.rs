@@ -52,3 +52,13 @@ pub fn human_duration(elapsed: std::time::Duration) -> String {
 pub fn human_bytes(bytes: u64) -> String {
     indicatif::HumanBytes(bytes).to_string()
 }
+
+/// A spinner counting `unit`s when the total is unknown.
+pub fn counter(label: &str, unit: &str) -> ProgressBar {
+    let bar = ProgressBar::no_length();
+    if let Ok(style) = ProgressStyle::with_template(&format!("{{msg}} {{pos}} {unit}")) {
+        bar.set_style(style);
+    }
+    bar.set_message(label.to_owned());
+    bar
+}

@@ -1,0 +1,70 @@
+//! `vcintel privacy`: the crypto-shredding keys' maintenance (see
+//! docs/privacy.md).
+
+use clap::{Args, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+use vcintel_infra::db;
+use vcintel_infra::privacy::{self, KeyRing};
+
+/// The master keys, from the environment.
+#[derive(Debug, Args)]
+pub struct MasterKeys {
+    /// The master key that wraps every subject's data key: 32 random bytes,
+    /// base64 (`openssl rand -base64 32`).
+    #[arg(long, env = "VCINTEL_PRIVACY_MASTER_KEY", hide_env_values = true)]
+    master_key: SecretString,
+    /// Its version, stored beside each key it wraps; raise it with a new key.
+    #[arg(long, env = "VCINTEL_PRIVACY_MASTER_KEY_VERSION", default_value_t = 1)]
+    master_key_version: i32,
+    /// Earlier master keys still needed to unwrap, as `version:base64`,
+    /// comma-separated (during a rotation).
+    #[arg(
+        long,
+        env = "VCINTEL_PRIVACY_PREVIOUS_MASTER_KEYS",
+        hide_env_values = true
+    )]
+    previous_master_keys: Option<SecretString>,
+}
+
+impl MasterKeys {
+    pub fn ring(&self) -> anyhow::Result<KeyRing> {
+        KeyRing::from_settings(
+            self.master_key.expose_secret(),
+            self.master_key_version,
+            self.previous_master_keys
+                .as_ref()
+                .map_or("", |keys| keys.expose_secret()),
+        )
+        .map_err(|error| anyhow::anyhow!("VCINTEL_PRIVACY_MASTER_KEY*: {error}"))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrivacyAction {
+    /// Re-wrap every subject's data key under the current master key. Set
+    /// the new key and a higher version, keep the old one in
+    /// `VCINTEL_PRIVACY_PREVIOUS_MASTER_KEYS` until this has run (and every
+    /// process runs with the new key), then drop it. No event is touched.
+    RotateMasterKey,
+}
+
+pub async fn run(
+    database_url: &str,
+    keys: &MasterKeys,
+    action: PrivacyAction,
+) -> anyhow::Result<()> {
+    let ring = keys.ring()?;
+    let pool = db::connect(database_url, 2).await?;
+    match action {
+        PrivacyAction::RotateMasterKey => {
+            let bar = super::progress::counter("re-wrapping", "data keys");
+            let rewrapped = privacy::rotate(&pool, &ring, &|n| bar.set_position(n)).await?;
+            bar.finish_and_clear();
+            println!(
+                "{rewrapped} data key(s) re-wrapped under master key version {}",
+                ring.current_version()
+            );
+        }
+    }
+    Ok(())
+}

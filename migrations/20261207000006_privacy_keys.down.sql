@@ -1,0 +1,2 @@
+drop table privacy_erasures;
+drop table privacy_keys;

@@ -1,0 +1,142 @@
+//! Crypto-shredding's key store on real Postgres: one data key per subject
+//! however many writers ask at once, erasure that leaves sealed values
+//! unreadable and refuses new ones, and a master-key rotation that
+//! re-wraps every key without touching what was sealed.
+
+use crate::helpers::TestEnv;
+use base64::Engine as _;
+use vcintel_infra::privacy::{self, KeyError, KeyRing, MasterKey};
+
+fn master(version: i32, byte: u8) -> MasterKey {
+    MasterKey::from_base64(
+        version,
+        &base64::engine::general_purpose::STANDARD.encode([byte; 32]),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn one_key_per_subject_erasure_shreds_it_and_rotation_rewraps_every_key() {
+    let env = TestEnv::new().await;
+    let ring = KeyRing::new(master(1, 1), vec![]);
+
+    // Ten writers at once get one key.
+    let keys = futures::future::join_all(
+        (0..10).map(|_| privacy::sealing_key(&env.pool, &ring, "user:ada")),
+    )
+    .await;
+    let ids: std::collections::HashSet<_> = keys.into_iter().map(|k| k.unwrap().id).collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let ada = privacy::sealing_key(&env.pool, &ring, "user:ada")
+        .await
+        .unwrap();
+    let sealed = ada.seal("user:ada", b"ada@example.com");
+    let bob = privacy::sealing_key(&env.pool, &ring, "user:bob")
+        .await
+        .unwrap();
+    let bobs = bob.seal("user:bob", b"Bob Smith");
+    // Nothing personal in the key table: wrapped keys only.
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar("select wrapped from privacy_keys")
+        .fetch_all(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2);
+
+    // Rotation: version 2 becomes current; version 1 only unwraps.
+    let rotated = KeyRing::new(master(2, 2), vec![master(1, 1)]);
+    let counted = std::sync::Mutex::new(Vec::new());
+    let rewrapped = privacy::rotate(&env.pool, &rotated, &|n| counted.lock().unwrap().push(n))
+        .await
+        .unwrap();
+    assert_eq!(rewrapped, 2);
+    assert_eq!(counted.into_inner().unwrap().last(), Some(&2));
+    let only_new = KeyRing::new(master(2, 2), vec![]);
+    let reread = privacy::reading_key(&env.pool, &only_new, "user:ada")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reread.open(&sealed).unwrap(), b"ada@example.com");
+    assert!(matches!(
+        privacy::reading_key(&env.pool, &ring, "user:ada").await,
+        Err(KeyError::UnknownMasterVersion { version: 2, .. })
+    ));
+    assert_eq!(
+        privacy::rotate(&env.pool, &rotated, &|_| {}).await.unwrap(),
+        0,
+        "nothing left to re-wrap"
+    );
+
+    // Erasure: the key is gone, what was sealed cannot be read, and
+    // nothing new can be sealed for the subject.
+    let mut tx = env.pool.begin().await.unwrap();
+    assert!(privacy::shred(&mut tx, "user:ada").await.unwrap());
+    tx.commit().await.unwrap();
+    assert!(privacy::reading_key(&env.pool, &only_new, "user:ada")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        privacy::sealing_key(&env.pool, &only_new, "user:ada").await,
+        Err(KeyError::Erased(_))
+    ));
+    let erased: Vec<String> = sqlx::query_scalar("select subject from privacy_erasures")
+        .fetch_all(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(erased, ["user:ada"]);
+    // Others are untouched.
+    let bob = privacy::reading_key(&env.pool, &only_new, "user:bob")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bob.open(&bobs).unwrap(), b"Bob Smith");
+}
+
+/// `vcintel privacy rotate-master-key` re-wraps under the key the
+/// environment names, and a malformed key is refused without being echoed.
+#[tokio::test]
+async fn the_rotation_command_rewraps_and_never_prints_a_key() {
+    let env = TestEnv::new().await;
+    let old = base64::engine::general_purpose::STANDARD.encode([1u8; 32]);
+    let new = base64::engine::general_purpose::STANDARD.encode([2u8; 32]);
+    let ring = KeyRing::new(master(1, 1), vec![]);
+    for subject in ["user:a", "user:b", "user:c"] {
+        privacy::sealing_key(&env.pool, &ring, subject)
+            .await
+            .unwrap();
+    }
+    let run = |key: &str, version: &str, previous: &str| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_vcintel"))
+            .args(["privacy", "rotate-master-key"])
+            .env("DATABASE_URL", &env.database_url)
+            .env("VCINTEL_PRIVACY_MASTER_KEY", key)
+            .env("VCINTEL_PRIVACY_MASTER_KEY_VERSION", version)
+            .env("VCINTEL_PRIVACY_PREVIOUS_MASTER_KEYS", previous)
+            .output()
+    };
+    let rotated = run(&new, "2", &format!("1:{old}")).await.unwrap();
+    let out = String::from_utf8_lossy(&rotated.stdout);
+    assert!(
+        rotated.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    assert!(
+        out.contains("3 data key(s) re-wrapped under master key version 2"),
+        "{out}"
+    );
+    let versions: Vec<i32> = sqlx::query_scalar("select distinct master_version from privacy_keys")
+        .fetch_all(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(versions, [2]);
+
+    let refused = run("c2hvcnQta2V5", "3", "").await.unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(err.contains("VCINTEL_PRIVACY_MASTER_KEY"), "{err}");
+    assert!(
+        !err.contains("c2hvcnQta2V5"),
+        "the key is not echoed: {err}"
+    );
+}
