@@ -262,6 +262,210 @@ pub fn nats_host(nats_url: &str) -> String {
 mod tests {
     use super::*;
 
+    /// String fields of events that are not personal, each with why: a new
+    /// string field must be classified, here or as `Personal<T>`.
+    const NOT_PERSONAL: &[(&str, &str, &str)] = &[
+        (
+            "ApiKeyCreated",
+            "name",
+            "a label for a key, the workspace's",
+        ),
+        ("ApiKeyCreated", "prefix", "the public part of a key"),
+        ("BudgetThresholdReached", "month", "a month"),
+        ("CompanyDetails", "name", "a company, not a person"),
+        ("CompanyDetails", "website", "a company's"),
+        ("CompanyDetails", "sector", "a company's"),
+        ("CompanyDetails", "location", "a company's city or country"),
+        ("CompanyDetailsUpdated", "changed_fields[]", "field names"),
+        (
+            "EnrichmentAttemptFailed",
+            "error",
+            "a fetch or model error, about a site",
+        ),
+        ("EnrichmentDeferred", "reason", "a fixed reason"),
+        (
+            "EnrichmentGivenUp",
+            "error",
+            "a fetch or model error, about a site",
+        ),
+        ("EnrichmentRequested", "website", "a company's"),
+        (
+            "EnrichmentResult",
+            "content_hash",
+            "a digest of a public page",
+        ),
+        ("EnrichmentSource", "model", "a model's name"),
+        ("EnrichmentSource", "prompt_version", "a version"),
+        ("EnrichmentSource", "version", "a version"),
+        ("EnrichmentStarted", "worker", "a worker process's name"),
+        ("Extraction", "keywords[]", "from a company's public site"),
+        ("Extraction", "sector", "from a company's public site"),
+        ("Extraction", "summary", "from a company's public site"),
+        ("Extraction", "what_it_does", "from a company's public site"),
+        ("Signal", "evidence", "a quote from a company's public site"),
+        ("ListCreated", "name", "the workspace's label for a list"),
+        ("ListRenamed", "name", "the workspace's label for a list"),
+        (
+            "SavedSearchCreated",
+            "name",
+            "the workspace's label for a search",
+        ),
+        (
+            "SavedSearchRenamed",
+            "name",
+            "the workspace's label for a search",
+        ),
+        ("SearchFilters", "sector", "a filter on companies"),
+        ("SearchFilters", "location", "a filter on companies"),
+        (
+            "SearchFilters",
+            "text",
+            "a query on companies, the workspace's",
+        ),
+        ("Thesis", "sectors[]", "the workspace's investment thesis"),
+        ("Thesis", "locations[]", "the workspace's investment thesis"),
+        (
+            "WorkspaceCreated",
+            "name",
+            "a team's name (a personal one is \"Personal\")",
+        ),
+    ];
+
+    /// Every string field (`schema.property`) of the event data `data`
+    /// (whose `$ref`s point into `schemas`) that is neither personal
+    /// (`x-personal`), nor an id, time or enum, nor in [`NOT_PERSONAL`].
+    fn unclassified_in(schemas: &Map<String, Value>, data: &[(String, Value)]) -> Vec<String> {
+        fn walk(
+            schemas: &Map<String, Value>,
+            owner: &str,
+            schema: &Value,
+            seen: &mut Vec<String>,
+            out: &mut Vec<String>,
+        ) {
+            if let Some(target) = schema["$ref"].as_str() {
+                let name = target.trim_start_matches("#/components/schemas/");
+                if !seen.iter().any(|s| s == name) {
+                    seen.push(name.to_owned());
+                    if let Some(found) = schemas.get(name) {
+                        walk(schemas, name, found, seen, out);
+                    }
+                }
+                return;
+            }
+            for key in ["oneOf", "anyOf", "allOf"] {
+                for part in schema[key].as_array().into_iter().flatten() {
+                    walk(schemas, owner, part, seen, out);
+                }
+            }
+            walk_items(schemas, owner, &schema["items"], seen, out);
+            // A named string type (`Email`, `Website`) is a string too.
+            let resolved = |property: &Value| -> Value {
+                property["$ref"]
+                    .as_str()
+                    .and_then(|target| {
+                        schemas.get(target.trim_start_matches("#/components/schemas/"))
+                    })
+                    .cloned()
+                    .unwrap_or_else(|| property.clone())
+            };
+            for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+                if is_plain_string(&resolved(property)) {
+                    out.push(format!("{owner}.{name}"));
+                } else if is_plain_string(&resolved(&property["items"])) {
+                    out.push(format!("{owner}.{name}[]"));
+                } else {
+                    walk(schemas, owner, property, seen, out);
+                }
+            }
+        }
+        fn walk_items(
+            schemas: &Map<String, Value>,
+            owner: &str,
+            items: &Value,
+            seen: &mut Vec<String>,
+            out: &mut Vec<String>,
+        ) {
+            if !items.is_null() {
+                walk(schemas, owner, items, seen, out);
+            }
+        }
+        fn is_plain_string(schema: &Value) -> bool {
+            let string = schema["type"] == "string"
+                || schema["type"]
+                    .as_array()
+                    .is_some_and(|types| types.iter().any(|t| t == "string"));
+            string
+                && schema[vcintel_domain::personal::PERSONAL_EXTENSION] != true
+                && schema.get("enum").is_none()
+                && !matches!(
+                    schema["format"].as_str(),
+                    Some("uuid" | "date-time" | "date")
+                )
+        }
+        let mut out = Vec::new();
+        for (_, schema) in data {
+            walk(schemas, "?", schema, &mut Vec::new(), &mut out);
+        }
+        out.sort();
+        out.dedup();
+        out.retain(|field| {
+            !NOT_PERSONAL
+                .iter()
+                .any(|(owner, name, _)| *field == format!("{owner}.{name}"))
+        });
+        out
+    }
+
+    /// The catalogue's schemas, and each event type's data schema.
+    fn catalogue() -> (Map<String, Value>, Vec<(String, Value)>) {
+        let mut schemas = Map::new();
+        let mut data = Vec::new();
+        for family in families() {
+            for (name, schema) in family.referenced {
+                schemas.insert(name, schema);
+            }
+            data.extend(variants(&family.schema));
+        }
+        (schemas, data)
+    }
+
+    #[test]
+    fn the_classification_check_finds_an_unmarked_string_or_named_string_type() {
+        let schemas = serde_json::from_value::<Map<String, Value>>(json!({
+            "Email": {"type": "string", "format": "email"},
+            "Invited": {"type": "object", "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "role": {"type": "string", "enum": ["member"]},
+                "email": {"$ref": "#/components/schemas/Email"},
+                "name": {"type": "string"},
+                "aliases": {"type": "array", "items": {"type": "string"}},
+                "note": {"type": "string", "x-personal": true}
+            }}
+        }))
+        .unwrap();
+        let data = vec![(
+            "x.invited".to_owned(),
+            json!({"$ref": "#/components/schemas/Invited"}),
+        )];
+        assert_eq!(
+            unclassified_in(&schemas, &data),
+            ["Invited.aliases[]", "Invited.email", "Invited.name"]
+        );
+    }
+
+    /// A string field added to an event without saying whether it is
+    /// personal fails here.
+    #[test]
+    fn every_string_field_of_every_event_is_classified() {
+        let (schemas, data) = catalogue();
+        let unclassified = unclassified_in(&schemas, &data);
+        assert!(
+            unclassified.is_empty(),
+            "classify these event fields: `Personal<T>` (domain/src/personal.rs) for what \
+             identifies a person, else a line in NOT_PERSONAL saying why not: {unclassified:#?}"
+        );
+    }
+
     #[test]
     fn every_event_type_in_the_catalogue_has_a_message_with_its_data_schema() {
         let doc = document(&Topology::new("vcintel"), "localhost:4222");

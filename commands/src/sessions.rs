@@ -249,7 +249,7 @@ where
                 workspace,
                 "Personal".to_owned(),
                 user,
-                registration.email.clone(),
+                (*registration.email).clone(),
                 true,
                 metadata,
             )
@@ -334,7 +334,7 @@ where
                 .ok_or(CommandError::Unauthenticated(
                     "this account no longer exists",
                 ))?;
-        let email = registration.email;
+        let email = registration.email.into_inner();
         let workspace = ports
             .workspaces
             .invitation_workspace(invitation_id, &email)

@@ -17,6 +17,7 @@ pub mod enrichment;
 pub mod identity;
 pub mod list;
 pub mod note;
+pub mod personal;
 pub mod saved_search;
 pub mod untrusted;
 pub mod user;

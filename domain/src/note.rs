@@ -6,6 +6,7 @@
 
 use crate::company::CompanyId;
 use crate::identity::{Actor, Permission, Role, UserId, WorkspaceId};
+use crate::personal::Personal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -59,7 +60,8 @@ pub struct NoteAdded {
     pub note_id: NoteId,
     pub company_id: CompanyId,
     pub workspace_id: WorkspaceId,
-    pub content: String,
+    #[cfg_attr(feature = "schema", schema(value_type = String, extensions(("x-personal" = json!(true)))))]
+    pub content: Personal<String>,
     pub added_by: UserId,
 }
 
@@ -67,7 +69,8 @@ pub struct NoteAdded {
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct NoteEdited {
     pub workspace_id: WorkspaceId,
-    pub content: String,
+    #[cfg_attr(feature = "schema", schema(value_type = String, extensions(("x-personal" = json!(true)))))]
+    pub content: Personal<String>,
     pub edited_by: UserId,
 }
 
@@ -162,7 +165,7 @@ impl Note {
                     note_id,
                     company_id,
                     workspace_id: actor.workspace_id,
-                    content: validate_content(&content)?,
+                    content: Personal::new(validate_content(&content)?),
                     added_by: actor.user_id,
                 })])
             }
@@ -174,7 +177,7 @@ impl Note {
                 }
                 Ok(vec![NoteEvent::Edited(NoteEdited {
                     workspace_id: actor.workspace_id,
-                    content,
+                    content: Personal::new(content),
                     edited_by: actor.user_id,
                 })])
             }
@@ -211,12 +214,12 @@ impl Note {
                     workspace_id: e.workspace_id,
                     company_id: e.company_id,
                     author: e.added_by,
-                    content: e.content,
+                    content: e.content.into_inner(),
                 });
             }
             NoteEvent::Edited(e) => {
                 if let Some(note) = self.live.as_mut() {
-                    note.content = e.content;
+                    note.content = e.content.into_inner();
                 }
             }
             NoteEvent::Deleted(_) => {

@@ -8,6 +8,7 @@
 //! mutable, access-controlled table beside the event store.
 
 use crate::identity::{UserId, WorkspaceId};
+use crate::personal::Personal;
 use crate::validation::{required_text, ValidationErrors};
 use serde::{Deserialize, Serialize};
 
@@ -175,7 +176,8 @@ crate::event_family::event_family! {
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct VerificationRequested {
     pub user_id: UserId,
-    pub email: Email,
+    #[cfg_attr(feature = "schema", schema(value_type = String, format = Email, extensions(("x-personal" = json!(true)))))]
+    pub email: Personal<Email>,
     pub personal_workspace_id: WorkspaceId,
 }
 
@@ -184,7 +186,8 @@ pub struct VerificationRequested {
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct EmailVerified {
     pub user_id: UserId,
-    pub email: Email,
+    #[cfg_attr(feature = "schema", schema(value_type = String, format = Email, extensions(("x-personal" = json!(true)))))]
+    pub email: Personal<Email>,
     pub personal_workspace_id: WorkspaceId,
 }
 
@@ -192,8 +195,10 @@ pub struct EmailVerified {
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct UserRegistered {
     pub user_id: UserId,
-    pub email: Email,
-    pub name: String,
+    #[cfg_attr(feature = "schema", schema(value_type = String, format = Email, extensions(("x-personal" = json!(true)))))]
+    pub email: Personal<Email>,
+    #[cfg_attr(feature = "schema", schema(value_type = String, extensions(("x-personal" = json!(true)))))]
+    pub name: Personal<String>,
     pub tier: Tier,
     /// The workspace created for the user at sign-up, where they are owner.
     pub personal_workspace_id: WorkspaceId,
@@ -264,14 +269,14 @@ impl User {
                 Ok(vec![
                     UserEvent::Registered(UserRegistered {
                         user_id,
-                        email: email.clone(),
-                        name,
+                        email: Personal::new(email.clone()),
+                        name: Personal::new(name),
                         tier: Tier::Free,
                         personal_workspace_id,
                     }),
                     UserEvent::VerificationRequested(VerificationRequested {
                         user_id,
-                        email,
+                        email: Personal::new(email),
                         personal_workspace_id,
                     }),
                 ])
@@ -291,7 +296,7 @@ impl User {
             }
             UserCommand::VerifyEmail { email } => {
                 let registered = self.registered.as_ref().ok_or(UserError::NotFound)?;
-                if registered.email != email {
+                if *registered.email != email {
                     return Err(UserError::AddressChanged);
                 }
                 if self.email_verified {
@@ -299,7 +304,7 @@ impl User {
                 }
                 Ok(vec![UserEvent::EmailVerified(EmailVerified {
                     user_id: registered.user_id,
-                    email,
+                    email: Personal::new(email),
                     personal_workspace_id: registered.personal_workspace_id,
                 })])
             }

@@ -7,6 +7,7 @@
 //! power than its creator.
 
 use crate::identity::{Actor, Permission, Role, UserId, WorkspaceId};
+use crate::personal::Personal;
 use crate::user::Email;
 use crate::validation::{required_text, ValidationErrors};
 use serde::{Deserialize, Serialize};
@@ -131,7 +132,8 @@ pub struct WorkspaceCreated {
 pub struct MemberAdded {
     pub workspace_id: WorkspaceId,
     pub user_id: UserId,
-    pub email: Email,
+    #[cfg_attr(feature = "schema", schema(value_type = String, format = Email, extensions(("x-personal" = json!(true)))))]
+    pub email: Personal<Email>,
     pub role: Role,
     pub added_by: UserId,
 }
@@ -143,7 +145,8 @@ pub struct MemberAdded {
 pub struct MemberInvited {
     pub workspace_id: WorkspaceId,
     pub invitation_id: Uuid,
-    pub email: Email,
+    #[cfg_attr(feature = "schema", schema(value_type = String, format = Email, extensions(("x-personal" = json!(true)))))]
+    pub email: Personal<Email>,
     pub role: Role,
     pub invited_by: UserId,
 }
@@ -153,7 +156,8 @@ pub struct MemberInvited {
 pub struct InvitationCancelled {
     pub workspace_id: WorkspaceId,
     pub invitation_id: Uuid,
-    pub email: Email,
+    #[cfg_attr(feature = "schema", schema(value_type = String, format = Email, extensions(("x-personal" = json!(true)))))]
+    pub email: Personal<Email>,
     pub cancelled_by: UserId,
 }
 
@@ -163,7 +167,8 @@ pub struct InvitationCancelled {
 pub struct InvitationDeclined {
     pub workspace_id: WorkspaceId,
     pub invitation_id: Uuid,
-    pub email: Email,
+    #[cfg_attr(feature = "schema", schema(value_type = String, format = Email, extensions(("x-personal" = json!(true)))))]
+    pub email: Personal<Email>,
     pub declined_by: UserId,
 }
 
@@ -404,7 +409,7 @@ impl Workspace {
             WorkspaceEvent::Created(_) => {}
             WorkspaceEvent::MemberInvited(e) => {
                 state.invitations.insert(
-                    e.email,
+                    e.email.into_inner(),
                     Invitation {
                         id: e.invitation_id,
                         role: e.role,
@@ -424,7 +429,7 @@ impl Workspace {
                     e.user_id,
                     Member {
                         role: e.role,
-                        email: e.email,
+                        email: e.email.into_inner(),
                     },
                 );
             }
@@ -487,7 +492,7 @@ fn create(
         WorkspaceEvent::MemberAdded(MemberAdded {
             workspace_id,
             user_id: created_by,
-            email: creator_email,
+            email: Personal::new(creator_email),
             role: Role::Owner,
             added_by: created_by,
         }),
@@ -531,7 +536,7 @@ impl WorkspaceState {
         Ok(vec![WorkspaceEvent::MemberInvited(MemberInvited {
             workspace_id: self.id,
             invitation_id,
-            email,
+            email: Personal::new(email),
             role,
             invited_by: actor.user_id,
         })])
@@ -558,7 +563,7 @@ impl WorkspaceState {
             InvitationCancelled {
                 workspace_id: self.id,
                 invitation_id,
-                email,
+                email: Personal::new(email),
                 cancelled_by: actor.user_id,
             },
         )])
@@ -588,7 +593,7 @@ impl WorkspaceState {
             InvitationDeclined {
                 workspace_id: self.id,
                 invitation_id,
-                email,
+                email: Personal::new(email),
                 declined_by: user_id,
             },
         )])
@@ -613,7 +618,7 @@ impl WorkspaceState {
         Ok(vec![WorkspaceEvent::MemberAdded(MemberAdded {
             workspace_id: self.id,
             user_id,
-            email,
+            email: Personal::new(email),
             role: invitation.role,
             added_by: invitation.invited_by,
         })])

@@ -41,7 +41,7 @@ impl Projection for UsersProjection {
                                  version = excluded.version",
                             e.user_id.0,
                             e.email.as_str(),
-                            &e.name,
+                            e.name.as_str(),
                             tier.as_str().unwrap_or("free"),
                             event.time,
                             event.sequence

@@ -63,7 +63,7 @@ async fn apply_note_event(
                 id,
                 e.workspace_id.0,
                 e.company_id.0,
-                &e.content,
+                e.content.as_str(),
                 e.added_by.0,
                 message.time,
                 message.sequence,
@@ -76,7 +76,7 @@ async fn apply_note_event(
             sqlx::query!(
                 "update notes set content = $2, updated_at = $3, version = $4 where id = $1",
                 id,
-                &e.content,
+                e.content.as_str(),
                 message.time,
                 message.sequence
             )

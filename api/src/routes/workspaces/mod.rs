@@ -131,7 +131,7 @@ pub async fn get_me(
         user_id: user.user_id.0,
         email: user.email.to_string(),
         email_verified: account.email_verified(),
-        name: user.name,
+        name: user.name.into_inner(),
         tier: serde_json::to_value(user.tier)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
@@ -190,7 +190,7 @@ pub async fn create_workspace(
             id,
             body.name,
             caller.user_id,
-            user.email,
+            user.email.into_inner(),
             false,
             &command_metadata(&headers),
         )
