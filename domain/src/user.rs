@@ -176,7 +176,7 @@ crate::event_family::event_family! {
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct VerificationRequested {
     pub user_id: UserId,
-    #[cfg_attr(feature = "schema", schema(value_type = String, format = Email, extensions(("x-personal" = json!(true)))))]
+    #[cfg_attr(feature = "schema", schema(value_type = String, extensions(("x-personal" = json!(true)))))]
     pub email: Personal<Email>,
     pub personal_workspace_id: WorkspaceId,
 }
@@ -186,7 +186,7 @@ pub struct VerificationRequested {
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct EmailVerified {
     pub user_id: UserId,
-    #[cfg_attr(feature = "schema", schema(value_type = String, format = Email, extensions(("x-personal" = json!(true)))))]
+    #[cfg_attr(feature = "schema", schema(value_type = String, extensions(("x-personal" = json!(true)))))]
     pub email: Personal<Email>,
     pub personal_workspace_id: WorkspaceId,
 }
@@ -195,7 +195,7 @@ pub struct EmailVerified {
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct UserRegistered {
     pub user_id: UserId,
-    #[cfg_attr(feature = "schema", schema(value_type = String, format = Email, extensions(("x-personal" = json!(true)))))]
+    #[cfg_attr(feature = "schema", schema(value_type = String, extensions(("x-personal" = json!(true)))))]
     pub email: Personal<Email>,
     #[cfg_attr(feature = "schema", schema(value_type = String, extensions(("x-personal" = json!(true)))))]
     pub name: Personal<String>,

@@ -132,7 +132,7 @@ pub struct WorkspaceCreated {
 pub struct MemberAdded {
     pub workspace_id: WorkspaceId,
     pub user_id: UserId,
-    #[cfg_attr(feature = "schema", schema(value_type = String, format = Email, extensions(("x-personal" = json!(true)))))]
+    #[cfg_attr(feature = "schema", schema(value_type = String, extensions(("x-personal" = json!(true)))))]
     pub email: Personal<Email>,
     pub role: Role,
     pub added_by: UserId,
@@ -145,7 +145,7 @@ pub struct MemberAdded {
 pub struct MemberInvited {
     pub workspace_id: WorkspaceId,
     pub invitation_id: Uuid,
-    #[cfg_attr(feature = "schema", schema(value_type = String, format = Email, extensions(("x-personal" = json!(true)))))]
+    #[cfg_attr(feature = "schema", schema(value_type = String, extensions(("x-personal" = json!(true)))))]
     pub email: Personal<Email>,
     pub role: Role,
     pub invited_by: UserId,
@@ -156,7 +156,7 @@ pub struct MemberInvited {
 pub struct InvitationCancelled {
     pub workspace_id: WorkspaceId,
     pub invitation_id: Uuid,
-    #[cfg_attr(feature = "schema", schema(value_type = String, format = Email, extensions(("x-personal" = json!(true)))))]
+    #[cfg_attr(feature = "schema", schema(value_type = String, extensions(("x-personal" = json!(true)))))]
     pub email: Personal<Email>,
     pub cancelled_by: UserId,
 }
@@ -167,7 +167,7 @@ pub struct InvitationCancelled {
 pub struct InvitationDeclined {
     pub workspace_id: WorkspaceId,
     pub invitation_id: Uuid,
-    #[cfg_attr(feature = "schema", schema(value_type = String, format = Email, extensions(("x-personal" = json!(true)))))]
+    #[cfg_attr(feature = "schema", schema(value_type = String, extensions(("x-personal" = json!(true)))))]
     pub email: Personal<Email>,
     pub declined_by: UserId,
 }

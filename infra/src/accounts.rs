@@ -249,6 +249,37 @@ pub async fn create_session(
 }
 
 /// Exchanges a refresh token for a new one in the same session, once.
+/// One of a person's sessions, as their data export shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct SessionRecord {
+    pub id: Uuid,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub last_refreshed_at: chrono::DateTime<chrono::Utc>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub revoked_reason: Option<String>,
+    /// The address it was opened from.
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Every session of `user` still kept (live, or ended within retention),
+/// oldest first.
+pub async fn sessions_of(
+    db: impl PgExecutor<'_>,
+    user: UserId,
+) -> Result<Vec<SessionRecord>, sqlx::Error> {
+    sqlx::query_as!(
+        SessionRecord,
+        "select id, created_at, last_refreshed_at, expires_at, revoked_at, revoked_reason, ip,
+                user_agent
+         from auth_sessions where user_id = $1 order by created_at, id",
+        user.0
+    )
+    .fetch_all(db)
+    .await
+}
+
 pub async fn rotate_refresh_token(pool: &PgPool, token: &str) -> Result<Refresh, sqlx::Error> {
     let hash = sha256(token);
     let mut tx = pool.begin().await?;

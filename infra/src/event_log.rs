@@ -357,6 +357,27 @@ pub async fn read_visible_after(
     read_after(db, aggregate_types, after, limit, false).await
 }
 
+/// Up to `limit` events whose metadata names `user` as the actor (what
+/// they added, wrote, made or asked for) after position `after`, in
+/// position order, along `events_actor_idx`.
+pub async fn actor_events_after(
+    db: impl PgExecutor<'_>,
+    user: Uuid,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from events
+         where metadata ->> 'actor_id' = $1 and position > $2
+         order by position limit $3"
+    ))
+    .bind(user.to_string())
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
 /// These events (those the store has), in commit order.
 pub async fn read_by_ids(
     db: impl PgExecutor<'_>,

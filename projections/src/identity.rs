@@ -442,6 +442,22 @@ pub async fn account_security_log(
     .await
 }
 
+/// Every entry of the security log about `user` (their account's and
+/// their doings in workspaces), oldest first: for their data export.
+pub async fn security_log_of(
+    db: impl PgExecutor<'_>,
+    user: UserId,
+) -> Result<Vec<SecurityLogEntry>, sqlx::Error> {
+    sqlx::query_as!(
+        SecurityLogEntry,
+        "select id, occurred_at, kind, workspace_id, user_id, ip, detail
+         from security_events where user_id = $1 order by occurred_at, id",
+        user.0
+    )
+    .fetch_all(db)
+    .await
+}
+
 /// One entry of the security log.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]

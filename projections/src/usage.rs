@@ -218,3 +218,32 @@ pub async fn top_workspace_costs(
     .fetch_all(db)
     .await
 }
+
+/// One workspace-month of a person's enrichment usage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, FromRow, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct PersonUsage {
+    pub workspace_id: Uuid,
+    pub month: NaiveDate,
+    pub enrichments: i64,
+    pub model_calls: i64,
+    pub tokens_in: i64,
+    pub tokens_out: i64,
+    /// Millionths of a US dollar.
+    pub cost_micro_usd: i64,
+}
+
+/// What `user`'s enrichment requests cost, per workspace and month.
+pub async fn usage_of_person(
+    db: impl PgExecutor<'_>,
+    user: vcintel_domain::UserId,
+) -> Result<Vec<PersonUsage>, sqlx::Error> {
+    sqlx::query_as!(
+        PersonUsage,
+        "select workspace_id, month, enrichments, model_calls, tokens_in, tokens_out, cost_micro_usd
+         from enrichment_usage where user_id = $1 order by month, workspace_id",
+        user.0
+    )
+    .fetch_all(db)
+    .await
+}

@@ -24,6 +24,7 @@ mod console;
 mod contract;
 mod crash;
 mod enrichment;
+mod export;
 mod healing;
 mod health;
 mod idempotency;

@@ -12,7 +12,7 @@ pub struct MasterKeys {
     /// The master key that wraps every subject's data key: 32 random bytes,
     /// base64 (`openssl rand -base64 32`).
     #[arg(long, env = "VCINTEL_PRIVACY_MASTER_KEY", hide_env_values = true)]
-    master_key: SecretString,
+    master_key: Option<SecretString>,
     /// Its version, stored beside each key it wraps; raise it with a new key.
     #[arg(long, env = "VCINTEL_PRIVACY_MASTER_KEY_VERSION", default_value_t = 1)]
     master_key_version: i32,
@@ -28,8 +28,12 @@ pub struct MasterKeys {
 
 impl MasterKeys {
     pub fn ring(&self) -> anyhow::Result<KeyRing> {
+        let master_key = self
+            .master_key
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("set VCINTEL_PRIVACY_MASTER_KEY"))?;
         KeyRing::from_settings(
-            self.master_key.expose_secret(),
+            master_key.expose_secret(),
             self.master_key_version,
             self.previous_master_keys
                 .as_ref()
@@ -46,6 +50,15 @@ pub enum PrivacyAction {
     /// `VCINTEL_PRIVACY_PREVIOUS_MASTER_KEYS` until this has run (and every
     /// process runs with the new key), then drop it. No event is touched.
     RotateMasterKey,
+    /// Everything about one person as `GET /v1/me/export` gives it to them
+    /// (an operator answering a data-access request).
+    Export {
+        /// The person's user id.
+        user: uuid::Uuid,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
 }
 
 pub async fn run(
@@ -53,10 +66,29 @@ pub async fn run(
     keys: &MasterKeys,
     action: PrivacyAction,
 ) -> anyhow::Result<()> {
-    let ring = keys.ring()?;
     let pool = db::connect(database_url, 2).await?;
     match action {
+        PrivacyAction::Export { user, output } => {
+            use futures::StreamExt as _;
+            use tokio::io::AsyncWriteExt as _;
+            let document = crate::routes::workspaces::export::export_document(
+                pool,
+                vcintel_domain::UserId(user),
+            )
+            .await
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+            let mut document = std::pin::pin!(document);
+            let mut out: Box<dyn tokio::io::AsyncWrite + Unpin> = match &output {
+                Some(path) => Box::new(tokio::fs::File::create(path).await?),
+                None => Box::new(tokio::io::stdout()),
+            };
+            while let Some(chunk) = document.next().await {
+                out.write_all(&chunk?).await?;
+            }
+            out.flush().await?;
+        }
         PrivacyAction::RotateMasterKey => {
+            let ring = keys.ring()?;
             let bar = super::progress::counter("re-wrapping", "data keys");
             let rewrapped = privacy::rotate(&pool, &ring, &|n| bar.set_position(n)).await?;
             bar.finish_and_clear();

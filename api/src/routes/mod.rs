@@ -55,6 +55,7 @@ pub fn table(document: utoipa::openapi::OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(workspaces::api_keys::revoke_api_key))
         .routes(routes!(workspaces::security_log::list_security_events))
         .routes(routes!(workspaces::security_log::list_my_security_events))
+        .routes(routes!(workspaces::export::export_my_data))
         .routes(routes!(companies::add_company, companies::list_companies))
         .routes(routes!(
             companies::get_company,

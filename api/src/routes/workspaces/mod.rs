@@ -3,6 +3,7 @@
 //! chosen by `X-Workspace-Id`) have a module each.
 
 pub mod api_keys;
+pub mod export;
 pub mod invitations;
 pub mod members;
 pub mod security_log;
