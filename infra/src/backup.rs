@@ -407,6 +407,53 @@ fn count_rows(path: &Path, seen: &mut dyn FnMut(u64)) -> Result<u64, BackupError
 /// backup's migration, every table is loaded in one transaction, then the
 /// newer migrations run over the restored data. Read models are left empty
 /// for the caller to rebuild. Returns the manifest.
+/// The subjects a backup records as erased (crypto-shredding): read from
+/// a newer backup, so a restore of an older one erases them again.
+pub fn erased_subjects(dir: &Path) -> Result<Vec<String>, BackupError> {
+    let manifest = verify(dir, &|_, _, _| {})?;
+    let copy = manifest
+        .tables
+        .iter()
+        .find(|t| t.table == "privacy_erasures")
+        .ok_or_else(|| BackupError::Invalid(format!("{} records no erasures", dir.display())))?;
+    let column = copy
+        .columns
+        .iter()
+        .position(|c| c == "subject")
+        .ok_or_else(|| BackupError::Invalid("privacy_erasures has no subject column".to_owned()))?;
+    let path = dir.join(&copy.file);
+    let file = std::fs::File::open(&path).map_err(file_error(&path))?;
+    let mut text = String::new();
+    GzDecoder::new(BufReader::new(file))
+        .read_to_string(&mut text)
+        .map_err(file_error(&path))?;
+    // COPY's text format: tab-separated, backslash escapes (a subject is
+    // `kind:uuid`, which needs none).
+    text.lines()
+        .map(|line| {
+            line.split('\t')
+                .nth(column)
+                .filter(|subject| !subject.contains('\\'))
+                .map(str::to_owned)
+                .ok_or_else(|| BackupError::Invalid(format!("{}: a malformed row", copy.file)))
+        })
+        .collect()
+}
+
+/// Erases `subjects` again in a restored database: deletes their data keys
+/// and records them as erased. Returns how many keys were deleted.
+pub async fn reapply_erasures(pool: &PgPool, subjects: &[String]) -> Result<u64, BackupError> {
+    let mut tx = pool.begin().await?;
+    let mut deleted = 0;
+    for subject in subjects {
+        if crate::privacy::shred(&mut tx, subject).await? {
+            deleted += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(deleted)
+}
+
 pub async fn restore(
     pool: &PgPool,
     dir: &Path,

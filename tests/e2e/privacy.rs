@@ -140,3 +140,101 @@ async fn the_rotation_command_rewraps_and_never_prints_a_key() {
         "the key is not echoed: {err}"
     );
 }
+
+/// A restore of a backup older than an erasure erases the person again
+/// when given a newer backup's record of erasures.
+#[tokio::test]
+async fn a_restore_from_an_older_backup_reapplies_later_erasures() {
+    let env = TestEnv::new().await;
+    let ring = KeyRing::new(master(1, 1), vec![]);
+    for subject in ["user:ada", "user:bob"] {
+        privacy::sealing_key(&env.pool, &ring, subject)
+            .await
+            .unwrap();
+    }
+    let vcintel = |database_url: String, args: Vec<String>| async move {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_vcintel"))
+            .args(&args)
+            .env("DATABASE_URL", database_url)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let older = std::env::temp_dir().join(format!("{}-older", env.prefix));
+    let newer = std::env::temp_dir().join(format!("{}-newer", env.prefix));
+    let path = |p: &std::path::Path| p.display().to_string();
+    vcintel(
+        env.database_url.clone(),
+        vec![
+            "backup".into(),
+            "create".into(),
+            "--output".into(),
+            path(&older),
+        ],
+    )
+    .await;
+    let mut tx = env.pool.begin().await.unwrap();
+    privacy::shred(&mut tx, "user:ada").await.unwrap();
+    tx.commit().await.unwrap();
+    vcintel(
+        env.database_url.clone(),
+        vec![
+            "backup".into(),
+            "create".into(),
+            "--output".into(),
+            path(&newer),
+        ],
+    )
+    .await;
+
+    let target_name = format!("{}_older", env.prefix);
+    let admin = sqlx::PgPool::connect(&crate::helpers::admin_database_url())
+        .await
+        .unwrap();
+    sqlx::query(&format!("create database {target_name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let target = crate::helpers::url_with_database(&env.database_url, &target_name);
+    let out = vcintel(
+        target.clone(),
+        vec![
+            "backup".into(),
+            "restore".into(),
+            path(&older),
+            "--skip-rebuild".into(),
+            "--erasures-from".into(),
+            path(&newer),
+        ],
+    )
+    .await;
+    assert!(
+        out.contains("1 subject(s) erased since, 1 key(s) deleted"),
+        "{out}"
+    );
+    let restored = sqlx::PgPool::connect(&target).await.unwrap();
+    let keys: Vec<String> = sqlx::query_scalar("select subject from privacy_keys")
+        .fetch_all(&restored)
+        .await
+        .unwrap();
+    assert_eq!(
+        keys,
+        ["user:bob"],
+        "Ada's key, in the older backup, is gone again"
+    );
+    let erased: Vec<String> = sqlx::query_scalar("select subject from privacy_erasures")
+        .fetch_all(&restored)
+        .await
+        .unwrap();
+    assert_eq!(erased, ["user:ada"]);
+    restored.close().await;
+    for dir in [older, newer] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -32,6 +32,10 @@ pub enum BackupAction {
         /// `vcintel projections rebuild`).
         #[arg(long)]
         skip_rebuild: bool,
+        /// A newer backup whose erasures are applied again after the
+        /// restore: a person erased since `DIR` was taken stays erased.
+        #[arg(long)]
+        erasures_from: Option<PathBuf>,
     },
 }
 
@@ -125,7 +129,17 @@ pub async fn run(database_url: Option<&str>, action: BackupAction) -> anyhow::Re
                 summary(&manifest)
             );
         }
-        BackupAction::Restore { dir, skip_rebuild } => {
+        BackupAction::Restore {
+            dir,
+            skip_rebuild,
+            erasures_from,
+        } => {
+            // Read before anything is written: a bad newer backup stops
+            // the restore instead of leaving erased people readable.
+            let erased = erasures_from
+                .as_deref()
+                .map(backup::erased_subjects)
+                .transpose()?;
             let pool = db::connect(database_url()?, 2).await?;
             let started = std::time::Instant::now();
             let manifest = backup::restore(&pool, &dir, &|table, done, total| {
@@ -133,6 +147,13 @@ pub async fn run(database_url: Option<&str>, action: BackupAction) -> anyhow::Re
             })
             .await?;
             bars.finish();
+            if let Some(erased) = erased {
+                let shredded = backup::reapply_erasures(&pool, &erased).await?;
+                println!(
+                    "erasures applied again: {} subject(s) erased since, {shredded} key(s) deleted",
+                    erased.len()
+                );
+            }
             println!(
                 "restored {} in {}: {}",
                 dir.display(),
