@@ -429,6 +429,50 @@ mod tests {
         (schemas, data)
     }
 
+    /// Every `x-personal` field has its subject declared (and only those),
+    /// and each subject field is an id in that payload.
+    #[test]
+    fn every_personal_field_has_a_subject() {
+        use vcintel_domain::personal::{PERSONAL_EXTENSION, PERSONAL_FIELDS};
+        let (schemas, data) = catalogue();
+        let resolve = |schema: &Value| -> Value {
+            schema["$ref"]
+                .as_str()
+                .and_then(|target| schemas.get(target.trim_start_matches("#/components/schemas/")))
+                .cloned()
+                .unwrap_or_else(|| schema.clone())
+        };
+        let mut marked = std::collections::BTreeSet::new();
+        for (event_type, schema) in &data {
+            let payload = resolve(schema);
+            for (name, property) in payload["properties"].as_object().into_iter().flatten() {
+                if property[PERSONAL_EXTENSION] == true {
+                    marked.insert((event_type.clone(), name.clone()));
+                }
+            }
+        }
+        let declared: std::collections::BTreeSet<(String, String)> = PERSONAL_FIELDS
+            .iter()
+            .map(|f| (f.event_type.to_owned(), f.field.to_owned()))
+            .collect();
+        assert_eq!(
+            marked, declared,
+            "x-personal marks and PERSONAL_FIELDS differ"
+        );
+        for field in PERSONAL_FIELDS {
+            let (_, schema) = data
+                .iter()
+                .find(|(event_type, _)| event_type == field.event_type)
+                .unwrap_or_else(|| panic!("{} is an event type", field.event_type));
+            let subject = resolve(&resolve(schema)["properties"][field.subject_field]);
+            assert_eq!(
+                subject["format"], "uuid",
+                "{}.{}: the subject field is an id",
+                field.event_type, field.subject_field
+            );
+        }
+    }
+
     #[test]
     fn the_classification_check_finds_an_unmarked_string_or_named_string_type() {
         let schemas = serde_json::from_value::<Map<String, Value>>(json!({
