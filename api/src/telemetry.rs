@@ -74,8 +74,10 @@ struct RedactedStdout;
 fn email_address() -> &'static regex::bytes::Regex {
     static EMAIL: std::sync::OnceLock<regex::bytes::Regex> = std::sync::OnceLock::new();
     EMAIL.get_or_init(|| {
+        // A JSON escape just before the address (`\n`, `\u0022`) is kept:
+        // its letters would otherwise be taken for the address's.
         regex::bytes::Regex::new(
-            r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+",
+            r"(?P<escape>\\(?:u[0-9a-fA-F]{4}|[ntrbf\x22/\\]))?[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+",
         )
         .expect("the e-mail pattern compiles")
     })
@@ -83,7 +85,7 @@ fn email_address() -> &'static regex::bytes::Regex {
 
 /// `line` with its e-mail addresses replaced.
 fn redact(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    email_address().replace_all(line, &b"[e-mail]"[..])
+    email_address().replace_all(line, &b"${escape}[e-mail]"[..])
 }
 
 impl std::io::Write for RedactedStdout {
@@ -179,6 +181,12 @@ mod tests {
         assert_eq!(
             redacted,
             r#"{"level":"WARN","error":"mail to [e-mail] refused: 550","user":"[e-mail]"}"#
+        );
+        // In a JSON string after an escape, the escape stays whole.
+        let escaped = br#"{"error":"refused:\nada@x.io and \u0022bob@y.org\u0022"}"#;
+        assert_eq!(
+            String::from_utf8(redact(escaped).into_owned()).unwrap(),
+            r#"{"error":"refused:\n[e-mail] and \u0022[e-mail]\u0022"}"#
         );
         let plain = b"relay is the leader at position 42 (v1.2@epoch 3)";
         assert_eq!(

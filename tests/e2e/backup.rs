@@ -290,3 +290,49 @@ async fn a_backup_restores_into_an_empty_database_and_the_world_converges() {
     restored.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A backup made before a table joined the backup (an older release's)
+/// still verifies and restores: the restore goes down to that backup's
+/// schema, where the table does not exist yet, and back up.
+#[tokio::test]
+async fn a_backup_from_before_a_table_joined_the_backup_restores() {
+    let env = TestEnv::new().await;
+    let dir = std::env::temp_dir().join(format!("{}-older-release", env.prefix));
+    let dir_arg = dir.display().to_string();
+    let (ok, out, err) = vcintel(
+        &env.database_url,
+        &["backup", "create", "--output", &dir_arg],
+    )
+    .await;
+    assert!(ok, "{out}\n{err}");
+    // As the release before the privacy tables wrote it.
+    let path = dir.join(vcintel_infra::backup::MANIFEST);
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    manifest["migration_version"] = json!(20261207000005_i64);
+    manifest["tables"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|t| !t["table"].as_str().unwrap().starts_with("privacy_"));
+    std::fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    let (ok, out, err) = vcintel("", &["backup", "verify", &dir_arg]).await;
+    assert!(ok, "{out}\n{err}");
+
+    let target_name = format!("{}_older_release", env.prefix);
+    let admin = PgPool::connect(&admin_database_url()).await.unwrap();
+    sqlx::query(&format!("create database {target_name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let target = url_with_database(&env.database_url, &target_name);
+    let (ok, out, err) = vcintel(&target, &["backup", "restore", &dir_arg, "--skip-rebuild"]).await;
+    assert!(ok, "{out}\n{err}");
+    let restored = PgPool::connect(&target).await.unwrap();
+    let keys: i64 = sqlx::query_scalar("select count(*) from privacy_keys")
+        .fetch_one(&restored)
+        .await
+        .unwrap();
+    assert_eq!(keys, 0, "the newer table exists again, empty");
+    restored.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -301,3 +301,40 @@ async fn the_console_session_only_reads() {
         .unwrap();
     assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// The operator's requests (the console polls three admin routes every two
+/// seconds) are not charged to the per-address budget that bounds token
+/// guesses; guesses still are.
+#[tokio::test]
+async fn operator_requests_are_not_rate_limited_like_guesses() {
+    let mut env = TestEnv::new().await;
+    let mut settings = env.settings();
+    settings.rate_limit_anonymous = 2;
+    let base = env.start_all_with(settings).await;
+    for _ in 0..6 {
+        let reply = env
+            .http
+            .get(format!("{base}/admin/relay"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::OK);
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let reply = env
+            .http
+            .get(format!("{base}/admin/relay"))
+            .bearer_auth("a-guess-at-the-operator-token-0000000000")
+            .send()
+            .await
+            .unwrap();
+        statuses.push(reply.status());
+    }
+    assert_eq!(statuses[0], StatusCode::UNAUTHORIZED);
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "guesses are limited: {statuses:?}"
+    );
+}

@@ -60,9 +60,22 @@ fn peer(request: &Request) -> Option<SocketAddr> {
         .map(|c| c.0)
 }
 
+/// Whether `request` carries the operator token, or (reading) a console
+/// session: as the admin routes themselves judge it.
+fn presents_operator_credentials(app: &crate::state::AppState, request: &Request) -> bool {
+    use crate::routes::admin::Operator;
+    let reading = matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    Operator::presented(app, request.headers()).is_ok()
+        || (reading && Operator::console_session(app, request.headers()).is_some())
+}
+
 /// Authenticates each `/v1` request and charges it to its budget.
 pub async fn authenticate_and_limit(
     State(state): State<Arc<Gate>>,
+    State(app): State<crate::state::AppState>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -71,6 +84,12 @@ pub async fn authenticate_and_limit(
     // which can read the email; health, docs and the spec are free.
     let admin = path.starts_with("/admin/");
     if !(path.starts_with("/v1/") || admin) || path == LOGIN_PATH || path == REGISTER_PATH {
+        return next.run(request).await;
+    }
+    if admin && presents_operator_credentials(&app, &request) {
+        // The operator's own requests (the console polls three admin
+        // routes every two seconds) are not budgeted; only requests
+        // without them, guesses included, are.
         return next.run(request).await;
     }
     let ip = client_ip(&state, request.headers(), peer(&request));
