@@ -477,6 +477,21 @@ pub async fn restore(
             manifest.migration_version
         )));
     }
+    // A database holding a store is refused before its schema is touched.
+    let has_events: bool = sqlx::query_scalar("select to_regclass('public.events') is not null")
+        .fetch_one(pool)
+        .await?;
+    if has_events {
+        let any: bool = sqlx::query_scalar("select exists(select 1 from events)")
+            .fetch_one(pool)
+            .await?;
+        if any {
+            return Err(BackupError::Invalid(
+                "the database is not empty (it holds events): restore into a new database"
+                    .to_owned(),
+            ));
+        }
+    }
     MIGRATOR.run(pool).await?;
     let held: i64 = sqlx::query_scalar!(
         r#"select (select count(*) from (select 1 from events limit 1) e)

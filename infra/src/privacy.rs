@@ -242,6 +242,8 @@ pub enum KeyError {
     Unwrap(String),
     #[error("{0} was erased")]
     Erased(String),
+    #[error("{0} data key(s) are still wrapped under another master key version (re-wrapped meanwhile by another process, or written by one without the new key): run the rotation again once every process has the new key, and keep the old key until it reports none left")]
+    RotationIncomplete(i64),
 }
 
 fn unwrap_row(
@@ -274,11 +276,15 @@ pub async fn sealing_key(
         if let Some(key) = reading_key(pool, ring, subject).await? {
             return Ok(key);
         }
+        // Under the subject's lock, which an erasure takes too: a key is
+        // never made for a subject erased meanwhile.
+        let mut tx = pool.begin().await?;
+        lock_subject(&mut tx, subject).await?;
         let erased: bool = sqlx::query_scalar!(
             r#"select exists(select 1 from privacy_erasures where subject = $1) as "erased!""#,
             subject
         )
-        .fetch_one(pool)
+        .fetch_one(&mut *tx)
         .await?;
         if erased {
             return Err(KeyError::Erased(subject.to_owned()));
@@ -292,9 +298,10 @@ pub async fn sealing_key(
             wrapped,
             ring.current.version
         )
-        .execute(pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        tx.commit().await?;
         if made == 1 {
             return Ok(key);
         }
@@ -318,9 +325,24 @@ pub async fn reading_key(
         .transpose()
 }
 
+/// The advisory-lock class of "a subject's key is being made or erased".
+const SUBJECT_LOCK_CLASS: i32 = 0x5643_5053; // "VCPS"
+
+async fn lock_subject(tx: &mut sqlx::PgConnection, subject: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "select pg_advisory_xact_lock($1, hashtext($2))",
+        SUBJECT_LOCK_CLASS,
+        subject
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// Erases `subject`: deletes its data key and records the erasure, in
 /// `tx` (with the event that says so). Returns whether it had a key.
 pub async fn shred(tx: &mut sqlx::PgConnection, subject: &str) -> Result<bool, sqlx::Error> {
+    lock_subject(tx, subject).await?;
     let deleted = sqlx::query!("delete from privacy_keys where subject = $1", subject)
         .execute(&mut *tx)
         .await?
@@ -353,6 +375,18 @@ pub async fn rotate(
         .await?;
         if rows.is_empty() {
             tx.commit().await?;
+            // Keys locked by a concurrent rotation were skipped: done only
+            // when none is left under another version (dropping the old
+            // master key before would shred their subjects).
+            let left: i64 = sqlx::query_scalar!(
+                r#"select count(*) as "left!" from privacy_keys where master_version <> $1"#,
+                ring.current.version
+            )
+            .fetch_one(pool)
+            .await?;
+            if left > 0 {
+                return Err(KeyError::RotationIncomplete(left));
+            }
             return Ok(rewrapped);
         }
         for row in rows {

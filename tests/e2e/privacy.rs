@@ -238,3 +238,32 @@ async fn a_restore_from_an_older_backup_reapplies_later_erasures() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+/// A rotation that had to skip a key (locked by another rotation) says so
+/// instead of reporting success: the old master key must be kept.
+#[tokio::test]
+async fn a_rotation_that_skipped_a_key_is_not_reported_done() {
+    let env = TestEnv::new().await;
+    let ring = KeyRing::new(master(1, 1), vec![]);
+    for subject in ["user:held", "user:free"] {
+        privacy::sealing_key(&env.pool, &ring, subject)
+            .await
+            .unwrap();
+    }
+    let rotated = KeyRing::new(master(2, 2), vec![master(1, 1)]);
+    let mut holder = env.pool.begin().await.unwrap();
+    sqlx::query("select 1 from privacy_keys where subject = 'user:held' for update")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let skipped = privacy::rotate(&env.pool, &rotated, &|_| {}).await;
+    assert!(
+        matches!(skipped, Err(KeyError::RotationIncomplete(1))),
+        "{skipped:?}"
+    );
+    holder.commit().await.unwrap();
+    assert_eq!(
+        privacy::rotate(&env.pool, &rotated, &|_| {}).await.unwrap(),
+        1
+    );
+}
