@@ -43,12 +43,13 @@ archive)
     mkdir -p "$archive"
     archive="$(cd "$archive" && pwd)"
     give_to_postgres "$archive"
-    # Never overwrite a segment already archived: a second cluster
-    # pointed at the same folder must fail loudly, not corrupt it.
+    # Never overwrite a segment already archived (a second cluster pointed
+    # at the same folder must fail loudly, not corrupt it), and never leave
+    # a partial one: copy under a temporary name, then rename.
     psql "$url" -v ON_ERROR_STOP=1 -qc "alter system set wal_level = 'replica'" \
         -c "alter system set archive_mode = 'on'" \
         -c "alter system set archive_timeout = '60s'" \
-        -c "alter system set archive_command = 'test ! -f ''$archive/%f'' && cp %p ''$archive/%f'''"
+        -c "alter system set archive_command = 'test ! -f ''$archive/%f'' && cp %p ''$archive/%f.partial'' && mv ''$archive/%f.partial'' ''$archive/%f'''"
     log "archiving into $archive once Postgres restarts (archive_mode takes effect at start)"
     ;;
 base-backup)
