@@ -275,14 +275,20 @@ async fn one_trace_runs_from_the_request_through_every_process_to_the_model_call
                 .into_iter()
                 .filter(|s| s.trace_id == trace_bytes)
                 .collect();
-            wanted
-                .iter()
-                .all(|(service, name)| {
-                    spans
-                        .iter()
-                        .any(|s| s.service == *service && s.name.starts_with(name))
-                })
-                .then_some(spans)
+            // Each process exports in its own batches: wait for every
+            // span's parent too (a broken link never arrives, and this
+            // times out).
+            let caller: &[u8] = &[0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31];
+            let linked = spans.iter().all(|span| {
+                span.parent_span_id == caller
+                    || spans.iter().any(|s| s.span_id == span.parent_span_id)
+            });
+            let complete = wanted.iter().all(|(service, name)| {
+                spans
+                    .iter()
+                    .any(|s| s.service == *service && s.name.starts_with(name))
+            });
+            (complete && linked).then_some(spans)
         }
     })
     .await;
