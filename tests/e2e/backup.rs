@@ -236,17 +236,8 @@ async fn a_backup_restores_into_an_empty_database_and_the_world_converges() {
             let env = &env;
             let store_ids = store_ids.clone();
             async move {
-                // Read while the relay may be purging: a vanished message
-                // means "not yet".
-                let mut stream = env.js.get_stream(env.topology().stream_name()).await.ok()?;
-                let state = stream.info().await.ok()?.state.clone();
-                let mut streamed = Vec::new();
-                for seq in state.first_sequence..=state.last_sequence {
-                    let message = stream.get_raw_message(seq).await.ok()?;
-                    let body: serde_json::Value = serde_json::from_slice(&message.payload).ok()?;
-                    streamed.push(body["id"].as_str()?.to_owned());
-                }
-                (streamed == store_ids).then_some(())
+                // None while the relay purges: not yet.
+                (env.streamed_event_ids().await? == store_ids).then_some(())
             }
         },
     )

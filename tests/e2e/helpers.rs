@@ -499,6 +499,24 @@ impl TestEnv {
         out
     }
 
+    /// The event ids the stream holds, in stream order, or `None` while
+    /// it cannot be read whole (the relay purging or refilling it).
+    pub async fn streamed_event_ids(&self) -> Option<Vec<String>> {
+        let mut stream = self
+            .js
+            .get_stream(self.topology().stream_name())
+            .await
+            .ok()?;
+        let state = stream.info().await.ok()?.state.clone();
+        let mut ids = Vec::new();
+        for seq in state.first_sequence..=state.last_sequence {
+            let message = stream.get_raw_message(seq).await.ok()?;
+            let body: Value = serde_json::from_slice(&message.payload).ok()?;
+            ids.push(body["id"].as_str()?.to_owned());
+        }
+        Some(ids)
+    }
+
     pub async fn event_ids_in_store(&self) -> Vec<String> {
         sqlx::query_scalar("select event_id::text from events order by position")
             .fetch_all(&self.pool)
@@ -920,14 +938,7 @@ impl PrivatePostgres {
             port: free_port(),
             dir,
         };
-        if running_as_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres"])
-                .arg(&pg.dir)
-                .status()
-                .expect("chown");
-            assert!(status.success());
-        }
+        pg.give_to_postgres();
         pg.run(
             "initdb",
             &[
@@ -952,16 +963,21 @@ impl PrivatePostgres {
             port: free_port(),
             dir,
         };
+        pg.give_to_postgres();
+        pg.start_server();
+        pg
+    }
+
+    /// As root, the server runs as `postgres`, which must own its folder.
+    fn give_to_postgres(&self) {
         if running_as_root() {
             let status = Command::new("chown")
                 .args(["-R", "postgres"])
-                .arg(&pg.dir)
+                .arg(&self.dir)
                 .status()
                 .expect("chown");
             assert!(status.success());
         }
-        pg.start_server();
-        pg
     }
 
     /// The folder holding the data folder, the socket and the log.

@@ -60,18 +60,6 @@ fn peer(request: &Request) -> Option<SocketAddr> {
         .map(|c| c.0)
 }
 
-/// Whether `request` carries the operator token, or (reading) a console
-/// session: as the admin routes themselves judge it.
-fn presents_operator_credentials(app: &crate::state::AppState, request: &Request) -> bool {
-    use crate::routes::admin::Operator;
-    let reading = matches!(
-        *request.method(),
-        axum::http::Method::GET | axum::http::Method::HEAD
-    );
-    Operator::presented(app, request.headers()).is_ok()
-        || (reading && Operator::console_session(app, request.headers()).is_some())
-}
-
 /// Authenticates each `/v1` request and charges it to its budget.
 pub async fn authenticate_and_limit(
     State(state): State<Arc<Gate>>,
@@ -86,7 +74,10 @@ pub async fn authenticate_and_limit(
     if !(path.starts_with("/v1/") || admin) || path == LOGIN_PATH || path == REGISTER_PATH {
         return next.run(request).await;
     }
-    if admin && presents_operator_credentials(&app, &request) {
+    if admin
+        && crate::routes::admin::Operator::of_request(&app, request.method(), request.headers())
+            .is_ok()
+    {
         // The operator's own requests (the console polls three admin
         // routes every two seconds) are not budgeted; only requests
         // without them, guesses included, are.

@@ -36,14 +36,7 @@ impl FromRequestParts<AppState> for Operator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        // The console's cookie reads; it never changes anything, so a
-        // forged cross-site request cannot act with it.
-        if parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD {
-            if let Some(operator) = Operator::console_session(state, &parts.headers) {
-                return Ok(operator);
-            }
-        }
-        Operator::presented(state, &parts.headers)
+        Operator::of_request(state, &parts.method, &parts.headers)
     }
 }
 
@@ -60,6 +53,24 @@ fn console_sealer(digest: &[u8; 32]) -> crate::http::signed::Sealer {
 }
 
 impl Operator {
+    /// Whether a request with `method` and `headers` comes from the
+    /// operator: the token, or for reading, a console session (its cookie
+    /// never changes anything, so a forged cross-site request cannot act
+    /// with it).
+    pub fn of_request(
+        state: &AppState,
+        method: &axum::http::Method,
+        headers: &HeaderMap,
+    ) -> Result<Self, ApiError> {
+        let reading = *method == axum::http::Method::GET || *method == axum::http::Method::HEAD;
+        if reading {
+            if let Some(operator) = Operator::console_session(state, headers) {
+                return Ok(operator);
+            }
+        }
+        Operator::presented(state, headers)
+    }
+
     /// A console session cookie value, for a caller who presented the token.
     pub fn console_session_value(state: &AppState) -> Option<String> {
         let digest = state.admin_token_digest.as_ref()?;
