@@ -79,7 +79,7 @@ async fn main() {
     for run in 1..=2 {
         let started = Instant::now();
         let rebuilt = rebuild::<vcintel_projections::companies::CompaniesProjection>(
-            &env.pool,
+            &env.vault(),
             &RebuildOptions::default(),
             &progress,
         )

@@ -387,6 +387,7 @@ async fn spawn_baseline(
         .env("DATABASE_URL", database)
         .env("BASELINE_PORT", port.to_string())
         .env("VCINTEL_JWT_SECRET", helpers::JWT_SECRET)
+        .env("VCINTEL_PRIVACY_MASTER_KEY", helpers::PRIVACY_MASTER_KEY)
         .stdout(Stdio::null())
         .spawn()
         .expect("start a baseline server");
@@ -426,6 +427,7 @@ fn spawn_component_with(
     extra: &[(&str, &str)],
 ) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_vcintel"))
+        .env("VCINTEL_PRIVACY_MASTER_KEY", helpers::PRIVACY_MASTER_KEY)
         .envs(extra.iter().copied())
         .args(["serve", "--only", component])
         .args(["--bind", &format!("127.0.0.1:{port}")])

@@ -124,8 +124,11 @@ impl Application {
                 .context("VCINTEL_RATE_LIMIT_DATABASE_URL")?,
             None => pool.clone(),
         };
+        let vault = settings
+            .vault(pool.clone())
+            .context("the privacy keys (VCINTEL_PRIVACY_MASTER_KEY)")?;
         let services = event_store::command_services_with(
-            pool.clone(),
+            &vault,
             (settings.snapshot_every > 0).then_some(settings.snapshot_every),
         );
         let passwords = Passwords::new(PasswordCost {
@@ -139,7 +142,7 @@ impl Application {
         let identity = IdentityCache::new();
         // One directory (its cache is shared anyway) for every part that
         // authorises against workspaces.
-        let directory = WorkspaceDirectory::new(pool.clone(), identity.clone());
+        let directory = WorkspaceDirectory::new(vault.clone(), identity.clone());
         let read_your_writes = Arc::new(ReadYourWrites {
             tokens: ConsistencyTokens::new(settings.jwt_secret_bytes()),
             pool: pool.clone(),
@@ -183,7 +186,7 @@ impl Application {
             gate,
             api_key_secrets: vcintel_infra::accounts::PgAccounts::new(pool.clone()),
             credentials: vcintel_infra::accounts::PgCredentials::new(
-                pool.clone(),
+                vault.clone(),
                 passwords.clone(),
             ),
             sessions: vcintel_infra::accounts::PgSessions::new(
@@ -196,9 +199,11 @@ impl Application {
                 pool.clone(),
                 directory,
             ),
-            admission: PgAdmission::new(pool.clone()),
+            admission: PgAdmission::new(vault.clone()),
             spending: Arc::new(MonthlySpending::new(pool.clone())),
             pool,
+            vault,
+            erasure_grace_hours: settings.erasure_grace_hours,
             cursors: crate::http::pagination::Cursors::new(settings.jwt_secret_bytes()),
             read_your_writes,
             idempotency,
@@ -301,6 +306,15 @@ impl Application {
                         enforce_retention(pool, policy, sweeper).await;
                         ("retention", Ok(()))
                     });
+                    let (erasing, every) = (
+                        token.clone(),
+                        Duration::from_secs(settings.erasure_sweep_secs.max(1)),
+                    );
+                    let erasure_state = state.clone();
+                    tasks.spawn(async move {
+                        carry_out_erasures(erasure_state, every, erasing).await;
+                        ("erasures", Ok(()))
+                    });
                     let (limiter, pool, sweeper) = (
                         state.gate.limits.limiter.clone(),
                         state.pool.clone(),
@@ -369,7 +383,7 @@ impl Application {
                         Arc::new(CircuitBreaker::new(u32::MAX, Duration::ZERO))
                     });
                     let worker = EnrichmentWorker::new(
-                        state.pool.clone(),
+                        state.vault.clone(),
                         state.enrichments.clone(),
                         state.budgets.clone(),
                         state.spending.clone(),
@@ -412,6 +426,7 @@ impl Application {
                 Component::Mailer => {
                     let mailer = vcintel_infra::mail::Mailer::new(
                         state.pool.clone(),
+                        state.vault.clone(),
                         state.jetstream.clone(),
                         state.topology.clone(),
                         vcintel_infra::mail::MailSettings {
@@ -467,7 +482,7 @@ impl Application {
                         watch.await;
                         ("projector-watch", Ok(()))
                     });
-                    let pool = state.pool.clone();
+                    let vault = state.vault.clone();
                     let js = state.jetstream.clone();
                     let topology = state.topology.clone();
                     let projection_settings = ProjectionSettings {
@@ -477,7 +492,7 @@ impl Application {
                     };
                     tasks.spawn(async move {
                         let result = vcintel_projections::run_all(
-                            pool,
+                            vault,
                             js,
                             topology,
                             projection_settings,
@@ -542,6 +557,30 @@ async fn sweep_every_minute(limiter: RateLimiter, pool: sqlx::PgPool, shutdown: 
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Every `every` until shutdown: erases the people whose erasure's grace
+/// period is over (a few at a time; several instances may race, and an
+/// erasure repeated is one erasure).
+async fn carry_out_erasures(state: AppState, every: Duration, shutdown: CancellationToken) {
+    loop {
+        match vcintel_infra::erasure::erase_due(
+            &state.vault,
+            &state.accounts,
+            &state.workspaces,
+            10,
+        )
+        .await
+        {
+            Ok(0) => {}
+            Ok(done) => tracing::info!(erased = done, "erasures carried out"),
+            Err(error) => tracing::warn!(%error, "could not look for erasures due"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
             _ = shutdown.cancelled() => return,
         }
     }

@@ -83,6 +83,64 @@ fn message_name(event_type: &str, version: u32) -> String {
 
 /// The document for a deployment whose stream uses `topology`, reached at
 /// `nats_host` (`host:port`).
+/// The schema of a personal value as the stream carries it.
+const SEALED_VALUE: &str = "SealedValue";
+
+fn sealed_value_schema() -> Value {
+    json!({
+        "description": "A personal value (docs/privacy.md), sealed under its subject's data key \
+            with XChaCha20-Poly1305: `sealed` is base64 of nonce ‖ ciphertext ‖ tag, with the \
+            subject as associated data. Only VC Intel opens it (its API and audit feed show the \
+            value). Once the subject is erased (`user.erased`) nobody can, ever; `[erased]` \
+            stands in for a value written after its subject's erasure. Events of version 1 \
+            written before sealing carried the plain value; `vcintel privacy migrate` seals \
+            them in place and refills the stream.",
+        "x-personal": true,
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["sealed", "subject", "kid"],
+                "additionalProperties": false,
+                "properties": {
+                    "sealed": {"type": "string", "contentEncoding": "base64"},
+                    "subject": {"type": "string", "pattern": "^(user|invitee):[0-9a-f-]{36}$",
+                        "description": "Whose value it is: `user:<user id>` or `invitee:<invitation id>`."},
+                    "kid": {"type": "string", "format": "uuid",
+                        "description": "The data key it was sealed under."}
+                }
+            },
+            {"const": vcintel_domain::personal::ERASED}
+        ]
+    })
+}
+
+/// An event's data schema as the stream carries it: its personal fields
+/// (`PERSONAL_FIELDS`) hold sealed values, where the API shows them opened.
+/// The shared schema is left alone (the OpenAPI document's is the same);
+/// the message gets a copy.
+fn sealed_on_the_wire(event_type: &str, data: Value, schemas: &Map<String, Value>) -> Value {
+    let fields: Vec<&str> = vcintel_domain::personal::PERSONAL_FIELDS
+        .iter()
+        .filter(|f| f.event_type == event_type)
+        .map(|f| f.field)
+        .collect();
+    if fields.is_empty() {
+        return data;
+    }
+    let mut wire = match data
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+    {
+        Some(name) => schemas.get(name).cloned().unwrap_or(data),
+        None => data,
+    };
+    for field in fields {
+        wire["properties"][field] = json!({"$ref": format!("#/components/schemas/{SEALED_VALUE}")});
+    }
+    wire
+}
+
 pub fn document(topology: &Topology, nats_host: &str) -> Value {
     let mut schemas = Map::new();
     let mut messages = Map::new();
@@ -118,6 +176,7 @@ pub fn document(topology: &Topology, nats_host: &str) -> Value {
             }
         }),
     );
+    schemas.insert(SEALED_VALUE.to_owned(), sealed_value_schema());
     for family in families() {
         for (name, schema) in family.referenced {
             schemas.insert(name, schema);
@@ -127,6 +186,7 @@ pub fn document(topology: &Topology, nats_host: &str) -> Value {
             let Some(version) = current_version(&event_type) else {
                 continue;
             };
+            let data = sealed_on_the_wire(&event_type, data, &schemas);
             let name = message_name(&event_type, version);
             let kind = format!("vcintel.{name}");
             schemas.insert(
@@ -225,7 +285,11 @@ pub fn document(topology: &Topology, nats_host: &str) -> Value {
                  `<prefix>.events.<workspace id>.<aggregate type>.<event name>`, so a wildcard \
                  takes one workspace (`{one_ws}`), one aggregate type (`{one_type}`) or one \
                  event type. Replay from the start with a durable consumer of your own and \
-                 `deliver_policy = all`.",
+                 `deliver_policy = all`. Personal values (e-mail addresses, names, the text of \
+                 notes) arrive sealed (`SealedValue`): subscribers cannot read them. A \
+                 `user.erased` event obliges every subscriber to delete, within 30 days, \
+                 everything it keeps about that person (`user_id`) and the invitations it \
+                 names: rows keyed by them, values copied from the API, caches and logs.",
                 stream = topology.stream_name(),
                 one_ws = topology.workspace_subject_filter("<workspace id>"),
                 one_type = topology.aggregate_subject_filter("company"),

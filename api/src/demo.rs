@@ -10,7 +10,6 @@
 //! re-running a finished seed changes nothing.
 
 use futures::{StreamExt, TryStreamExt};
-use sqlx::PgPool;
 use vcintel_commands::{CommandError, CommandMetadata};
 use vcintel_domain::company::{CompanyError, CompanyId, CompanyInput, Stage};
 use vcintel_domain::list::ListId;
@@ -167,11 +166,12 @@ pub fn sample_companies(count: usize) -> Vec<SampleCompany> {
 /// Seeds the demo account's personal workspace (creating the account
 /// first if needed).
 pub async fn seed(
-    pool: &PgPool,
+    vault: &vcintel_infra::vault::Vault,
     passwords: &Passwords,
     commands: &CommandServices,
     options: &DemoOptions,
 ) -> anyhow::Result<DemoReport> {
+    let pool = vault.pool();
     let metadata = CommandMetadata {
         request_id: Some("demo-seed".to_owned()),
         ..CommandMetadata::default()
@@ -179,7 +179,7 @@ pub async fn seed(
     let mut report = DemoReport::default();
     let (user, workspace) = match accounts::user_by_email(pool, &options.email).await? {
         Some(user) => {
-            let registered = accounts::registered_user(pool, user)
+            let registered = accounts::registered_user(vault, user)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("account {user} has no registration event"))?;
             (user, registered.personal_workspace_id)
@@ -197,7 +197,7 @@ pub async fn seed(
                 anyhow::bail!("demo password {reason}");
             }
             let credentials =
-                vcintel_infra::accounts::PgCredentials::new(pool.clone(), passwords.clone());
+                vcintel_infra::accounts::PgCredentials::new(vault.clone(), passwords.clone());
             let created = commands
                 .accounts
                 .create_account(

@@ -459,7 +459,12 @@ impl From<CommandError> for ApiError {
             CommandError::User(UserError::AlreadyRegistered) => {
                 ApiError::Conflict("the user is already registered".to_owned())
             }
-            CommandError::User(UserError::NotFound) => ApiError::NotFound,
+            CommandError::User(UserError::NotFound | UserError::NoErasurePending) => {
+                ApiError::NotFound
+            }
+            CommandError::User(UserError::Erased) => {
+                ApiError::Unauthenticated("this account no longer exists")
+            }
             CommandError::User(UserError::AlreadyVerified) => ApiError::Conflict(error.to_string()),
             CommandError::User(UserError::AddressChanged) | CommandError::InvalidToken => {
                 ApiError::BadRequest {

@@ -5,6 +5,8 @@
 use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
 use std::time::Duration;
+use vcintel_infra::privacy::KeyRing;
+use vcintel_infra::vault::Vault;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
@@ -308,6 +310,25 @@ pub struct Settings {
     /// First retry delay of a failed enrichment attempt (doubles per attempt).
     #[arg(long, env = "VCINTEL_ENRICH_BACKOFF_MS", default_value_t = 2000)]
     pub enrich_backoff_ms: u64,
+
+    /// The keys that seal personal values (docs/privacy.md).
+    #[command(flatten)]
+    pub privacy: MasterKeys,
+
+    /// Seal personal values as they are written (default on). Off only to
+    /// measure what sealing costs: values written so are out of an
+    /// erasure's reach.
+    #[arg(long, env = "VCINTEL_PRIVACY_SEALING", default_value_t = true, action = clap::ArgAction::Set)]
+    pub privacy_sealing: bool,
+
+    /// Hours between a person's erasure request and the erasure, during
+    /// which they can cancel it.
+    #[arg(long, env = "VCINTEL_ERASURE_GRACE_HOURS", default_value_t = 72)]
+    pub erasure_grace_hours: u32,
+
+    /// Seconds between two looks for erasures whose grace period is over.
+    #[arg(long, env = "VCINTEL_ERASURE_SWEEP_SECS", default_value_t = 60)]
+    pub erasure_sweep_secs: u64,
 }
 
 impl Settings {
@@ -318,6 +339,15 @@ impl Settings {
             security_events: days(self.retention_security_events_days),
             ended_sessions: days(self.retention_sessions_days),
         }
+    }
+
+    /// The vault over `pool` these settings describe.
+    pub fn vault(&self, pool: sqlx::PgPool) -> anyhow::Result<Vault> {
+        Ok(Vault::with_sealing(
+            pool,
+            self.privacy.ring()?,
+            self.privacy_sealing,
+        ))
     }
 
     pub fn duplicate_window(&self) -> Duration {
@@ -371,4 +401,46 @@ fn parse_prefix(value: &str) -> Result<String, String> {
 pub enum Environment {
     Production,
     Development,
+}
+
+/// The master keys, from the environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MasterKeys {
+    /// The master key that wraps every subject's data key: 32 random bytes,
+    /// base64 (`openssl rand -base64 32`).
+    #[arg(long, env = "VCINTEL_PRIVACY_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<SecretString>,
+    /// Its version, stored beside each key it wraps; raise it with a new key.
+    #[arg(long, env = "VCINTEL_PRIVACY_MASTER_KEY_VERSION", default_value_t = 1)]
+    pub master_key_version: i32,
+    /// Earlier master keys still needed to unwrap, as `version:base64`,
+    /// comma-separated (during a rotation).
+    #[arg(
+        long,
+        env = "VCINTEL_PRIVACY_PREVIOUS_MASTER_KEYS",
+        hide_env_values = true
+    )]
+    pub previous_master_keys: Option<SecretString>,
+}
+
+impl MasterKeys {
+    /// The vault over `pool` that seals with these keys.
+    pub fn vault(&self, pool: sqlx::PgPool) -> anyhow::Result<Vault> {
+        Ok(Vault::new(pool, self.ring()?))
+    }
+
+    pub fn ring(&self) -> anyhow::Result<KeyRing> {
+        let master_key = self
+            .master_key
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("set VCINTEL_PRIVACY_MASTER_KEY"))?;
+        KeyRing::from_settings(
+            master_key.expose_secret(),
+            self.master_key_version,
+            self.previous_master_keys
+                .as_ref()
+                .map_or("", |keys| keys.expose_secret()),
+        )
+        .map_err(|error| anyhow::anyhow!("VCINTEL_PRIVACY_MASTER_KEY*: {error}"))
+    }
 }

@@ -69,6 +69,10 @@ impl std::ops::Deref for AppState {
 /// Everything built once in the bootstrap.
 #[derive(Debug)]
 pub struct Services {
+    /// Seals and opens personal values (docs/privacy.md).
+    pub vault: vcintel_infra::vault::Vault,
+    /// How long an erasure request waits before it is carried out.
+    pub erasure_grace_hours: u32,
     pub pool: PgPool,
     pub companies: Arc<PgCompanyCommands>,
     pub accounts: Arc<PgAccountCommands>,

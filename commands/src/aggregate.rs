@@ -171,8 +171,21 @@ pub const EMAIL_SCOPE: &str = "email";
 impl UniqueValues for UserAggregate {
     fn claimed(event: &UserEventRecord) -> Vec<UniqueValue> {
         match &event.0 {
-            UserEvent::Registered(e) => vec![UniqueValue::new(EMAIL_SCOPE, e.email.as_str())],
-            UserEvent::VerificationRequested(_) | UserEvent::EmailVerified(_) => vec![],
+            UserEvent::Registered(e) => e
+                .email
+                .known()
+                .map(|email| UniqueValue::new(EMAIL_SCOPE, email.as_str()))
+                .into_iter()
+                .collect(),
+            _ => vec![],
+        }
+    }
+
+    /// An erased person's address is free for anyone to register again.
+    fn released_scopes(event: &UserEventRecord) -> Vec<String> {
+        match &event.0 {
+            UserEvent::Erased(_) => vec![EMAIL_SCOPE.to_owned()],
+            _ => vec![],
         }
     }
 

@@ -51,15 +51,19 @@ impl LimitedAction {
     }
 
     /// The counter `subject`'s uses of the action go to. A request's
-    /// subject is already an identity key (`user:…`, `key:…`).
+    /// subject is already an identity key (`user:…`, `key:…`); one that
+    /// holds an e-mail address is stored as its SHA-256, so no counter
+    /// keeps an address (docs/privacy.md).
     pub fn bucket(self, subject: &str) -> String {
+        use sha2::Digest as _;
+        let digest = || format!("{:x}", sha2::Sha256::digest(subject.as_bytes()));
         match self {
             LimitedAction::Request => subject.to_owned(),
             LimitedAction::AnonymousRequest => format!("ip:{subject}"),
             LimitedAction::AdminRequest => format!("admin-ip:{subject}"),
             LimitedAction::AuthAttemptByIp => format!("auth-ip:{subject}"),
-            LimitedAction::AuthAttemptByEmail => format!("auth-email-client:{subject}"),
-            LimitedAction::AuthAttemptEmailCeiling => format!("auth-email:{subject}"),
+            LimitedAction::AuthAttemptByEmail => format!("auth-email-client:{}", digest()),
+            LimitedAction::AuthAttemptEmailCeiling => format!("auth-email:{}", digest()),
             LimitedAction::Enrichment => format!("enrich:{subject}"),
             LimitedAction::VerificationMail => format!("verify-mail:{subject}"),
         }

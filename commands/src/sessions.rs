@@ -243,13 +243,18 @@ where
         };
         let user = registration.user_id;
         let workspace = registration.personal_workspace_id;
+        let Some(email) = registration.email.known().cloned() else {
+            return Err(CommandError::Unauthenticated(
+                "this account no longer exists",
+            ));
+        };
         // Completes a sign-up that stopped between the account and its workspace.
         if !ports.workspaces.exists(workspace).await? {
             self.create_workspace(
                 workspace,
                 "Personal".to_owned(),
                 user,
-                (*registration.email).clone(),
+                email,
                 true,
                 metadata,
             )
@@ -334,7 +339,12 @@ where
                 .ok_or(CommandError::Unauthenticated(
                     "this account no longer exists",
                 ))?;
-        let email = registration.email.into_inner();
+        let email = registration
+            .email
+            .into_known()
+            .ok_or(CommandError::Unauthenticated(
+                "this account no longer exists",
+            ))?;
         let workspace = ports
             .workspaces
             .invitation_workspace(invitation_id, &email)

@@ -145,6 +145,42 @@ where
         .await
     }
 
+    /// A change to whether the person is to be forgotten (see
+    /// [`UserCommand::RequestErasure`], `CancelErasure` and `Erase`).
+    #[tracing::instrument(skip_all, fields(user_id = %user))]
+    pub async fn change_erasure(
+        &self,
+        user: UserId,
+        command: UserCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<Committed, CommandError> {
+        let mut context = self.users.load_aggregate(&user.to_string()).await?;
+        let personal_workspace = context
+            .state()
+            .0
+            .registration()
+            .map(|r| r.personal_workspace_id)
+            .ok_or(vcintel_domain::user::UserError::NotFound)?;
+        execute(
+            &self.users,
+            user.to_string(),
+            Load::Stored,
+            command,
+            |_, _| Ok(()),
+            metadata.for_user(personal_workspace, user),
+        )
+        .await
+    }
+
+    /// Where the person stands with respect to being forgotten.
+    pub async fn erasure_state(
+        &self,
+        user: UserId,
+    ) -> Result<vcintel_domain::user::ErasureState, CommandError> {
+        let mut context = self.users.load_aggregate(&user.to_string()).await?;
+        Ok(context.state().0.erasure())
+    }
+
     /// Redeems a verification token: single use, unexpired, for the address
     /// the account still has.
     #[tracing::instrument(skip_all)]

@@ -89,6 +89,7 @@ mod tests {
     #[test]
     fn the_named_constants_are_catalogue_entries() {
         assert!(event_type_named(crate::company::DELETED_EVENT_TYPE).is_some());
+        assert!(event_type_named(crate::user::ERASED_EVENT_TYPE).is_some());
         assert!(event_type_named(crate::enrichment::SUCCEEDED_EVENT_TYPE).is_some());
     }
 }

@@ -48,8 +48,8 @@ crate::event_family::event_family! {
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
     pub enum NoteEvent of AGGREGATE_TYPE {
-        Added(NoteAdded) = "note.added" v "1",
-        Edited(NoteEdited) = "note.edited" v "1",
+        Added(NoteAdded) = "note.added" v "2",
+        Edited(NoteEdited) = "note.edited" v "2",
         Deleted(NoteDeleted) = "note.deleted" v "1",
     }
 }
@@ -110,7 +110,8 @@ struct LiveNote {
     workspace_id: WorkspaceId,
     company_id: CompanyId,
     author: UserId,
-    content: String,
+    #[cfg_attr(feature = "schema", schema(value_type = String, extensions(("x-personal" = json!(true)))))]
+    content: Personal<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,7 +173,7 @@ impl Note {
             NoteCommand::Edit { actor, content } => {
                 let note = self.editable_by(&actor)?;
                 let content = validate_content(&content)?;
-                if content == note.content {
+                if note.content == content {
                     return Ok(vec![]);
                 }
                 Ok(vec![NoteEvent::Edited(NoteEdited {
@@ -214,12 +215,12 @@ impl Note {
                     workspace_id: e.workspace_id,
                     company_id: e.company_id,
                     author: e.added_by,
-                    content: e.content.into_inner(),
+                    content: e.content,
                 });
             }
             NoteEvent::Edited(e) => {
                 if let Some(note) = self.live.as_mut() {
-                    note.content = e.content.into_inner();
+                    note.content = e.content;
                 }
             }
             NoteEvent::Deleted(_) => {
@@ -273,8 +274,8 @@ mod tests {
     fn content_is_kept_as_text_with_markup_and_newlines_but_trimmed() {
         let note = written_by(2);
         assert_eq!(
-            note.live.unwrap().content,
-            "Met the founders. <b>Strong</b> team."
+            note.live.unwrap().content.known().map(String::as_str),
+            Some("Met the founders. <b>Strong</b> team.")
         );
         assert!(validate_content("line one\nline two").is_ok());
     }

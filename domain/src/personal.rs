@@ -5,44 +5,111 @@
 //! `Personal` field does not derive a schema without
 //! `schema(value_type = …, extensions(("x-personal" = json!(true))))`, the
 //! mark the documents, the classification test and crypto-shredding
-//! (docs/privacy.md) go by. Its JSON is the value's.
+//! (docs/privacy.md) go by. Its JSON is the value's, or `"[erased]"` once
+//! its subject was erased.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
-use std::ops::Deref;
 
-/// A value that identifies a person.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Personal<T>(T);
+/// What a personal value reads as once its subject was erased (its key
+/// deleted): the JSON of an erased value, in events, read models and
+/// documents alike.
+pub const ERASED: &str = "[erased]";
+
+/// A value that identifies a person, or the mark that it was erased.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Personal<T>(Option<T>);
 
 impl<T> Personal<T> {
     pub fn new(value: T) -> Self {
-        Self(value)
+        Self(Some(value))
     }
 
-    pub fn into_inner(self) -> T {
+    /// A value whose subject was erased.
+    pub fn erased() -> Self {
+        Self(None)
+    }
+
+    /// The value, unless it was erased.
+    pub fn known(&self) -> Option<&T> {
+        self.0.as_ref()
+    }
+
+    pub fn into_known(self) -> Option<T> {
         self.0
+    }
+
+    pub fn is_erased(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl<T: AsRef<str>> Personal<T> {
+    /// The value's text, or [`ERASED`].
+    pub fn text(&self) -> &str {
+        self.0.as_ref().map_or(ERASED, AsRef::as_ref)
     }
 }
 
 impl<T> From<T> for Personal<T> {
     fn from(value: T) -> Self {
-        Self(value)
+        Self::new(value)
     }
 }
 
-impl<T> Deref for Personal<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.0
+impl<T: PartialEq> PartialEq<T> for Personal<T> {
+    fn eq(&self, other: &T) -> bool {
+        self.0.as_ref() == Some(other)
     }
 }
 
 impl<T> fmt::Debug for Personal<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Personal(…)")
+        match self.0 {
+            Some(_) => f.write_str("Personal(…)"),
+            None => f.write_str("Personal([erased])"),
+        }
+    }
+}
+
+impl<T: Serialize> Serialize for Personal<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Some(value) => value.serialize(serializer),
+            None => serializer.serialize_str(ERASED),
+        }
+    }
+}
+
+/// Only the string [`ERASED`].
+struct ErasedMark;
+
+impl<'de> Deserialize<'de> for ErasedMark {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text == ERASED {
+            Ok(ErasedMark)
+        } else {
+            Err(serde::de::Error::custom("not the erased mark"))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PersonalRepr<T> {
+    Erased(ErasedMark),
+    Known(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Personal<T> {
+    /// The value, or [`ERASED`] (so a note whose whole text is `[erased]`
+    /// reads as erased, which shows the same).
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match PersonalRepr::<T>::deserialize(deserializer)? {
+            PersonalRepr::Erased(ErasedMark) => Ok(Self(None)),
+            PersonalRepr::Known(value) => Ok(Self(Some(value))),
+        }
     }
 }
 
@@ -148,6 +215,24 @@ mod tests {
         assert_eq!(format!("{email:?}"), "Personal(…)");
         let back: Personal<String> = serde_json::from_str("\"ada@example.com\"").unwrap();
         assert_eq!(back, email);
-        assert_eq!(back.len(), 15, "reads as the value");
+        assert_eq!(
+            back.known().map(String::len),
+            Some(15),
+            "reads as the value"
+        );
+    }
+
+    #[test]
+    fn an_erased_value_round_trips_as_the_mark_and_never_as_a_value() {
+        let erased: Personal<String> = serde_json::from_str("\"[erased]\"").unwrap();
+        assert!(erased.is_erased());
+        assert_eq!(erased.known(), None);
+        assert_eq!(serde_json::to_string(&erased).unwrap(), "\"[erased]\"");
+        assert_eq!(format!("{erased:?}"), "Personal([erased])");
+        let number: Personal<u32> = serde_json::from_str("\"[erased]\"").unwrap();
+        assert!(number.is_erased(), "whatever the value's type");
+        let number: Personal<u32> = serde_json::from_str("7").unwrap();
+        assert_eq!(number.known(), Some(&7));
+        assert!(serde_json::from_str::<Personal<u32>>("\"seven\"").is_err());
     }
 }

@@ -11,9 +11,14 @@ use crate::identity::{UserId, WorkspaceId};
 use crate::personal::Personal;
 use crate::validation::{required_text, ValidationErrors};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 /// The aggregate type name in the event store. Never rename it.
 pub const AGGREGATE_TYPE: &str = "user";
+
+/// The type of an erasure, which read models holding the person's values
+/// react to (they mask or drop them).
+pub const ERASED_EVENT_TYPE: &str = "user.erased";
 
 pub const MAX_EMAIL_CHARS: usize = 254;
 pub const MAX_USER_NAME_CHARS: usize = 100;
@@ -66,6 +71,12 @@ impl Email {
     }
 
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Email {
+    fn as_ref(&self) -> &str {
         &self.0
     }
 }
@@ -157,17 +168,66 @@ pub enum UserCommand {
     /// Asks for another verification mail (the last one was lost or expired).
     RequestVerification,
     /// `email` was proven: a verification token sent to it came back.
-    VerifyEmail { email: Email },
+    VerifyEmail {
+        email: Email,
+    },
+    /// The person asked to be forgotten: erased after `grace_hours`
+    /// unless they cancel first.
+    RequestErasure {
+        grace_hours: u32,
+    },
+    CancelErasure,
+    /// Forgets the person now (the grace period is over, or an operator
+    /// erases them): their keys are shredded with this event, and with
+    /// them those of `invitations`, the invitations sent to their address.
+    Erase {
+        invitations: Vec<Uuid>,
+    },
 }
 
 crate::event_family::event_family! {
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
     pub enum UserEvent of AGGREGATE_TYPE {
-        Registered(UserRegistered) = "user.registered" v "1",
-        VerificationRequested(VerificationRequested) = "user.verification_requested" v "1",
-        EmailVerified(EmailVerified) = "user.email_verified" v "1",
+        Registered(UserRegistered) = "user.registered" v "2",
+        VerificationRequested(VerificationRequested) = "user.verification_requested" v "2",
+        EmailVerified(EmailVerified) = "user.email_verified" v "2",
+        ErasureRequested(ErasureRequested) = "user.erasure_requested" v "1",
+        ErasureCancelled(ErasureCancelled) = "user.erasure_cancelled" v "1",
+        Erased(UserErased) = "user.erased" v "1",
     }
+}
+
+/// The person asked to be erased; unless cancelled, they are
+/// `grace_hours` after this event was recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct ErasureRequested {
+    pub user_id: UserId,
+    pub grace_hours: u32,
+    pub personal_workspace_id: WorkspaceId,
+}
+
+/// The person withdrew their erasure request in time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct ErasureCancelled {
+    pub user_id: UserId,
+    pub personal_workspace_id: WorkspaceId,
+}
+
+/// The person was forgotten: their data keys are gone, so every personal
+/// value of theirs reads `"[erased]"` from now on, in every event before
+/// this one too. Whoever keeps data derived from the person's events must
+/// delete it on this event (docs/consuming-events.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct UserErased {
+    pub user_id: UserId,
+    pub personal_workspace_id: WorkspaceId,
+    /// The invitations sent to the person's address, erased with them.
+    #[serde(default)]
+    pub invitations: Vec<Uuid>,
 }
 
 /// A verification mail is owed to `email`: the outbox the mailer consumes.
@@ -212,6 +272,9 @@ impl UserEvent {
             UserEvent::Registered(e) => e.personal_workspace_id,
             UserEvent::VerificationRequested(e) => e.personal_workspace_id,
             UserEvent::EmailVerified(e) => e.personal_workspace_id,
+            UserEvent::ErasureRequested(e) => e.personal_workspace_id,
+            UserEvent::ErasureCancelled(e) => e.personal_workspace_id,
+            UserEvent::Erased(e) => e.personal_workspace_id,
         }
     }
 }
@@ -230,6 +293,21 @@ pub enum UserError {
     AlreadyVerified,
     #[error("the token was sent to an address this account no longer has")]
     AddressChanged,
+    #[error("this account was erased")]
+    Erased,
+    #[error("no erasure of this account is pending")]
+    NoErasurePending,
+}
+
+/// Where an account stands with respect to being forgotten.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ErasureState {
+    #[default]
+    None,
+    Requested,
+    Erased,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,10 +317,19 @@ pub struct User {
     /// Absent from snapshots taken before verification existed.
     #[serde(default)]
     email_verified: bool,
+    #[serde(default)]
+    erasure: ErasureState,
 }
 
 impl User {
     pub fn decide(&self, command: UserCommand) -> Result<Vec<UserEvent>, UserError> {
+        if self.erasure == ErasureState::Erased {
+            // Forgetting twice is forgetting once; nothing else is left to do.
+            return match command {
+                UserCommand::Erase { .. } => Ok(vec![]),
+                _ => Err(UserError::Erased),
+            };
+        }
         match command {
             UserCommand::Register {
                 user_id,
@@ -296,7 +383,7 @@ impl User {
             }
             UserCommand::VerifyEmail { email } => {
                 let registered = self.registered.as_ref().ok_or(UserError::NotFound)?;
-                if *registered.email != email {
+                if registered.email != email {
                     return Err(UserError::AddressChanged);
                 }
                 if self.email_verified {
@@ -308,6 +395,36 @@ impl User {
                     personal_workspace_id: registered.personal_workspace_id,
                 })])
             }
+            UserCommand::RequestErasure { grace_hours } => {
+                let registered = self.registered.as_ref().ok_or(UserError::NotFound)?;
+                if self.erasure == ErasureState::Requested {
+                    // Asking again keeps the first request's time.
+                    return Ok(vec![]);
+                }
+                Ok(vec![UserEvent::ErasureRequested(ErasureRequested {
+                    user_id: registered.user_id,
+                    grace_hours,
+                    personal_workspace_id: registered.personal_workspace_id,
+                })])
+            }
+            UserCommand::CancelErasure => {
+                let registered = self.registered.as_ref().ok_or(UserError::NotFound)?;
+                if self.erasure != ErasureState::Requested {
+                    return Err(UserError::NoErasurePending);
+                }
+                Ok(vec![UserEvent::ErasureCancelled(ErasureCancelled {
+                    user_id: registered.user_id,
+                    personal_workspace_id: registered.personal_workspace_id,
+                })])
+            }
+            UserCommand::Erase { invitations } => {
+                let registered = self.registered.as_ref().ok_or(UserError::NotFound)?;
+                Ok(vec![UserEvent::Erased(UserErased {
+                    user_id: registered.user_id,
+                    personal_workspace_id: registered.personal_workspace_id,
+                    invitations,
+                })])
+            }
         }
     }
 
@@ -316,7 +433,14 @@ impl User {
             UserEvent::Registered(e) => self.registered = Some(e),
             UserEvent::VerificationRequested(_) => {}
             UserEvent::EmailVerified(_) => self.email_verified = true,
+            UserEvent::ErasureRequested(_) => self.erasure = ErasureState::Requested,
+            UserEvent::ErasureCancelled(_) => self.erasure = ErasureState::None,
+            UserEvent::Erased(_) => self.erasure = ErasureState::Erased,
         }
+    }
+
+    pub fn erasure(&self) -> ErasureState {
+        self.erasure
     }
 
     /// Whether the account holder proved they own its e-mail address.
@@ -351,7 +475,7 @@ mod tests {
         let UserEvent::Registered(e) = &events[0] else {
             panic!("{events:?}");
         };
-        assert_eq!(e.email.as_str(), "ann@example.com");
+        assert_eq!(e.email.known().map(Email::as_str), Some("ann@example.com"));
         assert_eq!(e.tier, Tier::Free);
     }
 
@@ -415,7 +539,7 @@ mod tests {
         assert!(matches!(
             &events[..],
             [UserEvent::Registered(_), UserEvent::VerificationRequested(v)]
-                if v.email.as_str() == "ann@example.com"
+                if v.email.known().map(Email::as_str) == Some("ann@example.com")
         ));
         for e in events {
             user.apply(e);
@@ -450,5 +574,49 @@ mod tests {
             User::default().decide(UserCommand::RequestVerification),
             Err(UserError::NotFound)
         );
+    }
+
+    #[test]
+    fn an_erasure_can_be_cancelled_until_it_happens_and_then_ends_the_account() {
+        let mut user = User::default();
+        let register = || register("ann@example.com", "Ann");
+        let apply = |user: &mut User, command| {
+            for e in user.decide(command).unwrap() {
+                user.apply(e);
+            }
+        };
+        apply(&mut user, register());
+        assert_eq!(
+            user.decide(UserCommand::CancelErasure),
+            Err(UserError::NoErasurePending)
+        );
+        apply(&mut user, UserCommand::RequestErasure { grace_hours: 72 });
+        assert_eq!(user.erasure(), ErasureState::Requested);
+        assert_eq!(
+            user.decide(UserCommand::RequestErasure { grace_hours: 1 }),
+            Ok(vec![]),
+            "asking again keeps the first request"
+        );
+        apply(&mut user, UserCommand::CancelErasure);
+        assert_eq!(user.erasure(), ErasureState::None);
+        apply(&mut user, UserCommand::RequestErasure { grace_hours: 0 });
+        apply(
+            &mut user,
+            UserCommand::Erase {
+                invitations: vec![],
+            },
+        );
+        assert_eq!(user.erasure(), ErasureState::Erased);
+        assert_eq!(
+            user.decide(UserCommand::Erase {
+                invitations: vec![]
+            }),
+            Ok(vec![])
+        );
+        assert_eq!(
+            user.decide(UserCommand::RequestVerification),
+            Err(UserError::Erased)
+        );
+        assert_eq!(user.decide(register()), Err(UserError::Erased));
     }
 }

@@ -97,10 +97,10 @@ crate::event_family::event_family! {
     #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
     pub enum WorkspaceEvent of AGGREGATE_TYPE {
         Created(WorkspaceCreated) = "workspace.created" v "1",
-        MemberAdded(MemberAdded) = "workspace.member_added" v "1",
-        MemberInvited(MemberInvited) = "workspace.member_invited" v "1",
-        InvitationCancelled(InvitationCancelled) = "workspace.invitation_cancelled" v "1",
-        InvitationDeclined(InvitationDeclined) = "workspace.invitation_declined" v "1",
+        MemberAdded(MemberAdded) = "workspace.member_added" v "2",
+        MemberInvited(MemberInvited) = "workspace.member_invited" v "2",
+        InvitationCancelled(InvitationCancelled) = "workspace.invitation_cancelled" v "2",
+        InvitationDeclined(InvitationDeclined) = "workspace.invitation_declined" v "2",
         MemberRoleChanged(MemberRoleChanged) = "workspace.member_role_changed" v "1",
         MemberRemoved(MemberRemoved) = "workspace.member_removed" v "1",
         ApiKeyCreated(ApiKeyCreated) = "workspace.api_key_created" v "1",
@@ -259,7 +259,8 @@ pub enum WorkspaceError {
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Member {
     pub role: Role,
-    pub email: Email,
+    #[cfg_attr(feature = "schema", schema(value_type = String, extensions(("x-personal" = json!(true)))))]
+    pub email: Personal<Email>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -408,8 +409,12 @@ impl Workspace {
         match event {
             WorkspaceEvent::Created(_) => {}
             WorkspaceEvent::MemberInvited(e) => {
+                // An invitation to an erased address can never be taken up.
+                let Some(email) = e.email.into_known() else {
+                    return;
+                };
                 state.invitations.insert(
-                    e.email.into_inner(),
+                    email,
                     Invitation {
                         id: e.invitation_id,
                         role: e.role,
@@ -418,18 +423,20 @@ impl Workspace {
                 );
             }
             WorkspaceEvent::InvitationCancelled(e) => {
-                state.invitations.remove(&e.email);
+                state.end_invitation(e.invitation_id);
             }
             WorkspaceEvent::InvitationDeclined(e) => {
-                state.invitations.remove(&e.email);
+                state.end_invitation(e.invitation_id);
             }
             WorkspaceEvent::MemberAdded(e) => {
-                state.invitations.remove(&e.email);
+                if let Some(email) = e.email.known() {
+                    state.invitations.remove(email);
+                }
                 state.members.insert(
                     e.user_id,
                     Member {
                         role: e.role,
-                        email: e.email.into_inner(),
+                        email: e.email,
                     },
                 );
             }
@@ -500,6 +507,13 @@ fn create(
 }
 
 impl WorkspaceState {
+    /// Ends the invitation with this id (found by id: its address may
+    /// have been erased since).
+    fn end_invitation(&mut self, invitation: Uuid) {
+        self.invitations
+            .retain(|_, pending| pending.id != invitation);
+    }
+
     // One decision per command; `Workspace::decide` dispatches.
 
     /// The actor's role, if it may bring someone in with `role`: managers

@@ -7,9 +7,10 @@
 //! tokens and API keys (256 random bits each) with SHA-256, which is enough
 //! for high-entropy secrets and cheap enough to check on every request.
 
-use crate::event_log;
+use crate::event_log::{self, Reading};
 pub use crate::identity_cache::CurrentWorkspace;
 use crate::identity_cache::IdentityCache;
+use crate::vault::Vault;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -152,10 +153,18 @@ pub async fn user_by_email(
 /// The account, folded from its events by the domain (`None` if it was
 /// never registered).
 pub async fn account(
-    db: impl PgExecutor<'_>,
+    vault: &Vault,
     user: UserId,
 ) -> Result<Option<vcintel_domain::user::User>, sqlx::Error> {
-    let events = event_log::read_aggregate(db, USER_TYPE, &user.to_string(), 0, i64::MAX).await?;
+    let events = event_log::read_aggregate(
+        vault.pool(),
+        USER_TYPE,
+        &user.to_string(),
+        0,
+        i64::MAX,
+        Reading::Opened(vault),
+    )
+    .await?;
     let mut account = vcintel_domain::user::User::default();
     for event in events {
         let event = serde_json::from_value::<UserEvent>(event.payload)
@@ -167,10 +176,10 @@ pub async fn account(
 
 /// The user as registered, folded from their events.
 pub async fn registered_user(
-    db: impl PgExecutor<'_>,
+    vault: &Vault,
     user: UserId,
 ) -> Result<Option<UserRegistered>, sqlx::Error> {
-    Ok(account(db, user)
+    Ok(account(vault, user)
         .await?
         .and_then(|account| account.registration().cloned()))
 }
@@ -587,12 +596,17 @@ impl ApiKeySecrets for PgAccounts {
 #[derive(Debug, Clone)]
 pub struct PgCredentials {
     pool: PgPool,
+    vault: Vault,
     passwords: Passwords,
 }
 
 impl PgCredentials {
-    pub fn new(pool: PgPool, passwords: Passwords) -> Self {
-        Self { pool, passwords }
+    pub fn new(vault: Vault, passwords: Passwords) -> Self {
+        Self {
+            pool: vault.pool().clone(),
+            vault,
+            passwords,
+        }
     }
 }
 
@@ -629,7 +643,7 @@ impl vcintel_commands::sessions::Credentials for PgCredentials {
     }
 
     async fn registration(&self, user: UserId) -> Result<Option<UserRegistered>, CommandError> {
-        registered_user(&self.pool, user)
+        registered_user(&self.vault, user)
             .await
             .map_err(CommandError::store)
     }
@@ -766,13 +780,13 @@ pub async fn record_security_event(
 /// on the next request, with no projection lag.
 #[derive(Debug, Clone)]
 pub struct WorkspaceDirectory {
-    pool: PgPool,
+    vault: Vault,
     cache: IdentityCache,
 }
 
 impl WorkspaceDirectory {
-    pub fn new(pool: PgPool, cache: IdentityCache) -> Self {
-        Self { pool, cache }
+    pub fn new(vault: Vault, cache: IdentityCache) -> Self {
+        Self { vault, cache }
     }
 
     /// The workspace as of its latest event, or `None` if it does not exist.
@@ -787,9 +801,15 @@ impl WorkspaceDirectory {
         };
         let generation = self.cache.generation();
         let after = cached.as_ref().map_or(0, |c| c.version);
-        let events =
-            event_log::read_aggregate(&self.pool, WORKSPACE_TYPE, &id.to_string(), after, i64::MAX)
-                .await?;
+        let events = event_log::read_aggregate(
+            self.vault.pool(),
+            WORKSPACE_TYPE,
+            &id.to_string(),
+            after,
+            i64::MAX,
+            Reading::Opened(&self.vault),
+        )
+        .await?;
         let Some(last) = events.last() else {
             if let Some(unchanged) = &cached {
                 self.cache
@@ -814,7 +834,10 @@ impl WorkspaceDirectory {
     pub async fn changed(&self, id: WorkspaceId, version: u64) {
         self.cache.workspace_changed_here(id);
         self.cache
-            .wait_for_acks(&self.pool, &[format!("workspace:{}:{version}", id.0)])
+            .wait_for_acks(
+                self.vault.pool(),
+                &[format!("workspace:{}:{version}", id.0)],
+            )
             .await;
     }
 }

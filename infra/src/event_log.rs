@@ -88,6 +88,27 @@ fn to_current_version(event_type: &str, version: String, payload: Value) -> (Str
     }
 }
 
+/// How a read hands events out: as stored, with personal values sealed
+/// (the relay publishing them, anti-entropy comparing them), or opened by
+/// the vault (everything that decodes or shows them).
+#[derive(Debug, Clone, Copy)]
+pub enum Reading<'a> {
+    AsStored,
+    Opened(&'a crate::vault::Vault),
+}
+
+impl Reading<'_> {
+    async fn finish(self, mut events: Vec<StoredEvent>) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        if let Reading::Opened(vault) = self {
+            vault
+                .open_stored(&mut events)
+                .await
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        }
+        Ok(events)
+    }
+}
+
 /// A point in commit-safe order: everything at or before it has been handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct CommitCursor {
@@ -109,8 +130,9 @@ pub async fn read_committed_after(
     aggregate_types: Option<&[&str]>,
     after: CommitCursor,
     limit: i64,
+    reading: Reading<'_>,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    read_after(db, aggregate_types, after, limit, true).await
+    read_after(db, aggregate_types, after, limit, true, reading).await
 }
 
 /// The commit-order read behind [`read_committed_after`] (`below_horizon`)
@@ -121,13 +143,14 @@ async fn read_after(
     after: CommitCursor,
     limit: i64,
     below_horizon: bool,
+    reading: Reading<'_>,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let horizon = if below_horizon {
         "and tx_id < pg_snapshot_xmin(pg_current_snapshot())"
     } else {
         ""
     };
-    sqlx::query_as(&format!(
+    let events = sqlx::query_as(&format!(
         "select {COLUMNS} from events
          where (tx_id, position) > ($1::text::xid8, $2)
            {horizon}
@@ -140,7 +163,8 @@ async fn read_after(
     .bind(aggregate_types)
     .bind(limit)
     .fetch_all(db)
-    .await
+    .await?;
+    reading.finish(events).await
 }
 
 // Statements that look past a cursor order by the commit-order index and
@@ -215,8 +239,9 @@ pub async fn read_aggregate(
     aggregate_id: &str,
     after_sequence: i64,
     up_to_sequence: i64,
+    reading: Reading<'_>,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    let events = sqlx::query_as(&format!(
         "select {COLUMNS} from events
          where aggregate_type = $1 and aggregate_id = $2
            and sequence > $3 and sequence <= $4
@@ -227,7 +252,8 @@ pub async fn read_aggregate(
     .bind(after_sequence)
     .bind(up_to_sequence)
     .fetch_all(db)
-    .await
+    .await?;
+    reading.finish(events).await
 }
 
 /// For each of `event_types` one aggregate recorded at or before version
@@ -286,14 +312,16 @@ pub async fn version_in_workspace(
 pub async fn read_all_of_type(
     db: impl PgExecutor<'_>,
     aggregate_type: &str,
+    reading: Reading<'_>,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    let events = sqlx::query_as(&format!(
         "select {COLUMNS} from events where aggregate_type = $1
          order by aggregate_id, sequence"
     ))
     .bind(aggregate_type)
     .fetch_all(db)
-    .await
+    .await?;
+    reading.finish(events).await
 }
 
 /// What an audit feed page is narrowed to.
@@ -314,8 +342,9 @@ pub async fn workspace_feed(
     filter: &FeedFilter,
     after: CommitCursor,
     limit: i64,
+    reading: Reading<'_>,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    let events = sqlx::query_as(&format!(
         "select {COLUMNS} from events
          where workspace_id = $1 and (tx_id, position) > ($2::text::xid8, $3)
            and tx_id < pg_snapshot_xmin(pg_current_snapshot())
@@ -339,7 +368,8 @@ pub async fn workspace_feed(
     // Planned per call: the filters' selectivity varies too much for one plan.
     .persistent(false)
     .fetch_all(db)
-    .await
+    .await?;
+    reading.finish(events).await
 }
 
 /// Up to `limit` events (of `aggregate_types`, or of every type) after
@@ -353,8 +383,9 @@ pub async fn read_visible_after(
     aggregate_types: Option<&[&str]>,
     after: CommitCursor,
     limit: i64,
+    reading: Reading<'_>,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    read_after(db, aggregate_types, after, limit, false).await
+    read_after(db, aggregate_types, after, limit, false, reading).await
 }
 
 /// Up to `limit` events whose metadata names `user` as the actor (what
@@ -365,8 +396,9 @@ pub async fn actor_events_after(
     user: Uuid,
     after: i64,
     limit: i64,
+    reading: Reading<'_>,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    let events = sqlx::query_as(&format!(
         "select {COLUMNS} from events
          where metadata ->> 'actor_id' = $1 and position > $2
          order by position limit $3"
@@ -375,18 +407,21 @@ pub async fn actor_events_after(
     .bind(after)
     .bind(limit)
     .fetch_all(db)
-    .await
+    .await?;
+    reading.finish(events).await
 }
 
 /// These events (those the store has), in commit order.
 pub async fn read_by_ids(
     db: impl PgExecutor<'_>,
     event_ids: &[Uuid],
+    reading: Reading<'_>,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    let events = sqlx::query_as(&format!(
         "select {COLUMNS} from events where event_id = any($1) order by tx_id, position"
     ))
     .bind(event_ids)
     .fetch_all(db)
-    .await
+    .await?;
+    reading.finish(events).await
 }

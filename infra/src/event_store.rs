@@ -11,6 +11,11 @@
 //! inserts/s with 8 writers). The nudge is only a wake-up hint; the relay
 //! also polls, so a lost one delays publication by at most its poll interval.
 //!
+//! Personal values are sealed by the [`Vault`] as the events are appended
+//! and opened as they are loaded (docs/privacy.md); snapshots hold the
+//! aggregate's state as folded, and an erasure deletes the snapshots that
+//! folded the person's values.
+//!
 //! Set rules (one account per email) are kept by the `unique_values` table:
 //! the values a command's events claim or release (see
 //! [`vcintel_commands::UniqueValues`]) are written by the same statement as
@@ -19,6 +24,7 @@
 
 use crate::relay::NOTIFY_CHANNEL;
 use crate::trace_context::db_span;
+use crate::vault::Vault;
 use cqrs_es::persist::{
     PersistedEventRepository, PersistedEventStore, PersistenceError, ReplayStream, SerializedEvent,
     SerializedSnapshot,
@@ -62,9 +68,9 @@ pub struct CommandServices {
     pub budgets: PgBudgetCommands,
 }
 
-/// Builds the command services on `pool`, without snapshots.
-pub fn command_services(pool: PgPool) -> CommandServices {
-    command_services_with(pool, None)
+/// Builds the command services on the vault's pool, without snapshots.
+pub fn command_services(vault: &Vault) -> CommandServices {
+    command_services_with(vault, None)
 }
 
 /// Builds the command services on `pool`; with `snapshot_every` = N, an
@@ -72,46 +78,48 @@ pub fn command_services(pool: PgPool) -> CommandServices {
 /// the latest snapshot plus the events after it. Must be called inside a
 /// Tokio runtime: it starts the commit-notification task, which ends when
 /// the services are dropped.
-pub fn command_services_with(pool: PgPool, snapshot_every: Option<usize>) -> CommandServices {
-    let nudge = RelayNudge::new(pool.clone());
+pub fn command_services_with(vault: &Vault, snapshot_every: Option<usize>) -> CommandServices {
+    let nudge = RelayNudge::new(vault.pool().clone());
     CommandServices {
-        companies: CompanyCommands::new(event_store(&pool, &nudge, snapshot_every)),
+        companies: CompanyCommands::new(event_store(vault, &nudge, snapshot_every)),
         accounts: AccountCommands::new(
-            event_store(&pool, &nudge, snapshot_every),
-            event_store(&pool, &nudge, snapshot_every),
+            event_store(vault, &nudge, snapshot_every),
+            event_store(vault, &nudge, snapshot_every),
         ),
-        workspaces: WorkspaceCommands::new(event_store(&pool, &nudge, snapshot_every)),
+        workspaces: WorkspaceCommands::new(event_store(vault, &nudge, snapshot_every)),
         notes: NoteCommands::new(
-            event_store(&pool, &nudge, snapshot_every),
-            event_store(&pool, &nudge, snapshot_every),
+            event_store(vault, &nudge, snapshot_every),
+            event_store(vault, &nudge, snapshot_every),
         ),
         lists: ListCommands::new(
-            event_store(&pool, &nudge, snapshot_every),
-            event_store(&pool, &nudge, snapshot_every),
+            event_store(vault, &nudge, snapshot_every),
+            event_store(vault, &nudge, snapshot_every),
         ),
-        saved_searches: SavedSearchCommands::new(event_store(&pool, &nudge, snapshot_every)),
+        saved_searches: SavedSearchCommands::new(event_store(vault, &nudge, snapshot_every)),
         enrichments: EnrichmentCommands::new(
-            event_store(&pool, &nudge, snapshot_every),
-            event_store(&pool, &nudge, snapshot_every),
+            event_store(vault, &nudge, snapshot_every),
+            event_store(vault, &nudge, snapshot_every),
         ),
-        budgets: BudgetCommands::new(event_store(&pool, &nudge, snapshot_every)),
+        budgets: BudgetCommands::new(event_store(vault, &nudge, snapshot_every)),
     }
 }
 
 /// The company command service alone (tests and benchmarks).
-pub fn company_commands(pool: PgPool) -> PgCompanyCommands {
-    command_services(pool).companies
+pub fn company_commands(vault: &Vault) -> PgCompanyCommands {
+    command_services(vault).companies
 }
 
 /// One aggregate type's store (`snapshot_every`: see [`command_services_with`]).
 pub fn event_store<A: Aggregate>(
-    pool: &PgPool,
+    vault: &Vault,
     nudge: &RelayNudge,
     snapshot_every: Option<usize>,
 ) -> PgEventStore<A> {
+    let pool = vault.pool();
     let repository = PgEventRepository {
         inner: PostgresEventRepository::new(pool.clone()),
         pool: pool.clone(),
+        vault: vault.clone(),
         snapshot_every,
     };
     let store = match snapshot_every {
@@ -283,6 +291,7 @@ const SNAPSHOT_FORMAT: u64 = 1;
 pub struct PgEventRepository {
     inner: PostgresEventRepository,
     pool: PgPool,
+    vault: Vault,
     snapshot_every: Option<usize>,
 }
 
@@ -301,16 +310,29 @@ impl PgEventRepository {
         let Some(first) = events.first() else {
             return Ok(());
         };
+        let mut sealed: Vec<std::borrow::Cow<'_, Value>> = Vec::with_capacity(events.len());
+        for event in events {
+            if !crate::vault::has_personal_fields(&event.event_type) {
+                sealed.push(std::borrow::Cow::Borrowed(&event.payload));
+                continue;
+            }
+            let mut payload = event.payload.clone();
+            self.vault
+                .seal(&event.event_type, &mut payload)
+                .await
+                .map_err(|e| Refused::Failed(PersistenceError::UnknownError(Box::new(e))))?;
+            sealed.push(std::borrow::Cow::Owned(payload));
+        }
         let mut sequences = Vec::with_capacity(events.len());
         let mut types = Vec::with_capacity(events.len());
         let mut versions = Vec::with_capacity(events.len());
         let mut payloads = Vec::with_capacity(events.len());
         let mut metadata = Vec::with_capacity(events.len());
-        for event in events {
+        for (event, payload) in events.iter().zip(&sealed) {
             sequences.push(event.sequence as i64);
             types.push(event.event_type.as_str());
             versions.push(event.event_version.as_str());
-            payloads.push(sqlx::types::Json(&event.payload));
+            payloads.push(sqlx::types::Json(payload.as_ref()));
             metadata.push(sqlx::types::Json(&event.metadata));
         }
         let unique = UNIQUE_CHANGES.try_with(Clone::clone).unwrap_or_default();
@@ -339,7 +361,7 @@ impl PgEventRepository {
                 .bind(first.sequence as i64)
                 .bind(&first.event_type)
                 .bind(&first.event_version)
-                .bind(sqlx::types::Json(&first.payload))
+                .bind(sqlx::types::Json(sealed[0].as_ref()))
                 .bind(sqlx::types::Json(&first.metadata))
         } else {
             query
@@ -466,7 +488,22 @@ fn persistence_error(error: sqlx::Error) -> PersistenceError {
     }
 }
 
+/// cqrs-es' replay streams would hand out sealed values: replays and
+/// rebuilds read [`crate::event_log`], which opens them.
+fn replays_read_the_event_log() -> PersistenceError {
+    PersistenceError::UnknownError(
+        "replays read the event log (crate::event_log), which opens personal values".into(),
+    )
+}
+
 impl PgEventRepository {
+    async fn open(&self, events: &mut [SerializedEvent]) -> Result<(), PersistenceError> {
+        self.vault
+            .open_serialized(events)
+            .await
+            .map_err(|e| PersistenceError::UnknownError(Box::new(e)))
+    }
+
     async fn explain(&self, refused: Refused) -> PersistenceError {
         match refused {
             Refused::ValueTaken(claimed) => self.value_taken(&claimed).await,
@@ -505,7 +542,9 @@ impl PersistedEventRepository for PgEventRepository {
         &self,
         aggregate_id: &str,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.inner.get_events::<A>(aggregate_id).await
+        let mut events = self.inner.get_events::<A>(aggregate_id).await?;
+        self.open(&mut events).await?;
+        Ok(events)
     }
 
     async fn get_last_events<A: Aggregate>(
@@ -513,9 +552,12 @@ impl PersistedEventRepository for PgEventRepository {
         aggregate_id: &str,
         last_sequence: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.inner
+        let mut events = self
+            .inner
             .get_last_events::<A>(aggregate_id, last_sequence)
-            .await
+            .await?;
+        self.open(&mut events).await?;
+        Ok(events)
     }
 
     async fn get_snapshot<A: Aggregate>(
@@ -585,13 +627,13 @@ impl PersistedEventRepository for PgEventRepository {
 
     async fn stream_events<A: Aggregate>(
         &self,
-        aggregate_id: &str,
+        _aggregate_id: &str,
     ) -> Result<ReplayStream, PersistenceError> {
-        self.inner.stream_events::<A>(aggregate_id).await
+        Err(replays_read_the_event_log())
     }
 
     async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
-        self.inner.stream_all_events::<A>().await
+        Err(replays_read_the_event_log())
     }
 }
 

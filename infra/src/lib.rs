@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod backup;
 pub mod db;
 pub mod enrichment;
+pub mod erasure;
 pub mod event_log;
 pub mod event_store;
 pub mod failpoint;
@@ -26,6 +27,7 @@ pub mod stream;
 pub mod supervise;
 pub mod trace_context;
 pub mod upcast;
+pub mod vault;
 pub mod verify;
 pub mod wire;
 

@@ -82,6 +82,7 @@ impl Default for MailSettings {
 #[derive(Debug, Clone)]
 pub struct Mailer {
     pool: sqlx::PgPool,
+    vault: crate::vault::Vault,
     js: jetstream::Context,
     topology: Topology,
     transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
@@ -96,6 +97,8 @@ enum MailError {
     Undecodable(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("opening the address: {0}")]
+    Key(#[from] crate::privacy::KeyError),
     #[error("the address cannot be mailed: {0}")]
     Address(#[from] lettre::address::AddressError),
     #[error("building the mail: {0}")]
@@ -111,7 +114,7 @@ impl MailError {
         match self {
             MailError::Address(_) | MailError::Build(_) => true,
             MailError::Smtp(error) => error.is_permanent() || error.is_client(),
-            MailError::Undecodable(_) | MailError::Database(_) => false,
+            MailError::Undecodable(_) | MailError::Database(_) | MailError::Key(_) => false,
         }
     }
 }
@@ -119,6 +122,7 @@ impl MailError {
 impl Mailer {
     pub fn new(
         pool: sqlx::PgPool,
+        vault: crate::vault::Vault,
         js: jetstream::Context,
         topology: Topology,
         settings: MailSettings,
@@ -138,6 +142,7 @@ impl Mailer {
             .map_err(|e| anyhow::anyhow!("VCINTEL_MAIL_FROM: {e}"))?;
         Ok(Self {
             pool,
+            vault,
             js,
             topology,
             transport,
@@ -221,10 +226,13 @@ impl Mailer {
     }
 
     async fn handle(&self, consumer: &str, message: jetstream::Message) {
-        let event = serde_json::from_slice::<EventMessage>(&message.payload).ok();
-        let outcome = match &event {
-            Some(event) if consumer == INVITATION_MAILER_NAME => self.send_invitation(event).await,
-            Some(event) => self.send(event).await,
+        let mut event = serde_json::from_slice::<EventMessage>(&message.payload).ok();
+        let outcome = match &mut event {
+            Some(event) => match self.vault.open_messages(std::slice::from_mut(event)).await {
+                Err(e) => Err(e.into()),
+                Ok(()) if consumer == INVITATION_MAILER_NAME => self.send_invitation(event).await,
+                Ok(()) => self.send(event).await,
+            },
             None => Err(MailError::Undecodable("not an event message".to_owned())),
         };
         match outcome {
@@ -280,6 +288,10 @@ impl Mailer {
             Err(e) => return Err(MailError::Undecodable(e.to_string())),
         };
         let VerificationRequested { user_id, email, .. } = requested;
+        let Some(email) = email.into_known() else {
+            // The person was erased meanwhile: nobody to write to.
+            return Ok(());
+        };
         let Some(token) = mint_verification_token(
             &self.pool,
             user_id,
@@ -349,6 +361,9 @@ impl Mailer {
             role,
             ..
         } = invited;
+        let Some(email) = email.into_known() else {
+            return Ok(());
+        };
         let workspace = workspace_name(&self.pool, workspace_id.0)
             .await?
             .unwrap_or_else(|| "a workspace".to_owned());

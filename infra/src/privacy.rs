@@ -133,6 +133,16 @@ impl DataKey {
         }
     }
 
+    /// A keyed digest of `value` (HMAC-SHA-256 under this key): finds the
+    /// subjects an e-mail address was sealed for without storing it.
+    pub fn digest(&self, value: &[u8]) -> Vec<u8> {
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(self.key.0.expose_secret())
+            .expect("HMAC takes a key of any length");
+        mac.update(value);
+        mac.finalize().into_bytes().to_vec()
+    }
+
     /// What `sealed` holds, if it was sealed under this key for its subject.
     pub fn open(&self, sealed: &Sealed) -> Result<Vec<u8>, PrivacyError> {
         if sealed.kid != self.id {
@@ -224,6 +234,18 @@ impl KeyRing {
         self.current.version
     }
 
+    /// A stored data key of `subject`, unwrapped under the master key of
+    /// its `version`.
+    pub fn unwrap_key(
+        &self,
+        subject: &str,
+        id: Uuid,
+        wrapped: &[u8],
+        version: i32,
+    ) -> Result<DataKey, KeyError> {
+        unwrap_row(self, subject, id, wrapped, version)
+    }
+
     fn of_version(&self, version: i32) -> Option<&MasterKey> {
         std::iter::once(&self.current)
             .chain(&self.previous)
@@ -265,12 +287,14 @@ fn unwrap_row(
 }
 
 /// The data key to seal `subject`'s values with: its key, made on first
-/// use. An erased subject gets none: nothing personal of theirs may be
-/// written again.
+/// use (with `lookup`, the digest that finds it by the e-mail address it
+/// was made for). An erased subject gets none: nothing personal of theirs
+/// may be written again.
 pub async fn sealing_key(
     pool: &PgPool,
     ring: &KeyRing,
     subject: &str,
+    lookup: Option<&[u8]>,
 ) -> Result<DataKey, KeyError> {
     loop {
         if let Some(key) = reading_key(pool, ring, subject).await? {
@@ -291,12 +315,13 @@ pub async fn sealing_key(
         }
         let (key, wrapped) = ring.current.new_data_key(subject);
         let made = sqlx::query!(
-            "insert into privacy_keys (subject, key_id, wrapped, master_version)
-             values ($1, $2, $3, $4) on conflict (subject) do nothing",
+            "insert into privacy_keys (subject, key_id, wrapped, master_version, lookup)
+             values ($1, $2, $3, $4, $5) on conflict (subject) do nothing",
             subject,
             key.id,
             wrapped,
-            ring.current.version
+            ring.current.version,
+            lookup
         )
         .execute(&mut *tx)
         .await?
@@ -339,17 +364,38 @@ async fn lock_subject(tx: &mut sqlx::PgConnection, subject: &str) -> Result<(), 
     Ok(())
 }
 
+/// The subjects whose keys were made for the address `lookup` digests.
+pub async fn subjects_with_lookup(
+    db: &mut sqlx::PgConnection,
+    lookup: &[u8],
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar!("select subject from privacy_keys where lookup = $1", lookup)
+        .fetch_all(db)
+        .await
+}
+
 /// Erases `subject`: deletes its data key and records the erasure, in
 /// `tx` (with the event that says so). Returns whether it had a key.
 pub async fn shred(tx: &mut sqlx::PgConnection, subject: &str) -> Result<bool, sqlx::Error> {
+    shred_on_behalf_of(tx, subject, None).await
+}
+
+/// [`shred`], recording the person whose erasure took `subject` with it.
+pub async fn shred_on_behalf_of(
+    tx: &mut sqlx::PgConnection,
+    subject: &str,
+    person: Option<&str>,
+) -> Result<bool, sqlx::Error> {
     lock_subject(tx, subject).await?;
     let deleted = sqlx::query!("delete from privacy_keys where subject = $1", subject)
         .execute(&mut *tx)
         .await?
         .rows_affected();
     sqlx::query!(
-        "insert into privacy_erasures (subject) values ($1) on conflict (subject) do nothing",
-        subject
+        "insert into privacy_erasures (subject, on_behalf_of) values ($1, $2)
+         on conflict (subject) do nothing",
+        subject,
+        person
     )
     .execute(&mut *tx)
     .await?;

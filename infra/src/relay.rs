@@ -18,7 +18,7 @@
 
 mod anti_entropy;
 
-use crate::event_log::{self, CommitCursor, StoredEvent};
+use crate::event_log::{self, CommitCursor, Reading, StoredEvent};
 use crate::failpoint;
 use crate::lease::Lease;
 use crate::stream::StreamSettings;
@@ -266,6 +266,9 @@ impl Relay {
                 None,
                 state.cursor,
                 self.settings.batch_size,
+                // Published as stored: the stream never holds a personal
+                // value in the clear.
+                Reading::AsStored,
             )
             .await?;
             let full = batch.len() as i64 >= self.settings.batch_size;

@@ -11,8 +11,7 @@
 //! rebuilds, the audit feed and `vcintel events`, because they all read
 //! [`crate::event_log::StoredEvent`] or the cqrs-es repository.
 //!
-//! No event type has needed a second version yet, so [`UPCASTERS`] is
-//! empty; the chain itself is tested below with steps of its own.
+//! The chain itself is tested below with steps of its own.
 
 use serde_json::Value;
 
@@ -25,7 +24,32 @@ pub struct Upcaster {
 }
 
 /// Every step ever needed, in any order.
-pub const UPCASTERS: &[Upcaster] = &[];
+pub const UPCASTERS: &[Upcaster] = &[
+    sealed_from_v1("user.registered"),
+    sealed_from_v1("user.verification_requested"),
+    sealed_from_v1("user.email_verified"),
+    sealed_from_v1("workspace.member_added"),
+    sealed_from_v1("workspace.member_invited"),
+    sealed_from_v1("workspace.invitation_cancelled"),
+    sealed_from_v1("workspace.invitation_declined"),
+    sealed_from_v1("note.added"),
+    sealed_from_v1("note.edited"),
+];
+
+/// v2 of an event with personal fields stores them sealed (see
+/// `crate::personal_data`); v1 stored them in the clear. Reading opens
+/// sealed values before anything else, so opened, v1 and v2 are the same
+/// shape: the step changes nothing but the version. The version still
+/// changed, because what is stored and published did (a subscriber reads
+/// a sealed object where v1 had a string), and `vcintel privacy migrate`
+/// finds the v1 events it must seal by it.
+const fn sealed_from_v1(event_type: &'static str) -> Upcaster {
+    Upcaster {
+        event_type,
+        from: 1,
+        step: |data| data,
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpcastError {

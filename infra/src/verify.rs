@@ -5,7 +5,6 @@
 
 use crate::event_log::{self, CommitCursor, StoredEvent};
 use serde_json::Value;
-use sqlx::PgPool;
 use vcintel_domain::events::{self, EventFamily, FamilyVisitor};
 
 /// What a verification found.
@@ -56,11 +55,14 @@ pub fn decode_payload(aggregate_type: &str, payload: &serde_json::Value) -> Resu
 
 /// Reads the whole store once, in commit order, `batch` events at a time;
 /// `progress` is called with the events read so far.
+/// Personal values are opened first (as every reader does), so a value
+/// that does not open under its subject's key is reported too.
 pub async fn verify(
-    pool: &PgPool,
+    vault: &crate::vault::Vault,
     batch: i64,
     mut progress: impl FnMut(u64),
 ) -> Result<Verification, sqlx::Error> {
+    let pool = vault.pool();
     let mut result = Verification::default();
     let gaps = sqlx::query!(
         r#"select aggregate_type, aggregate_id, count(*) as "count!",
@@ -84,7 +86,14 @@ pub async fn verify(
     .await? as u64;
     let mut after = CommitCursor::default();
     loop {
-        let events = event_log::read_visible_after(pool, None, after, batch).await?;
+        let events = event_log::read_visible_after(
+            pool,
+            None,
+            after,
+            batch,
+            event_log::Reading::Opened(vault),
+        )
+        .await?;
         let Some(last) = events.last() else { break };
         after = last.cursor();
         for event in &events {

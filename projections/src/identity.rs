@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::{FromRow, PgConnection, PgExecutor};
 use uuid::Uuid;
+use vcintel_domain::personal::ERASED;
 use vcintel_domain::user::UserEvent;
 use vcintel_domain::workspace::WorkspaceEvent;
 use vcintel_domain::{UserId, WorkspaceId};
@@ -40,8 +41,8 @@ impl Projection for UsersProjection {
                                  name = excluded.name, tier = excluded.tier,
                                  version = excluded.version",
                             e.user_id.0,
-                            e.email.as_str(),
-                            e.name.as_str(),
+                            e.email.text(),
+                            e.name.text(),
                             tier.as_str().unwrap_or("free"),
                             event.time,
                             event.sequence
@@ -51,6 +52,38 @@ impl Projection for UsersProjection {
                     }
                     // Verification is read from the user's events.
                     UserEvent::VerificationRequested(_) | UserEvent::EmailVerified(_) => {}
+                    UserEvent::ErasureRequested(e) => {
+                        let due = event.time + chrono::Duration::hours(i64::from(e.grace_hours));
+                        sqlx::query!(
+                            "update users set erase_after = $2, version = $3 where id = $1",
+                            e.user_id.0,
+                            due,
+                            event.sequence
+                        )
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    UserEvent::ErasureCancelled(e) => {
+                        sqlx::query!(
+                            "update users set erase_after = null, version = $2 where id = $1",
+                            e.user_id.0,
+                            event.sequence
+                        )
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    UserEvent::Erased(e) => {
+                        sqlx::query!(
+                            "update users set email = $2, name = $2, erase_after = null,
+                                 version = $3
+                             where id = $1",
+                            e.user_id.0,
+                            ERASED,
+                            event.sequence
+                        )
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                 }
             }
         }
@@ -64,6 +97,7 @@ pub struct WorkspacesProjection;
 impl Projection for WorkspacesProjection {
     const NAME: &'static str = "workspaces";
     const AGGREGATE_TYPES: &'static [&'static str] = &[vcintel_domain::workspace::AGGREGATE_TYPE];
+    const REACTS_TO: &'static [(&'static str, &'static str)] = &[crate::USER_ERASED];
     // The security log stays: its rows carry the event id, so a replay
     // adds nothing to it.
     const TABLES: &'static [&'static str] = &[
@@ -79,11 +113,37 @@ impl Projection for WorkspacesProjection {
     ) -> Result<(), ProjectionError> {
         for change in changes {
             for event in &change.events {
-                apply_workspace_event(tx, event, decode_event(event)?).await?;
+                if change.aggregate_type == vcintel_domain::user::AGGREGATE_TYPE {
+                    forget_member(tx, event).await?;
+                } else {
+                    apply_workspace_event(tx, event, decode_event(event)?).await?;
+                }
             }
         }
         Ok(())
     }
+}
+
+/// An erased person's address leaves every membership (masked, as their
+/// `member_added` events now read) and every invitation to it (gone, as an
+/// invitation to an erased address is never projected).
+async fn forget_member(tx: &mut PgConnection, event: &EventMessage) -> Result<(), ProjectionError> {
+    if let UserEvent::Erased(e) = decode_event::<UserEvent>(event)? {
+        sqlx::query!(
+            "update workspace_members set email = $2 where user_id = $1",
+            e.user_id.0,
+            ERASED
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query!(
+            "delete from workspace_invitations where id = any($1)",
+            &e.invitations
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }
 
 async fn apply_workspace_event(
@@ -115,23 +175,26 @@ async fn apply_workspace_event(
             .execute(&mut *tx)
             .await?;
         }
+        // An invitation to an address erased since can never be taken up.
         WorkspaceEvent::MemberInvited(e) => {
-            sqlx::query!(
-                "insert into workspace_invitations
+            if !e.email.is_erased() {
+                sqlx::query!(
+                    "insert into workspace_invitations
                      (id, workspace_id, email, role, invited_by, invited_at)
                  values ($1, $2, $3, $4, $5, $6)
                  on conflict (workspace_id, email) do update set role = excluded.role,
                      invited_by = excluded.invited_by, invited_at = excluded.invited_at",
-                e.invitation_id,
-                ws.0,
-                e.email.as_str(),
-                e.role.as_str(),
-                e.invited_by.0,
-                message.time
-            )
-            .execute(&mut *tx)
-            .await?;
-            let detail = json!({"email": e.email, "role": e.role});
+                    e.invitation_id,
+                    ws.0,
+                    e.email.text(),
+                    e.role.as_str(),
+                    e.invited_by.0,
+                    message.time
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+            let detail = json!({"invitation_id": e.invitation_id, "role": e.role});
             record_security_event(
                 &mut *tx,
                 &log(security_kind::MEMBER_INVITED, e.invited_by, detail),
@@ -164,7 +227,7 @@ async fn apply_workspace_event(
             sqlx::query!(
                 "delete from workspace_invitations where workspace_id = $1 and email = $2",
                 ws.0,
-                e.email.as_str()
+                e.email.text()
             )
             .execute(&mut *tx)
             .await?;
@@ -174,7 +237,7 @@ async fn apply_workspace_event(
                  on conflict (workspace_id, user_id) do update set role = excluded.role",
                 ws.0,
                 e.user_id.0,
-                e.email.as_str(),
+                e.email.text(),
                 e.role.as_str(),
                 message.time
             )

@@ -92,7 +92,7 @@ macro_rules! read_models {
         /// Runs every read model's projection until `shutdown`; the first
         /// one to fail ends them all.
         pub async fn run_all(
-            pool: sqlx::PgPool,
+            vault: vcintel_infra::vault::Vault,
             js: async_nats::jetstream::Context,
             topology: vcintel_infra::wire::Topology,
             settings: ProjectionSettings,
@@ -100,7 +100,7 @@ macro_rules! read_models {
         ) -> anyhow::Result<()> {
             tokio::try_join!($(
                 run_projection::<$projection>(
-                    pool.clone(),
+                    vault.clone(),
                     js.clone(),
                     topology.clone(),
                     settings.clone(),
@@ -234,6 +234,13 @@ pub(crate) fn aggregate_uuid(
         })
 }
 
+/// What read models holding a person's values react to: they mask or drop
+/// them, as reading the person's events does once their keys are gone.
+pub(crate) const USER_ERASED: (&str, &str) = (
+    vcintel_domain::user::AGGREGATE_TYPE,
+    vcintel_domain::user::ERASED_EVENT_TYPE,
+);
+
 /// What read models of companies' notes and lists react to.
 pub(crate) const COMPANY_DELETED: (&str, &str) = (
     vcintel_domain::company::AGGREGATE_TYPE,
@@ -249,6 +256,9 @@ pub(crate) trait OfCompanies: Projection {
     /// Removes a deleted company's rows: `$1` is the company id, `$4` its
     /// workspace (see [`forget_deleted_company`]).
     const FORGET_COMPANY: &'static str;
+    /// Masks an erased person's values (`$1` the person, `$2` the erased
+    /// mark), for read models that react to [`USER_ERASED`].
+    const FORGET_PERSON: Option<&'static str> = None;
 
     /// Writes one of its own aggregate's events.
     fn apply_event(
@@ -268,10 +278,29 @@ pub(crate) async fn apply_of_companies<P: OfCompanies>(
         for event in &change.events {
             if change.aggregate_type == vcintel_domain::company::AGGREGATE_TYPE {
                 forget_deleted_company(tx, P::NAME, event, P::FORGET_COMPANY).await?;
+            } else if change.aggregate_type == vcintel_domain::user::AGGREGATE_TYPE {
+                forget_person(tx, event, P::FORGET_PERSON).await?;
             } else {
                 P::apply_event(tx, event, decode_event(event)?).await?;
             }
         }
+    }
+    Ok(())
+}
+
+/// For projections that react to erasures: masks the person's values.
+async fn forget_person(
+    tx: &mut sqlx::PgConnection,
+    event: &vcintel_infra::wire::EventMessage,
+    mask: Option<&str>,
+) -> Result<(), ProjectionError> {
+    use vcintel_domain::user::UserEvent;
+    if let (UserEvent::Erased(erased), Some(mask)) = (decode_event::<UserEvent>(event)?, mask) {
+        sqlx::query(mask)
+            .bind(erased.user_id.0)
+            .bind(vcintel_domain::personal::ERASED)
+            .execute(&mut *tx)
+            .await?;
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 
 use crate::{
     aggregate_uuid, apply_of_companies, AggregateChanges, OfCompanies, Projection, ProjectionError,
-    COMPANY_DELETED,
+    COMPANY_DELETED, USER_ERASED,
 };
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor};
@@ -20,7 +20,7 @@ pub struct NotesProjection;
 impl Projection for NotesProjection {
     const NAME: &'static str = "notes";
     const AGGREGATE_TYPES: &'static [&'static str] = &[vcintel_domain::note::AGGREGATE_TYPE];
-    const REACTS_TO: &'static [(&'static str, &'static str)] = &[COMPANY_DELETED];
+    const REACTS_TO: &'static [(&'static str, &'static str)] = &[COMPANY_DELETED, USER_ERASED];
     const TABLES: &'static [&'static str] = &["notes"];
 
     async fn apply_batch(
@@ -35,6 +35,8 @@ impl OfCompanies for NotesProjection {
     type Event = NoteEvent;
     const FORGET_COMPANY: &'static str =
         "delete from notes where workspace_id = $4 and company_id = $1";
+    const FORGET_PERSON: Option<&'static str> =
+        Some("update notes set content = $2 where content_by = $1");
 
     async fn apply_event(
         tx: &mut PgConnection,
@@ -55,15 +57,15 @@ async fn apply_note_event(
         NoteEvent::Added(e) => {
             sqlx::query!(
                 "insert into notes (id, workspace_id, company_id, content, added_by, added_at,
-                                    updated_at, version)
-                 select $1, $2, $3, $4, $5, $6, $6, $7
+                                    updated_at, version, content_by)
+                 select $1, $2, $3, $4, $5, $6, $6, $7, $5
                  where not exists (select 1 from company_tombstones
                                    where projection = $8 and company_id = $3)
                  on conflict (id) do nothing",
                 id,
                 e.workspace_id.0,
                 e.company_id.0,
-                e.content.as_str(),
+                e.content.text(),
                 e.added_by.0,
                 message.time,
                 message.sequence,
@@ -74,11 +76,13 @@ async fn apply_note_event(
         }
         NoteEvent::Edited(e) => {
             sqlx::query!(
-                "update notes set content = $2, updated_at = $3, version = $4 where id = $1",
+                "update notes set content = $2, updated_at = $3, version = $4, content_by = $5
+                 where id = $1",
                 id,
-                e.content.as_str(),
+                e.content.text(),
                 message.time,
-                message.sequence
+                message.sequence,
+                e.edited_by.0
             )
             .execute(&mut *tx)
             .await?;

@@ -25,8 +25,9 @@ use crate::{Projection, ProjectionError, READ_MODELS};
 use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection, PgPool};
 use std::time::Duration;
-use vcintel_infra::event_log::{self, CommitCursor, StoredEvent};
+use vcintel_infra::event_log::{self, CommitCursor, Reading, StoredEvent};
 use vcintel_infra::failpoint;
+use vcintel_infra::vault::Vault;
 use vcintel_infra::wire::EventMessage;
 
 /// Tables every projection keeps rows in, keyed by a `projection` column.
@@ -147,25 +148,25 @@ pub async fn claim(pool: &PgPool, name: &str) -> Result<RebuildClaim, Projection
 /// Rebuilds the read model named `name` (see [`READ_MODELS`]), reporting
 /// `(replayed, total)` after every batch.
 pub async fn rebuild_by_name(
-    pool: &PgPool,
+    vault: &Vault,
     name: &str,
     options: &RebuildOptions,
     on_progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<Rebuilt, ProjectionError> {
-    let claim = claim(pool, name).await?;
-    run_claimed(pool, claim, options, on_progress).await
+    let claim = claim(vault.pool(), name).await?;
+    run_claimed(vault, claim, options, on_progress).await
 }
 
 /// Runs the rebuild `claim` holds the right to.
 pub async fn run_claimed(
-    pool: &PgPool,
+    vault: &Vault,
     claim: RebuildClaim,
     options: &RebuildOptions,
     on_progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<Rebuilt, ProjectionError> {
     let read_model = claim.read_model;
     let rebuild = Rebuild {
-        pool,
+        vault,
         claim,
         options,
         on_progress,
@@ -177,7 +178,7 @@ pub async fn run_claimed(
 
 /// A rebuild, waiting for its read model's projection type.
 struct Rebuild<'a> {
-    pool: &'a PgPool,
+    vault: &'a Vault,
     claim: RebuildClaim,
     options: &'a RebuildOptions,
     on_progress: &'a (dyn Fn(u64, u64) + Send + Sync),
@@ -187,7 +188,7 @@ impl crate::ReadModelTask for Rebuild<'_> {
     type Output = Result<Rebuilt, ProjectionError>;
 
     fn run<P: Projection>(self) -> impl std::future::Future<Output = Self::Output> + Send {
-        rebuild_with::<P>(self.pool, self.claim, self.options, self.on_progress)
+        rebuild_with::<P>(self.vault, self.claim, self.options, self.on_progress)
     }
 }
 
@@ -217,22 +218,22 @@ fn shadow_schema<P: Projection>() -> String {
 
 /// Rebuilds P's read model from every event in the store.
 pub async fn rebuild<P: Projection>(
-    pool: &PgPool,
+    vault: &Vault,
     options: &RebuildOptions,
     on_progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<Rebuilt, ProjectionError> {
-    let claim = claim(pool, P::NAME).await?;
-    rebuild_with::<P>(pool, claim, options, on_progress).await
+    let claim = claim(vault.pool(), P::NAME).await?;
+    rebuild_with::<P>(vault, claim, options, on_progress).await
 }
 
 async fn rebuild_with<P: Projection>(
-    pool: &PgPool,
+    vault: &Vault,
     claim: RebuildClaim,
     options: &RebuildOptions,
     on_progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<Rebuilt, ProjectionError> {
     let mut runner = claim.connection;
-    let outcome = run::<P>(pool, options, on_progress).await;
+    let outcome = run::<P>(vault, options, on_progress).await;
     if let Err(error) = &outcome {
         // Best effort: the run's own failure is what the caller needs.
         let _ = sqlx::query!(
@@ -256,10 +257,11 @@ async fn rebuild_with<P: Projection>(
 }
 
 async fn run<P: Projection>(
-    pool: &PgPool,
+    vault: &Vault,
     options: &RebuildOptions,
     on_progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<Rebuilt, ProjectionError> {
+    let pool = vault.pool();
     let (mut cursor, mut replayed, mut total) = prepare::<P>(pool, options.restart).await?;
     let resumed_from = replayed;
     on_progress(replayed, total);
@@ -272,14 +274,16 @@ async fn run<P: Projection>(
             Some(&replayed_types::<P>()),
             cursor,
             options.batch_size,
+            Reading::AsStored,
         )
         .await?;
         let Some(last) = stored.last() else {
             break;
         };
         cursor = last.cursor();
-        replay::<P>(&mut tx, &stored).await?;
-        replayed += stored.len() as u64;
+        let count = stored.len() as u64;
+        replay::<P>(&mut tx, vault, stored).await?;
+        replayed += count;
         total = total.max(replayed);
         record_progress(&mut tx, P::NAME, cursor, replayed, total).await?;
         tx.commit().await?;
@@ -294,7 +298,7 @@ async fn run<P: Projection>(
             .await?;
     }
     let swap_started = std::time::Instant::now();
-    let caught_up = swap_with_retries::<P>(pool, cursor, options.batch_size).await?;
+    let caught_up = swap_with_retries::<P>(vault, cursor, options.batch_size).await?;
     let swap_took = swap_started.elapsed();
     replayed += caught_up;
     on_progress(replayed, total.max(replayed));
@@ -419,11 +423,14 @@ async fn into_shadow(tx: &mut PgConnection, schema: &str) -> Result<(), Projecti
     Ok(())
 }
 
+/// Replays `stored` into the shadow tables, opened as the projector
+/// opens what it receives.
 async fn replay<P: Projection>(
     tx: &mut PgConnection,
-    stored: &[StoredEvent],
+    vault: &Vault,
+    stored: Vec<StoredEvent>,
 ) -> Result<(), ProjectionError> {
-    let messages = stored
+    let mut messages = stored
         .iter()
         .map(|event| {
             EventMessage::from_stored(event).map_err(|e| ProjectionError::Undecodable {
@@ -432,8 +439,12 @@ async fn replay<P: Projection>(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    vault
+        .open_messages(&mut messages)
+        .await
+        .map_err(|e| ProjectionError::Database(sqlx::Error::Decode(Box::new(e))))?;
     let batch: Vec<&EventMessage> = messages.iter().collect();
-    apply_events::<P>(tx, &batch).await
+    apply_events::<P>(tx, vault, &batch).await
 }
 
 async fn record_progress(
@@ -463,14 +474,14 @@ async fn record_progress(
 /// a while (new readers queue behind a waiting swap, so waiting long would
 /// stall them) and tries again.
 async fn swap_with_retries<P: Projection>(
-    pool: &PgPool,
+    vault: &Vault,
     cursor: CommitCursor,
     batch_size: i64,
 ) -> Result<u64, ProjectionError> {
     const ATTEMPTS: u32 = 10;
     for attempt in 1.. {
-        let mut connection = pool.acquire().await?;
-        match swap::<P>(&mut connection, cursor, batch_size).await {
+        let mut connection = vault.pool().acquire().await?;
+        match swap::<P>(&mut connection, vault, cursor, batch_size).await {
             Err(ProjectionError::Database(sqlx::Error::Database(e)))
                 if e.code().as_deref() == Some("55P03") && attempt < ATTEMPTS =>
             {
@@ -489,6 +500,7 @@ async fn swap_with_retries<P: Projection>(
 
 async fn swap<P: Projection>(
     connection: &mut PgConnection,
+    vault: &Vault,
     mut cursor: CommitCursor,
     batch_size: i64,
 ) -> Result<u64, ProjectionError> {
@@ -515,14 +527,16 @@ async fn swap<P: Projection>(
             Some(&replayed_types::<P>()),
             cursor,
             batch_size,
+            Reading::AsStored,
         )
         .await?;
         let Some(last) = stored.last() else {
             break;
         };
         cursor = last.cursor();
-        replay::<P>(&mut tx, &stored).await?;
-        caught_up += stored.len() as u64;
+        let count = stored.len() as u64;
+        replay::<P>(&mut tx, vault, stored).await?;
+        caught_up += count;
     }
     sqlx::query_scalar!(r#"select set_config('search_path', 'public', true) as "search_path!""#)
         .fetch_one(&mut *tx)

@@ -8,10 +8,12 @@ use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use std::time::Duration;
 use tracing::{Instrument as _, Span};
+use vcintel_infra::event_log::{self, Reading};
 use vcintel_infra::supervise::restarting;
 use vcintel_infra::trace_context;
+use vcintel_infra::vault::Vault;
 use vcintel_infra::wire::{EventMessage, Topology};
-use vcintel_infra::{event_log, failpoint, CancellationToken};
+use vcintel_infra::{failpoint, CancellationToken};
 
 #[derive(Debug, Clone)]
 pub struct ProjectionSettings {
@@ -36,14 +38,14 @@ impl Default for ProjectionSettings {
 
 /// Runs until `shutdown` is cancelled, reconnecting with backoff on errors.
 pub async fn run_projection<P: Projection>(
-    pool: PgPool,
+    vault: Vault,
     js: jetstream::Context,
     topology: Topology,
     settings: ProjectionSettings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     restarting(P::NAME, &shutdown, || {
-        consume::<P>(&pool, &js, &topology, &settings, &shutdown)
+        consume::<P>(&vault, &js, &topology, &settings, &shutdown)
     })
     .await;
     Ok(())
@@ -90,7 +92,7 @@ pub async fn consumer<P: Projection>(
 }
 
 async fn consume<P: Projection>(
-    pool: &PgPool,
+    vault: &Vault,
     js: &jetstream::Context,
     topology: &Topology,
     settings: &ProjectionSettings,
@@ -131,12 +133,19 @@ async fn consume<P: Projection>(
                 }
             }
         }
-        apply_and_ack::<P>(pool, js, topology, settings, batch).await?;
+        // Opened here, once per batch (one key query); the messages are
+        // only ever parked by id, so nothing opened leaves the process.
+        let mut events: Vec<EventMessage> = batch.iter().map(|(_, e)| e.clone()).collect();
+        vault.open_messages(&mut events).await?;
+        for ((_, event), opened) in batch.iter_mut().zip(events) {
+            *event = opened;
+        }
+        apply_and_ack::<P>(vault, js, topology, settings, batch).await?;
     }
 }
 
 async fn apply_and_ack<P: Projection>(
-    pool: &PgPool,
+    vault: &Vault,
     js: &jetstream::Context,
     topology: &Topology,
     settings: &ProjectionSettings,
@@ -147,7 +156,7 @@ async fn apply_and_ack<P: Projection>(
     }
     let events: Vec<&EventMessage> = batch.iter().map(|(_, e)| e).collect();
     let (applying, write) = batch_spans::<P>(&batch);
-    match apply_in_one_transaction::<P>(pool, &events)
+    match apply_in_one_transaction::<P>(vault, &events)
         .instrument(write)
         .await
     {
@@ -166,7 +175,7 @@ async fn apply_and_ack<P: Projection>(
             // Isolate the failing message so the others still land.
             tracing::warn!(projection = P::NAME, %error, "batch failed; applying one by one");
             for ((message, event), span) in batch.iter().zip(&applying) {
-                match apply_in_one_transaction::<P>(pool, &[event])
+                match apply_in_one_transaction::<P>(vault, &[event])
                     .instrument(trace_context::db_span_under(span, "apply to read model"))
                     .await
                 {
@@ -183,7 +192,7 @@ async fn apply_and_ack<P: Projection>(
                     }
                     Err(error) => {
                         tracing::error!(projection = P::NAME, event_id = %event.id, %error, "event not applied; redelivering later");
-                        record_failure(pool, P::NAME, event, &error.to_string()).await;
+                        record_failure(vault.pool(), P::NAME, event, &error.to_string()).await;
                         let deliveries = message.info().map_or(1, |info| info.delivered as u64);
                         if deliveries >= settings.max_deliveries {
                             vcintel_infra::stream::park(
@@ -242,10 +251,10 @@ fn batch_spans<P: Projection>(batch: &[(jetstream::Message, EventMessage)]) -> (
 }
 
 async fn apply_in_one_transaction<P: Projection>(
-    pool: &PgPool,
+    vault: &Vault,
     events: &[&EventMessage],
 ) -> Result<(), ProjectionError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = vault.pool().begin().await?;
     // Shared: projector transactions run side by side, but not while a
     // rebuild of this read model holds the lock exclusively.
     sqlx::query!(
@@ -255,7 +264,7 @@ async fn apply_in_one_transaction<P: Projection>(
     )
     .execute(&mut *tx)
     .await?;
-    apply_events::<P>(&mut tx, events).await?;
+    apply_events::<P>(&mut tx, vault, events).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -268,6 +277,7 @@ pub(crate) const REBUILD_LOCK_CLASS: i32 = 0x5643_5250; // "VCRP"
 /// those it only reacts to (see [`Projection::REACTS_TO`]) as they come.
 pub(crate) async fn apply_events<P: Projection>(
     tx: &mut PgConnection,
+    vault: &Vault,
     events: &[&EventMessage],
 ) -> Result<(), ProjectionError> {
     let followed = |e: &&&EventMessage| P::AGGREGATE_TYPES.contains(&e.aggregatetype.as_str());
@@ -285,7 +295,7 @@ pub(crate) async fn apply_events<P: Projection>(
     let mut reacted: HashMap<String, i64> = HashMap::new();
     for event in events {
         if followed(&event) {
-            plan_in_order::<P>(&mut *tx, &mut versions, &mut changes, event).await?;
+            plan_in_order::<P>(&mut *tx, vault, &mut versions, &mut changes, event).await?;
         } else if reacts_to::<P>(event) {
             let seen = reacted.entry(event.aggregateid.clone()).or_default();
             *seen = (*seen).max(event.sequence);
@@ -329,6 +339,7 @@ fn reacts_to<P: Projection>(event: &EventMessage) -> bool {
 /// queues the missing versions from the event store first. Updates `versions`.
 pub async fn plan_in_order<P: Projection>(
     tx: &mut PgConnection,
+    vault: &Vault,
     versions: &mut HashMap<String, i64>,
     changes: &mut Vec<AggregateChanges>,
     event: &EventMessage,
@@ -346,6 +357,7 @@ pub async fn plan_in_order<P: Projection>(
             &event.aggregateid,
             current,
             event.sequence,
+            Reading::Opened(vault),
         )
         .await?;
         let expected = (event.sequence - current) as usize;
@@ -560,6 +572,8 @@ pub async fn retry_dead_letters(
             &letter.aggregate_id,
             letter.sequence - 1,
             letter.sequence,
+            // Republished as stored: sealed, as the relay publishes it.
+            Reading::AsStored,
         )
         .await?;
         let event = stored

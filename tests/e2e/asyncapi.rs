@@ -96,6 +96,10 @@ async fn the_asyncapi_document_is_valid_and_describes_every_streamed_message() {
     // A history with accounts, workspaces, companies, notes, lists and
     // saved searches, as the demo seed writes it.
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_vcintel"))
+        .env(
+            "VCINTEL_PRIVACY_MASTER_KEY",
+            crate::helpers::PRIVACY_MASTER_KEY,
+        )
         .args([
             "demo",
             "seed",

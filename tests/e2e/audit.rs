@@ -394,7 +394,12 @@ async fn every_message_on_the_stream_is_a_valid_cloudevent() {
         assert_eq!(event.specversion(), cloudevents::event::SpecVersion::V10);
         assert_eq!(event.id(), message.msg_id, "id = Nats-Msg-Id");
         let event_type = message.body["eventtype"].as_str().unwrap();
-        assert_eq!(event.ty(), format!("vcintel.{event_type}.v1"));
+        let version = message.body["eventversion"].as_str().unwrap();
+        assert_eq!(
+            Some(version),
+            vcintel_domain::events::event_type_named(event_type).map(|(_, t)| t.version)
+        );
+        assert_eq!(event.ty(), format!("vcintel.{event_type}.v{version}"));
         assert!(
             event.source().starts_with("/workspaces/"),
             "{}",

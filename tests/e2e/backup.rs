@@ -17,6 +17,10 @@ use vcintel_domain::Role;
 /// Async: a service under test may run on this test's runtime.
 async fn vcintel(database_url: &str, args: &[&str]) -> (bool, String, String) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_vcintel"))
+        .env(
+            "VCINTEL_PRIVACY_MASTER_KEY",
+            crate::helpers::PRIVACY_MASTER_KEY,
+        )
         .args(args)
         .env("DATABASE_URL", database_url)
         .kill_on_drop(true)

@@ -11,6 +11,10 @@ use vcintel_domain::Role;
 
 fn vcintel(args: &[&str], database_url: &str) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_vcintel"))
+        .env(
+            "VCINTEL_PRIVACY_MASTER_KEY",
+            crate::helpers::PRIVACY_MASTER_KEY,
+        )
         .args(args)
         .env("DATABASE_URL", database_url)
         .env("VCINTEL_JWT_SECRET", JWT_SECRET)
@@ -117,6 +121,10 @@ async fn demo_seed_fills_a_workspace_a_new_user_signs_in_to_and_rerunning_adds_n
     let database_url = env.database_url.clone();
     let seed = || {
         let output = Command::new(env!("CARGO_BIN_EXE_vcintel"))
+            .env(
+                "VCINTEL_PRIVACY_MASTER_KEY",
+                crate::helpers::PRIVACY_MASTER_KEY,
+            )
             .args(["demo", "seed", "--email", "analyst@demo.test"])
             .env("DATABASE_URL", &database_url)
             .env("VCINTEL_DEMO_PASSWORD", password)
@@ -257,6 +265,10 @@ async fn demo_seed_fills_a_workspace_a_new_user_signs_in_to_and_rerunning_adds_n
 
 fn vcintel_output(args: &[&str], database_url: &str) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_vcintel"))
+        .env(
+            "VCINTEL_PRIVACY_MASTER_KEY",
+            crate::helpers::PRIVACY_MASTER_KEY,
+        )
         .args(args)
         .env("DATABASE_URL", database_url)
         .output()
@@ -301,7 +313,12 @@ async fn events_tail_export_and_verify_read_the_store_in_commit_order() {
     assert_eq!(lines.len(), 6);
     assert_eq!(lines[0]["specversion"], "1.0");
     assert_eq!(lines[0]["type"], "vcintel.company.added.v1");
-    assert_eq!(lines[5]["type"], "vcintel.note.added.v1");
+    assert_eq!(lines[5]["type"], "vcintel.note.added.v2");
+    assert!(
+        lines[5]["data"]["content"]["sealed"].is_string(),
+        "tail shows events as stored: {}",
+        lines[5]
+    );
     let only_notes = vcintel(&["events", "tail", "--type", "note.added"], &url);
     assert_eq!(only_notes.lines().count(), 1);
     let third = lines[2]["position"].as_i64().unwrap().to_string();
@@ -418,6 +435,10 @@ async fn projections_status_shows_failures_and_a_parked_event_is_retried_after_a
         .await
         .unwrap();
     let retried = Command::new(env!("CARGO_BIN_EXE_vcintel"))
+        .env(
+            "VCINTEL_PRIVACY_MASTER_KEY",
+            crate::helpers::PRIVACY_MASTER_KEY,
+        )
         .args(["projections", "retry-dead-letters", "companies"])
         .env("DATABASE_URL", &env.database_url)
         .env("NATS_URL", crate::helpers::nats_url())

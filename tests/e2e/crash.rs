@@ -84,7 +84,7 @@ async fn a_relay_killed_between_publish_and_checkpoint_republishes_without_dupli
 
 /// The read model must equal what folding every company's events gives.
 pub(crate) async fn read_model_matches_a_fresh_fold(env: &TestEnv) -> Result<(), String> {
-    let events = event_log::read_all_of_type(&env.pool, "company")
+    let events = event_log::read_all_of_type(&env.pool, "company", event_log::Reading::AsStored)
         .await
         .map_err(|e| e.to_string())?;
     let mut histories: HashMap<String, Vec<CompanyEvent>> = HashMap::new();

@@ -625,6 +625,10 @@ async fn the_model_path_honours_retry_after_retries_server_errors_and_records_co
         .call(Method::GET, &format!("/v1/companies/{company}"), None)
         .await;
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_vcintel"))
+        .env(
+            "VCINTEL_PRIVACY_MASTER_KEY",
+            crate::helpers::PRIVACY_MASTER_KEY,
+        )
         .args(["projections", "rebuild"])
         .env("DATABASE_URL", &w.env.database_url)
         .output()

@@ -183,6 +183,10 @@ async fn the_export_holds_everything_a_person_made_and_nothing_of_anyone_else() 
     // The operator's command writes the same document.
     let file = std::env::temp_dir().join(format!("{}-export.json", env.prefix));
     let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_vcintel"))
+        .env(
+            "VCINTEL_PRIVACY_MASTER_KEY",
+            crate::helpers::PRIVACY_MASTER_KEY,
+        )
         .args(["privacy", "export", &user_id, "--output"])
         .arg(&file)
         .env("DATABASE_URL", &env.database_url)

@@ -14,6 +14,15 @@ use vcintel_infra::{db, event_store, CancellationToken};
 
 pub const ADMIN_TOKEN: &str = "operator-token-operator-token-0123456789";
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+/// The tests' privacy master key: base64 of 32 bytes, as the setting wants.
+pub const PRIVACY_MASTER_KEY: &str = "dmNpbnRlbC10ZXN0LW1hc3Rlci1rZXktMzItYnl0ZXM=";
+
+/// A vault over `pool` with the tests' master key.
+pub fn test_vault(pool: PgPool) -> vcintel_infra::vault::Vault {
+    let ring = vcintel_infra::privacy::KeyRing::from_settings(PRIVACY_MASTER_KEY, 1, "")
+        .expect("the test master key");
+    vcintel_infra::vault::Vault::new(pool, ring)
+}
 
 pub fn admin_database_url() -> String {
     std::env::var("TEST_DATABASE_URL")
@@ -126,6 +135,15 @@ pub fn settings(database_url: &str, prefix: &str) -> Settings {
         nats_url: nats_url(),
         bind: "127.0.0.1:0".parse().expect("addr"),
         jwt_secret: SecretString::from(JWT_SECRET.to_owned()),
+        privacy: vcintel_api::settings::MasterKeys {
+            master_key: Some(SecretString::from(PRIVACY_MASTER_KEY.to_owned())),
+            master_key_version: 1,
+            previous_master_keys: None,
+        },
+        privacy_sealing: true,
+        erasure_grace_hours: 72,
+        // Often, so a test's erasure with no grace happens at once.
+        erasure_sweep_secs: 1,
         admin_token: Some(SecretString::from(ADMIN_TOKEN.to_owned())),
         // Small, so the end-to-end tests load aggregates from snapshots too.
         snapshot_every: 5,
@@ -356,6 +374,36 @@ impl TestEnv {
     }
 
     fn spawn_process_on(&self, component: &str, port: u16, env: &[(&str, &str)]) -> Child {
+        let mut command = self.serve_command(component, port, env);
+        if std::env::var_os("TEST_LOG").is_none() {
+            command.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        command.spawn().expect("spawn vcintel")
+    }
+
+    /// Runs `vcintel serve --only <components>` on a free port, writing
+    /// everything it logs to `log`; returns it and its base URL once the
+    /// API answers.
+    pub async fn spawn_logged(
+        &self,
+        components: &str,
+        env: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> (Child, String) {
+        let port = free_port();
+        let file = std::fs::File::create(log).expect("log file");
+        let child = self
+            .serve_command(components, port, env)
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn vcintel");
+        let base = format!("http://127.0.0.1:{port}");
+        wait_until_answering(&self.http, &base).await;
+        (child, base)
+    }
+
+    fn serve_command(&self, component: &str, port: u16, env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_vcintel"));
         let bind = format!("127.0.0.1:{port}");
         command
@@ -363,6 +411,7 @@ impl TestEnv {
             .env("DATABASE_URL", &self.database_url)
             .env("NATS_URL", nats_url())
             .env("VCINTEL_JWT_SECRET", JWT_SECRET)
+            .env("VCINTEL_PRIVACY_MASTER_KEY", PRIVACY_MASTER_KEY)
             .env("VCINTEL_NATS_PREFIX", &self.prefix)
             .env("VCINTEL_PROJECTOR_ACK_WAIT_SECS", "2")
             .env("VCINTEL_DEV_TOKENS", "true")
@@ -372,13 +421,10 @@ impl TestEnv {
             .env("VCINTEL_LOG_FORMAT", "json")
             .env("VCINTEL_DB_ACQUIRE_TIMEOUT_MS", "10000")
             .stdin(Stdio::null());
-        if std::env::var_os("TEST_LOG").is_none() {
-            command.stdout(Stdio::null()).stderr(Stdio::null());
-        }
         for (k, v) in env {
             command.env(k, v);
         }
-        command.spawn().expect("spawn vcintel")
+        command
     }
 
     pub fn actor(&self, workspace: Uuid, role: Role) -> Actor {
@@ -453,8 +499,13 @@ impl TestEnv {
         ids
     }
 
+    /// A vault over this test's database with the tests' master key.
+    pub fn vault(&self) -> vcintel_infra::vault::Vault {
+        test_vault(self.pool.clone())
+    }
+
     pub fn company_commands(&self) -> vcintel_infra::event_store::PgCompanyCommands {
-        event_store::company_commands(self.pool.clone())
+        event_store::company_commands(&self.vault())
     }
 
     pub async fn stream(&self) -> jetstream::stream::Stream {
@@ -1091,6 +1142,7 @@ impl TestEnv {
     /// prefix; its standard output (it must succeed).
     pub fn vcintel(&self, args: &[&str]) -> String {
         let output = Command::new(env!("CARGO_BIN_EXE_vcintel"))
+            .env("VCINTEL_PRIVACY_MASTER_KEY", PRIVACY_MASTER_KEY)
             .args(args)
             .env("DATABASE_URL", &self.database_url)
             .env("NATS_URL", nats_url())

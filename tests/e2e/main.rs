@@ -24,6 +24,7 @@ mod console;
 mod contract;
 mod crash;
 mod enrichment;
+mod erasure;
 mod export;
 mod healing;
 mod health;

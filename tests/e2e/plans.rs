@@ -214,8 +214,10 @@ async fn load_realistic_store(env: &TestEnv) {
          from events where aggregate_type = 'company'",
         "insert into projection_versions (projection, aggregate_id, version)
          select 'companies', aggregate_id, 1 from events where aggregate_type = 'company'",
-        "insert into notes (id, workspace_id, company_id, content, added_by, added_at, updated_at, version)
-         select gen_random_uuid(), workspace_id, id, 'Stored note', workspace_id, now(), now(), 1
+        "insert into notes (id, workspace_id, company_id, content, added_by, added_at, updated_at, version,
+                            content_by)
+         select gen_random_uuid(), workspace_id, id, 'Stored note', workspace_id, now(), now(), 1,
+                workspace_id
          from (select workspace_id, id from companies limit 50000) c",
         "insert into projection_versions (projection, aggregate_id, version)
          select 'notes', id::text, 1 from notes",

@@ -22,16 +22,16 @@ async fn one_key_per_subject_erasure_shreds_it_and_rotation_rewraps_every_key() 
 
     // Ten writers at once get one key.
     let keys = futures::future::join_all(
-        (0..10).map(|_| privacy::sealing_key(&env.pool, &ring, "user:ada")),
+        (0..10).map(|_| privacy::sealing_key(&env.pool, &ring, "user:ada", None)),
     )
     .await;
     let ids: std::collections::HashSet<_> = keys.into_iter().map(|k| k.unwrap().id).collect();
     assert_eq!(ids.len(), 1, "{ids:?}");
-    let ada = privacy::sealing_key(&env.pool, &ring, "user:ada")
+    let ada = privacy::sealing_key(&env.pool, &ring, "user:ada", None)
         .await
         .unwrap();
     let sealed = ada.seal("user:ada", b"ada@example.com");
-    let bob = privacy::sealing_key(&env.pool, &ring, "user:bob")
+    let bob = privacy::sealing_key(&env.pool, &ring, "user:bob", None)
         .await
         .unwrap();
     let bobs = bob.seal("user:bob", b"Bob Smith");
@@ -76,7 +76,7 @@ async fn one_key_per_subject_erasure_shreds_it_and_rotation_rewraps_every_key() 
         .unwrap()
         .is_none());
     assert!(matches!(
-        privacy::sealing_key(&env.pool, &only_new, "user:ada").await,
+        privacy::sealing_key(&env.pool, &only_new, "user:ada", None).await,
         Err(KeyError::Erased(_))
     ));
     let erased: Vec<String> = sqlx::query_scalar("select subject from privacy_erasures")
@@ -101,12 +101,16 @@ async fn the_rotation_command_rewraps_and_never_prints_a_key() {
     let new = base64::engine::general_purpose::STANDARD.encode([2u8; 32]);
     let ring = KeyRing::new(master(1, 1), vec![]);
     for subject in ["user:a", "user:b", "user:c"] {
-        privacy::sealing_key(&env.pool, &ring, subject)
+        privacy::sealing_key(&env.pool, &ring, subject, None)
             .await
             .unwrap();
     }
     let run = |key: &str, version: &str, previous: &str| {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_vcintel"))
+            .env(
+                "VCINTEL_PRIVACY_MASTER_KEY",
+                crate::helpers::PRIVACY_MASTER_KEY,
+            )
             .args(["privacy", "rotate-master-key"])
             .env("DATABASE_URL", &env.database_url)
             .env("VCINTEL_PRIVACY_MASTER_KEY", key)
@@ -148,12 +152,16 @@ async fn a_restore_from_an_older_backup_reapplies_later_erasures() {
     let env = TestEnv::new().await;
     let ring = KeyRing::new(master(1, 1), vec![]);
     for subject in ["user:ada", "user:bob"] {
-        privacy::sealing_key(&env.pool, &ring, subject)
+        privacy::sealing_key(&env.pool, &ring, subject, None)
             .await
             .unwrap();
     }
     let vcintel = |database_url: String, args: Vec<String>| async move {
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_vcintel"))
+            .env(
+                "VCINTEL_PRIVACY_MASTER_KEY",
+                crate::helpers::PRIVACY_MASTER_KEY,
+            )
             .args(&args)
             .env("DATABASE_URL", database_url)
             .output()
@@ -246,7 +254,7 @@ async fn a_rotation_that_skipped_a_key_is_not_reported_done() {
     let env = TestEnv::new().await;
     let ring = KeyRing::new(master(1, 1), vec![]);
     for subject in ["user:held", "user:free"] {
-        privacy::sealing_key(&env.pool, &ring, subject)
+        privacy::sealing_key(&env.pool, &ring, subject, None)
             .await
             .unwrap();
     }

@@ -380,6 +380,10 @@ async fn rebuilding_every_read_model_from_the_events_gives_identical_read_models
 async fn an_unknown_read_model_is_refused_by_name() {
     let env = TestEnv::new().await;
     let output = Command::new(env!("CARGO_BIN_EXE_vcintel"))
+        .env(
+            "VCINTEL_PRIVACY_MASTER_KEY",
+            crate::helpers::PRIVACY_MASTER_KEY,
+        )
         .args(["projections", "rebuild", "compnies"])
         .env("DATABASE_URL", &env.database_url)
         .output()
@@ -424,6 +428,10 @@ async fn rebuild_process(
     failpoints: &str,
 ) -> std::process::Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_vcintel"))
+        .env(
+            "VCINTEL_PRIVACY_MASTER_KEY",
+            crate::helpers::PRIVACY_MASTER_KEY,
+        )
         .args(["projections", "rebuild"])
         .args(args)
         .env("DATABASE_URL", database_url)

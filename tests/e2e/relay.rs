@@ -247,6 +247,7 @@ async fn transaction_ids_that_gain_a_digit_are_still_read_in_numeric_order() {
         None,
         vcintel_infra::event_log::CommitCursor::default(),
         2,
+        vcintel_infra::event_log::Reading::AsStored,
     )
     .await
     .unwrap();

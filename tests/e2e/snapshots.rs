@@ -20,7 +20,11 @@ async fn loaded<A: cqrs_es::Aggregate + vcintel_commands::UniqueValues>(
     id: &str,
     every: Option<usize>,
 ) -> (Value, usize) {
-    let store = event_store::<A>(pool, &RelayNudge::new(pool.clone()), every);
+    let store = event_store::<A>(
+        &crate::helpers::test_vault(pool.clone()),
+        &RelayNudge::new(pool.clone()),
+        every,
+    );
     let context = store.load_aggregate(id).await.unwrap();
     (
         serde_json::to_value(&context.aggregate).unwrap(),
@@ -44,8 +48,8 @@ async fn state_with_and_without_snapshots_is_identical() {
     let pool = &env.pool;
     let actor = env.actor(Uuid::now_v7(), Role::Owner);
     let meta = CommandMetadata::default();
-    let with_snapshots = command_services_with(pool.clone(), Some(3));
-    let without = command_services(pool.clone());
+    let with_snapshots = command_services_with(&crate::helpers::test_vault(pool.clone()), Some(3));
+    let without = command_services(&crate::helpers::test_vault(pool.clone()));
 
     // A long company: added, then 22 changes through the snapshotting
     // services, with a few through the plain ones in between.
@@ -155,7 +159,7 @@ async fn state_with_and_without_snapshots_is_identical() {
 
     // The snapshot is written with the events, unique values included: a
     // website claimed by a command that also snapshots is held.
-    let every_event = command_services_with(pool.clone(), Some(1));
+    let every_event = command_services_with(&crate::helpers::test_vault(pool.clone()), Some(1));
     every_event
         .companies
         .add(actor, input("Claimed", "claimed.example"), &meta)

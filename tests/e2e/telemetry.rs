@@ -364,6 +364,10 @@ async fn no_payload_reaches_the_logs_even_at_trace() {
     let log_path = std::env::temp_dir().join(format!("{}-trace.log", env.prefix));
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vcintel"))
+        .env(
+            "VCINTEL_PRIVACY_MASTER_KEY",
+            crate::helpers::PRIVACY_MASTER_KEY,
+        )
         .args(["serve", "--only", "api,relay,projector", "--bind"])
         .arg(format!("127.0.0.1:{port}"))
         .env("DATABASE_URL", &env.database_url)

@@ -92,7 +92,11 @@ fn summary(manifest: &Manifest) -> String {
     )
 }
 
-pub async fn run(database_url: Option<&str>, action: BackupAction) -> anyhow::Result<()> {
+pub async fn run(
+    database_url: Option<&str>,
+    keys: &crate::settings::MasterKeys,
+    action: BackupAction,
+) -> anyhow::Result<()> {
     let bars = TableBars::new();
     let database_url =
         || database_url.ok_or_else(|| anyhow::anyhow!("set DATABASE_URL (or --database-url)"));
@@ -147,8 +151,9 @@ pub async fn run(database_url: Option<&str>, action: BackupAction) -> anyhow::Re
             })
             .await?;
             bars.finish();
-            if let Some(erased) = erased {
-                let shredded = backup::reapply_erasures(&pool, &erased).await?;
+            // Keys first, before anything reads the restored store.
+            if let Some(erased) = &erased {
+                let shredded = backup::reapply_erasures(&pool, erased).await?;
                 println!(
                     "erasures applied again: {} subject(s) erased since, {shredded} key(s) deleted",
                     erased.len()
@@ -165,10 +170,17 @@ pub async fn run(database_url: Option<&str>, action: BackupAction) -> anyhow::Re
             } else {
                 super::projections::rebuild(
                     database_url()?,
+                    keys,
                     vec![],
                     &vcintel_projections::rebuild::RebuildOptions::default(),
                 )
                 .await?;
+            }
+            if let Some(erased) = &erased {
+                // The rest of each person's erasure, with the read models
+                // in place: their tables' rows, API keys and `user.erased`.
+                let erased_people = erase_people_again(keys, pool.clone(), erased).await?;
+                println!("{erased_people} person(s) erased again in full");
             }
             println!(
                 "start the service: the relay finds the stream unproven for this store and \
@@ -178,4 +190,39 @@ pub async fn run(database_url: Option<&str>, action: BackupAction) -> anyhow::Re
         }
     }
     Ok(())
+}
+
+/// Carries out again the erasure of every person among `subjects` that
+/// the restored store holds (one registered after the backup is not in it).
+async fn erase_people_again(
+    keys: &crate::settings::MasterKeys,
+    pool: sqlx::PgPool,
+    subjects: &[String],
+) -> anyhow::Result<usize> {
+    let vault = keys.vault(pool)?;
+    let services = vcintel_infra::event_store::command_services(&vault);
+    let metadata = vcintel_commands::CommandMetadata {
+        request_id: Some("vcintel-backup-restore".to_owned()),
+        ..Default::default()
+    };
+    let mut erased = 0;
+    for user in subjects
+        .iter()
+        .filter_map(|subject| subject.strip_prefix("user:")?.parse().ok())
+    {
+        match vcintel_infra::erasure::erase(
+            &vault,
+            &services.accounts,
+            &services.workspaces,
+            vcintel_domain::UserId(user),
+            &metadata,
+        )
+        .await
+        {
+            Ok(_) => erased += 1,
+            Err(vcintel_infra::erasure::ErasureError::NotFound) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(erased)
 }

@@ -18,11 +18,14 @@ pub enum DemoAction {
         password: Option<secrecy::SecretString>,
         #[arg(long, default_value_t = 300)]
         companies: usize,
+        #[command(flatten)]
+        keys: crate::settings::MasterKeys,
     },
 }
 
 async fn seed(
     database_url: &str,
+    keys: &crate::settings::MasterKeys,
     email: &str,
     password: Option<secrecy::SecretString>,
     companies: usize,
@@ -33,13 +36,14 @@ async fn seed(
     let pool = db::connect(database_url, 8).await?;
     db::MIGRATOR.run(&pool).await?;
     let passwords = vcintel_infra::accounts::Passwords::new(Default::default())?;
-    let commands = vcintel_infra::event_store::command_services(pool.clone());
+    let vault = keys.vault(pool.clone())?;
+    let commands = vcintel_infra::event_store::command_services(&vault);
     let options = crate::demo::DemoOptions {
         email: email.clone(),
         password: password.map(|p| p.expose_secret().to_owned()),
         companies,
     };
-    let report = crate::demo::seed(&pool, &passwords, &commands, &options).await?;
+    let report = crate::demo::seed(&vault, &passwords, &commands, &options).await?;
     println!(
         "demo workspace {} of {email}{}: {} companies added ({} already there), {} notes, {} lists ({} memberships), {} saved searches",
         report.workspace.map(|w| w.to_string()).unwrap_or_default(),
@@ -62,6 +66,7 @@ pub async fn run(action: DemoAction) -> anyhow::Result<()> {
             email,
             password,
             companies,
-        } => seed(&database_url, &email, password, companies).await,
+            keys,
+        } => seed(&database_url, &keys, &email, password, companies).await,
     }
 }

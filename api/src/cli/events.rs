@@ -31,16 +31,23 @@ pub enum EventsAction {
     Verify,
 }
 
-pub async fn run(database_url: &str, action: EventsAction) -> anyhow::Result<ExitCode> {
+/// Export and tail write events as stored (personal values sealed, as the
+/// stream carries them); verify opens them, as every reader does.
+pub async fn run(
+    database_url: &str,
+    keys: &crate::settings::MasterKeys,
+    action: EventsAction,
+) -> anyhow::Result<ExitCode> {
     use std::io::Write;
-    use vcintel_infra::event_log::{self, CommitCursor};
+    use vcintel_infra::event_log::{self, CommitCursor, Reading};
     use vcintel_infra::wire::EventMessage;
     let pool = db::connect(database_url, 2).await?;
     match action {
         EventsAction::Verify => {
             let bar = progress::events_counter("verified");
+            let vault = keys.vault(pool.clone())?;
             let report =
-                vcintel_infra::verify::verify(&pool, 1_000, |n| bar.set_position(n)).await?;
+                vcintel_infra::verify::verify(&vault, 1_000, |n| bar.set_position(n)).await?;
             bar.finish();
             println!(
                 "{} events in {} aggregates: {}",
@@ -70,7 +77,9 @@ pub async fn run(database_url: &str, action: EventsAction) -> anyhow::Result<Exi
             let bar = progress::events_bar("exported", total as u64);
             let mut after = CommitCursor::default();
             loop {
-                let events = event_log::read_committed_after(&pool, None, after, 1_000).await?;
+                let events =
+                    event_log::read_committed_after(&pool, None, after, 1_000, Reading::AsStored)
+                        .await?;
                 let Some(last) = events.last() else { break };
                 after = last.cursor();
                 for event in &events {
@@ -96,7 +105,9 @@ pub async fn run(database_url: &str, action: EventsAction) -> anyhow::Result<Exi
             };
             let mut stdout = std::io::stdout().lock();
             loop {
-                let events = event_log::read_committed_after(&pool, None, after, 1_000).await?;
+                let events =
+                    event_log::read_committed_after(&pool, None, after, 1_000, Reading::AsStored)
+                        .await?;
                 if let Some(last) = events.last() {
                     after = last.cursor();
                 }

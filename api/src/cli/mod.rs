@@ -49,6 +49,8 @@ pub enum Command {
     Events {
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: String,
+        #[command(flatten)]
+        keys: privacy::MasterKeys,
         #[command(subcommand)]
         action: events::EventsAction,
     },
@@ -56,6 +58,8 @@ pub enum Command {
     Projections {
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: String,
+        #[command(flatten)]
+        keys: privacy::MasterKeys,
         #[command(subcommand)]
         action: projections::ProjectionsAction,
     },
@@ -73,6 +77,8 @@ pub enum Command {
         /// Needed to create and restore, not to verify.
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
+        #[command(flatten)]
+        keys: privacy::MasterKeys,
         #[command(subcommand)]
         action: backup::BackupAction,
     },
@@ -119,20 +125,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => migrate::run(&database_url, action).await?,
         Command::Events {
             database_url,
+            keys,
             action,
-        } => return events::run(&database_url, action).await,
+        } => return events::run(&database_url, &keys, action).await,
         Command::Projections {
             database_url,
+            keys,
             action,
-        } => projections::run(&database_url, action).await?,
+        } => projections::run(&database_url, &keys, action).await?,
         Command::Stream {
             database_url,
             action,
         } => stream::run(&database_url, action).await?,
         Command::Backup {
             database_url,
+            keys,
             action,
-        } => backup::run(database_url.as_deref(), action).await?,
+        } => backup::run(database_url.as_deref(), &keys, action).await?,
         Command::Privacy {
             database_url,
             keys,

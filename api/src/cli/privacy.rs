@@ -1,47 +1,10 @@
 //! `vcintel privacy`: the crypto-shredding keys' maintenance (see
 //! docs/privacy.md).
 
-use clap::{Args, Subcommand};
-use secrecy::{ExposeSecret, SecretString};
+pub use crate::settings::MasterKeys;
+use clap::Subcommand;
 use vcintel_infra::db;
-use vcintel_infra::privacy::{self, KeyRing};
-
-/// The master keys, from the environment.
-#[derive(Debug, Args)]
-pub struct MasterKeys {
-    /// The master key that wraps every subject's data key: 32 random bytes,
-    /// base64 (`openssl rand -base64 32`).
-    #[arg(long, env = "VCINTEL_PRIVACY_MASTER_KEY", hide_env_values = true)]
-    master_key: Option<SecretString>,
-    /// Its version, stored beside each key it wraps; raise it with a new key.
-    #[arg(long, env = "VCINTEL_PRIVACY_MASTER_KEY_VERSION", default_value_t = 1)]
-    master_key_version: i32,
-    /// Earlier master keys still needed to unwrap, as `version:base64`,
-    /// comma-separated (during a rotation).
-    #[arg(
-        long,
-        env = "VCINTEL_PRIVACY_PREVIOUS_MASTER_KEYS",
-        hide_env_values = true
-    )]
-    previous_master_keys: Option<SecretString>,
-}
-
-impl MasterKeys {
-    pub fn ring(&self) -> anyhow::Result<KeyRing> {
-        let master_key = self
-            .master_key
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("set VCINTEL_PRIVACY_MASTER_KEY"))?;
-        KeyRing::from_settings(
-            master_key.expose_secret(),
-            self.master_key_version,
-            self.previous_master_keys
-                .as_ref()
-                .map_or("", |keys| keys.expose_secret()),
-        )
-        .map_err(|error| anyhow::anyhow!("VCINTEL_PRIVACY_MASTER_KEY*: {error}"))
-    }
-}
+use vcintel_infra::privacy;
 
 #[derive(Debug, Subcommand)]
 pub enum PrivacyAction {
@@ -59,6 +22,22 @@ pub enum PrivacyAction {
         #[arg(long)]
         output: Option<std::path::PathBuf>,
     },
+    /// Erase one person now (a request to be forgotten received another
+    /// way, or one that must not wait for its grace period): shreds their
+    /// keys, removes what the tables hold about them and records
+    /// `user.erased`. Safe to repeat.
+    Erase {
+        /// The person's user id.
+        user: uuid::Uuid,
+    },
+    /// Seal, in place, the personal values of events written before they
+    /// were sealed (v1), then have the relay refill the stream so it holds
+    /// no plaintext either. Resumable; nothing to do once it has run.
+    Migrate {
+        /// Events sealed per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch_size: i64,
+    },
 }
 
 pub async fn run(
@@ -72,7 +51,7 @@ pub async fn run(
             use futures::StreamExt as _;
             use tokio::io::AsyncWriteExt as _;
             let document = crate::routes::workspaces::export::export_document(
-                pool,
+                keys.vault(pool)?,
                 vcintel_domain::UserId(user),
             )
             .await
@@ -86,6 +65,47 @@ pub async fn run(
                 out.write_all(&chunk?).await?;
             }
             out.flush().await?;
+        }
+        PrivacyAction::Erase { user } => {
+            let vault = keys.vault(pool)?;
+            let services = vcintel_infra::event_store::command_services(&vault);
+            let metadata = vcintel_commands::CommandMetadata {
+                request_id: Some("vcintel-privacy-erase".to_owned()),
+                ..Default::default()
+            };
+            let erased = vcintel_infra::erasure::erase(
+                &vault,
+                &services.accounts,
+                &services.workspaces,
+                vcintel_domain::UserId(user),
+                &metadata,
+            )
+            .await?;
+            println!(
+                "{user} erased: {} key(s) shredded ({} invitation(s) to their address), {} API key(s) revoked{}",
+                erased.subjects.len(),
+                erased.invitations.len(),
+                erased.api_keys_revoked,
+                if erased.recorded { "" } else { "; user.erased was already recorded" }
+            );
+        }
+        PrivacyAction::Migrate { batch_size } => {
+            let vault = keys.vault(pool.clone())?;
+            let bar = super::progress::counter("sealing", "events");
+            let sealed = vault
+                .seal_old_events(batch_size.max(1), &|n| bar.set_position(n))
+                .await?;
+            bar.finish_and_clear();
+            if sealed > 0 {
+                vcintel_infra::relay::request_refill(&pool, vcintel_infra::relay::RELAY_NAME)
+                    .await?;
+                println!(
+                    "{sealed} event(s) sealed; the relay refills the stream from the store, so \
+                     it holds no plaintext either"
+                );
+            } else {
+                println!("every event's personal values are sealed already");
+            }
         }
         PrivacyAction::RotateMasterKey => {
             let ring = keys.ring()?;

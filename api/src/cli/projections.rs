@@ -91,6 +91,7 @@ async fn status(database_url: &str, nats_url: &str, nats_prefix: &str) -> anyhow
 
 pub(super) async fn rebuild(
     database_url: &str,
+    keys: &crate::settings::MasterKeys,
     names: Vec<String>,
     options: &vcintel_projections::rebuild::RebuildOptions,
 ) -> anyhow::Result<()> {
@@ -106,6 +107,7 @@ pub(super) async fn rebuild(
         vcintel_projections::rebuild::read_model_named(name)?;
     }
     let pool = db::connect(database_url, 2).await?;
+    let vault = keys.vault(pool)?;
     for name in names {
         let started = std::time::Instant::now();
         let bar = progress::events_bar(&format!("rebuilding {name}"), 0);
@@ -114,7 +116,8 @@ pub(super) async fn rebuild(
             bar.set_position(replayed);
         };
         let rebuilt =
-            vcintel_projections::rebuild::rebuild_by_name(&pool, &name, options, &progress).await?;
+            vcintel_projections::rebuild::rebuild_by_name(&vault, &name, options, &progress)
+                .await?;
         bar.finish();
         let elapsed = started.elapsed();
         let fresh = rebuilt.events - rebuilt.resumed_from;
@@ -134,7 +137,11 @@ pub(super) async fn rebuild(
     Ok(())
 }
 
-pub async fn run(database_url: &str, action: ProjectionsAction) -> anyhow::Result<()> {
+pub async fn run(
+    database_url: &str,
+    keys: &crate::settings::MasterKeys,
+    action: ProjectionsAction,
+) -> anyhow::Result<()> {
     match action {
         ProjectionsAction::Rebuild {
             names,
@@ -145,7 +152,7 @@ pub async fn run(database_url: &str, action: ProjectionsAction) -> anyhow::Resul
                 batch_size,
                 restart,
             };
-            rebuild(database_url, names, &options).await
+            rebuild(database_url, keys, names, &options).await
         }
         ProjectionsAction::Status {
             nats_url,

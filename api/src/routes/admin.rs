@@ -265,12 +265,12 @@ pub async fn start_rebuild(
             ProjectionError::RebuildRunning { .. } => ApiError::Conflict(error.to_string()),
             other => ApiError::Internal(other.into()),
         })?;
-    let pool = state.pool.clone();
+    let vault = state.vault.clone();
     // The rebuild outlives the request; its progress is in the database
     // (and a rebuild cut off by a restart resumes when started again).
     tokio::spawn(async move {
         let options = RebuildOptions::default();
-        match rebuild::run_claimed(&pool, claim, &options, &|_, _| {}).await {
+        match rebuild::run_claimed(&vault, claim, &options, &|_, _| {}).await {
             Ok(rebuilt) => tracing::info!(
                 read_model = name,
                 events = rebuilt.events,

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use vcintel_commands::metadata::{ACTOR_ID, CAUSATION_ID, CORRELATION_ID, REQUEST_ID};
 use vcintel_domain::Permission;
-use vcintel_infra::event_log::{self, CommitCursor, FeedFilter, StoredEvent};
+use vcintel_infra::event_log::{self, CommitCursor, FeedFilter, Reading, StoredEvent};
 
 pub const TAG: &str = "audit";
 
@@ -142,6 +142,7 @@ pub async fn list_events(
         &filter,
         after,
         i64::from(limit),
+        Reading::Opened(&state.vault),
     )
     .await?;
     // A short page means the committed feed is exhausted for now; a full
@@ -185,6 +186,7 @@ pub async fn company_history(
         &id.to_string(),
         0,
         i64::MAX,
+        Reading::Opened(&state.vault),
     )
     .await?;
     let workspace = caller.actor.workspace_id.to_string();

@@ -513,6 +513,7 @@ async fn historical_company(
         &id.to_string(),
         0,
         up_to,
+        vcintel_infra::event_log::Reading::Opened(&state.vault),
     )
     .await?;
     let stored: Vec<_> = stored

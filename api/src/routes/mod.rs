@@ -56,6 +56,10 @@ pub fn table(document: utoipa::openapi::OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(workspaces::security_log::list_security_events))
         .routes(routes!(workspaces::security_log::list_my_security_events))
         .routes(routes!(workspaces::export::export_my_data))
+        .routes(routes!(
+            workspaces::erasure::request_erasure,
+            workspaces::erasure::cancel_erasure
+        ))
         .routes(routes!(companies::add_company, companies::list_companies))
         .routes(routes!(
             companies::get_company,

@@ -15,11 +15,15 @@ use vcintel_domain::UserId;
 #[derive(Debug, Clone)]
 pub struct PgAdmission {
     pool: PgPool,
+    vault: crate::vault::Vault,
 }
 
 impl PgAdmission {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(vault: crate::vault::Vault) -> Self {
+        Self {
+            pool: vault.pool().clone(),
+            vault,
+        }
     }
 }
 
@@ -52,7 +56,7 @@ impl AdmissionStore for PgAdmission {
     }
 
     async fn tier(&self, user: UserId) -> Result<Option<Tier>, CommandError> {
-        Ok(accounts::registered_user(&self.pool, user)
+        Ok(accounts::registered_user(&self.vault, user)
             .await
             .map_err(CommandError::store)?
             .map(|user| user.tier))

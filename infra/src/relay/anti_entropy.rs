@@ -28,7 +28,7 @@
 //! refill`.
 
 use super::{DivergencePolicy, Frontier, Relay, RelayState};
-use crate::event_log::{self, CommitCursor, StoredEvent};
+use crate::event_log::{self, CommitCursor, Reading, StoredEvent};
 use crate::lease::Lease;
 use crate::stream::{events_stream_config, EPOCH_KEY, STORE_ID_KEY};
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
@@ -351,7 +351,14 @@ impl Relay {
             if lease.renewal_due() {
                 lease.renew().await?;
             }
-            let page = event_log::read_committed_after(&self.pool, None, after, STORE_PAGE).await?;
+            let page = event_log::read_committed_after(
+                &self.pool,
+                None,
+                after,
+                STORE_PAGE,
+                Reading::AsStored,
+            )
+            .await?;
             let Some(last) = page.last() else { break };
             after = last.cursor().min(upper);
             let missing: Vec<StoredEvent> = page
@@ -518,7 +525,7 @@ impl Relay {
         if lost.is_empty() {
             return Ok(());
         }
-        let events = event_log::read_by_ids(&self.pool, &lost).await?;
+        let events = event_log::read_by_ids(&self.pool, &lost, Reading::AsStored).await?;
         let republished = self.republish(lease, state, stream, &events).await?;
         let detail = format!(
             "{} republished event(s) were lost from the stream again; republished",

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 use vcintel_infra::accounts::{self, SessionRecord};
-use vcintel_infra::event_log;
+use vcintel_infra::event_log::{self, Reading};
 use vcintel_projections::identity::{self, SecurityLogEntry};
 use vcintel_projections::usage::{self, PersonUsage};
 
@@ -79,7 +79,7 @@ pub async fn export_my_data(
     caller: SignedIn,
 ) -> Result<Response, ApiError> {
     let user = caller.user_id;
-    let document = export_document(state.pool.clone(), user).await?;
+    let document = export_document(state.vault.clone(), user).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/json".to_owned()),
@@ -101,15 +101,16 @@ pub async fn export_my_data(
 /// export, never a complete-looking short one. (The API and `vcintel
 /// privacy export` both serve it.)
 pub async fn export_document(
-    pool: sqlx::PgPool,
+    vault: vcintel_infra::vault::Vault,
     user: vcintel_domain::UserId,
 ) -> Result<impl futures::Stream<Item = Result<Bytes, std::io::Error>>, ApiError> {
-    let account = accounts::account(&pool, user).await?;
+    let pool = vault.pool().clone();
+    let account = accounts::account(&vault, user).await?;
     let account = account.and_then(|account| {
         let registered = account.registration().cloned()?;
         Some(ExportedAccount {
-            email: registered.email.to_string(),
-            name: registered.name.into_inner(),
+            email: registered.email.text().to_owned(),
+            name: registered.name.text().to_owned(),
             email_verified: account.email_verified(),
             tier: serde_json::to_value(registered.tier)
                 .ok()
@@ -123,6 +124,7 @@ pub async fn export_document(
         &user.to_string(),
         0,
         i64::MAX,
+        Reading::Opened(&vault),
     )
     .await?;
     let head = PersonalDataExport {
@@ -158,7 +160,15 @@ pub async fn export_document(
         let mut first = written == 0;
         let mut after = 0;
         loop {
-            let page = match event_log::actor_events_after(&pool, user.0, after, PAGE).await {
+            let page = match event_log::actor_events_after(
+                &pool,
+                user.0,
+                after,
+                PAGE,
+                Reading::Opened(&vault),
+            )
+            .await
+            {
                 Ok(page) => page,
                 Err(error) => {
                     tracing::error!(%error, "a data export stopped");

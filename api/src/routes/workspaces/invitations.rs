@@ -137,9 +137,11 @@ pub async fn list_my_invitations(
         .registration(signed_in.user_id)
         .await?
         .ok_or(ApiError::Unauthenticated("this account no longer exists"))?;
-    let rows =
-        vcintel_projections::identity::invitations_addressed_to(&state.pool, &registration.email)
-            .await?;
+    let email = registration
+        .email
+        .known()
+        .ok_or(ApiError::Unauthenticated("this account no longer exists"))?;
+    let rows = vcintel_projections::identity::invitations_addressed_to(&state.pool, email).await?;
     let items = rows
         .into_iter()
         .filter_map(|row| {

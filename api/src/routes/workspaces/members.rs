@@ -79,7 +79,7 @@ pub async fn list_members(
             .into_iter()
             .map(|(user, m)| Member {
                 user_id: user.0,
-                email: m.email.to_string(),
+                email: m.email.text().to_owned(),
                 role: m.role,
             })
             .collect(),

@@ -3,6 +3,7 @@
 //! chosen by `X-Workspace-Id`) have a module each.
 
 pub mod api_keys;
+pub mod erasure;
 pub mod export;
 pub mod invitations;
 pub mod members;
@@ -123,16 +124,16 @@ pub async fn get_me(
     State(state): State<AppState>,
     caller: SignedIn,
 ) -> Result<axum::Json<Me>, ApiError> {
-    let account = accounts::account(&state.pool, caller.user_id)
+    let account = accounts::account(&state.vault, caller.user_id)
         .await?
         .ok_or(ApiError::NotFound)?;
     let user = account.registration().cloned().ok_or(ApiError::NotFound)?;
     let workspaces = identity::workspaces_of(&state.pool, caller.user_id).await?;
     Ok(axum::Json(Me {
         user_id: user.user_id.0,
-        email: user.email.to_string(),
+        email: user.email.text().to_owned(),
         email_verified: account.email_verified(),
-        name: user.name.into_inner(),
+        name: user.name.text().to_owned(),
         tier: serde_json::to_value(user.tier)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
@@ -179,7 +180,7 @@ pub async fn create_workspace(
     headers: HeaderMap,
     Json(body): Json<CreateWorkspaceRequest>,
 ) -> Result<Response, ApiError> {
-    let user = accounts::registered_user(&state.pool, caller.user_id)
+    let user = accounts::registered_user(&state.vault, caller.user_id)
         .await?
         .ok_or(ApiError::Forbidden(
             "only registered users create workspaces".to_owned(),
@@ -191,7 +192,9 @@ pub async fn create_workspace(
             id,
             body.name,
             caller.user_id,
-            user.email.into_inner(),
+            user.email
+                .into_known()
+                .ok_or(ApiError::Unauthenticated("this account no longer exists"))?,
             false,
             &command_metadata(&headers),
         )

@@ -100,7 +100,7 @@ pub struct EnrichmentWorker {
 impl EnrichmentWorker {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        pool: sqlx::PgPool,
+        vault: crate::vault::Vault,
         commands: Arc<PgEnrichmentCommands>,
         budgets: Arc<PgBudgetCommands>,
         spending: Arc<dyn Spending>,
@@ -114,7 +114,7 @@ impl EnrichmentWorker {
     ) -> Self {
         Self {
             directory: crate::accounts::WorkspaceDirectory::new(
-                pool,
+                vault,
                 crate::identity_cache::IdentityCache::new(),
             ),
             commands,
