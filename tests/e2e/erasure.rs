@@ -309,3 +309,127 @@ async fn an_erased_person_can_be_read_nowhere_and_the_log_keeps_its_shape() {
     let _ = std::fs::remove_dir_all(&backups);
     let _ = std::fs::remove_file(&log);
 }
+
+#[tokio::test]
+async fn an_erasure_can_be_cancelled_old_events_are_sealed_in_place_and_an_operator_erases_at_once()
+{
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let email = format!("grace-{}@example.com", env.prefix);
+    let name = format!("Grace Hopper {}", env.prefix);
+    let grace = env.register(&base, &email, &name).await;
+    let token = grace["access_token"].as_str().unwrap().to_owned();
+    let user = grace["user_id"].as_str().unwrap().to_owned();
+    let url = format!("{base}/v1/me/erasure");
+
+    // Asked for (the default grace period: days), then withdrawn.
+    let asked = env
+        .call(
+            Method::POST,
+            &url,
+            Some(&token),
+            None,
+            Some(&json!({"password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.body);
+    let due: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(asked.body["erase_after"].clone()).unwrap();
+    assert!(due > chrono::Utc::now() + chrono::Duration::hours(71));
+    let cancelled = env
+        .call(Method::DELETE, &url, Some(&token), None, None)
+        .await;
+    assert_eq!(
+        cancelled.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        cancelled.body
+    );
+    let again = env
+        .call(Method::DELETE, &url, Some(&token), None, None)
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.body);
+    assert_eq!(
+        again.headers["content-type"], "application/problem+json",
+        "{}",
+        again.body
+    );
+    let malformed = env
+        .call(Method::POST, &url, Some(&token), None, Some(&json!({})))
+        .await;
+    assert_eq!(malformed.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        malformed.body.to_string().contains("password"),
+        "{}",
+        malformed.body
+    );
+
+    // An event an earlier release wrote in the clear (v1) ...
+    let registered: Value = sqlx::query_scalar(
+        "select payload::jsonb from events
+         where aggregate_id = $1 and event_type = 'user.registered'",
+    )
+    .bind(&user)
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert!(registered["user.registered"]["email"]["sealed"].is_string());
+    let mut plain = registered.clone();
+    plain["user.registered"]["email"] = json!(email);
+    plain["user.registered"]["name"] = json!(name);
+    sqlx::query(
+        "update events set payload = $2::json, event_version = '1'
+         where aggregate_id = $1 and event_type = 'user.registered'",
+    )
+    .bind(&user)
+    .bind(plain.to_string())
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    // ... reads the same, and `privacy migrate` seals it where it lies.
+    let (status, me) = env.get_json(&format!("{base}/v1/me"), &token).await;
+    assert_eq!(
+        (status, me["email"].as_str()),
+        (StatusCode::OK, Some(email.as_str()))
+    );
+    let migrated = env.vcintel(&["privacy", "migrate"]);
+    assert!(migrated.contains("1 event(s) sealed"), "{migrated}");
+    let (version, stored): (String, String) = sqlx::query_as(
+        "select event_version, payload::text from events
+         where aggregate_id = $1 and event_type = 'user.registered'",
+    )
+    .bind(&user)
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(version, "2");
+    assert!(
+        !stored.contains(&email) && !stored.contains(&name),
+        "{stored}"
+    );
+    let (_, me) = env.get_json(&format!("{base}/v1/me"), &token).await;
+    assert_eq!(me["name"].as_str(), Some(name.as_str()), "opened as before");
+    assert!(env
+        .vcintel(&["privacy", "migrate"])
+        .contains("sealed already"));
+
+    // The operator's erasure does not wait for a grace period.
+    let erased = env.vcintel(&["privacy", "erase", &user]);
+    assert!(erased.contains("erased"), "{erased}");
+    eventually(Duration::from_secs(20), "the erasure projected", || async {
+        let email_now: Option<String> =
+            sqlx::query_scalar("select email from users where id = $1::uuid")
+                .bind(&user)
+                .fetch_optional(&env.pool)
+                .await
+                .unwrap();
+        (email_now.as_deref() == Some("[erased]")).then_some(())
+    })
+    .await;
+    let repeated = env.vcintel(&["privacy", "erase", &user]);
+    assert!(repeated.contains("already recorded"), "{repeated}");
+    assert_eq!(
+        tables_holding(&env.pool, &email).await,
+        Vec::<String>::new()
+    );
+}
