@@ -227,6 +227,65 @@ async fn run() {
             get_rate: on_get.rate() / off_get.rate(),
         });
     }
+    // --- 4. What sealing personal values costs: a third API process with
+    // `VCINTEL_PRIVACY_SEALING=false`; the write is a note (its text is
+    // sealed), the read the audit feed (it opens every note of the page).
+    let plain_port = helpers::free_port();
+    let plain_child = spawn_component_with(
+        &env,
+        "api",
+        plain_port,
+        &[("VCINTEL_PRIVACY_SEALING", "false")],
+    );
+    let plain = Process::new("api (sealing off)", plain_child.id());
+    children.push(KillOnDrop(plain_child));
+    let plain_base = format!("http://127.0.0.1:{plain_port}");
+    wait_for_health(&env.http, &plain_base).await;
+    // A workspace of its own, so its feed holds only notes in the clear.
+    let plain_client = Client::new(&plain_base, &sign_in(&env, &plain_base).await);
+    let mut plain_service = vec![plain];
+    plain_service.extend(service[1..].iter().cloned());
+    let plain_servers = with_engines(&plain_service, &engines);
+    let companies = [
+        client.post(&fresh_name("noted")).await,
+        plain_client.post(&fresh_name("noted")).await,
+    ];
+    for n in 0..50 {
+        client
+            .post_note(companies[0], &format!("warm-on-{n}"))
+            .await;
+        plain_client
+            .post_note(companies[1], &format!("warm-off-{n}"))
+            .await;
+    }
+    let mut sealing_rounds = Vec::with_capacity(METRICS_ROUNDS);
+    for round in 0..METRICS_ROUNDS {
+        let sides = [(&client, &servers), (&plain_client, &plain_servers)];
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        let mut posted: [Option<Phase>; 2] = [None, None];
+        let mut read: [Option<Phase>; 2] = [None, None];
+        for side in order {
+            let (client, servers) = sides[side];
+            wait_until_caught_up(&env).await;
+            posted[side] = Some(note_phase(client, servers, run_for, companies[side]).await);
+        }
+        for side in order {
+            let (client, servers) = sides[side];
+            read[side] = Some(feed_phase(client, servers, run_for).await);
+        }
+        let [Some(on_post), Some(off_post)] = posted else {
+            unreachable!("both sides posted")
+        };
+        let [Some(on_get), Some(off_get)] = read else {
+            unreachable!("both sides read")
+        };
+        sealing_rounds.push(MetricsRound {
+            post_cpu: on_post.cpu_per_request() / off_post.cpu_per_request(),
+            post_rate: on_post.rate() / off_post.rate(),
+            get_cpu: on_get.cpu_per_request() / off_get.cpu_per_request(),
+            get_rate: on_get.rate() / off_get.rate(),
+        });
+    }
     rss.extend(service.iter().cloned());
 
     println!();
@@ -313,30 +372,12 @@ async fn run() {
             first / last.posted.cpu_per_request()
         );
     }
-    let median = |pick: fn(&MetricsRound) -> f64| {
-        let mut values: Vec<f64> = rounds.iter().map(pick).collect();
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
-    let listed = |pick: fn(&MetricsRound) -> f64| {
-        rounds
-            .iter()
-            .map(|r| format!("{:.3}", pick(r)))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    println!(
-        "  metrics on / off, {METRICS_ROUNDS} interleaved rounds (median; each round): \
-         POST CPU/request {:.3} ({}), throughput {:.3} ({}) | \
-         GET CPU/request {:.3} ({}), throughput {:.3} ({})",
-        median(|r| r.post_cpu),
-        listed(|r| r.post_cpu),
-        median(|r| r.post_rate),
-        listed(|r| r.post_rate),
-        median(|r| r.get_cpu),
-        listed(|r| r.get_cpu),
-        median(|r| r.get_rate),
-        listed(|r| r.get_rate),
+    print_rounds("metrics on / off", "POST company", "GET company", &rounds);
+    print_rounds(
+        "sealing on / off",
+        "POST note",
+        "GET /v1/events (50 notes)",
+        &sealing_rounds,
     );
     println!("  goals: POST efficiency >= 0.5, GET efficiency >= 0.7 with p99 <= 1.5 x baseline, lag p99 <= 50 ms, cost at 1M within 10% of 10k");
     let peaks: Vec<String> = rss
@@ -353,7 +394,37 @@ async fn run() {
     println!("  peak RSS: {}", peaks.join(", "));
 }
 
-/// How many times the metrics-on and metrics-off phases are repeated.
+/// Prints interleaved on / off rounds: the median ratio and each round's.
+fn print_rounds(what: &str, write: &str, read: &str, rounds: &[MetricsRound]) {
+    let median = |pick: fn(&MetricsRound) -> f64| {
+        let mut values: Vec<f64> = rounds.iter().map(pick).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let listed = |pick: fn(&MetricsRound) -> f64| {
+        rounds
+            .iter()
+            .map(|r| format!("{:.3}", pick(r)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "  {what}, {} interleaved rounds (median; each round): \
+         {write} CPU/request {:.3} ({}), throughput {:.3} ({}) | \
+         {read} CPU/request {:.3} ({}), throughput {:.3} ({})",
+        rounds.len(),
+        median(|r| r.post_cpu),
+        listed(|r| r.post_cpu),
+        median(|r| r.post_rate),
+        listed(|r| r.post_rate),
+        median(|r| r.get_cpu),
+        listed(|r| r.get_cpu),
+        median(|r| r.get_rate),
+        listed(|r| r.get_rate),
+    );
+}
+
+/// How many times the on and off phases of a comparison are repeated.
 const METRICS_ROUNDS: usize = 3;
 
 /// One round of metrics on against off: ratios on / off.
@@ -504,6 +575,38 @@ impl Client {
         body["id"].as_str().unwrap().parse().unwrap()
     }
 
+    /// Writes a note on `company`; its id.
+    async fn post_note(&self, company: Uuid, content: &str) -> Uuid {
+        let response = self
+            .http
+            .post(format!("{}/v1/companies/{company}/notes", self.base))
+            .bearer_auth(&self.token)
+            .json(&json!({ "content": content }))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or_default();
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// The workspace's 50 latest events, opened.
+    async fn feed(&self) {
+        let response = self
+            .http
+            .get(format!(
+                "{}/v1/events?limit=50&event_type=note.added",
+                self.base
+            ))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        response.bytes().await.unwrap();
+    }
+
     async fn get(&self, id: Uuid) {
         let response = self
             .http
@@ -578,6 +681,38 @@ async fn post_phase(client: &Client, servers: &[Process], run_for: Duration, lab
         let client = client.clone();
         let name = fresh_name(&label);
         async move { Some(client.post(&name).await) }
+    })
+    .await
+}
+
+async fn note_phase(
+    client: &Client,
+    servers: &[Process],
+    run_for: Duration,
+    company: Uuid,
+) -> Phase {
+    let client = client.clone();
+    load_phase(servers, run_for, move |n| {
+        let client = client.clone();
+        async move {
+            Some(
+                client
+                    .post_note(company, &format!("A note, number {n}"))
+                    .await,
+            )
+        }
+    })
+    .await
+}
+
+async fn feed_phase(client: &Client, servers: &[Process], run_for: Duration) -> Phase {
+    let client = client.clone();
+    load_phase(servers, run_for, move |_| {
+        let client = client.clone();
+        async move {
+            client.feed().await;
+            None
+        }
     })
     .await
 }
