@@ -23,6 +23,15 @@ if [ -z "${VCINTEL_JWT_SECRET:-}" ]; then
     VCINTEL_JWT_SECRET="$(cat "$ROOT/.data/jwt_secret")"
     export VCINTEL_JWT_SECRET
 fi
+if [ -z "${VCINTEL_PRIVACY_MASTER_KEY:-}" ]; then
+    # The key that wraps every person's data key (docs/privacy.md): lose it
+    # and every personal value in the store is unreadable, so a deployment
+    # sets it from its secret store and backs it up apart from the data.
+    mkdir -p "$ROOT/.data"
+    [ -s "$ROOT/.data/privacy_master_key" ] || (umask 077; head -c 32 /dev/urandom | base64 -w0 > "$ROOT/.data/privacy_master_key")
+    VCINTEL_PRIVACY_MASTER_KEY="$(cat "$ROOT/.data/privacy_master_key")"
+    export VCINTEL_PRIVACY_MASTER_KEY
+fi
 export VCINTEL_BIND="${VCINTEL_BIND:-127.0.0.1:8080}"
 # A local run: without VCINTEL_SMTP_URL, verification links are logged
 # (development only). Deployments set VCINTEL_ENVIRONMENT=production.
