@@ -241,17 +241,19 @@ async fn run() {
     children.push(KillOnDrop(plain_child));
     let plain_base = format!("http://127.0.0.1:{plain_port}");
     wait_for_health(&env.http, &plain_base).await;
-    // A workspace of its own, so its feed holds only notes in the clear.
+    // Each side in a workspace of its own holding only its notes (sealed,
+    // or in the clear), so the feeds differ by sealing alone.
     let plain_client = Client::new(&plain_base, &sign_in(&env, &plain_base).await);
+    let sealed_client = Client::new(&base, &sign_in(&env, &base).await);
     let mut plain_service = vec![plain];
     plain_service.extend(service[1..].iter().cloned());
     let plain_servers = with_engines(&plain_service, &engines);
     let companies = [
-        client.post(&fresh_name("noted")).await,
+        sealed_client.post(&fresh_name("noted")).await,
         plain_client.post(&fresh_name("noted")).await,
     ];
     for n in 0..50 {
-        client
+        sealed_client
             .post_note(companies[0], &format!("warm-on-{n}"))
             .await;
         plain_client
@@ -260,7 +262,7 @@ async fn run() {
     }
     let mut sealing_rounds = Vec::with_capacity(METRICS_ROUNDS);
     for round in 0..METRICS_ROUNDS {
-        let sides = [(&client, &servers), (&plain_client, &plain_servers)];
+        let sides = [(&sealed_client, &servers), (&plain_client, &plain_servers)];
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         let mut posted: [Option<Phase>; 2] = [None, None];
         let mut read: [Option<Phase>; 2] = [None, None];

@@ -191,6 +191,11 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         "Retention sweeps run (every ten minutes where the API runs).",
     ),
     (
+        "vcintel_erasures_total",
+        Kind::Counter,
+        "People erased (`user.erased` recorded), by the scheduler or an operator.",
+    ),
+    (
         "vcintel_enrichments_requested_total",
         Kind::Counter,
         "Enrichment jobs started, by the requester's tier (free, pro, enterprise, none).",

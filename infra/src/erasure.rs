@@ -130,6 +130,12 @@ pub async fn erase(
 /// `user.erased` is projected.
 async fn forget_in_tables(tx: &mut sqlx::PgConnection, user: UserId) -> Result<(), sqlx::Error> {
     crate::accounts::revoke_all_sessions(&mut *tx, user, "erased").await?;
+    // Every instance drops the workspaces it caches (they name members by
+    // address) when this commits.
+    sqlx::query("select pg_notify('vcintel_identity_changed', $1)")
+        .bind(format!("erased:{}", user.0))
+        .execute(&mut *tx)
+        .await?;
     sqlx::query!(
         "update auth_sessions set ip = null, user_agent = null where user_id = $1",
         user.0

@@ -200,7 +200,8 @@ impl IdentityCache {
         }
     }
 
-    /// Applies one notification: `session:<id>` or `workspace:<id>:<version>`.
+    /// Applies one notification: `session:<id>`, `workspace:<id>:<version>`
+    /// or `erased:<user id>`.
     fn changed(&self, payload: &str) {
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
         let mut parts = payload.split(':');
@@ -209,6 +210,9 @@ impl IdentityCache {
                 lock(&self.inner.sessions).remove(&id);
             }
             (Some("workspace"), Some(Ok(id))) => self.workspace_changed_here(WorkspaceId(id)),
+            // A person was erased: cached workspaces hold their address
+            // (members), so every one is folded again from the events.
+            (Some("erased"), Some(Ok(_))) => lock(&self.inner.workspaces).clear(),
             _ => tracing::warn!(payload, "unknown identity change"),
         }
     }

@@ -155,7 +155,22 @@ async fn an_erased_person_can_be_read_nowhere_and_the_log_keeps_its_shape() {
             "{needle} in the events"
         );
     }
-    // Readers see them opened.
+    // Readers see them opened: her own workspace's feed (read with an
+    // operator's development token), its members, and Bob's feed.
+    let ada_workspace = ada["default_workspace_id"].as_str().unwrap().to_owned();
+    let auditor =
+        env.token(&env.actor(ada_workspace.parse().unwrap(), vcintel_domain::Role::Owner));
+    let (_, members) = env
+        .get_json(&format!("{base}/v1/workspace/members"), &auditor)
+        .await;
+    assert!(members.to_string().contains(&email), "{members}");
+    let hers_before = feed(&env, &base, &auditor).await;
+    assert!(
+        hers_before
+            .iter()
+            .any(|(_, kind, data)| kind == "note.added" && data["content"] == note),
+        "{hers_before:?}"
+    );
     let before = eventually(
         Duration::from_secs(20),
         "the invitation in the feed",
@@ -236,6 +251,29 @@ async fn an_erased_person_can_be_read_nowhere_and_the_log_keeps_its_shape() {
         .find(|(_, kind, _)| kind == "workspace.member_invited")
         .unwrap();
     assert_eq!(invited.2["email"], "[erased]", "{invited:?}");
+    let hers_after = feed(&env, &base, &auditor).await;
+    assert_eq!(
+        ids(&hers_after)[..hers_before.len()],
+        ids(&hers_before)[..],
+        "her workspace's feed keeps its events and order"
+    );
+    for (_, kind, data) in &hers_after {
+        match kind.as_str() {
+            "note.added" | "note.edited" => assert_eq!(data["content"], "[erased]"),
+            "user.registered" => {
+                assert_eq!(
+                    (&data["email"], &data["name"]),
+                    (&json!("[erased]"), &json!("[erased]"))
+                )
+            }
+            _ => {}
+        }
+    }
+    // The API's cached copy of her workspace forgot her address too.
+    let (_, members) = env
+        .get_json(&format!("{base}/v1/workspace/members"), &auditor)
+        .await;
+    assert!(!members.to_string().contains(&email), "{members}");
 
     env.vcintel(&["backup", "create", "--output", &newer.display().to_string()]);
 
