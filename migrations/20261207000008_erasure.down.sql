@@ -1,4 +1,3 @@
-drop index if exists events_unsealed_idx;
 drop index if exists users_erase_after_idx;
 alter table users drop column if exists erase_after;
 drop index if exists privacy_keys_lookup_idx;

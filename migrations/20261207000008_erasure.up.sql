@@ -40,12 +40,3 @@ create index privacy_erasures_on_behalf_of_idx on privacy_erasures (on_behalf_of
 -- An erased person's API keys are revoked.
 create index api_keys_created_by_idx on api_keys (created_by) where revoked_at is null;
 
--- The events written before personal values were sealed (v1 of the types
--- that carry them): `vcintel privacy migrate` seals them in place, along
--- this index, which is empty once it has run.
-create index events_unsealed_idx on events (position)
-    where event_version = '1'
-      and event_type in ('user.registered', 'user.verification_requested',
-                         'user.email_verified', 'workspace.member_added',
-                         'workspace.member_invited', 'workspace.invitation_cancelled',
-                         'workspace.invitation_declined', 'note.added', 'note.edited');

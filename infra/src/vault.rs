@@ -392,3 +392,38 @@ impl Vault {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// The event types a text's `event_type in (...)` clause names.
+    fn listed_in(text: &str) -> BTreeSet<String> {
+        let start = text.find("event_type in (").expect("an in-list") + "event_type in (".len();
+        let end = start + text[start..].find(')').expect("its end");
+        text[start..end]
+            .split(',')
+            .map(|t| t.trim().trim_matches('\'').to_owned())
+            .collect()
+    }
+
+    /// A partial index needs its predicate's constants, so the index and
+    /// the query that reads along it name the personal event types
+    /// literally: both must name exactly those of `PERSONAL_FIELDS`.
+    #[test]
+    fn the_unsealed_events_index_and_its_query_name_every_personal_event_type() {
+        let personal: BTreeSet<String> = PERSONAL_FIELDS
+            .iter()
+            .map(|f| f.event_type.to_owned())
+            .collect();
+        let migration = include_str!("../../migrations/20261207000009_unsealed_events.up.sql");
+        assert_eq!(listed_in(migration), personal, "events_unsealed_idx");
+        let source = include_str!("vault.rs");
+        let query = &source[source
+            .find("r#\"select position, event_type")
+            .expect("the query")..];
+        assert_eq!(listed_in(query), personal, "seal_old_events");
+        assert!(has_personal_fields("note.added") && !has_personal_fields("company.added"));
+    }
+}

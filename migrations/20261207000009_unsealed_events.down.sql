@@ -1,0 +1,2 @@
+-- no-transaction
+drop index concurrently if exists events_unsealed_idx;
