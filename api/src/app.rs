@@ -567,13 +567,7 @@ async fn sweep_every_minute(limiter: RateLimiter, pool: sqlx::PgPool, shutdown: 
 /// erasure repeated is one erasure).
 async fn carry_out_erasures(state: AppState, every: Duration, shutdown: CancellationToken) {
     loop {
-        match vcintel_infra::erasure::erase_due(
-            &state.vault,
-            &state.accounts,
-            &state.workspaces,
-            10,
-        )
-        .await
+        match crate::erasure::erase_due(&state.vault, &state.accounts, &state.workspaces, 10).await
         {
             Ok(0) => {}
             Ok(done) => tracing::info!(erased = done, "erasures carried out"),

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod component;
 pub mod consistency;
 pub mod demo;
+pub mod erasure;
 pub mod error;
 pub mod http;
 pub mod idempotency;

@@ -416,9 +416,9 @@ pub const VERIFICATION_TOKEN_PREFIX: &str = "vcv_";
 
 /// Mints the token a verification mail carries for the
 /// `user.verification_requested` event `source_event`, keeping only its
-/// hash. `None` when that event's mail already went out (a redelivery);
-/// a mail that was never sent gets a fresh token, so the one unsent is
-/// never valid.
+/// hash. `None` when that event's mail already went out (a redelivery)
+/// or the person was erased; a mail that was never sent gets a fresh
+/// token, so the one unsent is never valid.
 pub async fn mint_verification_token(
     db: &PgPool,
     user: UserId,
@@ -427,6 +427,13 @@ pub async fn mint_verification_token(
     valid_for: std::time::Duration,
 ) -> Result<Option<String>, sqlx::Error> {
     let token = new_secret(VERIFICATION_TOKEN_PREFIX);
+    // Under the person's subject lock, which their erasure takes too: a
+    // token (it keeps the address) is never minted for someone erased,
+    // nor left behind by a mint that raced the erasure.
+    let mut tx = db.begin().await?;
+    if crate::privacy::lock_and_check_erased(&mut tx, &format!("user:{}", user.0)).await? {
+        return Ok(None);
+    }
     let minted = sqlx::query_scalar!(
         r#"insert into email_verification_tokens
                (token_hash, user_id, email, source_event, expires_at)
@@ -441,8 +448,9 @@ pub async fn mint_verification_token(
         source_event,
         valid_for.as_secs_f64()
     )
-    .fetch_optional(db)
+    .fetch_optional(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(minted.map(|_| token))
 }
 

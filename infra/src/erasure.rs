@@ -44,6 +44,27 @@ pub struct Erased {
     pub recorded: bool,
 }
 
+/// What the read models say a person has that an erasure must reach; the
+/// caller gathers it (infra reads no read model:
+/// `vcintel_projections::identity::erasure_footprint`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// The live API keys they created, with the role they hold where.
+    pub api_keys: Vec<OwnApiKey>,
+    /// The workspaces they are a member of (their snapshots name them).
+    pub workspaces: Vec<Uuid>,
+    /// The notes whose current text is theirs.
+    pub notes: Vec<Uuid>,
+}
+
+/// A live API key the person created, in a workspace where they hold `role`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnApiKey {
+    pub key_id: Uuid,
+    pub workspace_id: Uuid,
+    pub role: Role,
+}
+
 /// The subject name of a person.
 pub fn user_subject(user: UserId) -> String {
     format!("user:{}", user.0)
@@ -58,6 +79,7 @@ pub async fn erase(
     accounts: &PgAccountCommands,
     workspaces: &PgWorkspaceCommands,
     user: UserId,
+    footprint: &Footprint,
     metadata: &CommandMetadata,
 ) -> Result<Erased, ErasureError> {
     let account = crate::accounts::account(vault, user)
@@ -70,7 +92,7 @@ pub async fn erase(
     let api_keys_revoked = if account.erasure() == ErasureState::Erased {
         0
     } else {
-        revoke_api_keys(vault, workspaces, user, metadata).await?
+        revoke_api_keys(workspaces, user, &footprint.api_keys, metadata).await?
     };
     let invitee_subjects = match registration.email.known() {
         Some(email) => {
@@ -90,7 +112,7 @@ pub async fn erase(
         let on_behalf_of = (subject != &person).then_some(person.as_str());
         privacy::shred_on_behalf_of(&mut tx, subject, on_behalf_of).await?;
     }
-    forget_in_tables(&mut tx, user).await?;
+    forget_in_tables(&mut tx, user, footprint).await?;
     tx.commit().await?;
     vault.forget(&subjects);
     let invitations: Vec<Uuid> = sqlx::query_scalar!(
@@ -128,7 +150,11 @@ pub async fn erase(
 /// their values are dropped (the aggregates fold again from the events,
 /// which now open to `[erased]`). The read models mask them when
 /// `user.erased` is projected.
-async fn forget_in_tables(tx: &mut sqlx::PgConnection, user: UserId) -> Result<(), sqlx::Error> {
+async fn forget_in_tables(
+    tx: &mut sqlx::PgConnection,
+    user: UserId,
+    footprint: &Footprint,
+) -> Result<(), sqlx::Error> {
     crate::accounts::revoke_all_sessions(&mut *tx, user, "erased").await?;
     // Every instance drops the workspaces it caches (they name members by
     // address) when this commits.
@@ -170,51 +196,39 @@ async fn forget_in_tables(tx: &mut sqlx::PgConnection, user: UserId) -> Result<(
     )
     .execute(&mut *tx)
     .await?;
+    let text = |ids: &[Uuid]| ids.iter().map(Uuid::to_string).collect::<Vec<_>>();
     sqlx::query!(
         "delete from snapshots
-         where (aggregate_type = 'user' and aggregate_id = $1::uuid::text)
-            or (aggregate_type = 'workspace' and aggregate_id in
-                   (select workspace_id::text from workspace_members where user_id = $1))
-            or (aggregate_type = 'note' and aggregate_id in
-                   (select id::text from notes where content_by = $1))",
-        user.0
+         where (aggregate_type = 'user' and aggregate_id = $1)
+            or (aggregate_type = 'workspace' and aggregate_id = any($2))
+            or (aggregate_type = 'note' and aggregate_id = any($3))",
+        user.0.to_string(),
+        &text(&footprint.workspaces),
+        &text(&footprint.notes)
     )
     .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
-/// Revokes every live API key `user` created, acting as themselves.
+/// Revokes the live API keys `user` created, acting as themselves.
 async fn revoke_api_keys(
-    vault: &Vault,
     workspaces: &PgWorkspaceCommands,
     user: UserId,
+    keys: &[OwnApiKey],
     metadata: &CommandMetadata,
 ) -> Result<usize, ErasureError> {
-    let keys = sqlx::query!(
-        r#"select k.id, k.workspace_id, m.role as "role?"
-         from api_keys k
-         left join workspace_members m on m.workspace_id = k.workspace_id and m.user_id = k.created_by
-         where k.created_by = $1 and k.revoked_at is null"#,
-        user.0
-    )
-    .fetch_all(vault.pool())
-    .await?;
     let mut revoked = 0;
     for key in keys {
-        // A creator who left the workspace: the key is already dead.
-        let Some(role) = key.role.as_deref().and_then(|r| r.parse::<Role>().ok()) else {
-            continue;
-        };
         let actor = Actor {
             workspace_id: WorkspaceId(key.workspace_id),
             user_id: user,
-            role,
+            role: key.role,
             api_key: None,
         };
         let command = WorkspaceCommand::RevokeApiKey {
             actor,
-            key_id: key.id,
+            key_id: key.key_id,
         };
         match workspaces.run(&actor, command, metadata).await {
             Ok(_) => revoked += 1,
@@ -249,34 +263,4 @@ pub async fn cancel(
         .change_erasure(user, UserCommand::CancelErasure, metadata)
         .await?;
     Ok(())
-}
-
-/// Carries out up to `limit` erasures whose grace period is over, oldest
-/// first (along `users_erase_after_idx`); returns how many it did.
-pub async fn erase_due(
-    vault: &Vault,
-    accounts: &PgAccountCommands,
-    workspaces: &PgWorkspaceCommands,
-    limit: i64,
-) -> Result<usize, ErasureError> {
-    let due = sqlx::query_scalar!(
-        "select id from users where erase_after <= now() order by erase_after limit $1",
-        limit
-    )
-    .fetch_all(vault.pool())
-    .await?;
-    let metadata = CommandMetadata {
-        request_id: Some("erasure-scheduler".to_owned()),
-        ..CommandMetadata::default()
-    };
-    let mut done = 0;
-    for user in due {
-        match erase(vault, accounts, workspaces, UserId(user), &metadata).await {
-            Ok(_) => done += 1,
-            Err(error) => {
-                tracing::error!(%error, user_id = %user, "an erasure failed; retried on the next sweep")
-            }
-        }
-    }
-    Ok(done)
 }

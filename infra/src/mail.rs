@@ -301,7 +301,7 @@ impl Mailer {
         )
         .await?
         else {
-            // Sent before this delivery.
+            // Sent before this delivery, or the person was erased since.
             return Ok(());
         };
         let link = format!("{}?token={token}", self.settings.verify_url);

@@ -264,6 +264,8 @@ pub enum KeyError {
     Unwrap(String),
     #[error("{0} was erased")]
     Erased(String),
+    #[error("a value of {0} does not open under its key: altered in storage?")]
+    Unopenable(String),
     #[error("{0} data key(s) are still wrapped under another master key version (re-wrapped meanwhile by another process, or written by one without the new key): run the rotation again once every process has the new key, and keep the old key until it reports none left")]
     RotationIncomplete(i64),
 }
@@ -362,6 +364,22 @@ async fn lock_subject(tx: &mut sqlx::PgConnection, subject: &str) -> Result<(), 
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// Takes `subject`'s lock for the rest of `tx` and says whether it was
+/// erased: a writer of personal data beside the events (a verification
+/// token) and the erasure that deletes it then never interleave.
+pub async fn lock_and_check_erased(
+    tx: &mut sqlx::PgConnection,
+    subject: &str,
+) -> Result<bool, sqlx::Error> {
+    lock_subject(tx, subject).await?;
+    sqlx::query_scalar!(
+        r#"select exists(select 1 from privacy_erasures where subject = $1) as "erased!""#,
+        subject
+    )
+    .fetch_one(&mut *tx)
+    .await
 }
 
 /// The subjects whose keys were made for the address `lookup` digests.

@@ -173,12 +173,11 @@ impl Vault {
                 };
                 let opened = match keys.get(&sealed.subject) {
                     Some(key) => {
-                        let plain = key.open(&sealed).map_err(|_| {
-                            KeyError::Unwrap(format!("a value of {}", sealed.subject))
-                        })?;
-                        serde_json::from_slice(&plain).map_err(|_| {
-                            KeyError::Unwrap(format!("a value of {}", sealed.subject))
-                        })?
+                        let plain = key
+                            .open(&sealed)
+                            .map_err(|_| KeyError::Unopenable(sealed.subject.clone()))?;
+                        serde_json::from_slice(&plain)
+                            .map_err(|_| KeyError::Unopenable(sealed.subject.clone()))?
                     }
                     None => Value::String(ERASED.to_owned()),
                 };

@@ -570,3 +570,58 @@ pub async fn security_log(
     .fetch_all(db)
     .await
 }
+
+/// What the read models say `user` has that their erasure must reach: the
+/// live API keys they created (where they are still a member, with their
+/// role there), their workspaces, and the notes whose text is theirs.
+pub async fn erasure_footprint(
+    db: &sqlx::PgPool,
+    user: UserId,
+) -> Result<vcintel_infra::erasure::Footprint, sqlx::Error> {
+    let keys = sqlx::query!(
+        r#"select k.id, k.workspace_id, m.role
+         from api_keys k
+         join workspace_members m on m.workspace_id = k.workspace_id and m.user_id = k.created_by
+         where k.created_by = $1 and k.revoked_at is null"#,
+        user.0
+    )
+    .fetch_all(db)
+    .await?;
+    let workspaces = sqlx::query_scalar!(
+        "select workspace_id from workspace_members where user_id = $1",
+        user.0
+    )
+    .fetch_all(db)
+    .await?;
+    let notes = sqlx::query_scalar!("select id from notes where content_by = $1", user.0)
+        .fetch_all(db)
+        .await?;
+    Ok(vcintel_infra::erasure::Footprint {
+        api_keys: keys
+            .into_iter()
+            .filter_map(|key| {
+                Some(vcintel_infra::erasure::OwnApiKey {
+                    key_id: key.id,
+                    workspace_id: key.workspace_id,
+                    role: key.role.parse().ok()?,
+                })
+            })
+            .collect(),
+        workspaces,
+        notes,
+    })
+}
+
+/// Up to `limit` people whose erasure's grace period is over, the longest
+/// due first (along `users_erase_after_idx`).
+pub async fn erasures_due(db: &sqlx::PgPool, limit: i64) -> Result<Vec<UserId>, sqlx::Error> {
+    Ok(sqlx::query_scalar!(
+        "select id from users where erase_after <= now() order by erase_after limit $1",
+        limit
+    )
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(UserId)
+    .collect())
+}

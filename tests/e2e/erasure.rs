@@ -5,7 +5,7 @@
 //! erasure finds none of their values, while the log keeps every event in
 //! the same order with their fields masked.
 
-use crate::helpers::{eventually, url_with_database, TestEnv, PASSWORD};
+use crate::helpers::{eventually, nats_url, url_with_database, KillOnDrop, TestEnv, PASSWORD};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -41,6 +41,32 @@ async fn tables_holding(pool: &PgPool, needle: &str) -> Vec<String> {
         }
     }
     holding
+}
+
+/// Runs the `vcintel` binary against this test's database and stream
+/// without blocking the runtime (the service under test runs on it, and
+/// the command may wait on a lock the service holds); its standard output.
+async fn vcintel(env: &TestEnv, args: &[&str]) -> String {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_vcintel"))
+        .args(args)
+        .env("DATABASE_URL", &env.database_url)
+        .env("NATS_URL", nats_url())
+        .env("VCINTEL_NATS_PREFIX", &env.prefix)
+        .env("VCINTEL_JWT_SECRET", crate::helpers::JWT_SECRET)
+        .env(
+            "VCINTEL_PRIVACY_MASTER_KEY",
+            crate::helpers::PRIVACY_MASTER_KEY,
+        )
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run vcintel");
+    assert!(
+        output.status.success(),
+        "vcintel {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Every read model's rows, each table in a stable order, without the
@@ -86,7 +112,7 @@ async fn feed(env: &TestEnv, base: &str, token: &str) -> Vec<(String, String, Va
 async fn an_erased_person_can_be_read_nowhere_and_the_log_keeps_its_shape() {
     let env = TestEnv::new().await;
     let log = std::env::temp_dir().join(format!("{}-service.log", env.prefix));
-    let (mut service, base) = env
+    let (service, base) = env
         .spawn_logged(
             "api,relay,projector",
             &[
@@ -97,6 +123,8 @@ async fn an_erased_person_can_be_read_nowhere_and_the_log_keeps_its_shape() {
             &log,
         )
         .await;
+    // Killed however the test ends.
+    let mut service = KillOnDrop(service);
     let email = format!("ada-{}@example.com", env.prefix);
     let name = format!("Ada Lovelace {}", env.prefix);
     let note = format!("ada-private-thought-{}", env.prefix);
@@ -186,7 +214,11 @@ async fn an_erased_person_can_be_read_nowhere_and_the_log_keeps_its_shape() {
 
     let backups = std::env::temp_dir().join(format!("{}-backups", env.prefix));
     let (older, newer) = (backups.join("older"), backups.join("newer"));
-    env.vcintel(&["backup", "create", "--output", &older.display().to_string()]);
+    vcintel(
+        &env,
+        &["backup", "create", "--output", &older.display().to_string()],
+    )
+    .await;
 
     // The erasure: the password again, then the (zero) grace period.
     let url = format!("{base}/v1/me/erasure");
@@ -275,7 +307,11 @@ async fn an_erased_person_can_be_read_nowhere_and_the_log_keeps_its_shape() {
         .await;
     assert!(!members.to_string().contains(&email), "{members}");
 
-    env.vcintel(&["backup", "create", "--output", &newer.display().to_string()]);
+    vcintel(
+        &env,
+        &["backup", "create", "--output", &newer.display().to_string()],
+    )
+    .await;
 
     // Nothing of hers anywhere: every table, the stream, the log.
     for needle in [&email, &name, &note] {
@@ -295,7 +331,7 @@ async fn an_erased_person_can_be_read_nowhere_and_the_log_keeps_its_shape() {
 
     // Rebuilt from the events, every read model equals the live one.
     let live = read_models(&env.pool).await;
-    env.vcintel(&["projections", "rebuild"]);
+    vcintel(&env, &["projections", "rebuild"]).await;
     assert_eq!(
         read_models(&env.pool).await,
         live,
@@ -337,8 +373,8 @@ async fn an_erased_person_can_be_read_nowhere_and_the_log_keeps_its_shape() {
 
     // Anyone may take the address now.
     env.register(&base, &email, "Someone Else").await;
-    let _ = service.kill();
-    let _ = service.wait();
+    let _ = service.0.kill();
+    let _ = service.0.wait();
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.len() > 100, "the service logged: {logged}");
     for needle in [&email, &name, &note] {
@@ -430,7 +466,7 @@ async fn an_erasure_can_be_cancelled_old_events_are_sealed_in_place_and_an_opera
         (status, me["email"].as_str()),
         (StatusCode::OK, Some(email.as_str()))
     );
-    let migrated = env.vcintel(&["privacy", "migrate"]);
+    let migrated = vcintel(&env, &["privacy", "migrate"]).await;
     assert!(migrated.contains("1 event(s) sealed"), "{migrated}");
     let (version, stored): (String, String) = sqlx::query_as(
         "select event_version, payload::text from events
@@ -452,7 +488,7 @@ async fn an_erasure_can_be_cancelled_old_events_are_sealed_in_place_and_an_opera
         .contains("sealed already"));
 
     // The operator's erasure does not wait for a grace period.
-    let erased = env.vcintel(&["privacy", "erase", &user]);
+    let erased = vcintel(&env, &["privacy", "erase", &user]).await;
     assert!(erased.contains("erased"), "{erased}");
     eventually(Duration::from_secs(20), "the erasure projected", || async {
         let email_now: Option<String> =
@@ -464,7 +500,7 @@ async fn an_erasure_can_be_cancelled_old_events_are_sealed_in_place_and_an_opera
         (email_now.as_deref() == Some("[erased]")).then_some(())
     })
     .await;
-    let repeated = env.vcintel(&["privacy", "erase", &user]);
+    let repeated = vcintel(&env, &["privacy", "erase", &user]).await;
     assert!(repeated.contains("already recorded"), "{repeated}");
     assert_eq!(
         tables_holding(&env.pool, &email).await,

@@ -210,7 +210,7 @@ async fn erase_people_again(
         .iter()
         .filter_map(|subject| subject.strip_prefix("user:")?.parse().ok())
     {
-        match vcintel_infra::erasure::erase(
+        match crate::erasure::erase_person(
             &vault,
             &services.accounts,
             &services.workspaces,

@@ -73,7 +73,7 @@ pub async fn run(
                 request_id: Some("vcintel-privacy-erase".to_owned()),
                 ..Default::default()
             };
-            let erased = vcintel_infra::erasure::erase(
+            let erased = crate::erasure::erase_person(
                 &vault,
                 &services.accounts,
                 &services.workspaces,
