@@ -236,6 +236,58 @@ CONF
     PRIVATE_NATS_DIR="$dir"
 }
 
+# start_private_nats_cluster DIR: a three-node JetStream cluster on
+# loopback under DIR/n1..n3 (client and route ports picked free), kept
+# running between calls like start_private_nats. Exports NATS_URL as the
+# comma-separated list of the three servers.
+start_private_nats_cluster() {
+    local dir="$1" n urls="" routes=""
+    mkdir -p "$dir"
+    for n in 1 2 3; do
+        mkdir -p "$dir/n$n/store"
+        if ! { [ -f "$dir/n$n/port" ] && [ -f "$dir/n$n/nats.pid" ] \
+            && kill -0 "$(cat "$dir/n$n/nats.pid")" 2>/dev/null; }; then
+            [ -f "$dir/n$n/port" ] || free_port > "$dir/n$n/port"
+            [ -f "$dir/n$n/route" ] || free_port > "$dir/n$n/route"
+        fi
+        routes="$routes nats-route://127.0.0.1:$(cat "$dir/n$n/route"),"
+        urls="${urls:+$urls,}nats://127.0.0.1:$(cat "$dir/n$n/port")"
+    done
+    for n in 1 2 3; do
+        if [ -f "$dir/n$n/nats.pid" ] && kill -0 "$(cat "$dir/n$n/nats.pid")" 2>/dev/null; then
+            continue
+        fi
+        cat > "$dir/n$n/nats.conf" <<CONF
+server_name: n$n
+listen: 127.0.0.1:$(cat "$dir/n$n/port")
+jetstream {
+  store_dir: "$dir/n$n/store"
+  sync_interval: ${NATS_SYNC_INTERVAL:-1s}
+}
+cluster {
+  name: vcintel
+  listen: 127.0.0.1:$(cat "$dir/n$n/route")
+  routes: [${routes%,} ]
+}
+CONF
+        "$NATS_SERVER" -c "$dir/n$n/nats.conf" -P "$dir/n$n/nats.pid" -l "$dir/n$n/nats.log" &
+        disown || true
+    done
+    for n in 1 2 3; do wait_for_port "$(cat "$dir/n$n/port")" "nats-server n$n"; done
+    export NATS_URL="$urls"
+    PRIVATE_NATS_CLUSTER_DIR="$dir"
+}
+
+stop_private_nats_cluster() {
+    [ -n "${PRIVATE_NATS_CLUSTER_DIR:-}" ] || return 0
+    local n
+    for n in 1 2 3; do
+        if [ -f "$PRIVATE_NATS_CLUSTER_DIR/n$n/nats.pid" ]; then
+            kill "$(cat "$PRIVATE_NATS_CLUSTER_DIR/n$n/nats.pid")" 2>/dev/null || true
+        fi
+    done
+}
+
 stop_private_nats() {
     [ -n "${PRIVATE_NATS_DIR:-}" ] || return 0
     if [ -f "$PRIVATE_NATS_DIR/nats.pid" ]; then

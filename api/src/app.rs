@@ -65,7 +65,7 @@ impl Application {
             .name("vcintel")
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
-            .connect(&settings.nats_url)
+            .connect(crate::settings::nats_servers(&settings.nats_url)?)
             .await
             .context("connecting to NATS (NATS_URL)")?;
         let js = jetstream::new(nats.clone());

@@ -14,7 +14,8 @@ pub struct Settings {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
 
-    /// NATS server URL (JetStream must be enabled).
+    /// NATS server URL (JetStream must be enabled), or a cluster's nodes
+    /// separated by commas.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
 
@@ -442,5 +443,43 @@ impl MasterKeys {
                 .map_or("", |keys| keys.expose_secret()),
         )
         .map_err(|error| anyhow::anyhow!("VCINTEL_PRIVACY_MASTER_KEY*: {error}"))
+    }
+}
+
+/// The NATS servers `NATS_URL` names: one URL, or a cluster's nodes
+/// separated by commas (the client moves to another node when it loses
+/// one). An address that does not parse is named by its place in the
+/// list, never echoed (it may carry credentials).
+pub fn nats_servers(url: &str) -> anyhow::Result<Vec<async_nats::ServerAddr>> {
+    let servers = url
+        .split(',')
+        .map(str::trim)
+        .filter(|server| !server.is_empty())
+        .enumerate()
+        .map(|(n, server)| {
+            server
+                .parse::<async_nats::ServerAddr>()
+                .map_err(|error| anyhow::anyhow!("NATS_URL: server {} of the list: {error}", n + 1))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    anyhow::ensure!(!servers.is_empty(), "NATS_URL names no server");
+    Ok(servers)
+}
+
+#[cfg(test)]
+mod nats_server_list_tests {
+    use super::nats_servers;
+
+    #[test]
+    fn one_url_or_a_cluster_list_parses_and_a_bad_entry_is_named_not_echoed() {
+        assert_eq!(nats_servers("nats://127.0.0.1:4222").unwrap().len(), 1);
+        let cluster = nats_servers("nats://a:4222, nats://b:4223,nats://c:4224").unwrap();
+        assert_eq!(cluster.len(), 3);
+        let error = nats_servers("nats://a:4222,nats://user:secret@b:notaport")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("server 2"), "{error}");
+        assert!(!error.contains("secret"), "{error}");
+        assert!(nats_servers(" , ").is_err());
     }
 }

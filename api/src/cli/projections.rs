@@ -41,7 +41,7 @@ pub enum ProjectionsAction {
 
 async fn status(database_url: &str, nats_url: &str, nats_prefix: &str) -> anyhow::Result<()> {
     let pool = db::connect(database_url, 2).await?;
-    let nats = async_nats::connect(nats_url).await?;
+    let nats = async_nats::connect(crate::settings::nats_servers(nats_url)?).await?;
     let js = async_nats::jetstream::new(nats);
     let topology = vcintel_infra::wire::Topology::new(nats_prefix);
     let all = vcintel_projections::runner::status(&pool, &js, &topology).await?;
@@ -164,7 +164,9 @@ pub async fn run(
             nats_prefix,
         } => {
             let pool = db::connect(database_url, 2).await?;
-            let js = async_nats::jetstream::new(async_nats::connect(&nats_url).await?);
+            let js = async_nats::jetstream::new(
+                async_nats::connect(crate::settings::nats_servers(&nats_url)?).await?,
+            );
             let topology = vcintel_infra::wire::Topology::new(&nats_prefix);
             let retried =
                 vcintel_projections::runner::retry_dead_letters(&pool, &js, &topology, &name)
