@@ -239,28 +239,3 @@ async fn revoke_api_keys(
     }
     Ok(revoked)
 }
-
-/// Asks for `user`'s erasure after `grace_hours`.
-pub async fn request(
-    accounts: &PgAccountCommands,
-    user: UserId,
-    grace_hours: u32,
-    metadata: &CommandMetadata,
-) -> Result<(), ErasureError> {
-    accounts
-        .change_erasure(user, UserCommand::RequestErasure { grace_hours }, metadata)
-        .await?;
-    Ok(())
-}
-
-/// Withdraws `user`'s erasure request.
-pub async fn cancel(
-    accounts: &PgAccountCommands,
-    user: UserId,
-    metadata: &CommandMetadata,
-) -> Result<(), ErasureError> {
-    accounts
-        .change_erasure(user, UserCommand::CancelErasure, metadata)
-        .await?;
-    Ok(())
-}

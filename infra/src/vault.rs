@@ -144,33 +144,26 @@ impl Vault {
         &self,
         payloads: impl IntoIterator<Item = (&'a str, &'a mut Value)>,
     ) -> Result<(), KeyError> {
+        // Each data object with the sealed values it holds, parsed once.
         let mut sites = Vec::new();
+        let mut wanted = HashSet::new();
         for (event_type, data) in payloads {
-            let fields: Vec<&'static PersonalField> = PERSONAL_FIELDS
+            let sealed: Vec<(&'static PersonalField, Sealed)> = PERSONAL_FIELDS
                 .iter()
                 .filter(|f| f.event_type == event_type)
+                .filter_map(|field| Some((field, sealed_at(data, field)?)))
                 .collect();
-            if !fields.is_empty() {
-                sites.push((fields, data));
+            if !sealed.is_empty() {
+                wanted.extend(sealed.iter().map(|(_, s)| s.subject.clone()));
+                sites.push((sealed, data));
             }
         }
         if sites.is_empty() {
             return Ok(());
         }
-        let mut wanted = HashSet::new();
-        for (fields, data) in &sites {
-            for field in fields {
-                if let Some(sealed) = sealed_at(data, field) {
-                    wanted.insert(sealed.subject);
-                }
-            }
-        }
         let keys = self.reading_keys(wanted).await?;
-        for (fields, data) in sites {
-            for field in fields {
-                let Some(sealed) = sealed_at(data, field) else {
-                    continue;
-                };
+        for (sealed_fields, data) in sites {
+            for (field, sealed) in sealed_fields {
                 let opened = match keys.get(&sealed.subject) {
                     Some(key) => {
                         let plain = key

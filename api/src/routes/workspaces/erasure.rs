@@ -16,6 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use vcintel_commands::sessions::Credentials as _;
+use vcintel_domain::user::UserCommand;
 
 /// Your password again: erasure cannot be asked for with a stolen token
 /// alone.
@@ -83,14 +84,15 @@ pub async fn request_erasure(
         ));
     }
     let requested_at = Utc::now();
-    vcintel_infra::erasure::request(
-        &state.accounts,
-        caller.user_id,
-        state.erasure_grace_hours,
-        &command_metadata(&headers),
-    )
-    .await
-    .map_err(erasure_error)?;
+    let grace_hours = state.erasure_grace_hours;
+    state
+        .accounts
+        .change_erasure(
+            caller.user_id,
+            UserCommand::RequestErasure { grace_hours },
+            &command_metadata(&headers),
+        )
+        .await?;
     let erase_after = requested_at + chrono::Duration::hours(i64::from(state.erasure_grace_hours));
     Ok((
         StatusCode::ACCEPTED,
@@ -115,17 +117,13 @@ pub async fn cancel_erasure(
     caller: SignedIn,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    vcintel_infra::erasure::cancel(&state.accounts, caller.user_id, &command_metadata(&headers))
-        .await
-        .map_err(erasure_error)?;
+    state
+        .accounts
+        .change_erasure(
+            caller.user_id,
+            UserCommand::CancelErasure,
+            &command_metadata(&headers),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-fn erasure_error(error: vcintel_infra::erasure::ErasureError) -> ApiError {
-    use vcintel_infra::erasure::ErasureError;
-    match error {
-        ErasureError::Command(error) => error.into(),
-        ErasureError::NotFound => ApiError::NotFound,
-        other => ApiError::Internal(other.into()),
-    }
 }
