@@ -126,6 +126,11 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         "Times a read model filled versions missing from the stream from the store.",
     ),
     (
+        "vcintel_projection_orphans_skipped_total",
+        Kind::Counter,
+        "Messages a read model skipped because the store lacks their event (taken back by a restore).",
+    ),
+    (
         "vcintel_dead_letters_total",
         Kind::Counter,
         "Messages a consumer parked as dead letters.",

@@ -264,9 +264,46 @@ async fn apply_in_one_transaction<P: Projection>(
     )
     .execute(&mut *tx)
     .await?;
-    apply_events::<P>(&mut tx, vault, events).await?;
+    let stored = in_the_store(&mut tx, events).await?;
+    if stored.len() < events.len() {
+        // The store was restored to an earlier point (a backup, a
+        // point-in-time recovery) while the stream still holds what it took
+        // back, until the relay purges it: a read model must never show
+        // an event the store does not have.
+        let skipped = events.len() - stored.len();
+        metrics::counter!("vcintel_projection_orphans_skipped_total", "read_model" => P::NAME)
+            .increment(skipped as u64);
+        tracing::warn!(
+            projection = P::NAME,
+            skipped,
+            "messages whose events the store lacks were not applied"
+        );
+    }
+    apply_events::<P>(&mut tx, vault, &stored).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// The events of `events` the store holds, in their order. The relay
+/// publishes committed events only, so a message whose event is missing
+/// was taken back by a restore.
+async fn in_the_store<'e>(
+    tx: &mut PgConnection,
+    events: &[&'e EventMessage],
+) -> Result<Vec<&'e EventMessage>, sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
+    let found: std::collections::HashSet<uuid::Uuid> =
+        sqlx::query_scalar("select event_id from events where event_id = any($1)")
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    Ok(events
+        .iter()
+        .copied()
+        .filter(|e| found.contains(&e.id))
+        .collect())
 }
 
 /// The advisory-lock class of "this read model is being rebuilt".

@@ -736,3 +736,56 @@ async fn a_projector_meeting_a_hole_fills_it_from_the_store_and_status_says_so()
         "{status}"
     );
 }
+
+#[tokio::test]
+async fn a_projector_never_applies_a_message_whose_event_the_store_lacks() {
+    let mut env = TestEnv::new().await;
+    let actor = env.actor(Uuid::now_v7(), Role::Member);
+    env.add_companies(actor, 0..3).await;
+    let relay = env.start(&[Component::Relay]).await;
+    let js = env.js.clone();
+    proven_through(&env, &js, 3).await;
+    relay.stop().await;
+
+    // What a point-in-time recovery leaves until the relay purges the
+    // stream: a well-formed message of a company the restored store never
+    // had. A copy of a real one, under new ids.
+    let mut orphan = env.stream_messages().await[0].clone();
+    let (event_id, company_id) = (Uuid::now_v7(), Uuid::now_v7());
+    orphan.body["id"] = event_id.to_string().into();
+    orphan.body["aggregateid"] = company_id.to_string().into();
+    orphan.body["subject"] = company_id.to_string().into();
+    orphan.body["data"]["company_id"] = company_id.to_string().into();
+    orphan.body["data"]["name"] = "Taken Back".into();
+    env.js
+        .publish(
+            orphan.subject.clone(),
+            serde_json::to_vec(&orphan.body).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    println!("published an orphan message: event {event_id}, company {company_id}");
+
+    let _projector = env.start(&[Component::Projector]).await;
+    let durable = env.topology().durable_name("companies");
+    eventually(
+        Duration::from_secs(20),
+        "the projector to ack every message",
+        || async {
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+                env.stream().await.get_consumer(&durable).await.ok()?;
+            let info = consumer.info().await.ok()?;
+            (info.ack_floor.stream_sequence == 4 && info.num_ack_pending == 0).then_some(())
+        },
+    )
+    .await;
+    let taken_back: Option<String> = sqlx::query_scalar("select name from companies where id = $1")
+        .bind(company_id)
+        .fetch_optional(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(taken_back, None, "the read model shows only stored events");
+    read_model_matches_a_fresh_fold(&env).await.unwrap();
+}
