@@ -44,6 +44,9 @@ pub struct Application {
     health_listener: Option<TcpListener>,
     metrics_listener: Option<TcpListener>,
     state: AppState,
+    /// The streams as this deployment wants them (the relay recreates
+    /// a lost stream with them).
+    stream_settings: StreamSettings,
 }
 
 impl Application {
@@ -70,16 +73,13 @@ impl Application {
             .context("connecting to NATS (NATS_URL)")?;
         let js = jetstream::new(nats.clone());
         let topology = Topology::new(&settings.nats_prefix);
+        let stream_settings = StreamSettings {
+            duplicate_window: settings.duplicate_window(),
+            replicas: settings.stream_replicas.resolve(&nats),
+        };
         tokio::time::timeout(
             Duration::from_secs(30),
-            ensure_events_stream(
-                &js,
-                &topology,
-                &StreamSettings {
-                    duplicate_window: settings.duplicate_window(),
-                    ..Default::default()
-                },
-            ),
+            ensure_events_stream(&js, &topology, &stream_settings),
         )
         .await
         .context("timed out creating the JetStream stream (is JetStream enabled?)")?
@@ -247,6 +247,7 @@ impl Application {
             health_listener,
             metrics_listener,
             state,
+            stream_settings,
         })
     }
 
@@ -270,6 +271,7 @@ impl Application {
             health_listener,
             metrics_listener,
             state,
+            stream_settings,
         } = self;
         let probes = [("health", health_listener), ("metrics", metrics_listener)];
         for (name, probe_listener) in probes {
@@ -352,10 +354,7 @@ impl Application {
                         RelaySettings {
                             lease_ttl: Duration::from_secs(settings.relay_lease_secs),
                             on_divergence: settings.stream_on_divergence,
-                            stream: StreamSettings {
-                                duplicate_window: settings.duplicate_window(),
-                                ..Default::default()
-                            },
+                            stream: stream_settings.clone(),
                             ..RelaySettings::default()
                         },
                     );

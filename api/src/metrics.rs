@@ -101,6 +101,26 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         "1 while a relay instance holds the lease.",
     ),
     (
+        "vcintel_stream_replicas_configured",
+        Kind::Gauge,
+        "Copies of the events stream asked for (VCINTEL_STREAM_REPLICAS).",
+    ),
+    (
+        "vcintel_stream_replicas_current",
+        Kind::Gauge,
+        "Copies of the events stream caught up with its leader, the leader's included.",
+    ),
+    (
+        "vcintel_stream_has_leader",
+        Kind::Gauge,
+        "1 while the events stream has a leader (it takes writes only then).",
+    ),
+    (
+        "vcintel_stream_replica_lag_operations",
+        Kind::Gauge,
+        "Operations the furthest-behind online copy of the events stream lags its leader.",
+    ),
+    (
         "vcintel_relay_batches_total",
         Kind::Counter,
         "Batches the relay published.",
@@ -353,6 +373,38 @@ async fn sample_relay(state: &AppState) {
     metrics::gauge!("vcintel_relay_has_leader").set(if relay.leader.is_some() { 1.0 } else { 0.0 });
 }
 
+/// The events stream's copies, as its leader reports them, by the
+/// processes that run the relay (which writes to it).
+async fn sample_stream(state: &AppState) {
+    if !state.components.contains(&crate::Component::Relay) {
+        return;
+    }
+    let placement = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        vcintel_infra::stream::placement(&state.jetstream, &state.topology),
+    )
+    .await;
+    let Ok(Ok(placement)) = placement else {
+        metrics::gauge!("vcintel_stream_has_leader").set(0.0);
+        return;
+    };
+    metrics::gauge!("vcintel_stream_replicas_configured").set(placement.configured_replicas as f64);
+    metrics::gauge!("vcintel_stream_replicas_current").set(placement.current_copies() as f64);
+    metrics::gauge!("vcintel_stream_has_leader").set(if placement.leader.is_some() {
+        1.0
+    } else {
+        0.0
+    });
+    let behind = placement
+        .followers
+        .iter()
+        .filter(|f| !f.offline)
+        .map(|f| f.lag)
+        .max()
+        .unwrap_or(0);
+    metrics::gauge!("vcintel_stream_replica_lag_operations").set(behind as f64);
+}
+
 /// Rebuilds' progress, from where they record it (Postgres), by the
 /// processes that run projectors: one series per read model.
 async fn sample_rebuilds(state: &AppState) {
@@ -421,6 +473,7 @@ pub async fn render(state: &AppState) -> Response {
     sample_gauges(state);
     sample_dependencies(state).await;
     sample_relay(state).await;
+    sample_stream(state).await;
     sample_rebuilds(state).await;
     (
         [(

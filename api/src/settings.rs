@@ -45,6 +45,12 @@ pub struct Settings {
     #[arg(long, env = "VCINTEL_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
     pub duplicate_window_secs: u64,
 
+    /// Copies of the streams JetStream keeps: `auto` asks for three on a
+    /// cluster of three or more servers and one otherwise, or a count from
+    /// 1 to 5. An existing stream is brought to it at start.
+    #[arg(long, env = "VCINTEL_STREAM_REPLICAS", default_value = "auto")]
+    pub stream_replicas: vcintel_infra::stream::Replicas,
+
     /// How long relay leadership lasts without renewal: a leader that stalls
     /// this long loses it to a standby, and its late writes are refused.
     #[arg(long, env = "VCINTEL_RELAY_LEASE_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]

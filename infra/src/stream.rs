@@ -10,7 +10,60 @@ pub struct StreamSettings {
     /// Messages with a `Nats-Msg-Id` seen within this window are dropped as
     /// duplicates: it must exceed the longest relay outage we retry across.
     pub duplicate_window: Duration,
+    /// Copies of each stream JetStream keeps, on as many servers.
     pub replicas: usize,
+}
+
+/// How many copies of the streams to ask for (`VCINTEL_STREAM_REPLICAS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replicas {
+    /// Three on a cluster of three or more servers, else one.
+    Auto,
+    Exactly(usize),
+}
+
+impl std::str::FromStr for Replicas {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.trim() {
+            "auto" => Ok(Replicas::Auto),
+            count => match count.parse::<usize>() {
+                // JetStream's own bounds.
+                Ok(n @ 1..=5) => Ok(Replicas::Exactly(n)),
+                _ => Err("must be `auto` or a count from 1 to 5".to_owned()),
+            },
+        }
+    }
+}
+
+impl Replicas {
+    /// The count for the servers `client` was told of when it connected:
+    /// a clustered server lists every node's client address in
+    /// `connect_urls`.
+    pub fn resolve(self, client: &async_nats::Client) -> usize {
+        match self {
+            Replicas::Exactly(n) => n,
+            Replicas::Auto => {
+                let info = client.server_info();
+                let nodes = if info.cluster.is_some() {
+                    // The list may or may not include the server answering.
+                    let mut urls = info.connect_urls.clone();
+                    urls.push(format!("{}:{}", info.host, info.port));
+                    urls.sort();
+                    urls.dedup();
+                    urls.len()
+                } else {
+                    1
+                };
+                if nodes >= 3 {
+                    3
+                } else {
+                    1
+                }
+            }
+        }
+    }
 }
 
 impl Default for StreamSettings {
@@ -136,4 +189,145 @@ pub struct DeadLetter {
     pub error: String,
     pub deliveries: u64,
     pub parked_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Where the events stream lives and how its copies are doing: the
+/// stream's RAFT group as its leader reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub configured_replicas: usize,
+    pub cluster: Option<String>,
+    pub leader: Option<String>,
+    /// The copies other than the leader's.
+    pub followers: Vec<Follower>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Follower {
+    pub server: String,
+    /// Caught up with the leader.
+    pub current: bool,
+    /// The group counts it as gone.
+    pub offline: bool,
+    /// Operations it is behind the leader.
+    pub lag: u64,
+}
+
+impl Placement {
+    /// Copies caught up, the leader's included.
+    pub fn current_copies(&self) -> usize {
+        usize::from(self.leader.is_some())
+            + self
+                .followers
+                .iter()
+                .filter(|f| f.current && !f.offline)
+                .count()
+    }
+
+    /// Writes are acknowledged only by a majority of the copies: with a
+    /// leader and a majority current the stream takes writes.
+    pub fn writable(&self) -> bool {
+        self.leader.is_some() && self.current_copies() > self.configured_replicas / 2
+    }
+
+    /// Every copy asked for is there and caught up.
+    pub fn complete(&self) -> bool {
+        self.leader.is_some() && self.current_copies() >= self.configured_replicas
+    }
+
+    pub fn describe(&self) -> String {
+        let mut text = format!(
+            "R{} on {}: leader {}",
+            self.configured_replicas,
+            self.cluster.as_deref().unwrap_or("a single server"),
+            self.leader.as_deref().unwrap_or("none")
+        );
+        for follower in &self.followers {
+            let state = if follower.offline {
+                "offline".to_owned()
+            } else if follower.current {
+                "current".to_owned()
+            } else {
+                format!("catching up, {} behind", follower.lag)
+            };
+            text.push_str(&format!("; {} {state}", follower.server));
+        }
+        text
+    }
+}
+
+/// The events stream's placement, asked of its leader.
+pub async fn placement(js: &jetstream::Context, topology: &Topology) -> anyhow::Result<Placement> {
+    let mut stream = js.get_stream(topology.stream_name()).await?;
+    let info = stream.info().await?;
+    let configured_replicas = info.config.num_replicas.max(1);
+    Ok(match &info.cluster {
+        Some(cluster) => Placement {
+            configured_replicas,
+            cluster: cluster.name.clone(),
+            leader: cluster.leader.clone(),
+            followers: cluster
+                .replicas
+                .iter()
+                .map(|peer| Follower {
+                    server: peer.name.clone(),
+                    current: peer.current,
+                    offline: peer.offline,
+                    lag: peer.lag.unwrap_or(0),
+                })
+                .collect(),
+        },
+        // A server outside any cluster holds the one copy itself.
+        None => Placement {
+            configured_replicas,
+            cluster: None,
+            leader: Some("this server".to_owned()),
+            followers: Vec::new(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn placement(leader: Option<&str>, followers: &[(bool, bool)]) -> Placement {
+        Placement {
+            configured_replicas: 3,
+            cluster: Some("c".to_owned()),
+            leader: leader.map(str::to_owned),
+            followers: followers
+                .iter()
+                .enumerate()
+                .map(|(n, (current, offline))| Follower {
+                    server: format!("n{n}"),
+                    current: *current,
+                    offline: *offline,
+                    lag: 0,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_majority_of_current_copies_with_a_leader_takes_writes() {
+        let all = placement(Some("n"), &[(true, false), (true, false)]);
+        assert!(all.writable() && all.complete());
+        let one_down = placement(Some("n"), &[(true, false), (false, true)]);
+        assert!(one_down.writable() && !one_down.complete());
+        assert!(one_down.describe().contains("n1 offline"), "{}", one_down.describe());
+        let two_down = placement(Some("n"), &[(false, true), (false, true)]);
+        assert!(!two_down.writable());
+        let leaderless = placement(None, &[(true, false), (true, false)]);
+        assert!(!leaderless.writable());
+    }
+
+    #[test]
+    fn replicas_are_auto_or_a_count_jetstream_accepts() {
+        assert_eq!("auto".parse::<Replicas>(), Ok(Replicas::Auto));
+        assert_eq!("3".parse::<Replicas>(), Ok(Replicas::Exactly(3)));
+        assert!("0".parse::<Replicas>().is_err());
+        assert!("7".parse::<Replicas>().is_err());
+        assert!("three".parse::<Replicas>().is_err());
+    }
 }

@@ -149,6 +149,7 @@ pub fn settings(database_url: &str, prefix: &str) -> Settings {
         snapshot_every: 5,
         nats_prefix: prefix.to_owned(),
         duplicate_window_secs: 120,
+        stream_replicas: vcintel_infra::stream::Replicas::Auto,
         stall_after_secs: 30,
         health_bind: None,
         metrics_bind: None,

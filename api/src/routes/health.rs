@@ -41,8 +41,8 @@ pub struct Readiness {
 
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct Check {
-    /// `postgres`, `nats`, `relay`, `projection:<read model>`, `enricher`
-    /// or `model_circuit`.
+    /// `postgres`, `nats`, `relay`, `stream`, `projection:<read model>`,
+    /// `enricher`, a mail consumer or `model_circuit`.
     pub name: String,
     /// False fails this process's readiness.
     pub ok: bool,
@@ -129,8 +129,20 @@ async fn readiness(state: &AppState) -> (StatusCode, Readiness) {
         runs(Component::Relay),
         relay_check(state, runs(Component::Relay)),
     );
-    let (postgres, nats, relay) = tokio::join!(postgres, nats, relay);
-    let mut checks = vec![postgres, nats, relay];
+    // The relay cannot publish to a stream without a leader and a majority
+    // of its copies; what that does to the others shows in their lag.
+    let stream = check("stream", runs(Component::Relay), async {
+        let placement =
+            vcintel_infra::stream::placement(&state.jetstream, &state.topology).await?;
+        anyhow::ensure!(
+            placement.writable(),
+            "not writable: {}",
+            placement.describe()
+        );
+        Ok(Check::detail(placement.describe()))
+    });
+    let (postgres, nats, relay, stream) = tokio::join!(postgres, nats, relay, stream);
+    let mut checks = vec![postgres, nats, relay, stream];
     for model in READ_MODELS {
         let name = format!("projection:{}", model.name);
         checks.push(consumer_check(state, &name, model.name, runs(Component::Projector)).await);
