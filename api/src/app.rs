@@ -60,10 +60,7 @@ impl Application {
         )
         .await
         .context("connecting to Postgres (DATABASE_URL)")?;
-        db::MIGRATOR
-            .run(&pool)
-            .await
-            .context("applying migrations")?;
+        db::migrate(&pool).await.context("applying migrations")?;
         let nats = async_nats::ConnectOptions::new()
             .name("vcintel")
             .retry_on_initial_connect()
@@ -75,15 +72,32 @@ impl Application {
         let topology = Topology::new(&settings.nats_prefix);
         let stream_settings = StreamSettings {
             duplicate_window: settings.duplicate_window(),
-            replicas: settings.stream_replicas.resolve(&nats),
+            replicas: settings.stream_replicas,
         };
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            ensure_events_stream(&js, &topology, &stream_settings),
-        )
-        .await
-        .context("timed out creating the JetStream stream (is JetStream enabled?)")?
-        .context("creating the JetStream stream")?;
+        // A cluster starting with us answers JetStream requests only once
+        // it has elected its meta leader: keep asking for a while.
+        let mut last_error = None;
+        let ensured = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match ensure_events_stream(&js, &topology, &stream_settings).await {
+                    Ok(replicas) => return replicas,
+                    Err(error) => {
+                        tracing::warn!(error = %format!("{error:#}"), "creating the JetStream stream; retrying");
+                        last_error = Some(error);
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        })
+        .await;
+        let replicas = match (ensured, last_error) {
+            (Ok(replicas), _) => replicas,
+            (Err(_), Some(error)) => {
+                return Err(error.context("creating the JetStream stream (is JetStream enabled?)"))
+            }
+            (Err(_), None) => anyhow::bail!("timed out creating the JetStream stream"),
+        };
+        tracing::info!(replicas, "events stream ready");
         let listener = if components.contains(&Component::Api) {
             Some(
                 TcpListener::bind(settings.bind)

@@ -492,7 +492,7 @@ pub async fn restore(
             ));
         }
     }
-    MIGRATOR.run(pool).await?;
+    crate::db::migrate(pool).await?;
     let held: i64 = sqlx::query_scalar!(
         r#"select (select count(*) from (select 1 from events limit 1) e)
                 + (select count(*) from (select 1 from user_credentials limit 1) c)
@@ -578,6 +578,6 @@ pub async fn restore(
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    MIGRATOR.run(pool).await?;
+    crate::db::migrate(pool).await?;
     Ok(manifest)
 }

@@ -9,6 +9,38 @@ use std::time::Duration;
 /// Every migration under `migrations/`, compiled into the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
+/// The advisory lock whose holder applies migrations ("VCMI").
+const MIGRATING_LOCK: i64 = 0x5643_4d49;
+
+/// Applies the pending migrations, one process at a time. Processes
+/// starting together poll for their turn with `pg_try_advisory_lock`
+/// instead of queueing in `pg_advisory_lock` (what `Migrator::run` does
+/// alone): a session queued in a lock keeps a transaction open, which a
+/// migration's `create index concurrently` waits for while the queued
+/// session waits for the migration, and Postgres breaks that deadlock by
+/// failing one of them.
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    let mut conn = pool.acquire().await?;
+    loop {
+        let turn: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
+            .bind(MIGRATING_LOCK)
+            .fetch_one(&mut *conn)
+            .await?;
+        if turn {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let migrated = MIGRATOR.run(&mut *conn).await;
+    let unlocked = sqlx::query("select pg_advisory_unlock($1)")
+        .bind(MIGRATING_LOCK)
+        .execute(&mut *conn)
+        .await;
+    migrated?;
+    unlocked?;
+    Ok(())
+}
+
 /// A pool for tools and workers that would rather wait than fail (10 s
 /// for a connection).
 pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {

@@ -11,7 +11,7 @@ pub struct StreamSettings {
     /// duplicates: it must exceed the longest relay outage we retry across.
     pub duplicate_window: Duration,
     /// Copies of each stream JetStream keeps, on as many servers.
-    pub replicas: usize,
+    pub replicas: Replicas,
 }
 
 /// How many copies of the streams to ask for (`VCINTEL_STREAM_REPLICAS`).
@@ -38,30 +38,14 @@ impl std::str::FromStr for Replicas {
 }
 
 impl Replicas {
-    /// The count for the servers `client` was told of when it connected:
-    /// a clustered server lists every node's client address in
-    /// `connect_urls`.
-    pub fn resolve(self, client: &async_nats::Client) -> usize {
+    /// The count to ask for first: three on a server that belongs to a
+    /// cluster (a cluster too small for three is met by falling back to one
+    /// at creation).
+    fn first_choice(self, js: &jetstream::Context) -> usize {
         match self {
             Replicas::Exactly(n) => n,
-            Replicas::Auto => {
-                let info = client.server_info();
-                let nodes = if info.cluster.is_some() {
-                    // The list may or may not include the server answering.
-                    let mut urls = info.connect_urls.clone();
-                    urls.push(format!("{}:{}", info.host, info.port));
-                    urls.sort();
-                    urls.dedup();
-                    urls.len()
-                } else {
-                    1
-                };
-                if nodes >= 3 {
-                    3
-                } else {
-                    1
-                }
-            }
+            Replicas::Auto if js.client().server_info().cluster.is_some() => 3,
+            Replicas::Auto => 1,
         }
     }
 }
@@ -70,7 +54,7 @@ impl Default for StreamSettings {
     fn default() -> Self {
         Self {
             duplicate_window: Duration::from_secs(120),
-            replicas: 1,
+            replicas: Replicas::Auto,
         }
     }
 }
@@ -84,10 +68,11 @@ pub const STORE_ID_KEY: &str = "vcintel_store_id";
 pub const EPOCH_KEY: &str = "vcintel_epoch";
 pub const EPOCH_HEADER: &str = "Vcintel-Stream-Epoch";
 
-/// The events stream's configuration with `metadata`.
+/// The events stream's configuration with `metadata`, in `replicas` copies.
 pub fn events_stream_config(
     topology: &Topology,
     settings: &StreamSettings,
+    replicas: usize,
     metadata: HashMap<String, String>,
 ) -> stream::Config {
     stream::Config {
@@ -96,7 +81,7 @@ pub fn events_stream_config(
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
         duplicate_window: settings.duplicate_window,
-        num_replicas: settings.replicas,
+        num_replicas: replicas,
         description: Some("VC Intel domain events (CloudEvents 1.0 JSON)".to_owned()),
         metadata,
         ..Default::default()
@@ -104,36 +89,84 @@ pub fn events_stream_config(
 }
 
 /// Creates the events stream, or brings an existing one to these settings
-/// (keeping the metadata the relay wrote), and the dead-letter stream.
+/// (keeping the metadata the relay wrote), and the dead-letter stream; the
+/// copies each has.
 pub async fn ensure_events_stream(
     js: &jetstream::Context,
     topology: &Topology,
     settings: &StreamSettings,
-) -> anyhow::Result<()> {
-    let metadata = match js.get_stream(topology.stream_name()).await {
-        Ok(mut existing) => existing
-            .info()
-            .await
-            .map(|info| info.config.metadata.clone())
-            .unwrap_or_default(),
-        Err(_) => HashMap::new(),
+) -> anyhow::Result<usize> {
+    let existing = match js.get_stream(topology.stream_name()).await {
+        Ok(mut existing) => existing.info().await.ok().map(|info| info.config.clone()),
+        Err(_) => None,
     };
-    js.create_or_update_stream(events_stream_config(topology, settings, metadata))
-        .await?;
-    let dead_letters = stream::Config {
+    let wanted = settings.replicas.first_choice(js);
+    if let Some(config) = &existing {
+        // Every process checks at start; only a change is written (an
+        // update of a replicated stream is a round of its RAFT group).
+        if config.num_replicas == wanted
+            && config.duplicate_window == settings.duplicate_window
+            && config.subjects == [topology.all_events_subject()]
+            && js
+                .get_stream(topology.dead_letter_stream_name())
+                .await
+                .is_ok()
+        {
+            return Ok(config.num_replicas);
+        }
+    }
+    let metadata = existing.map(|config| config.metadata).unwrap_or_default();
+    let dead_letters = |replicas| stream::Config {
         name: topology.dead_letter_stream_name(),
         subjects: vec![format!("{}.deadletter.>", topology.prefix)],
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
-        num_replicas: settings.replicas,
+        num_replicas: replicas,
         description: Some(
             "Events a projection or reactor could not apply after repeated tries, with the error"
                 .to_owned(),
         ),
         ..Default::default()
     };
-    js.create_or_update_stream(dead_letters).await?;
-    Ok(())
+    let mut replicas = wanted;
+    let created = js
+        .create_or_update_stream(events_stream_config(
+            topology,
+            settings,
+            replicas,
+            metadata.clone(),
+        ))
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(error)
+            if settings.replicas == Replicas::Auto && replicas > 1 && too_few_servers(&error) =>
+        {
+            tracing::warn!(
+                %error,
+                "the cluster cannot place three copies of the stream: keeping one; \
+                 set VCINTEL_STREAM_REPLICAS to choose"
+            );
+            replicas = 1;
+            js.create_or_update_stream(events_stream_config(topology, settings, 1, metadata))
+                .await?;
+        }
+        Err(error) => return Err(error.into()),
+    }
+    js.create_or_update_stream(dead_letters(replicas)).await?;
+    Ok(replicas)
+}
+
+/// JetStream found too few servers to place the copies asked for.
+fn too_few_servers(error: &jetstream::context::CreateStreamError) -> bool {
+    use jetstream::context::CreateStreamErrorKind;
+    use jetstream::ErrorCode;
+    matches!(
+        error.kind(),
+        CreateStreamErrorKind::JetStream(inner)
+            if [ErrorCode::CLUSTER_NO_PEERS, ErrorCode::INSUFFICIENT_RESOURCES]
+                .contains(&inner.error_code())
+    )
 }
 
 /// Parks `event` (delivered as `message` to `consumer`, a projection or a
@@ -315,7 +348,11 @@ mod tests {
         assert!(all.writable() && all.complete());
         let one_down = placement(Some("n"), &[(true, false), (false, true)]);
         assert!(one_down.writable() && !one_down.complete());
-        assert!(one_down.describe().contains("n1 offline"), "{}", one_down.describe());
+        assert!(
+            one_down.describe().contains("n1 offline"),
+            "{}",
+            one_down.describe()
+        );
         let two_down = placement(Some("n"), &[(false, true), (false, true)]);
         assert!(!two_down.writable());
         let leaderless = placement(None, &[(true, false), (true, false)]);

@@ -873,20 +873,51 @@ fn nats_server_binary() -> std::path::PathBuf {
 pub struct PrivateNats {
     pub port: u16,
     pub dir: std::path::PathBuf,
+    /// In a cluster: this server's name and the route ports of all.
+    pub cluster: Option<(String, u16, Vec<u16>)>,
     child: Option<Child>,
 }
 
 impl PrivateNats {
     pub fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("vcintel-nats-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir_all(dir.join("store")).expect("nats dir");
-        let mut nats = PrivateNats {
-            port: free_port(),
-            dir,
-            child: None,
-        };
+        let mut nats = Self::new(None);
         nats.restart();
         nats
+    }
+
+    fn new(cluster: Option<(String, u16, Vec<u16>)>) -> Self {
+        let dir = std::env::temp_dir().join(format!("vcintel-nats-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(dir.join("store")).expect("nats dir");
+        PrivateNats {
+            port: free_port(),
+            dir,
+            cluster,
+            child: None,
+        }
+    }
+
+    /// A JetStream cluster of `size` servers named n1, n2, … routed to
+    /// each other on loopback, as `scripts/lib.sh` starts one.
+    pub fn cluster(size: usize) -> Vec<Self> {
+        let routes: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let mut nodes: Vec<Self> = routes
+            .iter()
+            .enumerate()
+            .map(|(n, route)| Self::new(Some((format!("n{}", n + 1), *route, routes.clone()))))
+            .collect();
+        for node in &mut nodes {
+            node.restart();
+        }
+        nodes
+    }
+
+    /// The cluster's servers as `NATS_URL` takes them.
+    pub fn urls(nodes: &[Self]) -> String {
+        nodes.iter().map(Self::url).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn name(&self) -> &str {
+        self.cluster.as_ref().map_or("", |(name, ..)| name)
     }
 
     pub fn url(&self) -> String {
@@ -900,18 +931,27 @@ impl PrivateNats {
     /// Starts the server (again) on the same port and store.
     pub fn restart(&mut self) {
         let config = self.dir.join("nats.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "listen: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
-                self.port,
-                self.store().display()
-            ),
-        )
-        .expect("nats config");
+        let mut text = format!(
+            "listen: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
+            self.port,
+            self.store().display()
+        );
+        if let Some((name, route, routes)) = &self.cluster {
+            let routes: Vec<String> = routes
+                .iter()
+                .map(|port| format!("nats-route://127.0.0.1:{port}"))
+                .collect();
+            text.push_str(&format!(
+                "server_name: {name}\ncluster {{\n  name: vcintel-test\n  listen: 127.0.0.1:{route}\n  routes: [{}]\n}}\n",
+                routes.join(", ")
+            ));
+        }
+        std::fs::write(&config, text).expect("nats config");
         let child = Command::new(nats_server_binary())
             .arg("-c")
             .arg(&config)
+            .arg("-l")
+            .arg(self.dir.join("nats.log"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -936,7 +976,9 @@ impl PrivateNats {
 impl Drop for PrivateNats {
     fn drop(&mut self) {
         self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if std::env::var_os("TEST_KEEP_NATS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -1172,10 +1214,14 @@ impl TestEnv {
 
 /// A JetStream context on `url`, waiting for the server if it is not up yet.
 pub async fn jetstream_at(url: &str) -> jetstream::Context {
+    let servers: Vec<async_nats::ServerAddr> = url
+        .split(',')
+        .map(|server| server.parse().expect("a NATS URL"))
+        .collect();
     jetstream::new(
         async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
-            .connect(url)
+            .connect(servers)
             .await
             .expect("connect to NATS"),
     )

@@ -43,6 +43,7 @@ mod rebuild;
 mod relay;
 mod retention;
 mod saved_searches;
+mod scale;
 mod search;
 mod snapshots;
 mod telemetry;

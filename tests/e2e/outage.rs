@@ -19,20 +19,25 @@ use vcintel_domain::Role;
 
 /// One answer a client got: status (0: no connection), how long it took,
 /// and whether it carried `Retry-After`.
-type Answer = (u16, Duration, bool);
+pub(crate) type Answer = (u16, Duration, bool);
 
 /// Adds company `i` under one `Idempotency-Key`, retrying whatever went
-/// wrong until the command is acknowledged; every answer on the way.
+/// wrong until the command is acknowledged; every answer on the way. With
+/// several instances, as a load balancer would, each try goes to the next.
 async fn add_until_acknowledged(
     http: reqwest::Client,
-    base: String,
+    bases: Vec<String>,
     token: String,
     i: usize,
 ) -> Vec<Answer> {
     let key = Uuid::new_v4().to_string();
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut answers = Vec::new();
-    while Instant::now() < deadline {
+    for attempt in i.. {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let base = &bases[attempt % bases.len()];
         let sent = Instant::now();
         let reply = http
             .post(format!("{base}/v1/companies"))
@@ -62,10 +67,11 @@ async fn add_until_acknowledged(
 }
 
 /// `clients` clients adding companies one after another for `period`, each
-/// until acknowledged; every command's answers.
-fn load(
+/// until acknowledged, spread over the API instances at `bases`; every
+/// command's answers.
+pub(crate) fn load(
     env: &TestEnv,
-    base: &str,
+    bases: &[String],
     token: &str,
     clients: usize,
     period: Duration,
@@ -73,14 +79,14 @@ fn load(
     let until = Instant::now() + period;
     (0..clients)
         .map(|c| {
-            let (http, base, token) = (env.http.clone(), base.to_owned(), token.to_owned());
+            let (http, bases, token) = (env.http.clone(), bases.to_vec(), token.to_owned());
             tokio::spawn(async move {
                 let mut commands = Vec::new();
                 let mut n = 0;
                 while Instant::now() < until {
                     let answers = add_until_acknowledged(
                         http.clone(),
-                        base.clone(),
+                        bases.clone(),
                         token.clone(),
                         c * 100_000 + n,
                     )
@@ -95,7 +101,7 @@ fn load(
         .collect()
 }
 
-fn summary(answers: &[Vec<Answer>]) -> BTreeMap<u16, usize> {
+pub(crate) fn summary(answers: &[Vec<Answer>]) -> BTreeMap<u16, usize> {
     let mut by_status = BTreeMap::new();
     for (status, _, _) in answers.iter().flatten() {
         *by_status.entry(*status).or_insert(0) += 1;
@@ -103,7 +109,7 @@ fn summary(answers: &[Vec<Answer>]) -> BTreeMap<u16, usize> {
     by_status
 }
 
-async fn store_counts(pool: &sqlx::PgPool) -> (i64, i64) {
+pub(crate) async fn store_counts(pool: &sqlx::PgPool) -> (i64, i64) {
     sqlx::query_as(
         "select count(*), count(distinct payload->'company.added'->>'website')
          from events where event_type = 'company.added'",
@@ -136,7 +142,13 @@ async fn postgres_down_longer_than_the_request_timeout_fails_fast_and_each_retri
     wait_until_answering(&env.http, &base).await;
     let token = env.token(&env.actor(Uuid::now_v7(), Role::Member));
 
-    let clients = load(&env, &base, &token, 8, Duration::from_secs(9));
+    let clients = load(
+        &env,
+        std::slice::from_ref(&base),
+        &token,
+        8,
+        Duration::from_secs(9),
+    );
     tokio::time::sleep(Duration::from_millis(800)).await;
     pg.crash();
     let down = Instant::now();
@@ -223,7 +235,13 @@ async fn killing_every_process_nats_and_postgres_under_load_loses_no_acknowledge
     wait_until_answering(&env.http, &base).await;
     let token = env.token(&env.actor(Uuid::now_v7(), Role::Member));
 
-    let clients = load(&env, &base, &token, 6, Duration::from_secs(7));
+    let clients = load(
+        &env,
+        std::slice::from_ref(&base),
+        &token,
+        6,
+        Duration::from_secs(7),
+    );
 
     let started = Instant::now();
     for victim in ["relay", "projector", "api", "enricher"] {

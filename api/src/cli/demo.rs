@@ -34,7 +34,7 @@ async fn seed(
     let email = vcintel_domain::user::Email::parse(email)
         .map_err(|reason| anyhow::anyhow!("--email {reason}"))?;
     let pool = db::connect(database_url, 8).await?;
-    db::MIGRATOR.run(&pool).await?;
+    db::migrate(&pool).await?;
     let passwords = vcintel_infra::accounts::Passwords::new(Default::default())?;
     let vault = keys.vault(pool.clone())?;
     let commands = vcintel_infra::event_store::command_services(&vault);

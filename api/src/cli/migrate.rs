@@ -20,7 +20,7 @@ pub async fn run(database_url: &str, action: MigrateAction) -> anyhow::Result<()
         .context("connecting to Postgres (DATABASE_URL)")?;
     match action {
         MigrateAction::Up => {
-            db::MIGRATOR.run(&pool).await?;
+            db::migrate(&pool).await?;
             println!("all migrations applied");
         }
         MigrateAction::Down => match db::migrate_down_one(&pool).await? {

@@ -132,8 +132,7 @@ async fn readiness(state: &AppState) -> (StatusCode, Readiness) {
     // The relay cannot publish to a stream without a leader and a majority
     // of its copies; what that does to the others shows in their lag.
     let stream = check("stream", runs(Component::Relay), async {
-        let placement =
-            vcintel_infra::stream::placement(&state.jetstream, &state.topology).await?;
+        let placement = vcintel_infra::stream::placement(&state.jetstream, &state.topology).await?;
         anyhow::ensure!(
             placement.writable(),
             "not writable: {}",

@@ -693,6 +693,7 @@ impl Relay {
             .update_stream(events_stream_config(
                 &self.topology,
                 &self.settings.stream,
+                config.num_replicas,
                 metadata,
             ))
             .await?)

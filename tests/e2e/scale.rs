@@ -1,0 +1,250 @@
+//! Beyond one machine: N of every process (three API instances, a relay
+//! leader with a standby, two projectors sharing each durable consumer,
+//! two enrichers) on a three-node JetStream cluster, under load, while
+//! nodes are killed. No acknowledged command is lost, and the stream and
+//! the read models converge to the store. Each test prints what it
+//! injected and how long convergence took.
+
+use crate::crash::read_model_matches_a_fresh_fold;
+use crate::helpers::{
+    eventually, free_port, jetstream_at, replay_stream, wait_until_answering, KillOnDrop,
+    PrivateNats, TestEnv, ADMIN_TOKEN,
+};
+use crate::outage::{load, store_counts, summary};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+use vcintel_domain::Role;
+use vcintel_infra::stream::Placement;
+
+/// The events stream's placement, once it can be read.
+async fn placement(env: &TestEnv) -> Option<Placement> {
+    tokio::time::timeout(
+        Duration::from_secs(2),
+        vcintel_infra::stream::placement(&env.js, &env.topology()),
+    )
+    .await
+    .ok()?
+    .ok()
+}
+
+/// Waits until every copy of the stream is back and caught up; how long.
+async fn until_complete(env: &TestEnv, what: &str) -> Duration {
+    let started = Instant::now();
+    let complete = eventually(Duration::from_secs(30), what, || async {
+        placement(env).await.filter(Placement::complete)
+    })
+    .await;
+    println!(
+        "{what} after {:?}: {}",
+        started.elapsed(),
+        complete.describe()
+    );
+    started.elapsed()
+}
+
+/// The stream, as a subscriber replaying it sees it, holds exactly the
+/// store's events, and the companies read model equals a fresh fold.
+async fn converged(env: &TestEnv, js: &async_nats::jetstream::Context) -> Option<()> {
+    let store: HashSet<String> = env.event_ids_in_store().await.into_iter().collect();
+    let replayed = replay_stream(js, &env.topology().stream_name()).await;
+    let streamed: HashSet<String> = replayed.iter().map(|(_, id, _)| id.clone()).collect();
+    (replayed.len() == store.len()
+        && store == streamed
+        && read_model_matches_a_fresh_fold(env).await.is_ok())
+    .then_some(())
+}
+
+fn node_named<'a>(nodes: &'a mut [PrivateNats], name: &str) -> &'a mut PrivateNats {
+    nodes
+        .iter_mut()
+        .find(|node| node.name() == name)
+        .unwrap_or_else(|| panic!("no node named {name}"))
+}
+
+#[tokio::test]
+async fn every_process_runs_several_times_on_a_three_node_cluster_that_loses_a_node_and_its_stream_leader(
+) {
+    let mut env = TestEnv::new().await;
+    let mut nodes = PrivateNats::cluster(3);
+    let nats_url = PrivateNats::urls(&nodes);
+    env.js = jetstream_at(&nats_url).await;
+    let relay_metrics = free_port();
+    let relay_metrics_bind = format!("127.0.0.1:{relay_metrics}");
+    let common: Vec<(&str, &str)> = vec![
+        ("NATS_URL", nats_url.as_str()),
+        ("VCINTEL_RELAY_LEASE_SECS", "2"),
+        ("VCINTEL_ADMIN_TOKEN", ADMIN_TOKEN),
+    ];
+    let mut processes = Vec::new();
+    let mut bases = Vec::new();
+    for _ in 0..3 {
+        let port = free_port();
+        processes.push(KillOnDrop(env.spawn_process_at("api", port, &common)));
+        bases.push(format!("http://127.0.0.1:{port}"));
+    }
+    // The first relay answers /metrics; the second waits as its standby.
+    let mut with_metrics = common.clone();
+    with_metrics.push(("VCINTEL_METRICS_BIND", relay_metrics_bind.as_str()));
+    processes.push(KillOnDrop(env.spawn_process_at("relay", 0, &with_metrics)));
+    for component in ["relay", "enricher", "enricher"] {
+        processes.push(KillOnDrop(env.spawn_process_at(component, 0, &common)));
+    }
+    // Two projectors share each durable consumer; each tells what it applied.
+    let projector_metrics: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    for bind in &projector_metrics {
+        let mut with_metrics = common.clone();
+        with_metrics.push(("VCINTEL_METRICS_BIND", bind.as_str()));
+        processes.push(KillOnDrop(env.spawn_process_at(
+            "projector",
+            0,
+            &with_metrics,
+        )));
+    }
+    for base in &bases {
+        wait_until_answering(&env.http, base).await;
+    }
+    until_complete(&env, "the stream placed on three servers").await;
+    let placed = placement(&env).await.unwrap();
+    assert_eq!(
+        placed.configured_replicas, 3,
+        "R3 by default on three nodes"
+    );
+    assert_eq!(placed.followers.len(), 2, "{}", placed.describe());
+
+    let token = env.token(&env.actor(Uuid::now_v7(), Role::Member));
+    let clients = load(&env, &bases, &token, 6, Duration::from_secs(10));
+    let started = Instant::now();
+
+    // A follower first, then back; then the leader itself.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = placement(&env).await.expect("placement");
+    let follower = before.followers[0].server.clone();
+    node_named(&mut nodes, &follower).kill();
+    println!(
+        "injected: kill -9 nats node {follower} (a follower) at {:?}",
+        started.elapsed()
+    );
+    let seen = eventually(Duration::from_secs(20), "the node seen offline", || async {
+        placement(&env)
+            .await
+            .filter(|p| p.writable() && !p.complete())
+    })
+    .await;
+    println!("placement without it: {}", seen.describe());
+    let ready = env
+        .http
+        .get(format!("{}/health/ready", bases[0]))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let stream_check = ready["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "stream")
+        .cloned()
+        .expect("a stream check");
+    assert!(
+        stream_check["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("R3 on vcintel-test: leader n"),
+        "{stream_check}"
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    node_named(&mut nodes, &follower).restart();
+    println!("restarted {follower} at {:?}", started.elapsed());
+    until_complete(&env, "the stream whole again").await;
+
+    let leader = placement(&env).await.unwrap().leader.expect("a leader");
+    node_named(&mut nodes, &leader).kill();
+    println!(
+        "injected: kill -9 nats node {leader} (the stream leader) at {:?}",
+        started.elapsed()
+    );
+    let elected = Instant::now();
+    let new_leader = eventually(Duration::from_secs(30), "a new stream leader", || async {
+        placement(&env)
+            .await
+            .and_then(|p| p.leader.filter(|l| *l != leader))
+    })
+    .await;
+    println!("{new_leader} leads after {:?}", elected.elapsed());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    node_named(&mut nodes, &leader).restart();
+    println!("restarted {leader} at {:?}", started.elapsed());
+
+    let mut answers = Vec::new();
+    for client in clients {
+        answers.extend(client.await.unwrap());
+    }
+    println!("answers by status: {:?}", summary(&answers));
+    let (added, websites) = store_counts(&env.pool).await;
+    assert_eq!(
+        (added, websites),
+        (answers.len() as i64, answers.len() as i64),
+        "every acknowledged command is in the store, once"
+    );
+    until_complete(&env, "the stream whole after the leader came back").await;
+    let converging = Instant::now();
+    let js = env.js.clone();
+    eventually(
+        Duration::from_secs(60),
+        "the stream and the read model to converge",
+        || converged(&env, &js),
+    )
+    .await;
+    println!(
+        "converged {:?} after the last acknowledgement ({:?} after the first kill), {} commands",
+        converging.elapsed(),
+        started.elapsed(),
+        answers.len()
+    );
+
+    // What the operator's scraper sees of the copies.
+    let metrics = env
+        .http
+        .get(format!("http://{relay_metrics_bind}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "vcintel_stream_replicas_configured 3",
+        "vcintel_stream_replicas_current 3",
+        "vcintel_stream_has_leader 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in /metrics");
+    }
+    for bind in &projector_metrics {
+        let text = env
+            .http
+            .get(format!("http://{bind}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let applied: f64 = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("vcintel_projection_events_applied_total{")
+                    && l.contains("read_model=\"companies\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        println!("projector at {bind} applied {applied} company events");
+        assert!(applied > 0.0, "both projectors share the work");
+    }
+    drop(processes);
+}
