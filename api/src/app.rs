@@ -30,6 +30,7 @@ use vcintel_infra::health::{watch_consumers, Progress};
 use vcintel_infra::identity_cache::IdentityCache;
 use vcintel_infra::rate_limit::RateLimiter;
 use vcintel_infra::relay::{Relay, RelaySettings};
+use vcintel_infra::replicas::ReadPools;
 use vcintel_infra::stream::{ensure_events_stream, StreamSettings};
 use vcintel_infra::wire::Topology;
 use vcintel_infra::{db, event_store, CancellationToken};
@@ -157,9 +158,23 @@ impl Application {
         // One directory (its cache is shared anyway) for every part that
         // authorises against workspaces.
         let directory = WorkspaceDirectory::new(vault.clone(), identity.clone());
+        let reads = Arc::new(if settings.read_database_urls.is_empty() {
+            ReadPools::primary_only(pool.clone())
+        } else {
+            ReadPools::connect(
+                pool.clone(),
+                &settings.read_database_urls,
+                settings.db_max_connections,
+                Duration::from_millis(settings.db_acquire_timeout_ms),
+                Duration::from_millis(settings.read_max_staleness_ms),
+            )
+            .context("VCINTEL_READ_DATABASE_URL")?
+        });
         let read_your_writes = Arc::new(ReadYourWrites {
             tokens: ConsistencyTokens::new(settings.jwt_secret_bytes()),
             pool: pool.clone(),
+            reads,
+            replica_timeout: Duration::from_millis(settings.read_replica_timeout_ms),
             wait: settings.consistency_wait(),
             directory: directory.clone(),
         });
@@ -321,6 +336,11 @@ impl Application {
                     tasks.spawn(async move {
                         enforce_retention(pool, policy, sweeper).await;
                         ("retention", Ok(()))
+                    });
+                    let (reads, watching) = (state.read_your_writes.reads.clone(), token.clone());
+                    tasks.spawn(async move {
+                        reads.watch(watching).await;
+                        ("read replica watch", Ok(()))
                     });
                     let (erasing, every) = (
                         token.clone(),

@@ -121,6 +121,21 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         "Operations the furthest-behind online copy of the events stream lags its leader.",
     ),
     (
+        "vcintel_read_replica_fit",
+        Kind::Gauge,
+        "1 while a read replica serves reads (answers, replays the primary, within the staleness limit).",
+    ),
+    (
+        "vcintel_read_replica_staleness_seconds",
+        Kind::Gauge,
+        "How far a read replica's replay is behind the primary.",
+    ),
+    (
+        "vcintel_read_fallbacks_total",
+        Kind::Counter,
+        "Reads served by the primary although replicas are configured, by reason.",
+    ),
+    (
         "vcintel_relay_batches_total",
         Kind::Counter,
         "Batches the relay published.",

@@ -87,6 +87,27 @@ pub struct Settings {
     #[arg(long, env = "VCINTEL_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics: bool,
 
+    /// Postgres streaming replicas that serve the read models' queries,
+    /// separated by commas. Commands, workers, the event store's reads and
+    /// identity stay on `DATABASE_URL`. Unset: everything reads the primary.
+    #[arg(
+        long,
+        env = "VCINTEL_READ_DATABASE_URL",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub read_database_urls: Vec<String>,
+
+    /// A replica whose replay is further behind the primary than this
+    /// serves no reads (they go to the primary until it catches up).
+    #[arg(long, env = "VCINTEL_READ_MAX_STALENESS_MS", default_value_t = 2000)]
+    pub read_max_staleness_ms: u64,
+
+    /// Longest a read waits for a replica's answer before the primary
+    /// answers it instead (a replica paused or cut off mid-request).
+    #[arg(long, env = "VCINTEL_READ_REPLICA_TIMEOUT_MS", default_value_t = 2000)]
+    pub read_replica_timeout_ms: u64,
+
     /// Most Postgres connections this process opens.
     #[arg(long, env = "VCINTEL_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,

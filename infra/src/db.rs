@@ -116,13 +116,18 @@ pub fn is_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
                 | sqlx::Error::PoolClosed
                 | sqlx::Error::Io(_)
                 | sqlx::Error::Tls(_)
+                // What a proxy (HAProxy before Patroni, a managed
+                // endpoint) says when the server behind it is gone: it
+                // accepts, then closes before the server's first byte.
+                | sqlx::Error::Protocol(_)
                 | sqlx::Error::WorkerCrashed => return true,
                 sqlx::Error::Database(db) => {
                     // Class 08: connection exceptions; 57P01-03: the server
-                    // is shutting down or starting; 53300: no free slots.
+                    // is shutting down or starting; 53300: no free slots;
+                    // 25006: a write reached a standby (a failover under way).
                     let code = db.code().unwrap_or_default();
                     if code.starts_with("08")
-                        || ["57P01", "57P02", "57P03", "53300"].contains(&&*code)
+                        || ["57P01", "57P02", "57P03", "53300", "25006"].contains(&&*code)
                     {
                         return true;
                     }

@@ -22,6 +22,7 @@ pub mod mail;
 pub mod privacy;
 pub mod rate_limit;
 pub mod relay;
+pub mod replicas;
 pub mod retention;
 pub mod stream;
 pub mod supervise;

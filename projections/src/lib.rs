@@ -211,6 +211,14 @@ pub enum ProjectionError {
     },
 }
 
+impl ProjectionError {
+    /// The database could not be reached: not the event's fault, so it
+    /// must not count towards parking it.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, ProjectionError::Database(error) if vcintel_infra::db::is_unavailable(error))
+    }
+}
+
 /// Decodes an event's payload into its domain event type.
 pub(crate) fn decode_event<E: serde::de::DeserializeOwned>(
     event: &vcintel_infra::wire::EventMessage,

@@ -171,6 +171,16 @@ async fn apply_and_ack<P: Projection>(
                     .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
             }
         }
+        Err(error) if error.is_unavailable() => {
+            // Every message would fail alike; they come back once the
+            // database does, their deliveries not held against them.
+            for (message, _) in &batch {
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                    .await;
+            }
+            anyhow::bail!("database unavailable: {error}");
+        }
         Err(error) => {
             // Isolate the failing message so the others still land.
             tracing::warn!(projection = P::NAME, %error, "batch failed; applying one by one");
@@ -189,6 +199,12 @@ async fn apply_and_ack<P: Projection>(
                             .ack()
                             .await
                             .map_err(|e| anyhow::anyhow!("ack: {e}"))?
+                    }
+                    Err(error) if error.is_unavailable() => {
+                        let _ = message
+                            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                            .await;
+                        anyhow::bail!("database unavailable: {error}");
                     }
                     Err(error) => {
                         tracing::error!(projection = P::NAME, event_id = %event.id, %error, "event not applied; redelivering later");

@@ -157,6 +157,9 @@ pub fn settings(database_url: &str, prefix: &str) -> Settings {
         relay_lease_secs: 5,
         stream_on_divergence: Default::default(),
         db_max_connections: 10,
+        read_database_urls: vec![],
+        read_max_staleness_ms: 2000,
+        read_replica_timeout_ms: 2000,
         // Tests run many at once on two cores: a busy pool must not fail
         // them (the outage tests set their own).
         db_acquire_timeout_ms: 10_000,
@@ -1173,11 +1176,74 @@ impl PrivatePostgres {
     pub fn crash(&self) {
         self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "stop"]);
     }
+
+    /// A streaming replica of `primary`, as `scripts/lib.sh` makes one: a
+    /// base backup taken with `pg_basebackup -R` (which writes the standby
+    /// signal and how to reach the primary), started on a port of its own.
+    pub fn replica_of(primary: &PrivatePostgres) -> Self {
+        let dir = std::env::temp_dir().join(format!("vcintel-pg-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("pg dir");
+        let replica = PrivatePostgres {
+            port: free_port(),
+            dir,
+        };
+        replica.give_to_postgres();
+        let source = format!("host=127.0.0.1 port={} user=postgres", primary.port);
+        replica.run(
+            "pg_basebackup",
+            &[
+                "-d",
+                &source,
+                "-D",
+                &replica.data(),
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ],
+        );
+        replica.start_server();
+        replica
+    }
+
+    /// Ends recovery: the replica becomes a primary that takes writes.
+    pub fn promote(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-w", "promote"]);
+    }
+
+    /// The postmaster's process id.
+    pub fn postmaster_pid(&self) -> u32 {
+        std::fs::read_to_string(self.data_dir().join("postmaster.pid"))
+            .ok()
+            .and_then(|text| text.lines().next().and_then(|l| l.trim().parse().ok()))
+            .expect("postmaster pid")
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `KILL`) to the postmaster and every
+    /// server process under it, as a frozen or lost machine would.
+    pub fn signal_all(&self, signal_name: &str) {
+        let postmaster = self.postmaster_pid();
+        let _ = Command::new("pkill")
+            .args([&format!("-{signal_name}"), "-P", &postmaster.to_string()])
+            .status();
+        signal(postmaster, signal_name);
+    }
 }
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         let data = self.data();
+        // A test that failed while the server was paused leaves it paused.
+        if let Some(postmaster) = std::fs::read_to_string(self.data_dir().join("postmaster.pid"))
+            .ok()
+            .and_then(|text| text.lines().next().map(|l| l.trim().to_owned()))
+        {
+            let _ = Command::new("pkill")
+                .args(["-CONT", "-P", &postmaster])
+                .status();
+            let _ = Command::new("kill").args(["-CONT", &postmaster]).status();
+        }
         // Already stopped when the test crashed it: nothing to say.
         let _ = self.try_run("pg_ctl", &["-D", &data, "-m", "immediate", "stop"]);
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -1293,4 +1359,61 @@ pub async fn join(
         "{}",
         accepted.body
     );
+}
+
+/// A stable address in front of Postgres, as production gets from HAProxy
+/// behind Patroni or from a managed service's endpoint: connections go to
+/// whichever server it points at, and pointing it elsewhere (a failover)
+/// cuts the connections to the old one.
+pub struct Endpoint {
+    pub port: u16,
+    target: tokio::sync::watch::Sender<u16>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Endpoint {
+    pub async fn start(target: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the endpoint");
+        let port = listener.local_addr().expect("endpoint address").port();
+        let (sender, receiver) = tokio::sync::watch::channel(target);
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut moved = receiver.clone();
+                let target = *moved.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut server) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = moved.changed() => {}
+                    }
+                });
+            }
+        });
+        Endpoint {
+            port,
+            target: sender,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// New connections go to `port`; those to the old server are cut.
+    pub fn point_at(&self, port: u16) {
+        self.target.send_replace(port);
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

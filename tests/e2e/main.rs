@@ -41,6 +41,7 @@ mod privacy;
 mod projection;
 mod rebuild;
 mod relay;
+mod replicas;
 mod retention;
 mod saved_searches;
 mod scale;

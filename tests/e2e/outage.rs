@@ -63,7 +63,12 @@ async fn add_until_acknowledged(
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
-    panic!("company {i} was never acknowledged: {answers:?}");
+    panic!(
+        "company {i} was never acknowledged: {} tries, by status {:?}, the last {:?}",
+        answers.len(),
+        summary(std::slice::from_ref(&answers)),
+        answers.last()
+    );
 }
 
 /// `clients` clients adding companies one after another for `period`, each

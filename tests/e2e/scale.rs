@@ -185,7 +185,14 @@ async fn every_process_runs_several_times_on_a_three_node_cluster_that_loses_a_n
     for client in clients {
         answers.extend(client.await.unwrap());
     }
-    println!("answers by status: {:?}", summary(&answers));
+    let by_status = summary(&answers);
+    println!("answers by status: {by_status:?}");
+    assert!(
+        by_status
+            .keys()
+            .all(|status| [0, 201, 503].contains(status)),
+        "an outage is answered 503 (or not at all), never {by_status:?}"
+    );
     let (added, websites) = store_counts(&env.pool).await;
     assert_eq!(
         (added, websites),

@@ -8,9 +8,16 @@
 //! not get there in time the answer is 503 `read-model-behind` with
 //! `Retry-After`, never stale data passed off as current. Tokens are signed
 //! so a caller cannot probe other workspaces' aggregates by forging them.
+//!
+//! With read replicas (`VCINTEL_READ_DATABASE_URL`) the wait is on the
+//! replica the request reads from, so it covers the replica's replay too;
+//! a replica still behind when the wait ends hands the read to the primary
+//! if the primary reflects the write.
 
+pub mod reads;
 pub mod token;
 
+pub use reads::Reads;
 pub use token::{answering, ConsistencyTokens, Written, CONSISTENCY_TOKEN};
 
 use crate::error::ApiError;
@@ -29,7 +36,12 @@ const MAX_TOKENS_PER_REQUEST: usize = 16;
 #[derive(Debug)]
 pub struct ReadYourWrites {
     pub tokens: ConsistencyTokens,
+    /// The primary: where the store's versions are read.
     pub pool: sqlx::PgPool,
+    /// Where the read models are read.
+    pub reads: Arc<vcintel_infra::replicas::ReadPools>,
+    /// Longest a read waits for a replica before the primary answers it.
+    pub replica_timeout: Duration,
     /// How long a read waits for the read models before 503.
     pub wait: Duration,
     /// Told of workspace changes, so authorisation sees them at once.
@@ -43,17 +55,23 @@ pub async fn read_your_writes(
     request: Request,
     next: Next,
 ) -> Response {
+    let mut request = request;
     if request.method() == Method::GET {
+        let mut reads = Reads(state.reads.for_read());
         match tokens_of(&state.tokens, &request) {
             Ok(writes) => {
                 for written in &writes {
-                    if let Err(error) = wait_until_reflected(&state, written).await {
+                    if let Err(error) = wait_until_reflected(&state, written, &mut reads).await {
                         return error.into_response();
                     }
                 }
             }
             Err(error) => return error.into_response(),
         }
+        if reads.0.replica.is_some() {
+            return read_on_replica(&state, request, reads, next).await;
+        }
+        request.extensions_mut().insert(reads);
     }
     let mut response = next.run(request).await;
     if let Some(written) = response.extensions_mut().remove::<Written>() {
@@ -73,6 +91,37 @@ pub async fn read_your_writes(
         }
     }
     response
+}
+
+/// Runs a read on `reads`, a replica; if the replica does not answer in
+/// time (paused, cut off) or fails, runs it again on the primary. A GET
+/// changes nothing, so running it twice is harmless.
+async fn read_on_replica(
+    state: &ReadYourWrites,
+    request: Request,
+    reads: Reads,
+    next: Next,
+) -> Response {
+    let (parts, _) = request.into_parts();
+    let mut on_replica = Request::from_parts(parts.clone(), axum::body::Body::empty());
+    on_replica.extensions_mut().insert(reads.clone());
+    let reason =
+        match tokio::time::timeout(state.replica_timeout, next.clone().run(on_replica)).await {
+            Ok(response) if !response.status().is_server_error() => return response,
+            Ok(_) => "replica_failed",
+            Err(_) => "replica_timeout",
+        };
+    metrics::counter!("vcintel_read_fallbacks_total", "reason" => reason).increment(1);
+    tracing::warn!(
+        replica = reads.0.replica.as_deref().unwrap_or_default(),
+        reason,
+        "a read on a replica failed or took too long; answering it from the primary"
+    );
+    let mut on_primary = Request::from_parts(parts, axum::body::Body::empty());
+    on_primary
+        .extensions_mut()
+        .insert(Reads(state.reads.primary()));
+    next.run(on_primary).await
 }
 
 /// Tokens may come comma-separated or in repeated headers, so a client can
@@ -110,6 +159,7 @@ fn tokens_of(tokens: &ConsistencyTokens, request: &Request) -> Result<Vec<Writte
 /// never a wait that can only time out. Otherwise the same bounded wait as a token's.
 pub async fn wait_for_version(
     state: &ReadYourWrites,
+    reads: &mut Reads,
     workspace: vcintel_domain::WorkspaceId,
     aggregate_type: &str,
     id: uuid::Uuid,
@@ -126,16 +176,19 @@ pub async fn wait_for_version(
     if u64::try_from(stored).is_ok_and(|stored| stored < min_version) {
         return Err(ApiError::VersionNotReached { latest: stored });
     }
-    wait_until_reflected(state, &Written::at(aggregate_type, id, min_version)).await
+    wait_until_reflected(state, &Written::at(aggregate_type, id, min_version), reads).await
 }
 
 /// Waits until every read model fed by `written`'s aggregate type reflects
 /// at least its version, for at most the configured consistency wait. A
 /// read model that only reacts to some of the aggregate's event types must
 /// reflect the latest of those up to that version, if there is one.
+/// `reads` is where they are waited for; it becomes the primary when a
+/// replica is still behind at the end and the primary is not.
 pub async fn wait_until_reflected(
     state: &ReadYourWrites,
     written: &Written,
+    reads: &mut Reads,
 ) -> Result<(), ApiError> {
     if written.version == 0 {
         return Ok(());
@@ -185,16 +238,49 @@ pub async fn wait_until_reflected(
     let deadline = Instant::now() + state.wait;
     let mut pause = Duration::from_millis(2);
     loop {
-        let behind = vcintel_projections::versions::projections_behind(
-            &state.pool,
+        let probe = vcintel_projections::versions::projections_behind(
+            &reads.0.pool,
             &projections,
             &written.aggregate_id,
-        )
-        .await?;
+        );
+        let behind = if reads.0.replica.is_some() {
+            // A replica that stops answering mid-wait hands over to the
+            // primary rather than hold the request.
+            let reason = match tokio::time::timeout(state.replica_timeout, probe).await {
+                Ok(Ok(behind)) => Ok(behind),
+                Ok(Err(_)) => Err("replica_failed"),
+                Err(_) => Err("replica_timeout"),
+            };
+            match reason {
+                Ok(behind) => behind,
+                Err(reason) => {
+                    metrics::counter!("vcintel_read_fallbacks_total", "reason" => reason)
+                        .increment(1);
+                    *reads = Reads(state.reads.primary());
+                    continue;
+                }
+            }
+        } else {
+            probe.await?
+        };
         if behind == 0 {
             return Ok(());
         }
         if Instant::now() >= deadline {
+            if reads.0.replica.is_some()
+                && vcintel_projections::versions::projections_behind(
+                    &state.pool,
+                    &projections,
+                    &written.aggregate_id,
+                )
+                .await?
+                    == 0
+            {
+                metrics::counter!("vcintel_read_fallbacks_total", "reason" => "replica_behind")
+                    .increment(1);
+                *reads = Reads(state.reads.primary());
+                return Ok(());
+            }
             return Err(ApiError::NotCaughtUp);
         }
         tokio::time::sleep(pause).await;

@@ -1,7 +1,7 @@
 //! `/v1/companies`: add, update, delete, read and list companies.
 
 use crate::auth::Caller;
-use crate::consistency::wait_for_version;
+use crate::consistency::{wait_for_version, Reads};
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{page_limit, Cursors};
@@ -434,6 +434,7 @@ pub async fn delete_company(
 )]
 pub async fn get_company(
     State(state): State<AppState>,
+    mut reads: Reads,
     caller: Caller,
     Path(id): Path<Uuid>,
     Query(params): Query<GetCompanyParams>,
@@ -442,6 +443,7 @@ pub async fn get_company(
     if let Some(min_version) = params.min_version {
         wait_for_version(
             &state.read_your_writes,
+            &mut reads,
             caller.actor.workspace_id,
             vcintel_domain::company::AGGREGATE_TYPE,
             id,
@@ -459,7 +461,7 @@ pub async fn get_company(
         notes,
         note_count,
         lists,
-    } = read_model::detail(&state.pool, workspace, id, NOTES_IN_DETAIL)
+    } = read_model::detail(reads.pool(), workspace, id, NOTES_IN_DETAIL)
         .await?
         .ok_or(ApiError::NotFound)?;
     let version = row.version as u64;
@@ -594,6 +596,7 @@ async fn historical_company(
 )]
 pub async fn list_companies(
     State(state): State<AppState>,
+    reads: Reads,
     caller: Caller,
     Query(params): Query<ListCompaniesParams>,
 ) -> Result<axum::Json<CompanyPage>, ApiError> {
@@ -622,6 +625,7 @@ pub async fn list_companies(
     let filter = CompanyFilter::from(filters);
     let page = search_page(
         &state,
+        &reads,
         caller.actor.workspace_id,
         &filter,
         params.sort.unwrap_or_default(),
@@ -636,6 +640,7 @@ pub async fn list_companies(
 /// saved search's results are).
 pub(crate) async fn search_page(
     state: &AppState,
+    reads: &Reads,
     workspace: vcintel_domain::WorkspaceId,
     filter: &CompanyFilter,
     sort: CompanySort,
@@ -646,7 +651,7 @@ pub(crate) async fn search_page(
         .map(|c| decode_search_cursor(&state.cursors, c, sort))
         .transpose()?;
     let (key, descending) = sort.key();
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = reads.pool().acquire().await?;
     let mut rows = read_model::search(
         &mut conn,
         workspace,

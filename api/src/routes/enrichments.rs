@@ -3,7 +3,7 @@
 //! reports it, and `/events` follows it as server-sent events.
 
 use crate::auth::Caller;
-use crate::consistency::answering;
+use crate::consistency::{answering, Reads};
 use crate::error::{ApiError, Problem};
 use crate::http::extract::Path;
 use crate::http::headers::with_rate_limit_headers;
@@ -289,11 +289,11 @@ pub async fn request_enrichment(
     security(("bearer" = []))
 )]
 pub async fn get_enrichment_job(
-    State(state): State<AppState>,
+    reads: Reads,
     caller: Caller,
     Path(job_id): Path<Uuid>,
 ) -> Result<axum::Json<EnrichmentJob>, ApiError> {
-    let row = read_model::get(&state.pool, caller.actor.workspace_id, job_id)
+    let row = read_model::get(reads.pool(), caller.actor.workspace_id, job_id)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(axum::Json(row.into()))
@@ -316,13 +316,14 @@ pub async fn get_enrichment_job(
 )]
 pub async fn stream_enrichment_job(
     State(state): State<AppState>,
+    reads: Reads,
     caller: Caller,
     Path(job_id): Path<Uuid>,
     headers: axum::http::HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let workspace = caller.actor.workspace_id;
     // 404 before the stream starts, like the plain GET.
-    read_model::get(&state.pool, workspace, job_id)
+    read_model::get(reads.pool(), workspace, job_id)
         .await?
         .ok_or(ApiError::NotFound)?;
     struct Follow {
@@ -358,12 +359,16 @@ pub async fn stream_enrichment_job(
                 }
                 follow.authorised_at = Instant::now();
             }
-            let row = read_model::get(&follow.state.pool, workspace, job_id)
+            // Each poll reads where reads go now (a replica may fall
+            // behind or out during a long stream), so only a newer
+            // version is news.
+            let reads = follow.state.read_your_writes.reads.for_read();
+            let row = read_model::get(&reads.pool, workspace, job_id)
                 .await
                 .ok()
                 .flatten();
             match row {
-                Some(row) if Some(row.version) != follow.last_version => {
+                Some(row) if follow.last_version.is_none_or(|seen| row.version > seen) => {
                     follow.last_version = Some(row.version);
                     follow.ended = row.is_final();
                     let event = EnrichmentJobStreamEvent::of(EnrichmentJob::from(row));
@@ -457,7 +462,7 @@ pub struct UsageReport {
     security(("bearer" = []))
 )]
 pub async fn get_usage(
-    State(state): State<AppState>,
+    reads: Reads,
     caller: Caller,
     crate::http::extract::Query(params): crate::http::extract::Query<UsageParams>,
 ) -> Result<axum::Json<UsageReport>, ApiError> {
@@ -469,7 +474,7 @@ pub async fn get_usage(
         })?,
     };
     let rows =
-        vcintel_projections::usage::by_user(&state.pool, caller.actor.workspace_id, month).await?;
+        vcintel_projections::usage::by_user(reads.pool(), caller.actor.workspace_id, month).await?;
     let mut mine = UsageTotals::default();
     for row in rows.iter().filter(|r| r.user_id == caller.actor.user_id.0) {
         mine.add(row);

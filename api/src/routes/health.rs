@@ -41,8 +41,9 @@ pub struct Readiness {
 
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct Check {
-    /// `postgres`, `nats`, `relay`, `stream`, `projection:<read model>`,
-    /// `enricher`, a mail consumer or `model_circuit`.
+    /// `postgres`, `nats`, `relay`, `stream`, `read_replicas`,
+    /// `projection:<read model>`, `enricher`, a mail consumer or
+    /// `model_circuit`.
     pub name: String,
     /// False fails this process's readiness.
     pub ok: bool,
@@ -142,6 +143,9 @@ async fn readiness(state: &AppState) -> (StatusCode, Readiness) {
     });
     let (postgres, nats, relay, stream) = tokio::join!(postgres, nats, relay, stream);
     let mut checks = vec![postgres, nats, relay, stream];
+    if state.read_your_writes.reads.has_replicas() {
+        checks.push(replicas_check(state));
+    }
     for model in READ_MODELS {
         let name = format!("projection:{}", model.name);
         checks.push(consumer_check(state, &name, model.name, runs(Component::Projector)).await);
@@ -239,6 +243,32 @@ async fn relay_check(state: &AppState, runs_here: bool) -> anyhow::Result<Check>
         seconds_since_progress: since_progress.map(|d| d.as_secs_f64()),
         ..Check::detail(detail)
     })
+}
+
+/// The read replicas as this process's watch last saw them. Reported,
+/// never failed: while none is fit, reads go to the primary.
+fn replicas_check(state: &AppState) -> Check {
+    let states = state.read_your_writes.reads.states();
+    let fit = states.iter().filter(|(_, s)| s.fit).count();
+    let each: Vec<String> = states
+        .iter()
+        .map(|(name, s)| {
+            format!(
+                "{name} {}: {}",
+                if s.fit { "fit" } else { "unfit" },
+                s.detail
+            )
+        })
+        .collect();
+    let serving = if fit == 0 {
+        "reads go to the primary".to_owned()
+    } else {
+        format!("{fit} of {} serve reads", states.len())
+    };
+    Check {
+        name: "read_replicas".to_owned(),
+        ..Check::detail(format!("{serving}; {}", each.join("; ")))
+    }
 }
 
 /// A durable consumer: from this process's own watch when it runs the

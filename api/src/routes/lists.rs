@@ -1,7 +1,7 @@
 //! Lists of companies: `/v1/lists` and `/v1/lists/{list_id}/companies/{id}`.
 
 use crate::auth::Caller;
-use crate::consistency::wait_for_version;
+use crate::consistency::{wait_for_version, Reads};
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::page_limit;
@@ -166,6 +166,7 @@ pub async fn create_list(
 )]
 pub async fn list_lists(
     State(state): State<AppState>,
+    reads: Reads,
     caller: Caller,
     Query(params): Query<ListsPageParams>,
 ) -> Result<axum::Json<ListPage>, ApiError> {
@@ -176,7 +177,7 @@ pub async fn list_lists(
         .map(|c| state.cursors.decode(c))
         .transpose()?;
     let mut rows = read_model::list(
-        &state.pool,
+        reads.pool(),
         caller.actor.workspace_id,
         after,
         i64::from(limit) + 1,
@@ -208,6 +209,7 @@ pub async fn list_lists(
 )]
 pub async fn get_list(
     State(state): State<AppState>,
+    mut reads: Reads,
     caller: Caller,
     Path(list_id): Path<Uuid>,
     Query(params): Query<GetListParams>,
@@ -216,6 +218,7 @@ pub async fn get_list(
     if let Some(min_version) = params.min_version {
         wait_for_version(
             &state.read_your_writes,
+            &mut reads,
             caller.actor.workspace_id,
             vcintel_domain::list::AGGREGATE_TYPE,
             list_id,
@@ -223,7 +226,7 @@ pub async fn get_list(
         )
         .await?;
     }
-    let row = read_model::get(&state.pool, caller.actor.workspace_id, list_id)
+    let row = read_model::get(reads.pool(), caller.actor.workspace_id, list_id)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(representation(
@@ -249,6 +252,7 @@ pub async fn get_list(
 )]
 pub async fn list_list_companies(
     State(state): State<AppState>,
+    mut reads: Reads,
     caller: Caller,
     Path(list_id): Path<Uuid>,
     Query(params): Query<ListItemsParams>,
@@ -256,6 +260,7 @@ pub async fn list_list_companies(
     if let Some(min_version) = params.min_version {
         wait_for_version(
             &state.read_your_writes,
+            &mut reads,
             caller.actor.workspace_id,
             vcintel_domain::list::AGGREGATE_TYPE,
             list_id,
@@ -264,7 +269,7 @@ pub async fn list_list_companies(
         .await?;
     }
     let workspace = caller.actor.workspace_id;
-    read_model::get(&state.pool, workspace, list_id)
+    read_model::get(reads.pool(), workspace, list_id)
         .await?
         .ok_or(ApiError::NotFound)?;
     let limit = page_limit(params.limit)?;
@@ -273,8 +278,14 @@ pub async fn list_list_companies(
         .as_deref()
         .map(|c| state.cursors.decode(c))
         .transpose()?;
-    let mut rows =
-        read_model::items(&state.pool, workspace, list_id, after, i64::from(limit) + 1).await?;
+    let mut rows = read_model::items(
+        reads.pool(),
+        workspace,
+        list_id,
+        after,
+        i64::from(limit) + 1,
+    )
+    .await?;
     let next_cursor = state.cursors.next(&mut rows, limit, |r| r.company_id);
     Ok(axum::Json(ListCompaniesPage {
         items: rows.into_iter().map(ListedCompany::from).collect(),

@@ -1,7 +1,7 @@
 //! Notes on companies: `/v1/companies/{id}/notes` and `/v1/notes/{note_id}`.
 
 use crate::auth::Caller;
-use crate::consistency::wait_for_version;
+use crate::consistency::{wait_for_version, Reads};
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::page_limit;
@@ -134,12 +134,13 @@ pub async fn add_note(
 )]
 pub async fn list_notes(
     State(state): State<AppState>,
+    reads: Reads,
     caller: Caller,
     Path(company_id): Path<Uuid>,
     Query(params): Query<ListNotesParams>,
 ) -> Result<axum::Json<NotePage>, ApiError> {
     let workspace = caller.actor.workspace_id;
-    company_model::get(&state.pool, workspace, company_id)
+    company_model::get(reads.pool(), workspace, company_id)
         .await?
         .ok_or(ApiError::NotFound)?;
     let limit = page_limit(params.limit)?;
@@ -149,7 +150,7 @@ pub async fn list_notes(
         .map(|c| state.cursors.decode(c))
         .transpose()?;
     let mut rows = read_model::of_company(
-        &state.pool,
+        reads.pool(),
         workspace,
         company_id,
         before,
@@ -182,6 +183,7 @@ pub async fn list_notes(
 )]
 pub async fn get_note(
     State(state): State<AppState>,
+    mut reads: Reads,
     caller: Caller,
     Path(note_id): Path<Uuid>,
     Query(params): Query<GetNoteParams>,
@@ -190,6 +192,7 @@ pub async fn get_note(
     if let Some(min_version) = params.min_version {
         wait_for_version(
             &state.read_your_writes,
+            &mut reads,
             caller.actor.workspace_id,
             vcintel_domain::note::AGGREGATE_TYPE,
             note_id,
@@ -197,7 +200,7 @@ pub async fn get_note(
         )
         .await?;
     }
-    let row = read_model::get(&state.pool, caller.actor.workspace_id, note_id)
+    let row = read_model::get(reads.pool(), caller.actor.workspace_id, note_id)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(representation(

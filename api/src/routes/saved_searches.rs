@@ -1,6 +1,7 @@
 //! Saved searches: `/v1/saved-searches` and their results.
 
 use crate::auth::Caller;
+use crate::consistency::Reads;
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::page_limit;
@@ -127,6 +128,7 @@ pub async fn create_saved_search(
 )]
 pub async fn list_saved_searches(
     State(state): State<AppState>,
+    reads: Reads,
     caller: Caller,
     Query(params): Query<SearchPageParams>,
 ) -> Result<axum::Json<SavedSearchPage>, ApiError> {
@@ -137,7 +139,7 @@ pub async fn list_saved_searches(
         .map(|c| state.cursors.decode(c))
         .transpose()?;
     let mut rows = read_model::list(
-        &state.pool,
+        reads.pool(),
         caller.actor.workspace_id,
         after,
         i64::from(limit) + 1,
@@ -166,12 +168,12 @@ pub async fn list_saved_searches(
     security(("bearer" = []))
 )]
 pub async fn get_saved_search(
-    State(state): State<AppState>,
+    reads: Reads,
     caller: Caller,
     Path(search_id): Path<Uuid>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let row = read_model::get(&state.pool, caller.actor.workspace_id, search_id)
+    let row = read_model::get(reads.pool(), caller.actor.workspace_id, search_id)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(representation(
@@ -195,17 +197,19 @@ pub async fn get_saved_search(
 )]
 pub async fn run_saved_search(
     State(state): State<AppState>,
+    reads: Reads,
     caller: Caller,
     Path(search_id): Path<Uuid>,
     Query(params): Query<SearchPageParams>,
 ) -> Result<axum::Json<CompanyPage>, ApiError> {
     let workspace = caller.actor.workspace_id;
-    let search = read_model::get(&state.pool, workspace, search_id)
+    let search = read_model::get(reads.pool(), workspace, search_id)
         .await?
         .ok_or(ApiError::NotFound)?;
     let filter = CompanyFilter::from(search.filters.0);
     let page = search_page(
         &state,
+        &reads,
         workspace,
         &filter,
         params.sort.unwrap_or_default(),

@@ -259,7 +259,11 @@ impl EnrichmentWorker {
             Some(Err(error)) => {
                 let deliveries = message.info().map_or(1, |info| info.delivered as u64);
                 let parked = match &requested {
-                    Some(event) if deliveries >= self.settings.max_deliveries => {
+                    // An unreachable database is not the request's fault.
+                    Some(event)
+                        if deliveries >= self.settings.max_deliveries
+                            && !crate::db::is_unavailable(&*error) =>
+                    {
                         let error = format!("{error:#}");
                         crate::stream::park(
                             &self.js,
