@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the spine, identity, search, enrichment and rebuild benchmarks (figures only, no pass/fail) against a private
+# Runs the spine, identity, search, enrichment, rebuild and scale benchmarks (figures only, no pass/fail) against a private
 # Postgres and nats-server, or DATABASE_URL / NATS_URL if given.
 # BENCH_SECONDS (per phase, default 10); BENCH_SIZES (the spine benchmark's
 # stored sizes, default 10000,100000,1000000 events).
@@ -12,3 +12,4 @@ cargo bench --locked -p vcintel_api --bench identity
 cargo bench --locked -p vcintel_api --bench search
 cargo bench --locked -p vcintel_api --bench enrichment
 cargo bench --locked -p vcintel_api --bench rebuild
+cargo bench --locked -p vcintel_api --bench scale

@@ -163,13 +163,17 @@ wait_for_port() {
 # under root's home (mode 0700) or any other folder closed to it, so the
 # cluster then lives in a folder of its own under /var/lib/vcintel, named
 # after DIR, and DIR/cluster says where.
-start_private_postgres() {
-    local dir="$1" port owner="" home
+# private_pg_home DIR: where a private cluster for DIR lives (DIR itself,
+# or, as root when the postgres user cannot enter DIR, a folder under
+# /var/lib/vcintel recorded in DIR/cluster); sets PG_OWNER.
+private_pg_home() {
+    local dir="$1" home
     mkdir -p "$dir"
     home="$dir"
+    PG_OWNER=""
     if [ "$(id -u)" = 0 ]; then
         id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
-        owner=postgres
+        PG_OWNER=postgres
         if ! (cd / && runuser -u postgres -- test -x "$dir") 2>/dev/null; then
             home="/var/lib/vcintel/clusters/$(printf '%s' "$(cd "$dir" && pwd -P)" | sha256sum | cut -c1-16)"
             mkdir -p "$home"
@@ -178,32 +182,68 @@ start_private_postgres() {
         fi
         chown -R postgres "$home"
     fi
-    # From /, which every user may enter: the caller's folder may be closed.
-    run_pg() { if [ -n "$owner" ]; then (cd / && runuser -u "$owner" -- "$@"); else "$@"; fi; }
-    if [ ! -f "$home/data/PG_VERSION" ]; then
-        run_pg "$PG_BIN/initdb" -D "$home/data" -U postgres --auth=trust -E UTF8 --no-instructions >/dev/null
-    fi
+    PG_HOME="$home"
+}
+
+# From /, which every user may enter: the caller's folder may be closed.
+run_pg() { if [ -n "$PG_OWNER" ]; then (cd / && runuser -u "$PG_OWNER" -- "$@"); else "$@"; fi; }
+
+# start_pg_in HOME: starts the cluster in HOME/data (unless it runs) on a
+# free port kept in HOME/port; prints the port.
+start_pg_in() {
+    local home="$1" port
     if [ -f "$home/port" ] && run_pg "$PG_BIN/pg_ctl" -D "$home/data" status >/dev/null 2>&1; then
         port="$(cat "$home/port")"
     else
         port="$(free_port)"
         echo "$port" > "$home/port"
-        [ -n "$owner" ] && chown "$owner" "$home/port"
+        [ -n "$PG_OWNER" ] && chown "$PG_OWNER" "$home/port"
         run_pg "$PG_BIN/pg_ctl" -D "$home/data" -l "$home/postgres.log" -w -t 60 \
             -o "-p $port -c listen_addresses=127.0.0.1 -k $home -c max_connections=400 -c shared_buffers=256MB" \
             start >/dev/null
     fi
+    echo "$port"
+}
+
+start_private_postgres() {
+    local port
+    private_pg_home "$1"
+    if [ ! -f "$PG_HOME/data/PG_VERSION" ]; then
+        run_pg "$PG_BIN/initdb" -D "$PG_HOME/data" -U postgres --auth=trust -E UTF8 --no-instructions >/dev/null
+    fi
+    port="$(start_pg_in "$PG_HOME")"
     export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
-    PRIVATE_PG_DIR="$home"
+    PRIVATE_PG_DIR="$PG_HOME"
+}
+
+# start_private_postgres_replica DIR: a streaming replica of the cluster
+# start_private_postgres started, made once with `pg_basebackup -R` (a
+# standby signal and how to reach the primary) and kept running between
+# calls; exports VCINTEL_READ_DATABASE_URL.
+start_private_postgres_replica() {
+    local port primary_port
+    [ -n "${PRIVATE_PG_DIR:-}" ] || die "start_private_postgres first"
+    primary_port="$(cat "$PRIVATE_PG_DIR/port")"
+    private_pg_home "$1"
+    if [ ! -f "$PG_HOME/data/PG_VERSION" ]; then
+        run_pg "$PG_BIN/pg_basebackup" -d "host=127.0.0.1 port=$primary_port user=postgres" \
+            -D "$PG_HOME/data" -R -X stream -c fast
+    fi
+    port="$(start_pg_in "$PG_HOME")"
+    export VCINTEL_READ_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    PRIVATE_PG_REPLICA_DIR="$PG_HOME"
 }
 
 stop_private_postgres() {
-    [ -n "${PRIVATE_PG_DIR:-}" ] || return 0
-    if [ "$(id -u)" = 0 ]; then
-        (cd / && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PRIVATE_PG_DIR/data" -m fast stop >/dev/null 2>&1) || true
-    else
-        "$PG_BIN/pg_ctl" -D "$PRIVATE_PG_DIR/data" -m fast stop >/dev/null 2>&1 || true
-    fi
+    local home
+    for home in "${PRIVATE_PG_REPLICA_DIR:-}" "${PRIVATE_PG_DIR:-}"; do
+        [ -n "$home" ] || continue
+        if [ "$(id -u)" = 0 ]; then
+            (cd / && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$home/data" -m fast stop >/dev/null 2>&1) || true
+        else
+            "$PG_BIN/pg_ctl" -D "$home/data" -m fast stop >/dev/null 2>&1 || true
+        fi
+    done
 }
 
 # start_private_nats DIR: a JetStream server storing in DIR on a free port;

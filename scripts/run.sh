@@ -4,17 +4,43 @@
 # NATS_URL if given) and runs `vcintel serve`, which applies pending
 # migrations before it starts. `--demo` first seeds a sample workspace for
 # demo@vcintel.dev (password: VCINTEL_DEMO_PASSWORD, or a random one kept in
-# .data/demo_password); the other arguments go to `vcintel serve`.
+# .data/demo_password). `--replica` adds a streaming replica of the private
+# Postgres that serves the read models' queries (VCINTEL_READ_DATABASE_URL);
+# `--nats-cluster` starts a three-node JetStream cluster instead of one
+# server (streams then keep three copies). The other arguments go to
+# `vcintel serve`.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
+
+demo=false replica=false nats_cluster=false
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --demo) demo=true ;;
+        --replica) replica=true ;;
+        --nats-cluster) nats_cluster=true ;;
+        *) break ;;
+    esac
+    shift
+done
 
 ensure_rust
 [ -n "${DATABASE_URL:-}" ] || ensure_postgres_binaries
 [ -n "${NATS_URL:-}" ] || ensure_nats_server
 
-[ -n "${DATABASE_URL:-}" ] || start_private_postgres "$ROOT/.data/pg"
-[ -n "${NATS_URL:-}" ] || start_private_nats "$ROOT/.data/nats"
+if [ -z "${DATABASE_URL:-}" ]; then
+    start_private_postgres "$ROOT/.data/pg"
+    if $replica; then start_private_postgres_replica "$ROOT/.data/pg-replica"; fi
+elif $replica; then
+    die "--replica starts a replica of the private Postgres; with DATABASE_URL set VCINTEL_READ_DATABASE_URL instead"
+fi
+if [ -z "${NATS_URL:-}" ]; then
+    if $nats_cluster; then
+        start_private_nats_cluster "$ROOT/.data/nats-cluster"
+    else
+        start_private_nats "$ROOT/.data/nats"
+    fi
+fi
 
 if [ -z "${VCINTEL_JWT_SECRET:-}" ]; then
     # A per-checkout random key, kept out of the repo (.data is git-ignored).
@@ -36,12 +62,6 @@ export VCINTEL_BIND="${VCINTEL_BIND:-127.0.0.1:8080}"
 # A local run: without VCINTEL_SMTP_URL, verification links are logged
 # (development only). Deployments set VCINTEL_ENVIRONMENT=production.
 export VCINTEL_ENVIRONMENT="${VCINTEL_ENVIRONMENT:-development}"
-
-demo=false
-if [ "${1:-}" = "--demo" ]; then
-    demo=true
-    shift
-fi
 
 log "building vcintel"
 cargo build --locked -p vcintel_api --bin vcintel

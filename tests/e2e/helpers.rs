@@ -878,23 +878,32 @@ pub struct PrivateNats {
     pub dir: std::path::PathBuf,
     /// In a cluster: this server's name and the route ports of all.
     pub cluster: Option<(String, u16, Vec<u16>)>,
+    /// JetStream's `sync_interval`: `always` (fsync before every ack) for
+    /// fault tests that kill the server; the benchmark sets what the
+    /// scripts deploy.
+    pub sync_interval: String,
     child: Option<Child>,
 }
 
 impl PrivateNats {
     pub fn start() -> Self {
-        let mut nats = Self::new(None);
+        Self::start_syncing_every("always")
+    }
+
+    pub fn start_syncing_every(sync_interval: &str) -> Self {
+        let mut nats = Self::new(None, sync_interval);
         nats.restart();
         nats
     }
 
-    fn new(cluster: Option<(String, u16, Vec<u16>)>) -> Self {
+    fn new(cluster: Option<(String, u16, Vec<u16>)>, sync_interval: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("vcintel-nats-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(dir.join("store")).expect("nats dir");
         PrivateNats {
             port: free_port(),
             dir,
             cluster,
+            sync_interval: sync_interval.to_owned(),
             child: None,
         }
     }
@@ -902,11 +911,20 @@ impl PrivateNats {
     /// A JetStream cluster of `size` servers named n1, n2, … routed to
     /// each other on loopback, as `scripts/lib.sh` starts one.
     pub fn cluster(size: usize) -> Vec<Self> {
+        Self::cluster_syncing_every(size, "always")
+    }
+
+    pub fn cluster_syncing_every(size: usize, sync_interval: &str) -> Vec<Self> {
         let routes: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let mut nodes: Vec<Self> = routes
             .iter()
             .enumerate()
-            .map(|(n, route)| Self::new(Some((format!("n{}", n + 1), *route, routes.clone()))))
+            .map(|(n, route)| {
+                Self::new(
+                    Some((format!("n{}", n + 1), *route, routes.clone())),
+                    sync_interval,
+                )
+            })
             .collect();
         for node in &mut nodes {
             node.restart();
@@ -935,9 +953,10 @@ impl PrivateNats {
     pub fn restart(&mut self) {
         let config = self.dir.join("nats.conf");
         let mut text = format!(
-            "listen: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
+            "listen: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: {}\n}}\n",
             self.port,
-            self.store().display()
+            self.store().display(),
+            self.sync_interval
         );
         if let Some((name, route, routes)) = &self.cluster {
             let routes: Vec<String> = routes

@@ -187,10 +187,12 @@ async fn every_process_runs_several_times_on_a_three_node_cluster_that_loses_a_n
     }
     let by_status = summary(&answers);
     println!("answers by status: {by_status:?}");
+    // 409: a retry while the key's first try is still recorded as under
+    // way (cut off by the outage), until the claim may be taken over.
     assert!(
         by_status
             .keys()
-            .all(|status| [0, 201, 503].contains(status)),
+            .all(|status| [0, 201, 409, 503].contains(status)),
         "an outage is answered 503 (or not at all), never {by_status:?}"
     );
     let (added, websites) = store_counts(&env.pool).await;
