@@ -202,6 +202,10 @@ async fn measure(
     let token = sign_in(env, &bases[0]).await;
     let clients: Arc<Vec<Client>> =
         Arc::new(bases.iter().map(|b| Client::new(b, &token)).collect());
+    // Measure a working pipeline: a company posted now must reach the read
+    // model (relay leading, stream placed, projectors consuming) first.
+    let warm_up = clients[0].post(&fresh_name("warm-up")).await;
+    visible_after_commit(&pool, &[warm_up]).await;
 
     let posting = clients.clone();
     let posted = load_phase(&servers, run_for, move |n| {

@@ -82,6 +82,19 @@ async fn a_relay_killed_between_publish_and_checkpoint_republishes_without_dupli
     assert_eq!(ids, env.event_ids_in_store().await.into_iter().collect());
 }
 
+/// The stream, as a subscriber replaying it from the start sees it, holds
+/// exactly the store's events (no more, none twice), and the companies read
+/// model equals a fresh fold of them.
+pub(crate) async fn stream_and_read_model_converged(env: &TestEnv) -> Option<()> {
+    let store: HashSet<String> = env.event_ids_in_store().await.into_iter().collect();
+    let replayed = crate::helpers::replay_stream(&env.js, &env.topology().stream_name()).await;
+    let streamed: HashSet<String> = replayed.iter().map(|(_, id, _)| id.clone()).collect();
+    (replayed.len() == store.len()
+        && store == streamed
+        && read_model_matches_a_fresh_fold(env).await.is_ok())
+    .then_some(())
+}
+
 /// The read model must equal what folding every company's events gives.
 pub(crate) async fn read_model_matches_a_fresh_fold(env: &TestEnv) -> Result<(), String> {
     let events = event_log::read_all_of_type(&env.pool, "company", event_log::Reading::AsStored)

@@ -4,15 +4,14 @@
 //! the primary is killed under load takes over with no acknowledged command
 //! lost, the stream and read models converging to it.
 
-use crate::crash::read_model_matches_a_fresh_fold;
+use crate::crash::stream_and_read_model_converged;
 use crate::helpers::{
-    eventually, free_port, replay_stream, wait_until_answering, Endpoint, KillOnDrop,
-    PrivatePostgres, TestEnv, ADMIN_TOKEN,
+    eventually, free_port, wait_until_answering, Endpoint, KillOnDrop, PrivatePostgres, TestEnv,
+    ADMIN_TOKEN,
 };
 use crate::outage::{load, store_counts, summary};
 use reqwest::StatusCode;
 use serde_json::json;
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 use vcintel_api::Component;
@@ -159,6 +158,16 @@ async fn a_streaming_replica_serves_reads_with_read_your_writes_and_steps_aside_
     .await;
     println!("resumed; serving reads again after {:?}", resumed.elapsed());
     write_then_read(&env, &base, &token, "Resumed").await;
+    let (added, _) = store_counts(&env.pool).await;
+    assert_eq!(added, 31, "every acknowledged command is stored");
+    let converging = Instant::now();
+    eventually(
+        Duration::from_secs(30),
+        "the stream and the read model to converge",
+        || stream_and_read_model_converged(&env),
+    )
+    .await;
+    println!("converged {:?} after the last write", converging.elapsed());
     running.stop().await;
 }
 
@@ -263,19 +272,10 @@ async fn a_synchronous_replica_promoted_after_the_primary_is_killed_under_load_l
         "every acknowledged command is in the promoted replica, once"
     );
     let converging = Instant::now();
-    let js = env.js.clone();
     eventually(
         Duration::from_secs(60),
         "the stream and the read model to converge on the new primary",
-        || async {
-            let store: HashSet<String> = env.event_ids_in_store().await.into_iter().collect();
-            let replayed = replay_stream(&js, &env.topology().stream_name()).await;
-            let streamed: HashSet<String> = replayed.iter().map(|(_, id, _)| id.clone()).collect();
-            (replayed.len() == store.len()
-                && store == streamed
-                && read_model_matches_a_fresh_fold(&env).await.is_ok())
-            .then_some(())
-        },
+        || stream_and_read_model_converged(&env),
     )
     .await;
     println!(

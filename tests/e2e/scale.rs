@@ -5,13 +5,12 @@
 //! the read models converge to the store. Each test prints what it
 //! injected and how long convergence took.
 
-use crate::crash::read_model_matches_a_fresh_fold;
+use crate::crash::stream_and_read_model_converged;
 use crate::helpers::{
-    eventually, free_port, jetstream_at, replay_stream, wait_until_answering, KillOnDrop,
-    PrivateNats, TestEnv, ADMIN_TOKEN,
+    eventually, free_port, jetstream_at, wait_until_answering, KillOnDrop, PrivateNats, TestEnv,
+    ADMIN_TOKEN,
 };
 use crate::outage::{load, store_counts, summary};
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 use vcintel_domain::Role;
@@ -41,18 +40,6 @@ async fn until_complete(env: &TestEnv, what: &str) -> Duration {
         complete.describe()
     );
     started.elapsed()
-}
-
-/// The stream, as a subscriber replaying it sees it, holds exactly the
-/// store's events, and the companies read model equals a fresh fold.
-async fn converged(env: &TestEnv, js: &async_nats::jetstream::Context) -> Option<()> {
-    let store: HashSet<String> = env.event_ids_in_store().await.into_iter().collect();
-    let replayed = replay_stream(js, &env.topology().stream_name()).await;
-    let streamed: HashSet<String> = replayed.iter().map(|(_, id, _)| id.clone()).collect();
-    (replayed.len() == store.len()
-        && store == streamed
-        && read_model_matches_a_fresh_fold(env).await.is_ok())
-    .then_some(())
 }
 
 fn node_named<'a>(nodes: &'a mut [PrivateNats], name: &str) -> &'a mut PrivateNats {
@@ -203,11 +190,10 @@ async fn every_process_runs_several_times_on_a_three_node_cluster_that_loses_a_n
     );
     until_complete(&env, "the stream whole after the leader came back").await;
     let converging = Instant::now();
-    let js = env.js.clone();
     eventually(
         Duration::from_secs(60),
         "the stream and the read model to converge",
-        || converged(&env, &js),
+        || stream_and_read_model_converged(&env),
     )
     .await;
     println!(
