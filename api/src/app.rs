@@ -54,6 +54,11 @@ impl Application {
     /// Connects to Postgres and NATS, applies migrations, makes sure the
     /// stream exists, and binds the API port if the API is among `components`.
     pub async fn build(settings: Settings, components: &[Component]) -> anyhow::Result<Self> {
+        let database = db::target_of(&settings.database_url);
+        tracing::info!(%database, "connecting to Postgres");
+        db::reach(&settings.database_url, Duration::from_secs(10))
+            .await
+            .map_err(|cause| anyhow::anyhow!("DATABASE_URL ({database}): {cause}"))?;
         let pool = db::connect_failing_after(
             &settings.database_url,
             settings.db_max_connections,
@@ -62,11 +67,13 @@ impl Application {
         .await
         .context("connecting to Postgres (DATABASE_URL)")?;
         db::migrate(&pool).await.context("applying migrations")?;
+        let nats_servers = crate::settings::nats_servers(&settings.nats_url)?;
         let nats = async_nats::ConnectOptions::new()
             .name("vcintel")
+            .event_callback(|event| async move { log_nats_event(event) })
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
-            .connect(crate::settings::nats_servers(&settings.nats_url)?)
+            .connect(nats_servers.clone())
             .await
             .context("connecting to NATS (NATS_URL)")?;
         let js = jetstream::new(nats.clone());
@@ -77,14 +84,21 @@ impl Application {
         };
         // A cluster starting with us answers JetStream requests only once
         // it has elected its meta leader: keep asking for a while.
+        // A server nobody reaches is given 10 s.
+        let started = std::time::Instant::now();
         let mut last_error = None;
         let ensured = tokio::time::timeout(Duration::from_secs(30), async {
             loop {
                 match ensure_events_stream(&js, &topology, &stream_settings).await {
-                    Ok(replicas) => return replicas,
+                    Ok(replicas) => return Some(replicas),
                     Err(error) => {
                         tracing::warn!(error = %format!("{error:#}"), "creating the JetStream stream; retrying");
                         last_error = Some(error);
+                        let unreached = nats.connection_state()
+                            != async_nats::connection::State::Connected;
+                        if unreached && started.elapsed() > Duration::from_secs(10) {
+                            return None;
+                        }
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
@@ -92,11 +106,15 @@ impl Application {
         })
         .await;
         let replicas = match (ensured, last_error) {
-            (Ok(replicas), _) => replicas,
-            (Err(_), Some(error)) => {
-                return Err(error.context("creating the JetStream stream (is JetStream enabled?)"))
+            (Ok(Some(replicas)), _) => replicas,
+            (_, error) => {
+                let error = error.map_or_else(|| "no answer".to_owned(), |e| format!("{e:#}"));
+                anyhow::bail!(
+                    "NATS_URL: could not create the JetStream stream in {:.0} s ({error}); {}",
+                    started.elapsed().as_secs_f64(),
+                    nats_diagnosis(&nats_servers).await
+                )
             }
-            (Err(_), None) => anyhow::bail!("timed out creating the JetStream stream"),
         };
         tracing::info!(replicas, "events stream ready");
         let listener = if components.contains(&Component::Api) {
@@ -278,6 +296,11 @@ impl Application {
             state,
             stream_settings,
         })
+    }
+
+    /// The bound API address (useful with port 0), if the API runs here.
+    pub fn address(&self) -> Option<std::net::SocketAddr> {
+        self.listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The bound API port (useful with port 0), if the API runs here.
@@ -576,6 +599,48 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 /// Every minute until shutdown: drops rate-limit windows too old to count,
 /// and identity-change acknowledgements no writer waits for any more.
+/// The NATS connection's changes, each logged once as it happens.
+fn log_nats_event(event: async_nats::Event) {
+    use async_nats::Event;
+    match event {
+        Event::Connected => tracing::info!("connected to NATS"),
+        Event::Disconnected => {
+            tracing::warn!("lost the connection to NATS; reconnecting (commands still work)")
+        }
+        Event::LameDuckMode => tracing::warn!("the NATS server is shutting down (lame duck)"),
+        Event::SlowConsumer(sid) => tracing::warn!(sid, "NATS reports this client slow"),
+        Event::ServerError(error) => tracing::warn!(%error, "NATS server error"),
+        Event::ClientError(error) => tracing::warn!(%error, "NATS client error"),
+        Event::Draining | Event::Closed => tracing::info!(?event, "NATS connection closing"),
+    }
+}
+
+/// Why NATS may not have answered, server by server: each address, and
+/// whether a TCP connection to it is refused, times out or opens (then
+/// the server answers but JetStream does not).
+async fn nats_diagnosis(servers: &[async_nats::ServerAddr]) -> String {
+    let mut found = Vec::new();
+    for server in servers {
+        let address = format!("{}:{}", server.host(), server.port());
+        let probe = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(address.clone()),
+        )
+        .await;
+        found.push(match probe {
+            Err(_) => format!("{address}: no answer within 2 s"),
+            Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+                format!("{address}: connection refused (is nats-server running there?)")
+            }
+            Ok(Err(error)) => format!("{address}: {error}"),
+            Ok(Ok(_)) => format!(
+                "{address}: reachable, but JetStream did not answer (is it enabled, `-js`?)"
+            ),
+        });
+    }
+    found.join("; ")
+}
+
 async fn sweep_every_minute(limiter: RateLimiter, pool: sqlx::PgPool, shutdown: CancellationToken) {
     loop {
         match limiter.sweep().await {

@@ -37,6 +37,21 @@ pub fn router(
     let cors = cors_layer(cors_origins, &request_id)?;
     Ok(api
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+        // Where a person who opens the bare address can go next.
+        .route(
+            "/",
+            axum::routing::get(|| async {
+                axum::Json(serde_json::json!({
+                    "service": "VC Intel",
+                    "docs": "/docs",
+                    "openapi": "/openapi.json",
+                    "asyncapi": "/asyncapi.json",
+                    "health": "/health",
+                    "ready": "/health/ready",
+                    "api": "/v1",
+                }))
+            }),
+        )
         .route(
             "/asyncapi.json",
             axum::routing::get(|State(state): State<AppState>| async move {
@@ -79,7 +94,13 @@ pub fn router(
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(request_span)
-                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
+                        // A 5xx is logged once, with its cause, where it
+                        // arises (and a 503 from a readiness probe is the
+                        // probe working): not again at ERROR per response.
+                        .on_failure(
+                            tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+                        ),
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(axum::middleware::from_fn(security_headers))

@@ -1,7 +1,7 @@
 //! Logging and tracing. Logs are JSON lines (one object per event, with the
 //! request span's request id, workspace and user) unless stdout is a
-//! terminal, where they are human-readable; `RUST_LOG` filters;
-//! `VCINTEL_LOG_FORMAT=json|pretty` forces one.
+//! terminal, where they are human-readable (in colour unless `NO_COLOR`);
+//! `RUST_LOG` filters; `VCINTEL_LOG_FORMAT=json|pretty` forces one.
 //!
 //! With `OTEL_EXPORTER_OTLP_ENDPOINT` set (the OpenTelemetry SDK's own
 //! variables apply: `OTEL_SERVICE_NAME`, `OTEL_BSP_SCHEDULE_DELAY`, …),
@@ -107,19 +107,36 @@ impl tracing_subscriber::fmt::MakeWriter<'_> for RedactedStdout {
     }
 }
 
-pub fn init() -> Telemetry {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,async_nats=warn,tower_http=info"));
+/// Installs logging (and span export when configured). Refuses a log
+/// format it does not know and a `RUST_LOG` it cannot parse, rather than
+/// logging something else than the operator asked for.
+pub fn init() -> Result<Telemetry, String> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
+            .map_err(|error| format!("RUST_LOG: {error} (e.g. `info,vcintel_api=debug`)"))?,
+        _ => EnvFilter::new("info,sqlx=warn,async_nats=warn,tower_http=info"),
+    };
     let wire = wire_cap();
-    let format = std::env::var("VCINTEL_LOG_FORMAT").unwrap_or_default();
-    let pretty = match format.as_str() {
+    let terminal = std::io::stdout().is_terminal();
+    let pretty = match std::env::var("VCINTEL_LOG_FORMAT")
+        .unwrap_or_default()
+        .as_str()
+    {
         "json" => false,
         "pretty" => true,
-        _ => std::io::stdout().is_terminal(),
+        "" => terminal,
+        _ => {
+            return Err("VCINTEL_LOG_FORMAT: must be `json` or `pretty` \
+                 (unset: JSON lines, or pretty on a terminal)"
+                .to_owned())
+        }
     };
+    // Colour only where a person reads it (https://no-color.org).
+    let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let logs = if pretty {
         tracing_subscriber::fmt::layer()
             .with_writer(RedactedStdout)
+            .with_ansi(colour)
             .boxed()
     } else {
         tracing_subscriber::fmt::layer()
@@ -148,7 +165,7 @@ pub fn init() -> Telemetry {
         .with(logs)
         .with(spans)
         .try_init();
-    Telemetry { provider }
+    Ok(Telemetry { provider })
 }
 
 fn tracer_provider() -> anyhow::Result<SdkTracerProvider> {

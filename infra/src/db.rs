@@ -63,6 +63,50 @@ pub async fn connect_failing_after(
         .await
 }
 
+/// Where `database_url` points, for messages and logs: `host:port/database`,
+/// never the credentials.
+pub fn target_of(database_url: &str) -> String {
+    match PgConnectOptions::from_str(database_url) {
+        Ok(options) => format!(
+            "{}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or("postgres")
+        ),
+        Err(_) => "a URL that does not parse".to_owned(),
+    }
+}
+
+/// Connects once, directly, to say why the database cannot be reached (a
+/// pool only says it timed out waiting): the cause in words, naming no
+/// credential.
+pub async fn reach(database_url: &str, within: Duration) -> Result<(), String> {
+    use sqlx::Connection as _;
+    let options = PgConnectOptions::from_str(database_url)
+        .map_err(|error| format!("the URL does not parse ({})", error_kind(&error)))?;
+    match tokio::time::timeout(within, sqlx::PgConnection::connect_with(&options)).await {
+        Err(_) => Err(format!("no answer within {within:?}")),
+        Ok(Err(error)) => Err(error_kind(&error)),
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            Ok(())
+        }
+    }
+}
+
+/// A connection error in words.
+fn error_kind(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused: is Postgres running and listening there?".to_owned()
+        }
+        sqlx::Error::Io(io) => format!("cannot connect: {io}"),
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        sqlx::Error::Configuration(_) => "malformed".to_owned(),
+        other => other.to_string(),
+    }
+}
+
 /// One line per known migration: version, name, and whether it is applied.
 pub async fn migration_status(pool: &PgPool) -> Result<Vec<(i64, String, bool)>, sqlx::Error> {
     let applied: Vec<i64> = match sqlx::query_scalar!(

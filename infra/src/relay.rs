@@ -181,7 +181,16 @@ impl Relay {
             self.lease_name(),
             self.settings.lease_ttl,
         );
+        let mut announced = false;
         while !lease.try_acquire().await? {
+            if !announced {
+                tracing::info!(
+                    relay = %self.settings.name,
+                    holder = lease.holder(),
+                    "relay standing by: another instance leads; taking over if its lease lapses"
+                );
+                announced = true;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(self.settings.lease_ttl / 5) => {}
                 _ = shutdown.cancelled() => return Ok(()),

@@ -616,6 +616,12 @@ pub async fn retry_dead_letters(
     topology: &Topology,
     projection: &str,
 ) -> anyhow::Result<usize> {
+    let parkers = consumers_that_park();
+    anyhow::ensure!(
+        parkers.contains(&projection),
+        "no consumer parks dead letters as `{projection}`; known: {}",
+        parkers.join(", ")
+    );
     let letters = dead_letters(js, topology, Some(projection)).await?;
     let stream = js.get_stream(topology.dead_letter_stream_name()).await?;
     for (sequence, letter) in &letters {
@@ -639,4 +645,19 @@ pub async fn retry_dead_letters(
         stream.delete_message(*sequence).await?;
     }
     Ok(letters.len())
+}
+
+/// Every consumer that parks dead letters: the read models, the enricher
+/// and the mailers.
+pub fn consumers_that_park() -> Vec<&'static str> {
+    crate::READ_MODELS
+        .iter()
+        .map(|model| model.name)
+        .chain([vcintel_infra::enrichment::worker::WORKER_NAME])
+        .chain(
+            vcintel_infra::mail::MAIL_CONSUMERS
+                .iter()
+                .map(|(name, ..)| *name),
+        )
+        .collect()
 }

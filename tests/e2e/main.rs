@@ -26,6 +26,7 @@ mod crash;
 mod enrichment;
 mod erasure;
 mod export;
+mod first_hour;
 mod healing;
 mod health;
 mod idempotency;

@@ -9,8 +9,6 @@ pub enum DemoAction {
     /// companies across sectors and stages, notes, lists and saved searches
     /// (creating the account if needed). Safe to re-run.
     Seed {
-        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-        database_url: String,
         #[arg(long, default_value = "demo@vcintel.dev")]
         email: String,
         /// Creates the account with this password if it does not exist.
@@ -59,14 +57,13 @@ async fn seed(
     Ok(())
 }
 
-pub async fn run(action: DemoAction) -> anyhow::Result<()> {
+pub async fn run(database_url: &str, action: DemoAction) -> anyhow::Result<()> {
     match action {
         DemoAction::Seed {
-            database_url,
             email,
             password,
             companies,
             keys,
-        } => seed(&database_url, &keys, &email, password, companies).await,
+        } => seed(database_url, &keys, &email, password, companies).await,
     }
 }

@@ -2,6 +2,7 @@
 //! service; the others are operators' tools over the same crates the
 //! service uses.
 
+mod arguments;
 mod backup;
 mod demo;
 mod events;
@@ -14,7 +15,7 @@ mod stream;
 mod token;
 
 use crate::{telemetry, Component, Settings};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -40,15 +41,15 @@ pub enum Command {
     },
     /// Apply, revert or list database migrations.
     Migrate {
-        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-        database_url: String,
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+        database_url: Option<String>,
         #[command(subcommand)]
         action: migrate::MigrateAction,
     },
     /// Read, export and check the event store.
     Events {
-        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-        database_url: String,
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+        database_url: Option<String>,
         #[command(flatten)]
         keys: privacy::MasterKeys,
         #[command(subcommand)]
@@ -56,8 +57,8 @@ pub enum Command {
     },
     /// Read-model maintenance.
     Projections {
-        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-        database_url: String,
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+        database_url: Option<String>,
         #[command(flatten)]
         keys: privacy::MasterKeys,
         #[command(subcommand)]
@@ -66,8 +67,8 @@ pub enum Command {
     /// The events stream: what the relay has proven it holds, the
     /// divergences it found and repaired, and the refill command.
     Stream {
-        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-        database_url: String,
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+        database_url: Option<String>,
         #[command(subcommand)]
         action: stream::StreamAction,
     },
@@ -75,7 +76,7 @@ pub enum Command {
     /// and restores into an empty database.
     Backup {
         /// Needed to create and restore, not to verify.
-        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
         database_url: Option<String>,
         #[command(flatten)]
         keys: privacy::MasterKeys,
@@ -84,8 +85,8 @@ pub enum Command {
     },
     /// Crypto-shredding keys: rotate the master key.
     Privacy {
-        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-        database_url: String,
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+        database_url: Option<String>,
         #[command(flatten)]
         keys: privacy::MasterKeys,
         #[command(subcommand)]
@@ -93,6 +94,8 @@ pub enum Command {
     },
     /// Sample data for trying the product.
     Demo {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+        database_url: Option<String>,
         #[command(subcommand)]
         action: demo::DemoAction,
     },
@@ -106,14 +109,80 @@ pub enum Command {
 /// Parses the command line, runs the command, and flushes telemetry before
 /// the process exits, whatever the outcome.
 pub async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let telemetry = telemetry::init();
+    let matches = match arguments::parse(Cli::command(), std::env::args_os()) {
+        Ok(matches) => matches,
+        Err(Ok(arguments::Refusal(message))) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+        Err(Err(error)) => error.exit(),
+    };
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    let telemetry = match telemetry::init() {
+        Ok(telemetry) => telemetry,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let outcome = run(cli).await;
     telemetry.shutdown().await;
     outcome.unwrap_or_else(|error| {
-        eprintln!("Error: {error:?}");
+        // `vcintel events tail | head`: the reader has what it wanted.
+        if reader_went_away(&error) {
+            return ExitCode::SUCCESS;
+        }
+        if error.downcast_ref::<MissingDatabaseUrl>().is_some() {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+        eprintln!("error: {}", explain(&error));
         ExitCode::FAILURE
     })
+}
+
+/// Whether the output's reader closed it (a broken pipe), as Unix tools
+/// treat it: a quiet end, not an error.
+fn reader_went_away(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind)
+            .or_else(|| {
+                cause
+                    .downcast_ref::<serde_json::Error>()
+                    .and_then(serde_json::Error::io_error_kind)
+            })
+            == Some(std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// A setting the command needs and nobody gave (clap cannot require an
+/// argument that may come before or after a subcommand).
+#[derive(Debug, thiserror::Error)]
+#[error("missing settings: DATABASE_URL (--database-url)")]
+struct MissingDatabaseUrl;
+
+fn required(database_url: Option<String>) -> Result<String, MissingDatabaseUrl> {
+    database_url.ok_or(MissingDatabaseUrl)
+}
+
+/// The failure in one line, causes joined; a database without our tables
+/// gets what to run instead of the missing relation's name.
+fn explain(error: &anyhow::Error) -> String {
+    let unmigrated = error.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .and_then(|e| e.as_database_error())
+            .and_then(|db| db.code())
+            .is_some_and(|code| code == "42P01")
+    });
+    if unmigrated {
+        return "the database (DATABASE_URL) has no VC Intel tables yet: run `vcintel migrate up` \
+                (or `vcintel serve`, which migrates) first"
+            .to_owned();
+    }
+    format!("{error:#}")
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -122,21 +191,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate {
             database_url,
             action,
-        } => migrate::run(&database_url, action).await?,
+        } => migrate::run(&required(database_url)?, action).await?,
         Command::Events {
             database_url,
             keys,
             action,
-        } => return events::run(&database_url, &keys, action).await,
+        } => return events::run(&required(database_url)?, &keys, action).await,
         Command::Projections {
             database_url,
             keys,
             action,
-        } => projections::run(&database_url, &keys, action).await?,
+        } => projections::run(&required(database_url)?, &keys, action).await?,
         Command::Stream {
             database_url,
             action,
-        } => stream::run(&database_url, action).await?,
+        } => stream::run(&required(database_url)?, action).await?,
         Command::Backup {
             database_url,
             keys,
@@ -146,8 +215,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             database_url,
             keys,
             action,
-        } => privacy::run(&database_url, &keys, action).await?,
-        Command::Demo { action } => demo::run(action).await?,
+        } => privacy::run(&required(database_url)?, &keys, action).await?,
+        Command::Demo {
+            database_url,
+            action,
+        } => demo::run(&required(database_url)?, action).await?,
         Command::Token { action } => token::run(action)?,
     }
     Ok(ExitCode::SUCCESS)

@@ -23,7 +23,7 @@ pub enum ProjectionsAction {
     /// Each read model's stream position, lag, aggregates, last failure and
     /// dead letters.
     Status {
-        #[arg(long, env = "NATS_URL")]
+        #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
         nats_url: String,
         #[arg(long, env = "VCINTEL_NATS_PREFIX", default_value = "vcintel")]
         nats_prefix: String,
@@ -32,7 +32,7 @@ pub enum ProjectionsAction {
     /// the cause is fixed) and clear its dead letters.
     RetryDeadLetters {
         name: String,
-        #[arg(long, env = "NATS_URL")]
+        #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
         nats_url: String,
         #[arg(long, env = "VCINTEL_NATS_PREFIX", default_value = "vcintel")]
         nats_prefix: String,

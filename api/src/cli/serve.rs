@@ -10,8 +10,21 @@ pub async fn run(settings: Settings, only: Vec<Component>) -> anyhow::Result<()>
         only
     };
     let app = Application::build(settings, &components).await?;
-    if let Some(port) = app.port() {
-        tracing::info!(port, components = ?components, "vcintel serving");
+    if let Some(address) = app.address() {
+        // Where to go: a wildcard bind is reached on loopback from here.
+        let host = if address.ip().is_unspecified() {
+            std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), address.port())
+        } else {
+            address
+        };
+        tracing::info!(
+            components = ?components,
+            api = %format!("http://{host}/v1"),
+            docs = %format!("http://{host}/docs"),
+            openapi = %format!("http://{host}/openapi.json"),
+            health = %format!("http://{host}/health/ready"),
+            "vcintel serving on {address}: API http://{host}/v1, docs http://{host}/docs"
+        );
     } else {
         tracing::info!(components = ?components, "vcintel running");
     }

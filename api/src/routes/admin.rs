@@ -332,18 +332,17 @@ pub async fn list_dead_letters(
 /// The consumers that park events: every read model and the enrichment
 /// worker.
 fn known_consumer(name: &str) -> Result<&'static str, ApiError> {
-    use vcintel_infra::enrichment::worker::WORKER_NAME;
-    if name == WORKER_NAME {
-        return Ok(WORKER_NAME);
-    }
-    known_read_model(name)
+    vcintel_projections::runner::consumers_that_park()
+        .into_iter()
+        .find(|known| *known == name)
+        .ok_or(ApiError::NotFound)
 }
 
 /// Republishes a consumer's dead letters from the event store (after the
 /// fault was fixed) and removes them from the dead-letter stream.
 #[utoipa::path(
     post, path = "/admin/dead-letters/{consumer}/retry", tag = TAG, operation_id = "retryDeadLetters",
-    params(("consumer" = String, Path, description = "A read model, e.g. `companies`, or `enricher`")),
+    params(("consumer" = String, Path, description = "A read model, e.g. `companies`, `enricher`, or a mailer")),
     responses(
         (status = 200, description = "How many were republished", body = RetriedDeadLetters),
         (status = 401, description = "Missing or wrong operator token", body = Problem, content_type = "application/problem+json"),
