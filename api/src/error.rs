@@ -254,6 +254,64 @@ impl ApiError {
         self.kind().0
     }
 
+    /// The problem type's slug, e.g. `read-model-behind`.
+    pub fn slug(&self) -> &'static str {
+        self.kind().1
+    }
+
+    /// One problem of every kind, as the service words it: the API
+    /// document's examples are made from these.
+    pub fn one_of_each() -> Vec<ApiError> {
+        let id = uuid::Uuid::from_u128(0x0193_a5a0_7c1e_7000_8000_0000_0000_002a);
+        vec![
+            ApiError::BadRequest {
+                detail: "not a cursor this API returned".to_owned(),
+                field: Some("cursor".to_owned()),
+            },
+            ApiError::Unauthenticated("a bearer token or API key is required"),
+            ApiError::BudgetExhausted {
+                spent: 50.0,
+                budget: 50.0,
+            },
+            ApiError::Forbidden("viewers may read but not change this workspace".to_owned()),
+            ApiError::NotFound,
+            ApiError::RouteNotFound,
+            ApiError::MethodNotAllowed,
+            ApiError::Conflict("another change to this resource won; read it again".to_owned()),
+            ApiError::VersionNotReached { latest: 4 },
+            ApiError::EmailTaken,
+            ApiError::AlreadyMember,
+            ApiError::WebsiteTaken(id),
+            ApiError::IdempotencyKeyInUse,
+            ApiError::IdempotencyResponseLost {
+                location: Some(format!("/v1/companies/{id}")),
+            },
+            ApiError::LastOwner,
+            ApiError::PreconditionFailed {
+                expected: 3,
+                actual: 4,
+            },
+            ApiError::PayloadTooLarge("at most 262144 bytes".to_owned()),
+            ApiError::UnsupportedMediaType,
+            ApiError::Invalid(vec![InvalidField {
+                field: "website".to_owned(),
+                message: "must be a domain name such as acme.io".to_owned(),
+            }]),
+            ApiError::RateLimited(Decision {
+                allowed: false,
+                limit: 1200,
+                remaining: 0,
+                reset_secs: 41,
+                retry_after_secs: 2,
+            }),
+            ApiError::TooManyActiveJobs(5),
+            ApiError::Internal(anyhow::anyhow!("an example")),
+            ApiError::Unavailable("the database"),
+            ApiError::NotCaughtUp,
+            ApiError::LimiterUnavailable,
+        ]
+    }
+
     pub fn to_problem(&self) -> Problem {
         let (status, slug, title) = self.kind();
         let detail = match self {

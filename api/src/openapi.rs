@@ -564,7 +564,48 @@ pub fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     crate::string_rules::state(&mut spec);
     link_writes_to_reads(&mut spec);
     type_event_streams(&mut spec);
+    exemplify_problems(&mut spec);
     (api, spec)
+}
+
+/// Gives every problem response an example of what that status answers
+/// there, as the service words it (`ApiError::one_of_each`): the problem
+/// type the response's description names (`read-model-behind`, …), else
+/// the first kind with that status; the operation's path as the instance.
+fn exemplify_problems(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    let kinds = crate::error::ApiError::one_of_each();
+    for (path, item) in spec.paths.paths.iter_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for (status, response) in operation.responses.responses.iter_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                let Ok(code) = status.parse::<u16>() else {
+                    continue;
+                };
+                let Some(RefOr::T(content)) = response.content.get_mut(PROBLEM_JSON) else {
+                    continue;
+                };
+                let of_status = || kinds.iter().filter(|k| k.status().as_u16() == code);
+                let named =
+                    of_status().find(|k| response.description.contains(&format!("`{}`", k.slug())));
+                let Some(kind) = named.or_else(|| of_status().next()) else {
+                    continue;
+                };
+                let mut problem = kind.to_problem();
+                problem.instance = Some(path.clone());
+                content.example = serde_json::to_value(problem).ok();
+            }
+        }
+    }
 }
 
 /// The OpenAPI document the API serves at `/openapi.json`.

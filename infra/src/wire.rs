@@ -97,7 +97,10 @@ pub struct EventMessage {
     pub specversion: String,
     /// The event's unique id; also the `Nats-Msg-Id` header.
     pub id: Uuid,
-    /// `/workspaces/<workspace id>/<aggregate type>s/<aggregate id>`.
+    /// `/workspaces/<workspace id>/<aggregate type, plural>/<aggregate id>`,
+    /// e.g. `/workspaces/…/companies/…`. Messages published before
+    /// 2026-12-07 spelled every plural with a bare `s` (`companys`); the
+    /// stream may still hold some, and the attribute is only ever a string.
     pub source: String,
     /// `vcintel.<event type>.v<version>`, e.g. `vcintel.company.added.v1`.
     #[serde(rename = "type")]
@@ -152,8 +155,9 @@ impl EventMessage {
             specversion: CLOUDEVENTS_SPEC_VERSION.to_owned(),
             id: event.event_id,
             source: format!(
-                "/workspaces/{workspace_id}/{}s/{}",
-                event.aggregate_type, event.aggregate_id
+                "/workspaces/{workspace_id}/{}/{}",
+                plural(&event.aggregate_type),
+                event.aggregate_id
             ),
             kind: format!("vcintel.{}.v{}", event.event_type, event.event_version),
             subject: event.aggregate_id.clone(),
@@ -188,9 +192,52 @@ impl EventMessage {
     }
 }
 
+/// The plural of an aggregate type (`company` → `companies`,
+/// `saved_search` → `saved_searches`).
+fn plural(aggregate_type: &str) -> String {
+    if let Some(stem) = aggregate_type.strip_suffix('y') {
+        format!("{stem}ies")
+    } else if ["s", "x", "ch", "sh"]
+        .iter()
+        .any(|end| aggregate_type.ends_with(end))
+    {
+        format!("{aggregate_type}es")
+    } else {
+        format!("{aggregate_type}s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sources_name_the_aggregate_type_in_the_plural() {
+        let plurals: Vec<String> = [
+            "company",
+            "note",
+            "list",
+            "saved_search",
+            "enrichment_job",
+            "workspace",
+            "user",
+        ]
+        .iter()
+        .map(|t| plural(t))
+        .collect();
+        assert_eq!(
+            plurals,
+            [
+                "companies",
+                "notes",
+                "lists",
+                "saved_searches",
+                "enrichment_jobs",
+                "workspaces",
+                "users"
+            ]
+        );
+    }
 
     #[test]
     fn subjects_carry_workspace_aggregate_type_and_event_name() {

@@ -167,6 +167,10 @@ pub struct ListItemRow {
     pub company_id: Uuid,
     pub name: String,
     pub website: String,
+    pub sector: Option<String>,
+    pub stage: Option<String>,
+    pub location: Option<String>,
+    pub score: Option<i32>,
     pub added_by: Uuid,
     pub added_at: DateTime<Utc>,
 }
@@ -180,7 +184,8 @@ pub async fn items(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<ListItemRow>, sqlx::Error> {
-    sqlx::query_as!(ListItemRow, "select i.company_id, c.name, c.website, i.added_by, i.added_at
+    sqlx::query_as!(ListItemRow, "select i.company_id, c.name, c.website, c.sector, c.stage, c.location, c.score,
+                i.added_by, i.added_at
          from list_items i join companies c on c.id = i.company_id and c.workspace_id = i.workspace_id
          where i.workspace_id = $1 and i.list_id = $2 and ($3::uuid is null or i.company_id > $3)
          order by i.company_id limit $4", workspace.0, list, after, limit)

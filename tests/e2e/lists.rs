@@ -276,3 +276,63 @@ async fn deleting_a_company_takes_it_out_of_every_list() {
     assert_eq!(late.status, StatusCode::NOT_FOUND);
     let _: Value = late.body;
 }
+
+#[tokio::test]
+async fn a_list_shows_what_a_list_view_needs_of_each_company() {
+    let mut env = TestEnv::new().await;
+    let base = env.start_all().await;
+    let token = env.token(&env.actor(Uuid::now_v7(), Role::Member));
+    let added = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/companies"),
+            Some(&token),
+            None,
+            Some(
+                &json!({"name": "Acme Robotics", "website": "acme-robotics.io",
+                         "sector": "Robotics", "stage": "seed", "location": "Berlin"}),
+            ),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+    let company = added.body["id"].as_str().unwrap().to_owned();
+    let list = env
+        .call(
+            Method::POST,
+            &format!("{base}/v1/lists"),
+            Some(&token),
+            None,
+            Some(&json!({"name": "Shortlist"})),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.call(
+        Method::PUT,
+        &format!("{base}/v1/lists/{list}/companies/{company}"),
+        Some(&token),
+        None,
+        None,
+    )
+    .await;
+    let item = eventually(Duration::from_secs(10), "the company listed", || async {
+        let reply = env
+            .call(
+                Method::GET,
+                &format!("{base}/v1/lists/{list}/companies"),
+                Some(&token),
+                None,
+                None,
+            )
+            .await;
+        reply.body["items"].as_array()?.first().cloned()
+    })
+    .await;
+    assert_eq!(item["name"], "Acme Robotics");
+    assert_eq!(item["sector"], "Robotics");
+    assert_eq!(item["stage"], "seed");
+    assert_eq!(item["location"], "Berlin");
+    assert!(item["score"].is_null(), "not enriched yet: {item}");
+}

@@ -61,12 +61,19 @@ pub struct ListPage {
     pub next_cursor: Option<String>,
 }
 
-/// A company in a list.
+/// A company in a list, with what a list view shows of it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ListedCompany {
     pub company_id: Uuid,
     pub name: String,
     pub website: String,
+    pub sector: Option<String>,
+    #[schema(value_type = Option<vcintel_domain::company::Stage>)]
+    pub stage: Option<String>,
+    pub location: Option<String>,
+    /// Fit score 0–100, once enriched.
+    pub score: Option<i32>,
+    /// Who put it in the list, and when.
     pub added_by: Uuid,
     pub added_at: DateTime<Utc>,
 }
@@ -77,6 +84,10 @@ impl From<ListItemRow> for ListedCompany {
             company_id: row.company_id,
             name: row.name,
             website: row.website,
+            sector: row.sector,
+            stage: row.stage,
+            location: row.location,
+            score: row.score,
             added_by: row.added_by,
             added_at: row.added_at,
         }
