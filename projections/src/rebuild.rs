@@ -247,7 +247,9 @@ async fn rebuild_with<P: Projection>(
     }
     runner.close().await?;
     let rebuilt = outcome?;
-    tracing::info!(
+    // Callers report the outcome (the CLI under its progress bar, the
+    // admin API in its log): at INFO here it would land inside the bar.
+    tracing::debug!(
         read_model = P::NAME,
         events = rebuilt.events,
         resumed_from = rebuilt.resumed_from,
@@ -354,7 +356,7 @@ async fn prepare<P: Projection>(
             })?,
             position,
         };
-        tracing::info!(
+        tracing::debug!(
             read_model = P::NAME,
             replayed,
             "resuming an interrupted rebuild"

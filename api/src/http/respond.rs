@@ -13,6 +13,7 @@ use vcintel_commands::Committed;
 
 /// A command was applied.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "0193a5a0-7c1e-7000-8000-00000000002a", "version": 3}))]
 pub struct CommandAccepted {
     /// The id of what the command acted on: the resource (a company, a
     /// note, a list, …) or, for a member change, the member's user id.

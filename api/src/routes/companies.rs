@@ -71,6 +71,7 @@ fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
 
 /// A company as analysts see it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "0193a5a0-7c1e-7000-8000-00000000002a", "name": "Acme Robotics", "website": "acme-robotics.io", "url": "https://acme-robotics.io", "sector": "Robotics", "stage": "seed", "location": "Berlin", "added_by": "0193a59f-0d2c-7000-8000-000000000011", "added_at": "2026-12-07T09:41:12Z", "updated_at": "2026-12-07T14:32:05Z", "version": 4, "score": 82, "summary": "Builds autonomous picking robots for mid-size warehouses."}))]
 pub struct Company {
     pub id: Uuid,
     pub name: String,

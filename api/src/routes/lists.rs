@@ -30,6 +30,7 @@ pub struct ListName {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "0193a5a0-7c1e-7000-8000-0000000000b7", "name": "Partner meeting Monday", "created_by": "0193a59f-0d2c-7000-8000-000000000011", "created_at": "2026-12-07T09:41:12Z", "updated_at": "2026-12-07T14:32:05Z", "company_count": 7, "version": 9}))]
 pub struct CompanyList {
     pub id: Uuid,
     pub name: String,
@@ -63,6 +64,7 @@ pub struct ListPage {
 
 /// A company in a list, with what a list view shows of it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"company_id": "0193a5a0-7c1e-7000-8000-00000000002a", "name": "Acme Robotics", "website": "acme-robotics.io", "sector": "Robotics", "stage": "seed", "location": "Berlin", "score": 82, "added_by": "0193a59f-0d2c-7000-8000-000000000011", "added_at": "2026-12-07T14:32:05Z"}))]
 pub struct ListedCompany {
     pub company_id: Uuid,
     pub name: String,

@@ -32,6 +32,7 @@ pub struct NoteContent {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "0193a5a0-7c1e-7000-8000-0000000000b7", "company_id": "0193a5a0-7c1e-7000-8000-00000000002a", "content": "Met the founders at Slush; strong technical team, pilot with two 3PLs.", "added_by": "0193a59f-0d2c-7000-8000-000000000011", "added_at": "2026-12-07T09:41:12Z", "updated_at": "2026-12-07T09:41:12Z", "version": 1}))]
 pub struct Note {
     pub id: Uuid,
     pub company_id: Uuid,
