@@ -129,6 +129,8 @@ pub struct DemoReport {
     pub lists_created: usize,
     pub list_memberships: usize,
     pub saved_searches_created: usize,
+    /// Companies enriched by the built-in heuristic over the demo's pages.
+    pub enrichments: usize,
 }
 
 /// One proposed company.
@@ -308,7 +310,171 @@ pub async fn seed(
             .await?;
         report.saved_searches_created += 1;
     }
+
+    // A thesis to score against, then every company enriched through the
+    // job's own events (requested, started, succeeded) by the built-in
+    // heuristic over a page the demo ships: scores, summaries and
+    // keywords to sort, filter and search by, offline.
+    let (sectors, stages, locations) = THESIS;
+    commands
+        .workspaces
+        .set_thesis(
+            &actor,
+            sectors.iter().map(|s| (*s).to_owned()).collect(),
+            stages.to_vec(),
+            locations.iter().map(|s| (*s).to_owned()).collect(),
+            &metadata,
+        )
+        .await?;
+    let thesis = vcintel_domain::enrichment::Thesis::parse(
+        sectors.iter().map(|s| (*s).to_owned()).collect(),
+        stages.to_vec(),
+        locations.iter().map(|s| (*s).to_owned()).collect(),
+    )
+    .map_err(|invalid| anyhow::anyhow!("the demo thesis: {invalid:?}"))?;
+    report.enrichments = futures::stream::iter(&added)
+        .map(|(id, sample)| {
+            let (metadata, thesis) = (metadata.clone(), &thesis);
+            async move { enrich_offline(commands, actor, *id, sample, thesis, &metadata).await }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_fold(
+            0,
+            |n, enriched| async move { Ok(n + usize::from(enriched)) },
+        )
+        .await?;
     Ok(report)
+}
+
+/// The demo workspace's thesis: sectors, stages and locations.
+const THESIS: (&[&str], &[Stage], &[&str]) = (
+    &["Robotics", "Climate", "AI infrastructure"],
+    &[Stage::Seed, Stage::SeriesA],
+    &["Berlin", "London", "Stockholm"],
+);
+
+/// Runs one company's enrichment job as a worker without a model would,
+/// over the page [`demo_page`] writes for it instead of a fetched one;
+/// whether it did (a live worker may have taken the job).
+async fn enrich_offline(
+    commands: &CommandServices,
+    actor: Actor,
+    company: CompanyId,
+    sample: &SampleCompany,
+    thesis: &vcintel_domain::enrichment::Thesis,
+    metadata: &CommandMetadata,
+) -> anyhow::Result<bool> {
+    use vcintel_domain::enrichment::EnrichmentCommand;
+    let jobs = &commands.enrichments;
+    let details = jobs.live_company(actor, company).await?;
+    let requested = jobs.request(actor, company, &details, metadata).await?;
+    let Some(committed) = requested.committed else {
+        return Ok(false); // A job is already under way for it.
+    };
+    let result = vcintel_infra::enrichment::heuristic_result(&details, &demo_page(sample), thesis)
+        .map_err(|error| anyhow::anyhow!("{}: {error}", sample.name))?;
+    let start = EnrichmentCommand::Start {
+        worker: "demo-seed".to_owned(),
+        takeover: false,
+    };
+    // A running enrichment worker may take the job first (the seed ran
+    // beside a live service): then the job is its to finish.
+    let taken = |error: &CommandError| {
+        matches!(error, CommandError::Conflict | CommandError::Enrichment(_))
+    };
+    match jobs
+        .advance(requested.job_id, start, committed.version, metadata)
+        .await
+    {
+        Err(error) if taken(&error) => return Ok(false),
+        outcome => outcome?,
+    };
+    match jobs
+        .advance(
+            requested.job_id,
+            EnrichmentCommand::Succeed { result },
+            committed.version + 1,
+            metadata,
+        )
+        .await
+    {
+        Err(error) if taken(&error) => Ok(false),
+        outcome => outcome.map(|_| true).map_err(Into::into),
+    }
+}
+
+/// What each sector's companies say they do, and the words they use.
+const PITCHES: [(&str, &str, &str); 10] = [
+    (
+        "Fintech",
+        "payments, treasury and reconciliation software for mid-market finance teams",
+        "payments treasury reconciliation invoicing",
+    ),
+    (
+        "Healthcare",
+        "clinical workflow software that cuts hospital admission times",
+        "clinical hospital workflow patients",
+    ),
+    (
+        "Biotech",
+        "enzyme discovery with automated wet labs and machine learning",
+        "enzymes protein discovery laboratory",
+    ),
+    (
+        "Climate",
+        "grid-scale battery storage and carbon accounting for utilities",
+        "battery storage carbon grid utilities",
+    ),
+    (
+        "AI infrastructure",
+        "inference serving and GPU scheduling for machine-learning teams",
+        "inference GPU models serving",
+    ),
+    (
+        "Robotics",
+        "autonomous picking robots for mid-size warehouses",
+        "robots warehouse picking automation",
+    ),
+    (
+        "Developer tools",
+        "build caching and test orchestration for large codebases",
+        "builds testing developers CI",
+    ),
+    (
+        "Logistics",
+        "freight matching and route planning for regional carriers",
+        "freight routing carriers shipments",
+    ),
+    (
+        "Security",
+        "identity threat detection for cloud-first companies",
+        "identity threats detection cloud",
+    ),
+    (
+        "Consumer",
+        "a subscription app for home cooking with weekly meal kits",
+        "recipes subscription cooking households",
+    ),
+];
+
+/// The page the demo ships for `sample`: what its website would say.
+fn demo_page(sample: &SampleCompany) -> String {
+    let (pitch, words) = PITCHES
+        .iter()
+        .find(|(sector, ..)| *sector == sample.sector)
+        .map_or(
+            ("software for businesses", "software"),
+            |(_, pitch, words)| (*pitch, *words),
+        );
+    let name = &sample.name;
+    format!(
+        "<html><head><title>{name}: {pitch}</title>\
+         <meta name=\"description\" content=\"{name} builds {pitch}.\"></head>\
+         <body><h1>{name}</h1><p>{name} builds {pitch}. Founded in {location}, \
+         the team works on {words}. Customers use {name} every day; we are hiring \
+         engineers in {location}.</p></body></html>",
+        location = sample.location,
+    )
 }
 
 fn saved_searches() -> [(&'static str, SearchFilters); 3] {

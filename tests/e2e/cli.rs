@@ -246,6 +246,42 @@ async fn demo_seed_fills_a_workspace_a_new_user_signs_in_to_and_rerunning_adds_n
     assert_eq!(results.status, StatusCode::OK, "{}", results.body);
     assert!(!results.body["items"].as_array().unwrap().is_empty());
 
+    // Enriched offline through the job's events: scores against the demo
+    // thesis to sort and filter by, and the pages' words to search.
+    assert!(first.contains("300 enrichments"), "{first}");
+    let top = eventually(Duration::from_secs(60), "enrichments projected", || async {
+        let ranked = get("/v1/companies?sort=-score&limit=5".to_owned()).await;
+        let first = ranked.body["items"].as_array()?.first()?.clone();
+        (first["score"].as_i64()? > 0).then_some(first)
+    })
+    .await;
+    let strong = get("/v1/companies?min_score=60&limit=200".to_owned()).await;
+    let strong = strong.body["items"].as_array().unwrap().clone();
+    assert!(
+        !strong.is_empty() && strong.len() < 300,
+        "some companies fit the thesis well, not all: {}",
+        strong.len()
+    );
+    assert!(strong.iter().all(|c| c["score"].as_i64() >= Some(60)));
+    let detail = get(format!("/v1/companies/{}", top["id"].as_str().unwrap())).await;
+    assert!(
+        detail.body["enrichment"]["summary"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{}",
+        detail.body
+    );
+    let robots = eventually(Duration::from_secs(30), "page words searchable", || async {
+        let found = get("/v1/companies?q=robots&limit=200".to_owned()).await;
+        let items = found.body["items"].as_array()?.clone();
+        (!items.is_empty()).then_some(items)
+    })
+    .await;
+    assert!(
+        robots.iter().all(|c| c["sector"] == "Robotics"),
+        "{robots:?}"
+    );
+
     // A second run finds everything there and appends nothing.
     let events_before: i64 = sqlx::query_scalar("select count(*) from events")
         .fetch_one(&env.pool)

@@ -43,7 +43,7 @@ async fn seed(
     };
     let report = crate::demo::seed(&vault, &passwords, &commands, &options).await?;
     println!(
-        "demo workspace {} of {email}{}: {} companies added ({} already there), {} notes, {} lists ({} memberships), {} saved searches",
+        "demo workspace {} of {email}{}: {} companies added ({} already there), {} notes, {} lists ({} memberships), {} saved searches, {} enrichments",
         report.workspace.map(|w| w.to_string()).unwrap_or_default(),
         if report.account_created { " (account created)" } else { "" },
         report.companies_added,
@@ -52,6 +52,7 @@ async fn seed(
         report.lists_created,
         report.list_memberships,
         report.saved_searches_created,
+        report.enrichments,
     );
     println!("sign in with POST /v1/auth/login as {email}; the running relay and projector publish and project the sample");
     Ok(())

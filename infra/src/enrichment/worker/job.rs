@@ -7,7 +7,7 @@ use super::super::breaker::Admission;
 use super::super::fetch::FetchError;
 use super::super::heuristic::{self, HEURISTIC_VERSION};
 use super::super::model::{ModelError, PROMPT_VERSION};
-use super::super::page::visible_text;
+use super::super::page::{visible_text, PageText};
 use super::EnrichmentWorker;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -233,10 +233,7 @@ impl EnrichmentWorker {
                 return Err(error.into());
             }
         };
-        let page = visible_text(&fetched.html, PAGE_TEXT_BUDGET);
-        let content_hash = hex(&Sha256::digest(
-            format!("{}\n{}\n{}", page.title, page.description, page.body).as_bytes(),
-        ));
+        let (page, content_hash) = read_page(&fetched.html);
         let facts = CompanyFacts {
             sector: company.sector.clone(),
             stage: company.stage,
@@ -389,6 +386,16 @@ impl EnrichmentWorker {
             .ok()
             .flatten()
     }
+}
+
+/// A page as enrichment reads it: its visible text, within what a model
+/// is given, and the SHA-256 of that text (which keys the cache).
+pub(crate) fn read_page(html: &str) -> (PageText, String) {
+    let page = visible_text(html, PAGE_TEXT_BUDGET);
+    let content_hash = hex(&Sha256::digest(
+        format!("{}\n{}\n{}", page.title, page.description, page.body).as_bytes(),
+    ));
+    (page, content_hash)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -35,6 +35,7 @@ use vcintel_commands::enrichment::RecentResults;
 use vcintel_commands::CommandMetadata;
 use vcintel_domain::enrichment::EnrichmentJobId;
 
+pub(crate) use job::read_page;
 use job::Outcome;
 pub use job::DEFERRED_REASON;
 
