@@ -114,6 +114,39 @@ pub(crate) fn summary(answers: &[Vec<Answer>]) -> BTreeMap<u16, usize> {
     by_status
 }
 
+/// Waits for the load's clients and returns every command's answers,
+/// having checked that the faults were answered 503 or not at all (409: a
+/// retry while its key's first try is still recorded as under way, cut
+/// off by the fault, until the claim may be taken over), never otherwise.
+pub(crate) async fn answers_through_faults(
+    clients: Vec<tokio::task::JoinHandle<Vec<Vec<Answer>>>>,
+) -> Vec<Vec<Answer>> {
+    let mut answers = Vec::new();
+    for client in clients {
+        answers.extend(client.await.unwrap());
+    }
+    let by_status = summary(&answers);
+    println!("answers by status: {by_status:?}");
+    assert!(
+        by_status
+            .keys()
+            .all(|status| [0, 201, 409, 503].contains(status)),
+        "a fault is answered 503 (or not at all), never {by_status:?}"
+    );
+    answers
+}
+
+/// Every acknowledged command of `answers` is in the store at `pool`,
+/// exactly once.
+pub(crate) async fn assert_each_stored_once(pool: &sqlx::PgPool, answers: &[Vec<Answer>]) {
+    let (added, websites) = store_counts(pool).await;
+    assert_eq!(
+        (added, websites),
+        (answers.len() as i64, answers.len() as i64),
+        "every acknowledged command is in the store, once"
+    );
+}
+
 pub(crate) async fn store_counts(pool: &sqlx::PgPool) -> (i64, i64) {
     sqlx::query_as(
         "select count(*), count(distinct payload->'company.added'->>'website')
@@ -286,12 +319,7 @@ async fn killing_every_process_nats_and_postgres_under_load_loses_no_acknowledge
         answers.extend(client.await.unwrap());
     }
     println!("answers by status: {:?}", summary(&answers));
-    let (added, websites) = store_counts(&env.pool).await;
-    assert_eq!(
-        (added, websites),
-        (answers.len() as i64, answers.len() as i64),
-        "every acknowledged command is in the store, once"
-    );
+    assert_each_stored_once(&env.pool, &answers).await;
     let js = jetstream_at(&nats.url()).await;
     let converge_from = Instant::now();
     eventually(

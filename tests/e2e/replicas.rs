@@ -9,7 +9,7 @@ use crate::helpers::{
     eventually, free_port, wait_until_answering, Endpoint, KillOnDrop, PrivatePostgres, TestEnv,
     ADMIN_TOKEN,
 };
-use crate::outage::{load, store_counts, summary};
+use crate::outage::{answers_through_faults, assert_each_stored_once, load, store_counts};
 use reqwest::StatusCode;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -248,29 +248,11 @@ async fn a_synchronous_replica_promoted_after_the_primary_is_killed_under_load_l
         started.elapsed()
     );
 
-    let mut answers = Vec::new();
-    for client in clients {
-        answers.extend(client.await.unwrap());
-    }
-    let by_status = summary(&answers);
-    println!("answers by status: {by_status:?}");
-    // 409: a retry while the key's first try is still recorded as under
-    // way (cut off by the outage), until the claim may be taken over.
-    assert!(
-        by_status
-            .keys()
-            .all(|status| [0, 201, 409, 503].contains(status)),
-        "an outage is answered 503 (or not at all), never {by_status:?}"
-    );
+    let answers = answers_through_faults(clients).await;
     env.pool = vcintel_infra::db::connect(&env.database_url, 5)
         .await
         .unwrap();
-    let (added, websites) = store_counts(&setup).await;
-    assert_eq!(
-        (added, websites),
-        (answers.len() as i64, answers.len() as i64),
-        "every acknowledged command is in the promoted replica, once"
-    );
+    assert_each_stored_once(&setup, &answers).await;
     let converging = Instant::now();
     eventually(
         Duration::from_secs(60),
