@@ -796,40 +796,52 @@ impl Drop for KillOnDrop {
 
 /// What a downstream subscriber replaying the stream from its start sees:
 /// `(stream sequence, CloudEvents id, epoch header)` of every message.
-/// Waits (up to 20 s) for a server that is coming back.
+/// Starts over (for up to 30 s) while a server or the stream's leader is
+/// moving and JetStream fails a fetch.
 pub async fn replay_stream(
     js: &jetstream::Context,
     stream_name: &str,
 ) -> Vec<(u64, String, String)> {
+    // A replay cut short (a node or the stream's leader moving) starts over.
+    eventually(
+        Duration::from_secs(30),
+        "a whole replay of the stream",
+        || try_replay_stream(js, stream_name),
+    )
+    .await
+}
+
+/// One replay from the start, or `None` if JetStream failed on the way.
+async fn try_replay_stream(
+    js: &jetstream::Context,
+    stream_name: &str,
+) -> Option<Vec<(u64, String, String)>> {
     use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
     use futures::StreamExt;
-    let consumer = eventually(Duration::from_secs(20), "a replay consumer", || async {
-        let stream = js.get_stream(stream_name).await.ok()?;
-        stream
-            .create_consumer(pull::Config {
-                deliver_policy: DeliverPolicy::All,
-                ack_policy: AckPolicy::None,
-                inactive_threshold: Duration::from_secs(30),
-                ..Default::default()
-            })
-            .await
-            .ok()
-            .map(|consumer| (stream, consumer))
-    })
-    .await;
-    let (stream, consumer) = consumer;
+    let stream = js.get_stream(stream_name).await.ok()?;
+    let consumer = stream
+        .create_consumer(pull::Config {
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::None,
+            inactive_threshold: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await
+        .ok()?;
     let name = consumer.cached_info().name.clone();
     let mut seen = Vec::new();
-    loop {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(1_000)
-            .messages()
-            .await
-            .expect("fetch");
+    let mut whole = true;
+    'replay: loop {
+        let Ok(mut batch) = consumer.fetch().max_messages(1_000).messages().await else {
+            whole = false;
+            break;
+        };
         let mut got = 0;
         while let Some(message) = batch.next().await {
-            let message = message.expect("message");
+            let Ok(message) = message else {
+                whole = false;
+                break 'replay;
+            };
             got += 1;
             let seq = message.info().expect("info").stream_sequence;
             let body: Value = serde_json::from_slice(&message.payload).expect("json");
@@ -850,7 +862,7 @@ pub async fn replay_stream(
         }
     }
     let _ = stream.delete_consumer(&name).await;
-    seen
+    whole.then_some(seen)
 }
 
 /// The path of a current nats-server: `NATS_SERVER` (set by the scripts),
