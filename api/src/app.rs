@@ -56,16 +56,24 @@ impl Application {
     pub async fn build(settings: Settings, components: &[Component]) -> anyhow::Result<Self> {
         let database = db::target_of(&settings.database_url);
         tracing::info!(%database, "connecting to Postgres");
-        db::reach(&settings.database_url, Duration::from_secs(10))
-            .await
-            .map_err(|cause| anyhow::anyhow!("DATABASE_URL ({database}): {cause}"))?;
-        let pool = db::connect_failing_after(
+        let pool = match db::connect_failing_after(
             &settings.database_url,
             settings.db_max_connections,
             Duration::from_millis(settings.db_acquire_timeout_ms),
         )
         .await
-        .context("connecting to Postgres (DATABASE_URL)")?;
+        {
+            Ok(pool) => pool,
+            // The pool says only that it timed out: one direct connection
+            // says why.
+            Err(error) => {
+                let cause = match db::reach(&settings.database_url, Duration::from_secs(10)).await {
+                    Err(cause) => cause,
+                    Ok(()) => error.to_string(),
+                };
+                anyhow::bail!("DATABASE_URL ({database}): {cause}")
+            }
+        };
         db::migrate(&pool).await.context("applying migrations")?;
         let nats_servers = crate::settings::nats_servers(&settings.nats_url)?;
         let nats = async_nats::ConnectOptions::new()

@@ -95,6 +95,20 @@ pub(crate) async fn stream_and_read_model_converged(env: &TestEnv) -> Option<()>
     .then_some(())
 }
 
+/// Waits (at most `within`) until the stream and the read model converge
+/// on the store; how long it took.
+pub(crate) async fn until_converged(
+    env: &TestEnv,
+    within: std::time::Duration,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    crate::helpers::eventually(within, "the stream and the read model to converge", || {
+        stream_and_read_model_converged(env)
+    })
+    .await;
+    started.elapsed()
+}
+
 /// The read model must equal what folding every company's events gives.
 pub(crate) async fn read_model_matches_a_fresh_fold(env: &TestEnv) -> Result<(), String> {
     let events = event_log::read_all_of_type(&env.pool, "company", event_log::Reading::AsStored)

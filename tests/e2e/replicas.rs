@@ -4,7 +4,7 @@
 //! the primary is killed under load takes over with no acknowledged command
 //! lost, the stream and read models converging to it.
 
-use crate::crash::stream_and_read_model_converged;
+use crate::crash::until_converged;
 use crate::helpers::{
     eventually, free_port, wait_until_answering, Endpoint, KillOnDrop, PrivatePostgres, TestEnv,
     ADMIN_TOKEN,
@@ -160,14 +160,8 @@ async fn a_streaming_replica_serves_reads_with_read_your_writes_and_steps_aside_
     write_then_read(&env, &base, &token, "Resumed").await;
     let (added, _) = store_counts(&env.pool).await;
     assert_eq!(added, 31, "every acknowledged command is stored");
-    let converging = Instant::now();
-    eventually(
-        Duration::from_secs(30),
-        "the stream and the read model to converge",
-        || stream_and_read_model_converged(&env),
-    )
-    .await;
-    println!("converged {:?} after the last write", converging.elapsed());
+    let converged_in = until_converged(&env, Duration::from_secs(30)).await;
+    println!("converged {converged_in:?} after the last write");
     running.stop().await;
 }
 
@@ -253,16 +247,9 @@ async fn a_synchronous_replica_promoted_after_the_primary_is_killed_under_load_l
         .await
         .unwrap();
     assert_each_stored_once(&setup, &answers).await;
-    let converging = Instant::now();
-    eventually(
-        Duration::from_secs(60),
-        "the stream and the read model to converge on the new primary",
-        || stream_and_read_model_converged(&env),
-    )
-    .await;
+    let converged_in = until_converged(&env, Duration::from_secs(60)).await;
     println!(
-        "converged {:?} after the last acknowledgement ({:?} after the kill), {} commands",
-        converging.elapsed(),
+        "converged {converged_in:?} after the last acknowledgement ({:?} after the kill), {} commands",
         started.elapsed(),
         answers.len()
     );

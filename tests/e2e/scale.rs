@@ -5,7 +5,7 @@
 //! the read models converge to the store. Each test prints what it
 //! injected and how long convergence took.
 
-use crate::crash::stream_and_read_model_converged;
+use crate::crash::until_converged;
 use crate::helpers::{
     eventually, free_port, jetstream_at, wait_until_answering, KillOnDrop, PrivateNats, TestEnv,
     ADMIN_TOKEN,
@@ -177,16 +177,9 @@ async fn every_process_runs_several_times_on_a_three_node_cluster_that_loses_a_n
     let answers = answers_through_faults(clients).await;
     assert_each_stored_once(&env.pool, &answers).await;
     until_complete(&env, "the stream whole after the leader came back").await;
-    let converging = Instant::now();
-    eventually(
-        Duration::from_secs(60),
-        "the stream and the read model to converge",
-        || stream_and_read_model_converged(&env),
-    )
-    .await;
+    let converged_in = until_converged(&env, Duration::from_secs(60)).await;
     println!(
-        "converged {:?} after the last acknowledgement ({:?} after the first kill), {} commands",
-        converging.elapsed(),
+        "converged {converged_in:?} after the last acknowledgement ({:?} after the first kill), {} commands",
         started.elapsed(),
         answers.len()
     );
