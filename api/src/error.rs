@@ -354,11 +354,40 @@ impl ApiError {
     }
 }
 
+/// Warns that the database is unreachable at most once a minute, with how
+/// many requests were refused since: an outage meets every request, and a
+/// warning each would bury everything else in the log.
+fn tell_database_unreachable(cause: &anyhow::Error) {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static TOLD_AT: AtomicU64 = AtomicU64::new(0);
+    static REFUSED: AtomicU64 = AtomicU64::new(0);
+    let refused = REFUSED.fetch_add(1, Relaxed) + 1;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let told_at = TOLD_AT.load(Relaxed);
+    let error = format!("{cause:#}");
+    if now.saturating_sub(told_at) >= 60
+        && TOLD_AT
+            .compare_exchange(told_at, now, Relaxed, Relaxed)
+            .is_ok()
+    {
+        REFUSED.store(0, Relaxed);
+        tracing::warn!(
+            error,
+            refused,
+            "database unreachable; answering 503 (told at most once a minute)"
+        );
+    } else {
+        tracing::debug!(error, "database unreachable");
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(cause) = &self {
             if cause.chain().any(vcintel_infra::db::is_unavailable) {
-                tracing::warn!(error = format!("{cause:#}"), "database unreachable");
+                tell_database_unreachable(cause);
                 return ApiError::Unavailable("the database").into_response();
             }
             tracing::error!(error = format!("{cause:#}"), "request failed");

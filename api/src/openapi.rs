@@ -571,7 +571,8 @@ pub fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// Gives every problem response an example of what that status answers
 /// there, as the service words it (`ApiError::one_of_each`): the problem
 /// type the response's description names (`read-model-behind`, …), else
-/// the first kind with that status; the operation's path as the instance.
+/// the first kind with that status; a path the operation serves as the
+/// instance.
 fn exemplify_problems(spec: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::RefOr;
     let kinds = crate::error::ApiError::one_of_each();
@@ -601,11 +602,26 @@ fn exemplify_problems(spec: &mut utoipa::openapi::OpenApi) {
                     continue;
                 };
                 let mut problem = kind.to_problem();
-                problem.instance = Some(path.clone());
+                problem.instance = Some(example_path(path));
                 content.example = serde_json::to_value(problem).ok();
             }
         }
     }
+}
+
+/// `template` with example values for its parameters, as a request's
+/// path would read: `/v1/companies/{id}` → `/v1/companies/0193a5a0-…`.
+fn example_path(template: &str) -> String {
+    template
+        .split('/')
+        .map(|segment| match segment {
+            "{name}" => "companies",
+            "{consumer}" => "enricher",
+            s if s.starts_with('{') => "0193a5a0-7c1e-7000-8000-00000000002a",
+            s => s,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The OpenAPI document the API serves at `/openapi.json`.
@@ -660,6 +676,146 @@ mod tests {
             })
             .collect();
         assert!(dangling.is_empty(), "references to nothing: {dangling:?}");
+    }
+
+    /// What Swagger UI shows as a response's "Example Value": the
+    /// response's own example, else the schema's, else one composed from
+    /// its properties'. `leaves_without` collects where that would fall
+    /// back to a placeholder (`"string"`, `0`, `true`).
+    fn shown_example(
+        schemas: &serde_json::Map<String, serde_json::Value>,
+        schema: &serde_json::Value,
+        at: &str,
+        leaves_without: &mut Vec<String>,
+    ) -> serde_json::Value {
+        use serde_json::{json, Value};
+        if let Some(example) = schema.get("example") {
+            return example.clone();
+        }
+        if let Some(Value::Array(examples)) = schema.get("examples") {
+            if let Some(first) = examples.first() {
+                return first.clone();
+            }
+        }
+        if let Some(Value::String(target)) = schema.get("$ref") {
+            let name = target.trim_start_matches("#/components/schemas/");
+            return shown_example(schemas, &schemas[name], name, leaves_without);
+        }
+        if let Some(Value::Array(parts)) = schema.get("allOf") {
+            let mut whole = serde_json::Map::new();
+            for part in parts {
+                if let Value::Object(fields) = shown_example(schemas, part, at, leaves_without) {
+                    whole.extend(fields);
+                }
+            }
+            return Value::Object(whole);
+        }
+        for choice in ["oneOf", "anyOf"] {
+            if let Some(Value::Array(alternatives)) = schema.get(choice) {
+                let first = alternatives.iter().find(|a| a["type"] != "null");
+                return first.map_or(Value::Null, |a| {
+                    shown_example(schemas, a, at, leaves_without)
+                });
+            }
+        }
+        if let Some(Value::Array(values)) = schema.get("enum") {
+            return values[0].clone();
+        }
+        let types: Vec<&str> = match &schema["type"] {
+            Value::String(one) => vec![one.as_str()],
+            Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let kind = types.into_iter().find(|t| *t != "null").unwrap_or("object");
+        match kind {
+            "object" => {
+                let Some(Value::Object(properties)) = schema.get("properties") else {
+                    leaves_without.push(at.to_owned());
+                    return json!({});
+                };
+                let fields = properties.iter().map(|(name, property)| {
+                    let at = format!("{at}.{name}");
+                    (
+                        name.clone(),
+                        shown_example(schemas, property, &at, leaves_without),
+                    )
+                });
+                Value::Object(fields.collect())
+            }
+            "array" => {
+                let at = format!("{at}[]");
+                json!([shown_example(
+                    schemas,
+                    &schema["items"],
+                    &at,
+                    leaves_without
+                )])
+            }
+            // Formats Swagger UI fills with a well-formed value of their own.
+            "string" if schema.get("format").is_some() => json!("2026-12-07T09:41:12Z"),
+            _ => {
+                leaves_without.push(at.to_owned());
+                Value::Null
+            }
+        }
+    }
+
+    /// An API document whose examples say `"string"` and `0` teaches a
+    /// reader nothing; one whose examples break its own schema misleads.
+    /// Every JSON response shows a real example, and it is valid.
+    #[test]
+    fn every_json_response_shows_a_real_example_that_its_schema_accepts() {
+        let spec = serde_json::to_value(openapi()).expect("serialize spec");
+        let schemas = spec["components"]["schemas"].as_object().expect("schemas");
+        let mut leaves_without = Vec::new();
+        let mut invalid = Vec::new();
+        let mut checked = 0;
+        for (path, operations) in spec["paths"].as_object().expect("paths") {
+            for (method, operation) in operations.as_object().expect("operations") {
+                let Some(responses) = operation["responses"].as_object() else {
+                    continue;
+                };
+                for (status, response) in responses {
+                    let Some(content) = response["content"].as_object() else {
+                        continue;
+                    };
+                    for (media_type, body) in content {
+                        if !media_type.ends_with("json") {
+                            continue;
+                        }
+                        let at = format!("{method} {path} {status}");
+                        let example = match body.get("example") {
+                            Some(example) => example.clone(),
+                            None => {
+                                shown_example(schemas, &body["schema"], &at, &mut leaves_without)
+                            }
+                        };
+                        let mut root = spec.clone();
+                        root["x-body"] = body["schema"].clone();
+                        root["$ref"] = serde_json::json!("#/x-body");
+                        let validator = jsonschema::draft202012::new(&root)
+                            .unwrap_or_else(|e| panic!("{at}: {e}"));
+                        if let Err(error) = validator.validate(&example) {
+                            invalid.push(format!("{at}: {error} in {example}"));
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 100, "only {checked} JSON responses found");
+        leaves_without.sort();
+        leaves_without.dedup();
+        assert!(
+            leaves_without.is_empty(),
+            "these show a placeholder instead of an example:\n{}",
+            leaves_without.join("\n")
+        );
+        assert!(
+            invalid.is_empty(),
+            "invalid examples:\n{}",
+            invalid.join("\n")
+        );
     }
 
     #[test]

@@ -53,10 +53,13 @@ impl Stage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct CompanyDetails {
+    #[cfg_attr(feature = "schema", schema(example = "Acme Robotics"))]
     pub name: String,
     pub website: Website,
+    #[cfg_attr(feature = "schema", schema(example = "Robotics"))]
     pub sector: Option<String>,
     pub stage: Option<Stage>,
+    #[cfg_attr(feature = "schema", schema(example = "Berlin"))]
     pub location: Option<String>,
 }
 

@@ -106,6 +106,10 @@ impl SignalKind {
 pub struct Signal {
     pub kind: SignalKind,
     /// The words on the page that support it.
+    #[cfg_attr(
+        feature = "schema",
+        schema(example = "Series A led by Point Nine, announced March 2026")
+    )]
     pub evidence: String,
     pub confidence: Confidence,
 }
@@ -142,9 +146,12 @@ pub struct Extraction {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Usage {
+    #[cfg_attr(feature = "schema", schema(example = 1480))]
     pub tokens_in: u64,
+    #[cfg_attr(feature = "schema", schema(example = 260))]
     pub tokens_out: u64,
     /// Millionths of a US dollar, so sums stay exact.
+    #[cfg_attr(feature = "schema", schema(example = 378))]
     pub cost_micro_usd: u64,
 }
 

@@ -32,15 +32,22 @@ impl std::fmt::Display for SavedSearchId {
 #[serde(deny_unknown_fields)]
 pub struct SearchFilters {
     /// Sector (case-insensitive).
+    #[cfg_attr(feature = "schema", schema(example = "Robotics"))]
     pub sector: Option<String>,
     pub stage: Option<Stage>,
     /// Location (case-insensitive).
+    #[cfg_attr(feature = "schema", schema(example = "Berlin"))]
     pub location: Option<String>,
     /// Minimum fit score, 0–100.
     #[cfg_attr(feature = "schema", schema(maximum = 100))]
     #[serde(default, deserialize_with = "crate::validation::optional_integral")]
+    #[cfg_attr(feature = "schema", schema(example = 60))]
     pub min_score: Option<u8>,
     /// Full-text query (words, `"phrases"`, `-exclusions`).
+    #[cfg_attr(
+        feature = "schema",
+        schema(example = "\"warehouse automation\" -drones")
+    )]
     pub text: Option<String>,
 }
 

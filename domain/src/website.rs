@@ -14,6 +14,7 @@ use url::Url;
 /// [`identity`]: Website::identity
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(example = "acme-robotics.io"))]
 #[serde(transparent)]
 pub struct Website(String);
 

@@ -266,9 +266,14 @@ pub struct SessionRecord {
     pub last_refreshed_at: chrono::DateTime<chrono::Utc>,
     pub expires_at: chrono::DateTime<chrono::Utc>,
     pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[schema(example = "logout")]
     pub revoked_reason: Option<String>,
     /// The address it was opened from.
+    #[schema(example = "203.0.113.24")]
     pub ip: Option<String>,
+    #[schema(
+        example = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 Safari/605.1.15"
+    )]
     pub user_agent: Option<String>,
 }
 

@@ -212,14 +212,21 @@ pub async fn park(
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     /// The consumer that gave up on it: a read model, or `enricher`.
+    #[schema(example = "companies")]
     pub projection: String,
     pub event_id: uuid::Uuid,
+    #[schema(example = "company")]
     pub aggregate_type: String,
+    #[schema(example = "0193a5a0-7c1e-7000-8000-00000000002a")]
     pub aggregate_id: String,
+    #[schema(example = 7)]
     pub sequence: i64,
     /// The subject the event was published on.
+    #[schema(example = "vcintel.events.company.0193a5a0-7c1e-7000-8000-00000000002a")]
     pub subject: String,
+    #[schema(example = "applying company.updated v7: the read model has no row for the company")]
     pub error: String,
+    #[schema(example = 5)]
     pub deliveries: u64,
     pub parked_at: chrono::DateTime<chrono::Utc>,
 }

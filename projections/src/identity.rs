@@ -525,16 +525,29 @@ pub async fn security_log_of(
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "schema", schema(as = SecurityEventEntry))]
+// A whole example, because utoipa drops a free-form field's own
+// (juhaku/utoipa#1599), and `detail` is one.
+#[cfg_attr(feature = "schema", schema(example = json!({
+    "id": "0193a5a4-2b6d-7000-8000-0000000000e1",
+    "occurred_at": "2026-12-07T08:12:44Z",
+    "kind": "login.failed",
+    "workspace_id": null,
+    "user_id": "0193a59f-0d2c-7000-8000-000000000011",
+    "ip": "203.0.113.24",
+    "detail": {"reason": "invalid email or password"}
+})))]
 pub struct SecurityLogEntry {
     pub id: Uuid,
     pub occurred_at: DateTime<Utc>,
     /// e.g. `login.failed`, `login.locked_out`, `session.revoked_all`,
     /// `api_key.created`, `api_key.revoked`, `member.role_changed`,
     /// `rate_limit.exceeded`.
+    #[cfg_attr(feature = "schema", schema(example = "login.failed"))]
     pub kind: String,
     pub workspace_id: Option<Uuid>,
     /// The user it concerns or who acted.
     pub user_id: Option<Uuid>,
+    #[cfg_attr(feature = "schema", schema(example = "203.0.113.24"))]
     pub ip: Option<String>,
     pub detail: serde_json::Value,
 }

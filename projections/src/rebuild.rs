@@ -73,21 +73,31 @@ pub struct Rebuilt {
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "schema", schema(as = RebuildProgress))]
 pub struct RebuildStatus {
+    #[cfg_attr(feature = "schema", schema(example = "companies"))]
     pub read_model: String,
     /// `running` (fresh tables being filled; live ones serve) or `swapped`.
+    #[cfg_attr(feature = "schema", schema(example = "swapped"))]
     pub state: String,
     /// Whether a process is working on it now; a `running` rebuild nobody
     /// works on was interrupted and resumes when started again.
+    #[cfg_attr(feature = "schema", schema(example = false))]
     pub active: bool,
+    #[cfg_attr(feature = "schema", schema(example = 18420))]
     pub replayed: i64,
     /// Events that feed the read model (counted at the start, raised as
     /// more arrive).
+    #[cfg_attr(feature = "schema", schema(example = 18420))]
     pub total: i64,
     /// Runs so far: above 1 when it was resumed.
+    #[cfg_attr(feature = "schema", schema(example = 1))]
     pub runs: i32,
     pub started_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    #[cfg_attr(
+        feature = "schema",
+        schema(example = "connection to the database was lost; resumes when started again")
+    )]
     pub last_error: Option<String>,
 }
 

@@ -225,11 +225,16 @@ pub async fn top_workspace_costs(
 pub struct PersonUsage {
     pub workspace_id: Uuid,
     pub month: NaiveDate,
+    #[cfg_attr(feature = "schema", schema(example = 42))]
     pub enrichments: i64,
+    #[cfg_attr(feature = "schema", schema(example = 40))]
     pub model_calls: i64,
+    #[cfg_attr(feature = "schema", schema(example = 61200))]
     pub tokens_in: i64,
+    #[cfg_attr(feature = "schema", schema(example = 9800))]
     pub tokens_out: i64,
     /// Millionths of a US dollar.
+    #[cfg_attr(feature = "schema", schema(example = 15060))]
     pub cost_micro_usd: i64,
 }
 

@@ -131,12 +131,6 @@ async fn signed_in(env: &mut TestEnv) -> SignedIn {
 /// within minutes.
 #[tokio::test]
 async fn schemathesis_finds_nothing_against_the_running_service() {
-    // The service's warnings and errors (a 500's cause) in the test's
-    // output, which shows when it fails.
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter("warn,async_nats=error")
-        .try_init();
     let mut env = TestEnv::new().await;
     let run = signed_in(&mut env).await;
     let dir = contract_dir();

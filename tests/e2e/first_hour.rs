@@ -162,10 +162,24 @@ async fn the_start_up_line_and_the_bare_address_say_where_to_go() {
     let _process = crate::helpers::KillOnDrop(process);
     let printed = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);
+    // The README's quick start shows the very line the service prints.
+    let readme = include_str!("../../README.md");
+    let documented = readme
+        .lines()
+        .find_map(|line| line.strip_prefix("INFO "))
+        .expect("the README shows the start-up line");
+    let host = base.trim_start_matches("http://");
+    let expected = documented.replace("127.0.0.1:8080", host);
     assert!(
-        printed.contains(&format!("docs {base}/docs")),
-        "the start-up line names the docs: {printed}"
+        printed.contains(&expected),
+        "the start-up line reads as the README shows it ({expected}): {printed}"
     );
+    for url in ["/v1", "/docs", "/health/ready"] {
+        assert!(
+            printed.contains(&format!("{base}{url}")),
+            "{url}: {printed}"
+        );
+    }
     let root: serde_json::Value = env
         .http
         .get(format!("{base}/"))

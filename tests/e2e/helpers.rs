@@ -37,6 +37,13 @@ fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     if std::env::var_os("TEST_LOG").is_some() {
         let _logs_only = vcintel_api::telemetry::init();
+    } else {
+        // The service's warnings and errors (a 500's cause) go to the
+        // test's output, which shows when the test fails.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("warn,async_nats=error")
+            .try_init();
     }
 }
 

@@ -6,7 +6,7 @@
 
 use super::progress;
 use clap::Subcommand;
-use indicatif::{MultiProgress, ProgressBar};
+use indicatif::ProgressBar;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -41,14 +41,12 @@ pub enum BackupAction {
 
 /// One bar per table, drawn while it is copied (hidden off a terminal).
 struct TableBars {
-    all: MultiProgress,
     bars: Mutex<HashMap<String, ProgressBar>>,
 }
 
 impl TableBars {
     fn new() -> Self {
         Self {
-            all: MultiProgress::new(),
             bars: Mutex::default(),
         }
     }
@@ -57,10 +55,9 @@ impl TableBars {
         let Ok(mut bars) = self.bars.lock() else {
             return;
         };
-        let bar = bars.entry(table.to_owned()).or_insert_with(|| {
-            self.all
-                .add(progress::rows_bar(&format!("{verb} {table}"), total))
-        });
+        let bar = bars
+            .entry(table.to_owned())
+            .or_insert_with(|| progress::rows_bar(&format!("{verb} {table}"), total));
         bar.set_length(total.max(done));
         bar.set_position(done);
     }

@@ -48,7 +48,7 @@ pub async fn run(
             let vault = keys.vault(pool.clone())?;
             let report =
                 vcintel_infra::verify::verify(&vault, 1_000, |n| bar.set_position(n)).await?;
-            bar.finish();
+            bar.finish_and_clear();
             println!(
                 "{} events in {} aggregates: {}",
                 report.events,

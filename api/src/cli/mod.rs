@@ -8,7 +8,7 @@ mod demo;
 mod events;
 mod migrate;
 mod privacy;
-mod progress;
+pub(crate) mod progress;
 mod projections;
 mod serve;
 mod stream;

@@ -1,7 +1,21 @@
 //! Progress bars for long operator commands, drawn on standard error only
 //! when it is a terminal (indicatif hides them otherwise).
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+/// Every bar is drawn through this one, so that a log line written while
+/// bars are on screen goes above them (`above_the_bars`) instead of being
+/// glued to the end of one.
+fn on_screen() -> &'static MultiProgress {
+    static BARS: std::sync::OnceLock<MultiProgress> = std::sync::OnceLock::new();
+    BARS.get_or_init(MultiProgress::new)
+}
+
+/// Runs `write` (printing a log line) with the bars cleared, then redraws
+/// them below what it printed.
+pub fn above_the_bars<R>(write: impl FnOnce() -> R) -> R {
+    on_screen().suspend(write)
+}
 
 /// A bar counting events towards `total`.
 pub fn events_bar(label: &str, total: u64) -> ProgressBar {
@@ -12,7 +26,7 @@ pub fn events_bar(label: &str, total: u64) -> ProgressBar {
         bar.set_style(style.progress_chars("#-"));
     }
     bar.set_message(label.to_owned());
-    bar
+    on_screen().add(bar)
 }
 
 /// A spinner counting events when the total is unknown.
@@ -22,7 +36,7 @@ pub fn events_counter(label: &str) -> ProgressBar {
         bar.set_style(style);
     }
     bar.set_message(label.to_owned());
-    bar
+    on_screen().add(bar)
 }
 
 /// A bar counting a table's rows towards `total`.
@@ -34,7 +48,7 @@ pub fn rows_bar(label: &str, total: u64) -> ProgressBar {
         bar.set_style(style.progress_chars("#-"));
     }
     bar.set_message(label.to_owned());
-    bar
+    on_screen().add(bar)
 }
 
 /// `2.4 s`, `3 min 05 s`: how long something took, for people.
@@ -60,5 +74,5 @@ pub fn counter(label: &str, unit: &str) -> ProgressBar {
         bar.set_style(style);
     }
     bar.set_message(label.to_owned());
-    bar
+    on_screen().add(bar)
 }

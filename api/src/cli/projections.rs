@@ -118,7 +118,8 @@ pub(super) async fn rebuild(
         let rebuilt =
             vcintel_projections::rebuild::rebuild_by_name(&vault, &name, options, &progress)
                 .await?;
-        bar.finish();
+        // The summary below replaces the bar: one display, then one line.
+        bar.finish_and_clear();
         let elapsed = started.elapsed();
         let fresh = rebuilt.events - rebuilt.resumed_from;
         let resumed = if rebuilt.resumed_from > 0 {

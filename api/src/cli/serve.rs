@@ -23,7 +23,8 @@ pub async fn run(settings: Settings, only: Vec<Component>) -> anyhow::Result<()>
             docs = %format!("http://{host}/docs"),
             openapi = %format!("http://{host}/openapi.json"),
             health = %format!("http://{host}/health/ready"),
-            "vcintel serving on {address}: API http://{host}/v1, docs http://{host}/docs"
+            "vcintel serving on {address}: API http://{host}/v1, docs http://{host}/docs, \
+             health http://{host}/health/ready"
         );
     } else {
         tracing::info!(components = ?components, "vcintel running");

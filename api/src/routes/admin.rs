@@ -122,17 +122,23 @@ impl Operator {
 /// A read model's health and its latest rebuild.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ReadModelStatus {
+    #[schema(example = "companies")]
     pub name: String,
     /// The aggregate types whose events feed it.
+    #[schema(example = json!(["company", "enrichment_job"]))]
     pub aggregate_types: Vec<String>,
     /// The last stream sequence delivered to its projector.
+    #[schema(example = 18420)]
     pub position: u64,
     /// Messages not yet applied.
+    #[schema(example = 0)]
     pub lag: u64,
     /// Aggregates it reflects.
+    #[schema(example = 15230)]
     pub aggregates: i64,
     /// Events parked on the dead-letter stream because applying them kept
     /// failing.
+    #[schema(example = 0)]
     pub dead_letters: u64,
     pub last_failure: Option<ProjectionFailure>,
     /// Versions the projection found missing from the stream (a hole met
@@ -145,10 +151,13 @@ pub struct ReadModelStatus {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct GapFills {
     /// How many times it met a hole.
+    #[schema(example = 1)]
     pub times: i64,
     /// Events filled in all.
+    #[schema(example = 3)]
     pub events: i64,
     /// `aggregate type/aggregate id` of the last one.
+    #[schema(example = "company/0193a5a0-7c1e-7000-8000-00000000002a")]
     pub last_aggregate: String,
     pub last_at: DateTime<Utc>,
 }
@@ -157,9 +166,12 @@ pub struct GapFills {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProjectionFailure {
     /// `aggregate type/aggregate id vN`.
+    #[schema(example = "company/0193a5a0-7c1e-7000-8000-00000000002a v7")]
     pub event: String,
+    #[schema(example = "the read model has no row for the company")]
     pub error: String,
     /// Consecutive failures on that event.
+    #[schema(example = 2)]
     pub failures: i64,
     pub at: DateTime<Utc>,
 }
@@ -167,6 +179,7 @@ pub struct ProjectionFailure {
 /// How many dead letters were republished.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RetriedDeadLetters {
+    #[schema(example = 3)]
     pub retried: usize,
 }
 
@@ -292,6 +305,7 @@ pub async fn start_rebuild(
 /// A read model's name.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ReadModelName {
+    #[schema(example = "companies")]
     pub name: String,
 }
 
@@ -299,6 +313,7 @@ pub struct ReadModelName {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ParkedEvent {
     /// Its sequence on the dead-letter stream.
+    #[schema(example = 3)]
     pub sequence: u64,
     pub letter: vcintel_infra::stream::DeadLetter,
 }
@@ -382,16 +397,24 @@ fn broker_reachable(state: &AppState) -> Result<(), ApiError> {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RelayStatus {
     /// Events committed but not yet published (counted up to 10,000).
+    #[schema(example = 0)]
     pub lag: i64,
     /// How long the oldest of them has waited, in seconds.
+    #[schema(example = 0.02)]
     pub oldest_waiting_seconds: Option<f64>,
     /// The instance holding the relay's lease, if any.
+    #[schema(example = "api-7d9f8-2x4kq")]
     pub leader: Option<String>,
     /// How many times the stream was refilled from the event store.
+    #[schema(example = 1)]
     pub epoch: i64,
     /// The stream sequence up to which the stream is proven equal to the store.
+    #[schema(example = 18420)]
     pub verified_seq: i64,
     /// Why the relay is halted, while it is.
+    #[schema(
+        example = "the stream holds events the event store does not, from sequence 18421 (the store was restored from an older backup?)"
+    )]
     pub halted: Option<String>,
     /// The latest divergence found and what was done.
     pub last_repair: Option<LastRepair>,
@@ -399,7 +422,9 @@ pub struct RelayStatus {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LastRepair {
+    #[schema(example = "12 events missing from the stream after sequence 1840; republished")]
     pub detail: String,
+    #[schema(example = 3600.5)]
     pub seconds_ago: f64,
 }
 
@@ -450,6 +475,7 @@ pub struct CostParams {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct MonthUsage {
     /// `YYYY-MM`.
+    #[schema(example = "2026-11")]
     pub month: String,
     #[serde(flatten)]
     pub usage: crate::routes::enrichments::UsageTotals,
@@ -459,9 +485,12 @@ pub struct MonthUsage {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct WorkspaceCost {
     pub workspace_id: uuid::Uuid,
+    #[schema(example = 120)]
     pub enrichments: u64,
+    #[schema(example = 118)]
     pub model_calls: u64,
     /// Millionths of a US dollar.
+    #[schema(example = 48210)]
     pub cost_micro_usd: u64,
 }
 
@@ -469,6 +498,7 @@ pub struct WorkspaceCost {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EnrichmentCosts {
     /// `YYYY-MM`.
+    #[schema(example = "2026-12")]
     pub month: String,
     /// Up to twelve months ending with `month`, oldest first; months without
     /// enrichments are absent.

@@ -24,23 +24,33 @@ pub struct AuditEvent {
     pub id: Uuid,
     /// e.g. `company.added`.
     #[serde(rename = "type")]
+    #[schema(example = "company.added")]
     pub event_type: String,
     /// The event's schema version.
+    #[schema(example = "1")]
     pub version: String,
+    #[schema(example = "company")]
     pub aggregate_type: String,
+    #[schema(example = "0193a5a0-7c1e-7000-8000-00000000002a")]
     pub aggregate_id: String,
     /// The aggregate's version after this event.
+    #[schema(example = 1)]
     pub sequence: i64,
     /// Global position (insert order; the feed's order is commit order).
+    #[schema(example = 18421)]
     pub position: i64,
     pub recorded_at: DateTime<Utc>,
     /// The user whose request caused it.
+    #[schema(example = "0193a59f-0d2c-7000-8000-000000000011")]
     pub actor_id: Option<String>,
+    #[schema(example = "5f0c3d1e-8a7b-4c2d-9e6f-1a2b3c4d5e6f")]
     pub request_id: Option<String>,
     /// The request or chain of work it belongs to (carried through the
     /// enrichment worker).
+    #[schema(example = "5f0c3d1e-8a7b-4c2d-9e6f-1a2b3c4d5e6f")]
     pub correlation_id: Option<String>,
     /// The event that caused it, for events appended by reactors.
+    #[schema(example = "0193a5a2-11f0-7000-8000-0000000000c5")]
     pub causation_id: Option<String>,
     /// The event's data: in the document, each event type's schema
     /// (`AuditEvent.company.added`, …) gives it its payload's type.
@@ -80,6 +90,7 @@ pub struct AuditEventPage {
     pub items: Vec<AuditEvent>,
     /// Pass as `cursor` for the next page; absent when nothing more is
     /// committed yet (ask again later to follow the feed).
+    #[schema(example = "WzE4NDIsMF0.Qm9yG3kTz1xPa7c2Lw0vYg")]
     pub next_cursor: Option<String>,
 }
 

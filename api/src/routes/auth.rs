@@ -59,12 +59,16 @@ pub struct RefreshRequest {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SessionTokens {
     /// Send as `Authorization: Bearer <access_token>`.
+    #[schema(example = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIwMTkzYTU5ZiJ9.k3Vj0x")]
     pub access_token: String,
     /// Always `Bearer`.
+    #[schema(example = "Bearer")]
     pub token_type: String,
     /// Seconds until the access token expires.
+    #[schema(example = 900)]
     pub expires_in: u64,
     /// Exchange at `/v1/auth/refresh` for new tokens; single use.
+    #[schema(example = "vcr_Jx7cQ2mP9vRkT4wZ8nL3bY6hF1sD5gA0Qm9yG3kTz1x")]
     pub refresh_token: String,
     /// When the session ends at the latest.
     pub refresh_token_expires_at: DateTime<Utc>,
@@ -77,6 +81,7 @@ pub struct SessionTokens {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SessionsRevoked {
     /// How many live sessions were ended.
+    #[schema(example = 2)]
     pub revoked: u64,
 }
 
@@ -328,6 +333,7 @@ pub struct VerifyEmailRequest {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EmailVerification {
     pub user_id: Uuid,
+    #[schema(example = true)]
     pub email_verified: bool,
 }
 

@@ -106,6 +106,7 @@ pub struct CompanyDetail {
     /// The newest notes (at most 20); `listNotes` pages through all of them.
     pub notes: Vec<crate::routes::notes::Note>,
     /// How many notes the company has.
+    #[schema(example = 3)]
     pub note_count: i64,
     /// The lists the company is in, by name.
     pub lists: Vec<ListMembership>,
@@ -123,6 +124,7 @@ pub struct CompanyDetail {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ListMembership {
     pub id: Uuid,
+    #[schema(example = "Partner meeting Monday")]
     pub name: String,
 }
 
@@ -154,6 +156,7 @@ impl From<CompanyRow> for Company {
 pub struct CompanyPage {
     pub items: Vec<Company>,
     /// Pass as `cursor` to get the next page; absent on the last page.
+    #[schema(example = "WyJhY21lIHJvYm90aWNzIiwiMDE5M2E1YTAtN2MxZSJd.Qm9yG3kTz1xPa7c2Lw0vYg")]
     pub next_cursor: Option<String>,
 }
 
@@ -291,6 +294,7 @@ impl ToSchema for PastPoint {}
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AsOf {
     /// The company's version at that point.
+    #[schema(example = 4)]
     pub version: u64,
     /// When that version was recorded.
     pub recorded_at: DateTime<Utc>,

@@ -41,33 +41,47 @@ pub struct EnrichmentAccepted {
     /// `queued`, `running` or `deferred`.
     pub state: JobState,
     /// Where to follow the job (`GET`, or `…/events` for server-sent events).
+    #[schema(example = "/v1/enrichment-jobs/0193a5a2-11f0-7000-8000-0000000000c4")]
     pub status_url: String,
     /// True when a job for this company was already queued or running and
     /// is returned instead of starting another.
+    #[schema(example = false)]
     pub existing: bool,
     /// Set while the model provider is failing: the job waits and resumes
     /// on its own.
+    #[schema(example = "The model provider is failing; the job waits and resumes on its own.")]
     pub notice: Option<String>,
 }
 
 /// What enrichment learned about a company.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Enrichment {
+    #[schema(example = "Acme Robotics builds autonomous picking arms for mid-size warehouses.")]
     pub summary: String,
+    #[schema(
+        example = "Sells robotic arms and the vision software that lets them pick mixed items from bins, leased per robot per month."
+    )]
     pub what_it_does: String,
+    #[schema(example = json!(["warehouse automation", "robotic picking", "computer vision", "robotics-as-a-service"]))]
     pub keywords: Vec<String>,
     /// The sector the website suggests.
+    #[schema(example = "Robotics")]
     pub sector: Option<String>,
     pub signals: Vec<Signal>,
     pub confidence: Confidence,
     /// Fit score 0–100, computed from the signals and the workspace's thesis.
+    #[schema(example = 82)]
     pub score: u8,
     /// `heuristic` (the built-in enricher, no model) or `model`.
+    #[schema(example = "model")]
     pub source: String,
     /// The model, or the heuristic's version.
+    #[schema(example = "gpt-4o-mini")]
     pub produced_by: String,
+    #[schema(example = "enrich-v3")]
     pub prompt_version: Option<String>,
     /// Reused from an identical earlier request, at no cost.
+    #[schema(example = false)]
     pub cached: bool,
     pub usage: Usage,
 }
@@ -101,22 +115,57 @@ impl From<&EnrichmentResult> for Enrichment {
 
 /// An enrichment job as the worker reports it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a5a2-11f0-7000-8000-0000000000c4",
+    "company_id": "0193a5a0-7c1e-7000-8000-00000000002a",
+    "requested_by": "0193a59f-0d2c-7000-8000-000000000011",
+    "state": "succeeded",
+    "attempts": 2,
+    "error": null,
+    "retry_in_ms": null,
+    "result": {
+        "summary": "Acme Robotics builds autonomous picking arms for mid-size warehouses.",
+        "what_it_does": "Sells robotic arms and the vision software that lets them pick mixed items from bins, leased per robot per month.",
+        "keywords": ["warehouse automation", "robotic picking", "computer vision"],
+        "sector": "Robotics",
+        "signals": [
+            {"kind": "funding", "evidence": "Series A led by Point Nine, announced March 2026", "confidence": "high"},
+            {"kind": "enterprise_customers", "evidence": "Trusted by DHL and Zalando fulfilment centres", "confidence": "medium"}
+        ],
+        "confidence": "high",
+        "score": 82,
+        "source": "model",
+        "produced_by": "gpt-4o-mini",
+        "prompt_version": "enrich-v3",
+        "cached": false,
+        "usage": {"tokens_in": 1480, "tokens_out": 260, "cost_micro_usd": 378}
+    },
+    "requested_at": "2026-12-07T14:32:05Z",
+    "started_at": "2026-12-07T14:32:05Z",
+    "finished_at": "2026-12-07T14:32:09Z",
+    "updated_at": "2026-12-07T14:32:09Z",
+    "version": 4
+}))]
 pub struct EnrichmentJob {
     pub id: Uuid,
     pub company_id: Uuid,
     pub requested_by: Uuid,
     pub state: JobState,
     /// Attempts started so far (at most 3).
+    #[schema(example = 1)]
     pub attempts: u32,
     /// Why the last attempt failed, or why the job is deferred.
+    #[schema(example = "the model answered 503 Service Unavailable")]
     pub error: Option<String>,
     /// When a failed attempt will be retried, in milliseconds from its failure.
+    #[schema(example = 2000)]
     pub retry_in_ms: Option<i64>,
     pub result: Option<Enrichment>,
     pub requested_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    #[schema(example = 3)]
     pub version: u64,
 }
 
@@ -407,11 +456,16 @@ pub(crate) fn parse_month(text: &str) -> Option<chrono::NaiveDate> {
 /// Enrichments, model calls, tokens and cost.
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct UsageTotals {
+    #[schema(example = 42)]
     pub enrichments: u64,
+    #[schema(example = 40)]
     pub model_calls: u64,
+    #[schema(example = 61200)]
     pub tokens_in: u64,
+    #[schema(example = 9800)]
     pub tokens_out: u64,
     /// Millionths of a US dollar.
+    #[schema(example = 15060)]
     pub cost_micro_usd: u64,
 }
 
@@ -442,6 +496,7 @@ pub struct WorkspaceUsage {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UsageReport {
     /// `YYYY-MM`.
+    #[schema(example = "2026-12")]
     pub month: String,
     /// The caller's own usage in this workspace.
     pub mine: UsageTotals,

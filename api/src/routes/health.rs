@@ -25,16 +25,28 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Liveness {
     /// Always `ok` while the process serves requests.
+    #[schema(example = "ok")]
     pub status: String,
 }
 
+/// With the operator token, as below; without it, each check's `name`
+/// and `ok` only.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"status": "ready", "runs": ["api", "relay", "projector"], "checks": [
+    {"name": "postgres", "ok": true, "detail": "reachable"},
+    {"name": "nats", "ok": true, "detail": "connected"},
+    {"name": "relay", "ok": true, "lag": 0, "seconds_since_progress": 0.2, "detail":
+     "0 event(s) not yet published; leader: api-7d9f8-2x4kq; stream epoch 1, proven through sequence 18420"},
+    {"name": "projection:companies", "ok": true, "lag": 2, "oldest_waiting_seconds": 0.04,
+     "seconds_since_progress": 0.1, "detail": "2 message(s) not yet handled, at stream sequence 18418"}]}))]
 pub struct Readiness {
     /// `ready` or `not_ready`.
+    #[schema(example = "ready")]
     pub status: String,
     /// The components this process runs (`api`, `relay`, `projector`,
     /// `enricher`; operators only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(example = json!(["api", "relay", "projector", "enricher"]))]
     pub runs: Vec<String>,
     pub checks: Vec<Check>,
 }
@@ -44,23 +56,30 @@ pub struct Check {
     /// `postgres`, `nats`, `relay`, `stream`, `read_replicas`,
     /// `projection:<read model>`, `enricher`, a mail consumer or
     /// `model_circuit`.
+    #[schema(example = "projection:companies")]
     pub name: String,
     /// False fails this process's readiness.
+    #[schema(example = true)]
     pub ok: bool,
     /// What the check found (operators only).
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schema(example = "2 message(s) not yet handled, at stream sequence 18418")]
     pub detail: String,
     /// Work waiting: events not yet published, messages not yet applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = 2)]
     pub lag: Option<i64>,
     /// How long the oldest waiting item has waited, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = 0.04)]
     pub oldest_waiting_seconds: Option<f64>,
     /// Seconds since the component last moved (or had nothing to do).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = 0.1)]
     pub seconds_since_progress: Option<f64>,
     /// Work is waiting and nothing has moved for the stall limit.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schema(example = false)]
     pub stalled: bool,
 }
 
@@ -82,7 +101,11 @@ pub async fn health() -> axum::Json<Liveness> {
 #[utoipa::path(get, path = "/health/ready", tag = TAG, operation_id = "ready",
     params(("Authorization" = Option<String>, Header, description = "`Bearer <operator token>` for the details")),
     responses((status = 200, description = "Ready", body = Readiness),
-              (status = 503, description = "Not ready; see the failing checks", body = Readiness)))]
+              (status = 503, description = "Not ready; see the failing checks", body = Readiness,
+               example = json!({"status": "not_ready", "checks": [
+                   {"name": "postgres", "ok": true},
+                   {"name": "nats", "ok": false},
+                   {"name": "projection:companies", "ok": true}]}))))]
 pub async fn ready(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -313,8 +336,8 @@ fn progress_check(name: &str, progress: &ComponentProgress, stall_after: Duratio
     }
     if stalled {
         detail = format!(
-            "stalled: nothing moved for {:?}; {detail}",
-            progress.moved_at.elapsed()
+            "stalled: nothing moved for {:.1} s; {detail}",
+            progress.moved_at.elapsed().as_secs_f64()
         );
     }
     Check {

@@ -59,6 +59,7 @@ impl From<ListRow> for CompanyList {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ListPage {
     pub items: Vec<CompanyList>,
+    #[schema(example = "WyJwYXJ0bmVyIG1lZXRpbmciXQ.Qm9yG3kTz1xPa7c2Lw0vYg")]
     pub next_cursor: Option<String>,
 }
 
@@ -99,6 +100,7 @@ impl From<ListItemRow> for ListedCompany {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ListCompaniesPage {
     pub items: Vec<ListedCompany>,
+    #[schema(example = "WyIyMDI2LTEyLTA3VDE0OjMyOjA1WiJd.Qm9yG3kTz1xPa7c2Lw0vYg")]
     pub next_cursor: Option<String>,
 }
 

@@ -63,6 +63,7 @@ pub struct NotePage {
     /// Newest first.
     pub items: Vec<Note>,
     /// Pass as `cursor` for older notes; absent on the last page.
+    #[schema(example = "WyIyMDI2LTEyLTAxVDA5OjAwOjAwWiJd.Qm9yG3kTz1xPa7c2Lw0vYg")]
     pub next_cursor: Option<String>,
 }
 

@@ -42,11 +42,13 @@ pub struct RenameSavedSearchRequest {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SavedSearchView {
     pub id: Uuid,
+    #[schema(example = "Seed robotics in Berlin")]
     pub name: String,
     pub filters: SearchFilters,
     pub created_by: Uuid,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    #[schema(example = 2)]
     pub version: u64,
 }
 
@@ -67,6 +69,7 @@ impl From<SavedSearchRow> for SavedSearchView {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SavedSearchPage {
     pub items: Vec<SavedSearchView>,
+    #[schema(example = "WyJzZWVkIHJvYm90aWNzIl0.Qm9yG3kTz1xPa7c2Lw0vYg")]
     pub next_cursor: Option<String>,
 }
 

@@ -32,11 +32,17 @@ pub struct CreateApiKeyRequest {
 pub struct CreatedApiKey {
     pub id: Uuid,
     /// Send as `Authorization: Bearer <key>`.
+    #[schema(
+        example = "vci_0193a5a31c4e7000800000000000000d_Qm9yG3kTz1xPa7c2Lw0vYgJx7cQ2mP9vRkT4wZ8nL3b"
+    )]
     pub key: String,
+    #[schema(example = "vci_0193a5a3…0000000d")]
     pub prefix: String,
+    #[schema(example = "CRM sync")]
     pub name: String,
     pub role: Role,
     /// The workspace aggregate's version after the change.
+    #[schema(example = 12)]
     pub version: u64,
 }
 
@@ -44,10 +50,13 @@ pub struct CreatedApiKey {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ApiKeySummary {
     pub id: Uuid,
+    #[schema(example = "CRM sync")]
     pub name: String,
+    #[schema(example = "vci_0193a5a3…0000000d")]
     pub prefix: String,
     pub role: Role,
     pub created_by: Uuid,
+    #[schema(example = false)]
     pub revoked: bool,
 }
 

@@ -32,10 +32,14 @@ const PAGE: i64 = 500;
 /// The account as registered.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ExportedAccount {
+    #[schema(example = "ada@fund.example")]
     pub email: String,
+    #[schema(example = "Ada Lovelace")]
     pub name: String,
+    #[schema(example = true)]
     pub email_verified: bool,
     /// `free`, `pro` or `enterprise`.
+    #[schema(example = "pro")]
     pub tier: String,
 }
 
@@ -44,6 +48,7 @@ pub struct ExportedAccount {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PersonalDataExport {
     /// `vcintel.personal-data.v1`.
+    #[schema(example = "vcintel.personal-data.v1")]
     pub format: String,
     pub exported_at: DateTime<Utc>,
     pub user_id: Uuid,

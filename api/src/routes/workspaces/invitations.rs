@@ -22,6 +22,7 @@ use vcintel_domain::{Permission, Role};
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct InvitationSummary {
     pub id: Uuid,
+    #[schema(example = "grace@fund.example")]
     pub email: String,
     pub role: Role,
     pub invited_by: Uuid,
@@ -98,6 +99,7 @@ pub async fn cancel_invitation(
 pub struct ReceivedInvitation {
     pub id: Uuid,
     pub workspace_id: Uuid,
+    #[schema(example = "Northwind Ventures")]
     pub workspace_name: String,
     pub role: Role,
     pub invited_at: chrono::DateTime<chrono::Utc>,
@@ -114,6 +116,7 @@ pub struct InvitationAnswered {
     /// The workspace that invited you (now yours, if you accepted).
     pub workspace_id: Uuid,
     /// The workspace aggregate's version after the change.
+    #[schema(example = 14)]
     pub version: u64,
 }
 

@@ -20,6 +20,7 @@ use vcintel_domain::{Permission, Role, UserId};
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Member {
     pub user_id: Uuid,
+    #[schema(example = "grace@fund.example")]
     pub email: String,
     pub role: Role,
 }
@@ -47,6 +48,7 @@ pub struct MemberInvitation {
     /// The invitation's id (inviting the same address again keeps it).
     pub invitation_id: Uuid,
     /// The workspace aggregate's version after the change.
+    #[schema(example = 13)]
     pub version: u64,
 }
 

@@ -37,8 +37,10 @@ fn parse_role(text: &str) -> Role {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Membership {
     pub workspace_id: Uuid,
+    #[schema(example = "Northwind Ventures")]
     pub name: String,
     /// Created for the user at sign-up.
+    #[schema(example = false)]
     pub personal: bool,
     pub role: Role,
 }
@@ -58,12 +60,16 @@ impl From<identity::MembershipRow> for Membership {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Me {
     pub user_id: Uuid,
+    #[schema(example = "ada@fund.example")]
     pub email: String,
     /// Whether you proved you own `email` (a verification mail's token):
     /// until then you cannot accept invitations.
+    #[schema(example = true)]
     pub email_verified: bool,
+    #[schema(example = "Ada Lovelace")]
     pub name: String,
     /// `free`, `pro` or `enterprise`.
+    #[schema(example = "pro")]
     pub tier: String,
     /// Used when a request sends no `X-Workspace-Id`.
     pub default_workspace_id: Uuid,
@@ -82,12 +88,16 @@ pub struct CreateWorkspaceRequest {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct WorkspaceInfo {
     pub id: Uuid,
+    #[schema(example = "Northwind Ventures")]
     pub name: String,
+    #[schema(example = false)]
     pub personal: bool,
     /// The caller's role here.
     pub role: Role,
+    #[schema(example = 4)]
     pub member_count: usize,
     /// The workspace aggregate's version.
+    #[schema(example = 14)]
     pub version: u64,
 }
 

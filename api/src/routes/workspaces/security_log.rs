@@ -19,6 +19,7 @@ use vcintel_projections::identity::SecurityLogEntry;
 pub struct SecurityEventPage {
     pub items: Vec<SecurityLogEntry>,
     /// Pass as `cursor` for older entries; absent on the last page.
+    #[schema(example = "WyIyMDI2LTEyLTA2VDIzOjEwOjAwWiJd.Qm9yG3kTz1xPa7c2Lw0vYg")]
     pub next_cursor: Option<String>,
 }
 
