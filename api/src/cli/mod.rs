@@ -182,7 +182,26 @@ fn explain(error: &anyhow::Error) -> String {
                 (or `vcintel serve`, which migrates) first"
             .to_owned();
     }
-    format!("{error:#}")
+    one_line(error)
+}
+
+/// The error and its causes joined by `: `, leaving out a cause whose words
+/// are already there: many errors print their source inside their own
+/// message (sqlx's `error occurred while decoding: …`), and `{:#}` would
+/// say each of those twice.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let words = cause.to_string();
+        if line.contains(&words) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&words);
+    }
+    line
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -223,4 +242,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token { action } => token::run(action)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn a_cause_already_in_its_error_message_is_said_once() {
+        let decoding =
+            sqlx::Error::Decode("the data key does not unwrap: wrong master key?".into());
+        let error = anyhow::Error::new(decoding).context("rebuilding notes");
+        assert_eq!(
+            one_line(&error),
+            "rebuilding notes: error occurred while decoding: \
+             the data key does not unwrap: wrong master key?"
+        );
+        let separate = anyhow::anyhow!("connection refused").context("DATABASE_URL (127.0.0.1:1)");
+        assert_eq!(
+            one_line(&separate),
+            "DATABASE_URL (127.0.0.1:1): connection refused"
+        );
+    }
 }

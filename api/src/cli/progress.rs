@@ -20,9 +20,9 @@ pub fn above_the_bars<R>(write: impl FnOnce() -> R) -> R {
 /// A bar counting events towards `total`.
 pub fn events_bar(label: &str, total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
-    if let Ok(style) =
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} events ({percent}%) {per_sec}")
-    {
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg} [{bar:30}] {human_pos}/{human_len} events ({percent}%, {eta} left)",
+    ) {
         bar.set_style(style.progress_chars("#-"));
     }
     bar.set_message(label.to_owned());
@@ -32,7 +32,7 @@ pub fn events_bar(label: &str, total: u64) -> ProgressBar {
 /// A spinner counting events when the total is unknown.
 pub fn events_counter(label: &str) -> ProgressBar {
     let bar = ProgressBar::no_length();
-    if let Ok(style) = ProgressStyle::with_template("{msg} {pos} events {per_sec}") {
+    if let Ok(style) = ProgressStyle::with_template("{msg} {human_pos} events") {
         bar.set_style(style);
     }
     bar.set_message(label.to_owned());

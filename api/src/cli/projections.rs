@@ -110,8 +110,11 @@ pub(super) async fn rebuild(
     let vault = keys.vault(pool)?;
     for name in names {
         let started = std::time::Instant::now();
-        let bar = progress::events_bar(&format!("rebuilding {name}"), 0);
+        // Drawn once the total is known, so it never shows `0/0 (100%)`.
+        let bar = std::sync::OnceLock::new();
         let progress = |replayed: u64, total: u64| {
+            let bar =
+                bar.get_or_init(|| progress::events_bar(&format!("rebuilding {name}"), total));
             bar.set_length(total.max(replayed));
             bar.set_position(replayed);
         };
@@ -119,7 +122,9 @@ pub(super) async fn rebuild(
             vcintel_projections::rebuild::rebuild_by_name(&vault, &name, options, &progress)
                 .await?;
         // The summary below replaces the bar: one display, then one line.
-        bar.finish_and_clear();
+        if let Some(bar) = bar.get() {
+            bar.finish_and_clear();
+        }
         let elapsed = started.elapsed();
         let fresh = rebuilt.events - rebuilt.resumed_from;
         let resumed = if rebuilt.resumed_from > 0 {
