@@ -605,20 +605,32 @@ impl Application {
 /// How often a worker process samples its consumers' progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
-/// Every minute until shutdown: drops rate-limit windows too old to count,
-/// and identity-change acknowledgements no writer waits for any more.
-/// The NATS connection's changes, each logged once as it happens.
+/// The NATS connection's changes, each logged once as it happens. While
+/// the connection is down, each failed reconnection attempt is a client
+/// error: the first is a warning, the rest (one every few hundred
+/// milliseconds) are DEBUG until the connection is back.
 fn log_nats_event(event: async_nats::Event) {
     use async_nats::Event;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static CLIENT_ERROR_TOLD: AtomicBool = AtomicBool::new(false);
     match event {
-        Event::Connected => tracing::info!("connected to NATS"),
+        Event::Connected => {
+            CLIENT_ERROR_TOLD.store(false, Ordering::Relaxed);
+            tracing::info!("connected to NATS")
+        }
         Event::Disconnected => {
             tracing::warn!("lost the connection to NATS; reconnecting (commands still work)")
         }
         Event::LameDuckMode => tracing::warn!("the NATS server is shutting down (lame duck)"),
         Event::SlowConsumer(sid) => tracing::warn!(sid, "NATS reports this client slow"),
         Event::ServerError(error) => tracing::warn!(%error, "NATS server error"),
-        Event::ClientError(error) => tracing::warn!(%error, "NATS client error"),
+        Event::ClientError(error) => {
+            if CLIENT_ERROR_TOLD.swap(true, Ordering::Relaxed) {
+                tracing::debug!(%error, "NATS client error");
+            } else {
+                tracing::warn!(%error, "NATS client error (further ones until reconnected: DEBUG)");
+            }
+        }
         Event::Draining | Event::Closed => tracing::info!(?event, "NATS connection closing"),
     }
 }
@@ -649,6 +661,8 @@ async fn nats_diagnosis(servers: &[async_nats::ServerAddr]) -> String {
     found.join("; ")
 }
 
+/// Every minute until shutdown: drops rate-limit windows too old to count,
+/// and identity-change acknowledgements no writer waits for any more.
 async fn sweep_every_minute(limiter: RateLimiter, pool: sqlx::PgPool, shutdown: CancellationToken) {
     loop {
         match limiter.sweep().await {

@@ -102,7 +102,13 @@ pub struct Relay {
     settings: RelaySettings,
     /// This store's id (`store_identity`), read once.
     store_id: tokio::sync::OnceCell<Uuid>,
+    /// The role the log last gave this instance (`STANDING_BY`, `LEADING`):
+    /// a restart that finds it in the same role says so at DEBUG only.
+    told_role: std::sync::atomic::AtomicU8,
 }
+
+const STANDING_BY: u8 = 1;
+const LEADING: u8 = 2;
 
 /// Where the stream has been proven to hold every event up to `cursor`:
 /// the relay read it (or saw it acknowledged in order) through stream
@@ -161,7 +167,15 @@ impl Relay {
             topology,
             settings,
             store_id: tokio::sync::OnceCell::new(),
+            told_role: std::sync::atomic::AtomicU8::new(0),
         }
+    }
+
+    /// Whether `role` is news for the log.
+    fn role_changed_to(&self, role: u8) -> bool {
+        self.told_role
+            .swap(role, std::sync::atomic::Ordering::Relaxed)
+            != role
     }
 
     /// Runs until `shutdown` is cancelled; errors are retried with backoff.
@@ -184,11 +198,15 @@ impl Relay {
         let mut announced = false;
         while !lease.try_acquire().await? {
             if !announced {
-                tracing::info!(
-                    relay = %self.settings.name,
-                    holder = lease.holder(),
-                    "relay standing by: another instance leads; taking over if its lease lapses"
-                );
+                if self.role_changed_to(STANDING_BY) {
+                    tracing::info!(
+                        relay = %self.settings.name,
+                        holder = lease.holder(),
+                        "relay standing by: another instance leads; taking over if its lease lapses"
+                    );
+                } else {
+                    tracing::debug!(relay = %self.settings.name, "relay still standing by");
+                }
                 announced = true;
             }
             tokio::select! {
@@ -196,12 +214,16 @@ impl Relay {
                 _ = shutdown.cancelled() => return Ok(()),
             }
         }
-        tracing::info!(
-            relay = %self.settings.name,
-            holder = lease.holder(),
-            token = lease.token(),
-            "relay is the leader"
-        );
+        if self.role_changed_to(LEADING) {
+            tracing::info!(
+                relay = %self.settings.name,
+                holder = lease.holder(),
+                token = lease.token(),
+                "relay is the leader"
+            );
+        } else {
+            tracing::debug!(relay = %self.settings.name, token = lease.token(), "relay leads again after a restart");
+        }
         let outcome = self.relay_as_leader(&mut lease, shutdown).await;
         lease.release().await;
         outcome

@@ -109,7 +109,7 @@ async fn consume<P: Projection>(
         .messages()
         .await?
         .ready_chunks(settings.batch_size);
-    tracing::info!(projection = P::NAME, "projection consuming");
+    tracing::debug!(projection = P::NAME, "projection consuming");
     loop {
         let chunk = tokio::select! {
             chunk = chunks.next() => chunk,

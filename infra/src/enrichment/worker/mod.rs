@@ -167,7 +167,7 @@ impl EnrichmentWorker {
             .messages()
             .await?;
         let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
-        tracing::info!(worker = %self.settings.worker_id, "enrichment worker consuming");
+        tracing::debug!(worker = %self.settings.worker_id, "enrichment worker consuming");
         loop {
             let permit = tokio::select! {
                 permit = slots.clone().acquire_owned() => permit?,
