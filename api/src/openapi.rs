@@ -556,12 +556,42 @@ fn type_event_streams(spec: &mut utoipa::openapi::OpenApi) {
     );
 }
 
+/// Writes what the server accepts in each string a client sends
+/// (`crate::string_rules`) into the bodies' schemas and the query
+/// parameters.
+fn state_string_rules(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    let components = spec.components.get_or_insert_with(Default::default);
+    let Ok(serde_json::Value::Object(mut schemas)) = serde_json::to_value(&components.schemas)
+    else {
+        panic!("the schemas serialise to an object");
+    };
+    for name in crate::string_rules::state_in_schemas(&mut schemas, true) {
+        let stated = serde_json::from_value(schemas[name].clone()).expect("a schema");
+        components.schemas.insert(name.to_owned(), stated);
+    }
+    for item in spec.paths.paths.values_mut() {
+        for operation in operations_mut(item) {
+            let id = operation.operation_id.clone().unwrap_or_default();
+            for parameter in operation.parameters.iter_mut().flatten() {
+                let RefOr::T(parameter) = parameter else {
+                    continue;
+                };
+                let mut schema = serde_json::to_value(&parameter.schema).expect("a schema");
+                if crate::string_rules::state_in_parameter(&id, &parameter.name, &mut schema) {
+                    parameter.schema = serde_json::from_value(schema).expect("a schema");
+                }
+            }
+        }
+    }
+}
+
 /// The router of every route and the finished document describing it.
 pub fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (api, mut spec) = routes::table(ApiDoc::openapi()).split_for_parts();
     document_cross_cutting(&mut spec);
     type_audit_events(&mut spec);
-    crate::string_rules::state(&mut spec);
+    state_string_rules(&mut spec);
     link_writes_to_reads(&mut spec);
     type_event_streams(&mut spec);
     exemplify_problems(&mut spec);
@@ -577,14 +607,7 @@ fn exemplify_problems(spec: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::RefOr;
     let kinds = crate::error::ApiError::one_of_each();
     for (path, item) in spec.paths.paths.iter_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for operation in operations_mut(item) {
             for (status, response) in operation.responses.responses.iter_mut() {
                 let RefOr::T(response) = response else {
                     continue;

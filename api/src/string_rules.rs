@@ -7,7 +7,6 @@
 //! client sends that states no rule.
 
 use serde_json::{Map, Value};
-use utoipa::openapi::{OpenApi, RefOr};
 use vcintel_domain::validation::{
     control_class, multiline_text_pattern, optional_query_text_pattern, optional_text_pattern,
     required_text_pattern,
@@ -234,34 +233,18 @@ pub fn state_in_schemas(schemas: &mut Map<String, Value>, every: bool) -> Vec<&'
     changed
 }
 
-/// Writes every rule into the OpenAPI document.
-pub fn state(spec: &mut OpenApi) {
-    let components = spec.components.get_or_insert_with(Default::default);
-    let Ok(Value::Object(mut schemas)) = serde_json::to_value(&components.schemas) else {
-        panic!("the schemas serialise to an object");
-    };
-    for name in state_in_schemas(&mut schemas, true) {
-        let stated = serde_json::from_value(schemas[name].clone()).expect("a schema");
-        components.schemas.insert(name.to_owned(), stated);
-    }
-    for item in spec.paths.paths.values_mut() {
-        for operation in crate::openapi::operations_mut(item) {
-            let id = operation.operation_id.clone().unwrap_or_default();
-            for parameter in operation.parameters.iter_mut().flatten() {
-                let RefOr::T(parameter) = parameter else {
-                    continue;
-                };
-                let Some((_, _, rule)) = QUERY_STRINGS
-                    .iter()
-                    .find(|(op, name, _)| (*op == id || *op == "*") && *name == parameter.name)
-                else {
-                    continue;
-                };
-                let mut schema = serde_json::to_value(&parameter.schema).expect("a schema");
-                rule.apply(&mut schema);
-                parameter.schema = serde_json::from_value(schema).expect("a schema");
-            }
+/// Writes the rule the query parameter `parameter` of the operation
+/// `operation_id` follows into its `schema`; false when it follows none.
+pub fn state_in_parameter(operation_id: &str, parameter: &str, schema: &mut Value) -> bool {
+    let rule = QUERY_STRINGS
+        .iter()
+        .find(|(op, name, _)| (*op == operation_id || *op == "*") && *name == parameter);
+    match rule {
+        Some(&(_, _, rule)) => {
+            rule.apply(schema);
+            true
         }
+        None => false,
     }
 }
 

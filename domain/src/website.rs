@@ -7,11 +7,10 @@ use url::Url;
 /// A company website as it is fetched: lowercase host as given (`www.`
 /// kept: the fetcher must ask for the host the user named), a port only if
 /// it is not a web default (80, 443), and the path without a trailing
-/// slash; no scheme, query, fragment or credentials. Its [`identity`]
-/// decides whether two spellings are one site: `https://WWW.Acme.io/`,
-/// `http://acme.io:443` and `acme.io/` are all the site `acme.io`.
-///
-/// [`identity`]: Website::identity
+/// slash; no scheme, query, fragment or credentials. Its identity
+/// (`Website::identity`) decides whether two spellings are one site:
+/// `https://WWW.Acme.io/`, `http://acme.io:443` and `acme.io/` are all the
+/// site `acme.io`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "schema", schema(example = "acme-robotics.io"))]

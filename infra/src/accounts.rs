@@ -10,6 +10,7 @@
 use crate::event_log::{self, Reading};
 pub use crate::identity_cache::CurrentWorkspace;
 use crate::identity_cache::IdentityCache;
+use crate::privacy::random_bytes;
 use crate::vault::Vault;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -109,14 +110,6 @@ impl Passwords {
 
 fn hasher(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-}
-
-pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    // The OS generator failing is not something to recover from.
-    #[allow(clippy::expect_used)]
-    getrandom::getrandom(&mut bytes).expect("the OS random generator failed");
-    bytes
 }
 
 pub fn sha256(text: &str) -> Vec<u8> {

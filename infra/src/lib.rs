@@ -24,6 +24,7 @@ pub mod rate_limit;
 pub mod relay;
 pub mod replicas;
 pub mod retention;
+pub mod stored_event;
 pub mod stream;
 pub mod supervise;
 pub mod trace_context;

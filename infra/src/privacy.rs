@@ -6,7 +6,6 @@
 //! every value sealed under it unreadable everywhere it was copied: the
 //! events, snapshots, the stream, backups. See docs/privacy.md.
 
-use crate::accounts::random_bytes;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -15,6 +14,15 @@ use secrecy::{ExposeSecret, SecretBox};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
+
+/// `N` bytes from the operating system's generator: keys, nonces, tokens.
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    // The OS generator failing is not something to recover from.
+    #[allow(clippy::expect_used)]
+    getrandom::getrandom(&mut bytes).expect("the OS random generator failed");
+    bytes
+}
 
 const NONCE_BYTES: usize = 24;
 const KEY_BYTES: usize = 32;

@@ -296,7 +296,7 @@ impl Vault {
     /// Opens the personal values of events read from the store.
     pub async fn open_stored(
         &self,
-        events: &mut [crate::event_log::StoredEvent],
+        events: &mut [crate::stored_event::StoredEvent],
     ) -> Result<(), KeyError> {
         self.open(events.iter_mut().filter_map(|event| {
             let data = event.payload.get_mut(&event.event_type)?;

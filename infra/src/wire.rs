@@ -7,7 +7,7 @@
 //! type (`vcintel.events.*.company.>`) or one event type
 //! (`vcintel.events.*.company.added`).
 
-use crate::event_log::StoredEvent;
+use crate::stored_event::StoredEvent;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
