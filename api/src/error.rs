@@ -135,6 +135,17 @@ impl ApiError {
         }])
     }
 
+    /// 400 for a path parameter `parameter` whose `value` is not an id
+    /// (every path parameter that can fail to parse is one).
+    pub fn malformed_id(parameter: &str, value: &str) -> ApiError {
+        ApiError::BadRequest {
+            detail: format!(
+                "`{value}` is not an id: must be a UUID such as 0193a5a0-7c1e-7000-8000-00000000002a"
+            ),
+            field: Some(parameter.to_owned()),
+        }
+    }
+
     pub fn invalid(errors: &vcintel_domain::ValidationErrors) -> Self {
         ApiError::Invalid(errors.fields().iter().map(InvalidField::from).collect())
     }

@@ -624,12 +624,54 @@ fn exemplify_problems(spec: &mut utoipa::openapi::OpenApi) {
                 let Some(kind) = named.or_else(|| of_status().next()) else {
                     continue;
                 };
-                let mut problem = kind.to_problem();
-                problem.instance = Some(example_path(path));
+                let (problem, instance) =
+                    match bad_request_example(code, &response.description, path) {
+                        Some((error, instance)) => (error.to_problem(), instance),
+                        None => (kind.to_problem(), example_path(path)),
+                    };
+                let mut problem = problem;
+                problem.instance = Some(instance);
                 content.example = serde_json::to_value(problem).ok();
             }
         }
     }
+}
+
+/// A 400 as the service words the first mistake the response's
+/// description names ("Malformed JSON…", "Malformed id…"), with the path
+/// it would be answered on; `None` for the general example (a cursor).
+fn bad_request_example(
+    status: u16,
+    description: &str,
+    template: &str,
+) -> Option<(crate::error::ApiError, String)> {
+    use crate::error::ApiError;
+    if status != 400 {
+        return None;
+    }
+    let named = description
+        .trim_start_matches("Malformed ")
+        .trim_start_matches("Bad ");
+    if named.starts_with("JSON") {
+        let detail = "the body is not valid JSON: expected `,` or `}` at line 1 column 24";
+        let error = ApiError::BadRequest {
+            detail: detail.to_owned(),
+            field: None,
+        };
+        return Some((error, example_path(template)));
+    }
+    if !named.starts_with("id") {
+        return None;
+    }
+    // The last id in the path: the resource's own (`…/companies/{id}`).
+    let parameter = template
+        .rsplit('/')
+        .find(|segment| segment.starts_with('{') && !matches!(*segment, "{name}" | "{consumer}"))?;
+    let error = ApiError::malformed_id(parameter.trim_matches(['{', '}']), "not-an-id");
+    Some((
+        error,
+        example_path(&template.replace(parameter, "not-an-id")),
+    ))
 }
 
 /// `template` with example values for its parameters, as a request's

@@ -291,6 +291,34 @@ async fn client_mistakes_get_problem_json_naming_the_field() {
             StatusCode::BAD_REQUEST,
             Some("id"),
         ),
+        // A route with two ids names the one at fault, as the document does.
+        (
+            env.http
+                .put(format!(
+                    "{base}/v1/lists/not-a-uuid/companies/{}",
+                    Uuid::now_v7()
+                ))
+                .bearer_auth(&token),
+            StatusCode::BAD_REQUEST,
+            Some("list_id"),
+        ),
+        (
+            env.http
+                .put(format!(
+                    "{base}/v1/lists/{}/companies/not-a-uuid",
+                    Uuid::now_v7()
+                ))
+                .bearer_auth(&token),
+            StatusCode::BAD_REQUEST,
+            Some("id"),
+        ),
+        (
+            env.http
+                .get(format!("{base}/v1/enrichment-jobs/not-a-uuid"))
+                .bearer_auth(&token),
+            StatusCode::BAD_REQUEST,
+            Some("job_id"),
+        ),
         (
             env.http
                 .patch(format!("{base}/v1/companies/{}", Uuid::now_v7()))

@@ -87,7 +87,8 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-/// A path parameter; an unparsable one (a malformed id) is 400 naming it.
+/// A path parameter; an unparsable one (a malformed id) is 400 naming it
+/// as the document does (`list_id`, `id`, …).
 #[derive(Debug)]
 pub struct Path<T>(pub T);
 
@@ -101,12 +102,61 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Path(value)),
-            Err(rejection) => Err(ApiError::BadRequest {
-                detail: rejection.body_text(),
-                field: Some("id".to_owned()),
-            }),
+            Err(rejection) => {
+                let parameters: Vec<(String, String)> =
+                    axum::extract::RawPathParams::from_request_parts(parts, state)
+                        .await
+                        .map(|raw| {
+                            raw.iter()
+                                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                let field = parameter_at_fault(&rejection, &parameters);
+                Err(match parameters.iter().find(|(name, _)| *name == field) {
+                    Some((_, value)) => ApiError::malformed_id(&field, value),
+                    None => ApiError::BadRequest {
+                        detail: rejection.body_text(),
+                        field: Some(field),
+                    },
+                })
+            }
         }
     }
+}
+
+/// Which of the route's path `parameters` (name, value, in order) a
+/// rejection is about: axum names it, gives its place, or gives its value;
+/// a route with one parameter has only that one to blame.
+fn parameter_at_fault(
+    rejection: &axum::extract::rejection::PathRejection,
+    parameters: &[(String, String)],
+) -> String {
+    use axum::extract::path::ErrorKind;
+    use axum::extract::rejection::PathRejection;
+    let named = |name: &str| Some(name.to_owned());
+    let found = match rejection {
+        PathRejection::FailedToDeserializePathParams(failed) => match failed.kind() {
+            ErrorKind::ParseErrorAtKey { key, .. }
+            | ErrorKind::DeserializeError { key, .. }
+            | ErrorKind::InvalidUtf8InPathParam { key } => named(key),
+            ErrorKind::ParseErrorAtIndex { index, .. } => {
+                parameters.get(*index).and_then(|(name, _)| named(name))
+            }
+            ErrorKind::ParseError { value, .. } => parameters
+                .iter()
+                .find(|(_, given)| given == value)
+                .and_then(|(name, _)| named(name)),
+            _ => None,
+        },
+        _ => None,
+    };
+    found
+        .or_else(|| match parameters {
+            [(only, _)] => named(only),
+            _ => None,
+        })
+        .unwrap_or_else(|| "path".to_owned())
 }
 
 /// Query parameters; a bad one is 400 naming the parameter.
