@@ -607,8 +607,8 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 /// The NATS connection's changes, each logged once as it happens. While
 /// the connection is down, each failed reconnection attempt is a client
-/// error: the first is a warning, the rest (one every few hundred
-/// milliseconds) are DEBUG until the connection is back.
+/// error: the first of an outage is a warning, the rest (one every few
+/// hundred milliseconds) are DEBUG.
 fn log_nats_event(event: async_nats::Event) {
     use async_nats::Event;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -619,6 +619,7 @@ fn log_nats_event(event: async_nats::Event) {
             tracing::info!("connected to NATS")
         }
         Event::Disconnected => {
+            CLIENT_ERROR_TOLD.store(false, Ordering::Relaxed);
             tracing::warn!("lost the connection to NATS; reconnecting (commands still work)")
         }
         Event::LameDuckMode => tracing::warn!("the NATS server is shutting down (lame duck)"),

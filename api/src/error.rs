@@ -126,6 +126,9 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
+/// The id the document's examples and the service's messages show.
+pub const EXAMPLE_ID: &str = "0193a5a0-7c1e-7000-8000-00000000002a";
+
 impl ApiError {
     /// 422 naming one field at fault.
     pub fn invalid_field(field: &str, message: impl Into<String>) -> ApiError {
@@ -139,9 +142,7 @@ impl ApiError {
     /// (every path parameter that can fail to parse is one).
     pub fn malformed_id(parameter: &str, value: &str) -> ApiError {
         ApiError::BadRequest {
-            detail: format!(
-                "`{value}` is not an id: must be a UUID such as 0193a5a0-7c1e-7000-8000-00000000002a"
-            ),
+            detail: format!("`{value}` is not an id: must be a UUID such as {EXAMPLE_ID}"),
             field: Some(parameter.to_owned()),
         }
     }
@@ -273,7 +274,7 @@ impl ApiError {
     /// One problem of every kind, as the service words it: the API
     /// document's examples are made from these.
     pub fn one_of_each() -> Vec<ApiError> {
-        let id = uuid::Uuid::from_u128(0x0193_a5a0_7c1e_7000_8000_0000_0000_002a);
+        let id = uuid::Uuid::parse_str(EXAMPLE_ID).unwrap_or_default();
         vec![
             ApiError::BadRequest {
                 detail: "not a cursor this API returned".to_owned(),
@@ -372,10 +373,15 @@ fn tell_database_unreachable(cause: &anyhow::Error) {
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     static TOLD_AT: AtomicU64 = AtomicU64::new(0);
     static REFUSED: AtomicU64 = AtomicU64::new(0);
-    let refused = REFUSED.fetch_add(1, Relaxed) + 1;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    // Seconds on a clock that never runs backwards, from a minute before
+    // the first call, so that the first refusal is told.
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    REFUSED.fetch_add(1, Relaxed);
+    let now = ORIGIN
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs()
+        + 60;
     let told_at = TOLD_AT.load(Relaxed);
     let error = format!("{cause:#}");
     if now.saturating_sub(told_at) >= 60
@@ -383,7 +389,7 @@ fn tell_database_unreachable(cause: &anyhow::Error) {
             .compare_exchange(told_at, now, Relaxed, Relaxed)
             .is_ok()
     {
-        REFUSED.store(0, Relaxed);
+        let refused = REFUSED.swap(0, Relaxed);
         tracing::warn!(
             error,
             refused,

@@ -26,6 +26,7 @@ pub mod settings;
 pub mod state;
 pub mod string_rules;
 pub mod telemetry;
+pub mod terminal;
 
 pub use app::Application;
 pub use component::Component;

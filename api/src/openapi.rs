@@ -624,12 +624,11 @@ fn exemplify_problems(spec: &mut utoipa::openapi::OpenApi) {
                 let Some(kind) = named.or_else(|| of_status().next()) else {
                     continue;
                 };
-                let (problem, instance) =
+                let (mut problem, instance) =
                     match bad_request_example(code, &response.description, path) {
                         Some((error, instance)) => (error.to_problem(), instance),
                         None => (kind.to_problem(), example_path(path)),
                     };
-                let mut problem = problem;
                 problem.instance = Some(instance);
                 content.example = serde_json::to_value(problem).ok();
             }
@@ -682,7 +681,7 @@ fn example_path(template: &str) -> String {
         .map(|segment| match segment {
             "{name}" => "companies",
             "{consumer}" => "enricher",
-            s if s.starts_with('{') => "0193a5a0-7c1e-7000-8000-00000000002a",
+            s if s.starts_with('{') => crate::error::EXAMPLE_ID,
             s => s,
         })
         .collect::<Vec<_>>()
@@ -816,8 +815,19 @@ mod tests {
                     leaves_without
                 )])
             }
-            // Formats Swagger UI fills with a well-formed value of their own.
-            "string" if schema.get("format").is_some() => json!("2026-12-07T09:41:12Z"),
+            // Formats Swagger UI fills with a well-formed value of its own;
+            // the same kind of value here, so the validation below checks it.
+            "string" => match schema["format"].as_str() {
+                Some("uuid") => json!(crate::error::EXAMPLE_ID),
+                Some("date-time") => json!("2026-12-07T09:41:12Z"),
+                Some("date") => json!("2026-12-07"),
+                Some("email") => json!("ada@fund.example"),
+                Some("uri") => json!("https://acme-robotics.io/"),
+                _ => {
+                    leaves_without.push(at.to_owned());
+                    Value::Null
+                }
+            },
             _ => {
                 leaves_without.push(at.to_owned());
                 Value::Null
@@ -858,7 +868,9 @@ mod tests {
                         let mut root = spec.clone();
                         root["x-body"] = body["schema"].clone();
                         root["$ref"] = serde_json::json!("#/x-body");
-                        let validator = jsonschema::draft202012::new(&root)
+                        let validator = jsonschema::draft202012::options()
+                            .should_validate_formats(true)
+                            .build(&root)
                             .unwrap_or_else(|e| panic!("{at}: {e}"));
                         if let Err(error) = validator.validate(&example) {
                             invalid.push(format!("{at}: {error} in {example}"));

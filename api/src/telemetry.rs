@@ -91,7 +91,7 @@ fn redact(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 impl std::io::Write for RedactedStdout {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let line = redact(buf);
-        crate::cli::progress::above_the_bars(|| std::io::stdout().lock().write_all(&line))?;
+        crate::terminal::above_the_bars(|| std::io::stdout().lock().write_all(&line))?;
         Ok(buf.len())
     }
 

@@ -108,7 +108,7 @@ pub struct Signal {
     /// The words on the page that support it.
     #[cfg_attr(
         feature = "schema",
-        schema(example = "Series A led by Point Nine, announced March 2026")
+        schema(example = "Series A led by Northwind Ventures, announced March 2026")
     )]
     pub evidence: String,
     pub confidence: Confidence,

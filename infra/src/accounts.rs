@@ -250,7 +250,6 @@ pub async fn create_session(
     })
 }
 
-/// Exchanges a refresh token for a new one in the same session, once.
 /// One of a person's sessions, as their data export shows it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct SessionRecord {

@@ -222,9 +222,13 @@ pub struct DeadLetter {
     #[schema(example = 7)]
     pub sequence: i64,
     /// The subject the event was published on.
-    #[schema(example = "vcintel.events.company.0193a5a0-7c1e-7000-8000-00000000002a")]
+    #[schema(
+        example = "vcintel.events.0193a59f-0d2c-7000-8000-000000000010.company.details_updated"
+    )]
     pub subject: String,
-    #[schema(example = "applying company.updated v7: the read model has no row for the company")]
+    #[schema(
+        example = "event 0193a5a4-5c2e-7000-8000-0000000000f3 cannot be decoded: missing field `name`"
+    )]
     pub error: String,
     #[schema(example = 5)]
     pub deliveries: u64,

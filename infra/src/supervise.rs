@@ -71,36 +71,44 @@ enum Report {
     Quiet,
 }
 
-/// A run of failures: since when, how many, when the log last said so.
+/// The failures since the component last ran steadily, if it has failed.
 #[derive(Debug, Default)]
 struct Failures {
-    current: Option<(Instant, u32, Instant)>,
+    current: Option<Outage>,
+}
+
+/// A run of failures: since when, how many, when the log last said so.
+#[derive(Debug)]
+struct Outage {
+    since: Instant,
+    restarts: u32,
+    told: Instant,
 }
 
 impl Failures {
     fn failed(&mut self, now: Instant) -> Report {
-        match &mut self.current {
-            None => {
-                self.current = Some((now, 1, now));
-                Report::First
-            }
-            Some((since, restarts, told)) => {
-                *restarts += 1;
-                if now.duration_since(*told) < REMIND_EVERY {
-                    return Report::Quiet;
-                }
-                *told = now;
-                Report::StillFailing {
-                    restarts: *restarts,
-                    since: now.duration_since(*since),
-                }
-            }
+        let Some(outage) = &mut self.current else {
+            self.current = Some(Outage {
+                since: now,
+                restarts: 1,
+                told: now,
+            });
+            return Report::First;
+        };
+        outage.restarts += 1;
+        if now.duration_since(outage.told) < REMIND_EVERY {
+            return Report::Quiet;
+        }
+        outage.told = now;
+        Report::StillFailing {
+            restarts: outage.restarts,
+            since: now.duration_since(outage.since),
         }
     }
 
     /// A run lasted: the failures are over; how many restarts they took.
     fn steady(&mut self) -> Option<u32> {
-        self.current.take().map(|(_, restarts, _)| restarts)
+        self.current.take().map(|outage| outage.restarts)
     }
 }
 

@@ -8,7 +8,7 @@ mod demo;
 mod events;
 mod migrate;
 mod privacy;
-pub(crate) mod progress;
+mod progress;
 mod projections;
 mod serve;
 mod stream;

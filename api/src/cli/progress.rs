@@ -1,21 +1,8 @@
 //! Progress bars for long operator commands, drawn on standard error only
 //! when it is a terminal (indicatif hides them otherwise).
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-
-/// Every bar is drawn through this one, so that a log line written while
-/// bars are on screen goes above them (`above_the_bars`) instead of being
-/// glued to the end of one.
-fn on_screen() -> &'static MultiProgress {
-    static BARS: std::sync::OnceLock<MultiProgress> = std::sync::OnceLock::new();
-    BARS.get_or_init(MultiProgress::new)
-}
-
-/// Runs `write` (printing a log line) with the bars cleared, then redraws
-/// them below what it printed.
-pub fn above_the_bars<R>(write: impl FnOnce() -> R) -> R {
-    on_screen().suspend(write)
-}
+use crate::terminal::on_screen;
+use indicatif::{ProgressBar, ProgressStyle};
 
 /// A bar counting events towards `total`.
 pub fn events_bar(label: &str, total: u64) -> ProgressBar {

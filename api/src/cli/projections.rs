@@ -110,9 +110,13 @@ pub(super) async fn rebuild(
     let vault = keys.vault(pool)?;
     for name in names {
         let started = std::time::Instant::now();
-        // Drawn once the total is known, so it never shows `0/0 (100%)`.
+        // Drawn once there is something to count, so it never shows
+        // `0/0 (100%)`; an empty read model gets its summary line only.
         let bar = std::sync::OnceLock::new();
         let progress = |replayed: u64, total: u64| {
+            if total.max(replayed) == 0 {
+                return;
+            }
             let bar =
                 bar.get_or_init(|| progress::events_bar(&format!("rebuilding {name}"), total));
             bar.set_length(total.max(replayed));

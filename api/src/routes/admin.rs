@@ -125,7 +125,7 @@ pub struct ReadModelStatus {
     #[schema(example = "companies")]
     pub name: String,
     /// The aggregate types whose events feed it.
-    #[schema(example = json!(["company", "enrichment_job"]))]
+    #[schema(example = json!(["company"]))]
     pub aggregate_types: Vec<String>,
     /// The last stream sequence delivered to its projector.
     #[schema(example = 18420)]
@@ -168,7 +168,9 @@ pub struct ProjectionFailure {
     /// `aggregate type/aggregate id vN`.
     #[schema(example = "company/0193a5a0-7c1e-7000-8000-00000000002a v7")]
     pub event: String,
-    #[schema(example = "the read model has no row for the company")]
+    #[schema(
+        example = "event 0193a5a4-5c2e-7000-8000-0000000000f3 cannot be decoded: missing field `name`"
+    )]
     pub error: String,
     /// Consecutive failures on that event.
     #[schema(example = 2)]
@@ -403,7 +405,7 @@ pub struct RelayStatus {
     #[schema(example = 0.02)]
     pub oldest_waiting_seconds: Option<f64>,
     /// The instance holding the relay's lease, if any.
-    #[schema(example = "api-7d9f8-2x4kq")]
+    #[schema(example = "api-7d9f8-2x4kq:1:3f9c2a1b")]
     pub leader: Option<String>,
     /// How many times the stream was refilled from the event store.
     #[schema(example = 1)]
@@ -422,7 +424,9 @@ pub struct RelayStatus {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LastRepair {
-    #[schema(example = "12 events missing from the stream after sequence 1840; republished")]
+    #[schema(
+        example = "republished: 12 event(s) missing from the stream after sequence 1840 (the first at store position 1852); republished from the store"
+    )]
     pub detail: String,
     #[schema(example = 3600.5)]
     pub seconds_ago: f64,

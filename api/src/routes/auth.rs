@@ -59,7 +59,7 @@ pub struct RefreshRequest {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SessionTokens {
     /// Send as `Authorization: Bearer <access_token>`.
-    #[schema(example = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIwMTkzYTU5ZiJ9.k3Vj0x")]
+    #[schema(example = "eyJhbGciOiJIUzI1NiJ9.…")]
     pub access_token: String,
     /// Always `Bearer`.
     #[schema(example = "Bearer")]

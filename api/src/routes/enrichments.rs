@@ -49,7 +49,7 @@ pub struct EnrichmentAccepted {
     pub existing: bool,
     /// Set while the model provider is failing: the job waits and resumes
     /// on its own.
-    #[schema(example = "The model provider is failing; the job waits and resumes on its own.")]
+    #[schema(example = "service temporarily unavailable, job queued")]
     pub notice: Option<String>,
 }
 
@@ -78,7 +78,7 @@ pub struct Enrichment {
     /// The model, or the heuristic's version.
     #[schema(example = "gpt-4o-mini")]
     pub produced_by: String,
-    #[schema(example = "enrich-v3")]
+    #[schema(example = "extract-2026-11-22")]
     pub prompt_version: Option<String>,
     /// Reused from an identical earlier request, at no cost.
     #[schema(example = false)]
@@ -129,14 +129,14 @@ impl From<&EnrichmentResult> for Enrichment {
         "keywords": ["warehouse automation", "robotic picking", "computer vision"],
         "sector": "Robotics",
         "signals": [
-            {"kind": "funding", "evidence": "Series A led by Point Nine, announced March 2026", "confidence": "high"},
-            {"kind": "enterprise_customers", "evidence": "Trusted by DHL and Zalando fulfilment centres", "confidence": "medium"}
+            {"kind": "funding", "evidence": "Series A led by Northwind Ventures, announced March 2026", "confidence": "high"},
+            {"kind": "enterprise_customers", "evidence": "Picking in the fulfilment centres of three European retailers", "confidence": "medium"}
         ],
         "confidence": "high",
         "score": 82,
         "source": "model",
         "produced_by": "gpt-4o-mini",
-        "prompt_version": "enrich-v3",
+        "prompt_version": "extract-2026-11-22",
         "cached": false,
         "usage": {"tokens_in": 1480, "tokens_out": 260, "cost_micro_usd": 378}
     },
@@ -152,10 +152,10 @@ pub struct EnrichmentJob {
     pub requested_by: Uuid,
     pub state: JobState,
     /// Attempts started so far (at most 3).
-    #[schema(example = 1)]
+    #[schema(example = 2)]
     pub attempts: u32,
     /// Why the last attempt failed, or why the job is deferred.
-    #[schema(example = "the model answered 503 Service Unavailable")]
+    #[schema(example = "the model provider is unavailable: HTTP 503")]
     pub error: Option<String>,
     /// When a failed attempt will be retried, in milliseconds from its failure.
     #[schema(example = 2000)]
@@ -165,7 +165,7 @@ pub struct EnrichmentJob {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
-    #[schema(example = 3)]
+    #[schema(example = 4)]
     pub version: u64,
 }
 

@@ -35,8 +35,8 @@ pub struct Liveness {
 #[schema(example = json!({"status": "ready", "runs": ["api", "relay", "projector"], "checks": [
     {"name": "postgres", "ok": true, "detail": "reachable"},
     {"name": "nats", "ok": true, "detail": "connected"},
-    {"name": "relay", "ok": true, "lag": 0, "seconds_since_progress": 0.2, "detail":
-     "0 event(s) not yet published; leader: api-7d9f8-2x4kq; stream epoch 1, proven through sequence 18420"},
+    {"name": "relay", "ok": true, "lag": 0, "seconds_since_progress": 0.0, "detail":
+     "0 event(s) not yet published; leader: api-7d9f8-2x4kq:1:3f9c2a1b; stream epoch 1, proven through sequence 18420"},
     {"name": "projection:companies", "ok": true, "lag": 2, "oldest_waiting_seconds": 0.04,
      "seconds_since_progress": 0.1, "detail": "2 message(s) not yet handled, at stream sequence 18418"}]}))]
 pub struct Readiness {
@@ -46,7 +46,7 @@ pub struct Readiness {
     /// The components this process runs (`api`, `relay`, `projector`,
     /// `enricher`; operators only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schema(example = json!(["api", "relay", "projector", "enricher"]))]
+    #[schema(example = json!(["api", "relay", "projector"]))]
     pub runs: Vec<String>,
     pub checks: Vec<Check>,
 }

@@ -36,7 +36,7 @@ pub struct CreatedApiKey {
         example = "vci_0193a5a31c4e7000800000000000000d_Qm9yG3kTz1xPa7c2Lw0vYgJx7cQ2mP9vRkT4wZ8nL3b"
     )]
     pub key: String,
-    #[schema(example = "vci_0193a5a3…0000000d")]
+    #[schema(example = "vci_0193a5a3…000d")]
     pub prefix: String,
     #[schema(example = "CRM sync")]
     pub name: String,
@@ -52,7 +52,7 @@ pub struct ApiKeySummary {
     pub id: Uuid,
     #[schema(example = "CRM sync")]
     pub name: String,
-    #[schema(example = "vci_0193a5a3…0000000d")]
+    #[schema(example = "vci_0193a5a3…000d")]
     pub prefix: String,
     pub role: Role,
     pub created_by: Uuid,
