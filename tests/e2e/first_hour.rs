@@ -43,7 +43,7 @@ fn configuration_mistakes_name_the_variable_exit_2_and_never_show_a_secret() {
             "a short JWT secret",
             vec!["serve"],
             vec![DATABASE, ("VCINTEL_JWT_SECRET", SHORT_SECRET)],
-            "error: VCINTEL_JWT_SECRET (--jwt-secret): invalid value: must be at least 32 bytes",
+            "error: VCINTEL_JWT_SECRET: invalid value: must be at least 32 bytes",
             Some(SHORT_SECRET),
         ),
         (
@@ -54,7 +54,7 @@ fn configuration_mistakes_name_the_variable_exit_2_and_never_show_a_secret() {
                 ("VCINTEL_JWT_SECRET", GOOD_SECRET),
                 ("VCINTEL_ADMIN_TOKEN", SHORT_SECRET),
             ],
-            "error: VCINTEL_ADMIN_TOKEN (--admin-token): invalid value: must be at least 32 bytes",
+            "error: VCINTEL_ADMIN_TOKEN: invalid value: must be at least 32 bytes",
             Some(SHORT_SECRET),
         ),
         (
@@ -68,7 +68,7 @@ fn configuration_mistakes_name_the_variable_exit_2_and_never_show_a_secret() {
             "nothing set",
             vec!["serve"],
             vec![],
-            "error: missing settings: DATABASE_URL (--database-url), VCINTEL_JWT_SECRET (--jwt-secret)",
+            "error: missing settings: DATABASE_URL (--database-url), VCINTEL_JWT_SECRET",
             None,
         ),
         (

@@ -29,11 +29,13 @@ pub fn parse(
     command: Command,
     args: impl IntoIterator<Item = std::ffi::OsString>,
 ) -> Result<ArgMatches, Result<Refusal, clap::Error>> {
-    let mut command = command;
+    let mut declared = command.clone();
+    declared.build();
+    let mut command = secrets_from_the_environment(command);
     command.build();
     let matches = match command.clone().try_get_matches_from(args) {
         Ok(matches) => matches,
-        Err(error) => return Err(explain(&command, error)),
+        Err(error) => return Err(explain(&command, &declared, error)),
     };
     if let Some(secret) = secret_on_command_line(&command, &matches) {
         return Err(Ok(Refusal(format!(
@@ -41,7 +43,75 @@ pub fn parse(
              (every user of the machine can read a command line)"
         ))));
     }
+    let unset = unset_required_secrets(&declared, &matches);
+    if !unset.is_empty() {
+        return Err(Ok(Refusal(format!(
+            "missing settings: {}",
+            unset.join(", ")
+        ))));
+    }
     Ok(matches)
+}
+
+/// The required secrets of the subcommand `matches` ran that have no value,
+/// by their variable (`secrets_from_the_environment` makes them optional
+/// for clap, which would otherwise show their flags in the usage line).
+fn unset_required_secrets(declared: &Command, matches: &ArgMatches) -> Vec<String> {
+    let mut unset: Vec<String> = required_secrets(declared)
+        .filter(|(id, _)| matches.value_source(id.as_str()).is_none())
+        .map(|(_, env)| env)
+        .collect();
+    if let Some((name, sub_matches)) = matches.subcommand() {
+        if let Some(sub) = declared.find_subcommand(name) {
+            unset.extend(unset_required_secrets(sub, sub_matches));
+        }
+    }
+    unset
+}
+
+/// The secrets `command` requires, by id and variable.
+fn required_secrets(command: &Command) -> impl Iterator<Item = (clap::Id, String)> + '_ {
+    command.get_arguments().filter_map(|arg| {
+        let env = env_of(arg).filter(|env| SECRETS.contains(&env.as_str()))?;
+        arg.is_required_set().then(|| (arg.get_id().clone(), env))
+    })
+}
+
+/// `command` with its secrets' flags left out of help and usage (they are
+/// refused), each secret listed instead under its environment variable.
+fn secrets_from_the_environment(command: Command) -> Command {
+    let secrets: Vec<(clap::Id, String, String)> = command
+        .get_arguments()
+        .filter_map(|arg| {
+            let env = env_of(arg).filter(|env| SECRETS.contains(&env.as_str()))?;
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            Some((arg.get_id().clone(), env, help))
+        })
+        .collect();
+    let mut command = command;
+    if !secrets.is_empty() {
+        let width = secrets
+            .iter()
+            .map(|(_, env, _)| env.len())
+            .max()
+            .unwrap_or(0);
+        let mut listing = String::from(
+            "Secrets, from the environment only (a command line is readable by every user):",
+        );
+        for (id, env, help) in secrets {
+            listing.push_str(&format!("\n  {env:width$}  {help}"));
+            command = command.mut_arg(id, |arg| arg.hide(true).required(false));
+        }
+        command = command.after_help(listing);
+    }
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_owned())
+        .collect();
+    for name in names {
+        command = command.mut_subcommand(name, secrets_from_the_environment);
+    }
+    command
 }
 
 /// The first secret given as a flag, by its environment variable.
@@ -67,12 +137,17 @@ fn env_of(arg: &Arg) -> Option<String> {
 /// Turns clap's error into one that names the environment variable and
 /// never shows a hidden value; other errors (help, version, unknown
 /// subcommands) stay clap's.
-fn explain(command: &Command, error: clap::Error) -> Result<Refusal, clap::Error> {
+fn explain(
+    command: &Command,
+    declared: &Command,
+    error: clap::Error,
+) -> Result<Refusal, clap::Error> {
     let named = |flag: &str| -> Option<(String, bool)> {
         let long = flag.split_whitespace().next()?.strip_prefix("--")?;
         let arg = find_arg(command, long)?;
-        let env = env_of(arg);
-        let label = match env {
+        // A secret's flag is refused, so only its variable is named.
+        let label = match env_of(arg) {
+            Some(env) if SECRETS.contains(&env.as_str()) => env,
             Some(env) => format!("{env} (--{long})"),
             None => format!("--{long}"),
         };
@@ -105,14 +180,41 @@ fn explain(command: &Command, error: clap::Error) -> Result<Refusal, clap::Error
             let Some(ContextValue::Strings(flags)) = error.get(ContextKind::InvalidArg) else {
                 return Err(error);
             };
-            let missing: Vec<String> = flags
+            let mut missing: Vec<String> = flags
                 .iter()
                 .map(|flag| named(flag).map_or_else(|| flag.clone(), |(label, _)| label))
                 .collect();
+            // The secrets the same command requires are not clap's to
+            // report (it takes them as optional): those unset join the list.
+            let owner = flags
+                .first()
+                .and_then(|flag| flag.split_whitespace().next()?.strip_prefix("--"))
+                .and_then(|long| command_with_arg(declared, long));
+            if let Some(owner) = owner {
+                let set = |env: &str| std::env::var_os(env).is_some_and(|value| !value.is_empty());
+                missing.extend(
+                    required_secrets(owner)
+                        .map(|(_, env)| env)
+                        .filter(|env| !set(env)),
+                );
+            }
             Ok(Refusal(format!("missing settings: {}", missing.join(", "))))
         }
         _ => Err(error),
     }
+}
+
+/// The (sub)command that declares this long flag.
+fn command_with_arg<'c>(command: &'c Command, long: &str) -> Option<&'c Command> {
+    if command
+        .get_arguments()
+        .any(|arg| arg.get_long() == Some(long))
+    {
+        return Some(command);
+    }
+    command
+        .get_subcommands()
+        .find_map(|sub| command_with_arg(sub, long))
 }
 
 /// The argument with this long flag anywhere in the command tree.
@@ -157,7 +259,7 @@ mod tests {
         assert!(!message.contains("Zq8r"), "{message}");
         assert_eq!(
             message,
-            "VCINTEL_JWT_SECRET (--jwt-secret): invalid value: must be at least 32 bytes"
+            "VCINTEL_JWT_SECRET: invalid value: must be at least 32 bytes"
         );
     }
 
@@ -176,6 +278,30 @@ mod tests {
             message.starts_with("VCINTEL_JWT_SECRET must be set in the environment"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn help_lists_secrets_by_their_variable_and_offers_no_flag_for_them() {
+        for command in [
+            &["vcintel", "serve", "--help"][..],
+            &["vcintel", "projections", "--help"],
+        ] {
+            let outcome = parse(
+                crate::cli::Cli::command(),
+                command.iter().map(std::ffi::OsString::from),
+            );
+            let Err(Err(help)) = outcome else {
+                panic!("{command:?} printed no help");
+            };
+            let text = help.render().to_string();
+            assert!(
+                text.contains("Secrets, from the environment only"),
+                "{text}"
+            );
+            assert!(text.contains("VCINTEL_PRIVACY_MASTER_KEY"), "{text}");
+            assert!(!text.contains("--master-key "), "{text}");
+            assert!(!text.contains("--jwt-secret"), "{text}");
+        }
     }
 
     #[test]
