@@ -9,11 +9,13 @@ pub enum DemoAction {
     /// companies across sectors and stages, notes, lists and saved searches
     /// (creating the account if needed). Safe to re-run.
     Seed {
+        /// The account to fill (and create if it does not exist).
         #[arg(long, default_value = "demo@vcintel.dev")]
         email: String,
         /// Creates the account with this password if it does not exist.
         #[arg(long, env = "VCINTEL_DEMO_PASSWORD", hide_env_values = true)]
         password: Option<secrecy::SecretString>,
+        /// How many companies the workspace gets.
         #[arg(long, default_value_t = 300)]
         companies: usize,
         #[command(flatten)]

@@ -41,6 +41,7 @@ pub enum Command {
     },
     /// Apply, revert or list database migrations.
     Migrate {
+        /// Postgres connection URL (the event store and read models).
         #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
         database_url: Option<String>,
         #[command(subcommand)]
@@ -48,6 +49,7 @@ pub enum Command {
     },
     /// Read, export and check the event store.
     Events {
+        /// Postgres connection URL (the event store and read models).
         #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
         database_url: Option<String>,
         #[command(flatten)]
@@ -57,6 +59,7 @@ pub enum Command {
     },
     /// Read-model maintenance.
     Projections {
+        /// Postgres connection URL (the event store and read models).
         #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
         database_url: Option<String>,
         #[command(flatten)]
@@ -67,6 +70,7 @@ pub enum Command {
     /// The events stream: what the relay has proven it holds, the
     /// divergences it found and repaired, and the refill command.
     Stream {
+        /// Postgres connection URL (the event store and read models).
         #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
         database_url: Option<String>,
         #[command(subcommand)]
@@ -75,7 +79,8 @@ pub enum Command {
     /// Consistent backups of what cannot be rebuilt, their verification,
     /// and restores into an empty database.
     Backup {
-        /// Needed to create and restore, not to verify.
+        /// Postgres connection URL: needed to create and restore, not to
+        /// verify.
         #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
         database_url: Option<String>,
         #[command(flatten)]
@@ -85,6 +90,7 @@ pub enum Command {
     },
     /// Crypto-shredding keys: rotate the master key.
     Privacy {
+        /// Postgres connection URL (the event store and read models).
         #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
         database_url: Option<String>,
         #[command(flatten)]
@@ -94,6 +100,7 @@ pub enum Command {
     },
     /// Sample data for trying the product.
     Demo {
+        /// Postgres connection URL (the event store and read models).
         #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
         database_url: Option<String>,
         #[command(subcommand)]
