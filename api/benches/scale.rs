@@ -255,25 +255,10 @@ async fn measure(
 /// Waits until the API's watch serves reads from the replica.
 async fn wait_for_fit_replica(env: &TestEnv, base: &str) {
     helpers::eventually(Duration::from_secs(30), "the replica fit", || async {
-        let ready: serde_json::Value = env
-            .http
-            .get(format!("{base}/health/ready"))
-            .bearer_auth(helpers::ADMIN_TOKEN)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        ready["checks"]
-            .as_array()?
-            .iter()
-            .any(|c| {
-                c["name"] == "read_replicas"
-                    && c["detail"]
-                        .as_str()
-                        .is_some_and(|d| d.starts_with("1 of 1 serve reads"))
-            })
+        let check = env.readiness_check(base, "read_replicas").await?;
+        check["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("1 of 1 serve reads"))
             .then_some(())
     })
     .await;

@@ -142,8 +142,7 @@ impl ReadPools {
                     };
                 }
             }
-            metrics::counter!("vcintel_read_fallbacks_total", "reason" => "no_fit_replica")
-                .increment(1);
+            fell_back("no_fit_replica");
         }
         self.primary()
     }
@@ -285,4 +284,10 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Counts a read the replicas could not take, by why
+/// (`vcintel_read_fallbacks_total`): the one place it is counted.
+pub fn fell_back(reason: &'static str) {
+    metrics::counter!("vcintel_read_fallbacks_total", "reason" => reason).increment(1);
 }

@@ -453,6 +453,27 @@ impl TestEnv {
             .expect("issue token")
     }
 
+    /// The readiness check `name` of the process serving `base`, as an
+    /// operator sees it (with its detail); `None` when the process does not
+    /// answer or has no such check.
+    pub async fn readiness_check(&self, base: &str, name: &str) -> Option<Value> {
+        let ready: Value = self
+            .http
+            .get(format!("{base}/health/ready"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        ready["checks"]
+            .as_array()?
+            .iter()
+            .find(|check| check["name"] == name)
+            .cloned()
+    }
+
     /// GETs `url` as the holder of `token`; the status and the JSON body.
     pub async fn get_json(&self, url: &str, token: &str) -> (reqwest::StatusCode, Value) {
         let response = self.http.get(url).bearer_auth(token).send().await.unwrap();

@@ -7,7 +7,6 @@
 use crate::crash::until_converged;
 use crate::helpers::{
     eventually, free_port, wait_until_answering, Endpoint, KillOnDrop, PrivatePostgres, TestEnv,
-    ADMIN_TOKEN,
 };
 use crate::outage::{answers_through_faults, assert_each_stored_once, load, store_counts};
 use reqwest::StatusCode;
@@ -19,24 +18,10 @@ use vcintel_domain::Role;
 
 /// The `read_replicas` check's detail, as an operator reads it.
 async fn replicas_detail(env: &TestEnv, base: &str) -> String {
-    let ready: serde_json::Value = env
-        .http
-        .get(format!("{base}/health/ready"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    ready["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "read_replicas")
-        .and_then(|c| c["detail"].as_str())
+    let check = env.readiness_check(base, "read_replicas").await;
+    check
+        .and_then(|c| c["detail"].as_str().map(str::to_owned))
         .unwrap_or_default()
-        .to_owned()
 }
 
 /// Transactions the replica has run for clients (its own statistics).

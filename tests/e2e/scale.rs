@@ -127,26 +127,11 @@ async fn every_process_runs_several_times_on_a_three_node_cluster_that_loses_a_n
         Duration::from_secs(15),
         "readiness to show the copies",
         || async {
-            let ready: serde_json::Value = env
-                .http
-                .get(format!("{}/health/ready", bases[0]))
-                .bearer_auth(ADMIN_TOKEN)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            ready["checks"]
-                .as_array()?
-                .iter()
-                .find(|c| c["name"] == "stream")
-                .filter(|c| {
-                    c["detail"]
-                        .as_str()
-                        .is_some_and(|d| d.starts_with("R3 on vcintel-test: leader n"))
-                })
-                .cloned()
+            env.readiness_check(&bases[0], "stream").await.filter(|c| {
+                c["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("R3 on vcintel-test: leader n"))
+            })
         },
     )
     .await;

@@ -111,7 +111,7 @@ async fn read_on_replica(
             Ok(_) => "replica_failed",
             Err(_) => "replica_timeout",
         };
-    metrics::counter!("vcintel_read_fallbacks_total", "reason" => reason).increment(1);
+    vcintel_infra::replicas::fell_back(reason);
     tracing::warn!(
         replica = reads.0.replica.as_deref().unwrap_or_default(),
         reason,
@@ -246,16 +246,15 @@ pub async fn wait_until_reflected(
         let behind = if reads.0.replica.is_some() {
             // A replica that stops answering mid-wait hands over to the
             // primary rather than hold the request.
-            let reason = match tokio::time::timeout(state.replica_timeout, probe).await {
-                Ok(Ok(behind)) => Ok(behind),
-                Ok(Err(_)) => Err("replica_failed"),
-                Err(_) => Err("replica_timeout"),
-            };
-            match reason {
-                Ok(behind) => behind,
-                Err(reason) => {
-                    metrics::counter!("vcintel_read_fallbacks_total", "reason" => reason)
-                        .increment(1);
+            match tokio::time::timeout(state.replica_timeout, probe).await {
+                Ok(Ok(behind)) => behind,
+                outcome => {
+                    let timed_out = outcome.is_err();
+                    vcintel_infra::replicas::fell_back(if timed_out {
+                        "replica_timeout"
+                    } else {
+                        "replica_failed"
+                    });
                     *reads = Reads(state.reads.primary());
                     continue;
                 }
@@ -276,8 +275,7 @@ pub async fn wait_until_reflected(
                 .await?
                     == 0
             {
-                metrics::counter!("vcintel_read_fallbacks_total", "reason" => "replica_behind")
-                    .increment(1);
+                vcintel_infra::replicas::fell_back("replica_behind");
                 *reads = Reads(state.reads.primary());
                 return Ok(());
             }
